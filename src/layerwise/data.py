@@ -98,7 +98,7 @@ def _clean_split(dset, params: StudyParams, split: str):
         if col is not None and col not in cols:
             raise LayerwiseError(f"field 'dataset.{key}': column {col!r} not found in split {split!r} "
                                  f"(columns: {', '.join(cols)})", where, f"set dataset.{key} to one of them")
-    texts = dset[ds.text_column]
+    texts = list(dset[ds.text_column])
     bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
     if bad:
         if len(bad) > MAX_EMPTY_FRACTION * len(texts):
@@ -148,13 +148,14 @@ def load_splits(params: StudyParams, num_train: int | None = None, num_test: int
     test = test_all.select(test_order[:num_test])
 
     label_feature = raw[ds.train_split].features.get(ds.label_column)
-    names, mapping = _label_mapping(train_all[ds.label_column] + test_all[ds.label_column], label_feature)
+    names, mapping = _label_mapping(list(train_all[ds.label_column]) + list(test_all[ds.label_column]), label_feature)
     if len(names) < 2:
         raise LayerwiseError(f"field 'dataset.label_column': column {ds.label_column!r} has a single class",
                              where, "a classification study needs at least two labels")
 
     def tidy(d):
-        out = {"text": d[ds.text_column], "label": [mapping[v] for v in d[ds.label_column]], "index": d["index"]}
+        out = {"text": list(d[ds.text_column]), "label": [mapping[v] for v in d[ds.label_column]],
+               "index": list(d["index"])}
         if ds.domain_column:
             out["domain"] = [str(v) for v in d[ds.domain_column]]
         elif "domain" in d.column_names:
@@ -167,7 +168,7 @@ def load_splits(params: StudyParams, num_train: int | None = None, num_test: int
         if len(set(part["label"])) < 2:
             raise LayerwiseError(f"the selected {name} examples hold a single class", where,
                                  "select more examples (finetune.num_train / num_test) or shuffle the data")
-    selection = {"train_index": train["index"], "test_index": test["index"], "held_out_test": held_out,
+    selection = {"train_index": list(train["index"]), "test_index": list(test["index"]), "held_out_test": held_out,
                  "label_names": names}
     selection["hash"] = content_hash({"payload": params.data_payload(), "num_train": num_train,
                                       "num_test": num_test, **selection})

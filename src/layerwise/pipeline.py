@@ -1,0 +1,221 @@
+"""The study steps for one params file, each cached by content hash: fine-tuning, the geometry
+engine (one pass per state), probes and statistics; and ``load_study`` that returns every table
+the chapters read."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .config import StudyParams, load_params
+from .errors import LayerwiseError
+from .repro import atomic_dir, cache_root, content_hash, file_hash, is_done, provenance
+
+log = logging.getLogger(__name__)
+PACKAGE_DIR = Path(__file__).parent
+TABLES = ("tidy", "per_sentence", "cosine_sample", "rogue", "cka", "cones")
+
+
+def _source_hash(*modules: str) -> str:
+    """Hash of the code that produces a result: a change of the code recomputes it."""
+    return content_hash({m: file_hash(PACKAGE_DIR / f"{m}.py") for m in modules})
+
+
+def model_key(params: StudyParams) -> dict[str, Any]:
+    from .models import resolve_model
+
+    source = resolve_model(params.model, params)
+    key: dict[str, Any] = {"model": params.model.id, "revision": params.model.revision}
+    if params.model.kind == "local":
+        key["files"] = file_hash(source)
+    return key
+
+
+def finetuned(params: StudyParams, progress: bool = True):
+    """The fine-tuned checkpoint for these params (trained once, then read from the cache)."""
+    from .finetune import finetune
+
+    return finetune(params, progress=progress)
+
+
+@dataclass
+class Study:
+    """Every table of one model study (see docs/architecture.md, "Result tables")."""
+
+    params: StudyParams
+    tidy: pd.DataFrame
+    per_sentence: pd.DataFrame
+    cosine_sample: pd.DataFrame
+    rogue: pd.DataFrame
+    cka: pd.DataFrame
+    cones: pd.DataFrame
+    finetune: dict[str, Any]
+    manifest: dict[str, Any] = field(default_factory=dict)
+    paths: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.params.name
+
+    def metric(self, metric: str, state: str | None = None) -> pd.DataFrame:
+        """Rows of the tidy table for one metric (and state), sorted by layer."""
+        df = self.tidy[self.tidy.metric == metric]
+        if state is not None:
+            df = df[df.state == state]
+        return df.sort_values(["state", "layer"]).reset_index(drop=True)
+
+    def value(self, metric: str, state: str, layer: int) -> float:
+        rows = self.tidy[(self.tidy.metric == metric) & (self.tidy.state == state) & (self.tidy.layer == layer)]
+        if rows.empty:
+            raise KeyError(f"no value for metric={metric} state={state} layer={layer}")
+        return float(rows.value.iloc[0])
+
+
+def _selection_texts(splits) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    texts = list(splits.train["text"]) + list(splits.test["text"])
+    labels = np.asarray(list(splits.train["label"]) + list(splits.test["label"]), dtype=np.int64)
+    split = np.array(["train"] * len(splits.train) + ["test"] * len(splits.test))
+    index = np.asarray(list(splits.train["index"]) + list(splits.test["index"]), dtype=np.int64)
+    return texts, labels, split, index
+
+
+def analyze(params: StudyParams, progress: bool = True) -> Path:
+    """Run the geometry engine for every state of ``params.analysis.states``; one forward pass per
+    batch per state. Results (Parquet tables, float16 embeddings, manifest) go to a cache entry keyed
+    by model, data selection, analysis settings, the fine-tuned checkpoint and the engine's code."""
+    from . import extract
+    from .data import load_splits
+    from .models import load_model, pick_device, resolve_model
+
+    splits = load_splits(params)
+    ft = finetuned(params, progress) if "finetuned" in params.analysis.states else None
+    key = content_hash({"model": model_key(params), "selection": splits.selection["hash"],
+                        "analysis": params.analysis.model_dump(), "finetuned": ft.path.name if ft else None,
+                        "code": _source_hash("extract", "metrics", "models")})
+    entry = cache_root() / "results" / f"{params.name}-{key}"
+    if is_done(entry):
+        return entry
+    texts, labels, split, index = _selection_texts(splits)
+    geometry = np.zeros(len(texts), dtype=bool)
+    test_pos = np.flatnonzero(split == "test")[: params.analysis.num_sentences]
+    geometry[test_pos] = True
+    source = resolve_model(params.model, params)
+    device = pick_device()
+    settings = extract.EngineSettings.from_spec(params.analysis)
+    tables: dict[str, list[pd.DataFrame]] = {t: [] for t in ("tidy", "per_sentence", "cosine_sample", "rogue")}
+    embeddings: dict[str, dict[str, np.ndarray]] = {}
+    timings: dict[str, float] = {}
+    with atomic_dir(entry) as tmp:
+        for state in params.analysis.states:
+            where = f"{params.path or params.name}: state {state}"
+            path = str(ft.path) if state == "finetuned" else source
+            revision = None if state == "finetuned" else params.model.revision
+            model, tokenizer = load_model(path, splits.num_labels, revision=revision, state=state,
+                                          seed=params.analysis.seed, where=where, device=device)
+            t0 = time.perf_counter()
+            res = extract.run_state(model, tokenizer, texts, state=state, model_name=params.name,
+                                    geometry_mask=geometry, settings=settings, device=device, progress=progress)
+            timings[state] = time.perf_counter() - t0
+            for t in tables:
+                tables[t].append(getattr(res, t))
+            embeddings[state] = {"cls": res.cls, "mean": res.mean, "label": labels, "split": split, "index": index}
+            np.savez(tmp / f"embeddings_{state}.npz", **embeddings[state])
+            del model
+        test_only = {s: {k: (v[split == "test"] if isinstance(v, np.ndarray) and len(v) == len(split) else v)
+                         for k, v in e.items()} for s, e in embeddings.items()}
+        cka_rows, cka = extract.compare_states(test_only, params.name)
+        tables["tidy"].append(cka_rows)
+        for t, parts in tables.items():
+            pd.concat(parts, ignore_index=True).to_parquet(tmp / f"{t}.parquet", index=False)
+        cka.to_parquet(tmp / "cka.parquet", index=False)
+        manifest = {"params": params.model_dump(mode="json"), "params_file": str(params.path),
+                    "selection": splits.selection, "cache_key": key, "finetuned": str(ft.path) if ft else None,
+                    "timings_s": timings, "device": str(device), **provenance()}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+    return entry
+
+
+def load_embeddings(entry: Path, states: list[str]) -> dict[str, dict[str, np.ndarray]]:
+    out = {}
+    for s in states:
+        with np.load(entry / f"embeddings_{s}.npz") as z:
+            out[s] = {k: z[k] for k in z.files}
+    return out
+
+
+def probe(params: StudyParams, analysis_entry: Path | None = None, progress: bool = True) -> Path:
+    """Probes, class geometry and statistical tests on the stored embeddings (no forward pass)."""
+    from . import probes, stats
+
+    analysis_entry = analysis_entry or analyze(params, progress)
+    a = params.analysis
+    key = content_hash({"analysis": analysis_entry.name, "code": _source_hash("probes", "stats"),
+                        "seeds": a.probe_seeds, "bootstrap": a.bootstrap, "seed": a.seed})
+    entry = cache_root() / "probes" / f"{params.name}-{key}"
+    if is_done(entry):
+        return entry
+    emb = load_embeddings(analysis_entry, a.states)
+    geometry_tidy = pd.read_parquet(analysis_entry / "tidy.parquet")
+    per_sentence = pd.read_parquet(analysis_entry / "per_sentence.parquet")
+    with atomic_dir(entry) as tmp:
+        probe_tidy, cones = probes.probe_study(emb, params.name, seeds=a.probe_seeds, n_boot=a.bootstrap,
+                                               seed=a.seed)
+        parts = [probe_tidy]
+        if "pretrained" in a.states and len(a.states) > 1:
+            parts.append(stats.compare_states(per_sentence, reference="pretrained", n_boot=a.bootstrap,
+                                              seed=a.seed))
+        parts.append(stats.convergence_correlation(pd.concat([geometry_tidy, probe_tidy], ignore_index=True)))
+        pd.concat(parts, ignore_index=True).to_parquet(tmp / "tidy.parquet", index=False)
+        cones.to_parquet(tmp / "cones.parquet", index=False)
+        (tmp / "manifest.json").write_text(json.dumps({"analysis_entry": analysis_entry.name, "cache_key": key,
+                                                       **provenance()}, indent=2, default=str))
+    return entry
+
+
+def load_study(params_path: str | Path | StudyParams, progress: bool = True) -> Study:
+    """Everything one chapter needs for one params file, computed through the caches."""
+    from .finetune import load_finetune_metrics
+
+    params = params_path if isinstance(params_path, StudyParams) else load_params(params_path)
+    a_entry = analyze(params, progress)
+    p_entry = probe(params, a_entry, progress)
+    manifest = json.loads((a_entry / "manifest.json").read_text())
+    tidy = pd.concat([pd.read_parquet(a_entry / "tidy.parquet"), pd.read_parquet(p_entry / "tidy.parquet")],
+                     ignore_index=True)
+    ft_metrics: dict[str, Any] = {}
+    if manifest.get("finetuned"):
+        ft_metrics = load_finetune_metrics(Path(manifest["finetuned"]))
+    manifest["cache_entries"] = {"analysis": str(a_entry), "probes": str(p_entry),
+                                 "finetune": manifest.get("finetuned")}
+    return Study(
+        params=params, tidy=tidy,
+        per_sentence=pd.read_parquet(a_entry / "per_sentence.parquet"),
+        cosine_sample=pd.read_parquet(a_entry / "cosine_sample.parquet"),
+        rogue=pd.read_parquet(a_entry / "rogue.parquet"),
+        cka=pd.read_parquet(a_entry / "cka.parquet"),
+        cones=pd.read_parquet(p_entry / "cones.parquet"),
+        finetune=ft_metrics, manifest=manifest,
+        paths={"analysis": a_entry, "probes": p_entry},
+    )
+
+
+def export_tables(study: Study, out_dir: str | Path) -> dict[str, Path]:
+    """Write the tidy tables of a study as Parquet and CSV (for reuse outside the report)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for t in TABLES:
+        df: pd.DataFrame = getattr(study, t)
+        p = out / f"{study.name}_{t}.parquet"
+        df.to_parquet(p, index=False)
+        written[t] = p
+    study.tidy.to_csv(out / f"{study.name}_tidy.csv", index=False)
+    return written
+

@@ -1,0 +1,81 @@
+"""Params validation: every malformed file gives one message naming the file, the field and the fix."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from layerwise.config import load_params, parse_params
+from layerwise.errors import LayerwiseError
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE = {"name": "t", "model": {"id": "embedded:minilm"}, "dataset": {"source": "embedded:demo-fr"}}
+
+
+def write(tmp_path, data, name="p.yml"):
+    p = tmp_path / name
+    p.write_text(yaml.safe_dump(data) if not isinstance(data, str) else data)
+    return p
+
+
+@pytest.mark.parametrize("name", ["demo", "camembert", "flaubert"])
+def test_shipped_params_are_valid(name):
+    p = load_params(ROOT / "params" / f"{name}.yml")
+    assert p.name == name
+    assert p.finetune.seed == 42
+
+
+def test_defaults_follow_the_seed_study():
+    p = parse_params(BASE)
+    assert (p.finetune.num_train, p.finetune.num_test, p.finetune.epochs) == (5000, 1000, 1.0)
+    assert p.analysis.states == ["pretrained", "finetuned", "random"]
+    assert p.model.kind == "embedded" and p.dataset.kind == "embedded"
+    assert parse_params({**BASE, "model": {"id": "camembert-base"}}).model.kind == "hub"
+    assert parse_params({**BASE, "dataset": {"source": "tblard/allocine"}}).dataset.kind == "hub"
+
+
+@pytest.mark.parametrize("mutate, field, fix_word", [
+    (lambda d: d["finetune"].update(num_train="many"), "finetune.num_train", "correct"),
+    (lambda d: d.update(colour="blue"), "colour", "remove"),
+    (lambda d: d["finetune"].update(epoch=2), "finetune.epoch", "epochs"),
+    (lambda d: d["finetune"].update(num_test=-3), "finetune.num_test", "correct"),
+    (lambda d: d.pop("model"), "model", "add"),
+    (lambda d: d["analysis"].update(states=["pretrained", "banana"]), "analysis.states", "correct"),
+])
+def test_malformed_params_name_file_field_and_fix(tmp_path, mutate, field, fix_word):
+    data = {**BASE, "finetune": {}, "analysis": {}}
+    mutate(data)
+    p = write(tmp_path, data)
+    with pytest.raises(LayerwiseError) as exc:
+        load_params(p)
+    msg = str(exc.value)
+    assert str(p) in msg and f"'{field}" in msg and "Fix:" in msg and fix_word in msg
+    assert "\n" not in msg
+
+
+def test_missing_local_paths_are_errors(tmp_path):
+    p = write(tmp_path, {**BASE, "dataset": {"source": "./nope/reviews.csv"}})
+    with pytest.raises(LayerwiseError, match=r"dataset.source.*does not exist"):
+        load_params(p)
+    p = write(tmp_path, {**BASE, "model": {"id": "./no-such-model"}})
+    with pytest.raises(LayerwiseError, match=r"model.id.*does not exist"):
+        load_params(p)
+    p = write(tmp_path, {**BASE, "dataset": {"data_files": {"train": "a.csv", "test": "b.csv"}}})
+    with pytest.raises(LayerwiseError, match=r"data_files\.(train|test).*does not exist"):
+        load_params(p)
+
+
+def test_not_yaml_and_not_mapping(tmp_path):
+    with pytest.raises(LayerwiseError, match="not valid YAML at line"):
+        load_params(write(tmp_path, "name: [unclosed\n"))
+    with pytest.raises(LayerwiseError, match="YAML mapping"):
+        load_params(write(tmp_path, "- a\n- b\n"))
+    with pytest.raises(LayerwiseError, match="not found"):
+        load_params(tmp_path / "absent.yml")
+
+
+def test_relative_paths_resolve_from_params_folder(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "x.jsonl").write_text('{"text": "a", "label": 0}\n')
+    p = load_params(write(tmp_path, {**BASE, "dataset": {"source": "data/x.jsonl"}}))
+    assert p.resolve_path("data/x.jsonl") == tmp_path / "data" / "x.jsonl"
