@@ -1,0 +1,48 @@
+"""Run every benchmark of bench/ (each writes bench/RESULTS-<name>.md), then gather them into
+bench/RESULTS.md. Usage: `make bench` or `python bench/run_all.py [name ...]`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+ORDER = ("finetune", "geometry", "probes", "report")
+
+
+def gather() -> Path:
+    parts = ["# Benchmark results\n",
+             "Each section is written by `bench/bench_<name>.py`; every comparison is measured side by side "
+             "in one run on the same machine. `make bench` re-runs them all.\n"]
+    for name in ORDER:
+        f = HERE / f"RESULTS-{name}.md"
+        if f.is_file():
+            parts.append(f.read_text(encoding="utf-8").strip() + "\n")
+        else:
+            parts.append(f"## {name}\n\nNot measured yet (`python bench/bench_{name}.py`).\n")
+    out = HERE / "RESULTS.md"
+    out.write_text("\n".join(parts), encoding="utf-8")
+    return out
+
+
+def main(argv: list[str]) -> int:
+    names = argv or list(ORDER)
+    status = 0
+    for name in names:
+        script = HERE / f"bench_{name}.py"
+        if not script.is_file():
+            print(f"skip {name}: {script} not found")
+            continue
+        t0 = time.perf_counter()
+        print(f"== {script.name}", flush=True)
+        rc = subprocess.call([sys.executable, str(script)])
+        print(f"== {script.name}: exit {rc} in {time.perf_counter() - t0:.0f} s", flush=True)
+        status = status or rc
+    print(f"wrote {gather()}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
