@@ -1,0 +1,58 @@
+"""One loader for every model kind and state: tiny BERT/CamemBERT/FlauBERT and the embedded MiniLM."""
+
+import pytest
+import torch
+
+from layerwise.config import parse_params
+from layerwise.errors import LayerwiseError
+from layerwise.models import check_model_available, load_model, num_hidden_states, pick_device, resolve_model
+
+
+def hidden_states(model, tok, texts):
+    enc = tok(texts, padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        return model(**enc, output_hidden_states=True).hidden_states
+
+
+def test_tiny_architectures_load_through_the_same_loader(tiny_model):
+    arch, path = tiny_model
+    model, tok = load_model(str(path), 2)
+    assert not model.training
+    hs = hidden_states(model, tok, ["un avis court", "un avis nettement plus long que le premier"])
+    assert len(hs) == num_hidden_states(model) == 3
+    assert all(h.shape[-1] == 32 for h in hs)
+
+
+def test_random_state_keeps_architecture_changes_weights(tiny_model):
+    arch, path = tiny_model
+    pre, _ = load_model(str(path), 2)
+    rnd, _ = load_model(str(path), 2, state="random", seed=1)
+    rnd2, _ = load_model(str(path), 2, state="random", seed=1)
+    assert type(pre) is type(rnd)
+    p = dict(pre.named_parameters())
+    r = dict(rnd.named_parameters())
+    name = next(n for n in p if n.endswith("weight") and p[n].dim() == 2 and "embed" not in n)
+    assert not torch.allclose(p[name], r[name])
+    assert torch.equal(r[name], dict(rnd2.named_parameters())[name]), "random state must be seeded"
+
+
+def test_embedded_minilm(minilm_dir):
+    spec = parse_params({"name": "d", "model": {"id": "embedded:minilm"}, "dataset": {"source": "embedded:demo-fr"}})
+    assert resolve_model(spec.model) == str(minilm_dir)
+    model, tok = load_model(resolve_model(spec.model), 2)
+    hs = hidden_states(model, tok, ["Un très bon livre.", "Je ne le recommande pas du tout."])
+    assert len(hs) == 7 and hs[0].shape[-1] == 384
+    assert check_model_available(spec) == str(minilm_dir)
+
+
+def test_unknown_model_offline_is_one_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(LayerwiseError) as exc:
+        load_model("someone/no-such-model-xyz", 2)
+    msg = str(exc.value)
+    assert "no-such-model-xyz" in msg and "embedded:minilm" in msg and "\n" not in msg
+
+
+def test_device_pick(monkeypatch):
+    monkeypatch.setenv("LAYERWISE_DEVICE", "cpu")
+    assert pick_device().type == "cpu"
