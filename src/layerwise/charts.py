@@ -1,0 +1,697 @@
+"""Altair charts of the result tables, and an offline renderer (HTML + SVG in one output bundle).
+
+Every chart function takes the tidy frames of ``docs/architecture.md`` ("Result tables") and returns an
+``alt.Chart`` built from *aggregates* only (quantiles, means with CIs, binned counts, bounded samples),
+never from raw rows, so the data embedded in a chart stays far below Altair's 5000-row limit.
+
+Rendering (:func:`mimebundle`, :func:`show`, :func:`enable`): one Jupyter output bundle per chart with
+
+* ``text/html``: a ``<div>`` with a unique id and a small script calling ``vegaEmbed`` on it. The
+  Vega, Vega-Lite and vega-embed libraries are not loaded from a CDN: they come from the bundle shipped
+  inside ``vl-convert-python`` (``vl_convert.javascript_bundle``) and are inlined ONCE per kernel (that
+  is, once per executed notebook / chapter page), in the output of the first chart shown;
+* ``image/svg+xml``: the same chart drawn by ``vl_convert.vegalite_to_svg`` (no browser, no network),
+  which is what Quarto's typst/PDF output and any non-HTML viewer use;
+* ``text/plain``: the chart's title.
+"""
+
+from __future__ import annotations
+
+import html as html_lib
+import itertools
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+from .errors import LayerwiseError
+
+#: Canonical order and colours of the model states (same in every chart).
+STATES = ("pretrained", "finetuned", "random")
+STATE_COLORS = ("#4c78a8", "#f58518", "#9d9d9d")
+QUANTILES = ("q05", "q25", "q50", "q75", "q95")
+#: Altair refuses to embed more rows than this (``MaxRowsError``); our charts stay well below.
+MAX_ROWS = 5000
+WIDTH = 520
+HEIGHT = 240
+
+HTML_MIME = "text/html"
+SVG_MIME = "image/svg+xml"
+CHART_CLASS = "lw-chart"
+
+_LIBRARY_EMITTED = False
+_COUNTER = itertools.count(1)
+_BUNDLE_CACHE: dict[str, str] = {}
+
+
+# --------------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------------
+
+def _need(df: pd.DataFrame, columns: Sequence[str], where: str) -> None:
+    """Raise a LayerwiseError naming the columns a table lacks."""
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise LayerwiseError(f"table lacks column(s) {missing}", where,
+                             "pass the table named in docs/architecture.md (Result tables)")
+
+
+def _rows(tidy: pd.DataFrame, metrics: Sequence[str], where: str) -> pd.DataFrame:
+    """The tidy rows of ``metrics`` (a copy); a LayerwiseError when there are none."""
+    _need(tidy, ["model", "state", "layer", "metric", "value"], where)
+    df = tidy[tidy["metric"].isin(list(metrics))]
+    if df.empty:
+        raise LayerwiseError(f"no rows for metric(s) {list(metrics)}", where,
+                             "run the analysis that produces them (layerwise analyze / probe) or pick another metric")
+    return df.copy()
+
+
+def state_order(values) -> list[str]:
+    """Known states in the canonical order, then any other value sorted."""
+    present = list(dict.fromkeys(str(v) for v in values))
+    return [s for s in STATES if s in present] + sorted(s for s in present if s not in STATES)
+
+
+def _state_scale(values) -> alt.Scale:
+    """Colour scale of the states present: the fixed palette, in the canonical order."""
+    order = state_order(values)
+    palette = dict(zip(STATES, STATE_COLORS))
+    extra = iter(["#54a24b", "#e45756", "#72b7b2", "#b279a2"])
+    return alt.Scale(domain=order, range=[palette.get(s) or next(extra) for s in order])
+
+
+def _channel_args(df: pd.DataFrame, field: str) -> dict[str, Any]:
+    """Shorthand, scale and sort of a colour-like channel on ``field``."""
+    if field == "state":
+        return {"shorthand": "state:N", "scale": _state_scale(df["state"]), "sort": state_order(df["state"])}
+    return {"shorthand": f"{field}:N", "scale": alt.Scale(scheme="category10"),
+            "sort": list(dict.fromkeys(df[field]))}
+
+
+def _color(df: pd.DataFrame, field: str, title: str | None = None) -> alt.Color:
+    """Colour by ``field``: the fixed state palette for states, category10 otherwise (legend symbols
+    drawn opaque, whatever the mark's opacity)."""
+    return alt.Color(title=title or field, legend=alt.Legend(symbolOpacity=1, symbolType="circle"),
+                     **_channel_args(df, field))
+
+
+def _metric_labels(metrics: str | Sequence[str] | Mapping[str, str]) -> dict[str, str]:
+    """``{metric: label}`` from a name, a list of names or a mapping."""
+    if isinstance(metrics, str):
+        return {metrics: metrics}
+    if isinstance(metrics, Mapping):
+        return {str(k): str(v) for k, v in metrics.items()}
+    return {str(m): str(m) for m in metrics}
+
+
+def add_depth(df: pd.DataFrame) -> pd.DataFrame:
+    """Add ``depth`` = layer / L per model (L = the model's last layer), to compare models of different
+    depths on one axis (0 = embedding output, 1 = last layer)."""
+    df = df.copy()
+    last = df[df["layer"] >= 0].groupby("model")["layer"].transform("max")
+    df["depth"] = df["layer"] / last.where(last > 0, 1)
+    return df
+
+
+def _x(relative_depth: bool) -> alt.X:
+    """The layer axis (integers) or the relative-depth axis (0..1)."""
+    if relative_depth:
+        return alt.X("depth:Q", title="relative depth (layer / last layer)", scale=alt.Scale(domain=[0, 1]))
+    return alt.X("layer:Q", title="layer (0 = embeddings)", axis=alt.Axis(tickMinStep=1, format="d"))
+
+
+# --------------------------------------------------------------------------------------------------
+# aggregation (so that charts never carry raw rows)
+# --------------------------------------------------------------------------------------------------
+
+def quantiles_from_tidy(tidy: pd.DataFrame, prefix: str = "token_cosine", variant: str = "") -> pd.DataFrame:
+    """Wide table of the precomputed quantiles ``<prefix>_q05 .. _q95<variant>`` (and ``_mean``) per
+    model, state and layer: columns model, state, layer, q05, q25, q50, q75, q95[, mean]."""
+    names = {f"{prefix}_{q}{variant}": q for q in QUANTILES}
+    names[f"{prefix}_mean{variant}"] = "mean"
+    df = _rows(tidy, list(names), "charts.quantiles_from_tidy")
+    df["stat"] = df["metric"].map(names)
+    wide = df.pivot_table(index=["model", "state", "layer"], columns="stat", values="value", aggfunc="first")
+    missing = [q for q in QUANTILES if q not in wide.columns]
+    if missing:
+        raise LayerwiseError(f"quantile metric(s) {[f'{prefix}_{q}{variant}' for q in missing]} missing",
+                             "charts.quantiles_from_tidy", "the geometry engine writes q05, q25, q50, q75, q95")
+    return wide.reset_index().rename_axis(columns=None)
+
+
+def quantiles_from_values(df: pd.DataFrame, value: str = "value",
+                          by: Sequence[str] = ("model", "state", "layer")) -> pd.DataFrame:
+    """Quantiles q05..q95, mean and n of ``value`` per group (e.g. per-sentence covariance traces)."""
+    _need(df, [*by, value], "charts.quantiles_from_values")
+    g = df.groupby(list(by), sort=True)[value]
+    out = g.quantile([0.05, 0.25, 0.5, 0.75, 0.95]).unstack()
+    out.columns = list(QUANTILES)
+    out["mean"] = g.mean()
+    out["n"] = g.size()
+    return out.reset_index()
+
+
+def histogram(df: pd.DataFrame, value: str = "value", by: Sequence[str] = ("model", "state", "layer"),
+              bins: int = 40, range_: tuple[float, float] | None = None) -> pd.DataFrame:
+    """Binned densities of ``value`` per group (one row per group and bin: ``bin_start``, ``bin_end``,
+    ``density``); the same bin edges for every group."""
+    _need(df, [*by, value], "charts.histogram")
+    v = df[value].to_numpy(dtype=float)
+    lo, hi = range_ if range_ is not None else (float(np.nanmin(v)), float(np.nanmax(v)))
+    if not hi > lo:
+        hi = lo + 1e-6
+    edges = np.linspace(lo, hi, bins + 1)
+    rows = []
+    for key, g in df.groupby(list(by), sort=True):
+        counts, _ = np.histogram(g[value].to_numpy(dtype=float), bins=edges)
+        total = counts.sum()
+        dens = counts / (total * np.diff(edges)) if total else counts.astype(float)
+        key = key if isinstance(key, tuple) else (key,)
+        for i in range(bins):
+            rows.append({**dict(zip(by, key)), "bin_start": edges[i], "bin_end": edges[i + 1],
+                         "bin_mid": (edges[i] + edges[i + 1]) / 2, "density": float(dens[i])})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------------
+# the charts
+# --------------------------------------------------------------------------------------------------
+
+def box_chart(q: pd.DataFrame, *, title: str, y_title: str, color: str = "state", column: str | None = None,
+              width: int = WIDTH, height: int = HEIGHT) -> alt.Chart:
+    """Box plots from precomputed quantiles: whisker rule q05..q95, box q25..q75, median tick; one box
+    per layer and ``color`` value, side by side (``xOffset``)."""
+    _need(q, ["layer", color, *QUANTILES], "charts.box_chart")
+    sort = state_order(q[color]) if color == "state" else list(dict.fromkeys(q[color]))
+    tooltip = [alt.Tooltip(f"{color}:N"), alt.Tooltip("layer:O")] + [
+        alt.Tooltip(f"{c}:Q", format=".3f") for c in (*QUANTILES, *(["mean"] if "mean" in q.columns else []))]
+    base = alt.Chart().encode(
+        x=alt.X("layer:O", title="layer (0 = embeddings)", axis=alt.Axis(labelAngle=0)),
+        xOffset=alt.XOffset(f"{color}:N", sort=sort),
+        tooltip=tooltip,
+    )
+    rule = base.mark_rule().encode(y=alt.Y("q05:Q", title=y_title), y2="q95:Q", color=_color(q, color))
+    box = base.mark_bar(opacity=0.85).encode(y="q25:Q", y2="q75:Q", color=_color(q, color))
+    tick = base.mark_tick(color="black", thickness=2).encode(y="q50:Q")
+    layers = alt.layer(rule, box, tick, data=q)
+    if column:
+        cols = len(q[column].unique())
+        return layers.properties(width=max(160, width // cols), height=height).facet(
+            column=alt.Column(f"{column}:N", title=None)).properties(title=title)
+    return layers.properties(width=width, height=height, title=title)
+
+
+def token_cosine_boxes(tidy: pd.DataFrame, variant: str = "", *, title: str | None = None,
+                       column: str | None = None) -> alt.Chart:
+    """The seed's cosine study: per layer, the distribution of within-sentence pairwise token cosines
+    (quantiles over every pair of every analysed sentence), states side by side. ``variant="_content"``
+    excludes special tokens."""
+    q = quantiles_from_tidy(tidy, "token_cosine", variant)
+    what = "content tokens" if variant == "_content" else "all tokens"
+    return box_chart(q, title=title or f"Within-sentence token cosine per layer ({what})",
+                     y_title="pairwise cosine", column=column)
+
+
+def per_sentence_boxes(per_sentence: pd.DataFrame, metric: str, *, title: str | None = None,
+                       y_title: str | None = None, column: str | None = None) -> alt.Chart:
+    """Box plots (quantiles computed here) of a per-sentence statistic per layer, states side by side:
+    e.g. ``cov_trace`` (the seed's covariance study) or ``token_cosine_var``."""
+    _need(per_sentence, ["model", "state", "layer", "metric", "value"], "charts.per_sentence_boxes")
+    df = per_sentence[per_sentence["metric"] == metric]
+    if df.empty:
+        raise LayerwiseError(f"no per-sentence rows for metric {metric!r}", "charts.per_sentence_boxes",
+                             f"choose among {sorted(per_sentence['metric'].unique())}")
+    q = quantiles_from_values(df)
+    return box_chart(q, title=title or f"{metric} per sentence", y_title=y_title or metric, column=column)
+
+
+def layer_lines(tidy: pd.DataFrame, metrics: str | Sequence[str] | Mapping[str, str], *, title: str,
+                y_title: str = "value", color: str = "state", dash: str | None = None,
+                column: str | None = "auto", row: str | None = None, relative_depth: bool = False,
+                log_y: bool = False, zero: bool = False, width: int = WIDTH, height: int = HEIGHT,
+                independent_y: bool | None = None) -> alt.Chart:
+    """One line per ``color`` value (and ``dash`` value) over the layers, with its CI band
+    (``ci_low``..``ci_high``) where the table has one. Several metrics: one panel each (``column="auto"``)
+    with independent y scales, or one panel with ``dash="metric"``. ``relative_depth`` puts every model
+    on a 0..1 depth axis (comparisons across models of different depths). Facet panels share the y
+    scale unless they show different metrics (``independent_y=None``)."""
+    labels = _metric_labels(metrics)
+    df = _rows(tidy, list(labels), "charts.layer_lines")
+    df = df[df["layer"] >= 0]
+    df["metric"] = pd.Categorical(df["metric"].map(labels), categories=list(dict.fromkeys(labels.values())))
+    df["metric"] = df["metric"].astype(str)
+    for c in ("ci_low", "ci_high"):
+        if c not in df.columns:
+            df[c] = np.nan
+    if relative_depth:
+        df = add_depth(df)
+    if column == "auto":
+        column = "metric" if len(labels) > 1 and dash != "metric" else None
+    keep = [c for c in ("model", "state", "layer", "depth", "metric", "value", "ci_low", "ci_high", "n")
+            if c in df.columns]
+    df = df[keep].reset_index(drop=True)
+    x = _x(relative_depth)
+    yscale = alt.Scale(type="log" if log_y else "linear", zero=zero)
+    tooltip = [alt.Tooltip(f"{c}:N") for c in ("model", "state", "metric") if c in df.columns] + [
+        alt.Tooltip("layer:O"), alt.Tooltip("value:Q", format=".4g"),
+        alt.Tooltip("ci_low:Q", format=".4g"), alt.Tooltip("ci_high:Q", format=".4g")]
+    enc: dict[str, Any] = {"x": x}
+    detail = [c for c in (dash,) if c]
+    if dash:
+        enc["strokeDash"] = alt.StrokeDash(f"{dash}:N", title=dash, sort=list(dict.fromkeys(df[dash])),
+                                           legend=alt.Legend(symbolType="stroke", symbolStrokeColor="black"))
+    base = alt.Chart().encode(**enc)
+    band = base.mark_area(opacity=0.12 if dash else 0.18).encode(y=alt.Y("ci_low:Q", scale=yscale), y2="ci_high:Q",
+                                                                 color=_color(df, color),
+                                               **({"detail": detail[0]} if detail else {}))
+    line = base.mark_line(point=not dash).encode(y=alt.Y("value:Q", title=y_title, scale=yscale),
+                                                 color=_color(df, color), tooltip=tooltip)
+    has_ci = bool(df[["ci_low", "ci_high"]].notna().all(axis=1).any())
+    layers = alt.layer(band, line, data=df) if has_ci else alt.layer(line, data=df)
+    if column or row:
+        ncol = len(df[column].unique()) if column else 1
+        facet: dict[str, Any] = {}
+        if column:
+            facet["column"] = alt.Column(f"{column}:N", title=None, sort=list(dict.fromkeys(df[column])))
+        if row:
+            facet["row"] = alt.Row(f"{row}:N", title=None, sort=list(dict.fromkeys(df[row])))
+        ch = layers.properties(width=max(150, width // ncol - 20), height=height if not row else height * 2 // 3
+                               ).facet(**facet)
+        if independent_y if independent_y is not None else "metric" in (column, row):
+            ch = ch.resolve_scale(y="independent")
+        return ch.properties(title=title)
+    return layers.properties(width=width, height=height, title=title)
+
+
+def cka_heatmap(cka: pd.DataFrame, pooling: str = "cls", pairs: Sequence[tuple[str, str]] | None = None, *,
+                model: str | None = None, title: str | None = None, size: int = 220) -> alt.Chart:
+    """Linear CKA between the layers of two states (layer_a x layer_b), one panel per state pair."""
+    _need(cka, ["model", "pooling", "state_a", "state_b", "layer_a", "layer_b", "value"], "charts.cka_heatmap")
+    df = cka[cka["pooling"] == pooling]
+    if model is not None:
+        df = df[df["model"] == model]
+    if pairs is None:
+        pairs = [(a, b) for a, b in df[["state_a", "state_b"]].drop_duplicates().itertuples(index=False) if a != b]
+        if not pairs:
+            pairs = list(df[["state_a", "state_b"]].drop_duplicates().itertuples(index=False))
+    keep = pd.Series(False, index=df.index)
+    for a, b in pairs:
+        keep |= (df["state_a"] == a) & (df["state_b"] == b)
+    df = df[keep].copy()
+    if df.empty:
+        raise LayerwiseError(f"no CKA rows for pooling {pooling!r} and pairs {list(pairs)}", "charts.cka_heatmap",
+                             "check the states analysed (params analysis.states)")
+    df["pair"] = df["state_a"] + " vs " + df["state_b"]
+    df = df[["model", "pair", "layer_a", "layer_b", "value", "state_a", "state_b"]].reset_index(drop=True)
+    rect = alt.Chart().mark_rect().encode(
+        x=alt.X("layer_b:O", title="layer (second state)", axis=alt.Axis(labelAngle=0)),
+        y=alt.Y("layer_a:O", title="layer (first state)", sort="descending"),
+        color=alt.Color("value:Q", title="CKA", scale=alt.Scale(domain=[0, 1], scheme="viridis")),
+        tooltip=["pair:N", "layer_a:O", "layer_b:O", alt.Tooltip("value:Q", format=".3f")],
+    ).properties(width=size, height=size)
+    return alt.layer(rect, data=df).facet(column=alt.Column("pair:N", title=None)).properties(
+        title=title or f"Linear CKA between states, layer by layer ({pooling} pooling)")
+
+
+def probe_accuracy(tidy: pd.DataFrame, pooling: str = "cls", *, color: str = "state",
+                   baseline: float | None = None, include_mlp: bool = True, relative_depth: bool = False,
+                   column: str | None = None, title: str | None = None) -> alt.Chart:
+    """Probe test accuracy per layer with its CI band: the logistic probe (solid), the permuted-label
+    control (dashed) and, when present, the MLP probe (dotted); optional majority-class baseline rule."""
+    names = {f"probe_acc_{pooling}": "linear probe", f"probe_control_acc_{pooling}": "control (permuted labels)"}
+    if include_mlp and f"mlp_probe_acc_{pooling}" in set(tidy["metric"]):
+        names[f"mlp_probe_acc_{pooling}"] = "MLP probe"
+    ch = layer_lines(tidy, names, title=title or f"Probe accuracy per layer ({pooling} pooling)",
+                     y_title="test accuracy", color=color, dash="metric", column=column,
+                     relative_depth=relative_depth, independent_y=False)
+    if baseline is not None and column is None:
+        rule = alt.Chart(pd.DataFrame({"baseline": [float(baseline)], "label": ["majority class"]})).mark_rule(
+            color="black", strokeDash=[2, 2]).encode(y="baseline:Q", tooltip=["label:N", "baseline:Q"])
+        ch = alt.layer(ch, rule).properties(title=ch.title)
+    return ch
+
+
+def seed_grid(tidy: pd.DataFrame, layers: Sequence[int], metric: str = "probe_acc_cls", *,
+              rows: Sequence[str] = ("state",), title: str | None = None) -> alt.Chart:
+    """The seed's states x layers grid: a heat map of ``metric`` (probe accuracy on the first token)
+    at the chosen layers, the value printed in each cell."""
+    df = _rows(tidy, [metric], "charts.seed_grid")
+    df = df[df["layer"].isin([int(v) for v in layers])].copy()
+    if df.empty:
+        raise LayerwiseError(f"no {metric} rows at layers {list(layers)}", "charts.seed_grid",
+                             "choose layers the model has (0..L)")
+    df["row"] = df[list(rows)].astype(str).agg(" · ".join, axis=1)
+    order = sorted(df["row"].unique(), key=lambda r: [state_order(df["state"]).index(p) if p in STATES else 0
+                                                      for p in r.split(" · ")] + [r])
+    df = df[["row", "layer", "value", *[c for c in ("ci_low", "ci_high") if c in df.columns]]].reset_index(drop=True)
+    base = alt.Chart().encode(x=alt.X("layer:O", title="layer", axis=alt.Axis(labelAngle=0)),
+                              y=alt.Y("row:N", title=None, sort=order))
+    rect = base.mark_rect().encode(
+        color=alt.Color("value:Q", title="accuracy", scale=alt.Scale(scheme="blues")),
+        tooltip=["row:N", "layer:O", alt.Tooltip("value:Q", format=".3f"), alt.Tooltip("ci_low:Q", format=".3f"),
+                 alt.Tooltip("ci_high:Q", format=".3f")])
+    text = base.mark_text(fontSize=12).encode(
+        text=alt.Text("value:Q", format=".3f"),
+        color=alt.condition(alt.datum.value > df["value"].median(), alt.value("white"), alt.value("black")))
+    return alt.layer(rect, text, data=df).properties(
+        width=max(60 * len(df["layer"].unique()), 240), height=max(28 * len(order), 60),
+        title=title or "Probe accuracy on the first token: states x layers (the seed's grid)")
+
+
+def bounded(df: pd.DataFrame, by: str = "state", max_rows: int = 1500, seed: int = 0) -> pd.DataFrame:
+    """At most ``max_rows`` rows per ``by`` group (a seeded random subset, original order kept), so
+    that point charts stay under the row limit whatever the number of test sentences."""
+    parts = []
+    for i, (_, g) in enumerate(df.groupby(by, sort=False)):
+        if len(g) > max_rows:
+            g = g.sample(n=max_rows, random_state=seed + i).sort_index()
+        parts.append(g)
+    return pd.concat(parts) if parts else df.copy()
+
+
+def _pick_layer(df: pd.DataFrame, layer: int | None) -> int:
+    """The requested layer, or the table's last layer."""
+    return int(df["layer"].max()) if layer is None else int(layer)
+
+
+def class_cones(cones: pd.DataFrame, layer: int | None = None, *, seed: int = 0, title: str | None = None,
+                column: str = "state") -> alt.Chart:
+    """The seed's cone view: cosine of every test sentence's first-token embedding to one reference
+    sentence, coloured by label, one strip per state (deterministic jitter; at most 1500 sentences per
+    state, a seeded subset)."""
+    _need(cones, ["model", "state", "layer", "sentence", "label", "cos_ref"], "charts.class_cones")
+    layer = _pick_layer(cones, layer)
+    df = bounded(cones[cones["layer"] == layer][["model", "state", "sentence", "label", "cos_ref"]], seed=seed)
+    if df.empty:
+        raise LayerwiseError(f"no cone rows at layer {layer}", "charts.class_cones",
+                             f"choose among layers {sorted(cones['layer'].unique())}")
+    df["label"] = df["label"].astype(str)
+    df["jitter"] = np.random.default_rng(seed).uniform(-0.4, 0.4, len(df))
+    df = df.reset_index(drop=True)
+    ch = alt.Chart().mark_circle(size=22, opacity=0.7).encode(
+        x=alt.X("cos_ref:Q", title="cosine to the reference sentence"),
+        y=alt.Y("label:N", title="label"),
+        yOffset=alt.YOffset("jitter:Q", scale=alt.Scale(domain=[-0.5, 0.5])),
+        color=alt.Color("label:N", title="label"),
+        tooltip=["state:N", "sentence:Q", "label:N", alt.Tooltip("cos_ref:Q", format=".3f")],
+    ).properties(width=WIDTH // 2 - 20, height=110)
+    return alt.layer(ch, data=df).facet(row=alt.Row(f"{column}:N", title=None, sort=state_order(df["state"]))
+                                         if column == "state" else alt.Row(f"{column}:N", title=None)).properties(
+        title=title or f"Class cones at layer {layer}: cosine to one reference sentence (the seed's view)")
+
+
+def class_geometry(cones: pd.DataFrame, layer: int | None = None, *, title: str | None = None) -> alt.Chart:
+    """Reference-free class geometry: each test sentence's cosine to its own class centroid (x) and to
+    the other class's centroid (y), coloured by label, one panel per state. Points below the diagonal
+    are closer to their own class."""
+    _need(cones, ["state", "layer", "label", "cos_own_centroid", "cos_other_centroid"], "charts.class_geometry")
+    layer = _pick_layer(cones, layer)
+    df = bounded(cones[cones["layer"] == layer][["state", "sentence", "label", "cos_own_centroid",
+                                                  "cos_other_centroid"]])
+    df["label"] = df["label"].astype(str)
+    df = df.reset_index(drop=True)
+    lo = float(min(df["cos_own_centroid"].min(), df["cos_other_centroid"].min()))
+    lo = min(lo, 0.0) if lo < 0 else lo
+    diag = pd.DataFrame({"x": [lo, 1.0], "y": [lo, 1.0]})
+    pts = alt.Chart(df).mark_circle(size=20, opacity=0.65).encode(
+        x=alt.X("cos_own_centroid:Q", title="cosine to own class centroid", scale=alt.Scale(domain=[lo, 1])),
+        y=alt.Y("cos_other_centroid:Q", title="cosine to other class centroid", scale=alt.Scale(domain=[lo, 1])),
+        color=alt.Color("label:N", title="label"),
+        tooltip=["state:N", "sentence:Q", "label:N", alt.Tooltip("cos_own_centroid:Q", format=".3f"),
+                 alt.Tooltip("cos_other_centroid:Q", format=".3f")])
+    line = alt.Chart(diag).mark_line(color="gray", strokeDash=[4, 4]).encode(
+        x=alt.X("x:Q", scale=alt.Scale(domain=[lo, 1])), y=alt.Y("y:Q", scale=alt.Scale(domain=[lo, 1])))
+    panels = [alt.layer(line, pts.transform_filter(alt.datum.state == s)).properties(
+        width=200, height=200, title=s) for s in state_order(df["state"])]
+    return alt.hconcat(*panels).properties(
+        title=title or f"Reference-free class geometry at layer {layer}")
+
+
+def rogue_dims(rogue: pd.DataFrame, layer: int | None = None, top: int = 10, *, title: str | None = None) -> alt.Chart:
+    """Rogue dimensions: the share of the expected random-pair cosine carried by each of the top
+    dimensions at one layer, one panel per state."""
+    _need(rogue, ["state", "layer", "dim", "contribution"], "charts.rogue_dims")
+    layer = _pick_layer(rogue, layer)
+    df = rogue[rogue["layer"] == layer].copy()
+    if "share" not in df.columns:
+        df["share"] = df["contribution"] / df.groupby("state")["contribution"].transform("sum")
+    if "rank" not in df.columns:
+        df["rank"] = df.groupby("state")["contribution"].rank(ascending=False, method="first")
+    df = df[df["rank"] <= top][["state", "dim", "rank", "contribution", "share"]].reset_index(drop=True)
+    df["dim"] = df["dim"].astype(str)
+    bars = alt.Chart().mark_bar().encode(
+        x=alt.X("dim:N", sort=alt.EncodingSortField("rank"), title="dimension (by rank)"),
+        y=alt.Y("share:Q", title="share of the expected cosine", axis=alt.Axis(format="%")),
+        color=_color(df, "state"),
+        tooltip=["state:N", "dim:N", "rank:Q", alt.Tooltip("share:Q", format=".1%"),
+                 alt.Tooltip("contribution:Q", format=".4g")],
+    ).properties(width=WIDTH // max(1, len(df["state"].unique())) - 20, height=HEIGHT * 3 // 4)
+    return alt.layer(bars, data=df).facet(column=alt.Column("state:N", sort=state_order(df["state"]), title=None)
+                                           ).resolve_scale(x="independent").properties(
+        title=title or f"Rogue dimensions at layer {layer}: top {top} contributions")
+
+
+def cosine_histograms(cosine_sample: pd.DataFrame, layers: Sequence[int] | None = None, bins: int = 40, *,
+                      title: str | None = None) -> alt.Chart:
+    """Distribution of the bounded sample of within-sentence pairwise cosines at a few layers (binned
+    densities, one step line per state)."""
+    _need(cosine_sample, ["model", "state", "layer", "value"], "charts.cosine_histograms")
+    all_layers = sorted(cosine_sample["layer"].unique())
+    if layers is None:
+        layers = sorted({all_layers[0], all_layers[len(all_layers) // 2], all_layers[-1]})
+    df = cosine_sample[cosine_sample["layer"].isin(list(layers))]
+    h = histogram(df, bins=bins, range_=(-1.0, 1.0) if df["value"].min() < 0 else (0.0, 1.0))
+    h = h.drop(columns=["model"])
+    ch = alt.Chart().mark_line(interpolate="step-after").encode(
+        x=alt.X("bin_start:Q", title="pairwise token cosine"),
+        y=alt.Y("density:Q", title="density"),
+        color=_color(h, "state"),
+        tooltip=["state:N", "layer:O", alt.Tooltip("bin_mid:Q", format=".2f"), alt.Tooltip("density:Q", format=".3f")],
+    ).properties(width=WIDTH // len(layers) - 10, height=HEIGHT * 2 // 3)
+    return alt.layer(ch, data=h).facet(column=alt.Column("layer:O", title="layer")).properties(
+        title=title or "Within-sentence token cosines (bounded sample)")
+
+
+def effect_heatmap(tidy: pd.DataFrame, state: str = "finetuned", alpha: float = 0.05, *,
+                   metrics: Mapping[str, str] | None = None, title: str | None = None) -> alt.Chart:
+    """Effect of ``state`` against pretrained per layer and per-sentence metric: the mean paired
+    difference (``effect_<metric>``), a star where the Holm-adjusted p-value (``test_p_holm_<metric>``)
+    is below ``alpha``."""
+    _need(tidy, ["state", "layer", "metric", "value"], "charts.effect_heatmap")
+    eff = tidy[(tidy["state"] == state) & tidy["metric"].str.startswith("effect_")].copy()
+    if eff.empty:
+        raise LayerwiseError(f"no effect_* rows for state {state!r}", "charts.effect_heatmap",
+                             "the tests compare each state with pretrained (layerwise probe)")
+    eff["base"] = eff["metric"].str.removeprefix("effect_")
+    if metrics is not None:
+        eff = eff[eff["base"].isin(list(metrics))]
+        eff["label"] = eff["base"].map(dict(metrics))
+    else:
+        eff["label"] = eff["base"]
+    p = tidy[(tidy["state"] == state) & tidy["metric"].str.startswith("test_p_holm_")].copy()
+    p["base"] = p["metric"].str.removeprefix("test_p_holm_")
+    eff = eff.merge(p[["base", "layer", "value"]].rename(columns={"value": "p_holm"}), on=["base", "layer"], how="left")
+    # a signed, scale-free colour: the effect divided by the largest |effect| of its metric
+    scale = eff.groupby("base")["value"].transform(lambda v: np.nanmax(np.abs(v)) or 1.0)
+    eff["relative"] = eff["value"] / scale
+    eff["star"] = np.where(eff["p_holm"] < alpha, "*", "")
+    eff = eff[["label", "layer", "value", "relative", "p_holm", "star"]].reset_index(drop=True)
+    base = alt.Chart().encode(x=alt.X("layer:O", title="layer", axis=alt.Axis(labelAngle=0)),
+                              y=alt.Y("label:N", title=None))
+    rect = base.mark_rect().encode(
+        color=alt.Color("relative:Q", title="effect / max |effect|", scale=alt.Scale(scheme="redblue", domain=[-1, 1],
+                                                                                 reverse=True)),
+        tooltip=["label:N", "layer:O", alt.Tooltip("value:Q", format=".4g", title="mean difference"),
+                 alt.Tooltip("p_holm:Q", format=".3g", title="Holm p")])
+    text = base.mark_text(fontSize=14, dy=4).encode(text="star:N")
+    return alt.layer(rect, text, data=eff).properties(
+        width=WIDTH, height=max(24 * len(eff["label"].unique()), 60),
+        title=title or f"{state} minus pretrained, per sentence (* Holm-adjusted p < {alpha})")
+
+
+def finetune_curves(history: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Mapping[str, Any]]], *,
+                    title: str | None = None) -> alt.Chart:
+    """Fine-tuning curves: training loss and evaluation loss (left), evaluation accuracy (right) against
+    the optimisation step. ``history`` is the ``finetune["history"]`` list, or ``{model: history}``."""
+    per_model = history if isinstance(history, Mapping) else {"model": history}
+    rows = []
+    for model, hist in per_model.items():
+        for rec in hist or []:
+            for key, panel, series in (("loss", "loss", "training loss"), ("eval_loss", "loss", "evaluation loss"),
+                                       ("eval_accuracy", "accuracy", "evaluation accuracy")):
+                if key in rec and rec[key] is not None and "step" in rec:
+                    rows.append({"model": str(model), "step": int(rec["step"]),
+                                 "epoch": float(rec.get("epoch", np.nan)),
+                                 "panel": panel, "series": series, "value": float(rec[key])})
+    if not rows:
+        raise LayerwiseError("the fine-tuning history is empty", "charts.finetune_curves",
+                             "fine-tune with logging (the finetune step records history.json)")
+    df = pd.DataFrame(rows)
+    color = "model" if len(per_model) > 1 else "series"
+    enc: dict[str, Any] = {"color": alt.Color(f"{color}:N", title=color)}
+    if color == "model":
+        enc["strokeDash"] = alt.StrokeDash("series:N", title="series")
+    ch = alt.Chart().mark_line(point=True).encode(
+        x=alt.X("step:Q", title="optimisation step"), y=alt.Y("value:Q", title=None),
+        tooltip=["model:N", "series:N", "step:Q", alt.Tooltip("epoch:Q", format=".2f"),
+                 alt.Tooltip("value:Q", format=".4f")], **enc,
+    ).properties(width=WIDTH // 2 - 20, height=HEIGHT * 3 // 4)
+    return alt.layer(ch, data=df).facet(column=alt.Column("panel:N", title=None, sort=["loss", "accuracy"])
+                                         ).resolve_scale(y="independent").properties(
+        title=title or "Fine-tuning: loss and accuracy during training")
+
+
+# --------------------------------------------------------------------------------------------------
+# offline rendering: one output bundle with text/html (vegaEmbed, libraries inlined once) + SVG
+# --------------------------------------------------------------------------------------------------
+
+def _vl_version() -> str | None:
+    """The Vega-Lite version Altair targets, as vl-convert names it (``"6.4"``), or None (latest)."""
+    import vl_convert as vlc
+
+    m = re.match(r"v?(\d+)\.(\d+)", alt.SCHEMA_VERSION)
+    if not m:
+        return None
+    want = f"{m.group(1)}.{m.group(2)}"
+    return want if want in vlc.get_vegalite_versions() else None
+
+
+def javascript_bundle() -> str:
+    """Vega + Vega-Lite + vega-embed as one script (from ``vl_convert.javascript_bundle``, no network),
+    wrapped in a function so that its top-level names cannot clash with other scripts on the page, and
+    guarded so that a second copy does nothing."""
+    if "js" not in _BUNDLE_CACHE:
+        import vl_convert as vlc
+
+        js = vlc.javascript_bundle(vl_version=_vl_version())
+        js = js.replace("</script", "<\\/script").replace("<!--", "<\\!--")
+        _BUNDLE_CACHE["js"] = "if (!window.vegaEmbed) { (function () {\n" + js + "\n})(); }"
+    return _BUNDLE_CACHE["js"]
+
+
+def library_html() -> str:
+    """The ``<script>`` element that defines ``window.vegaEmbed`` offline."""
+    return f'<script type="text/javascript" data-lw-library="vega">\n{javascript_bundle()}\n</script>'
+
+
+def reset_library() -> None:
+    """Forget that the libraries were emitted (the next chart output inlines them again)."""
+    global _LIBRARY_EMITTED
+    _LIBRARY_EMITTED = False
+
+
+def _spec(chart: alt.TopLevelMixin | dict) -> dict:
+    """The Vega-Lite spec (dict) of a chart, validated by Altair (which enforces its row limit)."""
+    return chart if isinstance(chart, dict) else chart.to_dict()
+
+
+def chart_rows(chart: alt.TopLevelMixin | dict) -> int:
+    """Total number of data rows embedded in a chart's spec (inline datasets and values)."""
+    spec = _spec(chart)
+    total = sum(len(v) for v in spec.get("datasets", {}).values())
+
+    def walk(node):
+        """Count the rows of inline ``data.values`` anywhere in the spec."""
+        nonlocal total
+        if isinstance(node, dict):
+            data = node.get("data")
+            if isinstance(data, dict) and isinstance(data.get("values"), list):
+                total += len(data["values"])
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk({k: v for k, v in spec.items() if k != "datasets"})
+    return total
+
+
+def to_svg(chart: alt.TopLevelMixin | dict) -> str:
+    """The chart as a static SVG (vl-convert; no browser, no network)."""
+    import vl_convert as vlc
+
+    try:
+        return vlc.vegalite_to_svg(_spec(chart), vl_version=_vl_version())
+    except Exception as exc:  # vl-convert raises ValueError with the Vega error
+        raise LayerwiseError(f"could not draw the chart as SVG: {exc}", "charts.to_svg",
+                             "check the chart's data and encodings") from None
+
+
+def chart_html(spec: dict, element_id: str, *, include_library: bool) -> str:
+    """The offline HTML of one chart: a div with a unique id, a script that calls ``vegaEmbed`` on it
+    (SVG renderer, no editor/CDN actions) and, when asked, the inlined libraries before it. A failure
+    is recorded on the div (``data-lw-error``) and reported with ``console.error``."""
+    payload = json.dumps(spec, separators=(",", ":"), sort_keys=True, default=str)
+    payload = payload.replace("</", "<\\/").replace("<!--", "<\\!--")
+    title = spec.get("title")
+    label = title.get("text") if isinstance(title, dict) else title
+    aria = html_lib.escape(str(label or "chart"), quote=True)
+    script = f"""<script type="text/javascript">
+(function () {{
+  var el = document.getElementById("{element_id}");
+  var spec = {payload};
+  function fail(err) {{
+    el.setAttribute("data-lw-error", String(err));
+    el.appendChild(document.createTextNode("This chart could not be drawn: " + err));
+    console.error("layerwise chart {element_id}: " + err);
+  }}
+  function draw() {{
+    if (!window.vegaEmbed) {{ fail("the Vega libraries are not loaded on this page"); return; }}
+    window.vegaEmbed(el, spec, {{renderer: "svg", actions: false}}).then(function () {{
+      el.setAttribute("data-lw-rendered", "true");
+    }}).catch(fail);
+  }}
+  if (window.vegaEmbed || document.readyState === "complete") {{ draw(); }}
+  else {{ window.addEventListener("load", draw); }}
+}})();
+</script>"""
+    div = f'<div class="{CHART_CLASS}" id="{element_id}" role="img" aria-label="{aria}"></div>'
+    return (library_html() + "\n" if include_library else "") + div + "\n" + script
+
+
+def mimebundle(chart: alt.TopLevelMixin | dict, *, include_library: bool | None = None,
+               element_id: str | None = None) -> dict[str, str]:
+    """The output bundle of one chart: ``text/html`` (offline, libraries inlined on the first chart
+    of the kernel unless ``include_library`` says otherwise), ``image/svg+xml`` and ``text/plain``."""
+    global _LIBRARY_EMITTED
+    from .repro import content_hash
+
+    spec = _spec(chart)
+    rows = chart_rows(spec)
+    if rows > MAX_ROWS:
+        raise LayerwiseError(f"the chart embeds {rows} data rows (more than {MAX_ROWS})", "charts.mimebundle",
+                             "aggregate first (quantiles, bins, means) or sample")
+    if include_library is None:
+        include_library = not _LIBRARY_EMITTED
+    element_id = element_id or f"lw-chart-{content_hash(spec, 10)}-{next(_COUNTER)}"
+    bundle = {HTML_MIME: chart_html(spec, element_id, include_library=include_library),
+              SVG_MIME: to_svg(spec)}
+    title = spec.get("title")
+    bundle["text/plain"] = f"<chart: {title.get('text') if isinstance(title, dict) else title or 'untitled'}>"
+    if include_library:
+        _LIBRARY_EMITTED = True
+    return bundle
+
+
+def show(chart: alt.TopLevelMixin) -> None:
+    """Display a chart in a notebook as one offline HTML + SVG output bundle."""
+    from IPython.display import display
+
+    display(mimebundle(chart), raw=True)
+
+
+def _renderer(spec: dict, **metadata) -> dict[str, str]:
+    """The Altair renderer function behind :func:`enable`."""
+    return mimebundle(spec)
+
+
+def enable() -> None:
+    """Register and enable the ``layerwise`` Altair renderer, so that a chart left as a cell's last
+    expression is displayed by :func:`mimebundle` (offline HTML + SVG)."""
+    alt.renderers.register("layerwise", _renderer)
+    alt.renderers.enable("layerwise")

@@ -1,0 +1,935 @@
+"""The report: chapter notebooks executed per model with papermill, the chapter list Quarto needs,
+the reproduce page, and the sentences that state results (computed from the tables, never typed).
+
+``run(params_paths)`` (the ``layerwise run`` command and Quarto's ``pre-render`` step):
+
+1. loads every params file and runs the study steps through the caches (``pipeline.load_study``:
+   fine-tuning, the geometry engine, the probes), so the chapters only read cached tables;
+2. executes ``chapters/geometry.ipynb`` and ``chapters/probing.ipynb`` for each model into
+   ``report/<model>/<chapter>.ipynb`` and ``chapters/comparison.ipynb`` once into
+   ``report/comparison.ipynb``, with papermill (parameters ``params_path`` / ``params_paths`` and
+   ``loader`` injected), in the kernel of the running interpreter;
+3. skips a notebook whose inputs did not change: the hash of the template, the params files, the
+   layerwise source files and the result cache keys is stored in the notebook's metadata
+   (``metadata.layerwise.input_hash``);
+4. writes each notebook to a temporary file and renames it only when every cell succeeded; a failing
+   cell raises :class:`LayerwiseError` naming the model, the chapter and the cell, and the failed
+   notebook is kept in ``report/_layerwise/failed/`` for inspection (never where Quarto reads);
+5. writes ``report/_layerwise/chapters.yml`` (the book's chapter list, read by ``_quarto.yml`` through
+   ``metadata-files``), ``report/_layerwise/reproduce.md`` and ``report/_layerwise/report.json``;
+6. builds the pip-only HTML preview (``layerwise.preview``) unless ``preview=False``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .errors import LayerwiseError
+from .repro import PROJECT_ROOT, atomic_write_json, atomic_write_text, content_hash, file_hash
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+CHAPTERS_DIR = PROJECT_ROOT / "chapters"
+MODEL_CHAPTERS = ("geometry", "probing")
+COMPARISON = "comparison"
+DEFAULT_LOADER = "layerwise.pipeline:load_study"
+META_DIR = "_layerwise"
+#: bump when the way notebooks are prepared changes (forces re-execution)
+FORMAT_VERSION = 1
+CHAPTER_TITLES = {"geometry": "Geometry", "probing": "Probing and class geometry",
+                  "comparison": "Comparison across models"}
+ALPHA = 0.05
+
+
+# ==================================================================================================
+# loading studies (in the orchestrator and in the chapter notebooks)
+# ==================================================================================================
+
+def resolve_loader(spec: str | Callable) -> Callable:
+    """``"package.module:function"`` -> the function (the study loader; default
+    ``layerwise.pipeline:load_study``)."""
+    if callable(spec):
+        return spec
+    module, _, name = str(spec).partition(":")
+    if not module or not name:
+        raise LayerwiseError(f"loader {spec!r} is not of the form 'module:function'", "report.resolve_loader",
+                             f"use {DEFAULT_LOADER!r}")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise LayerwiseError(f"cannot import loader {spec!r}: {exc}", "report.resolve_loader",
+                             f"use {DEFAULT_LOADER!r} or make the module importable") from None
+
+
+def load(params_path: str | Path, loader: str | Callable = DEFAULT_LOADER, progress: bool = False):
+    """The :class:`~layerwise.pipeline.Study` of one params file, as a chapter reads it (quietly:
+    ``run`` has already computed everything, so this reads the caches)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return resolve_loader(loader)(params_path, progress=progress)
+
+
+def load_all(params_paths: Sequence[str | Path], loader: str | Callable = DEFAULT_LOADER) -> list:
+    """The studies of several params files (the comparison chapter)."""
+    return [load(p, loader) for p in params_paths]
+
+
+def combine(studies: Sequence, table: str = "tidy") -> pd.DataFrame:
+    """One table (``tidy``, ``cka``, ...) of several studies, concatenated."""
+    return pd.concat([getattr(s, table) for s in studies], ignore_index=True)
+
+
+def study_key(study) -> str:
+    """A hash naming the cached results a study was read from (its cache entries and keys)."""
+    manifest = getattr(study, "manifest", {}) or {}
+    entries = manifest.get("cache_entries") or {}
+    paths = getattr(study, "paths", {}) or {}
+    return content_hash({"entries": {k: Path(v).name for k, v in entries.items() if v},
+                         "paths": {k: Path(v).name for k, v in paths.items() if v},
+                         "cache_key": manifest.get("cache_key")})
+
+
+# ==================================================================================================
+# sentences computed from the tables
+# ==================================================================================================
+
+def fmt(x: float | None, digits: int = 2) -> str:
+    """A number for prose: ``digits`` decimals (no "-0.00"), thousands separated and no decimals from
+    1000 on, n/a for NaN/None."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    x = float(x)
+    if abs(x) >= 1000:
+        return f"{x:,.0f}"
+    text = f"{x:.{digits}f}"
+    return text.lstrip("-") if float(text) == 0 else text
+
+
+def fmt_signed(x: float, digits: int = 2) -> str:
+    """:func:`fmt` with an explicit sign (``+0.39``, ``-0.12``, ``0.00``)."""
+    text = fmt(x, digits)
+    return text if text.startswith("-") or text == "n/a" or float(text.replace(",", "")) == 0 else "+" + text
+
+
+def fmt_ci(value: float, low: float | None, high: float | None, digits: int = 2) -> str:
+    """``0.83 (95% CI 0.80 to 0.86)``, or just the value when there is no interval."""
+    if low is None or high is None or any(isinstance(v, float) and math.isnan(v) for v in (low, high)):
+        return fmt(value, digits)
+    return f"{fmt(value, digits)} (95% CI {fmt(low, digits)} to {fmt(high, digits)})"
+
+
+def fmt_p(p: float) -> str:
+    """A p-value for prose."""
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return "p = n/a"
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def series(tidy: pd.DataFrame, metric: str, state: str, model: str | None = None) -> pd.DataFrame:
+    """The per-layer rows (layer >= 0) of one metric and state, sorted by layer."""
+    df = tidy[(tidy["metric"] == metric) & (tidy["state"] == state) & (tidy["layer"] >= 0)]
+    if model is not None:
+        df = df[df["model"] == model]
+    return df.sort_values("layer").reset_index(drop=True)
+
+
+def _states(tidy: pd.DataFrame, metric: str) -> list[str]:
+    """The states that have ``metric``, in the canonical order."""
+    from .charts import state_order
+
+    return state_order(tidy.loc[tidy["metric"] == metric, "state"])
+
+
+def _at(df: pd.DataFrame, layer: int) -> pd.Series:
+    """The row of a per-layer series at ``layer``."""
+    return df[df["layer"] == layer].iloc[0]
+
+
+def trend_sentence(tidy: pd.DataFrame, metric: str, what: str, *, states: Sequence[str] | None = None,
+                   digits: int = 2, model: str | None = None) -> str:
+    """How ``metric`` moves through the layers, per state: first, last, maximum and minimum layer."""
+    parts = []
+    for state in states or _states(tidy, metric):
+        s = series(tidy, metric, state, model)
+        if s.empty:
+            continue
+        first, last = s.iloc[0], s.iloc[-1]
+        hi, lo = s.loc[s["value"].idxmax()], s.loc[s["value"].idxmin()]
+        a, b = fmt(first.value, digits), fmt(last.value, digits)  # compare what the reader sees
+        if a == b:
+            text = f"{state}: {what} is {a} at layer {int(first.layer)} and at layer {int(last.layer)}"
+        else:
+            verb = "rises" if last.value > first.value else "falls"
+            text = f"{state}: {what} {verb} from {a} at layer {int(first.layer)} to {b} at layer {int(last.layer)}"
+        extras = []
+        for label, row in (("maximum", hi), ("minimum", lo)):
+            shown = fmt(row.value, digits)
+            if int(row.layer) not in (int(first.layer), int(last.layer)) and shown not in (a, b):
+                extras.append(f"{label} {shown} at layer {int(row.layer)}")
+        parts.append(text + (f" ({', '.join(extras)})" if extras else ""))
+    if not parts:
+        return f"No values of {what} were computed."
+    return "; ".join(parts) + "."
+
+
+def change_sentence(tidy: pd.DataFrame, metric: str, what: str, *, state: str = "finetuned",
+                    reference: str = "pretrained", digits: int = 2, model: str | None = None) -> str:
+    """Where ``state`` differs most from ``reference`` on ``metric`` (largest absolute difference)."""
+    a, b = series(tidy, metric, reference, model), series(tidy, metric, state, model)
+    if a.empty or b.empty:
+        return ""
+    m = a.merge(b, on="layer", suffixes=("_ref", "_new"))
+    m["diff"] = m["value_new"] - m["value_ref"]
+    top = m.loc[m["diff"].abs().idxmax()]
+    low = m.iloc[0]
+    return (f"The {state} model differs most from the {reference} one at layer {int(top.layer)} "
+            f"({what} {fmt(top.value_ref, digits)} {reference}, {fmt(top.value_new, digits)} {state}, "
+            f"difference {fmt_signed(top['diff'], digits)}); at layer {int(low.layer)} the difference is "
+            f"{fmt_signed(low['diff'], digits)}.")
+
+
+def compare_at_sentence(tidy: pd.DataFrame, metrics: Mapping[str, str], layer: int | None = None, *,
+                        states: Sequence[str] | None = None, digits: int = 2, model: str | None = None) -> str:
+    """Several metrics side by side at one layer (default: the last), per state; e.g. raw vs
+    standardised cosines."""
+    first = next(iter(metrics))
+    sub = tidy[(tidy["metric"] == first) & (tidy["layer"] >= 0)]
+    if sub.empty:
+        return ""
+    lay = int(sub["layer"].max()) if layer is None else int(layer)
+    parts = []
+    for state in states or _states(tidy, first):
+        vals = []
+        for metric, label in metrics.items():
+            s = series(tidy, metric, state, model)
+            row = s[s["layer"] == lay]
+            if not row.empty:
+                vals.append(f"{label} {fmt(row.value.iloc[0], digits)}")
+        if vals:
+            parts.append(f"{state}: " + ", ".join(vals))
+    return f"At layer {lay}, " + "; ".join(parts) + "." if parts else ""
+
+
+def study_sentence(study) -> str:
+    """What was analysed: the model, its depth, the states and the sample sizes."""
+    p = study.params
+    tidy = study.tidy
+    layers = tidy.loc[tidy["layer"] >= 0, "layer"]
+    last = int(layers.max()) if not layers.empty else 0
+    n = tidy.loc[tidy["metric"] == "token_cosine_mean", "n"]
+    ps = getattr(study, "per_sentence", None)
+    n_sent = int(ps["sentence"].nunique()) if ps is not None and not ps.empty else None
+    states = _states(tidy, "token_cosine_mean") or _states(tidy, tidy["metric"].iloc[0])
+    text = (f"Model: {p.display_name} (`{p.model.id}`), {last} layers after the embedding output; "
+            f"states: {', '.join(states)}.")
+    if n_sent:
+        text += f" Token statistics use {n_sent} test sentences"
+        text += f" (up to {int(n.max()):,} token pairs per layer and state)." if not n.empty else "."
+    return text
+
+
+def significance_sentence(tidy: pd.DataFrame, metric: str, what: str, *, state: str = "finetuned",
+                          alpha: float = ALPHA, model: str | None = None) -> str:
+    """How many layers differ from pretrained on a per-sentence metric after Holm correction, and the
+    direction of the mean paired difference there."""
+    p = series(tidy, f"test_p_holm_{metric}", state, model)
+    eff = series(tidy, f"effect_{metric}", state, model)
+    if p.empty:
+        return ""
+    sig = p[p["value"] < alpha]
+    if sig.empty:
+        return (f"No layer's {what} differs between {state} and pretrained at the {alpha:g} level "
+                f"after Holm correction ({len(p)} layers tested).")
+    m = sig.merge(eff[["layer", "value"]], on="layer", suffixes=("_p", "_eff"))
+    up = m[m["value_eff"] > 0]["layer"].astype(int).tolist()
+    down = m[m["value_eff"] < 0]["layer"].astype(int).tolist()
+    bits = []
+    if up:
+        bits.append(f"higher at layer(s) {', '.join(map(str, up))}")
+    if down:
+        bits.append(f"lower at layer(s) {', '.join(map(str, down))}")
+    return (f"After Holm correction, {state} differs from pretrained on {what} at {len(sig)} of {len(p)} "
+            f"layers ({alpha:g} level): " + "; ".join(bits) + ".")
+
+
+def finetune_table(finetune: Mapping[str, Any] | Mapping[str, Mapping[str, Any]], *, per_model: bool = False
+                   ) -> pd.DataFrame:
+    """The fine-tuning scores as a table: accuracy and macro-F1 with CIs, majority baseline, binomial
+    p-value, training time (one row per model when ``per_model``)."""
+    items = finetune.items() if per_model else [("", finetune)]
+    rows = []
+    for model, m in items:
+        if not m:
+            continue
+        acc_ci = m.get("accuracy_ci") or [float("nan")] * 2
+        f1_ci = m.get("macro_f1_ci") or [float("nan")] * 2
+        row = {"model": model} if per_model else {}
+        row.update({"test accuracy": fmt_ci(m.get("accuracy", float("nan")), *acc_ci, digits=3),
+                    "macro-F1": fmt_ci(m.get("macro_f1", float("nan")), *f1_ci, digits=3),
+                    "majority baseline": fmt(m.get("majority_baseline"), 3),
+                    "binomial p (vs baseline)": fmt_p(m.get("binomial_p", float("nan"))),
+                    "test examples": m.get("n_test", ""),
+                    "training time (s)": fmt(m.get("train_seconds"), 0) if m.get("train_seconds") else "n/a"})
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    return df.set_index("model") if per_model else df.set_axis(["fine-tuned model"][: len(df)])
+
+
+def finetune_sentence(finetune: Mapping[str, Any], name: str = "The fine-tuned model") -> str:
+    """Test accuracy with CI against the majority baseline, and the binomial test."""
+    if not finetune or "accuracy" not in finetune:
+        return "This study has no fine-tuned state."
+    acc_ci = finetune.get("accuracy_ci") or [None, None]
+    f1_ci = finetune.get("macro_f1_ci") or [None, None]
+    p = finetune.get("binomial_p", float("nan"))
+    base = finetune.get("majority_baseline", float("nan"))
+    verdict = ("significantly above" if isinstance(p, (int, float)) and p < ALPHA else "not significantly above")
+    return (f"{name} reaches a test accuracy of {fmt_ci(finetune['accuracy'], *acc_ci, digits=3)} and a "
+            f"macro-F1 of {fmt_ci(finetune.get('macro_f1', float('nan')), *f1_ci, digits=3)} on "
+            f"{finetune.get('n_test', 'the')} test examples, {verdict} the majority-class baseline of "
+            f"{fmt(base, 3)} (one-sided binomial test, {fmt_p(p)}).")
+
+
+def best_layer(tidy: pd.DataFrame, metric: str, state: str, model: str | None = None) -> pd.Series | None:
+    """The row of the layer where ``metric`` is highest for ``state``."""
+    s = series(tidy, metric, state, model)
+    return None if s.empty else s.loc[s["value"].idxmax()]
+
+
+def probe_sentence(tidy: pd.DataFrame, pooling: str = "cls", model: str | None = None) -> str:
+    """Best probe layer per state with its CI, the control accuracy there and the selectivity."""
+    metric = f"probe_acc_{pooling}"
+    parts = []
+    for state in _states(tidy, metric):
+        top = best_layer(tidy, metric, state, model)
+        if top is None:
+            continue
+        text = f"{state}: best at layer {int(top.layer)} with {fmt_ci(top.value, top.ci_low, top.ci_high, 3)}"
+        ctrl = series(tidy, f"probe_control_acc_{pooling}", state, model)
+        c = ctrl[ctrl["layer"] == top.layer]
+        if not c.empty:
+            text += f" (control with permuted labels {fmt(c.value.iloc[0], 3)}"
+            sel = series(tidy, f"selectivity_{pooling}", state, model)
+            s = sel[sel["layer"] == top.layer]
+            text += f", selectivity {fmt(s.value.iloc[0], 3)})" if not s.empty else ")"
+        parts.append(text)
+    if not parts:
+        return ""
+    pool = "first-token" if pooling == "cls" else "mean-pooled"
+    return f"Linear probes on the {pool} embeddings: " + "; ".join(parts) + "."
+
+
+def convergence_table(tidy: pd.DataFrame, name: str = "spearman_convergence_probe") -> pd.DataFrame:
+    """Spearman correlation across layers between the mean token cosine and the probe accuracy, per
+    model and state, with CI and p-value."""
+    rho = tidy[tidy["metric"] == name]
+    p = tidy[tidy["metric"] == f"{name}_p"][["model", "state", "value"]].rename(columns={"value": "p"})
+    from .charts import state_order
+
+    df = rho.merge(p, on=["model", "state"], how="left")
+    df = df.assign(_o=df["state"].map(state_order(df["state"]).index)).sort_values(["model", "_o"])
+    return pd.DataFrame({
+        "model": df["model"], "state": df["state"],
+        "Spearman rho": [fmt_ci(v, lo, hi) for v, lo, hi in zip(df["value"], df["ci_low"], df["ci_high"])],
+        "p-value": [fmt_p(v) for v in df["p"]], "layers": df["n"].astype(int)}).set_index(["model", "state"])
+
+
+def convergence_sentence(tidy: pd.DataFrame, name: str = "spearman_convergence_probe",
+                         model: str | None = None) -> str:
+    """Is the convergence of the token cosines through the layers linked to probe accuracy? (the seed's
+    question), as the Spearman correlation over layers per state."""
+    df = tidy[tidy["metric"] == name]
+    if model is not None:
+        df = df[df["model"] == model]
+    if df.empty:
+        return "The convergence-performance correlation was not computed (too few layers)."
+    p = tidy[tidy["metric"] == f"{name}_p"].set_index(["model", "state"])["value"]
+    from .charts import state_order
+
+    order = state_order(df["state"])
+    df = df.assign(_o=df["state"].map(order.index)).sort_values(["model", "_o"])
+    parts = []
+    for r in df.itertuples():
+        pv = p.get((r.model, r.state), float("nan"))
+        parts.append(f"{r.state}: rho = {fmt_ci(r.value, r.ci_low, r.ci_high)} over {int(r.n)} layers ({fmt_p(pv)})")
+    return ("Spearman correlation, across layers, between the mean within-sentence token cosine and the "
+            "first-token probe accuracy: " + "; ".join(parts) + ". With so few layers, only a strong "
+            "monotone link reaches significance, and a shared trend through depth is enough to produce one.")
+
+
+def cka_sentence(tidy: pd.DataFrame, pooling: str = "cls", state: str = "finetuned", threshold: float = 0.9,
+                 model: str | None = None) -> str:
+    """How far up the layers ``state`` stays similar to pretrained (linear CKA on the diagonal)."""
+    s = series(tidy, f"cka_{pooling}_vs_pretrained", state, model)
+    if s.empty:
+        return ""
+    above = s[s["value"] >= threshold]["layer"].astype(int).tolist()
+    low = s.loc[s["value"].idxmin()]
+    kept = (f"CKA stays at or above {threshold} at {len(above)} of {len(s)} layers"
+            + (f" (up to layer {max(above)})" if above else ""))
+    return (f"Linear CKA between {state} and pretrained, layer by layer ({pooling} pooling): {kept}; "
+            f"the lowest value is {fmt(low.value, 3)} at layer {int(low.layer)}.")
+
+
+def class_geometry_sentence(tidy: pd.DataFrame, pooling: str = "cls", layer: int | None = None,
+                            model: str | None = None) -> str:
+    """Silhouette against its permuted-label baseline and the angle between class centroids."""
+    parts = []
+    for state in _states(tidy, f"silhouette_{pooling}"):
+        s = series(tidy, f"silhouette_{pooling}", state, model)
+        if s.empty:
+            continue
+        lay = int(s["layer"].max()) if layer is None else layer
+        sil = _at(s, lay)
+        perm = series(tidy, f"silhouette_perm_{pooling}", state, model)
+        ang = series(tidy, f"centroid_angle_{pooling}", state, model)
+        text = f"{state}: silhouette {fmt_ci(sil.value, sil.ci_low, sil.ci_high, 3)}"
+        if not perm.empty and lay in set(perm["layer"]):
+            text += f" against {fmt(_at(perm, lay).value, 3)} with permuted labels"
+        if not ang.empty and lay in set(ang["layer"]):
+            text += f", centroid angle {fmt(_at(ang, lay).value, 1)} degrees"
+        parts.append(text)
+    if not parts:
+        return ""
+    lay = layer if layer is not None else int(tidy.loc[tidy["metric"] == f"silhouette_{pooling}", "layer"].max())
+    return f"Class geometry of the first-token embeddings at layer {lay}: " + "; ".join(parts) + "."
+
+
+def rogue_sentence(tidy: pd.DataFrame, layer: int | None = None, model: str | None = None) -> str:
+    """Share of the expected cosine carried by the top 3 dimensions, per state, at one layer."""
+    parts = []
+    for state in _states(tidy, "rogue_top3_share"):
+        s = series(tidy, "rogue_top3_share", state, model)
+        if s.empty:
+            continue
+        lay = int(s["layer"].max()) if layer is None else layer
+        parts.append(f"{fmt(100 * _at(s, lay).value, 0)}% ({state})")
+    if not parts:
+        return ""
+    lay = layer if layer is not None else int(tidy.loc[tidy["metric"] == "rogue_top3_share", "layer"].max())
+    return (f"At layer {lay}, the three dimensions that contribute most to the expected cosine of random "
+            f"token pairs carry " + ", ".join(parts) + " of it.")
+
+
+def models_best_sentence(tidy: pd.DataFrame, metric: str = "probe_acc_cls", state: str = "finetuned",
+                         what: str = "first-token probe accuracy") -> str:
+    """The comparison: per model, the best layer of ``metric`` for ``state``."""
+    parts = []
+    for model in dict.fromkeys(tidy["model"]):
+        top = best_layer(tidy, metric, state, model)
+        if top is not None:
+            last = int(tidy[(tidy["model"] == model) & (tidy["layer"] >= 0)]["layer"].max())
+            parts.append(f"{model} {fmt_ci(top.value, top.ci_low, top.ci_high, 3)} at layer {int(top.layer)} of {last}")
+    if not parts:
+        return ""
+    return f"Best {what} ({state}): " + "; ".join(parts) + "."
+
+
+def seed_layers(params, n_layers: int) -> list[int]:
+    """The seed's grid layers (``params.analysis.seed_layers``) that the model has, plus its last
+    layer; at least three layers (evenly spaced ones are added to shallow models)."""
+    last = n_layers - 1
+    wanted = getattr(getattr(params, "analysis", None), "seed_layers", [5, 7, 9, 11, 12])
+    layers = {int(v) for v in wanted if 0 <= int(v) <= last} | {last}
+    if len(layers) < 3:
+        layers |= {round(last / 3), round(2 * last / 3)}
+    return sorted(layers)
+
+
+def grid_table(tidy: pd.DataFrame, layers: Sequence[int], metric: str = "probe_acc_cls",
+               rows: Sequence[str] = ("state",)) -> pd.DataFrame:
+    """The seed's grid as a table: rows (states, or models and states) x layers, values to 3 decimals."""
+    from .charts import state_order
+
+    df = tidy[(tidy["metric"] == metric) & tidy["layer"].isin(list(layers))]
+    wide = df.pivot_table(index=list(rows), columns="layer", values="value", aggfunc="first")
+    if "state" in rows:
+        order = state_order(df["state"])
+        wide = wide.reset_index()
+        wide["_o"] = wide["state"].map(order.index)
+        wide = wide.sort_values([c for c in rows if c != "state"] + ["_o"]).drop(columns="_o").set_index(list(rows))
+    wide.columns = [f"layer {c}" for c in wide.columns]
+    return wide.round(3)
+
+
+def say(*sentences: str):
+    """The sentences as one Markdown paragraph (``IPython.display.Markdown``), empty ones dropped."""
+    from IPython.display import Markdown
+
+    return Markdown(" ".join(s.strip() for s in sentences if s and s.strip()))
+
+
+# ==================================================================================================
+# notebooks: kernel, template preparation, hashing, execution
+# ==================================================================================================
+
+def kernel_name() -> str:
+    """A Jupyter kernel that runs this interpreter: ``python3`` when its spec launches this Python (or
+    the generic ``python``, which jupyter_client maps to ``sys.executable``), else a ``layerwise``
+    spec installed into this environment's prefix."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    ksm = KernelSpecManager()
+    for name in ("python3", "layerwise"):
+        try:
+            spec = ksm.get_kernel_spec(name)
+        except NoSuchKernel:
+            continue
+        exe = spec.argv[0] if spec.argv else ""
+        generic = {"python", f"python{sys.version_info[0]}", f"python{sys.version_info[0]}.{sys.version_info[1]}"}
+        if exe in generic or (os.path.exists(exe) and os.path.realpath(exe) == os.path.realpath(sys.executable)):
+            return name
+    try:
+        from ipykernel.kernelspec import install
+
+        install(kernel_name="layerwise", display_name="Python (layerwise)", prefix=sys.prefix)
+    except Exception as exc:  # permissions, missing ipykernel
+        raise LayerwiseError(f"no Jupyter kernel for {sys.executable} and none could be installed ({exc})",
+                             "report.kernel_name",
+                             f"run `{sys.executable} -m ipykernel install --sys-prefix`") from None
+    return "layerwise"
+
+
+_LABEL_RE = re.compile(r"^(#\|\s*label:\s*)(fig|tbl|sec)-", re.M)
+_REF_RE = re.compile(r"(?<![\w@])@(fig|tbl|sec)-")
+
+
+def prepare_template(template: Path, *, title: str, label_prefix: str | None):
+    """The template notebook made ready for one model: the front matter (first raw cell, YAML between
+    ``---``) gets ``title``; cross-reference labels ``fig-x``/``tbl-x`` (and ``@fig-x`` references)
+    become ``fig-<prefix>-x`` so that the labels stay unique across the book's chapters."""
+    import nbformat
+    import yaml
+
+    nb = nbformat.read(template, as_version=4)
+    front: dict[str, Any] = {}
+    if nb.cells and nb.cells[0].cell_type == "raw" and nb.cells[0].source.lstrip().startswith("---"):
+        body = nb.cells[0].source.strip().strip("-").strip()
+        front = yaml.safe_load(body) or {}
+        nb.cells.pop(0)
+    front["title"] = title
+    fm = nbformat.v4.new_raw_cell("---\n" + yaml.safe_dump(front, sort_keys=False, allow_unicode=True) + "---")
+    fm.id = "front-matter"
+    nb.cells.insert(0, fm)
+    if label_prefix:
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                cell.source = _LABEL_RE.sub(lambda m: f"{m.group(1)}{m.group(2)}-{label_prefix}-", cell.source)
+            elif cell.cell_type == "markdown":
+                cell.source = _REF_RE.sub(lambda m: f"@{m.group(1)}-{label_prefix}-", cell.source)
+    return nb
+
+
+def source_hash() -> str:
+    """Hash of every layerwise source file (a code change re-executes the chapters)."""
+    return content_hash({p.name: file_hash(p) for p in sorted(PACKAGE_DIR.glob("*.py"))})
+
+
+def notebook_hash(path: Path) -> str | None:
+    """The input hash stored in an executed notebook's metadata, or None."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            meta = json.load(fh).get("metadata", {})
+        return meta.get("layerwise", {}).get("input_hash")
+    except (OSError, ValueError):
+        return None
+
+
+def error_outputs(nb) -> list[tuple[int, str]]:
+    """(cell index, message) of every error output of a notebook (``nbformat`` node or dict)."""
+    out = []
+    for i, cell in enumerate(nb["cells"]):
+        for o in cell.get("outputs", []) or []:
+            if o.get("output_type") == "error":
+                out.append((i, f"{o.get('ename')}: {o.get('evalue')}"))
+    return out
+
+
+@dataclass
+class Job:
+    """One notebook to produce."""
+
+    chapter: str
+    model: str | None
+    template: Path
+    output: Path
+    parameters: dict[str, Any]
+    title: str
+    inputs: dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        """``model/chapter`` (or the chapter alone), for progress and messages."""
+        return f"{self.model}/{self.chapter}" if self.model else self.chapter
+
+    @property
+    def input_hash(self) -> str:
+        """Hash of everything the notebook depends on (see :func:`plan`)."""
+        return content_hash(self.inputs)
+
+
+def _relative(path: Path, base: Path) -> str:
+    """``path`` relative to ``base`` (POSIX separators), absolute when on another drive."""
+    try:
+        return Path(os.path.relpath(path.resolve(), base.resolve())).as_posix()
+    except ValueError:  # other drive (Windows)
+        return path.resolve().as_posix()
+
+
+def execute(job: Job, *, kernel: str, cwd: Path, failed_dir: Path, label_prefix: str | None = None) -> Path:
+    """Execute one chapter with papermill into a temporary file, then rename it to ``job.output``;
+    raise :class:`LayerwiseError` naming the model, chapter and cell on failure."""
+    import nbformat
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    job.output.parent.mkdir(parents=True, exist_ok=True)
+    nb = prepare_template(job.template, title=job.title, label_prefix=label_prefix)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=".lw-run-", dir=job.output.parent))
+    src = tmp_dir / f"{job.chapter}.template.ipynb"
+    out = tmp_dir / f"{job.chapter}.ipynb"
+    nbformat.write(nb, src)
+    where = f"{'model ' + job.model + ', ' if job.model else ''}chapter {job.chapter}"
+    try:
+        try:
+            result = pm.execute_notebook(str(src), str(out), parameters=job.parameters, kernel_name=kernel,
+                                         cwd=str(cwd), progress_bar=False, log_output=False,
+                                         request_save_on_cell_execute=False, **_engine_kwargs())
+        except PapermillExecutionError as exc:
+            failed = _keep_failed(out, failed_dir, job)
+            count = f" (execution count {exc.exec_count})" if exc.exec_count else ""
+            first = (exc.source or "").strip().splitlines()
+            first = [ln for ln in first if not ln.startswith("#|")]
+            code = f" `{first[0][:80]}`" if first else ""
+            raise LayerwiseError(f"cell {exc.cell_index}{count}{code} failed with {exc.ename}: {exc.evalue}",
+                                 where, f"see the failed notebook {failed}" if failed else
+                                 "run the chapter in Jupyter to debug it") from None
+        except LayerwiseError:
+            raise
+        except Exception as exc:  # kernel died, could not start, timeout
+            failed = _keep_failed(out, failed_dir, job)
+            raise LayerwiseError(f"the notebook could not be executed: {type(exc).__name__}: {exc}", where,
+                                 f"see {failed}" if failed else "check that ipykernel works in this environment"
+                                 ) from None
+        errors = error_outputs(result)
+        if errors:  # cells tagged raises-exception would get here
+            i, msg = errors[0]
+            raise LayerwiseError(f"cell {i} has an error output ({msg})", where, "fix the chapter template")
+        result.metadata["layerwise"] = {"input_hash": job.input_hash, "chapter": job.chapter, "model": job.model,
+                                        "title": job.title, "executed": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                        "format": FORMAT_VERSION}
+        nbformat.validate(result)
+        nbformat.write(result, out)
+        os.replace(out, job.output)
+        return job.output
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def _engine_kwargs() -> dict[str, Any]:
+    """Kernel options: ipykernel logs only errors (its warning about unencrypted localhost TCP would
+    print once per chapter; the kernel listens on 127.0.0.1 only)."""
+    return {"extra_arguments": ["--IPKernelApp.log_level=ERROR"]}
+
+
+def _keep_failed(out: Path, failed_dir: Path, job: Job) -> Path | None:
+    """Move a failed notebook out of the report (to ``failed_dir``) and return its new path."""
+    if not out.exists():
+        return None
+    failed_dir.mkdir(parents=True, exist_ok=True)
+    dest = failed_dir / (f"{job.model}-{job.chapter}.ipynb" if job.model else f"{job.chapter}.ipynb")
+    shutil.move(str(out), dest)
+    return dest
+
+
+# ==================================================================================================
+# the run
+# ==================================================================================================
+
+@dataclass
+class RunSummary:
+    """What ``run`` did: notebooks executed and skipped (unchanged), the files Quarto and the preview
+    read, and the time taken."""
+
+    executed: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    chapters_yml: Path | None = None
+    reproduce_md: Path | None = None
+    manifest: Path | None = None
+    preview: Path | None = None
+    seconds: float = 0.0
+
+    @property
+    def notebooks(self) -> list[Path]:
+        """Every notebook of the run, executed or skipped."""
+        return self.executed + self.skipped
+
+    def __str__(self) -> str:
+        """One line for the terminal."""
+        text = (f"{len(self.executed)} chapter(s) executed, {len(self.skipped)} unchanged, "
+                f"in {self.seconds:.1f} s")
+        if self.preview:
+            text += f"; preview: {self.preview}"
+        return text
+
+
+def plan(params_list: Sequence, studies_keys: Mapping[str, str], out_dir: Path, *, loader: str,
+         chapters: Sequence[str], comparison: bool, chapters_dir: Path, cwd: Path) -> list[Job]:
+    """The notebooks of a run (per model chapters, then the comparison) with their input hashes."""
+    src = source_hash()
+    jobs = []
+    for params in params_list:
+        path = Path(params.path)
+        rel = _relative(path, cwd)
+        for chapter in chapters:
+            template = chapters_dir / f"{chapter}.ipynb"
+            title = f"{CHAPTER_TITLES.get(chapter, chapter.title())}: {params.display_name}"
+            parameters = {"params_path": rel, "loader": loader}
+            inputs = {"template": file_hash(template), "chapter": chapter, "params": file_hash(path),
+                      "results": studies_keys[params.name], "source": src, "parameters": parameters,
+                      "title": title, "format": FORMAT_VERSION}
+            jobs.append(Job(chapter, params.name, template, out_dir / params.name / f"{chapter}.ipynb",
+                            parameters, title, inputs))
+    if comparison:
+        template = chapters_dir / f"{COMPARISON}.ipynb"
+        rels = [_relative(Path(p.path), cwd) for p in params_list]
+        parameters = {"params_paths": rels, "loader": loader}
+        inputs = {"template": file_hash(template), "chapter": COMPARISON,
+                  "params": [file_hash(Path(p.path)) for p in params_list],
+                  "results": [studies_keys[p.name] for p in params_list], "source": src,
+                  "parameters": parameters, "format": FORMAT_VERSION}
+        jobs.append(Job(COMPARISON, None, template, out_dir / f"{COMPARISON}.ipynb", parameters,
+                        CHAPTER_TITLES[COMPARISON], inputs))
+    return jobs
+
+
+def book_chapters(params_list: Sequence, out_dir: Path, chapters: Sequence[str], comparison: bool,
+                  cwd: Path) -> list:
+    """The ``book: chapters`` entries of the run: one part per model with its chapters, then the
+    comparison (paths relative to the Quarto project directory ``cwd``)."""
+    entries: list[Any] = []
+    for params in params_list:
+        files = [_relative(out_dir / params.name / f"{c}.ipynb", cwd) for c in chapters
+                 if (out_dir / params.name / f"{c}.ipynb").exists()]
+        if files:
+            entries.append({"part": params.display_name, "chapters": files})
+    if comparison and (out_dir / f"{COMPARISON}.ipynb").exists():
+        entries.append(_relative(out_dir / f"{COMPARISON}.ipynb", cwd))
+    return entries
+
+
+def write_chapters_yml(path: Path, entries: list) -> Path:
+    """The chapter list Quarto reads (``metadata-files`` of ``_quarto.yml``). Quarto checks that every
+    chapter exists BEFORE it runs ``pre-render`` (quarto-cli issue 11567) and re-reads the
+    configuration after it, so this file is written at the end of a successful run and lists only
+    existing notebooks: a later ``quarto render`` starts from a valid list even on a fresh profile."""
+    import yaml
+
+    text = ("# Generated by layerwise (report.run): the chapters of the last successful run.\n"
+            "# Merged into the book by `metadata-files` in _quarto.yml. Do not edit.\n"
+            + yaml.safe_dump({"book": {"chapters": entries}}, sort_keys=False, allow_unicode=True))
+    atomic_write_text(path, text)
+    return path
+
+
+def reproduce_markdown(params_list: Sequence, manifests: Mapping[str, Mapping[str, Any]], *,
+                       profile: str | None = None, cwd: Path) -> str:
+    """The reproduce page's generated part: per model the params file, model, data selection, cache
+    entries, library versions, git commit and the commands that rebuild the report."""
+    import yaml
+
+    lines = ["## Commands", "", "```bash",
+             "make report            # the default (demo) study and the HTML preview, without Quarto"]
+    params_args = " ".join(_relative(Path(p.path), cwd) for p in params_list)
+    lines.append(f"layerwise run --params {params_args}   # this run's chapters")
+    lines.append(f"quarto render{' --profile ' + profile if profile else ''}   # the book (HTML and PDF)")
+    lines += ["```", ""]
+    for params in params_list:
+        m = manifests.get(params.name, {}) or {}
+        lines += [f"## {params.display_name} (`{params.name}`)", ""]
+        rows = [("params file", f"`{_relative(Path(params.path), cwd)}`"),
+                ("model", f"`{params.model.id}`"
+                 + (f" at revision `{params.model.revision}`" if params.model.revision else "")),
+                ("git commit", f"`{m.get('git_commit') or 'n/a'}`"), ("device", f"`{m.get('device', 'n/a')}`"),
+                ("platform", f"`{m.get('platform', 'n/a')}`"), ("created", f"{m.get('created', 'n/a')}")]
+        sel = m.get("selection") or {}
+        if sel:
+            counts = [f"{len(sel[k])} {k.split('_')[0]}" for k in ("train_index", "test_index")
+                      if isinstance(sel.get(k), list)]
+            counts += [f"{sel[k]} {k.split('_')[1]}" for k in ("num_train", "num_test") if k in sel]
+            rows.append(("data selection", f"`{sel.get('hash', '')}`" + (f" ({', '.join(counts)} examples)"
+                                                                          if counts else "")))
+        for k, v in (m.get("cache_entries") or {}).items():
+            if v:
+                rows.append((f"cache entry ({k})", f"`{Path(v).name}`"))
+        timings = m.get("timings_s") or {}
+        for k, v in timings.items():
+            rows.append((f"geometry pass, {k} (s)", fmt(v, 1)))
+        lines += ["| item | value |", "|---|---|"] + [f"| {a} | {b} |" for a, b in rows] + [""]
+        versions = m.get("versions") or {}
+        if versions:
+            lines += ["Library versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".", ""]
+        lines += ["```yaml", yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False,
+                                            allow_unicode=True).rstrip(), "```", ""]
+    return "\n".join(lines)
+
+
+def run(params_paths: Sequence[str | Path], out_dir: Path = Path("report"), force: bool = False,
+        preview: bool = True, *, loader: str = DEFAULT_LOADER, chapters: Sequence[str] = MODEL_CHAPTERS,
+        comparison: bool = True, chapters_dir: Path = CHAPTERS_DIR, progress: bool = True,
+        profile: str | None = None) -> RunSummary:
+    """Run the study for every params file and execute the report's chapters (see the module doc).
+    ``loader`` is the ``module:function`` that returns a study (tests pass a synthetic one)."""
+    from tqdm.auto import tqdm
+
+    from .config import load_params
+
+    t0 = time.perf_counter()
+    if not params_paths:
+        raise LayerwiseError("no params file given", "layerwise run", "pass --params params/demo.yml")
+    cwd = Path.cwd()
+    out_dir = Path(out_dir)
+    out_dir = out_dir if out_dir.is_absolute() else cwd / out_dir
+    params_list = [load_params(p) for p in params_paths]
+    names = [p.name for p in params_list]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise LayerwiseError(f"several params files use the name {dupes[0]!r}", "layerwise run",
+                             "give every params file its own `name:` (it names report/<name>/)")
+    for chapter in (*chapters, *([COMPARISON] if comparison else [])):
+        if not (chapters_dir / f"{chapter}.ipynb").is_file():
+            raise LayerwiseError(f"chapter template {chapter}.ipynb not found", str(chapters_dir),
+                                 "run from the project directory (where chapters/ is)")
+    load_fn = resolve_loader(loader)
+    keys: dict[str, str] = {}
+    manifests: dict[str, dict[str, Any]] = {}
+    for params in params_list:
+        if progress:
+            print(f"layerwise: study {params.name} ({params.display_name}): computing or reading the cached results",
+                  file=sys.stderr)
+        study = load_fn(params.path, progress=progress)
+        keys[params.name] = study_key(study)
+        manifests[params.name] = dict(getattr(study, "manifest", {}) or {})
+        del study
+    jobs = plan(params_list, keys, out_dir, loader=loader, chapters=chapters, comparison=comparison,
+                chapters_dir=chapters_dir, cwd=cwd)
+    summary = RunSummary()
+    meta = out_dir / META_DIR
+    kernel: str | None = None
+    bar = tqdm(jobs, desc="chapters", unit="notebook", disable=not progress, file=sys.stderr)
+    for job in bar:
+        bar.set_postfix_str(job.label)
+        if not force and job.output.exists() and notebook_hash(job.output) == job.input_hash:
+            summary.skipped.append(job.output)
+            continue
+        kernel = kernel or kernel_name()
+        execute(job, kernel=kernel, cwd=cwd, failed_dir=meta / "failed", label_prefix=job.model)
+        summary.executed.append(job.output)
+    bar.close()
+    entries = book_chapters(params_list, out_dir, chapters, comparison, cwd)
+    summary.chapters_yml = write_chapters_yml(meta / "chapters.yml", entries)
+    summary.reproduce_md = meta / "reproduce.md"
+    atomic_write_text(summary.reproduce_md, reproduce_markdown(params_list, manifests, profile=profile, cwd=cwd))
+    summary.manifest = meta / "report.json"
+    atomic_write_json(summary.manifest, {
+        "models": [{"name": p.name, "title": p.display_name, "params": _relative(Path(p.path), cwd),
+                    "chapters": [{"chapter": j.chapter, "title": j.title, "path": _relative(j.output, out_dir)}
+                                 for j in jobs if j.model == p.name]} for p in params_list],
+        "comparison": ({"chapter": COMPARISON, "title": CHAPTER_TITLES[COMPARISON],
+                        "path": f"{COMPARISON}.ipynb"} if comparison else None),
+        "profile": profile, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    if preview:
+        from .preview import build_preview, quarto_hint
+
+        summary.preview = build_preview(out_dir)
+        if progress:
+            print(quarto_hint(), file=sys.stderr)
+    summary.seconds = time.perf_counter() - t0
+    if progress:
+        print(f"layerwise: {summary}", file=sys.stderr)
+    return summary
+
+
+# ==================================================================================================
+# Quarto pre-render
+# ==================================================================================================
+
+def profile_params(project_dir: Path, profiles: Sequence[str]) -> list[Path]:
+    """The params files named by the active Quarto profiles: key ``layerwise: params:`` of each
+    ``_quarto-<profile>.yml`` (in profile order, without duplicates)."""
+    import yaml
+
+    found: list[Path] = []
+    for name in profiles:
+        for ext in (".yml", ".yaml"):
+            f = project_dir / f"_quarto-{name}{ext}"
+            if f.is_file():
+                data = yaml.safe_load(f.read_text(encoding="utf-8")) or {}
+                for p in ((data.get("layerwise") or {}).get("params") or []):
+                    path = Path(p)
+                    if path not in found:
+                        found.append(path)
+                break
+    return found
+
+
+def quarto_prerender(project_dir: Path | None = None, env: Mapping[str, str] | None = None) -> RunSummary:
+    """Quarto's ``pre-render`` step: the active profiles come from ``QUARTO_PROFILE`` (Quarto sets it
+    to the resolved list, the default profile included), their params files from the profile files;
+    then :func:`run` without the preview."""
+    env = os.environ if env is None else env
+    project_dir = Path(project_dir or Path.cwd())
+    profiles = [p.strip() for p in env.get("QUARTO_PROFILE", "").split(",") if p.strip()]
+    params = profile_params(project_dir, profiles)
+    if not params:
+        raise LayerwiseError(f"no params files for the Quarto profile(s) {profiles or '(none)'}",
+                             "_quarto-<profile>.yml",
+                             "render with --profile demo or --profile flue, or list params files under "
+                             "`layerwise: params:` in the profile's _quarto-<profile>.yml")
+    loader = env.get("LAYERWISE_LOADER", DEFAULT_LOADER)  # tests render the book on a synthetic study
+    return run(params, out_dir=project_dir / "report", preview=False, profile=",".join(profiles) or None,
+               loader=loader)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m layerwise.report [--quarto | PARAMS...]``."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m layerwise.report", description="execute the report chapters")
+    ap.add_argument("params", nargs="*")
+    ap.add_argument("--quarto", action="store_true", help="Quarto pre-render: params from the active profile(s)")
+    ap.add_argument("--force", action="store_true")
+    ap.add_argument("--no-preview", action="store_true")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        if args.quarto:
+            quarto_prerender()
+        else:
+            run([Path(p) for p in (args.params or ["params/demo.yml"])], force=args.force,
+                preview=not args.no_preview)
+    except LayerwiseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,432 @@
+"""Statistical tests, confidence intervals and multiple-testing corrections, and the table builders that
+turn the per-sentence metrics and the per-layer results into tidy rows.
+
+Conventions: every resampling function takes a ``seed`` that feeds ``numpy.random.default_rng``; a
+confidence interval is returned as ``(estimate, low, high)``; ``level`` is the two-sided coverage
+(0.95 -> 2.5 % and 97.5 % percentiles). The tests come from ``scipy.stats`` wherever it has them; Holm's
+step-down correction is not in scipy and is written out here (and checked against hand-worked values in
+``tests/test_stats.py``).
+
+Tidy rows follow the schema of ``docs/architecture.md``: model, state, layer, metric, value, ci_low,
+ci_high, n.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Callable, Iterable, NamedTuple, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from .errors import LayerwiseError
+
+TIDY_COLUMNS = ["model", "state", "layer", "metric", "value", "ci_low", "ci_high", "n"]
+
+#: per-sentence metrics compared between states by default (``compare_states``); the ``_content``
+#: variants are added when present in the table.
+DEFAULT_COMPARE_METRICS = ("token_cosine", "token_cosine_var", "intra_similarity", "cov_trace", "cov_trace_scaled")
+
+
+class TwoSampleResult(NamedTuple):
+    """Outcome of a two-sample test.
+
+    ``statistic``: the test statistic (difference of means, U, or W); ``p``: two-sided p-value;
+    ``effect``: the effect size named by ``effect_name``; ``n``: the sample size(s) used.
+    """
+
+    statistic: float
+    p: float
+    effect: float
+    effect_name: str
+    n: int
+
+
+def _check_level(level: float, where: str) -> None:
+    if not 0 < level < 1:
+        raise LayerwiseError(f"confidence level must lie in (0, 1), got {level}", where=where,
+                             fix="pass e.g. level=0.95")
+
+
+def _as_1d(values, where: str) -> np.ndarray:
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim != 1:
+        raise LayerwiseError(f"expected a 1-D array of values, got shape {arr.shape}", where=where,
+                             fix="flatten the values or pass one sample at a time")
+    return arr
+
+
+# --------------------------------------------------------------------------------------------------
+# Confidence intervals
+# --------------------------------------------------------------------------------------------------
+
+def bootstrap_ci(values, statistic: Callable = np.mean, n_boot: int = 1000, level: float = 0.95,
+                 seed: int = 0) -> tuple[float, float, float]:
+    """Percentile bootstrap confidence interval of ``statistic(values)``.
+
+    Resamples the ``n`` values with replacement ``n_boot`` times (``scipy.stats.bootstrap``,
+    ``method="percentile"``) and returns the statistic on the original sample with the
+    ``(1 - level) / 2`` and ``(1 + level) / 2`` percentiles of the resampled statistics
+    (Efron & Tibshirani 1993, ch. 13). NaNs are dropped first. With fewer than two values, or a
+    constant sample, the interval collapses to the estimate (or NaN when there is no value).
+    ``statistic`` must accept an ``axis`` keyword (numpy reductions do) to be vectorised.
+    """
+    _check_level(level, "bootstrap_ci")
+    x = _as_1d(values, "bootstrap_ci")
+    x = x[~np.isnan(x)]
+    if x.size == 0:
+        return (np.nan, np.nan, np.nan)
+    est = float(statistic(x))
+    if x.size < 2 or np.all(x == x[0]):
+        return (est, est, est)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = sps.bootstrap((x,), statistic, n_resamples=n_boot, confidence_level=level,
+                            method="percentile", rng=np.random.default_rng(seed))
+    return (est, float(res.confidence_interval.low), float(res.confidence_interval.high))
+
+
+def bootstrap_mean_ci(values, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+    """Percentile bootstrap CI of the mean, vectorised with one index matrix (same as
+    ``bootstrap_ci(values, np.mean, ...)`` up to the random draws, but much faster for many small
+    calls). NaNs are dropped."""
+    _check_level(level, "bootstrap_mean_ci")
+    x = _as_1d(values, "bootstrap_mean_ci")
+    x = x[~np.isnan(x)]
+    if x.size == 0:
+        return (np.nan, np.nan, np.nan)
+    est = float(x.mean())
+    if x.size < 2:
+        return (est, est, est)
+    idx = np.random.default_rng(seed).integers(0, x.size, size=(n_boot, x.size))
+    boots = x[idx].mean(axis=1)
+    lo, hi = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2])
+    return (est, float(lo), float(hi))
+
+
+def wilson_ci(k: int, n: int, level: float = 0.95) -> tuple[float, float, float]:
+    """Wilson score interval for a binomial proportion ``k / n`` (Wilson 1927), via
+    ``scipy.stats.binomtest(k, n).proportion_ci(method="wilson")``:
+    centre (p + z^2/2n) / (1 + z^2/n), half-width z sqrt(p(1-p)/n + z^2/4n^2) / (1 + z^2/n).
+    Returns ``(k / n, low, high)``."""
+    _check_level(level, "wilson_ci")
+    if n <= 0 or not 0 <= k <= n:
+        raise LayerwiseError(f"need 0 <= k <= n and n > 0, got k={k}, n={n}", where="wilson_ci",
+                             fix="pass the number of successes and of trials")
+    ci = sps.binomtest(int(k), int(n)).proportion_ci(confidence_level=level, method="wilson")
+    return (k / n, float(ci.low), float(ci.high))
+
+
+def binomial_vs_majority(correct: int, n: int, majority_rate: float) -> float:
+    """One-sided exact binomial test that an accuracy ``correct / n`` beats the majority-class rate:
+    H0 ``p = majority_rate``, H1 ``p > majority_rate`` (``scipy.stats.binomtest``,
+    ``alternative="greater"``). Returns the p-value. Treats test items as independent trials."""
+    if n <= 0 or not 0 <= correct <= n:
+        raise LayerwiseError(f"need 0 <= correct <= n and n > 0, got correct={correct}, n={n}",
+                             where="binomial_vs_majority", fix="pass counts, not rates")
+    if not 0 < majority_rate < 1:
+        raise LayerwiseError(f"majority_rate must lie in (0, 1), got {majority_rate}",
+                             where="binomial_vs_majority", fix="pass the share of the most frequent class")
+    return float(sps.binomtest(int(correct), int(n), p=majority_rate, alternative="greater").pvalue)
+
+
+def macro_f1_ci(y_true, y_pred, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
+    """Macro-F1 (unweighted mean over classes of F1_k = 2 P_k R_k / (P_k + R_k), scikit-learn
+    ``f1_score(average="macro")``) with a percentile bootstrap CI over test items (pairs
+    ``(y_true_i, y_pred_i)`` resampled together)."""
+    from sklearn.metrics import f1_score
+
+    _check_level(level, "macro_f1_ci")
+    yt, yp = np.asarray(y_true), np.asarray(y_pred)
+    if yt.shape != yp.shape or yt.ndim != 1 or yt.size == 0:
+        raise LayerwiseError(f"y_true and y_pred must be 1-D of equal non-zero length, got {yt.shape} and {yp.shape}",
+                             where="macro_f1_ci", fix="pass one label and one prediction per test item")
+    labels = np.unique(np.concatenate([yt, yp]))
+    est = float(f1_score(yt, yp, average="macro", labels=labels, zero_division=0))
+    rng = np.random.default_rng(seed)
+    boots = np.empty(n_boot)
+    for b in range(n_boot):
+        i = rng.integers(0, yt.size, size=yt.size)
+        boots[b] = f1_score(yt[i], yp[i], average="macro", labels=labels, zero_division=0)
+    lo, hi = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2])
+    return (est, float(lo), float(hi))
+
+
+# --------------------------------------------------------------------------------------------------
+# Tests
+# --------------------------------------------------------------------------------------------------
+
+def _mean_diff(x, y, axis=-1):
+    return np.mean(x, axis=axis) - np.mean(y, axis=axis)
+
+
+def permutation_test(a, b, n_perm: int = 9999, seed: int = 0, paired: bool = False) -> TwoSampleResult:
+    """Two-sided permutation test of the difference of means ``mean(a) - mean(b)``
+    (``scipy.stats.permutation_test``; Good 2005).
+
+    Independent samples: labels are permuted between the pooled samples; effect size = Cohen's d,
+    (mean(a) - mean(b)) / s_pooled with s_pooled^2 = ((n_a-1) s_a^2 + (n_b-1) s_b^2) / (n_a+n_b-2).
+    Paired samples (``paired=True``, same items measured twice): the sign of each difference is
+    flipped at random (``permutation_type="samples"``); effect size = d_z = mean(a-b) / sd(a-b).
+    Two-sided p = min(1, 2 min(P_le, P_ge)) with P_ge = (1 + #{T* >= T}) / (1 + n_perm) over random
+    permutations (exact enumeration when there are fewer than ``n_perm``), valid (uniform or conservative)
+    under H0; its smallest value is 2 / (1 + n_perm).
+    NaNs are dropped (pairwise when paired).
+    """
+    a, b = _as_1d(a, "permutation_test"), _as_1d(b, "permutation_test")
+    if paired:
+        if a.shape != b.shape:
+            raise LayerwiseError(f"paired samples need equal lengths, got {a.size} and {b.size}",
+                                 where="permutation_test", fix="align the two samples item by item")
+        ok = ~(np.isnan(a) | np.isnan(b))
+        a, b = a[ok], b[ok]
+    else:
+        a, b = a[~np.isnan(a)], b[~np.isnan(b)]
+    if a.size < 2 or b.size < 2:
+        return TwoSampleResult(np.nan, np.nan, np.nan, "d_z" if paired else "cohen_d", int(min(a.size, b.size)))
+    rng = np.random.default_rng(seed)
+    if paired:
+        d = a - b
+        if np.all(d == 0):
+            return TwoSampleResult(0.0, 1.0, 0.0, "d_z", int(a.size))
+        res = sps.permutation_test((a, b), _mean_diff, permutation_type="samples", n_resamples=n_perm,
+                                   alternative="two-sided", vectorized=True, rng=rng)
+        sd = d.std(ddof=1)
+        effect = float(d.mean() / sd) if sd > 0 else float(np.sign(d.mean()) * np.inf)
+        return TwoSampleResult(float(res.statistic), float(res.pvalue), effect, "d_z", int(a.size))
+    res = sps.permutation_test((a, b), _mean_diff, permutation_type="independent", n_resamples=n_perm,
+                               alternative="two-sided", vectorized=True, rng=rng)
+    na, nb = a.size, b.size
+    sp = np.sqrt(((na - 1) * a.var(ddof=1) + (nb - 1) * b.var(ddof=1)) / (na + nb - 2))
+    diff = a.mean() - b.mean()
+    effect = float(diff / sp) if sp > 0 else (0.0 if diff == 0 else float(np.sign(diff) * np.inf))
+    return TwoSampleResult(float(res.statistic), float(res.pvalue), effect, "cohen_d", int(na + nb))
+
+
+def rank_test(a, b, paired: bool = False) -> TwoSampleResult:
+    """Rank test between two samples, with a rank-biserial effect size in [-1, 1].
+
+    Independent (default): Mann-Whitney U (``scipy.stats.mannwhitneyu``, two-sided); effect
+    r = 2 U_a / (n_a n_b) - 1 = P(A > B) - P(A < B) (Kerby 2014), positive when ``a`` tends to exceed ``b``.
+    Paired (``paired=True``; e.g. the same test sentences in two model states): Wilcoxon signed-rank test
+    on d = a - b (``scipy.stats.wilcoxon``, zeros dropped); effect = matched-pairs rank-biserial
+    r = (T+ - T-) / (T+ + T-), with T+/T- the rank sums of the positive/negative differences of |d|.
+    NaNs are dropped (pairwise when paired). All-zero differences give p = 1, effect 0.
+    """
+    a, b = _as_1d(a, "rank_test"), _as_1d(b, "rank_test")
+    if paired:
+        if a.shape != b.shape:
+            raise LayerwiseError(f"paired samples need equal lengths, got {a.size} and {b.size}",
+                                 where="rank_test", fix="align the two samples item by item")
+        ok = ~(np.isnan(a) | np.isnan(b))
+        d = a[ok] - b[ok]
+        nz = d[d != 0]
+        if nz.size == 0:
+            return TwoSampleResult(0.0, 1.0, 0.0, "rank_biserial", int(d.size))
+        ranks = sps.rankdata(np.abs(nz))
+        t_plus, t_minus = ranks[nz > 0].sum(), ranks[nz < 0].sum()
+        res = sps.wilcoxon(nz, zero_method="wilcox", alternative="two-sided")
+        return TwoSampleResult(float(res.statistic), float(res.pvalue), float((t_plus - t_minus) / (t_plus + t_minus)),
+                          "rank_biserial", int(d.size))
+    a, b = a[~np.isnan(a)], b[~np.isnan(b)]
+    if a.size == 0 or b.size == 0:
+        return TwoSampleResult(np.nan, np.nan, np.nan, "rank_biserial", 0)
+    res = sps.mannwhitneyu(a, b, alternative="two-sided")
+    return TwoSampleResult(float(res.statistic), float(res.pvalue), float(2 * res.statistic / (a.size * b.size) - 1),
+                      "rank_biserial", int(a.size + b.size))
+
+
+def holm(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Holm's step-down adjustment (Holm 1979), controlling the family-wise error rate.
+
+    With the m non-NaN p-values sorted ascending p_(1) <= ... <= p_(m):
+    adj_(i) = max_{j <= i} min(1, (m - j + 1) p_(j)); returned in the input order. NaN stays NaN and
+    does not count in m. Rejecting ``adj <= alpha`` is Holm's procedure at level alpha.
+    """
+    p = np.asarray(pvalues, dtype=np.float64)
+    if p.ndim != 1:
+        raise LayerwiseError(f"expected a 1-D array of p-values, got shape {p.shape}", where="holm",
+                             fix="pass one family of p-values at a time")
+    ok = ~np.isnan(p)
+    if np.any((p[ok] < 0) | (p[ok] > 1)):
+        raise LayerwiseError("p-values must lie in [0, 1]", where="holm", fix="pass p-values, not statistics")
+    out = np.full_like(p, np.nan)
+    q = p[ok]
+    m = q.size
+    if m == 0:
+        return out
+    order = np.argsort(q, kind="stable")
+    scaled = np.minimum(1.0, (m - np.arange(m)) * q[order])
+    adj = np.empty(m)
+    adj[order] = np.maximum.accumulate(scaled)
+    out[ok] = adj
+    return out
+
+
+def spearman_ci(x, y, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
+                method: str = "bootstrap") -> tuple[float, float, float, float]:
+    """Spearman rank correlation rho (Pearson correlation of the ranks, ``scipy.stats.spearmanr``) with
+    its two-sided p-value and a confidence interval. Returns ``(rho, p, low, high)``.
+
+    ``method="bootstrap"``: percentile bootstrap over (x_i, y_i) pairs (resamples with a constant
+    x or y are skipped). ``method="fisher"``: z = atanh(rho), SE = sqrt((1 + rho^2 / 2) / (n - 3))
+    (Bonett & Wright 2000), CI = tanh(z -/+ z_{(1+level)/2} SE); better behaved than the bootstrap for the
+    handful of points one gets across layers (n >= 4 needed). For a perfect rho = +/-1 (z infinite) the
+    interval runs from the Fisher bound of the nearest attainable value, 1 - 12 / (n (n^2 - 1)) (one
+    adjacent swap), to +/-1. NaN pairs are dropped.
+    """
+    _check_level(level, "spearman_ci")
+    x, y = _as_1d(x, "spearman_ci"), _as_1d(y, "spearman_ci")
+    if x.shape != y.shape:
+        raise LayerwiseError(f"x and y must have equal lengths, got {x.size} and {y.size}", where="spearman_ci",
+                             fix="pair the values item by item")
+    if method not in ("bootstrap", "fisher"):
+        raise LayerwiseError(f"unknown method {method!r}", where="spearman_ci", fix="use 'bootstrap' or 'fisher'")
+    ok = ~(np.isnan(x) | np.isnan(y))
+    x, y = x[ok], y[ok]
+    n = x.size
+    if n < 3 or np.all(x == x[0]) or np.all(y == y[0]):
+        return (np.nan, np.nan, np.nan, np.nan)
+    res = sps.spearmanr(x, y)
+    rho, p = float(res.statistic), float(res.pvalue)
+    if method == "fisher":
+        if n < 4:
+            return (rho, p, np.nan, np.nan)
+        r = rho
+        if abs(rho) >= 1 - 1e-12:  # atanh(1) is infinite: use the nearest attainable value below 1
+            r = np.sign(rho) * (1 - 12 / (n * (n ** 2 - 1)))
+        z = np.arctanh(r)
+        se = np.sqrt((1 + r ** 2 / 2) / (n - 3))
+        q = sps.norm.ppf((1 + level) / 2)
+        lo, hi = float(np.tanh(z - q * se)), float(np.tanh(z + q * se))
+        if r != rho:
+            lo, hi = (lo, 1.0) if rho > 0 else (-1.0, hi)
+        return (rho, p, lo, hi)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(n_boot, n))
+    rx = sps.rankdata(x[idx], axis=1)
+    ry = sps.rankdata(y[idx], axis=1)
+    rx -= rx.mean(axis=1, keepdims=True)
+    ry -= ry.mean(axis=1, keepdims=True)
+    den = np.sqrt((rx ** 2).sum(axis=1) * (ry ** 2).sum(axis=1))
+    valid = den > 0
+    boots = (rx * ry).sum(axis=1)[valid] / den[valid]
+    if boots.size == 0:
+        return (rho, p, np.nan, np.nan)
+    lo, hi = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2])
+    return (rho, p, float(lo), float(hi))
+
+
+# --------------------------------------------------------------------------------------------------
+# Table builders
+# --------------------------------------------------------------------------------------------------
+
+def tidy_row(model: str, state: str, layer: int, metric: str, value: float, ci_low: float = np.nan,
+             ci_high: float = np.nan, n: int = 0) -> dict:
+    """One row of the tidy results table (``docs/architecture.md``)."""
+    return {"model": model, "state": state, "layer": int(layer), "metric": metric, "value": float(value),
+            "ci_low": float(ci_low), "ci_high": float(ci_high), "n": int(n)}
+
+
+def tidy_frame(rows: Iterable[dict]) -> pd.DataFrame:
+    """Rows -> tidy DataFrame with the schema's columns and dtypes (an empty frame keeps the columns)."""
+    df = pd.DataFrame(list(rows), columns=TIDY_COLUMNS)
+    return df.astype({"model": str, "state": str, "layer": np.int64, "metric": str, "value": np.float64,
+                      "ci_low": np.float64, "ci_high": np.float64, "n": np.int64})
+
+
+def compare_states(per_sentence: pd.DataFrame, reference: str = "pretrained", metrics: Sequence[str] | None = None,
+                   n_boot: int = 1000, seed: int = 0, test: str = "wilcoxon", n_perm: int = 9999,
+                   level: float = 0.95) -> pd.DataFrame:
+    """Each state against ``reference``, per model, layer and per-sentence metric, as tidy rows.
+
+    ``per_sentence`` has columns model, state, layer, sentence, metric, value (one value per test
+    sentence, e.g. ``token_cosine`` = the sentence's mean pairwise token cosine). The same sentences are
+    measured in every state, so the comparison is paired by ``sentence``: for d_i = value(state) -
+    value(reference),
+
+    * ``test_p_<metric>``: two-sided p-value of the Wilcoxon signed-rank test on d (``test="wilcoxon"``,
+      default) or of the sign-flip permutation test of mean(d) (``test="permutation"``, ``n_perm``);
+    * ``test_p_holm_<metric>``: the same, Holm-adjusted across the layers of one (model, state, metric);
+    * ``effect_<metric>``: mean(d), with a percentile bootstrap CI over sentences (``n_boot``);
+    * ``rank_biserial_<metric>``: matched-pairs rank-biserial correlation of d (scale-free, in [-1, 1]).
+
+    Token cosines are compared through their per-sentence means: the pairwise cosines of one sentence are
+    not independent, so a test on the pooled pairs would be anti-conservative. ``n`` is the number of
+    paired sentences. ``metrics=None`` takes ``DEFAULT_COMPARE_METRICS`` and their ``_content`` variants that
+    are present.
+    """
+    needed = {"model", "state", "layer", "sentence", "metric", "value"}
+    missing = needed - set(per_sentence.columns)
+    if missing:
+        raise LayerwiseError(f"per-sentence table lacks columns {sorted(missing)}", where="compare_states",
+                             fix="pass the per_sentence table of the geometry engine")
+    if test not in ("wilcoxon", "permutation"):
+        raise LayerwiseError(f"unknown test {test!r}", where="compare_states", fix="use 'wilcoxon' or 'permutation'")
+    present = set(per_sentence["metric"].unique())
+    if metrics is None:
+        metrics = [m for base in DEFAULT_COMPARE_METRICS for m in (base, f"{base}_content") if m in present]
+    else:
+        unknown = [m for m in metrics if m not in present]
+        if unknown:
+            raise LayerwiseError(f"metrics {unknown} are not in the per-sentence table", where="compare_states",
+                                 fix=f"choose among {sorted(present)}")
+    rows: list[dict] = []
+    df = per_sentence[per_sentence["metric"].isin(list(metrics))]
+    for (model, metric), g in df.groupby(["model", "metric"], sort=True):
+        wide = g.pivot_table(index=["layer", "sentence"], columns="state", values="value", aggfunc="first")
+        if reference not in wide.columns:
+            continue
+        for state in [s for s in wide.columns if s != reference]:
+            layer_rows = []
+            for layer, w in wide[[reference, state]].groupby(level="layer", sort=True):
+                a, b = w[state].to_numpy(np.float64), w[reference].to_numpy(np.float64)
+                ok = ~(np.isnan(a) | np.isnan(b))
+                a, b = a[ok], b[ok]
+                if a.size < 2:
+                    continue
+                rk = rank_test(a, b, paired=True)
+                p = rk.p if test == "wilcoxon" else permutation_test(a, b, n_perm=n_perm, seed=seed, paired=True).p
+                est, lo, hi = bootstrap_mean_ci(a - b, n_boot=n_boot, level=level, seed=seed + int(layer))
+                layer_rows.append((int(layer), p, est, lo, hi, rk.effect, a.size))
+            if not layer_rows:
+                continue
+            adj = holm([r[1] for r in layer_rows])
+            for (layer, p, est, lo, hi, rb, n), p_adj in zip(layer_rows, adj):
+                rows += [tidy_row(model, state, layer, f"test_p_{metric}", p, n=n),
+                         tidy_row(model, state, layer, f"test_p_holm_{metric}", p_adj, n=n),
+                         tidy_row(model, state, layer, f"effect_{metric}", est, lo, hi, n),
+                         tidy_row(model, state, layer, f"rank_biserial_{metric}", rb, n=n)]
+    return tidy_frame(rows)
+
+
+def convergence_correlation(tidy: pd.DataFrame, x_metric: str = "token_cosine_mean", y_metric: str = "probe_acc_cls",
+                            method: str = "fisher", n_boot: int = 1000, seed: int = 0, level: float = 0.95,
+                            name: str = "spearman_convergence_probe") -> pd.DataFrame:
+    """The seed's question, "is the convergence of the cosines through the layers linked to classification
+    performance?", as a Spearman correlation across layers, per model and state.
+
+    For each (model, state) holding both ``x_metric`` and ``y_metric`` on at least 4 common layers:
+    rho = Spearman(x over layers, y over layers), with its CI (``spearman_ci``; Fisher/Bonett-Wright by
+    default since there are only L+1 points) -> metric ``name`` (layer -1, n = number of layers), and its
+    two-sided p-value -> metric ``<name>_p``. A monotone trend shared by both curves is enough for a
+    high rho: it is a description of co-variation across layers, not evidence of a causal link.
+    """
+    rows: list[dict] = []
+    if not {"model", "state", "layer", "metric", "value"} <= set(tidy.columns):
+        raise LayerwiseError("tidy table lacks the schema's columns", where="convergence_correlation",
+                             fix="pass the concatenated tidy tables of the geometry engine and the probes")
+    sub = tidy[tidy["metric"].isin([x_metric, y_metric]) & (tidy["layer"] >= 0)]
+    for (model, state), g in sub.groupby(["model", "state"], sort=True):
+        wide = g.pivot_table(index="layer", columns="metric", values="value", aggfunc="first")
+        if x_metric not in wide.columns or y_metric not in wide.columns:
+            continue
+        wide = wide[[x_metric, y_metric]].dropna()
+        if len(wide) < 4:
+            continue
+        rho, p, lo, hi = spearman_ci(wide[x_metric].to_numpy(), wide[y_metric].to_numpy(), n_boot=n_boot,
+                                     seed=seed, level=level, method=method)
+        rows.append(tidy_row(model, state, -1, name, rho, lo, hi, len(wide)))
+        rows.append(tidy_row(model, state, -1, f"{name}_p", p, n=len(wide)))
+    return tidy_frame(rows)

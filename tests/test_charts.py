@@ -1,0 +1,156 @@
+"""Charts: every chart builds from the tidy tables, embeds few rows, and renders offline (HTML + SVG)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import pytest
+
+from layerwise import charts
+from layerwise.errors import LayerwiseError
+from report_fakes import fake_study
+
+CDN = re.compile(r"cdn\.jsdelivr|unpkg\.com|cdnjs|googleapis|<script[^>]+src=|<link[^>]+href=[\"']?https?:", re.I)
+
+
+@pytest.fixture(scope="module")
+def study():
+    return fake_study()
+
+
+def _all_charts(s):
+    t = s.tidy
+    return {
+        "token_cosine_boxes": charts.token_cosine_boxes(t),
+        "token_cosine_boxes_content": charts.token_cosine_boxes(t, "_content"),
+        "per_sentence_boxes": charts.per_sentence_boxes(s.per_sentence, "cov_trace"),
+        "cov_trace_lines": charts.layer_lines(t, {"cov_trace": "raw", "cov_trace_scaled": "scaled"}, title="trace"),
+        "norms": charts.layer_lines(t, "norm_mean", title="norms"),
+        "erank": charts.layer_lines(t, {"erank": "c", "erank_uncentred": "u"}, title="erank", dash="metric"),
+        "isoscore": charts.layer_lines(t, "isoscore", title="iso"),
+        "rogue_share": charts.layer_lines(t, "rogue_top3_share", title="rogue"),
+        "standardised": charts.layer_lines(t, {"token_cosine_mean": "raw", "token_cosine_mean_std": "std"},
+                                           title="std", dash="metric"),
+        "anisotropy": charts.layer_lines(t, ["anisotropy_baseline", "token_cosine_adjusted"], title="aniso"),
+        "cka": charts.cka_heatmap(s.cka, "cls"),
+        "probe": charts.probe_accuracy(t, "cls", baseline=0.5),
+        "grid": charts.seed_grid(t, [1, 2, 3]),
+        "cones": charts.class_cones(s.cones),
+        "class_geometry": charts.class_geometry(s.cones),
+        "rogue_dims": charts.rogue_dims(s.rogue),
+        "histograms": charts.cosine_histograms(s.cosine_sample),
+        "effects": charts.effect_heatmap(t, "finetuned"),
+        "finetune": charts.finetune_curves(s.finetune["history"]),
+        "comparison": charts.layer_lines(t, "token_cosine_q50", title="cmp", color="model", column="state",
+                                         relative_depth=True),
+        "comparison_probe": charts.probe_accuracy(t, color="model", column="state", relative_depth=True),
+    }
+
+
+@pytest.fixture(scope="module")
+def bundles(study):
+    charts.reset_library()
+    built = _all_charts(study)
+    return built, {k: charts.mimebundle(c) for k, c in built.items()}
+
+
+def test_every_chart_builds_small_and_renders_offline(bundles):
+    built, out = bundles
+    for name, chart in built.items():
+        assert isinstance(chart, alt.TopLevelMixin), name
+        assert 0 < charts.chart_rows(chart) < 5000, name
+        b = out[name]
+        assert set(b) >= {"text/html", "image/svg+xml"}, name
+        assert b["image/svg+xml"].lstrip().startswith("<svg"), name
+        assert "vegaEmbed(el, spec" in b["text/html"], name
+        assert not CDN.search(b["text/html"]), f"{name}: CDN reference in the HTML"
+
+
+def test_libraries_inlined_once_and_ids_unique(bundles):
+    _, out = bundles
+    htmls = [b["text/html"] for b in out.values()]
+    assert sum("data-lw-library" in h for h in htmls) == 1
+    assert "data-lw-library" in htmls[0] and "window.vegaEmbed" in htmls[0]
+    ids = [re.search(r'id="(lw-chart-[^"]+)"', h).group(1) for h in htmls]
+    assert len(set(ids)) == len(ids)
+    # the library is wrapped: its top-level names cannot clash with another script on the page
+    assert "if (!window.vegaEmbed) { (function () {" in charts.javascript_bundle()
+    assert "</script" not in charts.javascript_bundle()
+
+
+def test_box_plot_uses_quantiles_not_raw_rows(study):
+    chart = charts.token_cosine_boxes(study.tidy)
+    spec = chart.to_dict()
+    (rows,) = spec["datasets"].values()
+    assert len(rows) == 3 * 4  # one row per state and layer
+    assert {"q05", "q25", "q50", "q75", "q95"} <= set(rows[0])
+    marks = [lay["mark"]["type"] if isinstance(lay["mark"], dict) else lay["mark"] for lay in spec["layer"]]
+    assert marks == ["rule", "bar", "tick"]
+
+
+def test_quantiles_and_histogram_known_answers():
+    df = pd.DataFrame({"model": "m", "state": "pretrained", "layer": 0, "value": np.arange(101, dtype=float)})
+    q = charts.quantiles_from_values(df)
+    assert q.loc[0, ["q05", "q25", "q50", "q75", "q95"]].tolist() == [5, 25, 50, 75, 95]
+    assert q.loc[0, "n"] == 101 and q.loc[0, "mean"] == 50
+    h = charts.histogram(df, bins=10, range_=(0, 100))
+    assert np.isclose(np.sum(h["density"] * (h["bin_end"] - h["bin_start"])), 1.0)
+    assert h["density"].iloc[-1] * 10 == pytest.approx(11 / 101)  # last bin holds 90..100 (11 values)
+
+
+def test_add_depth_maps_last_layer_to_one():
+    df = pd.DataFrame({"model": ["a"] * 3 + ["b"] * 5, "layer": [0, 1, 2, 0, 1, 2, 3, 4]})
+    d = charts.add_depth(df)
+    assert d["depth"].tolist() == [0, 0.5, 1, 0, 0.25, 0.5, 0.75, 1]
+
+
+def test_state_order_is_canonical():
+    assert charts.state_order(["random", "x", "pretrained", "finetuned"]) == ["pretrained", "finetuned", "random", "x"]
+
+
+def test_missing_metric_or_column_is_a_layerwise_error(study):
+    with pytest.raises(LayerwiseError, match="no rows for metric"):
+        charts.layer_lines(study.tidy, "no_such_metric", title="x")
+    with pytest.raises(LayerwiseError, match="lacks column"):
+        charts.cka_heatmap(study.tidy)
+    with pytest.raises(LayerwiseError, match="history is empty"):
+        charts.finetune_curves([])
+
+
+def test_too_many_rows_are_refused():
+    spec = {"data": {"values": [{"x": i} for i in range(6000)]}, "mark": "point",
+            "encoding": {"x": {"field": "x", "type": "quantitative"}}}
+    with pytest.raises(LayerwiseError, match="6000 data rows"):
+        charts.mimebundle(spec)
+
+
+def test_renderer_gives_the_bundle(study):
+    charts.enable()
+    try:
+        bundle = charts.layer_lines(study.tidy, "isoscore", title="iso")._repr_mimebundle_()
+        data = bundle[0] if isinstance(bundle, tuple) else bundle
+        assert {"text/html", "image/svg+xml"} <= set(data)
+    finally:
+        alt.renderers.enable("default")
+
+
+def test_spec_is_deterministic(study):
+    """Same tables, same chart spec (data names are content hashes; no random ids in the spec)."""
+    a = charts.seed_grid(study.tidy, [1, 2, 3]).to_dict()
+    b = charts.seed_grid(fake_study().tidy, [1, 2, 3]).to_dict()
+    assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+
+def test_point_charts_are_bounded_whatever_the_test_size():
+    n = 4000
+    cones = pd.DataFrame({"model": "m", "state": np.repeat(["pretrained", "finetuned"], n), "layer": 6,
+                          "sentence": np.tile(np.arange(n), 2), "label": np.tile([0, 1], n),
+                          "cos_ref": 0.5, "cos_own_centroid": 0.8, "cos_other_centroid": 0.2})
+    assert charts.bounded(cones)["state"].value_counts().tolist() == [1500, 1500]
+    for chart in (charts.class_cones(cones), charts.class_geometry(cones)):
+        assert charts.chart_rows(chart) <= 3000 + 2  # + the diagonal of the geometry plot

@@ -1,0 +1,311 @@
+"""Fine-tuning: end to end on the tiny BERT, CamemBERT and FlauBERT fixtures, the cache (hits,
+keys), the seed's overrides, prepared data, and resumption after a SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from layerwise import finetune as ft
+from layerwise.config import load_params, parse_params
+from layerwise.data import load_splits
+from layerwise.errors import LayerwiseError
+from layerwise.repro import is_done
+from layerwise.testing import tiny_dataset
+
+METRIC_KEYS = {"accuracy", "accuracy_ci", "macro_f1", "macro_f1_ci", "majority_baseline", "majority_class",
+               "binomial_p", "n_test", "n_train", "train_seconds", "global_step", "history", "eval_loss"}
+
+
+@pytest.fixture()
+def cache(tmp_path, monkeypatch) -> Path:
+    """A fresh fine-tuning cache per test (the tiny models stay in the session's test cache)."""
+    root = tmp_path / "cache"
+    monkeypatch.setenv("LAYERWISE_CACHE", str(root))
+    monkeypatch.setattr(ft, "BOOTSTRAP", 200)  # fewer bootstrap draws: the CI code is tested in test_stats
+    return root
+
+
+def _data_file(tmp_path: Path, n: int = 60, seed: int = 1) -> Path:
+    texts, labels = tiny_dataset(n, seed=seed)
+    path = tmp_path / "reviews.jsonl"
+    path.write_text("".join(json.dumps({"text": t, "label": y}, ensure_ascii=False) + "\n"
+                            for t, y in zip(texts, labels)), encoding="utf-8")
+    return path
+
+
+def _params(model_dir: Path, data: Path, **finetune):
+    spec = {"num_train": 40, "num_test": 20, "epochs": 2, "batch_size": 8, "learning_rate": 3e-3,
+            "logging_steps": 2, **finetune}
+    return parse_params({"name": "tiny", "model": {"id": str(model_dir)}, "dataset": {"source": str(data)},
+                         "finetune": spec})
+
+
+def _load(path: Path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    return AutoModelForSequenceClassification.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+
+
+# --------------------------------------------------------------------------------------------------
+# known answers of the final statistics
+# --------------------------------------------------------------------------------------------------
+
+def test_classification_metrics_known_answers(monkeypatch):
+    monkeypatch.setattr(ft, "BOOTSTRAP", 200)
+    y_true = np.array([0] * 6 + [1] * 4)
+    y_pred = y_true.copy()
+    m = ft.classification_metrics(y_true, y_pred)
+    assert m["accuracy"] == 1.0 and m["majority_class"] == 0 and m["majority_baseline"] == pytest.approx(0.6)
+    # P(X >= 10), X ~ Binomial(10, 0.6) = 0.6 ** 10
+    assert m["binomial_p"] == pytest.approx(0.6 ** 10)
+    # Wilson lower bound for 10/10: n / (n + z^2)
+    z2 = 1.959963984540054 ** 2
+    assert m["accuracy_ci"][0] == pytest.approx(10 / (10 + z2)) and m["accuracy_ci"][1] == pytest.approx(1.0)
+    assert m["macro_f1"] == 1.0 and m["macro_f1_ci"] == [1.0, 1.0]
+
+    y_pred = np.array([0] * 10)  # the majority classifier: F1 = (2*6/(12+4) + 0) / 2 = 0.375
+    m = ft.classification_metrics(y_true, y_pred)
+    assert m["accuracy"] == pytest.approx(0.6) and m["macro_f1"] == pytest.approx(0.375)
+    assert m["binomial_p"] > 0.5  # no evidence of beating the baseline it is equal to
+
+
+def test_majority_baseline_is_the_best_constant_predictor():
+    assert ft.majority_baseline(np.array([2, 2, 1, 0, 2])) == (2, pytest.approx(0.6))
+
+
+# --------------------------------------------------------------------------------------------------
+# end to end on the three tiny architectures
+# --------------------------------------------------------------------------------------------------
+
+def test_finetune_tiny_model_end_to_end(tiny_model, tmp_path, cache):
+    arch, model_dir = tiny_model
+    epochs = 2
+    params = _params(model_dir, _data_file(tmp_path), epochs=epochs)
+    res = ft.finetune(params, progress=False)
+    assert not res.cached and is_done(res.path)
+    assert res.path.parent == cache / "finetune" and res.path.name.startswith("tiny-")
+    assert not res.path.with_suffix(".work").exists()
+    m = res.metrics
+    assert METRIC_KEYS <= set(m)
+    assert m["n_train"] == 40 and m["n_test"] == 20 and m["global_step"] == math.ceil(40 / 8) * epochs
+    assert m["accuracy_ci"][0] <= m["accuracy"] <= m["accuracy_ci"][1]
+    assert m["macro_f1_ci"][0] <= m["macro_f1"] <= m["macro_f1_ci"][1]
+    test = load_splits(params).test
+    labels = np.array(test["label"])
+    assert m["majority_baseline"] == pytest.approx(np.bincount(labels).max() / len(labels))
+    history = m["history"]
+    assert any("loss" in h for h in history) and any("eval_accuracy" in h for h in history)
+    assert all(math.isfinite(h.get("loss", 0.0)) for h in history)
+    assert history[-1]["step"] == m["global_step"] and history[-1]["eval_accuracy"] == pytest.approx(m["accuracy"])
+
+    # the saved model is the trained one (weights moved) and the one that was evaluated: its
+    # predictions on the test texts give exactly the recorded accuracy
+    import torch
+    from safetensors.torch import load_file
+
+    model, tok = _load(res.path)
+    assert model.config.num_labels == 2 and model.config.id2label == {0: "0", 1: "1"}
+    assert model.config.output_hidden_states is False
+    before, after = load_file(model_dir / "model.safetensors"), load_file(res.path / "model.safetensors")
+    moved = [k for k in before if k in after and not torch.equal(before[k], after[k])]
+    assert len(moved) > len(before) // 2
+    model.eval()
+    with torch.no_grad():
+        enc = tok(list(test["text"]), truncation=True, max_length=params.finetune.max_length, padding=True,
+                  return_tensors="pt")
+        preds = model(**enc).logits.argmax(-1).numpy()
+    assert np.mean(preds == labels) == pytest.approx(m["accuracy"])
+    manifest = json.loads((res.path / "manifest.json").read_text())
+    assert manifest["cache_key"] == m["cache_key"] and manifest["selection"]["hash"]
+    assert manifest["versions"]["transformers"] and "git_commit" in manifest
+    assert ft.load_finetune_metrics(res.path)["accuracy"] == m["accuracy"]
+
+    t0 = time.perf_counter()
+    again = ft.finetune(params, progress=False)
+    assert time.perf_counter() - t0 < 1.0
+    assert again.cached and again.path == res.path and again.metrics["accuracy"] == m["accuracy"]
+    assert again.metrics["history"] == json.loads(json.dumps(history))
+
+
+# --------------------------------------------------------------------------------------------------
+# cache keys and overrides
+# --------------------------------------------------------------------------------------------------
+
+def test_cache_key_follows_every_input(tiny_dirs, tmp_path, cache):
+    data = _data_file(tmp_path)
+    base = ft.finetune_entry(_params(tiny_dirs["bert"], data))
+    assert base == ft.finetune_entry(_params(tiny_dirs["bert"], data))
+    changed = {
+        "learning rate": ft.finetune_entry(_params(tiny_dirs["bert"], data, learning_rate=1e-3)),
+        "batch size": ft.finetune_entry(_params(tiny_dirs["bert"], data, batch_size=4)),
+        "seed": ft.finetune_entry(_params(tiny_dirs["bert"], data, seed=7)),
+        "-n": ft.finetune_entry(_params(tiny_dirs["bert"], data), epochs=3),
+        "-a": ft.finetune_entry(_params(tiny_dirs["bert"], data), num_train=30),
+        "-b": ft.finetune_entry(_params(tiny_dirs["bert"], data), num_test=10),
+        "model": ft.finetune_entry(_params(tiny_dirs["camembert"], data)),
+        "-c": ft.finetune_entry(_params(tiny_dirs["bert"], data), checkpoint=str(tiny_dirs["flaubert"])),
+    }
+    assert base not in changed.values() and len(set(changed.values())) == len(changed)
+    # an equivalent params file elsewhere hits the same entry (the key is about content, not paths)
+    assert ft.finetune_entry(_params(tiny_dirs["bert"], data, epochs=2.0)) == base
+
+
+def test_overrides_select_the_asked_numbers_of_examples(tiny_dirs, tmp_path, cache):
+    params = _params(tiny_dirs["bert"], _data_file(tmp_path), epochs=2)
+    res = ft.finetune(params, num_train=24, num_test=12, epochs=1, progress=False)
+    assert (res.metrics["n_train"], res.metrics["n_test"]) == (24, 12)
+    assert res.metrics["global_step"] == math.ceil(24 / 8) and res.metrics["epochs"] == 1.0
+    manifest = json.loads((res.path / "manifest.json").read_text())
+    assert len(manifest["selection"]["train_index"]) == 24 and manifest["hyper_parameters"]["num_train"] == 24
+    with pytest.raises(LayerwiseError, match="num_train"):
+        ft.finetune(params, num_train=500, progress=False)
+    with pytest.raises(LayerwiseError, match="epochs"):
+        ft.finetune(params, epochs=0, progress=False)
+
+
+def test_save_copies_the_model_and_never_overwrites_a_foreign_directory(tiny_dirs, tmp_path, cache):
+    params = _params(tiny_dirs["bert"], _data_file(tmp_path), epochs=1)
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(LayerwiseError, match="not written by layerwise"):
+        ft.finetune(params, save=foreign, progress=False)
+    assert (foreign / "notes.txt").read_text() == "keep me"
+    assert not (cache / "finetune").exists() or not any((cache / "finetune").iterdir())  # nothing trained
+
+    out = tmp_path / "saved"
+    res = ft.finetune(params, save=out, progress=False)
+    assert is_done(out) and (out / "metrics.json").is_file()
+    _load(out)
+    again = ft.finetune(params, save=out, progress=False)  # cached; replacing our own copy is fine
+    assert again.cached and json.loads((out / "manifest.json").read_text())["cache_key"] == res.metrics["cache_key"]
+
+
+def test_incomplete_entry_is_never_taken_as_done(tiny_dirs, tmp_path, cache):
+    params = _params(tiny_dirs["bert"], _data_file(tmp_path), epochs=1)
+    entry = ft.finetune_entry(params)
+    entry.mkdir(parents=True)
+    (entry / "metrics.json").write_text(json.dumps({"accuracy": 1.0}))  # a half-written result
+    with pytest.raises(LayerwiseError, match="not a finished"):
+        ft.load_finetune_metrics(entry)
+    res = ft.finetune(params, progress=False)
+    assert not res.cached and res.path == entry and is_done(entry)
+    assert ft.load_finetune_metrics(entry)["n_train"] == 40  # the real result replaced the half-written one
+
+
+# --------------------------------------------------------------------------------------------------
+# prepare and -d
+# --------------------------------------------------------------------------------------------------
+
+def test_prepare_then_finetune_from_prepared_data(tiny_dirs, tmp_path, cache):
+    import datasets
+
+    params = _params(tiny_dirs["camembert"], _data_file(tmp_path), epochs=1, max_length=12)
+    out = ft.prepare(params, tmp_path / "prepared")
+    assert is_done(out)
+    dd = datasets.load_from_disk(str(out))
+    assert (len(dd["train"]), len(dd["test"])) == (40, 20)
+    lengths = [len(ids) for ids in dd["train"]["input_ids"]]
+    assert max(lengths) <= 12 and len(set(lengths)) > 1  # truncated, not padded
+    info = json.loads((out / ft.PREPARED_INFO).read_text())
+    assert info["selection"]["hash"] and info["tokenizer_fingerprint"] and info["versions"]
+
+    # -d: trains on the prepared rows, with its own cache key; -a/-b take the first rows
+    res = ft.finetune(params, data=out, num_train=16, num_test=10, progress=False)
+    assert (res.metrics["n_train"], res.metrics["n_test"]) == (16, 10)
+    assert res.path != ft.finetune_entry(params, num_train=16, num_test=10)
+    assert ft.finetune(params, data=out, num_train=16, num_test=10, progress=False).cached
+    with pytest.raises(LayerwiseError, match="holds 40"):
+        ft.finetune(params, data=out, num_train=41, progress=False)
+
+    # data prepared for another tokenizer is refused; so is a directory prepare did not finish
+    other = _params(tiny_dirs["flaubert"], _data_file(tmp_path), epochs=1)
+    with pytest.raises(LayerwiseError, match="tokenized for"):
+        ft.finetune(other, data=out, progress=False)
+    with pytest.raises(LayerwiseError, match="not a complete prepared"):
+        ft.finetune(params, data=tmp_path, progress=False)
+    # prepare never replaces a directory it did not write, and replaces its own
+    with pytest.raises(LayerwiseError, match="not written by layerwise"):
+        ft.prepare(params, tmp_path)
+    assert ft.prepare(params, out, num_train=12, num_test=10) == out
+    assert len(datasets.load_from_disk(str(out))["train"]) == 12
+
+
+# --------------------------------------------------------------------------------------------------
+# SIGKILL and resumption
+# --------------------------------------------------------------------------------------------------
+
+CHILD = textwrap.dedent("""
+    import sys, time
+    from transformers import Trainer
+    from layerwise.config import load_params
+    from layerwise.finetune import finetune
+
+    step = Trainer.training_step
+    def slow_step(self, *args, **kwargs):  # a slow run, so that the kill lands in the middle
+        time.sleep(0.1)
+        return step(self, *args, **kwargs)
+    Trainer.training_step = slow_step
+    finetune(load_params(sys.argv[1]), save_steps=3, progress=False)
+    print("FINISHED")
+""")
+
+
+def test_sigkill_then_resume_from_checkpoint(tiny_dirs, tmp_path, cache):
+    data = _data_file(tmp_path)
+    spec = {"name": "tiny", "model": {"id": str(tiny_dirs["bert"])}, "dataset": {"source": str(data)},
+            "finetune": {"num_train": 40, "num_test": 20, "epochs": 3, "batch_size": 4, "logging_steps": 2,
+                         "learning_rate": 3e-3}}
+    params_file = tmp_path / "tiny.yml"
+    params_file.write_text(yaml.safe_dump(spec))
+    params = load_params(params_file)
+    entry = ft.finetune_entry(params)
+    work = entry.with_suffix(".work")
+
+    env = {**os.environ, "LAYERWISE_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(params_file)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if any(ft.checkpoint_complete(d) for d in work.glob("checkpoint-*")):
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, f"the run ended before it could be killed: {proc.stdout.read().decode()[-2000:]}"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert b"FINISHED" not in proc.stdout.read()
+    # nothing looks finished: no entry, no DONE.json; the checkpoint is in the work directory
+    assert not entry.exists() and not is_done(entry)
+    assert not list(entry.parent.glob(f".{entry.name}.tmp-*"))
+    killed_at = ft.last_checkpoint(work)
+    assert killed_at is not None
+    with pytest.raises(LayerwiseError):
+        ft.load_finetune_metrics(entry)
+
+    res = ft.finetune(params, progress=False)
+    assert not res.cached and res.path == entry and is_done(entry)
+    assert res.metrics["resumed_from_step"] >= int(killed_at.name.split("-")[1]) > 0
+    assert res.metrics["global_step"] == math.ceil(40 / 4) * 3
+    steps = [h["step"] for h in res.metrics["history"] if "loss" in h]
+    assert steps[0] == 2 and steps == sorted(steps)  # the history before the kill was kept
+    assert not work.exists()
+    _load(entry)
+    assert ft.finetune(params, progress=False).cached

@@ -1,0 +1,219 @@
+"""Known answers for layerwise.stats: CIs, tests (calibrated under H0, powerful under a planted shift),
+Holm's correction against hand-worked values, and the tidy table builders."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from layerwise import stats
+from layerwise.errors import LayerwiseError
+
+# ---------------------------------------------------------------------------------------------- CIs
+
+
+def test_bootstrap_ci_of_the_mean_matches_the_normal_interval():
+    x = np.random.default_rng(1).normal(10.0, 2.0, size=400)
+    est, lo, hi = stats.bootstrap_ci(x, n_boot=2000, seed=0)
+    assert est == pytest.approx(x.mean())
+    assert lo < est < hi
+    half = 1.96 * x.std(ddof=1) / np.sqrt(x.size)            # ~0.196
+    assert (hi - lo) / 2 == pytest.approx(half, rel=0.15)
+    # same seed, same interval; the vectorised variant agrees on the width
+    assert stats.bootstrap_ci(x, n_boot=2000, seed=0) == (est, lo, hi)
+    e2, l2, h2 = stats.bootstrap_mean_ci(x, n_boot=2000, seed=0)
+    assert (h2 - l2) == pytest.approx(hi - lo, rel=0.15)
+
+
+def test_bootstrap_ci_other_statistic_and_degenerate_samples():
+    x = np.arange(101, dtype=float)
+    est, lo, hi = stats.bootstrap_ci(x, statistic=np.median, n_boot=500)
+    assert est == 50 and lo < 50 < hi
+    assert stats.bootstrap_ci([3.0, 3.0, 3.0]) == (3.0, 3.0, 3.0)
+    assert np.isnan(stats.bootstrap_ci([np.nan])[0])
+    with pytest.raises(LayerwiseError, match="level"):
+        stats.bootstrap_ci(x, level=95)
+
+
+def test_wilson_ci_matches_the_formula_by_hand():
+    k, n, z = 7, 10, sps.norm.ppf(0.975)
+    p = k / n
+    centre = (p + z**2 / (2 * n)) / (1 + z**2 / n)
+    half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / (1 + z**2 / n)
+    est, lo, hi = stats.wilson_ci(k, n)
+    assert est == 0.7
+    assert lo == pytest.approx(centre - half, abs=1e-9) and hi == pytest.approx(centre + half, abs=1e-9)
+    assert lo == pytest.approx(0.3968, abs=1e-4) and hi == pytest.approx(0.8922, abs=1e-4)
+    with pytest.raises(LayerwiseError):
+        stats.wilson_ci(11, 10)
+
+
+def test_binomial_vs_majority():
+    # P(X >= 60 | n=100, p=0.5) = 0.02844
+    assert stats.binomial_vs_majority(60, 100, 0.5) == pytest.approx(0.028444, abs=1e-5)
+    assert stats.binomial_vs_majority(50, 100, 0.5) > 0.5
+    with pytest.raises(LayerwiseError, match="majority_rate"):
+        stats.binomial_vs_majority(5, 10, 1.0)
+
+
+def test_macro_f1_hand_value_and_ci():
+    # class 0: P=1, R=.5 -> F1=2/3; class 1: P=2/3, R=1 -> F1=.8; macro = 0.7333
+    est, lo, hi = stats.macro_f1_ci([0, 0, 1, 1], [0, 1, 1, 1], n_boot=200, seed=0)
+    assert est == pytest.approx((2 / 3 + 0.8) / 2)
+    assert lo <= est <= hi
+    est, lo, hi = stats.macro_f1_ci([0, 1] * 50, [0, 1] * 50, n_boot=100)
+    assert est == lo == hi == 1.0
+
+
+# ---------------------------------------------------------------------------------------------- tests
+
+
+def _null_pvalues(test, draws=300, n=15, paired=False):
+    rng = np.random.default_rng(123)
+    out = []
+    for i in range(draws):
+        a, b = rng.normal(size=n), rng.normal(size=n)
+        out.append(test(a, b, i))
+    return np.array(out)
+
+
+def _assert_uniform(p, draws):
+    assert sps.kstest(p, "uniform").pvalue > 0.01
+    lo, hi = sps.binom.ppf([0.0005, 0.9995], draws, 0.05)     # 99.9 % binomial band around 5 %
+    assert lo <= np.sum(p < 0.05) <= hi
+
+
+@pytest.mark.parametrize("paired", [False, True])
+def test_permutation_test_is_uniform_under_the_null(paired):
+    p = _null_pvalues(lambda a, b, i: stats.permutation_test(a, b, n_perm=199, seed=i, paired=paired).p)
+    _assert_uniform(p, 300)
+
+
+def test_rank_tests_are_uniform_under_the_null():
+    _assert_uniform(_null_pvalues(lambda a, b, i: stats.rank_test(a, b).p), 300)
+    _assert_uniform(_null_pvalues(lambda a, b, i: stats.rank_test(a, b, paired=True).p), 300)
+
+
+def test_permutation_test_detects_a_planted_shift():
+    rng = np.random.default_rng(7)
+    a, b = rng.normal(1.0, 1.0, 40), rng.normal(0.0, 1.0, 40)
+    res = stats.permutation_test(a, b, n_perm=1999, seed=0)
+    assert res.p < 0.01 and res.effect_name == "cohen_d"
+    assert res.statistic == pytest.approx(a.mean() - b.mean())
+    assert 0.5 < res.effect < 1.6                              # planted d = 1
+    # paired: the same items plus a shift of 0.3 with small noise
+    base = rng.normal(size=30)
+    res = stats.permutation_test(base + 0.3 + rng.normal(0, 0.1, 30), base, n_perm=999, seed=0, paired=True)
+    assert res.p < 0.01 and res.effect > 2 and res.effect_name == "d_z"
+    # no difference at all
+    assert stats.permutation_test(base, base, paired=True).p == 1.0
+
+
+def test_rank_test_known_answers():
+    res = stats.rank_test([4, 5, 6], [1, 2, 3])
+    assert res.statistic == 9 and res.effect == 1.0            # U = n_a n_b: every a beats every b
+    assert res.p == pytest.approx(0.1)                         # exact: 2 / C(6, 3)
+    assert stats.rank_test([1, 2, 3], [4, 5, 6]).effect == -1.0
+    # paired: d = 1, 2, -3, 4 -> ranks 1..4, T+ = 7, T- = 3, r = 0.4; exact p = 2 * 5/16
+    res = stats.rank_test([1, 2, -3, 4], [0, 0, 0, 0], paired=True)
+    assert res.effect == pytest.approx(0.4) and res.p == pytest.approx(0.625)
+    assert stats.rank_test([1, 2], [1, 2], paired=True).p == 1.0
+    with pytest.raises(LayerwiseError, match="paired"):
+        stats.rank_test([1, 2, 3], [1, 2], paired=True)
+
+
+def test_holm_matches_hand_worked_values():
+    # sorted: .005 (x4 = .02), .01 (x3 = .03), .03 (x2 = .06), .04 (x1 = .04 -> raised to .06 by monotonicity)
+    np.testing.assert_allclose(stats.holm([0.01, 0.04, 0.03, 0.005]), [0.03, 0.06, 0.06, 0.02])
+    np.testing.assert_allclose(stats.holm([0.02, 0.5]), [0.04, 0.5])
+    np.testing.assert_allclose(stats.holm([0.5, 0.6]), [1.0, 1.0])      # capped at 1
+    # NaN is kept in place and not counted in m
+    out = stats.holm([0.01, np.nan, 0.02])
+    assert np.isnan(out[1])
+    np.testing.assert_allclose(out[[0, 2]], [0.02, 0.02])
+    assert stats.holm([]).size == 0
+    with pytest.raises(LayerwiseError):
+        stats.holm([0.2, 1.5])
+
+
+def test_spearman_ci():
+    x = np.arange(10.0)
+    rho, p, lo, hi = stats.spearman_ci(x, x**3)
+    assert rho == pytest.approx(1.0) and p < 1e-6
+    y = np.array([2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11.0])
+    x = np.arange(12.0)
+    rho, p, lo, hi = stats.spearman_ci(x, y, method="fisher")
+    assert rho == pytest.approx(1 - 6 * 12 / (12 * 143))       # sum d^2 = 12 -> 0.958
+    z, se = np.arctanh(rho), np.sqrt((1 + rho**2 / 2) / 9)
+    assert lo == pytest.approx(np.tanh(z - 1.959964 * se), abs=1e-6)
+    assert hi == pytest.approx(np.tanh(z + 1.959964 * se), abs=1e-6)
+    rho_b, _, lo_b, hi_b = stats.spearman_ci(x, y, n_boot=500, seed=0)
+    assert rho_b == rho and lo_b < rho <= hi_b <= 1
+    assert np.isnan(stats.spearman_ci([1, 2, 3], [1, 1, 1])[0])
+    # perfect ranking of 7 points: the Fisher bound of rho' = 1 - 12/336 (one swap), up to 1
+    rho, p, lo, hi = stats.spearman_ci(np.arange(7), np.arange(7) ** 2, method="fisher")
+    r = 1 - 12 / 336
+    assert rho == pytest.approx(1.0) and hi == 1.0
+    assert lo == pytest.approx(np.tanh(np.arctanh(r) - 1.959964 * np.sqrt((1 + r**2 / 2) / 4)), abs=1e-6)
+    assert 0.6 < lo < 0.75
+    assert stats.spearman_ci(np.arange(7), -np.arange(7.0), method="fisher")[2] == -1.0
+
+
+# ---------------------------------------------------------------------------------------------- tables
+
+
+def _per_sentence(shift_layer=2, shift=0.5, n=40, layers=3, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for layer in range(layers):
+        base = rng.normal(size=n)
+        for state in ("pretrained", "finetuned", "random"):
+            noise = rng.normal(0, 0.05, n)
+            v = base + noise + (shift if state == "finetuned" and layer == shift_layer else 0.0)
+            rows += [("m", state, layer, i, "token_cosine", v[i]) for i in range(n)]
+    return pd.DataFrame(rows, columns=["model", "state", "layer", "sentence", "metric", "value"])
+
+
+def test_compare_states_finds_the_planted_layer_and_applies_holm():
+    ps = _per_sentence()
+    out = stats.compare_states(ps, n_boot=300, seed=0)
+    assert list(out.columns) == stats.TIDY_COLUMNS
+    assert set(out["state"]) == {"finetuned", "random"}
+    assert set(out["metric"]) == {"test_p_token_cosine", "test_p_holm_token_cosine", "effect_token_cosine",
+                                  "rank_biserial_token_cosine"}
+    ft = out[out.state == "finetuned"].pivot(index="layer", columns="metric", values="value")
+    assert ft.loc[2, "test_p_holm_token_cosine"] < 1e-6
+    assert ft.loc[0, "test_p_token_cosine"] > 0.01 and ft.loc[1, "test_p_token_cosine"] > 0.01
+    np.testing.assert_allclose(ft["test_p_holm_token_cosine"], stats.holm(ft["test_p_token_cosine"].to_numpy()))
+    eff = out[(out.state == "finetuned") & (out.layer == 2) & (out.metric == "effect_token_cosine")].iloc[0]
+    assert eff.value == pytest.approx(0.5, abs=0.03) and eff.ci_low < 0.5 < eff.ci_high and eff.n == 40
+    assert ft.loc[2, "rank_biserial_token_cosine"] == 1.0
+    # the permutation variant agrees on the planted layer
+    perm = stats.compare_states(ps, n_boot=100, test="permutation", n_perm=1999)
+    p = perm[(perm.state == "finetuned") & (perm.metric == "test_p_holm_token_cosine")].set_index("layer").value
+    assert p[2] < 0.01 and p[0] > 0.01
+
+
+def test_compare_states_errors():
+    ps = _per_sentence()
+    with pytest.raises(LayerwiseError, match="not in the per-sentence table"):
+        stats.compare_states(ps, metrics=["cov_trace"])
+    with pytest.raises(LayerwiseError, match="lacks columns"):
+        stats.compare_states(ps.drop(columns="sentence"))
+    assert stats.compare_states(ps[ps.state != "pretrained"]).empty
+
+
+def test_convergence_correlation():
+    rows = []
+    for layer in range(7):
+        rows += [stats.tidy_row("m", "pretrained", layer, "token_cosine_mean", 0.1 * layer),
+                 stats.tidy_row("m", "pretrained", layer, "probe_acc_cls", 0.5 + 0.05 * layer),
+                 stats.tidy_row("m", "random", layer, "token_cosine_mean", 0.1 * layer),
+                 stats.tidy_row("m", "random", layer, "probe_acc_cls", 0.9 - 0.05 * layer)]
+    rows.append(stats.tidy_row("m", "finetuned", 3, "probe_acc_cls", 0.9))       # too few layers: skipped
+    out = stats.convergence_correlation(stats.tidy_frame(rows))
+    r = out[out.metric == "spearman_convergence_probe"].set_index("state")
+    assert set(r.index) == {"pretrained", "random"}
+    assert r.loc["pretrained", "value"] == pytest.approx(1.0) and r.loc["random", "value"] == pytest.approx(-1.0)
+    assert (r["layer"] == -1).all() and (r["n"] == 7).all()
+    assert (out[out.metric == "spearman_convergence_probe_p"]["value"] < 0.01).all()
