@@ -1,11 +1,15 @@
 """Benchmark of ``layerwise.probes.probe_study`` (and the statistics table builders) at the demo's size.
 
 The demo study (params/demo.yml) stores, per state, first-token and mean-pooled embeddings of
-450 train + 180 test sentences, MiniLM-L6 (7 hidden states of 384 dims), for 3 states. No real stored
-embeddings exist when this benchmark is written (the geometry engine is developed in parallel), so the
-arrays are SYNTHETIC, of exactly that shape and dtype (float16): two classes whose centroid separation
-grows with the layer (strongly for "finetuned", weakly for "random"), on top of a shared offset (the
-anisotropy of real embeddings). Pass ``--npz-dir DIR`` to time real ``embeddings_<state>.npz`` files.
+450 train + 180 test sentences, MiniLM-L6 (7 hidden states of 384 dims), for 3 states.
+
+Two inputs:
+* default: SYNTHETIC arrays of exactly that shape and dtype (float16), so the benchmark runs anywhere: two
+  classes whose centroid separation grows with the layer (most for "finetuned", barely for "random"), on
+  top of a shared offset (the anisotropy of real embeddings); per-sentence and geometry tables are
+  synthetic too;
+* ``--npz-dir DIR``: a geometry-engine cache entry (``.cache/layerwise/results/demo-<hash>``) holding the
+  real ``embeddings_<state>.npz``, ``per_sentence.parquet`` and ``tidy.parquet``.
 
 Run:  python bench/bench_probes.py [--seeds 5] [--n-boot 1000] [--repeat 1] [--npz-dir DIR]
 Results are recorded in bench/RESULTS-probes.md.
@@ -95,14 +99,18 @@ def main() -> None:
         # statistics: the real per-sentence and geometry tables next to real embeddings, else synthetic ones
         # of the demo's size (180 sentences x 7 layers x 10 metrics)
         rng = np.random.default_rng(r)
-        ps = pd.read_parquet(args.npz_dir / "per_sentence.parquet") if real else pd.DataFrame([(s, layer, i, m, rng.normal(layer * 0.1 * (s == "finetuned")))
-                           for s in STATES for layer in range(first["cls"].shape[1]) for i in range(180)
-                           for m in ("token_cosine", "token_cosine_var", "intra_similarity", "cov_trace",
-                                     "cov_trace_scaled", "token_cosine_content", "token_cosine_var_content",
-                                     "intra_similarity_content", "cov_trace_content", "cov_trace_scaled_content")],
-                          columns=["state", "layer", "sentence", "metric", "value"]).assign(model="bench")
-        geo = pd.read_parquet(args.npz_dir / "tidy.parquet") if real else pd.DataFrame([stats.tidy_row("bench", s, layer, "token_cosine_mean", 0.1 * layer) for s in STATES
-                            for layer in range(first["cls"].shape[1])])
+        metrics = ("token_cosine", "token_cosine_var", "intra_similarity", "cov_trace", "cov_trace_scaled")
+        metrics += tuple(f"{m}_content" for m in metrics)
+        n_layers = first["cls"].shape[1]
+        if real:
+            ps = pd.read_parquet(args.npz_dir / "per_sentence.parquet")
+            geo = pd.read_parquet(args.npz_dir / "tidy.parquet")
+        else:
+            ps = pd.DataFrame([(s, layer, i, m, rng.normal(layer * 0.1 * (s == "finetuned")))
+                               for s in STATES for layer in range(n_layers) for i in range(180) for m in metrics],
+                              columns=["state", "layer", "sentence", "metric", "value"]).assign(model=name)
+            geo = pd.DataFrame([stats.tidy_row(name, s, layer, "token_cosine_mean", 0.1 * layer) for s in STATES
+                                for layer in range(n_layers)])
         t1 = time.perf_counter()
         cmp_rows = stats.compare_states(ps, n_boot=args.n_boot, seed=0)
         corr = stats.convergence_correlation(pd.concat([geo, tidy], ignore_index=True))

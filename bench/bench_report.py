@@ -153,7 +153,9 @@ def main() -> int:
     size_rows, _ = sizes(s)
     with tempfile.TemporaryDirectory() as tmp:
         run_rows = run_synthetic(Path(tmp))
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     real_rows = run_real(args.cold) if args.real else []
+    load_after = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     text = ["## report", "",
             f"`python bench/bench_report.py{' --real' if args.real else ''}{' --cold' if args.cold else ''}` on {platform.platform()}, "
             f"Python {platform.python_version()}, {os.cpu_count()} CPUs. Synthetic study: the tables of a "
@@ -162,7 +164,10 @@ def main() -> int:
             "### Chart outputs (geometry chapter)", "", "| measure | value |", "|---|---|", *size_rows, "",
             "### Chapter execution (papermill) and preview", "", "| measure | value |", "|---|---|", *run_rows, ""]
     if real_rows:
-        text += ["### The demo report (`make report`)", "", "| measure | value |", "|---|---|", *real_rows, ""]
+        text += ["### The demo report (`make report`)", "",
+                 f"Machine load average (1 min) {load_before:.1f} before and {load_after:.1f} after: other "
+                 "processes share the CPUs, so these are upper bounds of the time on an idle machine.", "",
+                 "| measure | value |", "|---|---|", *real_rows, ""]
     out = HERE / "RESULTS-report.md"
     out.write_text("\n".join(text), encoding="utf-8")
     print("\n".join(text))

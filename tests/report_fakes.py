@@ -170,3 +170,13 @@ def load_broken_study(params_path, progress: bool = False) -> Study:
     study = load_fake_study(params_path, progress)
     study.tidy = study.tidy[~study.tidy["metric"].str.startswith("token_cosine_q")].reset_index(drop=True)
     return study
+
+
+def load_fake_study_outside_kernels(params_path, progress: bool = False) -> Study:
+    """``load_fake_study`` that refuses to run inside a Jupyter kernel: the chapters must read the
+    snapshot the run saved, never compute the study again."""
+    from IPython import get_ipython
+
+    if get_ipython() is not None:
+        raise RuntimeError("a chapter called the loader instead of reading the run's snapshot")
+    return load_fake_study(params_path, progress)

@@ -28,6 +28,17 @@ METRIC_KEYS = {"accuracy", "accuracy_ci", "macro_f1", "macro_f1_ci", "majority_b
                "binomial_p", "n_test", "n_train", "train_seconds", "global_step", "history", "eval_loss"}
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models gain nothing from several threads, and threads spin on a busy shared machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture()
 def cache(tmp_path, monkeypatch) -> Path:
     """A fresh fine-tuning cache per test (the tiny models stay in the session's test cache)."""
@@ -274,7 +285,7 @@ def test_sigkill_then_resume_from_checkpoint(tiny_dirs, tmp_path, cache):
     entry = ft.finetune_entry(params)
     work = entry.with_suffix(".work")
 
-    env = {**os.environ, "LAYERWISE_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "LAYERWISE_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-c", CHILD, str(params_file)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
@@ -309,3 +320,39 @@ def test_sigkill_then_resume_from_checkpoint(tiny_dirs, tmp_path, cache):
     assert not work.exists()
     _load(entry)
     assert ft.finetune(params, progress=False).cached
+
+
+def test_crash_while_writing_the_entry_leaves_nothing_done(tiny_dirs, tmp_path, cache, monkeypatch):
+    params = _params(tiny_dirs["bert"], _data_file(tmp_path), epochs=1)
+    entry = ft.finetune_entry(params)
+
+    def broken_write(path, obj):
+        raise OSError("disk full")
+
+    with monkeypatch.context() as m:
+        m.setattr(ft, "atomic_write_json", broken_write)  # fails inside the entry being written
+        with pytest.raises(OSError, match="disk full"):
+            ft.finetune(params, save_steps=5, progress=False)  # 5 steps: the last checkpoint is at the end
+    assert not entry.exists() and not list(entry.parent.glob(f".{entry.name}.tmp-*"))
+    res = ft.finetune(params, progress=False)  # resumes at the last step and evaluates again
+    assert res.metrics["resumed_from_step"] == 5 == res.metrics["global_step"] and is_done(entry)
+    assert res.metrics["history"][-1]["eval_accuracy"] == pytest.approx(res.metrics["accuracy"])
+
+
+def test_a_second_run_of_the_same_entry_waits_for_the_first(tiny_dirs, tmp_path, cache):
+    import fcntl
+    import threading
+
+    params = _params(tiny_dirs["bert"], _data_file(tmp_path), epochs=1)
+    entry = ft.finetune_entry(params)
+    work = entry.with_suffix(".work")
+    work.mkdir(parents=True)
+    results = []
+    with open(work / ".lock", "w") as held:  # another run holds the entry
+        fcntl.flock(held, fcntl.LOCK_EX)
+        thread = threading.Thread(target=lambda: results.append(ft.finetune(params, progress=False)))
+        thread.start()
+        thread.join(timeout=1.0)
+        assert thread.is_alive() and not is_done(entry)  # waiting, not training beside it
+    thread.join(timeout=120)
+    assert not thread.is_alive() and is_done(results[0].path)

@@ -22,7 +22,7 @@ from layerwise.repro import PROJECT_ROOT
 from report_fakes import fake_study, write_params
 
 TESTS = Path(__file__).resolve().parent
-FAKE = "report_fakes:load_fake_study"
+FAKE = "report_fakes:load_fake_study_outside_kernels"
 CDN = re.compile(r"cdn\.jsdelivr|unpkg\.com|cdnjs|<script[^>]+src=[\"']?https?:", re.I)
 
 

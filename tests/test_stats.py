@@ -139,7 +139,7 @@ def test_holm_matches_hand_worked_values():
 def test_spearman_ci():
     x = np.arange(10.0)
     rho, p, lo, hi = stats.spearman_ci(x, x**3)
-    assert rho == pytest.approx(1.0) and p < 1e-6
+    assert rho == pytest.approx(1.0) and p == pytest.approx(2 / 10000)   # 9999 random pairings, none as extreme
     y = np.array([2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11.0])
     x = np.arange(12.0)
     rho, p, lo, hi = stats.spearman_ci(x, y, method="fisher")
@@ -154,6 +154,7 @@ def test_spearman_ci():
     rho, p, lo, hi = stats.spearman_ci(np.arange(7), np.arange(7) ** 2, method="fisher")
     r = 1 - 12 / 336
     assert rho == pytest.approx(1.0) and hi == 1.0
+    assert p == pytest.approx(2 / 5040)                        # exact: 2 of the 7! pairings reach |rho| = 1
     assert lo == pytest.approx(np.tanh(np.arctanh(r) - 1.959964 * np.sqrt((1 + r**2 / 2) / 4)), abs=1e-6)
     assert 0.6 < lo < 0.75
     assert stats.spearman_ci(np.arange(7), -np.arange(7.0), method="fisher")[2] == -1.0

@@ -203,7 +203,7 @@ def plan_samples(lengths: np.ndarray, special: list[np.ndarray], geometry_mask: 
     # token pool: sampled sentences, capped random tokens of each
     S = min(settings.sample_sentences, len(geo))
     chosen = np.sort(r_pool.choice(geo, size=S, replace=False)) if S > 0 else np.zeros(0, np.int64)
-    cap = settings.tokens_per_sentence(S)
+    cap = min(settings.tokens_per_sentence(S), int(lengths[chosen].max()) if S else 1)
     pool_sent, pool_tok, pool_index, pool_pairs = [], [], np.full((S, cap), -1, np.int64), np.zeros((S, 2), np.int64)
     row = 0
     for si, s in enumerate(chosen):
@@ -657,6 +657,25 @@ def _pool_pair_mean(Uz: np.ndarray, plan: Plan, variant: str) -> tuple[float, in
 
 
 def _finalise(plan: Plan, accs, per_sent, arrays, settings: EngineSettings, state: str, model_name: str):
+    """The tidy rows of one state (``v`` = "" for every valid token, "_content" without special tokens):
+
+    * ``token_cosine_mean/sd/min/max{v}``: exact, over every within-sentence pair (n = pairs);
+      ``token_cosine_q05..q95{v}``: from the 2/hist_bins-wide histogram (n = pairs);
+    * ``token_cosine_sentence_mean{v}``, ``token_cosine_var_mean{v}``, ``intra_similarity{v}``,
+      ``cov_trace{v}``, ``cov_trace_scaled{v}``: means over sentences of the per-sentence values, with a
+      95 % Student-t interval (n = sentences);
+    * ``norm_mean{v}``: mean token norm (n = tokens);
+    * ``erank{v}``, ``erank_uncentred{v}``, ``isoscore{v}``: on the token sample (n = token_sample, or
+      fewer when the pool is smaller);
+    * ``anisotropy_baseline{v}``: mean cosine of random token pairs from different sentences, with a
+      t interval (n = pairs); ``token_cosine_adjusted{v}`` and ``intra_similarity_adjusted{v}``: the raw
+      score minus that baseline; ``rogue_top3_share{v}``: share of the 3 largest per-dimension
+      contributions in the baseline cosine (Timkey & van Schijndel 2021);
+    * ``anisotropy_baseline_std{v}`` (same pairs) and ``token_cosine_mean_std{v}`` (within-sentence
+      pairs of the sampled sentences' kept tokens, each sentence weighted by its true pair count) after
+      per-dimension standardisation with the mean and sd of every token of the variant;
+      ``token_cosine_adjusted_std{v}`` is their difference.
+    """
     rows: list[tuple] = []
     rogue_rows: list[dict] = []
     pool = arrays["pool"]
@@ -701,8 +720,7 @@ def _finalise(plan: Plan, accs, per_sent, arrays, settings: EngineSettings, stat
             # token sample: effective rank and IsoScore at fixed n
             if len(tok_rows) >= 2:
                 X = pool[layer, tok_rows]
-                s = metrics.singular_values(X, centre=True)
-                su = metrics.singular_values(X, centre=False)
+                s, su = metrics.singular_values_centred_and_not(X)
                 add(layer, f"erank{v}", metrics.effective_rank_from_singular_values(s), len(tok_rows))
                 add(layer, f"erank_uncentred{v}", metrics.effective_rank_from_singular_values(su), len(tok_rows))
                 add(layer, f"isoscore{v}", metrics.isoscore_from_singular_values(s, *X.shape), len(tok_rows))
@@ -775,8 +793,14 @@ def compare_states(embeddings: dict[str, dict[str, np.ndarray]], model_name: str
     Returns ``(tidy_rows, cka)``: tidy rows ``cka_cls_vs_pretrained`` / ``cka_mean_vs_pretrained`` (layer
     l of each state against layer l of the reference, n = sentences), and the full layer x layer
     matrices for every pair of states, the within-state ones included (columns model, pooling, state_a,
-    state_b, layer_a, layer_b, value).
+    state_b, layer_a, layer_b, value). A representation that is the same for every sentence (the
+    first token at layer 0 of BERT-like models) has no variance: its CKA is undefined (NaN).
     """
+    with _single_threaded_blas():
+        return _compare_states(embeddings, model_name, reference)
+
+
+def _compare_states(embeddings, model_name: str, reference: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     states = sorted(embeddings, key=lambda s: s != reference)  # the reference first, then the given order
     tidy_rows: list[tuple] = []
     cka_rows: list[pd.DataFrame] = []
@@ -801,6 +825,7 @@ def compare_states(embeddings: dict[str, dict[str, np.ndarray]], model_name: str
         grams = {}
         for s, r in reps.items():
             Rc = r - r.mean(axis=0, keepdims=True)     # [n, L1, d], centred per layer
+            Rc[:, np.all(r == r[:1], axis=(0, 2))] = 0.0  # constant layer (e.g. [CLS] at layer 0): CKA is NaN
             grams[s] = np.stack([Rc[:, layer] @ Rc[:, layer].T for layer in range(L1)])
         for ia, sa in enumerate(states):
             for sb in states[ia:]:

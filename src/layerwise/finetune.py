@@ -6,7 +6,7 @@ fast (dynamic padding), cached (content-hash key) and resumable (Trainer checkpo
 
 ``finetune(params)`` trains an ``AutoModelForSequenceClassification`` with the transformers
 ``Trainer``: batches are padded per batch by ``DataCollatorWithPadding`` (the seed padded every text
-to 512 tokens), mixed precision on CUDA (bf16 when supported, else fp16), seeds fixed through
+to 512 tokens) and drawn with similar lengths (the Trainer's ``group_by_length`` sampler), mixed precision on CUDA (bf16 when supported, else fp16), seeds fixed through
 ``transformers.set_seed``, device chosen by the Trainer (cuda, then mps, else cpu; ``LAYERWISE_DEVICE=cpu``
 forces the CPU). The result is a cache entry ``<cache>/finetune/<name>-<key>`` holding the model,
 its tokenizer, ``metrics.json`` (test accuracy and macro-F1 with 95 % confidence intervals, the
@@ -18,6 +18,7 @@ local model directory), the data selection, the hyper-parameters and, with ``dat
 data. An entry is complete iff it holds ``DONE.json`` (written last, then the directory is renamed
 into place), so an interrupted run never leaves something that looks finished. Training runs in
 ``<entry>.work``; the Trainer writes checkpoints there and a rerun resumes from the last complete one.
+A lock on the work directory makes a second run of the same entry wait for the first (then return it).
 
 Several GPUs: the Trainer's own distributed data parallel mode works unchanged, e.g.
 ``accelerate launch -m layerwise.cli finetune params/camembert.yml`` or
@@ -49,7 +50,8 @@ log = logging.getLogger(__name__)
 
 #: Bumped when what a cache entry holds changes (forces retraining of older entries).
 FORMAT_VERSION = 2
-#: Evaluations on the test split during training (for the history curve), besides the final one.
+#: Evaluations on the test split during training (the history curve); the last one, at the end of
+#: training, gives the final metrics.
 NUM_EVALS = 4
 #: Checkpoints during training (for resumption) when ``save_steps`` is not given.
 NUM_SAVES = 10
@@ -299,8 +301,9 @@ def _quiet() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _work_lock(work: Path, enabled: bool = True) -> Iterator[None]:
-    """An exclusive lock on the work directory: two runs never train the same entry at once."""
+def _work_lock(work: Path, enabled: bool = True, progress: bool = True) -> Iterator[None]:
+    """An exclusive lock on the work directory (``fcntl.flock``, released by the OS even when the
+    process is killed): two runs never train the same entry at once; the second one waits."""
     if not enabled:
         yield
         return
@@ -310,16 +313,16 @@ def _work_lock(work: Path, enabled: bool = True) -> Iterator[None]:
     except ImportError:  # pragma: no cover - Windows: no lock
         yield
         return
-    fh = open(work / ".lock", "w")
-    try:
+    with open(work / ".lock", "w") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            raise LayerwiseError(f"another run is fine-tuning this entry ({work})", None,
-                                 "wait for it to finish, then run again (the result will be cached)") from None
+            msg = f"another run is fine-tuning this entry ({work}): waiting for it"
+            if progress:
+                print(msg, file=sys.stderr)
+            log.warning(msg)
+            fcntl.flock(fh, fcntl.LOCK_EX)
         yield
-    finally:
-        fh.close()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -344,9 +347,22 @@ def _argmax_logits(logits, labels):
     return logits.argmax(dim=-1)
 
 
-def _accuracy(eval_pred) -> dict[str, float]:
-    preds, labels = eval_pred.predictions, eval_pred.label_ids
-    return {"accuracy": float(np.mean(np.asarray(preds) == np.asarray(labels)))}
+class _Accuracy:
+    """``compute_metrics``: accuracy of the argmax predictions. It keeps the predictions of the
+    latest evaluation (and the training step it ran at), so that the Trainer's evaluation at the end
+    of training serves as the final test evaluation (no second pass over the test split)."""
+
+    def __init__(self):
+        self.trainer = None
+        self.step: int | None = None
+        self.predictions: np.ndarray | None = None
+        self.labels: np.ndarray | None = None
+
+    def __call__(self, eval_pred) -> dict[str, float]:
+        self.predictions = np.asarray(eval_pred.predictions).reshape(-1)
+        self.labels = np.asarray(eval_pred.label_ids).reshape(-1)
+        self.step = int(self.trainer.state.global_step) if self.trainer is not None else None
+        return {"accuracy": float(np.mean(self.predictions == self.labels))}
 
 
 def build_trainer(model, tokenizer, train, test, *, output_dir: str | os.PathLike, epochs: float,
@@ -371,6 +387,7 @@ def build_trainer(model, tokenizer, train, test, *, output_dir: str | os.PathLik
     save_steps = save_steps or max(1, math.ceil(total / NUM_SAVES))
     model.config.output_hidden_states = False
     model.config.output_attentions = False
+    accuracy = _Accuracy()
     args = TrainingArguments(
         output_dir=str(output_dir),
         num_train_epochs=epochs,
@@ -398,9 +415,10 @@ def build_trainer(model, tokenizer, train, test, *, output_dir: str | os.PathLik
     )
     trainer = Trainer(
         model=model, args=args, train_dataset=train, eval_dataset=test, processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=_accuracy,
+        data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=accuracy,
         preprocess_logits_for_metrics=_argmax_logits,
     )
+    accuracy.trainer = trainer
     if not progress:
         trainer.remove_callback(PrinterCallback)
     return trainer
@@ -495,11 +513,20 @@ def finetune(params: StudyParams, *, num_train: int | None = None, num_test: int
     entry = plan.entry
     if save is not None:
         _check_replaceable(Path(save).expanduser(), "manifest.json", MANIFEST_KIND, "-s/--save")
-    if is_done(entry):
-        _copy_to(entry, save)
-        return FinetuneResult(entry, load_finetune_metrics(entry), cached=True)
-    with _quiet():
-        return _train(params, plan, save=save, progress=progress, save_steps=save_steps)
+    if not is_done(entry):
+        work = entry.with_suffix(".work")
+        with _work_lock(work, enabled=_is_main_process(), progress=progress):
+            if not is_done(entry):  # (another run may have finished it while this one waited)
+                with _quiet():
+                    return _train(params, plan, save=save, progress=progress, save_steps=save_steps)
+            shutil.rmtree(work, ignore_errors=True)
+    _copy_to(entry, save)
+    return FinetuneResult(entry, load_finetune_metrics(entry), cached=True)
+
+
+def _is_main_process() -> bool:
+    """Rank 0 of a ``torchrun`` / ``accelerate launch`` run (both set ``RANK``), or a plain run."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def _train(params: StudyParams, plan: _Plan, *, save, progress: bool, save_steps: int | None) -> FinetuneResult:
@@ -525,49 +552,54 @@ def _train(params: StudyParams, plan: _Plan, *, save, progress: bool, save_steps
                             warmup_ratio=ft.warmup_ratio, logging_steps=ft.logging_steps, seed=seed,
                             save_steps=save_steps, progress=progress)
     main = trainer.is_world_process_zero()
-    with _work_lock(work, enabled=main):
-        resume = last_checkpoint(work) if main else _shared_last_checkpoint(work)
-        resumed_from = None
-        if resume is not None:
-            resumed_from = int(resume.name.split("-")[1])
-            msg = f"resuming from {resume.name} ({work})"
-            log.info(msg)
-            if progress and main:
-                print(msg, file=sys.stderr)
-        t0 = time.perf_counter()
-        out = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-        train_seconds = time.perf_counter() - t0
+    # (the caller holds the work directory's lock)
+    resume = last_checkpoint(work) if main else _shared_last_checkpoint(work)
+    resumed_from = None
+    if resume is not None:
+        resumed_from = int(resume.name.split("-")[1])
+        msg = f"resuming from {resume.name} ({work})"
+        log.info(msg)
+        if progress and main:
+            print(msg, file=sys.stderr)
+    t0 = time.perf_counter()
+    out = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    train_seconds = time.perf_counter() - t0
+    step = int(trainer.state.global_step)
+    store = trainer.compute_metrics
+    last_eval = next((h for h in reversed(trainer.state.log_history) if "eval_loss" in h), None)
+    if store.step == step and last_eval is not None and last_eval.get("step") == step:
+        y_pred, y_true, eval_loss = store.predictions, store.labels, float(last_eval["eval_loss"])
+    else:  # e.g. resumed from a checkpoint taken after the last step: evaluate now
         pred = trainer.predict(dat.test, metric_key_prefix="eval")
         y_pred = np.asarray(pred.predictions).reshape(-1)
         y_true = np.asarray(pred.label_ids).reshape(-1)
-        metrics = classification_metrics(y_true, y_pred, seed=seed)
-        history = _history(trainer.state.log_history)
-        step = int(trainer.state.global_step)
         eval_loss = float(pred.metrics.get("eval_loss", math.nan))
-        if not history or history[-1].get("step") != step or "eval_loss" not in history[-1]:
-            history.append({"step": step, "epoch": float(trainer.state.epoch or hp["epochs"]),
-                            "eval_loss": eval_loss, "eval_accuracy": metrics["accuracy"]})
-        metrics.update({
-            "eval_loss": eval_loss, "n_train": len(dat.train), "epochs": hp["epochs"], "global_step": step,
-            "train_loss": float(out.training_loss), "train_seconds": train_seconds,
-            "resumed_from_step": resumed_from, "label_names": dat.label_names,
-            "device": str(trainer.args.device),
-            "precision": "bf16" if trainer.args.bf16 else "fp16" if trainer.args.fp16 else "fp32",
-            "cache_key": plan.key,
-        })
-        if main:
-            with atomic_dir(entry) as tmp:
-                trainer.save_model(str(tmp))
-                tokenizer.save_pretrained(str(tmp))
-                atomic_write_json(tmp / "metrics.json", metrics)
-                atomic_write_json(tmp / "history.json", history)
-                atomic_write_json(tmp / "manifest.json", {
-                    "kind": MANIFEST_KIND, "params": params.model_dump(mode="json"),
-                    "params_path": str(params.path) if params.path else None, "model_source": plan.source,
-                    "revision": plan.revision, "hyper_parameters": hp, "selection": dat.selection,
-                    "prepared": dat.prepared, "cache_key": plan.key, "key_payload": plan.payload,
-                    **provenance()})
-            shutil.rmtree(work, ignore_errors=True)
+    metrics = classification_metrics(y_true, y_pred, seed=seed)
+    history = _history(trainer.state.log_history)
+    if not history or history[-1].get("step") != step or "eval_loss" not in history[-1]:
+        history.append({"step": step, "epoch": float(trainer.state.epoch or hp["epochs"]),
+                        "eval_loss": eval_loss, "eval_accuracy": metrics["accuracy"]})
+    metrics.update({
+        "eval_loss": eval_loss, "n_train": len(dat.train), "epochs": hp["epochs"], "global_step": step,
+        "train_loss": float(out.training_loss), "train_seconds": train_seconds,
+        "resumed_from_step": resumed_from, "label_names": dat.label_names,
+        "device": str(trainer.args.device),
+        "precision": "bf16" if trainer.args.bf16 else "fp16" if trainer.args.fp16 else "fp32",
+        "cache_key": plan.key,
+    })
+    if main:
+        with atomic_dir(entry) as tmp:
+            trainer.save_model(str(tmp))
+            tokenizer.save_pretrained(str(tmp))
+            atomic_write_json(tmp / "metrics.json", metrics)
+            atomic_write_json(tmp / "history.json", history)
+            atomic_write_json(tmp / "manifest.json", {
+                "kind": MANIFEST_KIND, "params": params.model_dump(mode="json"),
+                "params_path": str(params.path) if params.path else None, "model_source": plan.source,
+                "revision": plan.revision, "hyper_parameters": hp, "selection": dat.selection,
+                "prepared": dat.prepared, "cache_key": plan.key, "key_payload": plan.payload,
+                **provenance()})
+        shutil.rmtree(work, ignore_errors=True)
     if main:
         _copy_to(entry, save)
     trainer.accelerator.wait_for_everyone()

@@ -4,7 +4,8 @@ Every function takes plain arrays, rows = points (tokens or sentences), columns 
 returns numbers or arrays; nothing here knows about models, batches or padding (the engine in
 :mod:`layerwise.extract` feeds these functions, or their batched torch counterparts, with valid
 tokens only). Each docstring gives the definition, the formula, the reference and known answers,
-which ``tests/test_metrics.py`` checks. Definitions follow ``docs/metrics-references.md``.
+which ``tests/test_metrics.py`` checks. Definitions follow the project's metrics references
+(``shared/docs/metrics-references.md``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from .errors import LayerwiseError
 
 __all__ = [
     "cosine_matrix", "pairwise_cosines_upper", "triu_pair_index", "intra_similarity", "cov_trace",
-    "cov_trace_scaled", "effective_rank", "effective_rank_from_singular_values", "singular_values", "isoscore", "isoscore_from_variances", "isoscore_from_singular_values",
+    "cov_trace_scaled", "effective_rank", "effective_rank_from_singular_values", "singular_values",
+    "singular_values_centred_and_not", "isoscore", "isoscore_from_variances", "isoscore_from_singular_values",
     "linear_cka", "cka_from_grams", "cka_matrix", "cosine_contributions", "paired_cosines",
     "standardise", "quantiles_from_histogram",
 ]
@@ -134,7 +136,8 @@ def cov_trace(X) -> float:
     ``tr(Cov) = sum_i |x_i - mean|^2 / (n - 1)`` (ddof = 1, equal to ``np.trace(np.cov(X.T))``), the
     total variance of a sentence's token embeddings. Scale-dependent: see :func:`cov_trace_scaled`.
 
-    Known answers: identical rows give 0; the rows of the identity ``I_n`` give ``(n - 1) / n * n / (n - 1) = 1``.
+    Known answers: identical rows give 0; the rows of the identity ``I_n`` give 1 (each centred row has
+    squared norm ``(n - 1) / n``).
     """
     X = _as_2d(X, min_rows=2)
     Xc = X - X.mean(axis=0)
@@ -160,15 +163,40 @@ def singular_values(X, centre: bool = True, dtype=np.float64) -> np.ndarray:
     """Singular values of ``X`` (column-centred first when ``centre``), in decreasing order, from the
     eigenvalues of the smaller Gram matrix (``X^T X`` or ``X X^T``): the same values as
     ``np.linalg.svd`` at a fraction of the cost for the tall matrices the engine uses. ``dtype``:
-    float64 (default) or float32 (the engine's speed setting; relative error ~1e-6 of the largest)."""
+    float64 (default) or float32 (faster; relative error ~1e-6 of the largest)."""
     X = np.asarray(_as_2d(X), dtype=dtype)
     if centre:
         X = X - X.mean(axis=0)
     n, d = X.shape
     G = X.T @ X if n >= d else X @ X.T
-    ev = scipy.linalg.eigh(G, eigvals_only=True, driver="evr")[::-1].astype(np.float64)  # (numpy's is slower)
-    # eigenvalues below the Gram matrix's rounding level are zeros (as in np.linalg.matrix_rank)
-    ev[ev <= max(G.shape) * np.finfo(G.dtype).eps * max(ev[0], 0.0)] = 0.0
+    return _spectrum(G)  # scipy's evr driver: numpy's eigvalsh is much slower here
+
+
+def singular_values_centred_and_not(X) -> tuple[np.ndarray, np.ndarray]:
+    """``(singular_values(X, centre=True), singular_values(X, centre=False))`` from one Gram matrix:
+    with ``G = X^T X`` (n >= d) the centred Gram is ``G - n mu mu^T`` (``mu`` the column means); with
+    ``K = X X^T`` (n < d) it is ``H K H``, ``H = I - 11^T / n``. Computed in float64."""
+    X = _as_2d(X)
+    n, d = X.shape
+    mu = X.mean(axis=0)
+    if n >= d:
+        Gu = X.T @ X
+        Gc = Gu - n * np.outer(mu, mu)
+    else:
+        Gu = X @ X.T
+        r = Gu.mean(axis=0)
+        Gc = Gu - r[:, None] - r[None, :] + r.mean()
+    return _spectrum(Gc), _spectrum(Gu)
+
+
+def _spectrum(G: np.ndarray) -> np.ndarray:
+    """Square roots of the eigenvalues of a Gram matrix, decreasing. Eigenvalues below its rounding
+    level (``10 * size * eps * max``, i.e. singular values under ~sqrt(10 size eps) of the largest, 1e-6
+    for size 768) are set to 0: the Gram route cannot resolve them, and they would add rounding noise
+    to the effective rank."""
+    G = (G + G.T) / 2
+    ev = scipy.linalg.eigh(G, eigvals_only=True, driver="evr")[::-1].astype(np.float64)
+    ev[ev <= 10 * max(G.shape) * np.finfo(G.dtype).eps * max(ev[0], 0.0)] = 0.0
     return np.sqrt(ev)
 
 

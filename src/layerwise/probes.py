@@ -238,6 +238,8 @@ def mdl_online(X, y, seed: int = 0, fractions: Sequence[float] = MDL_FRACTIONS,
     after the fact. A single float C gives the plain code of that probe.
     """
     from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
 
     X, y = _check_xy(X, y, "mdl_online")
     classes = np.unique(y)
@@ -264,12 +266,15 @@ def mdl_online(X, y, seed: int = 0, fractions: Sequence[float] = MDL_FRACTIONS,
         if np.unique(y[:start]).size < K:
             bits += (stop - start) * log2k
             continue
-        for i, c in enumerate(grid):
-            model = _logistic(c)
+        scaler = StandardScaler().fit(X[:start])
+        Ztr, Zbl = scaler.transform(X[:start]), scaler.transform(X[start:stop])
+        model = LogisticRegression(max_iter=1000, warm_start=True)  # warm start along the increasing C path
+        for i in np.argsort(grid):
+            model.set_params(C=grid[i])
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                model.fit(X[:start], y[:start])
-            proba = model.predict_proba(X[start:stop])
+                model.fit(Ztr, y[:start])
+            proba = model.predict_proba(Zbl)
             col = np.searchsorted(model.classes_, y[start:stop])
             p = np.clip(proba[np.arange(stop - start), col], 1e-12, 1.0)
             bits[i] += float(-np.log2(p).sum())
@@ -385,7 +390,8 @@ def cone_view(X, y, ref_index: int = 0) -> pd.DataFrame:
 
 def _validate_embeddings(embeddings: dict, poolings: Sequence[str]) -> tuple[int, int]:
     if not embeddings:
-        raise LayerwiseError("no model state to probe", where="probe_study", fix="pass embeddings for at least one state")
+        raise LayerwiseError("no model state to probe", where="probe_study",
+                             fix="pass embeddings for at least one state")
     shape = None
     for state, e in embeddings.items():
         where = f"probe_study: state {state}"
@@ -433,18 +439,21 @@ def probe_study(embeddings: dict[str, dict[str, np.ndarray]], model_name: str, *
     ``centroid_margin_<p>``; ``mlp_probe_acc_<p>`` for ``mlp_poolings`` (if ``mlp``; default first token
     only, the token the seed's RoBERTa-style head reads, and by far the costliest part: see
     bench/RESULTS-probes.md);
-    ``mdl_compression_<p>`` for ``mdl_poolings`` (if ``mdl``; mean over ``seeds`` data orderings, CI =
-    t-interval over orderings, n = train size); and per state at layer -1 ``probe_majority_baseline``
+    ``mdl_compression_<p>`` for ``mdl_poolings`` (if ``mdl``; the C-grid mixture code of ``mdl_online``,
+    mean over ``seeds`` data orderings, CI = t-interval over orderings, n = train size); and per state at
+    layer -1 ``probe_majority_baseline``
     (test accuracy of always predicting the majority train class, Wilson CI). The states x layers grid of
     ``probe_acc_cls`` is the seed study's "treillis".
 
     Cones (first token only, test rows; layers ``cone_layers``, default the seed layers 5, 7, 9, 11, 12 that
     exist plus the last layer; only those among ``layers``): model, state, layer, sentence, label, cos_ref
-    (to test row ``ref_index``), cos_own_centroid, cos_other_centroid (see ``class_geometry``). ``timings``, when a dict, receives seconds per part.
+    (to test row ``ref_index``), cos_own_centroid, cos_other_centroid (see ``class_geometry``).
+    ``timings``, when a dict, receives seconds per part.
 
-    ``mlp_solver``: see ``mlp_probe_accuracy``. ``blas_threads`` caps the BLAS threads while probing (``threadpoolctl``; None = leave as is): the
-    matrices are small (hundreds x d), and multi-threaded BLAS on them is several times slower than one
-    thread, especially on a shared machine.
+    ``mlp_solver``: see ``mlp_probe_accuracy``. ``blas_threads`` caps the BLAS threads while probing
+    (``threadpoolctl``; None = leave as is): the matrices are small (hundreds x d), and multi-threaded BLAS
+    on them is many times slower than one thread on a shared machine (15x measured in
+    bench/RESULTS-probes.md).
     """
     from threadpoolctl import threadpool_limits
 
@@ -497,7 +506,8 @@ def _probe_study(embeddings, model_name, *, layers, seeds, n_boot, mlp, mdl, see
         sent_ids = np.flatnonzero(te)  # row in the stored arrays: the per_sentence table's ``sentence`` id
         majority = np.bincount(np.unique(ytr, return_inverse=True)[1]).argmax()
         k = int(np.sum(yte == np.unique(ytr)[majority]))
-        rows.append(tidy_row(model_name, state, -1, "probe_majority_baseline", *wilson_ci(k, yte.size, level), yte.size))
+        rows.append(tidy_row(model_name, state, -1, "probe_majority_baseline", *wilson_ci(k, yte.size, level),
+                             yte.size))
         for pool in needed:
             arr = e[pool]
             for layer in sorted(set(layers) | set(mlp_layers if pool in mlp_poolings else ())
@@ -514,7 +524,8 @@ def _probe_study(embeddings, model_name, *, layers, seeds, n_boot, mlp, mdl, see
                     t2 = time.perf_counter()
                     sel = selectivity(real, ctrl, n_boot=n_boot, seed=seed, level=level)
                     nte = yte.size
-                    rows += [tidy_row(model_name, state, layer, f"probe_acc_{pool}", real.acc, real.ci_low, real.ci_high, nte),
+                    rows += [tidy_row(model_name, state, layer, f"probe_acc_{pool}", real.acc, real.ci_low,
+                                      real.ci_high, nte),
                              tidy_row(model_name, state, layer, f"probe_control_acc_{pool}", ctrl.acc, ctrl.ci_low,
                                       ctrl.ci_high, nte),
                              tidy_row(model_name, state, layer, f"selectivity_{pool}", *sel, nte)]
@@ -536,7 +547,8 @@ def _probe_study(embeddings, model_name, *, layers, seeds, n_boot, mlp, mdl, see
                         cones.append(pd.DataFrame({
                             "model": model_name, "state": state, "layer": layer, "sentence": sent_ids,
                             "label": yte, "cos_ref": cv["cos_ref"].to_numpy(),
-                            "cos_own_centroid": geo["cos_own_centroid"], "cos_other_centroid": geo["cos_other_centroid"]}))
+                            "cos_own_centroid": geo["cos_own_centroid"],
+                            "cos_other_centroid": geo["cos_other_centroid"]}))
                 if mlp and pool in mlp_poolings and layer in mlp_layers:
                     t0 = time.perf_counter()
                     m = mlp_probe_accuracy(Xtr, ytr, Xte, yte, seeds=seeds, n_boot=n_boot, subsample=subsample,

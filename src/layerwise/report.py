@@ -4,11 +4,13 @@ the reproduce page, and the sentences that state results (computed from the tabl
 ``run(params_paths)`` (the ``layerwise run`` command and Quarto's ``pre-render`` step):
 
 1. loads every params file and runs the study steps through the caches (``pipeline.load_study``:
-   fine-tuning, the geometry engine, the probes), so the chapters only read cached tables;
+   fine-tuning, the geometry engine, the probes) and saves each study for the chapters
+   (``report/_layerwise/studies/<model>.pickle``): a chapter shows exactly the results whose cache
+   keys the run recorded, and its kernel computes nothing;
 2. executes ``chapters/geometry.ipynb`` and ``chapters/probing.ipynb`` for each model into
    ``report/<model>/<chapter>.ipynb`` and ``chapters/comparison.ipynb`` once into
-   ``report/comparison.ipynb``, with papermill (parameters ``params_path`` / ``params_paths`` and
-   ``loader`` injected), in the kernel of the running interpreter;
+   ``report/comparison.ipynb``, with papermill (parameters ``params_path`` / ``params_paths``,
+   ``snapshot`` / ``snapshots`` and ``loader`` injected), in the kernel of the running interpreter;
 3. skips a notebook whose inputs did not change: the hash of the template, the params files, the
    layerwise source files and the result cache keys is stored in the notebook's metadata
    (``metadata.layerwise.input_hash``);
@@ -39,7 +41,7 @@ from typing import Any
 import pandas as pd
 
 from .errors import LayerwiseError
-from .repro import PROJECT_ROOT, atomic_write_json, atomic_write_text, content_hash, file_hash
+from .repro import PROJECT_ROOT, atomic_write_bytes, atomic_write_json, atomic_write_text, content_hash, file_hash
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 CHAPTERS_DIR = PROJECT_ROOT / "chapters"
@@ -74,19 +76,38 @@ def resolve_loader(spec: str | Callable) -> Callable:
                              f"use {DEFAULT_LOADER!r} or make the module importable") from None
 
 
-def load(params_path: str | Path, loader: str | Callable = DEFAULT_LOADER, progress: bool = False):
-    """The :class:`~layerwise.pipeline.Study` of one params file, as a chapter reads it (quietly:
-    ``run`` has already computed everything, so this reads the caches)."""
+def save_snapshot(study, path: Path) -> Path:
+    """Write the study a run computed (every table, the params, the manifest) for its chapters."""
+    import pickle
+
+    atomic_write_bytes(path, pickle.dumps(study, protocol=pickle.HIGHEST_PROTOCOL))
+    return path
+
+
+def load(params_path: str | Path, loader: str | Callable = DEFAULT_LOADER, snapshot: str | Path | None = None,
+         progress: bool = False):
+    """The :class:`~layerwise.pipeline.Study` of one params file, as a chapter reads it.
+
+    ``snapshot``: the study ``run`` computed and saved for this run's chapters (so a chapter shows
+    exactly the results whose cache keys the run recorded, and its kernel never imports the model
+    stack or recomputes anything); when empty or missing (a template opened by hand in Jupyter),
+    ``loader`` computes or reads the study through the caches, quietly."""
+    import pickle
     import warnings
 
+    if snapshot and Path(snapshot).is_file():
+        with open(snapshot, "rb") as fh:
+            return pickle.load(fh)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return resolve_loader(loader)(params_path, progress=progress)
 
 
-def load_all(params_paths: Sequence[str | Path], loader: str | Callable = DEFAULT_LOADER) -> list:
+def load_all(params_paths: Sequence[str | Path], loader: str | Callable = DEFAULT_LOADER,
+             snapshots: Sequence[str | Path] | None = None) -> list:
     """The studies of several params files (the comparison chapter)."""
-    return [load(p, loader) for p in params_paths]
+    snapshots = list(snapshots or [])
+    return [load(p, loader, snapshots[i] if i < len(snapshots) else None) for i, p in enumerate(params_paths)]
 
 
 def combine(studies: Sequence, table: str = "tidy") -> pd.DataFrame:
@@ -375,8 +396,9 @@ def convergence_sentence(tidy: pd.DataFrame, name: str = "spearman_convergence_p
 
 
 def cka_sentence(tidy: pd.DataFrame, pooling: str = "cls", state: str = "finetuned", threshold: float = 0.9,
-                 model: str | None = None) -> str:
-    """How far up the layers ``state`` stays similar to pretrained (linear CKA on the diagonal)."""
+                 model: str | None = None, label: str | None = None) -> str:
+    """How far up the layers ``state`` stays similar to pretrained (linear CKA on the diagonal);
+    ``label`` (a model's name) starts the sentence."""
     s = series(tidy, f"cka_{pooling}_vs_pretrained", state, model)
     if s.empty:
         return ""
@@ -384,7 +406,8 @@ def cka_sentence(tidy: pd.DataFrame, pooling: str = "cls", state: str = "finetun
     low = s.loc[s["value"].idxmin()]
     kept = (f"CKA stays at or above {threshold} at {len(above)} of {len(s)} layers"
             + (f" (up to layer {max(above)})" if above else ""))
-    return (f"Linear CKA between {state} and pretrained, layer by layer ({pooling} pooling): {kept}; "
+    start = f"{label}: linear CKA" if label else "Linear CKA"
+    return (f"{start} between {state} and pretrained, layer by layer ({pooling} pooling): {kept}; "
             f"the lowest value is {fmt(low.value, 3)} at layer {int(low.layer)}.")
 
 
@@ -537,9 +560,16 @@ def prepare_template(template: Path, *, title: str, label_prefix: str | None):
     return nb
 
 
+#: The code that runs inside a chapter on the result tables. The code that computes the tables
+#: (data, models, fine-tuning, the geometry engine, metrics, probes, statistics) is already part of
+#: the results' cache keys, which are inputs of every chapter too.
+CHAPTER_CODE = ("charts", "report", "pipeline", "config", "errors", "repro")
+
+
 def source_hash() -> str:
-    """Hash of every layerwise source file (a code change re-executes the chapters)."""
-    return content_hash({p.name: file_hash(p) for p in sorted(PACKAGE_DIR.glob("*.py"))})
+    """Hash of the layerwise code a chapter runs (:data:`CHAPTER_CODE`): changing it re-executes the
+    chapters."""
+    return content_hash({m: file_hash(PACKAGE_DIR / f"{m}.py") for m in CHAPTER_CODE})
 
 
 def notebook_hash(path: Path) -> str | None:
@@ -690,9 +720,15 @@ class RunSummary:
         return text
 
 
+def snapshot_path(out_dir: Path, name: str) -> Path:
+    """Where ``run`` saves the study of one model for the chapters."""
+    return out_dir / META_DIR / "studies" / f"{name}.pickle"
+
+
 def plan(params_list: Sequence, studies_keys: Mapping[str, str], out_dir: Path, *, loader: str,
          chapters: Sequence[str], comparison: bool, chapters_dir: Path, cwd: Path) -> list[Job]:
-    """The notebooks of a run (per model chapters, then the comparison) with their input hashes."""
+    """The notebooks of a run (per model chapters, then the comparison) with their input hashes
+    (template, params file, result cache keys, layerwise source, parameters, title)."""
     src = source_hash()
     jobs = []
     for params in params_list:
@@ -701,7 +737,8 @@ def plan(params_list: Sequence, studies_keys: Mapping[str, str], out_dir: Path, 
         for chapter in chapters:
             template = chapters_dir / f"{chapter}.ipynb"
             title = f"{CHAPTER_TITLES.get(chapter, chapter.title())}: {params.display_name}"
-            parameters = {"params_path": rel, "loader": loader}
+            parameters = {"params_path": rel, "loader": loader,
+                          "snapshot": _relative(snapshot_path(out_dir, params.name), cwd)}
             inputs = {"template": file_hash(template), "chapter": chapter, "params": file_hash(path),
                       "results": studies_keys[params.name], "source": src, "parameters": parameters,
                       "title": title, "format": FORMAT_VERSION}
@@ -710,7 +747,8 @@ def plan(params_list: Sequence, studies_keys: Mapping[str, str], out_dir: Path, 
     if comparison:
         template = chapters_dir / f"{COMPARISON}.ipynb"
         rels = [_relative(Path(p.path), cwd) for p in params_list]
-        parameters = {"params_paths": rels, "loader": loader}
+        parameters = {"params_paths": rels, "loader": loader,
+                      "snapshots": [_relative(snapshot_path(out_dir, p.name), cwd) for p in params_list]}
         inputs = {"template": file_hash(template), "chapter": COMPARISON,
                   "params": [file_hash(Path(p.path)) for p in params_list],
                   "results": [studies_keys[p.name] for p in params_list], "source": src,
@@ -827,6 +865,7 @@ def run(params_paths: Sequence[str | Path], out_dir: Path = Path("report"), forc
         study = load_fn(params.path, progress=progress)
         keys[params.name] = study_key(study)
         manifests[params.name] = dict(getattr(study, "manifest", {}) or {})
+        save_snapshot(study, snapshot_path(out_dir, params.name))
         del study
     jobs = plan(params_list, keys, out_dir, loader=loader, chapters=chapters, comparison=comparison,
                 chapters_dir=chapters_dir, cwd=cwd)

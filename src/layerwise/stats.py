@@ -269,6 +269,11 @@ def spearman_ci(x, y, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
     """Spearman rank correlation rho (Pearson correlation of the ranks, ``scipy.stats.spearmanr``) with
     its two-sided p-value and a confidence interval. Returns ``(rho, p, low, high)``.
 
+    The p-value is a permutation test of the pairing (``scipy.stats.permutation_test``,
+    ``permutation_type="pairings"``; exact for n <= 7, else 9999 random pairings): the t approximation of
+    ``spearmanr`` is poor for the handful of layers of a model (it gives p = 0 for a perfect ranking of 7
+    points, whose exact p is 2 / 7! = 0.0004).
+
     ``method="bootstrap"``: percentile bootstrap over (x_i, y_i) pairs (resamples with a constant
     x or y are skipped). ``method="fisher"``: z = atanh(rho), SE = sqrt((1 + rho^2 / 2) / (n - 3))
     (Bonett & Wright 2000), CI = tanh(z -/+ z_{(1+level)/2} SE); better behaved than the bootstrap for the
@@ -288,8 +293,18 @@ def spearman_ci(x, y, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
     n = x.size
     if n < 3 or np.all(x == x[0]) or np.all(y == y[0]):
         return (np.nan, np.nan, np.nan, np.nan)
-    res = sps.spearmanr(x, y)
-    rho, p = float(res.statistic), float(res.pvalue)
+    rho = float(sps.spearmanr(x, y).statistic)
+    rx0, ry0 = sps.rankdata(x), sps.rankdata(y)
+
+    def _pearson(a, b, axis=-1):
+        a = a - a.mean(axis=axis, keepdims=True)
+        b = b - b.mean(axis=axis, keepdims=True)
+        return (a * b).sum(axis=axis) / np.sqrt((a ** 2).sum(axis=axis) * (b ** 2).sum(axis=axis))
+
+    # permutation p-value (exact enumeration of the n! pairings when n! <= 9999, i.e. n <= 7)
+    # (one sample permuted against the fixed other: n! distinct pairings)
+    p = float(sps.permutation_test((rx0,), lambda a, axis=-1: _pearson(a, ry0, axis), permutation_type="pairings",
+                                   n_resamples=9999, vectorized=True, rng=np.random.default_rng(seed)).pvalue)
     if method == "fisher":
         if n < 4:
             return (rho, p, np.nan, np.nan)
