@@ -28,4 +28,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
 
 clean:
-	rm -rf report/*/ report/preview .quarto _book
+	rm -rf report/*/ report/*.ipynb report/preview .quarto _book

@@ -327,3 +327,14 @@ def test_batches_are_padded_as_the_tokenizer_pads(models, arch):
         assert torch.equal(v, ref[k]), k
     valid = ref["attention_mask"].bool()
     assert torch.equal(spec[valid], ref["special_tokens_mask"].bool()[valid])
+
+
+def test_truncation_follows_the_model_limits(models):
+    cfg = SimpleNamespace(max_position_embeddings=514, model_type="camembert", pad_token_id=1)
+    assert extract._effective_max_length(SimpleNamespace(model_max_length=int(1e30)), 1000, cfg) == 512
+    assert extract._effective_max_length(SimpleNamespace(model_max_length=128), 512, cfg) == 128
+    assert extract._effective_max_length(SimpleNamespace(), 64) == 64
+    model, tok = models["bert"]  # 128 positions: a long review is truncated, not an index error
+    res = run(model, tok, [" ".join(TEXTS * 3), TEXTS[0]], max_length=512)
+    assert res.info["max_length"] == 128
+    assert res.per_sentence[(res.per_sentence.metric == "token_cosine")].value.notna().all()

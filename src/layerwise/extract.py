@@ -124,10 +124,17 @@ class _Encoded:
     lengths: np.ndarray
 
 
-def _effective_max_length(tokenizer, max_length: int) -> int:
+def _effective_max_length(tokenizer, max_length: int, config=None) -> int:
+    """``max_length`` capped by the tokenizer's ``model_max_length`` or, when the tokenizer does not know
+    it, by the model's position embeddings (RoBERTa-like models reserve ``pad_token_id + 1`` of them)."""
     cap = getattr(tokenizer, "model_max_length", None)
     if isinstance(cap, int) and 0 < cap < 100_000:
         return min(int(max_length), cap)
+    pos = getattr(config, "max_position_embeddings", None) if config is not None else None
+    if isinstance(pos, int) and pos > 0:
+        if getattr(config, "model_type", "") in ("roberta", "camembert", "xlm-roberta"):
+            pos -= int(getattr(config, "pad_token_id", 1) or 1) + 1
+        return min(int(max_length), pos)
     return int(max_length)
 
 
@@ -291,7 +298,7 @@ def forward_batches(model, tokenizer, texts: list[str], *, batch_size: int = 32,
 
     model.eval()
     dev = _model_device(model, device)
-    enc = _encode(tokenizer, texts, _effective_max_length(tokenizer, max_length))
+    enc = _encode(tokenizer, texts, _effective_max_length(tokenizer, max_length, getattr(model, "config", None)))
     gm = np.ones(len(texts), bool) if geometry_mask is None else np.asarray(geometry_mask, bool)
     with torch.inference_mode():
         for idx in tqdm(_batches(enc, gm, batch_size), disable=not progress, leave=False):
@@ -367,7 +374,7 @@ def run_state(model, tokenizer, texts: list[str], *, state: str, model_name: str
     texts, gm = _check_inputs(texts, geometry_mask, settings)
     model.eval()
     dev = _model_device(model, device)
-    max_len = _effective_max_length(tokenizer, settings.max_length)
+    max_len = _effective_max_length(tokenizer, settings.max_length, getattr(model, "config", None))
     enc = _encode(tokenizer, texts, max_len)
     if (enc.lengths == 0).any():
         i = int(np.flatnonzero(enc.lengths == 0)[0])
