@@ -169,8 +169,11 @@ def test_cache_key_follows_every_input(tiny_dirs, tmp_path, cache):
         "-c": ft.finetune_entry(_params(tiny_dirs["bert"], data), checkpoint=str(tiny_dirs["flaubert"])),
     }
     assert base not in changed.values() and len(set(changed.values())) == len(changed)
-    # an equivalent params file elsewhere hits the same entry (the key is about content, not paths)
-    assert ft.finetune_entry(_params(tiny_dirs["bert"], data, epochs=2.0)) == base
+    # the key is about content, not paths: the same model files elsewhere hit the same entry
+    import shutil
+
+    copy = shutil.copytree(tiny_dirs["bert"], tmp_path / "elsewhere" / "bert")
+    assert ft.finetune_entry(_params(copy, data, epochs=2.0)) == base
 
 
 def test_overrides_select_the_asked_numbers_of_examples(tiny_dirs, tmp_path, cache):

@@ -154,8 +154,8 @@ def _model_source(params: StudyParams, checkpoint: str | None) -> tuple[str, str
         return checkpoint, None, {"checkpoint": checkpoint}
     source = resolve_model(params.model, params)
     key: dict[str, Any] = {"model": params.model.id, "revision": params.model.revision}
-    if params.model.kind == "local":
-        key["files"] = file_hash(source)
+    if params.model.kind == "local":  # the files, wherever they lie
+        key = {"files": file_hash(source)}
     elif params.model.kind == "embedded":
         from importlib import metadata
 
