@@ -65,6 +65,25 @@ def test_macro_f1_hand_value_and_ci():
     assert est == lo == hi == 1.0
 
 
+def test_macro_f1_bootstrap_equals_sklearn_on_the_same_resamples():
+    # The vectorised bootstrap must give, resample by resample, what sklearn's f1_score gives on the
+    # resampled items (3 classes, one class never predicted in some resamples).
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 3, 60)
+    p = np.where(rng.random(60) < 0.7, y, (y + 1) % 3)
+    n_boot = 300
+    est, lo, hi = stats.macro_f1_ci(y, p, n_boot=n_boot, seed=11)
+    labels = np.unique(np.concatenate([y, p]))
+    w = np.random.default_rng(11).multinomial(60, np.full(60, 1 / 60), size=n_boot)
+    ref = [f1_score(y[np.repeat(np.arange(60), wi)], p[np.repeat(np.arange(60), wi)], average="macro",
+                    labels=labels, zero_division=0) for wi in w]
+    ref_lo, ref_hi = np.quantile(ref, [0.025, 0.975])
+    assert est == pytest.approx(f1_score(y, p, average="macro"))
+    assert (lo, hi) == pytest.approx((ref_lo, ref_hi), abs=1e-12)
+
+
 # ---------------------------------------------------------------------------------------------- tests
 
 

@@ -98,10 +98,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
-    from .preview import build_preview
+    from .preview import build_preview, quarto_hint
 
     index = build_preview(Path(args.report_dir))
     print(f"preview: {index}")
+    print(quarto_hint(), file=sys.stderr)
     return 0
 
 

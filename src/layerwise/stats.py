@@ -144,11 +144,23 @@ def macro_f1_ci(y_true, y_pred, n_boot: int = 1000, seed: int = 0, level: float 
                              where="macro_f1_ci", fix="pass one label and one prediction per test item")
     labels = np.unique(np.concatenate([yt, yp]))
     est = float(f1_score(yt, yp, average="macro", labels=labels, zero_division=0))
+    # Vectorised bootstrap: a resample is a vector of multiplicities w (multinomial(n, 1/n)); per class k,
+    # TP_k = w . [y=k, p=k], FP_k = w . [y!=k, p=k], FN_k = w . [y=k, p!=k], F1_k = 2TP / (2TP + FP + FN)
+    # (0 when the denominator is 0, as zero_division=0). Chunked so memory stays bounded.
+    hit = (yt[None, :] == labels[:, None]) & (yp[None, :] == labels[:, None])      # [K, n]
+    fp = (yt[None, :] != labels[:, None]) & (yp[None, :] == labels[:, None])
+    fn = (yt[None, :] == labels[:, None]) & (yp[None, :] != labels[:, None])
+    ind = np.stack([hit, fp, fn]).astype(np.float64)                                  # [3, K, n]
     rng = np.random.default_rng(seed)
     boots = np.empty(n_boot)
-    for b in range(n_boot):
-        i = rng.integers(0, yt.size, size=yt.size)
-        boots[b] = f1_score(yt[i], yp[i], average="macro", labels=labels, zero_division=0)
+    chunk = max(1, min(n_boot, 2_000_000 // yt.size))
+    for start in range(0, n_boot, chunk):
+        m = min(chunk, n_boot - start)
+        w = rng.multinomial(yt.size, np.full(yt.size, 1.0 / yt.size), size=m).astype(np.float64)  # [m, n]
+        tp_, fp_, fn_ = np.einsum("bn,ckn->cbk", w, ind)                               # each [m, K]
+        den = 2 * tp_ + fp_ + fn_
+        f1 = np.divide(2 * tp_, den, out=np.zeros_like(den), where=den > 0)
+        boots[start:start + m] = f1.mean(axis=1)
     lo, hi = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2])
     return (est, float(lo), float(hi))
 
@@ -159,6 +171,19 @@ def macro_f1_ci(y_true, y_pred, n_boot: int = 1000, seed: int = 0, level: float 
 
 def _mean_diff(x, y, axis=-1):
     return np.mean(x, axis=axis) - np.mean(y, axis=axis)
+
+
+def _two_samples(a, b, paired: bool, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Both samples as 1-D float arrays with NaNs dropped: pairwise (same items, equal lengths) when
+    ``paired``, each on its own otherwise."""
+    a, b = _as_1d(a, where), _as_1d(b, where)
+    if not paired:
+        return a[~np.isnan(a)], b[~np.isnan(b)]
+    if a.shape != b.shape:
+        raise LayerwiseError(f"paired samples need equal lengths, got {a.size} and {b.size}",
+                             where=where, fix="align the two samples item by item")
+    ok = ~(np.isnan(a) | np.isnan(b))
+    return a[ok], b[ok]
 
 
 def permutation_test(a, b, n_perm: int = 9999, seed: int = 0, paired: bool = False) -> TwoSampleResult:
@@ -174,15 +199,7 @@ def permutation_test(a, b, n_perm: int = 9999, seed: int = 0, paired: bool = Fal
     under H0; its smallest value is 2 / (1 + n_perm).
     NaNs are dropped (pairwise when paired).
     """
-    a, b = _as_1d(a, "permutation_test"), _as_1d(b, "permutation_test")
-    if paired:
-        if a.shape != b.shape:
-            raise LayerwiseError(f"paired samples need equal lengths, got {a.size} and {b.size}",
-                                 where="permutation_test", fix="align the two samples item by item")
-        ok = ~(np.isnan(a) | np.isnan(b))
-        a, b = a[ok], b[ok]
-    else:
-        a, b = a[~np.isnan(a)], b[~np.isnan(b)]
+    a, b = _two_samples(a, b, paired, "permutation_test")
     if a.size < 2 or b.size < 2:
         return TwoSampleResult(np.nan, np.nan, np.nan, "d_z" if paired else "cohen_d", int(min(a.size, b.size)))
     rng = np.random.default_rng(seed)
@@ -214,13 +231,9 @@ def rank_test(a, b, paired: bool = False) -> TwoSampleResult:
     r = (T+ - T-) / (T+ + T-), with T+/T- the rank sums of the positive/negative differences of |d|.
     NaNs are dropped (pairwise when paired). All-zero differences give p = 1, effect 0.
     """
-    a, b = _as_1d(a, "rank_test"), _as_1d(b, "rank_test")
+    a, b = _two_samples(a, b, paired, "rank_test")
     if paired:
-        if a.shape != b.shape:
-            raise LayerwiseError(f"paired samples need equal lengths, got {a.size} and {b.size}",
-                                 where="rank_test", fix="align the two samples item by item")
-        ok = ~(np.isnan(a) | np.isnan(b))
-        d = a[ok] - b[ok]
+        d = a - b
         nz = d[d != 0]
         if nz.size == 0:
             return TwoSampleResult(0.0, 1.0, 0.0, "rank_biserial", int(d.size))
@@ -229,7 +242,6 @@ def rank_test(a, b, paired: bool = False) -> TwoSampleResult:
         res = sps.wilcoxon(nz, zero_method="wilcox", alternative="two-sided")
         return TwoSampleResult(float(res.statistic), float(res.pvalue), float((t_plus - t_minus) / (t_plus + t_minus)),
                           "rank_biserial", int(d.size))
-    a, b = a[~np.isnan(a)], b[~np.isnan(b)]
     if a.size == 0 or b.size == 0:
         return TwoSampleResult(np.nan, np.nan, np.nan, "rank_biserial", 0)
     res = sps.mannwhitneyu(a, b, alternative="two-sided")
