@@ -1,6 +1,5 @@
 """Data loading: local files of every kind, deterministic selection, clear errors."""
 
-import json
 
 import pandas as pd
 import pytest

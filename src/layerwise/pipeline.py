@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 
 from .config import StudyParams, load_params
-from .errors import LayerwiseError
 from .repro import atomic_dir, cache_root, content_hash, file_hash, is_done, provenance
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,382 @@
+"""Sentences and small tables that state results, computed from the tidy result tables (never typed
+by hand): the chapters call these and show them with :func:`say`."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+ALPHA = 0.05
+
+
+def fmt(x: float | None, digits: int = 2) -> str:
+    """A number for prose: ``digits`` decimals (no "-0.00"), thousands separated and no decimals from
+    1000 on, n/a for NaN/None."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    x = float(x)
+    if abs(x) >= 1000:
+        return f"{x:,.0f}"
+    text = f"{x:.{digits}f}"
+    return text.lstrip("-") if float(text) == 0 else text
+
+
+def fmt_signed(x: float, digits: int = 2) -> str:
+    """:func:`fmt` with an explicit sign (``+0.39``, ``-0.12``, ``0.00``)."""
+    text = fmt(x, digits)
+    return text if text.startswith("-") or text == "n/a" or float(text.replace(",", "")) == 0 else "+" + text
+
+
+def fmt_ci(value: float, low: float | None, high: float | None, digits: int = 2) -> str:
+    """``0.83 (95% CI 0.80 to 0.86)``, or just the value when there is no interval."""
+    if low is None or high is None or any(isinstance(v, float) and math.isnan(v) for v in (low, high)):
+        return fmt(value, digits)
+    return f"{fmt(value, digits)} (95% CI {fmt(low, digits)} to {fmt(high, digits)})"
+
+
+def fmt_p(p: float) -> str:
+    """A p-value for prose."""
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return "p = n/a"
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def series(tidy: pd.DataFrame, metric: str, state: str, model: str | None = None) -> pd.DataFrame:
+    """The per-layer rows (layer >= 0) of one metric and state, sorted by layer."""
+    df = tidy[(tidy["metric"] == metric) & (tidy["state"] == state) & (tidy["layer"] >= 0)]
+    if model is not None:
+        df = df[df["model"] == model]
+    return df.sort_values("layer").reset_index(drop=True)
+
+
+def _states(tidy: pd.DataFrame, metric: str) -> list[str]:
+    """The states that have ``metric``, in the canonical order."""
+    from .charts import state_order
+
+    return state_order(tidy.loc[tidy["metric"] == metric, "state"])
+
+
+def _at(df: pd.DataFrame, layer: int) -> pd.Series:
+    """The row of a per-layer series at ``layer``."""
+    return df[df["layer"] == layer].iloc[0]
+
+
+def trend_sentence(tidy: pd.DataFrame, metric: str, what: str, *, states: Sequence[str] | None = None,
+                   digits: int = 2, model: str | None = None) -> str:
+    """How ``metric`` moves through the layers, per state: first, last, maximum and minimum layer."""
+    parts = []
+    for state in states or _states(tidy, metric):
+        s = series(tidy, metric, state, model)
+        if s.empty:
+            continue
+        first, last = s.iloc[0], s.iloc[-1]
+        hi, lo = s.loc[s["value"].idxmax()], s.loc[s["value"].idxmin()]
+        a, b = fmt(first.value, digits), fmt(last.value, digits)  # compare what the reader sees
+        if a == b:
+            text = f"{state}: {what} is {a} at layer {int(first.layer)} and at layer {int(last.layer)}"
+        else:
+            verb = "rises" if last.value > first.value else "falls"
+            text = f"{state}: {what} {verb} from {a} at layer {int(first.layer)} to {b} at layer {int(last.layer)}"
+        extras = []
+        for label, row in (("maximum", hi), ("minimum", lo)):
+            shown = fmt(row.value, digits)
+            if int(row.layer) not in (int(first.layer), int(last.layer)) and shown not in (a, b):
+                extras.append(f"{label} {shown} at layer {int(row.layer)}")
+        parts.append(text + (f" ({', '.join(extras)})" if extras else ""))
+    if not parts:
+        return f"No values of {what} were computed."
+    return "; ".join(parts) + "."
+
+
+def change_sentence(tidy: pd.DataFrame, metric: str, what: str, *, state: str = "finetuned",
+                    reference: str = "pretrained", digits: int = 2, model: str | None = None) -> str:
+    """Where ``state`` differs most from ``reference`` on ``metric`` (largest absolute difference)."""
+    a, b = series(tidy, metric, reference, model), series(tidy, metric, state, model)
+    if a.empty or b.empty:
+        return ""
+    m = a.merge(b, on="layer", suffixes=("_ref", "_new"))
+    m["diff"] = m["value_new"] - m["value_ref"]
+    top = m.loc[m["diff"].abs().idxmax()]
+    low = m.iloc[0]
+    return (f"The {state} model differs most from the {reference} one at layer {int(top.layer)} "
+            f"({what} {fmt(top.value_ref, digits)} {reference}, {fmt(top.value_new, digits)} {state}, "
+            f"difference {fmt_signed(top['diff'], digits)}); at layer {int(low.layer)} the difference is "
+            f"{fmt_signed(low['diff'], digits)}.")
+
+
+def compare_at_sentence(tidy: pd.DataFrame, metrics: Mapping[str, str], layer: int | None = None, *,
+                        states: Sequence[str] | None = None, digits: int = 2, model: str | None = None) -> str:
+    """Several metrics side by side at one layer (default: the last), per state; e.g. raw vs
+    standardised cosines."""
+    first = next(iter(metrics))
+    sub = tidy[(tidy["metric"] == first) & (tidy["layer"] >= 0)]
+    if sub.empty:
+        return ""
+    lay = int(sub["layer"].max()) if layer is None else int(layer)
+    parts = []
+    for state in states or _states(tidy, first):
+        vals = []
+        for metric, label in metrics.items():
+            s = series(tidy, metric, state, model)
+            row = s[s["layer"] == lay]
+            if not row.empty:
+                vals.append(f"{label} {fmt(row.value.iloc[0], digits)}")
+        if vals:
+            parts.append(f"{state}: " + ", ".join(vals))
+    return f"At layer {lay}, " + "; ".join(parts) + "." if parts else ""
+
+
+def study_sentence(study) -> str:
+    """What was analysed: the model, its depth, the states and the sample sizes."""
+    p = study.params
+    tidy = study.tidy
+    layers = tidy.loc[tidy["layer"] >= 0, "layer"]
+    last = int(layers.max()) if not layers.empty else 0
+    n = tidy.loc[tidy["metric"] == "token_cosine_mean", "n"]
+    ps = getattr(study, "per_sentence", None)
+    n_sent = int(ps["sentence"].nunique()) if ps is not None and not ps.empty else None
+    states = _states(tidy, "token_cosine_mean") or _states(tidy, tidy["metric"].iloc[0])
+    text = (f"Model: {p.display_name} (`{p.model.id}`), {last} layers after the embedding output; "
+            f"states: {', '.join(states)}.")
+    if n_sent:
+        text += f" Token statistics use {n_sent} test sentences"
+        text += f" (up to {int(n.max()):,} token pairs per layer and state)." if not n.empty else "."
+    return text
+
+
+def significance_sentence(tidy: pd.DataFrame, metric: str, what: str, *, state: str = "finetuned",
+                          alpha: float = ALPHA, model: str | None = None) -> str:
+    """How many layers differ from pretrained on a per-sentence metric after Holm correction, and the
+    direction of the mean paired difference there."""
+    p = series(tidy, f"test_p_holm_{metric}", state, model)
+    eff = series(tidy, f"effect_{metric}", state, model)
+    if p.empty:
+        return ""
+    sig = p[p["value"] < alpha]
+    if sig.empty:
+        return (f"No layer's {what} differs between {state} and pretrained at the {alpha:g} level "
+                f"after Holm correction ({len(p)} layers tested).")
+    m = sig.merge(eff[["layer", "value"]], on="layer", suffixes=("_p", "_eff"))
+    up = m[m["value_eff"] > 0]["layer"].astype(int).tolist()
+    down = m[m["value_eff"] < 0]["layer"].astype(int).tolist()
+    bits = []
+    if up:
+        bits.append(f"higher at layer(s) {', '.join(map(str, up))}")
+    if down:
+        bits.append(f"lower at layer(s) {', '.join(map(str, down))}")
+    return (f"After Holm correction, {state} differs from pretrained on {what} at {len(sig)} of {len(p)} "
+            f"layers ({alpha:g} level): " + "; ".join(bits) + ".")
+
+
+def finetune_table(finetune: Mapping[str, Any] | Mapping[str, Mapping[str, Any]], *, per_model: bool = False
+                   ) -> pd.DataFrame:
+    """The fine-tuning scores as a table: accuracy and macro-F1 with CIs, majority baseline, binomial
+    p-value, training time (one row per model when ``per_model``)."""
+    items = finetune.items() if per_model else [("", finetune)]
+    rows = []
+    for model, m in items:
+        if not m:
+            continue
+        acc_ci = m.get("accuracy_ci") or [float("nan")] * 2
+        f1_ci = m.get("macro_f1_ci") or [float("nan")] * 2
+        row = {"model": model} if per_model else {}
+        row.update({"test accuracy": fmt_ci(m.get("accuracy", float("nan")), *acc_ci, digits=3),
+                    "macro-F1": fmt_ci(m.get("macro_f1", float("nan")), *f1_ci, digits=3),
+                    "majority baseline": fmt(m.get("majority_baseline"), 3),
+                    "binomial p (vs baseline)": fmt_p(m.get("binomial_p", float("nan"))),
+                    "test examples": m.get("n_test", ""),
+                    "training time (s)": fmt(m.get("train_seconds"), 0) if m.get("train_seconds") else "n/a"})
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    return df.set_index("model") if per_model else df.set_axis(["fine-tuned model"][: len(df)])
+
+
+def finetune_sentence(finetune: Mapping[str, Any], name: str = "The fine-tuned model") -> str:
+    """Test accuracy with CI against the majority baseline, and the binomial test."""
+    if not finetune or "accuracy" not in finetune:
+        return "This study has no fine-tuned state."
+    acc_ci = finetune.get("accuracy_ci") or [None, None]
+    f1_ci = finetune.get("macro_f1_ci") or [None, None]
+    p = finetune.get("binomial_p", float("nan"))
+    base = finetune.get("majority_baseline", float("nan"))
+    verdict = ("significantly above" if isinstance(p, (int, float)) and p < ALPHA else "not significantly above")
+    return (f"{name} reaches a test accuracy of {fmt_ci(finetune['accuracy'], *acc_ci, digits=3)} and a "
+            f"macro-F1 of {fmt_ci(finetune.get('macro_f1', float('nan')), *f1_ci, digits=3)} on "
+            f"{finetune.get('n_test', 'the')} test examples, {verdict} the majority-class baseline of "
+            f"{fmt(base, 3)} (one-sided binomial test, {fmt_p(p)}).")
+
+
+def best_layer(tidy: pd.DataFrame, metric: str, state: str, model: str | None = None) -> pd.Series | None:
+    """The row of the layer where ``metric`` is highest for ``state``."""
+    s = series(tidy, metric, state, model)
+    return None if s.empty else s.loc[s["value"].idxmax()]
+
+
+def probe_sentence(tidy: pd.DataFrame, pooling: str = "cls", model: str | None = None) -> str:
+    """Best probe layer per state with its CI, the control accuracy there and the selectivity."""
+    metric = f"probe_acc_{pooling}"
+    parts = []
+    for state in _states(tidy, metric):
+        top = best_layer(tidy, metric, state, model)
+        if top is None:
+            continue
+        text = f"{state}: best at layer {int(top.layer)} with {fmt_ci(top.value, top.ci_low, top.ci_high, 3)}"
+        ctrl = series(tidy, f"probe_control_acc_{pooling}", state, model)
+        c = ctrl[ctrl["layer"] == top.layer]
+        if not c.empty:
+            text += f" (control with permuted labels {fmt(c.value.iloc[0], 3)}"
+            sel = series(tidy, f"selectivity_{pooling}", state, model)
+            s = sel[sel["layer"] == top.layer]
+            text += f", selectivity {fmt(s.value.iloc[0], 3)})" if not s.empty else ")"
+        parts.append(text)
+    if not parts:
+        return ""
+    pool = "first-token" if pooling == "cls" else "mean-pooled"
+    return f"Linear probes on the {pool} embeddings: " + "; ".join(parts) + "."
+
+
+def convergence_table(tidy: pd.DataFrame, name: str = "spearman_convergence_probe") -> pd.DataFrame:
+    """Spearman correlation across layers between the mean token cosine and the probe accuracy, per
+    model and state, with CI and p-value."""
+    rho = tidy[tidy["metric"] == name]
+    p = tidy[tidy["metric"] == f"{name}_p"][["model", "state", "value"]].rename(columns={"value": "p"})
+    from .charts import state_order
+
+    df = rho.merge(p, on=["model", "state"], how="left")
+    df = df.assign(_o=df["state"].map(state_order(df["state"]).index)).sort_values(["model", "_o"])
+    return pd.DataFrame({
+        "model": df["model"], "state": df["state"],
+        "Spearman rho": [fmt_ci(v, lo, hi) for v, lo, hi in zip(df["value"], df["ci_low"], df["ci_high"])],
+        "p-value": [fmt_p(v) for v in df["p"]], "layers": df["n"].astype(int)}).set_index(["model", "state"])
+
+
+def convergence_sentence(tidy: pd.DataFrame, name: str = "spearman_convergence_probe",
+                         model: str | None = None) -> str:
+    """Is the convergence of the token cosines through the layers linked to probe accuracy? (the seed's
+    question), as the Spearman correlation over layers per state."""
+    df = tidy[tidy["metric"] == name]
+    if model is not None:
+        df = df[df["model"] == model]
+    if df.empty:
+        return "The convergence-performance correlation was not computed (too few layers)."
+    p = tidy[tidy["metric"] == f"{name}_p"].set_index(["model", "state"])["value"]
+    from .charts import state_order
+
+    order = state_order(df["state"])
+    df = df.assign(_o=df["state"].map(order.index)).sort_values(["model", "_o"])
+    parts = []
+    for r in df.itertuples():
+        pv = p.get((r.model, r.state), float("nan"))
+        parts.append(f"{r.state}: rho = {fmt_ci(r.value, r.ci_low, r.ci_high)} over {int(r.n)} layers ({fmt_p(pv)})")
+    return ("Spearman correlation, across layers, between the mean within-sentence token cosine and the "
+            "first-token probe accuracy: " + "; ".join(parts) + ". With so few layers, only a strong "
+            "monotone link reaches significance, and a shared trend through depth is enough to produce one.")
+
+
+def cka_sentence(tidy: pd.DataFrame, pooling: str = "cls", state: str = "finetuned", threshold: float = 0.9,
+                 model: str | None = None, label: str | None = None) -> str:
+    """How far up the layers ``state`` stays similar to pretrained (linear CKA on the diagonal);
+    ``label`` (a model's name) starts the sentence."""
+    s = series(tidy, f"cka_{pooling}_vs_pretrained", state, model)
+    if s.empty:
+        return ""
+    above = s[s["value"] >= threshold]["layer"].astype(int).tolist()
+    low = s.loc[s["value"].idxmin()]
+    kept = (f"CKA stays at or above {threshold} at {len(above)} of {len(s)} layers"
+            + (f" (up to layer {max(above)})" if above else ""))
+    start = f"{label}: linear CKA" if label else "Linear CKA"
+    return (f"{start} between {state} and pretrained, layer by layer ({pooling} pooling): {kept}; "
+            f"the lowest value is {fmt(low.value, 3)} at layer {int(low.layer)}.")
+
+
+def class_geometry_sentence(tidy: pd.DataFrame, pooling: str = "cls", layer: int | None = None,
+                            model: str | None = None) -> str:
+    """Silhouette against its permuted-label baseline and the angle between class centroids."""
+    parts = []
+    for state in _states(tidy, f"silhouette_{pooling}"):
+        s = series(tidy, f"silhouette_{pooling}", state, model)
+        if s.empty:
+            continue
+        lay = int(s["layer"].max()) if layer is None else layer
+        sil = _at(s, lay)
+        perm = series(tidy, f"silhouette_perm_{pooling}", state, model)
+        ang = series(tidy, f"centroid_angle_{pooling}", state, model)
+        text = f"{state}: silhouette {fmt_ci(sil.value, sil.ci_low, sil.ci_high, 3)}"
+        if not perm.empty and lay in set(perm["layer"]):
+            text += f" against {fmt(_at(perm, lay).value, 3)} with permuted labels"
+        if not ang.empty and lay in set(ang["layer"]):
+            text += f", centroid angle {fmt(_at(ang, lay).value, 1)} degrees"
+        parts.append(text)
+    if not parts:
+        return ""
+    lay = layer if layer is not None else int(tidy.loc[tidy["metric"] == f"silhouette_{pooling}", "layer"].max())
+    return f"Class geometry of the first-token embeddings at layer {lay}: " + "; ".join(parts) + "."
+
+
+def rogue_sentence(tidy: pd.DataFrame, layer: int | None = None, model: str | None = None) -> str:
+    """Share of the expected cosine carried by the top 3 dimensions, per state, at one layer."""
+    parts = []
+    for state in _states(tidy, "rogue_top3_share"):
+        s = series(tidy, "rogue_top3_share", state, model)
+        if s.empty:
+            continue
+        lay = int(s["layer"].max()) if layer is None else layer
+        parts.append(f"{fmt(100 * _at(s, lay).value, 0)}% ({state})")
+    if not parts:
+        return ""
+    lay = layer if layer is not None else int(tidy.loc[tidy["metric"] == "rogue_top3_share", "layer"].max())
+    return (f"At layer {lay}, the three dimensions that contribute most to the expected cosine of random "
+            f"token pairs carry " + ", ".join(parts) + " of it.")
+
+
+def models_best_sentence(tidy: pd.DataFrame, metric: str = "probe_acc_cls", state: str = "finetuned",
+                         what: str = "first-token probe accuracy") -> str:
+    """The comparison: per model, the best layer of ``metric`` for ``state``."""
+    parts = []
+    for model in dict.fromkeys(tidy["model"]):
+        top = best_layer(tidy, metric, state, model)
+        if top is not None:
+            last = int(tidy[(tidy["model"] == model) & (tidy["layer"] >= 0)]["layer"].max())
+            parts.append(f"{model} {fmt_ci(top.value, top.ci_low, top.ci_high, 3)} at layer {int(top.layer)} of {last}")
+    if not parts:
+        return ""
+    return f"Best {what} ({state}): " + "; ".join(parts) + "."
+
+
+def seed_layers(params, n_layers: int) -> list[int]:
+    """The seed's grid layers (``params.analysis.seed_layers``) that the model has, plus its last
+    layer; at least three layers (evenly spaced ones are added to shallow models)."""
+    last = n_layers - 1
+    wanted = getattr(getattr(params, "analysis", None), "seed_layers", [5, 7, 9, 11, 12])
+    layers = {int(v) for v in wanted if 0 <= int(v) <= last} | {last}
+    if len(layers) < 3:
+        layers |= {round(last / 3), round(2 * last / 3)}
+    return sorted(layers)
+
+
+def grid_table(tidy: pd.DataFrame, layers: Sequence[int], metric: str = "probe_acc_cls",
+               rows: Sequence[str] = ("state",)) -> pd.DataFrame:
+    """The seed's grid as a table: rows (states, or models and states) x layers, values to 3 decimals."""
+    from .charts import state_order
+
+    df = tidy[(tidy["metric"] == metric) & tidy["layer"].isin(list(layers))]
+    wide = df.pivot_table(index=list(rows), columns="layer", values="value", aggfunc="first")
+    if "state" in rows:
+        order = state_order(df["state"])
+        wide = wide.reset_index()
+        wide["_o"] = wide["state"].map(order.index)
+        wide = wide.sort_values([c for c in rows if c != "state"] + ["_o"]).drop(columns="_o").set_index(list(rows))
+    wide.columns = [f"layer {c}" for c in wide.columns]
+    return wide.round(3)
+
+
+def say(*sentences: str):
+    """The sentences as one Markdown paragraph (``IPython.display.Markdown``), empty ones dropped."""
+    from IPython.display import Markdown
+
+    return Markdown(" ".join(s.strip() for s in sentences if s and s.strip()))

@@ -1,0 +1,66 @@
+"""Sentences and tables that state results (layerwise.prose): known answers on small tables and on the
+synthetic study."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from layerwise import prose
+from report_fakes import fake_study
+
+
+
+def _tidy(rows):
+    return pd.DataFrame([dict(model="m", state=s, layer=l, metric=m, value=v, ci_low=np.nan, ci_high=np.nan, n=10)
+                         for s, l, m, v in rows])
+
+
+def test_trend_and_change_sentences():
+    t = _tidy([("pretrained", l, "x", v) for l, v in enumerate([0.1, 0.5, 0.2, 0.3])]
+              + [("finetuned", l, "x", v) for l, v in enumerate([0.1, 0.5, 0.2, 0.9])])
+    assert prose.trend_sentence(t, "x", "the score") == (
+        "pretrained: the score rises from 0.10 at layer 0 to 0.30 at layer 3 (maximum 0.50 at layer 1); "
+        "finetuned: the score rises from 0.10 at layer 0 to 0.90 at layer 3.")
+    t2 = _tidy([("random", l, "x", v) for l, v in enumerate([0.4, 0.9, 0.1, 0.2])])
+    assert prose.trend_sentence(t2, "x", "y", digits=1) == (
+        "random: y falls from 0.4 at layer 0 to 0.2 at layer 3 (maximum 0.9 at layer 1, minimum 0.1 at layer 2).")
+    t3 = _tidy([("pretrained", l, "x", v) for l, v in enumerate([0.101, 0.5, 0.1004, 0.099])])
+    assert prose.trend_sentence(t3, "x", "y") == "pretrained: y is 0.10 at layer 0 and at layer 3 (maximum 0.50 at layer 1)."
+    assert prose.change_sentence(t, "x", "score") == (
+        "The finetuned model differs most from the pretrained one at layer 3 (score 0.30 pretrained, "
+        "0.90 finetuned, difference +0.60); at layer 0 the difference is 0.00.")
+
+
+def test_significance_sentence_counts_holm_layers():
+    rows = [("finetuned", l, "test_p_holm_x", p) for l, p in enumerate([0.5, 0.01, 0.001])]
+    rows += [("finetuned", l, "effect_x", e) for l, e in enumerate([0.0, -0.2, 0.3])]
+    s = prose.significance_sentence(_tidy(rows), "x", "x")
+    assert s == ("After Holm correction, finetuned differs from pretrained on x at 2 of 3 layers (0.05 level): "
+                 "higher at layer(s) 2; lower at layer(s) 1.")
+    none = prose.significance_sentence(_tidy([("finetuned", 0, "test_p_holm_x", 0.3)]), "x", "x")
+    assert none.startswith("No layer's x differs")
+
+
+def test_formatting_and_seed_layers():
+    assert prose.fmt(0.12345) == "0.12" and prose.fmt(float("nan")) == "n/a" and prose.fmt(12345.6) == "12,346"
+    assert prose.fmt(-0.0004) == "0.00" and prose.fmt(-0.0004, 4) == "-0.0004"
+    assert prose.fmt_ci(0.5, 0.4, 0.6) == "0.50 (95% CI 0.40 to 0.60)"
+    assert prose.fmt_p(0.0001) == "p < 0.001" and prose.fmt_p(0.0312) == "p = 0.031"
+
+    class P:
+        class analysis:
+            seed_layers = [5, 7, 9, 11, 12]
+
+    assert prose.seed_layers(P, 13) == [5, 7, 9, 11, 12]
+    assert prose.seed_layers(P, 7) == [2, 4, 5, 6]
+
+
+def test_prose_on_the_synthetic_study():
+    s = fake_study()
+    assert "reaches a test accuracy of 0.850 (95% CI 0.710 to 0.930)" in prose.finetune_sentence(s.finetune)
+    assert "significantly above the majority-class baseline of 0.500" in prose.finetune_sentence(s.finetune)
+    assert "finetuned: best at layer 3 with 0.900" in prose.probe_sentence(s.tidy)
+    grid = prose.grid_table(s.tidy, [1, 2, 3])
+    assert list(grid.index) == ["pretrained", "finetuned", "random"] and grid.loc["finetuned", "layer 3"] == 0.9
+    assert "rho = 0.80" in prose.convergence_sentence(s.tidy)
