@@ -22,7 +22,7 @@ from layerwise.config import load_params, parse_params
 from layerwise.data import load_splits
 from layerwise.errors import LayerwiseError
 from layerwise.repro import is_done
-from layerwise.testing import tiny_dataset
+from layerwise.testing import write_tiny_jsonl
 
 METRIC_KEYS = {"accuracy", "accuracy_ci", "macro_f1", "macro_f1_ci", "majority_baseline", "majority_class",
                "binomial_p", "n_test", "n_train", "train_seconds", "global_step", "history", "eval_loss"}
@@ -49,11 +49,7 @@ def cache(tmp_path, monkeypatch) -> Path:
 
 
 def _data_file(tmp_path: Path, n: int = 60, seed: int = 1) -> Path:
-    texts, labels = tiny_dataset(n, seed=seed)
-    path = tmp_path / "reviews.jsonl"
-    path.write_text("".join(json.dumps({"text": t, "label": y}, ensure_ascii=False) + "\n"
-                            for t, y in zip(texts, labels)), encoding="utf-8")
-    return path
+    return write_tiny_jsonl(tmp_path / "reviews.jsonl", n, seed)
 
 
 def _params(model_dir: Path, data: Path, **finetune):

@@ -4,7 +4,6 @@ code paths. The report tests use a synthetic study; these tests run the real loa
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ import yaml
 from layerwise import pipeline, report
 from layerwise.config import load_params
 from layerwise.repro import PROJECT_ROOT, is_done
-from layerwise.testing import NUM_LAYERS, TINY_ARCHS, tiny_dataset, tiny_model_dir
+from layerwise.testing import NUM_LAYERS, TINY_ARCHS, tiny_model_dir, write_tiny_jsonl
 
 STATES = {"pretrained", "finetuned", "random"}
 TIDY_COLUMNS = ["model", "state", "layer", "metric", "value", "ci_low", "ci_high", "n"]
@@ -30,10 +29,7 @@ PER_LAYER = ("token_cosine_mean", "intra_similarity", "anisotropy_baseline", "co
 
 def _write_study(root: Path, arch: str) -> Path:
     """A params file for the tiny ``arch`` model on a local JSONL corpus, small analysis sizes."""
-    texts, labels = tiny_dataset(80, seed=3)
-    data = root / f"{arch}-reviews.jsonl"
-    data.write_text("".join(json.dumps({"text": t, "label": y}, ensure_ascii=False) + "\n"
-                            for t, y in zip(texts, labels)), encoding="utf-8")
+    data = write_tiny_jsonl(root / f"{arch}-reviews.jsonl", 80, seed=3)
     spec = {"name": f"tiny-{arch}", "title": f"Tiny {arch}",
             "model": {"id": str(tiny_model_dir(arch)), "label": f"tiny {arch}"},
             "dataset": {"source": str(data)},

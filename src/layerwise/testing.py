@@ -112,6 +112,15 @@ def tiny_dataset(n: int = 40, seed: int = 0) -> tuple[list[str], list[int]]:
     return texts, [int(k) for k in labels]
 
 
+def write_tiny_jsonl(path: str | Path, n: int = 40, seed: int = 0) -> Path:
+    """:func:`tiny_dataset` ``(n, seed)`` written as a local JSONL dataset (``text``, ``label``) at ``path``."""
+    texts, labels = tiny_dataset(n, seed=seed)
+    path = Path(path)
+    path.write_text("".join(json.dumps({"text": t, "label": y}, ensure_ascii=False) + "\n"
+                            for t, y in zip(texts, labels)), encoding="utf-8")
+    return path
+
+
 def tiny_texts(n: int = 40, seed: int = 0) -> list[str]:
     """The sentences of :func:`tiny_dataset` ``(n, seed)``."""
     return tiny_dataset(n, seed)[0]
