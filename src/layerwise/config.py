@@ -2,19 +2,20 @@
 
 A params file names a model (Hub id, local directory or ``embedded:minilm``), a dataset (Hub id,
 local CSV/TSV/JSONL/Parquet files or ``embedded:demo-fr``), fine-tuning settings and analysis
-settings. Defaults follow the seed study (5000 train / 1000 test examples, 1 epoch, seed 42).
+settings. Defaults follow the original study (5000 train / 1000 test examples, 1 epoch, seed 42).
 """
 
 from __future__ import annotations
 
-import re
+import math
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from .errors import LayerwiseError
+from .schema import ORIGINAL_LAYERS
 
 EMBEDDED_MODELS = ("embedded:minilm",)
 EMBEDDED_DATASETS = ("embedded:demo-fr",)
@@ -43,7 +44,7 @@ class ModelSpec(_Strict):
 class DatasetSpec(_Strict):
     """Which sentences: ``embedded:demo-fr``, a Hub dataset id, or local files.
 
-    Local data: ``source`` is one file (split into train/test with the seed) or ``data_files``
+    Local data: ``source`` is one file (split into train/test with the RNG seed) or ``data_files``
     maps split names to files. CSV, TSV, JSONL/JSON and Parquet are read.
     """
 
@@ -79,11 +80,11 @@ class DatasetSpec(_Strict):
 
 
 class FinetuneSpec(_Strict):
-    """Sequence-classification fine-tuning with the transformers ``Trainer`` (seed: -a 5000 -b 1000 -n 1)."""
+    """Sequence-classification fine-tuning with the transformers ``Trainer`` (original study: -a 5000 -b 1000 -n 1)."""
 
-    num_train: int = Field(5000, gt=0, description="training examples (seed flag -a)")
-    num_test: int = Field(1000, gt=0, description="test examples (seed flag -b)")
-    epochs: float = Field(1.0, gt=0, description="seed flag -n")
+    num_train: int = Field(5000, gt=0, description="training examples (original study flag -a)")
+    num_test: int = Field(1000, gt=0, description="test examples (original study flag -b)")
+    epochs: float = Field(1.0, gt=0, description="original study flag -n")
     learning_rate: float = Field(5e-5, gt=0, lt=1)
     batch_size: int = Field(8, gt=0)
     weight_decay: float = Field(0.0, ge=0)
@@ -94,21 +95,59 @@ class FinetuneSpec(_Strict):
 
 
 class AnalysisSpec(_Strict):
-    """What the geometry engine and the probes compute."""
+    """What the geometry engine and the probes compute: the one settings object of the analysis
+    (the engine reads it directly; its defaults are the only ones).
+
+    Which settings feed which cache key: :data:`GEOMETRY_FIELDS` feed the geometry engine's key,
+    :data:`PROBE_FIELDS` only the probes' key; :data:`UNKEYED_FIELDS` change no result (the engine
+    is tested to be batch-size invariant) and feed no key.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
 
     states: list[State] = Field(default_factory=lambda: ["pretrained", "finetuned", "random"], min_length=1)
     num_sentences: int = Field(1000, gt=1, description="test sentences feeding the token statistics")
-    batch_size: int = Field(32, gt=0)
+    batch_size: int = Field(32, gt=0, description="sentences per forward pass (results do not depend on it)")
     max_length: int = Field(512, ge=8)
     token_sample: int = Field(1000, gt=1, description="tokens per layer for effective rank and IsoScore (same n everywhere)")
-    sample_sentences: int = Field(256, gt=1, description="sentences kept for the standardised statistics")
+    sample_sentences: int = Field(256, gt=1, description="sentences kept for the standardised statistics, the "
+                                  "token sample, the anisotropy baseline and rogue dimensions")
     baseline_pairs: int = Field(5000, gt=0, description="random cross-sentence token pairs (anisotropy baseline)")
     cosine_sample: int = Field(5000, gt=0, description="pairwise cosines kept per layer for plots")
+    hist_bins: int = Field(32768, ge=16, description="histogram bins on [-1, 1] for the cosine quantiles")
+    pool_tokens: int | None = Field(None, gt=0, description="tokens kept per sampled sentence "
+                                    "(default max(8, 2 ceil(token_sample / sample_sentences)))")
+    top_dims: int = Field(10, gt=0, description="rogue dimensions listed per layer")
     probe_seeds: int = Field(5, gt=0)
     bootstrap: int = Field(1000, ge=100)
-    seed_layers: list[int] = Field(default_factory=lambda: [5, 7, 9, 11, 12],
-                                   description="layers of the seed's probe grid (clipped to the model depth)")
-    seed: int = 0
+    original_layers: list[int] = Field(default_factory=lambda: list(ORIGINAL_LAYERS),
+                                       validation_alias=AliasChoices("original_layers", "seed_layers"),
+                                       description="layers of the original study's probe grid (clipped to the "
+                                       "model depth); the old key `seed_layers` is accepted")
+    seed: int = Field(0, description="RNG seed of every sampling, permutation and bootstrap")
+
+    def tokens_per_sentence(self, n_sentences: int) -> int:
+        """Tokens kept per sampled sentence (``pool_tokens`` or its default)."""
+        if self.pool_tokens is not None:
+            return int(self.pool_tokens)
+        return max(8, 2 * math.ceil(self.token_sample / max(1, n_sentences)))
+
+    def geometry_payload(self) -> dict[str, Any]:
+        """The settings the geometry engine's results depend on (its cache key)."""
+        return {k: getattr(self, k) for k in GEOMETRY_FIELDS}
+
+    def probe_payload(self) -> dict[str, Any]:
+        """The settings only the probes and statistics depend on (their cache key)."""
+        return {k: getattr(self, k) for k in PROBE_FIELDS}
+
+
+#: AnalysisSpec fields that feed the geometry engine's cache key.
+GEOMETRY_FIELDS = ("states", "num_sentences", "max_length", "token_sample", "sample_sentences", "baseline_pairs",
+                   "cosine_sample", "hist_bins", "pool_tokens", "top_dims", "seed")
+#: AnalysisSpec fields that only the probes and statistics read.
+PROBE_FIELDS = ("probe_seeds", "bootstrap", "seed")
+#: AnalysisSpec fields no result depends on (no cache key).
+UNKEYED_FIELDS = ("batch_size", "original_layers")
 
 
 class StudyParams(_Strict):
@@ -225,6 +264,3 @@ def _check_paths(params: StudyParams, where: str) -> None:
             raise LayerwiseError(f"field '{key}': unsupported file type {p.suffix!r}", where,
                                  f"use one of {', '.join(LOCAL_DATA_SUFFIXES)}")
 
-
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9_-]+", "-", text.lower()).strip("-") or "model"

@@ -140,3 +140,50 @@ def provenance() -> dict[str, Any]:
         "platform": platform.platform(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+# ==================================================================================================
+# Code hashes derived from the imports (cache keys follow the code a step actually runs)
+# ==================================================================================================
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _package_imports(module: str) -> set[str]:
+    """The sibling modules ``module`` imports anywhere in its code (top level or inside functions):
+    ``from . import x``, ``from .x import y``, ``from layerwise.x import y``, ``import layerwise.x``."""
+    import ast
+
+    tree = ast.parse((PACKAGE_DIR / f"{module}.py").read_text(encoding="utf-8"))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level == 1 or base == "layerwise" or base.startswith("layerwise."):
+                base = base.removeprefix("layerwise").lstrip(".") if node.level == 0 else base
+                if base:
+                    found.add(base.split(".")[0])
+                else:
+                    found.update(a.name for a in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("layerwise."))
+    return {m for m in found if (PACKAGE_DIR / f"{m}.py").is_file()}
+
+
+def import_closure(*modules: str) -> list[str]:
+    """``modules`` and every package module they import, transitively (sorted names)."""
+    seen: set[str] = set()
+    todo = list(modules)
+    while todo:
+        m = todo.pop()
+        if m not in seen:
+            seen.add(m)
+            todo.extend(_package_imports(m) - seen)
+    return sorted(seen)
+
+
+def code_hash(*modules: str) -> str:
+    """Hash of the source of ``modules`` and of every package module they import (their import
+    closure, computed from the code): an edit to any of them changes the hash, an edit to a module
+    outside the closure (the prose, the charts) does not."""
+    return content_hash({m: file_hash(PACKAGE_DIR / f"{m}.py") for m in import_closure(*modules)})

@@ -1,0 +1,205 @@
+"""The table contract: the tidy columns, the model states and their order, the variants and poolings,
+the original study's probe layers, and the metric registry.
+
+Every module that writes or reads a result table takes its names from here; tests import them
+instead of retyping them. The registry follows lm-evaluation-harness's metric specs: a metric is
+declared once, with its family, whether it is per layer, what ``n`` counts, the reference definition
+(in :mod:`layerwise.metrics`, :mod:`layerwise.stats` or :mod:`layerwise.probes`) it implements and a
+one-line description. ``docs/architecture.md`` and ``chapters/methods.qmd`` are checked against it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+#: Columns of the tidy results table, in order (one row per model, state, layer, metric).
+TIDY_COLUMNS = ["model", "state", "layer", "metric", "value", "ci_low", "ci_high", "n"]
+_TIDY_DTYPES = {"model": str, "state": str, "layer": np.int64, "metric": str, "value": np.float64,
+                "ci_low": np.float64, "ci_high": np.float64, "n": np.int64}
+#: Model states in their canonical order (charts, tables and prose all use it).
+STATES = ("pretrained", "finetuned", "random")
+#: Sentence poolings of the stored embeddings: first token and mean over non-pad tokens.
+POOLINGS = ("cls", "mean")
+#: Token variants of the geometry metrics: every valid token, special tokens excluded.
+VARIANTS = ("", "_content")
+#: Per-sentence metrics of the geometry engine (``per_sentence`` table, state comparisons).
+PER_SENTENCE_METRICS = ("token_cosine", "token_cosine_var", "intra_similarity", "cov_trace", "cov_trace_scaled")
+#: Quantiles of the within-sentence cosine distribution (name -> probability).
+QUANTILES = {"q05": 0.05, "q25": 0.25, "q50": 0.50, "q75": 0.75, "q95": 0.95}
+#: The layers of the original (student) study's probe grid (BERT-base depth: 12 layers).
+ORIGINAL_LAYERS = (5, 7, 9, 11, 12)
+#: The tables of a study (``study.write_study``), each a Parquet file.
+TABLES = ("tidy", "per_sentence", "cosine_sample", "rogue", "cka", "cones")
+
+
+def state_order(values: Iterable) -> list[str]:
+    """Known states in the canonical order, then any other value sorted."""
+    present = list(dict.fromkeys(str(v) for v in values))
+    return [s for s in STATES if s in present] + sorted(s for s in present if s not in STATES)
+
+
+def original_layers(wanted: Sequence[int], n_layers: int) -> list[int]:
+    """The original study's grid layers (``wanted``, e.g. ``params.analysis.original_layers``) that a
+    model with ``n_layers`` hidden states (embedding output included) has, plus its last layer; at
+    least three layers (evenly spaced ones are added to shallow models)."""
+    last = n_layers - 1
+    layers = {int(v) for v in wanted if 0 <= int(v) <= last} | {last}
+    if len(layers) < 3:
+        layers |= {round(last / 3), round(2 * last / 3)}
+    return sorted(layers)
+
+
+def n_layers(tidy: pd.DataFrame) -> int:
+    """Hidden states per model in a tidy table (embedding output included): max layer + 1."""
+    return int(tidy.loc[tidy["layer"] >= 0, "layer"].max()) + 1
+
+
+def tidy_row(model: str, state: str, layer: int, metric: str, value: float, ci_low: float = np.nan,
+             ci_high: float = np.nan, n: int = 0) -> dict:
+    """One row of the tidy results table."""
+    return {"model": model, "state": state, "layer": int(layer), "metric": metric, "value": float(value),
+            "ci_low": float(ci_low), "ci_high": float(ci_high), "n": int(n)}
+
+
+def tidy_frame(rows: Iterable[dict] | pd.DataFrame) -> pd.DataFrame:
+    """Rows -> tidy DataFrame with the contract's columns and dtypes (an empty frame keeps them)."""
+    df = rows[TIDY_COLUMNS] if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows), columns=TIDY_COLUMNS)
+    return df.astype(_TIDY_DTYPES)
+
+
+# ==================================================================================================
+# The metric registry
+# ==================================================================================================
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric of the tidy table.
+
+    ``name``: the base name (variants and poolings are suffixes, see :func:`lookup`); ``family``:
+    the chapter section it belongs to; ``per_layer``: one row per layer (else ``layer == -1``);
+    ``n``: what the row's ``n`` counts; ``definition``: ``module.function`` of the reference
+    definition; ``suffixes``: the suffixes the name takes (``_content``, ``_std``, ``_cls``/``_mean``);
+    ``description``: one line for readers.
+    """
+
+    name: str
+    family: str
+    per_layer: bool
+    n: str
+    definition: str
+    description: str
+    suffixes: tuple[str, ...] = ()
+
+
+_TOKEN = ("_content",)
+_POOL = ("_cls", "_mean")
+_TEST = tuple(f"_{m}{v}" for m in PER_SENTENCE_METRICS for v in VARIANTS)
+
+REGISTRY: tuple[MetricSpec, ...] = (
+    # within-sentence token cosines (the original study's cosine analysis)
+    MetricSpec("token_cosine_mean", "token cosines", True, "within-sentence token pairs",
+               "metrics.pairwise_cosines_upper", "mean cosine over every within-sentence token pair", _TOKEN),
+    MetricSpec("token_cosine_sd", "token cosines", True, "within-sentence token pairs",
+               "metrics.pairwise_cosines_upper", "standard deviation of the within-sentence pair cosines", _TOKEN),
+    *(MetricSpec(f"token_cosine_{q}", "token cosines", True, "within-sentence token pairs",
+                 "metrics.quantiles_from_histogram", f"{int(p * 100)}th percentile of the pair cosines", _TOKEN)
+      for q, p in QUANTILES.items()),
+    MetricSpec("token_cosine_min", "token cosines", True, "within-sentence token pairs",
+               "metrics.pairwise_cosines_upper", "smallest within-sentence pair cosine", _TOKEN),
+    MetricSpec("token_cosine_max", "token cosines", True, "within-sentence token pairs",
+               "metrics.pairwise_cosines_upper", "largest within-sentence pair cosine", _TOKEN),
+    MetricSpec("token_cosine_sentence_mean", "token cosines", True, "sentences",
+               "metrics.pairwise_cosines_upper", "mean over sentences of each sentence's mean pair cosine", _TOKEN),
+    MetricSpec("token_cosine_var_mean", "token cosines", True, "sentences",
+               "metrics.pairwise_cosines_upper", "mean over sentences of each sentence's pair-cosine variance", _TOKEN),
+    # anisotropy
+    MetricSpec("anisotropy_baseline", "anisotropy", True, "random cross-sentence token pairs",
+               "metrics.paired_cosines", "mean cosine of random token pairs from different sentences",
+               ("_content", "_std", "_std_content")),
+    MetricSpec("intra_similarity", "anisotropy", True, "sentences", "metrics.intra_similarity",
+               "mean cosine between a sentence's tokens and their mean (Ethayarajh 2019)", _TOKEN),
+    MetricSpec("token_cosine_adjusted", "anisotropy", True, "within-sentence token pairs",
+               "metrics.pairwise_cosines_upper", "mean pair cosine minus the anisotropy baseline",
+               ("_content", "_std", "_std_content")),
+    MetricSpec("intra_similarity_adjusted", "anisotropy", True, "sentences", "metrics.intra_similarity",
+               "intra-sentence similarity minus the anisotropy baseline", _TOKEN),
+    MetricSpec("token_cosine_mean_std", "anisotropy", True, "within-sentence token pairs (sampled sentences)",
+               "metrics.standardise", "mean pair cosine after per-dimension standardisation", _TOKEN),
+    # spread
+    MetricSpec("cov_trace", "spread", True, "sentences", "metrics.cov_trace",
+               "mean over sentences of the trace of the token covariance", _TOKEN),
+    MetricSpec("cov_trace_scaled", "spread", True, "sentences", "metrics.cov_trace_scaled",
+               "covariance trace divided by the mean squared token norm", _TOKEN),
+    MetricSpec("norm_mean", "spread", True, "tokens", "numpy.linalg.norm", "mean token vector norm", _TOKEN),
+    # dimensionality
+    MetricSpec("erank", "dimensionality", True, "sampled tokens", "metrics.effective_rank",
+               "effective rank of the centred token sample (Roy & Vetterli 2007)", _TOKEN),
+    MetricSpec("erank_uncentred", "dimensionality", True, "sampled tokens", "metrics.effective_rank",
+               "effective rank of the token sample, not centred", _TOKEN),
+    MetricSpec("isoscore", "dimensionality", True, "sampled tokens", "metrics.isoscore",
+               "IsoScore of the token sample (Rudman et al. 2022)", _TOKEN),
+    MetricSpec("rogue_top3_share", "rogue dimensions", True, "random cross-sentence token pairs",
+               "metrics.cosine_contributions", "share of the mean random-pair cosine from the top 3 dimensions", _TOKEN),
+    # similarity between states
+    MetricSpec("cka_cls_vs_pretrained", "similarity", True, "test sentences", "metrics.linear_cka",
+               "linear CKA of first-token embeddings with the pretrained state at the same layer"),
+    MetricSpec("cka_mean_vs_pretrained", "similarity", True, "test sentences", "metrics.linear_cka",
+               "linear CKA of mean-pooled embeddings with the pretrained state at the same layer"),
+    # probes
+    MetricSpec("probe_acc", "probes", True, "test sentences", "probes.probe_accuracy",
+               "logistic-regression probe accuracy", _POOL),
+    MetricSpec("mlp_probe_acc", "probes", True, "test sentences", "probes.mlp_probe_accuracy",
+               "the original study's dense+tanh probe accuracy", _POOL),
+    MetricSpec("probe_control_acc", "probes", True, "test sentences", "probes.probe_accuracy",
+               "probe accuracy after training on permuted labels", _POOL),
+    MetricSpec("selectivity", "probes", True, "test sentences", "probes.selectivity",
+               "probe accuracy minus control accuracy (Hewitt & Liang 2019)", _POOL),
+    MetricSpec("probe_majority_baseline", "probes", False, "test sentences", "stats.majority_baseline",
+               "accuracy of always answering the most frequent training class"),
+    MetricSpec("mdl_compression", "probes", True, "training sentences", "probes.mdl_online",
+               "online-code MDL compression (Voita & Titov 2020)", _POOL),
+    # class geometry
+    MetricSpec("silhouette", "class geometry", True, "test sentences", "probes.class_geometry",
+               "silhouette of the two classes, cosine distance (Rousseeuw 1987)", _POOL),
+    MetricSpec("silhouette_perm", "class geometry", True, "test sentences", "probes.class_geometry",
+               "silhouette with permuted labels (null)", _POOL),
+    MetricSpec("centroid_angle", "class geometry", True, "test sentences", "probes.class_geometry",
+               "angle in degrees between the class centroids", _POOL),
+    MetricSpec("centroid_margin", "class geometry", True, "test sentences", "probes.class_geometry",
+               "mean cosine to the own-class minus the other-class centroid", _POOL),
+    # state comparisons and correlations
+    MetricSpec("effect", "tests", True, "test sentences (paired)", "stats.permutation_test",
+               "mean paired difference, state minus pretrained", _TEST),
+    MetricSpec("rank_biserial", "tests", True, "test sentences (paired)", "stats.rank_test",
+               "rank-biserial effect size of the Wilcoxon signed-rank test (Kerby 2014)", _TEST),
+    MetricSpec("test_p", "tests", True, "test sentences (paired)", "stats.rank_test",
+               "p-value of the Wilcoxon signed-rank test", _TEST),
+    MetricSpec("test_p_holm", "tests", True, "test sentences (paired)", "stats.holm",
+               "Holm-adjusted p-value over the layers of one metric and state", _TEST),
+    MetricSpec("spearman_convergence_probe", "tests", False, "layers", "stats.spearman_ci",
+               "Spearman correlation between mean token cosine and probe accuracy across layers"),
+    MetricSpec("spearman_convergence_probe_p", "tests", False, "layers", "stats.spearman_ci",
+               "exact permutation p-value of that correlation"),
+)
+
+_BY_NAME = {m.name: m for m in REGISTRY}
+
+
+def lookup(metric: str) -> MetricSpec:
+    """The registry entry of a tidy metric name (base name plus one of its declared suffixes);
+    ``KeyError`` for an undeclared name."""
+    if metric in _BY_NAME:
+        return _BY_NAME[metric]
+    for spec in sorted(REGISTRY, key=lambda m: -len(m.name)):
+        if metric.startswith(spec.name) and metric[len(spec.name):] in spec.suffixes:
+            return spec
+    raise KeyError(f"metric {metric!r} is not declared in layerwise.schema.REGISTRY")
+
+
+def families() -> list[str]:
+    """The metric families in registry order."""
+    return list(dict.fromkeys(m.family for m in REGISTRY))

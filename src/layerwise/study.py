@@ -1,0 +1,93 @@
+"""The study on disk: the contract between a run and the chapters.
+
+A study directory (``report/_layerwise/studies/<model>/``) holds every table of one model study as
+Parquet (:data:`layerwise.schema.TABLES`), the validated params (``params.json``), the fine-tuning
+metrics (``finetune.json``) and the provenance (``manifest.json``: params, data selection, versions,
+git commit, cache entries). ``layerwise run`` writes it with :func:`write_study`; a chapter reads it
+with one call to :func:`read_study` and computes nothing. The directory is written atomically (a
+temporary directory renamed in), so a chapter never reads half a study.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .config import StudyParams
+from .errors import LayerwiseError
+from .repro import atomic_dir, atomic_write_json, content_hash, is_done
+from .schema import TABLES
+
+
+@dataclass
+class Study:
+    """Every table of one model study (see docs/architecture.md, "Result tables")."""
+
+    params: StudyParams
+    tidy: pd.DataFrame
+    per_sentence: pd.DataFrame
+    cosine_sample: pd.DataFrame
+    rogue: pd.DataFrame
+    cka: pd.DataFrame
+    cones: pd.DataFrame
+    finetune: dict[str, Any]
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.params.name
+
+    @property
+    def key(self) -> str:
+        """A hash naming the cached results this study was read from (its cache entries and keys)."""
+        entries = self.manifest.get("cache_entries") or {}
+        return content_hash({"entries": {k: Path(v).name for k, v in entries.items() if v},
+                             "cache_key": self.manifest.get("cache_key")})
+
+
+def write_study(study: Study, directory: str | Path) -> Path:
+    """Write ``study`` to ``directory`` (Parquet tables + JSON), replacing it atomically."""
+    directory = Path(directory)
+    with atomic_dir(directory) as tmp:
+        for table in TABLES:
+            getattr(study, table).to_parquet(tmp / f"{table}.parquet", index=False)
+        atomic_write_json(tmp / "params.json", {"path": str(study.params.path) if study.params.path else None,
+                                                "params": study.params.model_dump(mode="json")})
+        atomic_write_json(tmp / "finetune.json", study.finetune)
+        atomic_write_json(tmp / "manifest.json", {**study.manifest, "study_key": study.key})
+    return directory
+
+
+def read_study(directory: str | Path) -> Study:
+    """The study written by :func:`write_study` in ``directory``."""
+    directory = Path(directory)
+    if not is_done(directory):
+        raise LayerwiseError("no complete study in this directory", str(directory),
+                             "run `layerwise run --params <file>` first (it writes report/_layerwise/studies/)")
+    try:
+        saved = json.loads((directory / "params.json").read_text(encoding="utf-8"))
+        params = StudyParams.model_validate(saved["params"])
+        if saved.get("path"):
+            params._path = Path(saved["path"])
+        tables = {t: pd.read_parquet(directory / f"{t}.parquet") for t in TABLES}
+        finetune = json.loads((directory / "finetune.json").read_text(encoding="utf-8"))
+        manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, KeyError) as exc:
+        raise LayerwiseError(f"the study could not be read ({type(exc).__name__}: {exc})", str(directory),
+                             "rerun `layerwise run` to write it again") from None
+    return Study(params=params, finetune=finetune, manifest=manifest, **tables)
+
+
+def read_studies(directories: Sequence[str | Path]) -> list[Study]:
+    """The studies of several directories (the comparison chapter)."""
+    return [read_study(d) for d in directories]
+
+
+def combine(studies: Sequence[Study], table: str = "tidy") -> pd.DataFrame:
+    """One table (``tidy``, ``cka``, ...) of several studies, concatenated."""
+    return pd.concat([getattr(s, table) for s in studies], ignore_index=True)
