@@ -1,0 +1,76 @@
+"""The house rules of src/layerwise: small functions, modules under 600 lines, no pickle, no
+``module:function`` loader strings, every tidy metric declared in the schema registry."""
+
+from __future__ import annotations
+
+import ast
+import io
+import tokenize
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "layerwise"
+MAX_FUNCTION_CODE_LINES = 60
+MAX_MODULE_LINES = 600
+#: modules allowed to exceed MAX_MODULE_LINES, each with the reason stated in its module docstring
+MODULE_EXCEPTIONS: dict[str, str] = {}
+
+
+def _code_lines(source: str, node: ast.AST) -> int:
+    """Lines of a function holding code: docstrings, comments and blank lines not counted."""
+    lines = source.splitlines()[node.lineno - 1: node.end_lineno]
+    text = "\n".join(lines)
+    doc_lines: set[int] = set()
+    for sub in ast.walk(node):
+        if isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and sub.body:
+            first = sub.body[0]
+            if isinstance(first, ast.Expr) and isinstance(getattr(first, "value", None), ast.Constant) \
+                    and isinstance(first.value.value, str):
+                doc_lines.update(range(first.lineno, first.end_lineno + 1))
+    code: set[int] = set()
+    for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+        if tok.type in (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
+                        tokenize.ENDMARKER):
+            continue
+        for ln in range(tok.start[0], tok.end[0] + 1):
+            code.add(ln + node.lineno - 1)
+    return len(code - doc_lines)
+
+
+def long_functions() -> list[str]:
+    out = []
+    for path in sorted(SRC.glob("*.py")):
+        source = path.read_text(encoding="utf-8")
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = _code_lines(source, node)
+                if n > MAX_FUNCTION_CODE_LINES:
+                    out.append(f"{path.name}:{node.lineno} {node.name} has {n} lines of code")
+    return out
+
+
+def test_no_function_over_60_lines_of_code():
+    assert long_functions() == []
+
+
+def test_code_line_counter_ignores_docstrings_and_comments():
+    src = 'def f():\n    """Doc\n    more doc."""\n    # comment\n\n    x = 1\n    return x\n'
+    node = ast.parse(src).body[0]
+    assert _code_lines(src, node) == 3  # def line, x = 1, return
+
+
+@pytest.mark.parametrize("path", sorted(SRC.glob("*.py")), ids=lambda p: p.name)
+def test_module_size(path):
+    n = len(path.read_text(encoding="utf-8").splitlines())
+    if path.stem in MODULE_EXCEPTIONS:
+        assert MODULE_EXCEPTIONS[path.stem] in (ast.get_docstring(ast.parse(path.read_text())) or "")
+        return
+    assert n <= MAX_MODULE_LINES, f"{path.name} has {n} lines"
+
+
+def test_no_pickle_and_no_loader_strings():
+    for path in SRC.glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        assert "pickle" not in text, path.name
+        assert "pipeline:load_study" not in text, path.name
