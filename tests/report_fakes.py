@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from layerwise.config import load_params, parse_params
-from layerwise.pipeline import Study
+from layerwise.study import Study
 from layerwise.repro import content_hash
 
 STATES = ("pretrained", "finetuned", "random")

@@ -61,6 +61,14 @@ def studies(tmp_path_factory):
     torch.set_num_threads(threads)
 
 
+def metric_rows(study, metric: str, state: str | None = None):
+    """Rows of the tidy table for one metric (and state), sorted by layer."""
+    df = study.tidy[study.tidy.metric == metric]
+    if state is not None:
+        df = df[df.state == state]
+    return df.sort_values(["state", "layer"]).reset_index(drop=True)
+
+
 @pytest.mark.parametrize("arch", TINY_ARCHS)
 def test_load_study_gives_every_table(studies, arch):
     _, found = studies
@@ -70,21 +78,21 @@ def test_load_study_gives_every_table(studies, arch):
     assert set(tidy.state) >= STATES and set(tidy.model) == {f"tiny-{arch}"}
     for metric in PER_LAYER:
         for state in STATES:
-            layers = sorted(study.metric(metric, state).layer)
+            layers = sorted(metric_rows(study, metric, state).layer)
             assert layers == list(range(NUM_LAYERS + 1)), (metric, state, layers)
     # the statistics compare the fine-tuned and random states with the pretrained one
-    assert set(study.metric("test_p_holm_token_cosine").state) == {"finetuned", "random"}
+    assert set(metric_rows(study, "test_p_holm_token_cosine").state) == {"finetuned", "random"}
     # a correlation across layers needs at least 4 layers: the tiny models have 3 hidden states, so it is
     # left out (the chapters must cope, see the last test); the demo's 7 give one per state
-    assert NUM_LAYERS + 1 < 4 and study.metric("spearman_convergence_probe").empty
+    assert NUM_LAYERS + 1 < 4 and metric_rows(study, "spearman_convergence_probe").empty
     # values are finite where they must be, probabilities and p-values in range
     for metric in ("erank", "isoscore", "token_cosine_mean", "cov_trace"):
-        assert np.isfinite(study.metric(metric).value).all(), metric
-    acc = study.metric("probe_acc_cls")
+        assert np.isfinite(metric_rows(study, metric).value).all(), metric
+    acc = metric_rows(study, "probe_acc_cls")
     assert acc.value.between(0, 1).all() and (acc.ci_low <= acc.value + 1e-12).all()
-    assert study.metric("test_p_token_cosine").value.between(0, 1).all()
+    assert metric_rows(study, "test_p_token_cosine").value.between(0, 1).all()
     # isoscore and erank have the recorded sample size; the per-sentence table has the test sentences
-    assert (study.metric("erank").n == 64).all()
+    assert (metric_rows(study, "erank").n == 64).all()
     assert study.per_sentence.sentence.nunique() == 20
     assert set(study.cka.pooling) == {"cls", "mean"} and len(study.cones) > 0
     # fine-tuning metrics and the provenance of the result
@@ -102,7 +110,7 @@ def test_second_load_is_a_cache_hit(studies):
         t0 = time.perf_counter()
         again = pipeline.load_study(path, progress=False)
         elapsed = time.perf_counter() - t0
-    assert again.paths == study.paths
+    assert again.key == study.key
     pd.testing.assert_frame_equal(again.tidy, study.tidy)
     assert elapsed < 10, f"a cached study took {elapsed:.1f} s to load"
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +14,12 @@ import numpy as np
 import pandas as pd
 
 from .config import StudyParams, load_params
+from .schema import TABLES
+from .study import Study
 from .repro import atomic_dir, cache_root, content_hash, file_hash, is_done, provenance
 
 log = logging.getLogger(__name__)
 PACKAGE_DIR = Path(__file__).parent
-TABLES = ("tidy", "per_sentence", "cosine_sample", "rogue", "cka", "cones")
 
 
 def _source_hash(*modules: str) -> str:
@@ -32,39 +32,6 @@ def finetuned(params: StudyParams, progress: bool = True):
     from .finetune import finetune
 
     return finetune(params, progress=progress)
-
-
-@dataclass
-class Study:
-    """Every table of one model study (see docs/architecture.md, "Result tables")."""
-
-    params: StudyParams
-    tidy: pd.DataFrame
-    per_sentence: pd.DataFrame
-    cosine_sample: pd.DataFrame
-    rogue: pd.DataFrame
-    cka: pd.DataFrame
-    cones: pd.DataFrame
-    finetune: dict[str, Any]
-    manifest: dict[str, Any] = field(default_factory=dict)
-    paths: dict[str, Path] = field(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        return self.params.name
-
-    def metric(self, metric: str, state: str | None = None) -> pd.DataFrame:
-        """Rows of the tidy table for one metric (and state), sorted by layer."""
-        df = self.tidy[self.tidy.metric == metric]
-        if state is not None:
-            df = df[df.state == state]
-        return df.sort_values(["state", "layer"]).reset_index(drop=True)
-
-    def value(self, metric: str, state: str, layer: int) -> float:
-        rows = self.tidy[(self.tidy.metric == metric) & (self.tidy.state == state) & (self.tidy.layer == layer)]
-        if rows.empty:
-            raise KeyError(f"no value for metric={metric} state={state} layer={layer}")
-        return float(rows.value.iloc[0])
 
 
 def _selection_texts(splits) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
@@ -191,7 +158,6 @@ def load_study(params_path: str | Path | StudyParams, progress: bool = True) -> 
         cka=pd.read_parquet(a_entry / "cka.parquet"),
         cones=pd.read_parquet(p_entry / "cones.parquet"),
         finetune=ft_metrics, manifest=manifest,
-        paths={"analysis": a_entry, "probes": p_entry},
     )
 
 
