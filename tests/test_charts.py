@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from layerwise import charts
+from layerwise import charts, render, schema
 from layerwise.errors import LayerwiseError
 from report_fakes import fake_study
 
@@ -37,32 +37,32 @@ def _all_charts(s):
                                            title="std", dash="metric"),
         "anisotropy": charts.layer_lines(t, ["anisotropy_baseline", "token_cosine_adjusted"], title="aniso"),
         "cka": charts.cka_heatmap(s.cka, "cls"),
-        "probe": charts.probe_accuracy(t, "cls", baseline=0.5),
-        "grid": charts.seed_grid(t, [1, 2, 3]),
+        "probe": charts.probe_lines(t, "cls", baseline=0.5),
+        "grid": charts.original_grid(t, [1, 2, 3]),
         "cones": charts.class_cones(s.cones),
-        "class_geometry": charts.class_geometry(s.cones),
+        "centroid_scatter": charts.centroid_scatter(s.cones),
         "rogue_dims": charts.rogue_dims(s.rogue),
         "histograms": charts.cosine_histograms(s.cosine_sample),
         "effects": charts.effect_heatmap(t, "finetuned"),
         "finetune": charts.finetune_curves(s.finetune["history"]),
         "comparison": charts.layer_lines(t, "token_cosine_q50", title="cmp", color="model", column="state",
                                          relative_depth=True),
-        "comparison_probe": charts.probe_accuracy(t, color="model", column="state", relative_depth=True),
+        "comparison_probe": charts.probe_lines(t, color="model", column="state", relative_depth=True),
     }
 
 
 @pytest.fixture(scope="module")
 def bundles(study):
-    charts.reset_library()
+    render.reset_library()
     built = _all_charts(study)
-    return built, {k: charts.mimebundle(c) for k, c in built.items()}
+    return built, {k: render.mimebundle(c) for k, c in built.items()}
 
 
 def test_every_chart_builds_small_and_renders_offline(bundles):
     built, out = bundles
     for name, chart in built.items():
         assert isinstance(chart, alt.TopLevelMixin), name
-        assert 0 < charts.chart_rows(chart) < 5000, name
+        assert 0 < render.chart_rows(chart) < 5000, name
         b = out[name]
         assert set(b) >= {"text/html", "image/svg+xml"}, name
         assert b["image/svg+xml"].lstrip().startswith("<svg"), name
@@ -78,8 +78,8 @@ def test_libraries_inlined_once_and_ids_unique(bundles):
     ids = [re.search(r'id="(lw-chart-[^"]+)"', h).group(1) for h in htmls]
     assert len(set(ids)) == len(ids)
     # the library is wrapped: its top-level names cannot clash with another script on the page
-    assert "if (!window.vegaEmbed) { (function () {" in charts.javascript_bundle()
-    assert "</script" not in charts.javascript_bundle()
+    assert "if (!window.vegaEmbed) { (function () {" in render.javascript_bundle()
+    assert "</script" not in render.javascript_bundle()
 
 
 def test_box_plot_uses_quantiles_not_raw_rows(study):
@@ -87,7 +87,7 @@ def test_box_plot_uses_quantiles_not_raw_rows(study):
     spec = chart.to_dict()
     (rows,) = spec["datasets"].values()
     assert len(rows) == 3 * 4  # one row per state and layer
-    assert {"q05", "q25", "q50", "q75", "q95"} <= set(rows[0])
+    assert set(schema.QUANTILES) <= set(rows[0])
     marks = [lay["mark"]["type"] if isinstance(lay["mark"], dict) else lay["mark"] for lay in spec["layer"]]
     assert marks == ["rule", "bar", "tick"]
 
@@ -95,7 +95,7 @@ def test_box_plot_uses_quantiles_not_raw_rows(study):
 def test_quantiles_and_histogram_known_answers():
     df = pd.DataFrame({"model": "m", "state": "pretrained", "layer": 0, "value": np.arange(101, dtype=float)})
     q = charts.quantiles_from_values(df)
-    assert q.loc[0, ["q05", "q25", "q50", "q75", "q95"]].tolist() == [5, 25, 50, 75, 95]
+    assert q.loc[0, list(schema.QUANTILES)].tolist() == [5, 25, 50, 75, 95]
     assert q.loc[0, "n"] == 101 and q.loc[0, "mean"] == 50
     h = charts.histogram(df, bins=10, range_=(0, 100))
     assert np.isclose(np.sum(h["density"] * (h["bin_end"] - h["bin_start"])), 1.0)
@@ -109,7 +109,8 @@ def test_add_depth_maps_last_layer_to_one():
 
 
 def test_state_order_is_canonical():
-    assert charts.state_order(["random", "x", "pretrained", "finetuned"]) == ["pretrained", "finetuned", "random", "x"]
+    assert schema.state_order(["random", "x", "pretrained", "finetuned"]) == ["pretrained", "finetuned", "random", "x"]
+    assert charts.state_order is schema.state_order      # one order for charts, tables and prose
 
 
 def test_missing_metric_or_column_is_a_layerwise_error(study):
@@ -125,11 +126,11 @@ def test_too_many_rows_are_refused():
     spec = {"data": {"values": [{"x": i} for i in range(6000)]}, "mark": "point",
             "encoding": {"x": {"field": "x", "type": "quantitative"}}}
     with pytest.raises(LayerwiseError, match="6000 data rows"):
-        charts.mimebundle(spec)
+        render.mimebundle(spec)
 
 
 def test_renderer_gives_the_bundle(study):
-    charts.enable()
+    charts.enable()                                      # what the chapters call (delegates to render.enable)
     try:
         bundle = charts.layer_lines(study.tidy, "isoscore", title="iso")._repr_mimebundle_()
         data = bundle[0] if isinstance(bundle, tuple) else bundle
@@ -140,8 +141,8 @@ def test_renderer_gives_the_bundle(study):
 
 def test_spec_is_deterministic(study):
     """Same tables, same chart spec (data names are content hashes; no random ids in the spec)."""
-    a = charts.seed_grid(study.tidy, [1, 2, 3]).to_dict()
-    b = charts.seed_grid(fake_study().tidy, [1, 2, 3]).to_dict()
+    a = charts.original_grid(study.tidy, [1, 2, 3]).to_dict()
+    b = charts.original_grid(fake_study().tidy, [1, 2, 3]).to_dict()
     assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
@@ -152,5 +153,5 @@ def test_point_charts_are_bounded_whatever_the_test_size():
                           "sentence": np.tile(np.arange(n), 2), "label": np.tile([0, 1], n),
                           "cos_ref": 0.5, "cos_own_centroid": 0.8, "cos_other_centroid": 0.2})
     assert charts.bounded(cones)["state"].value_counts().tolist() == [1500, 1500]
-    for chart in (charts.class_cones(cones), charts.class_geometry(cones)):
-        assert charts.chart_rows(chart) <= 3000 + 2  # + the diagonal of the geometry plot
+    for chart in (charts.class_cones(cones), charts.centroid_scatter(cones)):
+        assert render.chart_rows(chart) <= 3000 + 2  # + the diagonal of the geometry plot

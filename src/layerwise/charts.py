@@ -1,26 +1,18 @@
-"""Altair charts of the result tables, and an offline renderer (HTML + SVG in one output bundle).
+"""Altair charts of the result tables (the chart grammar); :mod:`layerwise.render` draws them offline.
 
 Every chart function takes the tidy frames of ``docs/architecture.md`` ("Result tables") and returns an
 ``alt.Chart`` built from *aggregates* only (quantiles, means with CIs, binned counts, bounded samples),
-never from raw rows, so the data embedded in a chart stays far below Altair's 5000-row limit.
+never from raw rows, so the data embedded in a chart stays far below Altair's 5000-row limit
+(``render.MAX_ROWS``).
 
-Rendering (:func:`mimebundle`, :func:`show`, :func:`enable`): one Jupyter output bundle per chart with
-
-* ``text/html``: a ``<div>`` with a unique id and a small script calling ``vegaEmbed`` on it. The
-  Vega, Vega-Lite and vega-embed libraries are not loaded from a CDN: they come from the bundle shipped
-  inside ``vl-convert-python`` (``vl_convert.javascript_bundle``) and are inlined ONCE per kernel (that
-  is, once per executed notebook / chapter page), in the output of the first chart shown;
-* ``image/svg+xml``: the same chart drawn by ``vl_convert.vegalite_to_svg`` (no browser, no network),
-  which is what Quarto's typst/PDF output and any non-HTML viewer use;
-* ``text/plain``: the chart's title.
+Rendering lives in :mod:`layerwise.render` (offline HTML with the Vega libraries inlined once per
+page, plus SVG). :func:`enable`, which the chapters call, and the renderer functions the benchmarks use
+(:func:`mimebundle`, :func:`javascript_bundle`, :func:`reset_library`, :func:`chart_rows`,
+:func:`to_svg`) are re-exported from there.
 """
 
 from __future__ import annotations
 
-import html as html_lib
-import itertools
-import json
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -29,23 +21,13 @@ import numpy as np
 import pandas as pd
 
 from .errors import LayerwiseError
+from .render import chart_rows, enable, javascript_bundle, mimebundle, reset_library, to_svg  # noqa: F401
+from .schema import QUANTILES, STATES, state_order
 
-#: Canonical order and colours of the model states (same in every chart).
-STATES = ("pretrained", "finetuned", "random")
+#: Colours of the model states, in the canonical order of ``schema.STATES`` (same in every chart).
 STATE_COLORS = ("#4c78a8", "#f58518", "#9d9d9d")
-QUANTILES = ("q05", "q25", "q50", "q75", "q95")
-#: Altair refuses to embed more rows than this (``MaxRowsError``); our charts stay well below.
-MAX_ROWS = 5000
 WIDTH = 520
 HEIGHT = 240
-
-HTML_MIME = "text/html"
-SVG_MIME = "image/svg+xml"
-CHART_CLASS = "lw-chart"
-
-_LIBRARY_EMITTED = False
-_COUNTER = itertools.count(1)
-_BUNDLE_CACHE: dict[str, str] = {}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -68,12 +50,6 @@ def _rows(tidy: pd.DataFrame, metrics: Sequence[str], where: str) -> pd.DataFram
         raise LayerwiseError(f"no rows for metric(s) {list(metrics)}", where,
                              "run the analysis that produces them (layerwise analyze / probe) or pick another metric")
     return df.copy()
-
-
-def state_order(values) -> list[str]:
-    """Known states in the canonical order, then any other value sorted."""
-    present = list(dict.fromkeys(str(v) for v in values))
-    return [s for s in STATES if s in present] + sorted(s for s in present if s not in STATES)
 
 
 def _state_scale(values) -> alt.Scale:
@@ -148,7 +124,7 @@ def quantiles_from_values(df: pd.DataFrame, value: str = "value",
     """Quantiles q05..q95, mean and n of ``value`` per group (e.g. per-sentence covariance traces)."""
     _need(df, [*by, value], "charts.quantiles_from_values")
     g = df.groupby(list(by), sort=True)[value]
-    out = g.quantile([0.05, 0.25, 0.5, 0.75, 0.95]).unstack()
+    out = g.quantile(list(QUANTILES.values())).unstack()
     out.columns = list(QUANTILES)
     out["mean"] = g.mean()
     out["n"] = g.size()
@@ -207,9 +183,9 @@ def box_chart(q: pd.DataFrame, *, title: str, y_title: str, color: str = "state"
 
 def token_cosine_boxes(tidy: pd.DataFrame, variant: str = "", *, title: str | None = None,
                        column: str | None = None) -> alt.Chart:
-    """The seed's cosine study: per layer, the distribution of within-sentence pairwise token cosines
-    (quantiles over every pair of every analysed sentence), states side by side. ``variant="_content"``
-    excludes special tokens."""
+    """The original study's cosine analysis: per layer, the distribution of within-sentence pairwise
+    token cosines (quantiles over every pair of every analysed sentence), states side by side.
+    ``variant="_content"`` excludes special tokens."""
     q = quantiles_from_tidy(tidy, "token_cosine", variant)
     what = "content tokens" if variant == "_content" else "all tokens"
     return box_chart(q, title=title or f"Within-sentence token cosine per layer ({what})",
@@ -219,7 +195,7 @@ def token_cosine_boxes(tidy: pd.DataFrame, variant: str = "", *, title: str | No
 def per_sentence_boxes(per_sentence: pd.DataFrame, metric: str, *, title: str | None = None,
                        y_title: str | None = None, column: str | None = None) -> alt.Chart:
     """Box plots (quantiles computed here) of a per-sentence statistic per layer, states side by side:
-    e.g. ``cov_trace`` (the seed's covariance study) or ``token_cosine_var``."""
+    e.g. ``cov_trace`` (the original study's covariance analysis) or ``token_cosine_var``."""
     _need(per_sentence, ["model", "state", "layer", "metric", "value"], "charts.per_sentence_boxes")
     df = per_sentence[per_sentence["metric"] == metric]
     if df.empty:
@@ -317,7 +293,7 @@ def cka_heatmap(cka: pd.DataFrame, pooling: str = "cls", pairs: Sequence[tuple[s
         title=title or f"Linear CKA between states, layer by layer ({pooling} pooling)")
 
 
-def probe_accuracy(tidy: pd.DataFrame, pooling: str = "cls", *, color: str = "state",
+def probe_lines(tidy: pd.DataFrame, pooling: str = "cls", *, color: str = "state",
                    baseline: float | None = None, include_mlp: bool = True, relative_depth: bool = False,
                    column: str | None = None, title: str | None = None) -> alt.Chart:
     """Probe test accuracy per layer with its CI band: the logistic probe (solid), the permuted-label
@@ -335,14 +311,14 @@ def probe_accuracy(tidy: pd.DataFrame, pooling: str = "cls", *, color: str = "st
     return ch
 
 
-def seed_grid(tidy: pd.DataFrame, layers: Sequence[int], metric: str = "probe_acc_cls", *,
+def original_grid(tidy: pd.DataFrame, layers: Sequence[int], metric: str = "probe_acc_cls", *,
               rows: Sequence[str] = ("state",), title: str | None = None) -> alt.Chart:
-    """The seed's states x layers grid: a heat map of ``metric`` (probe accuracy on the first token)
-    at the chosen layers, the value printed in each cell."""
-    df = _rows(tidy, [metric], "charts.seed_grid")
+    """The original study's states x layers grid: a heat map of ``metric`` (probe accuracy on the first
+    token) at the chosen layers, the value printed in each cell."""
+    df = _rows(tidy, [metric], "charts.original_grid")
     df = df[df["layer"].isin([int(v) for v in layers])].copy()
     if df.empty:
-        raise LayerwiseError(f"no {metric} rows at layers {list(layers)}", "charts.seed_grid",
+        raise LayerwiseError(f"no {metric} rows at layers {list(layers)}", "charts.original_grid",
                              "choose layers the model has (0..L)")
     df["row"] = df[list(rows)].astype(str).agg(" · ".join, axis=1)
     order = sorted(df["row"].unique(), key=lambda r: [state_order(df["state"]).index(p) if p in STATES else 0
@@ -359,7 +335,7 @@ def seed_grid(tidy: pd.DataFrame, layers: Sequence[int], metric: str = "probe_ac
         color=alt.condition(alt.datum.value > df["value"].median(), alt.value("white"), alt.value("black")))
     return alt.layer(rect, text, data=df).properties(
         width=max(60 * len(df["layer"].unique()), 240), height=max(28 * len(order), 60),
-        title=title or "Probe accuracy on the first token: states x layers (the seed's grid)")
+        title=title or "Probe accuracy on the first token: states x layers (the original study's grid)")
 
 
 def bounded(df: pd.DataFrame, by: str = "state", max_rows: int = 1500, seed: int = 0) -> pd.DataFrame:
@@ -380,9 +356,9 @@ def _pick_layer(df: pd.DataFrame, layer: int | None) -> int:
 
 def class_cones(cones: pd.DataFrame, layer: int | None = None, *, seed: int = 0, title: str | None = None,
                 column: str = "state") -> alt.Chart:
-    """The seed's cone view: cosine of every test sentence's first-token embedding to one reference
-    sentence, coloured by label, one strip per state (deterministic jitter; at most 1500 sentences per
-    state, a seeded subset)."""
+    """The original study's cone view: cosine of every test sentence's first-token embedding to one
+    reference sentence, coloured by label, one strip per state (deterministic jitter; at most 1500
+    sentences per state, a seeded subset)."""
     _need(cones, ["model", "state", "layer", "sentence", "label", "cos_ref"], "charts.class_cones")
     layer = _pick_layer(cones, layer)
     df = bounded(cones[cones["layer"] == layer][["model", "state", "sentence", "label", "cos_ref"]], seed=seed)
@@ -401,14 +377,15 @@ def class_cones(cones: pd.DataFrame, layer: int | None = None, *, seed: int = 0,
     ).properties(width=WIDTH // 2 - 20, height=110)
     return alt.layer(ch, data=df).facet(row=alt.Row(f"{column}:N", title=None, sort=state_order(df["state"]))
                                          if column == "state" else alt.Row(f"{column}:N", title=None)).properties(
-        title=title or f"Class cones at layer {layer}: cosine to one reference sentence (the seed's view)")
+        title=title or f"Class cones at layer {layer}: cosine to one reference sentence "
+                       "(the original study's view)")
 
 
-def class_geometry(cones: pd.DataFrame, layer: int | None = None, *, title: str | None = None) -> alt.Chart:
+def centroid_scatter(cones: pd.DataFrame, layer: int | None = None, *, title: str | None = None) -> alt.Chart:
     """Reference-free class geometry: each test sentence's cosine to its own class centroid (x) and to
     the other class's centroid (y), coloured by label, one panel per state. Points below the diagonal
     are closer to their own class."""
-    _need(cones, ["state", "layer", "label", "cos_own_centroid", "cos_other_centroid"], "charts.class_geometry")
+    _need(cones, ["state", "layer", "label", "cos_own_centroid", "cos_other_centroid"], "charts.centroid_scatter")
     layer = _pick_layer(cones, layer)
     df = bounded(cones[cones["layer"] == layer][["state", "sentence", "label", "cos_own_centroid",
                                                   "cos_other_centroid"]])
@@ -543,155 +520,3 @@ def finetune_curves(history: Sequence[Mapping[str, Any]] | Mapping[str, Sequence
     return alt.layer(ch, data=df).facet(column=alt.Column("panel:N", title=None, sort=["loss", "accuracy"])
                                          ).resolve_scale(y="independent").properties(
         title=title or "Fine-tuning: loss and accuracy during training")
-
-
-# --------------------------------------------------------------------------------------------------
-# offline rendering: one output bundle with text/html (vegaEmbed, libraries inlined once) + SVG
-# --------------------------------------------------------------------------------------------------
-
-def _vl_version() -> str | None:
-    """The Vega-Lite version Altair targets, as vl-convert names it (``"6.4"``), or None (latest)."""
-    import vl_convert as vlc
-
-    m = re.match(r"v?(\d+)\.(\d+)", alt.SCHEMA_VERSION)
-    if not m:
-        return None
-    want = f"{m.group(1)}.{m.group(2)}"
-    return want if want in vlc.get_vegalite_versions() else None
-
-
-def javascript_bundle() -> str:
-    """Vega + Vega-Lite + vega-embed as one script (from ``vl_convert.javascript_bundle``, no network),
-    wrapped in a function so that its top-level names cannot clash with other scripts on the page, and
-    guarded so that a second copy does nothing."""
-    if "js" not in _BUNDLE_CACHE:
-        import vl_convert as vlc
-
-        js = vlc.javascript_bundle(vl_version=_vl_version())
-        js = js.replace("</script", "<\\/script").replace("<!--", "<\\!--")
-        _BUNDLE_CACHE["js"] = "if (!window.vegaEmbed) { (function () {\n" + js + "\n})(); }"
-    return _BUNDLE_CACHE["js"]
-
-
-def library_html() -> str:
-    """The ``<script>`` element that defines ``window.vegaEmbed`` offline."""
-    return f'<script type="text/javascript" data-lw-library="vega">\n{javascript_bundle()}\n</script>'
-
-
-def reset_library() -> None:
-    """Forget that the libraries were emitted (the next chart output inlines them again)."""
-    global _LIBRARY_EMITTED
-    _LIBRARY_EMITTED = False
-
-
-def _spec(chart: alt.TopLevelMixin | dict) -> dict:
-    """The Vega-Lite spec (dict) of a chart, validated by Altair (which enforces its row limit)."""
-    return chart if isinstance(chart, dict) else chart.to_dict()
-
-
-def chart_rows(chart: alt.TopLevelMixin | dict) -> int:
-    """Total number of data rows embedded in a chart's spec (inline datasets and values)."""
-    spec = _spec(chart)
-    total = sum(len(v) for v in spec.get("datasets", {}).values())
-
-    def walk(node):
-        """Count the rows of inline ``data.values`` anywhere in the spec."""
-        nonlocal total
-        if isinstance(node, dict):
-            data = node.get("data")
-            if isinstance(data, dict) and isinstance(data.get("values"), list):
-                total += len(data["values"])
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    walk({k: v for k, v in spec.items() if k != "datasets"})
-    return total
-
-
-def to_svg(chart: alt.TopLevelMixin | dict) -> str:
-    """The chart as a static SVG (vl-convert; no browser, no network)."""
-    import vl_convert as vlc
-
-    try:
-        return vlc.vegalite_to_svg(_spec(chart), vl_version=_vl_version())
-    except Exception as exc:  # vl-convert raises ValueError with the Vega error
-        raise LayerwiseError(f"could not draw the chart as SVG: {exc}", "charts.to_svg",
-                             "check the chart's data and encodings") from None
-
-
-def chart_html(spec: dict, element_id: str, *, include_library: bool) -> str:
-    """The offline HTML of one chart: a div with a unique id, a script that calls ``vegaEmbed`` on it
-    (SVG renderer, no editor/CDN actions) and, when asked, the inlined libraries before it. A failure
-    is recorded on the div (``data-lw-error``) and reported with ``console.error``."""
-    payload = json.dumps(spec, separators=(",", ":"), sort_keys=True, default=str)
-    payload = payload.replace("</", "<\\/").replace("<!--", "<\\!--")
-    title = spec.get("title")
-    label = title.get("text") if isinstance(title, dict) else title
-    aria = html_lib.escape(str(label or "chart"), quote=True)
-    script = f"""<script type="text/javascript">
-(function () {{
-  var el = document.getElementById("{element_id}");
-  var spec = {payload};
-  function fail(err) {{
-    el.setAttribute("data-lw-error", String(err));
-    el.appendChild(document.createTextNode("This chart could not be drawn: " + err));
-    console.error("layerwise chart {element_id}: " + err);
-  }}
-  function draw() {{
-    if (!window.vegaEmbed) {{ fail("the Vega libraries are not loaded on this page"); return; }}
-    window.vegaEmbed(el, spec, {{renderer: "svg", actions: false}}).then(function () {{
-      el.setAttribute("data-lw-rendered", "true");
-    }}).catch(fail);
-  }}
-  if (window.vegaEmbed || document.readyState === "complete") {{ draw(); }}
-  else {{ window.addEventListener("load", draw); }}
-}})();
-</script>"""
-    div = f'<div class="{CHART_CLASS}" id="{element_id}" role="img" aria-label="{aria}"></div>'
-    return (library_html() + "\n" if include_library else "") + div + "\n" + script
-
-
-def mimebundle(chart: alt.TopLevelMixin | dict, *, include_library: bool | None = None,
-               element_id: str | None = None) -> dict[str, str]:
-    """The output bundle of one chart: ``text/html`` (offline, libraries inlined on the first chart
-    of the kernel unless ``include_library`` says otherwise), ``image/svg+xml`` and ``text/plain``."""
-    global _LIBRARY_EMITTED
-    from .repro import content_hash
-
-    spec = _spec(chart)
-    rows = chart_rows(spec)
-    if rows > MAX_ROWS:
-        raise LayerwiseError(f"the chart embeds {rows} data rows (more than {MAX_ROWS})", "charts.mimebundle",
-                             "aggregate first (quantiles, bins, means) or sample")
-    if include_library is None:
-        include_library = not _LIBRARY_EMITTED
-    element_id = element_id or f"lw-chart-{content_hash(spec, 10)}-{next(_COUNTER)}"
-    bundle = {HTML_MIME: chart_html(spec, element_id, include_library=include_library),
-              SVG_MIME: to_svg(spec)}
-    title = spec.get("title")
-    bundle["text/plain"] = f"<chart: {title.get('text') if isinstance(title, dict) else title or 'untitled'}>"
-    if include_library:
-        _LIBRARY_EMITTED = True
-    return bundle
-
-
-def show(chart: alt.TopLevelMixin) -> None:
-    """Display a chart in a notebook as one offline HTML + SVG output bundle."""
-    from IPython.display import display
-
-    display(mimebundle(chart), raw=True)
-
-
-def _renderer(spec: dict, **metadata) -> dict[str, str]:
-    """The Altair renderer function behind :func:`enable`."""
-    return mimebundle(spec)
-
-
-def enable() -> None:
-    """Register and enable the ``layerwise`` Altair renderer, so that a chart left as a cell's last
-    expression is displayed by :func:`mimebundle` (offline HTML + SVG)."""
-    alt.renderers.register("layerwise", _renderer)
-    alt.renderers.enable("layerwise")
