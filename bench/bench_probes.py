@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 
 from layerwise import probes, stats
+from layerwise.schema import PER_SENTENCE_METRICS, POOLINGS, STATES, VARIANTS, tidy_row
 
-STATES = ("pretrained", "finetuned", "random")
 SIGNAL = {"pretrained": 0.02, "finetuned": 0.04, "random": 0.005}   # class separation per layer step
 
 
@@ -44,7 +44,7 @@ def synthetic_embeddings(n_train=450, n_test=180, n_layers=7, dim=384, seed=0) -
     out = {}
     for state in STATES:
         arrs = {}
-        for pool in ("cls", "mean"):
+        for pool in POOLINGS:
             x = np.empty((n, n_layers, dim), dtype=np.float16)
             for layer in range(n_layers):
                 sep = SIGNAL[state] * layer * np.sqrt(dim) * (1.0 if pool == "cls" else 0.8)
@@ -91,16 +91,15 @@ def main() -> None:
         t0 = time.perf_counter()
         real = args.npz_dir is not None and (args.npz_dir / "per_sentence.parquet").exists()
         name = pd.read_parquet(args.npz_dir / "tidy.parquet")["model"].iloc[0] if real else "bench"
-        tidy, cones = probes.probe_study(emb, name, seeds=args.seeds, n_boot=args.n_boot, mlp=not args.no_mlp,
-                                         mdl=not args.no_mdl, seed=0, timings=timings,
-                                         mlp_poolings=tuple(args.mlp_poolings.split(",")), mlp_solver=args.mlp_solver,
-                                         blas_threads=args.blas_threads or None)
+        settings = probes.ProbeSettings(seeds=args.seeds, n_boot=args.n_boot, mlp=not args.no_mlp,
+                                        mdl=not args.no_mdl, seed=0, mlp_poolings=tuple(args.mlp_poolings.split(",")),
+                                        mlp_solver=args.mlp_solver, blas_threads=args.blas_threads or None)
+        tidy, cones = probes.probe_study(emb, name, settings, timings=timings)
         t_probe = time.perf_counter() - t0
         # statistics: the real per-sentence and geometry tables next to real embeddings, else synthetic ones
         # of the demo's size (180 sentences x 7 layers x 10 metrics)
         rng = np.random.default_rng(r)
-        metrics = ("token_cosine", "token_cosine_var", "intra_similarity", "cov_trace", "cov_trace_scaled")
-        metrics += tuple(f"{m}_content" for m in metrics)
+        metrics = tuple(f"{m}{v}" for v in VARIANTS for m in PER_SENTENCE_METRICS)
         n_layers = first["cls"].shape[1]
         if real:
             ps = pd.read_parquet(args.npz_dir / "per_sentence.parquet")
@@ -109,15 +108,17 @@ def main() -> None:
             ps = pd.DataFrame([(s, layer, i, m, rng.normal(layer * 0.1 * (s == "finetuned")))
                                for s in STATES for layer in range(n_layers) for i in range(180) for m in metrics],
                               columns=["state", "layer", "sentence", "metric", "value"]).assign(model=name)
-            geo = pd.DataFrame([stats.tidy_row(name, s, layer, "token_cosine_mean", 0.1 * layer) for s in STATES
+            geo = pd.DataFrame([tidy_row(name, s, layer, "token_cosine_mean", 0.1 * layer) for s in STATES
                                 for layer in range(n_layers)])
         t1 = time.perf_counter()
-        cmp_rows = stats.compare_states(ps, n_boot=args.n_boot, seed=0)
+        cmp_rows = stats.compare_states_per_sentence(ps, n_boot=args.n_boot, seed=0)
         corr = stats.convergence_correlation(pd.concat([geo, tidy], ignore_index=True))
         t_stats = time.perf_counter() - t1
-        print(f"run {r}: probe_study {t_probe:.1f} s  ({', '.join(f'{k} {v:.1f} s' for k, v in timings.items())}); "
-              f"compare_states + convergence_correlation {t_stats:.1f} s; total {t_probe + t_stats:.1f} s; "
-              f"{len(tidy)} probe rows, {len(cmp_rows)} test rows, {len(corr)} correlation rows, {len(cones)} cone rows")
+        parts = ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())
+        print(f"run {r}: probe_study {t_probe:.1f} s  ({parts}); "
+              f"compare_states_per_sentence + convergence_correlation {t_stats:.1f} s; "
+              f"total {t_probe + t_stats:.1f} s; {len(tidy)} probe rows, {len(cmp_rows)} test rows, "
+              f"{len(corr)} correlation rows, {len(cones)} cone rows")
     acc = tidy[tidy.metric == "probe_acc_cls"].pivot(index="state", columns="layer", values="value").round(3)
     print("probe_acc_cls (treillis):\n" + acc.to_string())
     if args.show:

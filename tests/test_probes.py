@@ -7,7 +7,8 @@ from sklearn.metrics import silhouette_score
 
 from layerwise import probes
 from layerwise.errors import LayerwiseError
-from layerwise.stats import TIDY_COLUMNS
+from layerwise.config import AnalysisSpec
+from layerwise.schema import ORIGINAL_LAYERS, POOLINGS, STATES, TIDY_COLUMNS
 
 
 def blobs(n=300, d=20, sep=8.0, seed=0):
@@ -138,9 +139,9 @@ def fake_embeddings(n_train=120, n_test=60, n_layers=3, d=16, seed=0):
     y = rng.integers(0, 2, n)
     split = np.array(["train"] * n_train + ["test"] * n_test)
     out = {}
-    for state, strength in (("pretrained", 1.0), ("finetuned", 4.0), ("random", 0.0)):
+    for state, strength in zip(STATES, (1.0, 4.0, 0.0)):
         arr = {}
-        for pool in ("cls", "mean"):
+        for pool in POOLINGS:
             x = rng.normal(size=(n, n_layers, d)) + 3.0
             x[:, :, 0] += strength * np.arange(n_layers)[None, :] * (y[:, None] - 0.5)
             arr[pool] = x.astype(np.float16)
@@ -151,11 +152,11 @@ def fake_embeddings(n_train=120, n_test=60, n_layers=3, d=16, seed=0):
 def test_probe_study_tables():
     emb = fake_embeddings()
     timings = {}
-    tidy, cones = probes.probe_study(emb, "toy", seeds=2, n_boot=100, n_perm=5, timings=timings)
+    tidy, cones = probes.probe_study(emb, "toy", probes.ProbeSettings(seeds=2, n_boot=100, n_perm=5), timings=timings)
     assert list(tidy.columns) == TIDY_COLUMNS
-    assert set(tidy["state"]) == {"pretrained", "finetuned", "random"} and set(tidy["model"]) == {"toy"}
+    assert set(tidy["state"]) == set(STATES) and set(tidy["model"]) == {"toy"}
     expected = {f"{m}_{p}" for m in ("probe_acc", "probe_control_acc", "selectivity", "silhouette", "silhouette_perm",
-                                     "centroid_angle", "centroid_margin", "mdl_compression") for p in ("cls", "mean")}
+                                     "centroid_angle", "centroid_margin", "mdl_compression") for p in POOLINGS}
     expected |= {"mlp_probe_acc_cls", "probe_majority_baseline"}
     assert set(tidy["metric"]) == expected
     per_layer = tidy[tidy.metric == "probe_acc_cls"]
@@ -167,7 +168,7 @@ def test_probe_study_tables():
     assert (tidy.loc[tidy.metric == "probe_acc_cls", "n"] == 60).all()
     assert (tidy.loc[tidy.metric == "mdl_compression_cls", "n"] == 120).all()
     assert set(timings) >= {"probe", "control", "mlp", "mdl", "geometry"}
-    # cones: first token, test rows, the seed layers that exist (none here) plus the last layer
+    # cones: first token, test rows, the original study's layers that exist (none here) plus the last layer
     assert list(cones.columns) == probes.CONE_COLUMNS
     assert set(cones["layer"]) == {2} and len(cones) == 3 * 60
     assert sorted(set(cones["sentence"])) == list(range(120, 180))    # rows of the stored arrays
@@ -177,18 +178,37 @@ def test_probe_study_tables():
 
 def test_probe_study_options_and_errors():
     emb = fake_embeddings()
-    tidy, cones = probes.probe_study(emb, "toy", layers=[2], seeds=1, n_boot=100, mlp=False, mdl=False, n_perm=2,
-                                     poolings=("cls",), cone_layers=[0, 2])
+    st = probes.ProbeSettings(layers=[2], seeds=1, n_boot=100, mlp=False, mdl=False, n_perm=2, poolings=("cls",),
+                              cone_layers=[0, 2])
+    tidy, cones = probes.probe_study(emb, "toy", st)
     assert set(tidy.layer) == {-1, 2}
     assert not tidy.metric.str.startswith(("mlp", "mdl")).any()
     assert set(cones.layer) == {2}                   # cones only where the cls probes ran
     with pytest.raises(LayerwiseError, match="out of range"):
-        probes.probe_study(emb, "toy", layers=[7])
+        probes.probe_study(emb, "toy", probes.ProbeSettings(layers=[7]))
     with pytest.raises(LayerwiseError, match="unknown pooling"):
-        probes.probe_study(emb, "toy", poolings=("max",))
+        probes.probe_study(emb, "toy", probes.ProbeSettings(poolings=("max",)))
     bad = {"pretrained": {k: v for k, v in emb["pretrained"].items() if k != "split"}}
     with pytest.raises(LayerwiseError, match="lack"):
         probes.probe_study(bad, "toy")
     only_train = {"pretrained": {**emb["pretrained"], "split": np.array(["train"] * 180)}}
     with pytest.raises(LayerwiseError, match="split"):
         probes.probe_study(only_train, "toy")
+
+
+def test_probe_settings_from_the_analysis_spec():
+    spec = AnalysisSpec(probe_seeds=3, bootstrap=200, seed=7)
+    st = probes.ProbeSettings.from_analysis(spec)
+    assert (st.seeds, st.n_boot, st.seed) == (3, 200, 7)
+    assert st == probes.ProbeSettings(seeds=3, n_boot=200, seed=7)          # the rest: the defaults
+    assert probes.ProbeSettings.from_analysis(spec, mlp=False).mlp is False
+    assert probes.ProbeSettings(layers=[1, 2]).layers == (1, 2)             # frozen, hashable
+    with pytest.raises(AttributeError):
+        st.seeds = 9
+
+
+def test_default_cone_layers_are_the_original_studys_layers():
+    emb = fake_embeddings(n_layers=8, d=4)
+    st = probes.ProbeSettings(layers=[5, 7], seeds=1, n_boot=20, n_perm=1, mlp=False, mdl=False, poolings=("cls",))
+    _, cones = probes.probe_study(emb, "toy", st)
+    assert set(cones.layer) == {v for v in ORIGINAL_LAYERS if v < 8} & {5, 7}

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from layerwise import stats
+from layerwise import schema, stats
 from layerwise.errors import LayerwiseError
 
 # ---------------------------------------------------------------------------------------------- CIs
@@ -187,17 +187,17 @@ def _per_sentence(shift_layer=2, shift=0.5, n=40, layers=3, seed=0):
     rows = []
     for layer in range(layers):
         base = rng.normal(size=n)
-        for state in ("pretrained", "finetuned", "random"):
+        for state in schema.STATES:
             noise = rng.normal(0, 0.05, n)
             v = base + noise + (shift if state == "finetuned" and layer == shift_layer else 0.0)
             rows += [("m", state, layer, i, "token_cosine", v[i]) for i in range(n)]
     return pd.DataFrame(rows, columns=["model", "state", "layer", "sentence", "metric", "value"])
 
 
-def test_compare_states_finds_the_planted_layer_and_applies_holm():
+def test_compare_states_per_sentence_finds_the_planted_layer_and_applies_holm():
     ps = _per_sentence()
-    out = stats.compare_states(ps, n_boot=300, seed=0)
-    assert list(out.columns) == stats.TIDY_COLUMNS
+    out = stats.compare_states_per_sentence(ps, n_boot=300, seed=0)
+    assert list(out.columns) == schema.TIDY_COLUMNS
     assert set(out["state"]) == {"finetuned", "random"}
     assert set(out["metric"]) == {"test_p_token_cosine", "test_p_holm_token_cosine", "effect_token_cosine",
                                   "rank_biserial_token_cosine"}
@@ -209,29 +209,31 @@ def test_compare_states_finds_the_planted_layer_and_applies_holm():
     assert eff.value == pytest.approx(0.5, abs=0.03) and eff.ci_low < 0.5 < eff.ci_high and eff.n == 40
     assert ft.loc[2, "rank_biserial_token_cosine"] == 1.0
     # the permutation variant agrees on the planted layer
-    perm = stats.compare_states(ps, n_boot=100, test="permutation", n_perm=1999)
+    perm = stats.compare_states_per_sentence(ps, n_boot=100, test="permutation", n_perm=1999)
     p = perm[(perm.state == "finetuned") & (perm.metric == "test_p_holm_token_cosine")].set_index("layer").value
     assert p[2] < 0.01 and p[0] > 0.01
 
 
-def test_compare_states_errors():
+def test_compare_states_per_sentence_errors():
     ps = _per_sentence()
     with pytest.raises(LayerwiseError, match="not in the per-sentence table"):
-        stats.compare_states(ps, metrics=["cov_trace"])
+        stats.compare_states_per_sentence(ps, metrics=["cov_trace"])
     with pytest.raises(LayerwiseError, match="lacks columns"):
-        stats.compare_states(ps.drop(columns="sentence"))
-    assert stats.compare_states(ps[ps.state != "pretrained"]).empty
+        stats.compare_states_per_sentence(ps.drop(columns="sentence"))
+    assert stats.compare_states_per_sentence(ps[ps.state != "pretrained"]).empty
+    with pytest.raises(LayerwiseError, match="unknown test"):
+        stats.compare_states_per_sentence(ps, test="t-test")
 
 
 def test_convergence_correlation():
     rows = []
     for layer in range(7):
-        rows += [stats.tidy_row("m", "pretrained", layer, "token_cosine_mean", 0.1 * layer),
-                 stats.tidy_row("m", "pretrained", layer, "probe_acc_cls", 0.5 + 0.05 * layer),
-                 stats.tidy_row("m", "random", layer, "token_cosine_mean", 0.1 * layer),
-                 stats.tidy_row("m", "random", layer, "probe_acc_cls", 0.9 - 0.05 * layer)]
-    rows.append(stats.tidy_row("m", "finetuned", 3, "probe_acc_cls", 0.9))       # too few layers: skipped
-    out = stats.convergence_correlation(stats.tidy_frame(rows))
+        rows += [schema.tidy_row("m", "pretrained", layer, "token_cosine_mean", 0.1 * layer),
+                 schema.tidy_row("m", "pretrained", layer, "probe_acc_cls", 0.5 + 0.05 * layer),
+                 schema.tidy_row("m", "random", layer, "token_cosine_mean", 0.1 * layer),
+                 schema.tidy_row("m", "random", layer, "probe_acc_cls", 0.9 - 0.05 * layer)]
+    rows.append(schema.tidy_row("m", "finetuned", 3, "probe_acc_cls", 0.9))       # too few layers: skipped
+    out = stats.convergence_correlation(schema.tidy_frame(rows))
     r = out[out.metric == "spearman_convergence_probe"].set_index("state")
     assert set(r.index) == {"pretrained", "random"}
     assert r.loc["pretrained", "value"] == pytest.approx(1.0) and r.loc["random", "value"] == pytest.approx(-1.0)

@@ -121,12 +121,11 @@ def probe(params: StudyParams, analysis_entry: Path | None = None, progress: boo
     geometry_tidy = pd.read_parquet(analysis_entry / "tidy.parquet")
     per_sentence = pd.read_parquet(analysis_entry / "per_sentence.parquet")
     with atomic_dir(entry) as tmp:
-        probe_tidy, cones = probes.probe_study(emb, params.name, seeds=a.probe_seeds, n_boot=a.bootstrap,
-                                               seed=a.seed)
+        probe_tidy, cones = probes.probe_study(emb, params.name, probes.ProbeSettings.from_analysis(a))
         parts = [probe_tidy]
         if "pretrained" in a.states and len(a.states) > 1:
-            parts.append(stats.compare_states(per_sentence, reference="pretrained", n_boot=a.bootstrap,
-                                              seed=a.seed))
+            parts.append(stats.compare_states_per_sentence(per_sentence, reference="pretrained", n_boot=a.bootstrap,
+                                                           seed=a.seed))
         parts.append(stats.convergence_correlation(pd.concat([geometry_tidy, probe_tidy], ignore_index=True)))
         pd.concat(parts, ignore_index=True).to_parquet(tmp / "tidy.parquet", index=False)
         cones.to_parquet(tmp / "cones.parquet", index=False)

@@ -10,10 +10,10 @@ embeddings:
 
 * linear probe (standardise + logistic regression, trained on the train split, accuracy on the test
   split), its permuted-label control and the selectivity (Hewitt & Liang 2019);
-* the seed's RoBERTa-style head (dense + tanh + linear) as a one-hidden-layer tanh MLP, for comparison;
+* the original study's RoBERTa-style head (dense + tanh + linear) as a one-hidden-layer tanh MLP, for comparison;
 * MDL online code length (Voita & Titov 2020), a probe-capacity-robust alternative to accuracy;
 * class geometry: the angle between class centroids, cosine to the own / nearest other class centroid,
-  silhouette (cosine distance) against its permuted-label baseline, and the seed's cone view
+  silhouette (cosine distance) against its permuted-label baseline, and the original study's cone view
   (cosine to one reference sentence).
 
 What varies across probe seeds: each seed ``s`` trains on a different stratified random subsample
@@ -30,20 +30,17 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
 
 from .errors import LayerwiseError
-from .stats import bootstrap_mean_ci, tidy_frame, tidy_row, wilson_ci
+from .schema import ORIGINAL_LAYERS, POOLINGS, state_order, tidy_frame, tidy_row
+from .stats import bootstrap_mean_ci, wilson_ci
 
 #: MDL block boundaries in percent of the train set (Voita & Titov 2020).
 MDL_FRACTIONS = (0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.25, 12.5, 25.0, 50.0, 100.0)
-#: layers of the seed study's probe grid, used for the cones table (clipped to the model depth).
-SEED_LAYERS = (5, 7, 9, 11, 12)
-POOLINGS = ("cls", "mean")
-STATES_ORDER = ("pretrained", "finetuned", "random")
 CONE_COLUMNS = ["model", "state", "layer", "sentence", "label", "cos_ref", "cos_own_centroid", "cos_other_centroid"]
 
 
@@ -94,7 +91,7 @@ def _subsample(y: np.ndarray, frac: float, rng: np.random.Generator) -> np.ndarr
     return np.sort(np.concatenate(keep))
 
 
-def _seed_draws(ytr: np.ndarray, seeds: int, subsample: float, seed: int) -> list[tuple[np.ndarray, np.ndarray, int]]:
+def _probe_draws(ytr: np.ndarray, seeds: int, subsample: float, seed: int) -> list[tuple[np.ndarray, np.ndarray, int]]:
     """Per probe seed: (train subsample indices, a label permutation of the train split, model seed)."""
     draws = []
     for s in range(seeds):
@@ -136,7 +133,7 @@ def _run_probe(make: Callable[[int], object], Xtr, ytr, Xte, yte, *, seeds: int,
     if seeds < 1:
         raise LayerwiseError(f"seeds must be >= 1, got {seeds}", where=where, fix="pass seeds=5")
     correct = np.zeros((seeds, yte.size), dtype=bool)
-    for s, (idx, perm, model_seed) in enumerate(_seed_draws(ytr, seeds, subsample, seed)):
+    for s, (idx, perm, model_seed) in enumerate(_probe_draws(ytr, seeds, subsample, seed)):
         labels = ytr[perm] if control else ytr
         if np.unique(labels[idx]).size < 2:  # a tiny subsample may hold one class: predict it
             correct[s] = yte == labels[idx][0]
@@ -170,7 +167,7 @@ def probe_accuracy(Xtr, ytr, Xte, yte, *, seeds: int = 5, n_boot: int = 1000, co
 def mlp_probe_accuracy(Xtr, ytr, Xte, yte, *, seeds: int = 5, n_boot: int = 1000, control: bool = False,
                        subsample: float = 0.8, hidden: int | None = None, alpha: float = 1e-4, max_iter: int = 200,
                        solver: str = "lbfgs", seed: int = 0, level: float = 0.95) -> ProbeResult:
-    """The seed study's RoBERTa-style classification head as a probe: h = tanh(W1 z + b1), p = softmax(W2 h + b2)
+    """The original study's RoBERTa-style classification head as a probe: h = tanh(W1 z + b1), p = softmax(W2 h + b2)
     with W1 of size ``hidden x d`` (default ``hidden = d``, as in ``RobertaClassificationHead``: dense d->d,
     tanh, out_proj d->K; the head's dropout is replaced by an L2 penalty ``alpha``). scikit-learn
     ``MLPClassifier(hidden_layer_sizes=(hidden,), activation="tanh", solver=solver)`` after ``StandardScaler``.
@@ -373,7 +370,7 @@ def class_geometry(X, y, *, n_perm: int = 20, n_boot: int = 1000, seed: int = 0,
 
 
 def cone_view(X, y, ref_index: int = 0) -> pd.DataFrame:
-    """The seed study's cone view: cos(x_i, x_ref) for every row i, with its label (columns ``sentence``
+    """The original study's cone view: cos(x_i, x_ref) for every row i, with its label (columns ``sentence``
     = row position, ``label``, ``cos_ref``). It depends on the arbitrary reference sentence ``ref_index``
     (whose own cosine is 1); ``class_geometry`` gives the reference-free measures."""
     X, y = _check_xy(X, y, "cone_view")
@@ -387,6 +384,63 @@ def cone_view(X, y, ref_index: int = 0) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------------
 # The study
 # --------------------------------------------------------------------------------------------------
+
+def _layer_tuple(v: Sequence[int] | None) -> tuple[int, ...] | None:
+    return None if v is None else tuple(int(x) for x in v)
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    """What :func:`probe_study` computes: the one settings object of the probes.
+
+    ``layers``: the layers probed (None = all, 0..L); ``mlp_layers``/``mdl_layers``: subsets for the
+    costlier probes (None = ``layers``); ``cone_layers``: the layers of the cones table (None = the
+    original study's layers ``schema.ORIGINAL_LAYERS`` that exist, plus the last layer).
+    ``seeds``: probe seeds (train subsamples, MLP initialisations, control permutations, MDL data
+    orderings); ``n_boot``: bootstrap resamples of every CI; ``seed``: the RNG seed of every draw;
+    ``level``: CI coverage. ``poolings``: the poolings of the linear probes and class geometry;
+    ``mlp``/``mlp_poolings``: the MLP probe (default first token only, the token the original study's
+    RoBERTa-style head reads, and by far the costliest part: see bench/RESULTS-probes.md);
+    ``mdl``/``mdl_poolings``: the MDL code. ``subsample``: train fraction per seed; ``n_perm``: label
+    permutations of the silhouette baseline; ``ref_index``: the cone view's reference test row;
+    ``mlp_solver``: see :func:`mlp_probe_accuracy`. ``blas_threads`` caps the BLAS threads while
+    probing (``threadpoolctl``; None = leave as is): the matrices are small (hundreds x d), and
+    multi-threaded BLAS on them is many times slower than one thread on a shared machine (15x measured
+    in bench/RESULTS-probes.md).
+    """
+
+    layers: tuple[int, ...] | None = None
+    seeds: int = 5
+    n_boot: int = 1000
+    seed: int = 0
+    level: float = 0.95
+    poolings: tuple[str, ...] = POOLINGS
+    mlp: bool = True
+    mlp_poolings: tuple[str, ...] = ("cls",)
+    mlp_layers: tuple[int, ...] | None = None
+    mlp_solver: str = "lbfgs"
+    mdl: bool = True
+    mdl_poolings: tuple[str, ...] = POOLINGS
+    mdl_layers: tuple[int, ...] | None = None
+    subsample: float = 0.8
+    n_perm: int = 20
+    cone_layers: tuple[int, ...] | None = None
+    ref_index: int = 0
+    blas_threads: int | None = 1
+
+    def __post_init__(self):
+        for name in ("layers", "mlp_layers", "mdl_layers", "cone_layers"):
+            object.__setattr__(self, name, _layer_tuple(getattr(self, name)))
+        for name in ("poolings", "mlp_poolings", "mdl_poolings"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+
+    @classmethod
+    def from_analysis(cls, spec, **overrides) -> "ProbeSettings":
+        """The settings of ``params.analysis`` (a ``config.AnalysisSpec``): ``probe_seeds``, ``bootstrap``
+        and ``seed`` (the fields of ``config.PROBE_FIELDS``, which key the probes' cache); the other
+        settings keep their defaults unless given in ``overrides``."""
+        return cls(**{"seeds": spec.probe_seeds, "n_boot": spec.bootstrap, "seed": spec.seed, **overrides})
+
 
 def _validate_embeddings(embeddings: dict, poolings: Sequence[str]) -> tuple[int, int]:
     if not embeddings:
@@ -417,159 +471,197 @@ def _validate_embeddings(embeddings: dict, poolings: Sequence[str]) -> tuple[int
     return shape  # (L+1, d)
 
 
-def probe_study(embeddings: dict[str, dict[str, np.ndarray]], model_name: str, *, layers: Sequence[int] | None = None,
-                seeds: int = 5, n_boot: int = 1000, mlp: bool = True, mdl: bool = True, seed: int = 0,
-                poolings: Sequence[str] = POOLINGS, mlp_poolings: Sequence[str] = ("cls",),
-                mdl_poolings: Sequence[str] = POOLINGS, mlp_layers: Sequence[int] | None = None,
-                mdl_layers: Sequence[int] | None = None, subsample: float = 0.8, n_perm: int = 20,
-                cone_layers: Sequence[int] | None = None, ref_index: int = 0, level: float = 0.95,
-                mlp_solver: str = "lbfgs", blas_threads: int | None = 1,
-                timings: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Probes and class geometry for every state, layer and pooling; returns ``(tidy, cones)``.
+class _Layers(NamedTuple):
+    """The layers each probe family runs at, checked against the model depth."""
 
-    ``embeddings[state]`` holds ``cls``, ``mean`` (``[n, L+1, d]``), ``label`` ``[n]`` and ``split`` ``[n]``
-    (other arrays, e.g. ``index``, are ignored). The cones' ``sentence`` id is the row in these arrays, as in
-    the geometry engine's per_sentence table.
-    Probes train on the ``train`` rows and are scored on the ``test`` rows; class geometry and cones use
-    the test rows. ``layers=None``: all layers 0..L; ``mlp_layers``/``mdl_layers``: subsets for the costlier
-    probes (default: the same layers).
+    needed: tuple[str, ...]     # the poolings any family reads
+    probe: list[int]
+    mlp: list[int]
+    mdl: list[int]
+    cones: list[int]
 
-    Tidy metrics (per layer; ``<p>`` in ``poolings``): ``probe_acc_<p>``, ``probe_control_acc_<p>``,
-    ``selectivity_<p>``, ``silhouette_<p>``, ``silhouette_perm_<p>``, ``centroid_angle_<p>``,
-    ``centroid_margin_<p>``; ``mlp_probe_acc_<p>`` for ``mlp_poolings`` (if ``mlp``; default first token
-    only, the token the seed's RoBERTa-style head reads, and by far the costliest part: see
-    bench/RESULTS-probes.md);
-    ``mdl_compression_<p>`` for ``mdl_poolings`` (if ``mdl``; the C-grid mixture code of ``mdl_online``,
-    mean over ``seeds`` data orderings, CI = t-interval over orderings, n = train size); and per state at
-    layer -1 ``probe_majority_baseline``
-    (test accuracy of always predicting the majority train class, Wilson CI). The states x layers grid of
-    ``probe_acc_cls`` is the seed study's "treillis".
-
-    Cones (first token only, test rows; layers ``cone_layers``, default the seed layers 5, 7, 9, 11, 12 that
-    exist plus the last layer; only those among ``layers``): model, state, layer, sentence, label, cos_ref
-    (to test row ``ref_index``), cos_own_centroid, cos_other_centroid (see ``class_geometry``).
-    ``timings``, when a dict, receives seconds per part.
-
-    ``mlp_solver``: see ``mlp_probe_accuracy``. ``blas_threads`` caps the BLAS threads while probing
-    (``threadpoolctl``; None = leave as is): the matrices are small (hundreds x d), and multi-threaded BLAS
-    on them is many times slower than one thread on a shared machine (15x measured in
-    bench/RESULTS-probes.md).
-    """
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=blas_threads):
-        return _probe_study(embeddings, model_name, layers=layers, seeds=seeds, n_boot=n_boot, mlp=mlp, mdl=mdl,
-                            seed=seed, poolings=poolings, mlp_poolings=mlp_poolings, mdl_poolings=mdl_poolings,
-                            mlp_layers=mlp_layers, mdl_layers=mdl_layers, subsample=subsample, n_perm=n_perm,
-                            cone_layers=cone_layers, ref_index=ref_index, level=level, mlp_solver=mlp_solver,
-                            timings=timings)
+    def of(self, pool: str, st: ProbeSettings) -> list[int]:
+        """The layers at which some family runs on ``pool``, ascending."""
+        return sorted(set(self.probe) | set(self.mlp if pool in st.mlp_poolings else ())
+                      | set(self.mdl if pool in st.mdl_poolings else ()))
 
 
-def _probe_study(embeddings, model_name, *, layers, seeds, n_boot, mlp, mdl, seed, poolings, mlp_poolings,
-                 mdl_poolings, mlp_layers, mdl_layers, subsample, n_perm, cone_layers, ref_index, level, mlp_solver,
-                 timings):
-    poolings = tuple(poolings)
-    bad = [p for p in (*poolings, *mlp_poolings, *mdl_poolings) if p not in POOLINGS]
+def _plan_layers(embeddings: dict, st: ProbeSettings) -> _Layers:
+    bad = [p for p in (*st.poolings, *st.mlp_poolings, *st.mdl_poolings) if p not in POOLINGS]
     if bad:
         raise LayerwiseError(f"unknown pooling(s) {bad}", where="probe_study", fix=f"choose among {POOLINGS}")
-    needed = tuple(dict.fromkeys((*poolings, *(mlp_poolings if mlp else ()), *(mdl_poolings if mdl else ()))))
+    needed = tuple(dict.fromkeys((*st.poolings, *(st.mlp_poolings if st.mlp else ()),
+                                  *(st.mdl_poolings if st.mdl else ()))))
     n_layers, _ = _validate_embeddings(embeddings, needed)
-    all_layers = list(range(n_layers))
 
     def pick(ls, name):
-        ls = all_layers if ls is None else [int(v) for v in ls]
+        ls = list(range(n_layers)) if ls is None else [int(v) for v in ls]
         out_of_range = [v for v in ls if not 0 <= v < n_layers]
         if out_of_range:
             raise LayerwiseError(f"{name} {out_of_range} out of range 0..{n_layers - 1}", where="probe_study",
                                  fix=f"choose layers between 0 and {n_layers - 1}")
         return ls
 
-    layers = pick(layers, "layers")
-    mlp_layers = pick(mlp_layers if mlp_layers is not None else layers, "mlp_layers")
-    mdl_layers = pick(mdl_layers if mdl_layers is not None else layers, "mdl_layers")
+    layers = pick(st.layers, "layers")
+    cone_layers = st.cone_layers
     if cone_layers is None:
-        cone_layers = sorted({v for v in SEED_LAYERS if v < n_layers} | {n_layers - 1})
-    cone_layers = pick(cone_layers, "cone_layers")
-    t = timings if timings is not None else {}
+        cone_layers = sorted({v for v in ORIGINAL_LAYERS if v < n_layers} | {n_layers - 1})
+    return _Layers(needed, layers, pick(st.mlp_layers if st.mlp_layers is not None else layers, "mlp_layers"),
+                   pick(st.mdl_layers if st.mdl_layers is not None else layers, "mdl_layers"),
+                   pick(cone_layers, "cone_layers"))
+
+
+class _Cell(NamedTuple):
+    """One (model, state, pooling, layer) of the study: the train and test rows of its embeddings."""
+
+    model: str
+    state: str
+    pool: str
+    layer: int
+    Xtr: np.ndarray
+    ytr: np.ndarray
+    Xte: np.ndarray
+    yte: np.ndarray
+
+    def row(self, name: str, value: float, low: float = np.nan, high: float = np.nan, n: int | None = None) -> dict:
+        """The tidy row of metric ``<name>_<pool>`` at this cell (``n`` defaults to the test size)."""
+        return tidy_row(self.model, self.state, self.layer, f"{name}_{self.pool}", value, low, high,
+                        self.yte.size if n is None else n)
+
+
+def _linear_rows(c: _Cell, st: ProbeSettings, t: dict) -> list[dict]:
+    """Linear probe, its permuted-label control and the selectivity."""
+    kw = dict(seeds=st.seeds, n_boot=st.n_boot, subsample=st.subsample, seed=st.seed, level=st.level)
+    t0 = time.perf_counter()
+    real = probe_accuracy(c.Xtr, c.ytr, c.Xte, c.yte, **kw)
+    t1 = time.perf_counter()
+    ctrl = probe_accuracy(c.Xtr, c.ytr, c.Xte, c.yte, **kw, control=True)
+    t2 = time.perf_counter()
+    sel = selectivity(real, ctrl, n_boot=st.n_boot, seed=st.seed, level=st.level)
+    t["probe"] += t1 - t0
+    t["control"] += t2 - t1
+    t["geometry"] += time.perf_counter() - t2  # the selectivity's bootstrap is timed with the geometry
+    return [c.row("probe_acc", real.acc, real.ci_low, real.ci_high),
+            c.row("probe_control_acc", ctrl.acc, ctrl.ci_low, ctrl.ci_high),
+            c.row("selectivity", *sel)]
+
+
+def _geometry_rows(c: _Cell, st: ProbeSettings, t: dict) -> tuple[list[dict], dict]:
+    """Class geometry of the test rows: silhouette, its permuted-label baseline, centroid angle and margin."""
+    t0 = time.perf_counter()
+    geo = class_geometry(c.Xte, c.yte, n_perm=st.n_perm, n_boot=st.n_boot, seed=st.seed, level=st.level)
+    t["geometry"] += time.perf_counter() - t0
+    return [c.row(name, geo[name], *geo[f"{name}_ci"])
+            for name in ("silhouette", "silhouette_perm", "centroid_angle", "centroid_margin")], geo
+
+
+def _cone_frame(c: _Cell, sent_ids: np.ndarray, geo: dict, ref_index: int) -> pd.DataFrame:
+    """The cones rows of one cell (first token): cosine to the reference row and to the class centroids."""
+    cv = cone_view(c.Xte, c.yte, ref_index=ref_index)
+    return pd.DataFrame({"model": c.model, "state": c.state, "layer": c.layer, "sentence": sent_ids,
+                         "label": c.yte, "cos_ref": cv["cos_ref"].to_numpy(),
+                         "cos_own_centroid": geo["cos_own_centroid"], "cos_other_centroid": geo["cos_other_centroid"]})
+
+
+def _mlp_row(c: _Cell, st: ProbeSettings, t: dict) -> dict:
+    """The original study's dense + tanh head as a probe."""
+    t0 = time.perf_counter()
+    m = mlp_probe_accuracy(c.Xtr, c.ytr, c.Xte, c.yte, seeds=st.seeds, n_boot=st.n_boot, subsample=st.subsample,
+                           seed=st.seed, level=st.level, solver=st.mlp_solver)
+    t["mlp"] += time.perf_counter() - t0
+    return c.row("mlp_probe_acc", m.acc, m.ci_low, m.ci_high)
+
+
+def _t_interval(values: np.ndarray, level: float) -> tuple[float, float]:
+    """Student-t interval of the mean of ``values`` (NaN for fewer than two)."""
+    if values.size < 2:
+        return np.nan, np.nan
+    from scipy import stats as sps
+
+    half = sps.t.ppf((1 + level) / 2, values.size - 1) * values.std(ddof=1) / np.sqrt(values.size)
+    return values.mean() - half, values.mean() + half
+
+
+def _mdl_row(c: _Cell, st: ProbeSettings, t: dict) -> dict:
+    """MDL compression, mean over ``seeds`` data orderings, t-interval over orderings, n = train size."""
+    t0 = time.perf_counter()
+    comp = np.array([mdl_online(c.Xtr, c.ytr, seed=st.seed * 1000 + s).compression for s in range(st.seeds)])
+    t["mdl"] += time.perf_counter() - t0
+    return c.row("mdl_compression", comp.mean(), *_t_interval(comp, st.level), n=c.ytr.size)
+
+
+def _majority_row(model: str, state: str, ytr: np.ndarray, yte: np.ndarray, level: float) -> dict:
+    """Test accuracy of always answering the majority train class, with its Wilson CI (layer -1)."""
+    majority = np.bincount(np.unique(ytr, return_inverse=True)[1]).argmax()
+    k = int(np.sum(yte == np.unique(ytr)[majority]))
+    return tidy_row(model, state, -1, "probe_majority_baseline", *wilson_ci(k, yte.size, level), yte.size)
+
+
+def _cone_table(cones: list[pd.DataFrame]) -> pd.DataFrame:
+    cone_df = (pd.concat(cones, ignore_index=True) if cones else pd.DataFrame(columns=CONE_COLUMNS))[CONE_COLUMNS]
+    if len(cone_df):
+        cone_df = cone_df.astype({"layer": np.int64, "sentence": np.int64, "label": np.int64})
+    return cone_df
+
+
+def probe_study(embeddings: dict[str, dict[str, np.ndarray]], model_name: str, settings: ProbeSettings | None = None,
+                *, timings: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Probes and class geometry for every state, layer and pooling; returns ``(tidy, cones)``.
+
+    ``embeddings[state]`` holds ``cls``, ``mean`` (``[n, L+1, d]``), ``label`` ``[n]`` and ``split`` ``[n]``
+    (other arrays, e.g. ``index``, are ignored). The cones' ``sentence`` id is the row in these arrays, as in
+    the geometry engine's per_sentence table. ``settings`` (:class:`ProbeSettings`, default its defaults;
+    ``ProbeSettings.from_analysis(params.analysis)`` in the pipeline) says which layers, poolings and
+    probes run, with how many seeds and resamples.
+    Probes train on the ``train`` rows and are scored on the ``test`` rows; class geometry and cones use
+    the test rows.
+
+    Tidy metrics (per layer; ``<p>`` in ``poolings``): ``probe_acc_<p>``, ``probe_control_acc_<p>``,
+    ``selectivity_<p>``, ``silhouette_<p>``, ``silhouette_perm_<p>``, ``centroid_angle_<p>``,
+    ``centroid_margin_<p>``; ``mlp_probe_acc_<p>`` for ``mlp_poolings`` (if ``mlp``);
+    ``mdl_compression_<p>`` for ``mdl_poolings`` (if ``mdl``; the C-grid mixture code of ``mdl_online``,
+    mean over ``seeds`` data orderings, CI = t-interval over orderings, n = train size); and per state at
+    layer -1 ``probe_majority_baseline``
+    (test accuracy of always predicting the majority train class, Wilson CI). The states x layers grid of
+    ``probe_acc_cls`` is the original study's "treillis".
+
+    Cones (first token only, test rows; layers ``cone_layers``, default the original study's layers 5, 7,
+    9, 11, 12 that exist plus the last layer; only those among ``layers``): model, state, layer, sentence,
+    label, cos_ref (to test row ``ref_index``), cos_own_centroid, cos_other_centroid (see
+    ``class_geometry``). ``timings``, when a dict, receives seconds per part.
+    """
+    from threadpoolctl import threadpool_limits
+
+    settings = settings if settings is not None else ProbeSettings()
+    with threadpool_limits(limits=settings.blas_threads):
+        return _probe_study(embeddings, model_name, settings, timings if timings is not None else {})
+
+
+def _probe_study(embeddings, model_name: str, st: ProbeSettings, t: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    plan = _plan_layers(embeddings, st)
     for k in ("probe", "control", "mlp", "mdl", "geometry"):
         t.setdefault(k, 0.0)
-
     rows: list[dict] = []
     cones: list[pd.DataFrame] = []
-    states = sorted(embeddings, key=lambda s: (STATES_ORDER.index(s) if s in STATES_ORDER else 99, s))
-    for state in states:
+    for state in state_order(embeddings):
         e = embeddings[state]
         split = np.asarray(e["split"])
         tr, te = split == "train", split == "test"
         y = np.asarray(e["label"])
-        ytr, yte = y[tr], y[te]
         sent_ids = np.flatnonzero(te)  # row in the stored arrays: the per_sentence table's ``sentence`` id
-        majority = np.bincount(np.unique(ytr, return_inverse=True)[1]).argmax()
-        k = int(np.sum(yte == np.unique(ytr)[majority]))
-        rows.append(tidy_row(model_name, state, -1, "probe_majority_baseline", *wilson_ci(k, yte.size, level),
-                             yte.size))
-        for pool in needed:
-            arr = e[pool]
-            for layer in sorted(set(layers) | set(mlp_layers if pool in mlp_poolings else ())
-                                | set(mdl_layers if pool in mdl_poolings else ())):
-                X = arr[:, layer, :].astype(np.float64)
-                Xtr, Xte = X[tr], X[te]
-                if pool in poolings and layer in layers:
-                    t0 = time.perf_counter()
-                    real = probe_accuracy(Xtr, ytr, Xte, yte, seeds=seeds, n_boot=n_boot, subsample=subsample,
-                                          seed=seed, level=level)
-                    t1 = time.perf_counter()
-                    ctrl = probe_accuracy(Xtr, ytr, Xte, yte, seeds=seeds, n_boot=n_boot, subsample=subsample,
-                                          seed=seed, level=level, control=True)
-                    t2 = time.perf_counter()
-                    sel = selectivity(real, ctrl, n_boot=n_boot, seed=seed, level=level)
-                    nte = yte.size
-                    rows += [tidy_row(model_name, state, layer, f"probe_acc_{pool}", real.acc, real.ci_low,
-                                      real.ci_high, nte),
-                             tidy_row(model_name, state, layer, f"probe_control_acc_{pool}", ctrl.acc, ctrl.ci_low,
-                                      ctrl.ci_high, nte),
-                             tidy_row(model_name, state, layer, f"selectivity_{pool}", *sel, nte)]
-                    geo = class_geometry(Xte, yte, n_perm=n_perm, n_boot=n_boot, seed=seed, level=level)
-                    t3 = time.perf_counter()
-                    rows += [tidy_row(model_name, state, layer, f"silhouette_{pool}", geo["silhouette"],
-                                      *geo["silhouette_ci"], nte),
-                             tidy_row(model_name, state, layer, f"silhouette_perm_{pool}", geo["silhouette_perm"],
-                                      *geo["silhouette_perm_ci"], nte),
-                             tidy_row(model_name, state, layer, f"centroid_angle_{pool}", geo["centroid_angle"],
-                                      *geo["centroid_angle_ci"], nte),
-                             tidy_row(model_name, state, layer, f"centroid_margin_{pool}", geo["centroid_margin"],
-                                      *geo["centroid_margin_ci"], nte)]
-                    t["probe"] += t1 - t0
-                    t["control"] += t2 - t1
-                    t["geometry"] += t3 - t2
-                    if pool == "cls" and layer in cone_layers:
-                        cv = cone_view(Xte, yte, ref_index=ref_index)
-                        cones.append(pd.DataFrame({
-                            "model": model_name, "state": state, "layer": layer, "sentence": sent_ids,
-                            "label": yte, "cos_ref": cv["cos_ref"].to_numpy(),
-                            "cos_own_centroid": geo["cos_own_centroid"],
-                            "cos_other_centroid": geo["cos_other_centroid"]}))
-                if mlp and pool in mlp_poolings and layer in mlp_layers:
-                    t0 = time.perf_counter()
-                    m = mlp_probe_accuracy(Xtr, ytr, Xte, yte, seeds=seeds, n_boot=n_boot, subsample=subsample,
-                                           seed=seed, level=level, solver=mlp_solver)
-                    rows.append(tidy_row(model_name, state, layer, f"mlp_probe_acc_{pool}", m.acc, m.ci_low, m.ci_high,
-                                         yte.size))
-                    t["mlp"] += time.perf_counter() - t0
-                if mdl and pool in mdl_poolings and layer in mdl_layers:
-                    t0 = time.perf_counter()
-                    comp = np.array([mdl_online(Xtr, ytr, seed=seed * 1000 + s).compression for s in range(seeds)])
-                    if comp.size > 1:
-                        from scipy import stats as sps
-                        half = sps.t.ppf((1 + level) / 2, comp.size - 1) * comp.std(ddof=1) / np.sqrt(comp.size)
-                        lo, hi = comp.mean() - half, comp.mean() + half
-                    else:
-                        lo = hi = np.nan
-                    rows.append(tidy_row(model_name, state, layer, f"mdl_compression_{pool}", comp.mean(), lo, hi,
-                                         ytr.size))
-                    t["mdl"] += time.perf_counter() - t0
-    tidy = tidy_frame(rows)
-    cone_df = (pd.concat(cones, ignore_index=True) if cones else pd.DataFrame(columns=CONE_COLUMNS))[CONE_COLUMNS]
-    if len(cone_df):
-        cone_df = cone_df.astype({"layer": np.int64, "sentence": np.int64, "label": np.int64})
-    return tidy, cone_df
+        rows.append(_majority_row(model_name, state, y[tr], y[te], st.level))
+        for pool in plan.needed:
+            for layer in plan.of(pool, st):
+                X = e[pool][:, layer, :].astype(np.float64)
+                c = _Cell(model_name, state, pool, layer, X[tr], y[tr], X[te], y[te])
+                if pool in st.poolings and layer in plan.probe:
+                    rows += _linear_rows(c, st, t)
+                    geo_rows, geo = _geometry_rows(c, st, t)
+                    rows += geo_rows
+                    if pool == "cls" and layer in plan.cones:
+                        cones.append(_cone_frame(c, sent_ids, geo, st.ref_index))
+                if st.mlp and pool in st.mlp_poolings and layer in plan.mlp:
+                    rows.append(_mlp_row(c, st, t))
+                if st.mdl and pool in st.mdl_poolings and layer in plan.mdl:
+                    rows.append(_mdl_row(c, st, t))
+    return tidy_frame(rows), _cone_table(cones)

@@ -7,26 +7,21 @@ confidence interval is returned as ``(estimate, low, high)``; ``level`` is the t
 step-down correction is not in scipy and is written out here (and checked against hand-worked values in
 ``tests/test_stats.py``).
 
-Tidy rows follow the schema of ``docs/architecture.md``: model, state, layer, metric, value, ci_low,
-ci_high, n.
+Tidy rows follow the table contract of :mod:`layerwise.schema` (``tidy_row``, ``tidy_frame``): model,
+state, layer, metric, value, ci_low, ci_high, n.
 """
 
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Iterable, NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
 from .errors import LayerwiseError
-
-TIDY_COLUMNS = ["model", "state", "layer", "metric", "value", "ci_low", "ci_high", "n"]
-
-#: per-sentence metrics compared between states by default (``compare_states``); the ``_content``
-#: variants are added when present in the table.
-DEFAULT_COMPARE_METRICS = ("token_cosine", "token_cosine_var", "intra_similarity", "cov_trace", "cov_trace_scaled")
+from .schema import PER_SENTENCE_METRICS, VARIANTS, tidy_frame, tidy_row
 
 
 class TwoSampleResult(NamedTuple):
@@ -349,23 +344,46 @@ def spearman_ci(x, y, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
 # Table builders
 # --------------------------------------------------------------------------------------------------
 
-def tidy_row(model: str, state: str, layer: int, metric: str, value: float, ci_low: float = np.nan,
-             ci_high: float = np.nan, n: int = 0) -> dict:
-    """One row of the tidy results table (``docs/architecture.md``)."""
-    return {"model": model, "state": state, "layer": int(layer), "metric": metric, "value": float(value),
-            "ci_low": float(ci_low), "ci_high": float(ci_high), "n": int(n)}
+def _compared_metrics(per_sentence: pd.DataFrame, metrics: Sequence[str] | None, test: str) -> list[str]:
+    """The per-sentence metrics to compare (checked against the table), after checking its columns."""
+    where = "compare_states_per_sentence"
+    missing = {"model", "state", "layer", "sentence", "metric", "value"} - set(per_sentence.columns)
+    if missing:
+        raise LayerwiseError(f"per-sentence table lacks columns {sorted(missing)}", where=where,
+                             fix="pass the per_sentence table of the geometry engine")
+    if test not in ("wilcoxon", "permutation"):
+        raise LayerwiseError(f"unknown test {test!r}", where=where, fix="use 'wilcoxon' or 'permutation'")
+    present = set(per_sentence["metric"].unique())
+    if metrics is None:
+        return [m for base in PER_SENTENCE_METRICS for m in (f"{base}{v}" for v in VARIANTS) if m in present]
+    unknown = [m for m in metrics if m not in present]
+    if unknown:
+        raise LayerwiseError(f"metrics {unknown} are not in the per-sentence table", where=where,
+                             fix=f"choose among {sorted(present)}")
+    return list(metrics)
 
 
-def tidy_frame(rows: Iterable[dict]) -> pd.DataFrame:
-    """Rows -> tidy DataFrame with the schema's columns and dtypes (an empty frame keeps the columns)."""
-    df = pd.DataFrame(list(rows), columns=TIDY_COLUMNS)
-    return df.astype({"model": str, "state": str, "layer": np.int64, "metric": str, "value": np.float64,
-                      "ci_low": np.float64, "ci_high": np.float64, "n": np.int64})
+def _paired_layer_tests(pairs: pd.DataFrame, state: str, reference: str, *, n_boot: int, seed: int, test: str,
+                        n_perm: int, level: float) -> list[tuple]:
+    """Per layer of ``pairs`` (index layer, sentence; columns the two states): ``(layer, p, mean
+    difference, low, high, rank-biserial, n)``; layers with fewer than two complete pairs are skipped."""
+    out = []
+    for layer, w in pairs.groupby(level="layer", sort=True):
+        a, b = w[state].to_numpy(np.float64), w[reference].to_numpy(np.float64)
+        ok = ~(np.isnan(a) | np.isnan(b))
+        a, b = a[ok], b[ok]
+        if a.size < 2:
+            continue
+        rk = rank_test(a, b, paired=True)
+        p = rk.p if test == "wilcoxon" else permutation_test(a, b, n_perm=n_perm, seed=seed, paired=True).p
+        est, lo, hi = bootstrap_mean_ci(a - b, n_boot=n_boot, level=level, seed=seed + int(layer))
+        out.append((int(layer), p, est, lo, hi, rk.effect, a.size))
+    return out
 
 
-def compare_states(per_sentence: pd.DataFrame, reference: str = "pretrained", metrics: Sequence[str] | None = None,
-                   n_boot: int = 1000, seed: int = 0, test: str = "wilcoxon", n_perm: int = 9999,
-                   level: float = 0.95) -> pd.DataFrame:
+def compare_states_per_sentence(per_sentence: pd.DataFrame, reference: str = "pretrained",
+                                metrics: Sequence[str] | None = None, n_boot: int = 1000, seed: int = 0,
+                                test: str = "wilcoxon", n_perm: int = 9999, level: float = 0.95) -> pd.DataFrame:
     """Each state against ``reference``, per model, layer and per-sentence metric, as tidy rows.
 
     ``per_sentence`` has columns model, state, layer, sentence, metric, value (one value per test
@@ -381,24 +399,13 @@ def compare_states(per_sentence: pd.DataFrame, reference: str = "pretrained", me
 
     Token cosines are compared through their per-sentence means: the pairwise cosines of one sentence are
     not independent, so a test on the pooled pairs would be anti-conservative. ``n`` is the number of
-    paired sentences. ``metrics=None`` takes ``DEFAULT_COMPARE_METRICS`` and their ``_content`` variants that
-    are present.
+    paired sentences. ``metrics=None`` takes ``schema.PER_SENTENCE_METRICS`` in their ``schema.VARIANTS``
+    (all tokens, ``_content``) that are present.
+
+    (Not to be confused with the linear CKA between states of the geometry engine: this one tests
+    per-sentence statistics.)
     """
-    needed = {"model", "state", "layer", "sentence", "metric", "value"}
-    missing = needed - set(per_sentence.columns)
-    if missing:
-        raise LayerwiseError(f"per-sentence table lacks columns {sorted(missing)}", where="compare_states",
-                             fix="pass the per_sentence table of the geometry engine")
-    if test not in ("wilcoxon", "permutation"):
-        raise LayerwiseError(f"unknown test {test!r}", where="compare_states", fix="use 'wilcoxon' or 'permutation'")
-    present = set(per_sentence["metric"].unique())
-    if metrics is None:
-        metrics = [m for base in DEFAULT_COMPARE_METRICS for m in (base, f"{base}_content") if m in present]
-    else:
-        unknown = [m for m in metrics if m not in present]
-        if unknown:
-            raise LayerwiseError(f"metrics {unknown} are not in the per-sentence table", where="compare_states",
-                                 fix=f"choose among {sorted(present)}")
+    metrics = _compared_metrics(per_sentence, metrics, test)
     rows: list[dict] = []
     df = per_sentence[per_sentence["metric"].isin(list(metrics))]
     for (model, metric), g in df.groupby(["model", "metric"], sort=True):
@@ -406,17 +413,8 @@ def compare_states(per_sentence: pd.DataFrame, reference: str = "pretrained", me
         if reference not in wide.columns:
             continue
         for state in [s for s in wide.columns if s != reference]:
-            layer_rows = []
-            for layer, w in wide[[reference, state]].groupby(level="layer", sort=True):
-                a, b = w[state].to_numpy(np.float64), w[reference].to_numpy(np.float64)
-                ok = ~(np.isnan(a) | np.isnan(b))
-                a, b = a[ok], b[ok]
-                if a.size < 2:
-                    continue
-                rk = rank_test(a, b, paired=True)
-                p = rk.p if test == "wilcoxon" else permutation_test(a, b, n_perm=n_perm, seed=seed, paired=True).p
-                est, lo, hi = bootstrap_mean_ci(a - b, n_boot=n_boot, level=level, seed=seed + int(layer))
-                layer_rows.append((int(layer), p, est, lo, hi, rk.effect, a.size))
+            layer_rows = _paired_layer_tests(wide[[reference, state]], state, reference, n_boot=n_boot, seed=seed,
+                                             test=test, n_perm=n_perm, level=level)
             if not layer_rows:
                 continue
             adj = holm([r[1] for r in layer_rows])
@@ -431,8 +429,8 @@ def compare_states(per_sentence: pd.DataFrame, reference: str = "pretrained", me
 def convergence_correlation(tidy: pd.DataFrame, x_metric: str = "token_cosine_mean", y_metric: str = "probe_acc_cls",
                             method: str = "fisher", n_boot: int = 1000, seed: int = 0, level: float = 0.95,
                             name: str = "spearman_convergence_probe") -> pd.DataFrame:
-    """The seed's question, "is the convergence of the cosines through the layers linked to classification
-    performance?", as a Spearman correlation across layers, per model and state.
+    """The original study's question, "is the convergence of the cosines through the layers linked to
+    classification performance?", as a Spearman correlation across layers, per model and state.
 
     For each (model, state) holding both ``x_metric`` and ``y_metric`` on at least 4 common layers:
     rho = Spearman(x over layers, y over layers), with its CI (``spearman_ci``; Fisher/Bonett-Wright by
