@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from layerwise import prose
+from layerwise import prose, schema
+from layerwise.config import AnalysisSpec
 from report_fakes import fake_study
 
 
@@ -42,18 +43,16 @@ def test_significance_sentence_counts_holm_layers():
     assert none.startswith("No layer's x differs")
 
 
-def test_formatting_and_seed_layers():
+def test_formatting_and_original_layers():
     assert prose.fmt(0.12345) == "0.12" and prose.fmt(float("nan")) == "n/a" and prose.fmt(12345.6) == "12,346"
     assert prose.fmt(-0.0004) == "0.00" and prose.fmt(-0.0004, 4) == "-0.0004"
     assert prose.fmt_ci(0.5, 0.4, 0.6) == "0.50 (95% CI 0.40 to 0.60)"
     assert prose.fmt_p(0.0001) == "p < 0.001" and prose.fmt_p(0.0312) == "p = 0.031"
-
-    class P:
-        class analysis:
-            seed_layers = [5, 7, 9, 11, 12]
-
-    assert prose.seed_layers(P, 13) == [5, 7, 9, 11, 12]
-    assert prose.seed_layers(P, 7) == [2, 4, 5, 6]
+    # the grid layers the chapters pass to grid_table (prose.seed_layers is gone: schema computes them)
+    assert not hasattr(prose, "seed_layers")
+    assert schema.original_layers(schema.ORIGINAL_LAYERS, 13) == [5, 7, 9, 11, 12]
+    assert schema.original_layers(schema.ORIGINAL_LAYERS, 7) == [2, 4, 5, 6]
+    assert schema.original_layers(AnalysisSpec(seed_layers=[1, 2]).original_layers, 4) == [1, 2, 3]
 
 
 def test_prose_on_the_synthetic_study():
@@ -62,5 +61,13 @@ def test_prose_on_the_synthetic_study():
     assert "significantly above the majority-class baseline of 0.500" in prose.finetune_sentence(s.finetune)
     assert "finetuned: best at layer 3 with 0.900" in prose.probe_sentence(s.tidy)
     grid = prose.grid_table(s.tidy, [1, 2, 3])
-    assert list(grid.index) == ["pretrained", "finetuned", "random"] and grid.loc["finetuned", "layer 3"] == 0.9
+    assert list(grid.index) == list(schema.STATES) and grid.loc["finetuned", "layer 3"] == 0.9
     assert "rho = 0.80" in prose.convergence_sentence(s.tidy)
+
+
+def test_prose_takes_the_state_order_from_the_schema_not_the_charts():
+    import ast
+    import inspect
+
+    imported = {n.module for n in ast.walk(ast.parse(inspect.getsource(prose))) if isinstance(n, ast.ImportFrom)}
+    assert "charts" not in imported and "schema" in imported

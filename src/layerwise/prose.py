@@ -9,6 +9,8 @@ from typing import Any
 
 import pandas as pd
 
+from .schema import state_order
+
 ALPHA = 0.05
 
 
@@ -54,8 +56,6 @@ def series(tidy: pd.DataFrame, metric: str, state: str, model: str | None = None
 
 def _states(tidy: pd.DataFrame, metric: str) -> list[str]:
     """The states that have ``metric``, in the canonical order."""
-    from .charts import state_order
-
     return state_order(tidy.loc[tidy["metric"] == metric, "state"])
 
 
@@ -245,8 +245,6 @@ def convergence_table(tidy: pd.DataFrame, name: str = "spearman_convergence_prob
     model and state, with CI and p-value."""
     rho = tidy[tidy["metric"] == name]
     p = tidy[tidy["metric"] == f"{name}_p"][["model", "state", "value"]].rename(columns={"value": "p"})
-    from .charts import state_order
-
     df = rho.merge(p, on=["model", "state"], how="left")
     df = df.assign(_o=df["state"].map(state_order(df["state"]).index)).sort_values(["model", "_o"])
     return pd.DataFrame({
@@ -257,16 +255,14 @@ def convergence_table(tidy: pd.DataFrame, name: str = "spearman_convergence_prob
 
 def convergence_sentence(tidy: pd.DataFrame, name: str = "spearman_convergence_probe",
                          model: str | None = None) -> str:
-    """Is the convergence of the token cosines through the layers linked to probe accuracy? (the seed's
-    question), as the Spearman correlation over layers per state."""
+    """Is the convergence of the token cosines through the layers linked to probe accuracy? (the
+    original study's question), as the Spearman correlation over layers per state."""
     df = tidy[tidy["metric"] == name]
     if model is not None:
         df = df[df["model"] == model]
     if df.empty:
         return "The convergence-performance correlation was not computed (too few layers)."
     p = tidy[tidy["metric"] == f"{name}_p"].set_index(["model", "state"])["value"]
-    from .charts import state_order
-
     order = state_order(df["state"])
     df = df.assign(_o=df["state"].map(order.index)).sort_values(["model", "_o"])
     parts = []
@@ -348,22 +344,11 @@ def models_best_sentence(tidy: pd.DataFrame, metric: str = "probe_acc_cls", stat
     return f"Best {what} ({state}): " + "; ".join(parts) + "."
 
 
-def seed_layers(params, n_layers: int) -> list[int]:
-    """The seed's grid layers (``params.analysis.seed_layers``) that the model has, plus its last
-    layer; at least three layers (evenly spaced ones are added to shallow models)."""
-    last = n_layers - 1
-    wanted = getattr(getattr(params, "analysis", None), "seed_layers", [5, 7, 9, 11, 12])
-    layers = {int(v) for v in wanted if 0 <= int(v) <= last} | {last}
-    if len(layers) < 3:
-        layers |= {round(last / 3), round(2 * last / 3)}
-    return sorted(layers)
-
-
 def grid_table(tidy: pd.DataFrame, layers: Sequence[int], metric: str = "probe_acc_cls",
                rows: Sequence[str] = ("state",)) -> pd.DataFrame:
-    """The seed's grid as a table: rows (states, or models and states) x layers, values to 3 decimals."""
-    from .charts import state_order
-
+    """The original study's grid as a table: rows (states, or models and states) x layers, values to 3
+    decimals. The layers are those of ``schema.original_layers(params.analysis.original_layers,
+    schema.n_layers(tidy))``."""
     df = tidy[(tidy["metric"] == metric) & tidy["layer"].isin(list(layers))]
     wide = df.pivot_table(index=list(rows), columns="layer", values="value", aggfunc="first")
     if "state" in rows:
