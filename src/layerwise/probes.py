@@ -30,7 +30,8 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable, NamedTuple, Sequence
+from collections import namedtuple
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -385,60 +386,41 @@ def cone_view(X, y, ref_index: int = 0) -> pd.DataFrame:
 # The study
 # --------------------------------------------------------------------------------------------------
 
-def _layer_tuple(v: Sequence[int] | None) -> tuple[int, ...] | None:
-    return None if v is None else tuple(int(x) for x in v)
-
-
 @dataclass(frozen=True)
 class ProbeSettings:
-    """What :func:`probe_study` computes: the one settings object of the probes.
+    """What :func:`probe_study` computes (defaults: the pipeline's). Layer lists: None = every layer
+    0..L, except ``mlp_layers``/``mdl_layers`` (None = ``layers``) and ``cone_layers`` (None = the
+    layers of ``schema.ORIGINAL_LAYERS`` the model has, plus its last layer; cones only at probed layers)."""
 
-    ``layers``: the layers probed (None = all, 0..L); ``mlp_layers``/``mdl_layers``: subsets for the
-    costlier probes (None = ``layers``); ``cone_layers``: the layers of the cones table (None = the
-    original study's layers ``schema.ORIGINAL_LAYERS`` that exist, plus the last layer).
-    ``seeds``: probe seeds (train subsamples, MLP initialisations, control permutations, MDL data
-    orderings); ``n_boot``: bootstrap resamples of every CI; ``seed``: the RNG seed of every draw;
-    ``level``: CI coverage. ``poolings``: the poolings of the linear probes and class geometry;
-    ``mlp``/``mlp_poolings``: the MLP probe (default first token only, the token the original study's
-    RoBERTa-style head reads, and by far the costliest part: see bench/RESULTS-probes.md);
-    ``mdl``/``mdl_poolings``: the MDL code. ``subsample``: train fraction per seed; ``n_perm``: label
-    permutations of the silhouette baseline; ``ref_index``: the cone view's reference test row;
-    ``mlp_solver``: see :func:`mlp_probe_accuracy`. ``blas_threads`` caps the BLAS threads while
-    probing (``threadpoolctl``; None = leave as is): the matrices are small (hundreds x d), and
-    multi-threaded BLAS on them is many times slower than one thread on a shared machine (15x measured
-    in bench/RESULTS-probes.md).
-    """
-
-    layers: tuple[int, ...] | None = None
-    seeds: int = 5
-    n_boot: int = 1000
-    seed: int = 0
-    level: float = 0.95
-    poolings: tuple[str, ...] = POOLINGS
-    mlp: bool = True
-    mlp_poolings: tuple[str, ...] = ("cls",)
+    layers: tuple[int, ...] | None = None           # layers of the linear probes and class geometry
+    seeds: int = 5                                   # train subsamples / inits / permutations / MDL orderings
+    n_boot: int = 1000                               # bootstrap resamples of every CI
+    seed: int = 0                                    # RNG seed of every draw
+    level: float = 0.95                              # CI coverage
+    poolings: tuple[str, ...] = POOLINGS             # poolings of the linear probes and class geometry
+    mlp: bool = True                                 # the original study's dense + tanh head as a probe
+    mlp_poolings: tuple[str, ...] = ("cls",)         # the token that head reads; by far the costliest part
     mlp_layers: tuple[int, ...] | None = None
-    mlp_solver: str = "lbfgs"
-    mdl: bool = True
+    mlp_solver: str = "lbfgs"                        # see mlp_probe_accuracy
+    mdl: bool = True                                 # MDL online code (mdl_online)
     mdl_poolings: tuple[str, ...] = POOLINGS
     mdl_layers: tuple[int, ...] | None = None
-    subsample: float = 0.8
-    n_perm: int = 20
+    subsample: float = 0.8                           # train fraction per probe seed
+    n_perm: int = 20                                 # label permutations of the silhouette baseline
     cone_layers: tuple[int, ...] | None = None
-    ref_index: int = 0
-    blas_threads: int | None = 1
+    ref_index: int = 0                               # the cone view's reference test row
+    blas_threads: int | None = 1                     # BLAS threads (None: as is); 1 is 15x faster, see bench/
 
     def __post_init__(self):
-        for name in ("layers", "mlp_layers", "mdl_layers", "cone_layers"):
-            object.__setattr__(self, name, _layer_tuple(getattr(self, name)))
-        for name in ("poolings", "mlp_poolings", "mdl_poolings"):
-            object.__setattr__(self, name, tuple(getattr(self, name)))
+        for name in ("layers", "mlp_layers", "mdl_layers", "cone_layers", "poolings", "mlp_poolings", "mdl_poolings"):
+            v = getattr(self, name)
+            if v is not None:
+                object.__setattr__(self, name, tuple(v if "poolings" in name else (int(x) for x in v)))
 
     @classmethod
     def from_analysis(cls, spec, **overrides) -> "ProbeSettings":
-        """The settings of ``params.analysis`` (a ``config.AnalysisSpec``): ``probe_seeds``, ``bootstrap``
-        and ``seed`` (the fields of ``config.PROBE_FIELDS``, which key the probes' cache); the other
-        settings keep their defaults unless given in ``overrides``."""
+        """The settings of ``params.analysis`` (``config.AnalysisSpec``): ``probe_seeds``, ``bootstrap``,
+        ``seed`` (``config.PROBE_FIELDS``, the probes' cache key); ``overrides`` set the others."""
         return cls(**{"seeds": spec.probe_seeds, "n_boot": spec.bootstrap, "seed": spec.seed, **overrides})
 
 
@@ -459,9 +441,8 @@ def _validate_embeddings(embeddings: dict, poolings: Sequence[str]) -> tuple[int
             if a.ndim != 3 or a.shape[0] != n:
                 raise LayerwiseError(f"'{p}' has shape {a.shape}, expected [{n}, L+1, d]", where=where,
                                      fix="store pooled embeddings as [n_sentences, L+1, d]")
-            if shape is None:
-                shape = a.shape[1:]
-            elif a.shape[1:] != shape:
+            shape = a.shape[1:] if shape is None else shape
+            if a.shape[1:] != shape:
                 raise LayerwiseError(f"'{p}' has layers x dims {a.shape[1:]}, other arrays {shape}", where=where,
                                      fix="probe states of one model together")
         split = np.asarray(e["split"])
@@ -471,19 +452,7 @@ def _validate_embeddings(embeddings: dict, poolings: Sequence[str]) -> tuple[int
     return shape  # (L+1, d)
 
 
-class _Layers(NamedTuple):
-    """The layers each probe family runs at, checked against the model depth."""
-
-    needed: tuple[str, ...]     # the poolings any family reads
-    probe: list[int]
-    mlp: list[int]
-    mdl: list[int]
-    cones: list[int]
-
-    def of(self, pool: str, st: ProbeSettings) -> list[int]:
-        """The layers at which some family runs on ``pool``, ascending."""
-        return sorted(set(self.probe) | set(self.mlp if pool in st.mlp_poolings else ())
-                      | set(self.mdl if pool in st.mdl_poolings else ()))
+_Layers = namedtuple("_Layers", "needed probe mlp mdl cones")  # poolings read; layers of each probe family
 
 
 def _plan_layers(embeddings: dict, st: ProbeSettings) -> _Layers:
@@ -503,25 +472,14 @@ def _plan_layers(embeddings: dict, st: ProbeSettings) -> _Layers:
         return ls
 
     layers = pick(st.layers, "layers")
-    cone_layers = st.cone_layers
-    if cone_layers is None:
-        cone_layers = sorted({v for v in ORIGINAL_LAYERS if v < n_layers} | {n_layers - 1})
+    default_cones = sorted({v for v in ORIGINAL_LAYERS if v < n_layers} | {n_layers - 1})
     return _Layers(needed, layers, pick(st.mlp_layers if st.mlp_layers is not None else layers, "mlp_layers"),
                    pick(st.mdl_layers if st.mdl_layers is not None else layers, "mdl_layers"),
-                   pick(cone_layers, "cone_layers"))
+                   pick(st.cone_layers if st.cone_layers is not None else default_cones, "cone_layers"))
 
 
-class _Cell(NamedTuple):
+class _Cell(namedtuple("_Cell", "model state pool layer Xtr ytr Xte yte")):
     """One (model, state, pooling, layer) of the study: the train and test rows of its embeddings."""
-
-    model: str
-    state: str
-    pool: str
-    layer: int
-    Xtr: np.ndarray
-    ytr: np.ndarray
-    Xte: np.ndarray
-    yte: np.ndarray
 
     def row(self, name: str, value: float, low: float = np.nan, high: float = np.nan, n: int | None = None) -> dict:
         """The tidy row of metric ``<name>_<pool>`` at this cell (``n`` defaults to the test size)."""
@@ -542,25 +500,24 @@ def _linear_rows(c: _Cell, st: ProbeSettings, t: dict) -> list[dict]:
     t["control"] += t2 - t1
     t["geometry"] += time.perf_counter() - t2  # the selectivity's bootstrap is timed with the geometry
     return [c.row("probe_acc", real.acc, real.ci_low, real.ci_high),
-            c.row("probe_control_acc", ctrl.acc, ctrl.ci_low, ctrl.ci_high),
-            c.row("selectivity", *sel)]
+            c.row("probe_control_acc", ctrl.acc, ctrl.ci_low, ctrl.ci_high), c.row("selectivity", *sel)]
 
 
-def _geometry_rows(c: _Cell, st: ProbeSettings, t: dict) -> tuple[list[dict], dict]:
-    """Class geometry of the test rows: silhouette, its permuted-label baseline, centroid angle and margin."""
+def _geometry_rows(c: _Cell, st: ProbeSettings, t: dict, sent_ids: np.ndarray | None) -> tuple[list, list]:
+    """Class geometry of the test rows (silhouette, its permuted-label baseline, centroid angle and margin)
+    and, given the test rows' ``sent_ids``, their cones: cosine to the reference row and the centroids."""
     t0 = time.perf_counter()
     geo = class_geometry(c.Xte, c.yte, n_perm=st.n_perm, n_boot=st.n_boot, seed=st.seed, level=st.level)
     t["geometry"] += time.perf_counter() - t0
-    return [c.row(name, geo[name], *geo[f"{name}_ci"])
-            for name in ("silhouette", "silhouette_perm", "centroid_angle", "centroid_margin")], geo
-
-
-def _cone_frame(c: _Cell, sent_ids: np.ndarray, geo: dict, ref_index: int) -> pd.DataFrame:
-    """The cones rows of one cell (first token): cosine to the reference row and to the class centroids."""
-    cv = cone_view(c.Xte, c.yte, ref_index=ref_index)
-    return pd.DataFrame({"model": c.model, "state": c.state, "layer": c.layer, "sentence": sent_ids,
-                         "label": c.yte, "cos_ref": cv["cos_ref"].to_numpy(),
-                         "cos_own_centroid": geo["cos_own_centroid"], "cos_other_centroid": geo["cos_other_centroid"]})
+    rows = [c.row(name, geo[name], *geo[f"{name}_ci"])
+            for name in ("silhouette", "silhouette_perm", "centroid_angle", "centroid_margin")]
+    if sent_ids is None:
+        return rows, []
+    cv = cone_view(c.Xte, c.yte, ref_index=st.ref_index)
+    return rows, [pd.DataFrame({"model": c.model, "state": c.state, "layer": c.layer, "sentence": sent_ids,
+                                "label": c.yte, "cos_ref": cv["cos_ref"].to_numpy(),
+                                "cos_own_centroid": geo["cos_own_centroid"],
+                                "cos_other_centroid": geo["cos_other_centroid"]})]
 
 
 def _mlp_row(c: _Cell, st: ProbeSettings, t: dict) -> dict:
@@ -572,63 +529,32 @@ def _mlp_row(c: _Cell, st: ProbeSettings, t: dict) -> dict:
     return c.row("mlp_probe_acc", m.acc, m.ci_low, m.ci_high)
 
 
-def _t_interval(values: np.ndarray, level: float) -> tuple[float, float]:
-    """Student-t interval of the mean of ``values`` (NaN for fewer than two)."""
-    if values.size < 2:
-        return np.nan, np.nan
+def _mdl_row(c: _Cell, st: ProbeSettings, t: dict) -> dict:
+    """MDL compression: mean over ``seeds`` data orderings, Student-t CI over them, n = train size."""
     from scipy import stats as sps
 
-    half = sps.t.ppf((1 + level) / 2, values.size - 1) * values.std(ddof=1) / np.sqrt(values.size)
-    return values.mean() - half, values.mean() + half
-
-
-def _mdl_row(c: _Cell, st: ProbeSettings, t: dict) -> dict:
-    """MDL compression, mean over ``seeds`` data orderings, t-interval over orderings, n = train size."""
     t0 = time.perf_counter()
     comp = np.array([mdl_online(c.Xtr, c.ytr, seed=st.seed * 1000 + s).compression for s in range(st.seeds)])
+    lo = hi = np.nan
+    if comp.size > 1:
+        half = sps.t.ppf((1 + st.level) / 2, comp.size - 1) * comp.std(ddof=1) / np.sqrt(comp.size)
+        lo, hi = comp.mean() - half, comp.mean() + half
     t["mdl"] += time.perf_counter() - t0
-    return c.row("mdl_compression", comp.mean(), *_t_interval(comp, st.level), n=c.ytr.size)
-
-
-def _majority_row(model: str, state: str, ytr: np.ndarray, yte: np.ndarray, level: float) -> dict:
-    """Test accuracy of always answering the majority train class, with its Wilson CI (layer -1)."""
-    majority = np.bincount(np.unique(ytr, return_inverse=True)[1]).argmax()
-    k = int(np.sum(yte == np.unique(ytr)[majority]))
-    return tidy_row(model, state, -1, "probe_majority_baseline", *wilson_ci(k, yte.size, level), yte.size)
-
-
-def _cone_table(cones: list[pd.DataFrame]) -> pd.DataFrame:
-    cone_df = (pd.concat(cones, ignore_index=True) if cones else pd.DataFrame(columns=CONE_COLUMNS))[CONE_COLUMNS]
-    if len(cone_df):
-        cone_df = cone_df.astype({"layer": np.int64, "sentence": np.int64, "label": np.int64})
-    return cone_df
+    return c.row("mdl_compression", comp.mean(), lo, hi, n=c.ytr.size)
 
 
 def probe_study(embeddings: dict[str, dict[str, np.ndarray]], model_name: str, settings: ProbeSettings | None = None,
                 *, timings: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Probes and class geometry for every state, layer and pooling; returns ``(tidy, cones)``.
 
-    ``embeddings[state]`` holds ``cls``, ``mean`` (``[n, L+1, d]``), ``label`` ``[n]`` and ``split`` ``[n]``
-    (other arrays, e.g. ``index``, are ignored). The cones' ``sentence`` id is the row in these arrays, as in
-    the geometry engine's per_sentence table. ``settings`` (:class:`ProbeSettings`, default its defaults;
-    ``ProbeSettings.from_analysis(params.analysis)`` in the pipeline) says which layers, poolings and
-    probes run, with how many seeds and resamples.
-    Probes train on the ``train`` rows and are scored on the ``test`` rows; class geometry and cones use
-    the test rows.
-
-    Tidy metrics (per layer; ``<p>`` in ``poolings``): ``probe_acc_<p>``, ``probe_control_acc_<p>``,
-    ``selectivity_<p>``, ``silhouette_<p>``, ``silhouette_perm_<p>``, ``centroid_angle_<p>``,
-    ``centroid_margin_<p>``; ``mlp_probe_acc_<p>`` for ``mlp_poolings`` (if ``mlp``);
-    ``mdl_compression_<p>`` for ``mdl_poolings`` (if ``mdl``; the C-grid mixture code of ``mdl_online``,
-    mean over ``seeds`` data orderings, CI = t-interval over orderings, n = train size); and per state at
-    layer -1 ``probe_majority_baseline``
-    (test accuracy of always predicting the majority train class, Wilson CI). The states x layers grid of
-    ``probe_acc_cls`` is the original study's "treillis".
-
-    Cones (first token only, test rows; layers ``cone_layers``, default the original study's layers 5, 7,
-    9, 11, 12 that exist plus the last layer; only those among ``layers``): model, state, layer, sentence,
-    label, cos_ref (to test row ``ref_index``), cos_own_centroid, cos_other_centroid (see
-    ``class_geometry``). ``timings``, when a dict, receives seconds per part.
+    ``embeddings[state]`` holds ``cls``, ``mean`` (``[n, L+1, d]``), ``label`` and ``split`` ``[n]`` (other
+    arrays are ignored); ``settings``: :class:`ProbeSettings` (the pipeline's: ``from_analysis``). Probes
+    train on the ``train`` rows, are scored on the ``test`` rows; class geometry and cones use test rows.
+    Tidy metrics: the "probes" and "class geometry" families of ``schema.REGISTRY``, suffixed ``_<pooling>``
+    (``probe_majority_baseline``: per state, layer -1); ``probe_acc_cls`` over states x layers is the
+    original study's grid. Cones (first token, test rows, ``cone_layers``): :data:`CONE_COLUMNS`,
+    ``sentence`` being the row in the stored arrays (as in the per_sentence table). ``timings``, a dict,
+    receives seconds per part.
     """
     from threadpoolctl import threadpool_limits
 
@@ -639,29 +565,33 @@ def probe_study(embeddings: dict[str, dict[str, np.ndarray]], model_name: str, s
 
 def _probe_study(embeddings, model_name: str, st: ProbeSettings, t: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     plan = _plan_layers(embeddings, st)
-    for k in ("probe", "control", "mlp", "mdl", "geometry"):
-        t.setdefault(k, 0.0)
+    t.update({k: t.get(k, 0.0) for k in ("probe", "control", "mlp", "mdl", "geometry")})
     rows: list[dict] = []
     cones: list[pd.DataFrame] = []
     for state in state_order(embeddings):
         e = embeddings[state]
-        split = np.asarray(e["split"])
+        split, y = np.asarray(e["split"]), np.asarray(e["label"])
         tr, te = split == "train", split == "test"
-        y = np.asarray(e["label"])
-        sent_ids = np.flatnonzero(te)  # row in the stored arrays: the per_sentence table's ``sentence`` id
-        rows.append(_majority_row(model_name, state, y[tr], y[te], st.level))
+        ytr, yte = y[tr], y[te]  # the majority baseline: always answer the majority train class
+        k = int(np.sum(yte == np.unique(ytr)[np.bincount(np.unique(ytr, return_inverse=True)[1]).argmax()]))
+        rows.append(tidy_row(model_name, state, -1, "probe_majority_baseline", *wilson_ci(k, yte.size, st.level),
+                             yte.size))
         for pool in plan.needed:
-            for layer in plan.of(pool, st):
+            mlp, mdl = st.mlp and pool in st.mlp_poolings, st.mdl and pool in st.mdl_poolings
+            for layer in sorted(set(plan.probe) | set(plan.mlp if mlp else ()) | set(plan.mdl if mdl else ())):
                 X = e[pool][:, layer, :].astype(np.float64)
-                c = _Cell(model_name, state, pool, layer, X[tr], y[tr], X[te], y[te])
+                c = _Cell(model_name, state, pool, layer, X[tr], ytr, X[te], yte)
                 if pool in st.poolings and layer in plan.probe:
                     rows += _linear_rows(c, st, t)
-                    geo_rows, geo = _geometry_rows(c, st, t)
+                    cone = pool == "cls" and layer in plan.cones  # sentence id: the row in the stored arrays
+                    geo_rows, cone_rows = _geometry_rows(c, st, t, np.flatnonzero(te) if cone else None)
                     rows += geo_rows
-                    if pool == "cls" and layer in plan.cones:
-                        cones.append(_cone_frame(c, sent_ids, geo, st.ref_index))
-                if st.mlp and pool in st.mlp_poolings and layer in plan.mlp:
+                    cones += cone_rows
+                if mlp and layer in plan.mlp:
                     rows.append(_mlp_row(c, st, t))
-                if st.mdl and pool in st.mdl_poolings and layer in plan.mdl:
+                if mdl and layer in plan.mdl:
                     rows.append(_mdl_row(c, st, t))
-    return tidy_frame(rows), _cone_table(cones)
+    cone_df = (pd.concat(cones, ignore_index=True) if cones else pd.DataFrame(columns=CONE_COLUMNS))[CONE_COLUMNS]
+    if len(cone_df):
+        cone_df = cone_df.astype({"layer": np.int64, "sentence": np.int64, "label": np.int64})
+    return tidy_frame(rows), cone_df
