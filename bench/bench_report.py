@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 import altair as alt  # noqa: E402
 
 from layerwise import charts, report  # noqa: E402
-from report_fakes import fake_study, write_params  # noqa: E402
+from report_fakes import fake_study, load_fake_study, write_params  # noqa: E402
 
 
 def geometry_charts(s):
@@ -91,11 +91,10 @@ def sizes(s) -> tuple[list[str], dict]:
 
 def run_synthetic(tmp: Path) -> list[str]:
     params = write_params(tmp / "params", "bench", "Bench model")
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "tests"), os.environ.get("PYTHONPATH")]))
     old = os.getcwd()
     os.chdir(tmp)
     try:
-        kw = dict(out_dir=Path("report"), loader="report_fakes:load_fake_study", progress=False)
+        kw = dict(out_dir=Path("report"), load_study=load_fake_study, progress=False)
         t0 = time.perf_counter()
         s1 = report.run([params], force=True, preview=False, **kw)
         t_force = time.perf_counter() - t0

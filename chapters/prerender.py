@@ -1,4 +1,5 @@
-"""Quarto's pre-render step: run `layerwise run` for the params files of the active profile(s).
+"""Quarto's pre-render step: `layerwise prerender`, i.e. `layerwise run` for the params files of the
+active profile(s).
 
 Quarto runs this script with the Python on PATH, in the project directory, with QUARTO_PROFILE set to
 the active profiles. When that Python does not have layerwise installed, the project's .venv (created
@@ -14,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def main() -> int:
     try:
-        from layerwise.report import main as report_main
+        from layerwise.cli import main as layerwise_main
     except ImportError:
         for candidate in (ROOT / ".venv" / "bin" / "python", ROOT / ".venv" / "Scripts" / "python.exe"):
             if candidate.exists() and Path(sys.executable).resolve() != candidate.resolve():
@@ -22,7 +23,7 @@ def main() -> int:
         print(f"error: layerwise is not installed for {sys.executable}. Fix: run `make install` "
               "(creates .venv) or `pip install -e .` in the Python that Quarto uses.", file=sys.stderr)
         return 2
-    return report_main(["--quarto"])
+    return layerwise_main(["prerender"])
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 Every table of docs/architecture.md ("Result tables") with the documented columns and metric names,
 small (a 4-layer model, a dozen sentences), with plausible values: the fine-tuned state's last layers
 converge, the random state is flat. ``load_fake_study`` has the signature of
-``layerwise.pipeline.load_study`` and is used as the papermill ``loader`` parameter
-(``report_fakes:load_fake_study``, importable when ``tests/`` is on PYTHONPATH).
+``layerwise.pipeline.load_study`` and is passed to ``report.run(..., load_study=load_fake_study)``
+(a Python callable: the run writes the study directory, the chapters read only that directory);
+``write_fake_study`` writes a study directory directly (``layerwise.study.write_study``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from layerwise.config import load_params, parse_params
-from layerwise.study import Study
+from layerwise.study import Study, write_study
 from layerwise.repro import content_hash
 
 STATES = ("pretrained", "finetuned", "random")
@@ -147,7 +148,7 @@ def fake_tables(model: str = "tiny", n_layers: int = 4, n_sentences: int = 12, s
 
 
 def fake_study(params=None, n_layers: int = 4, seed: int = 0) -> Study:
-    """A synthetic :class:`layerwise.pipeline.Study` (``params``: a StudyParams or None)."""
+    """A synthetic :class:`layerwise.study.Study` (``params``: a StudyParams or None)."""
     if params is None:
         params = parse_params({"name": "tiny", "model": {"id": "embedded:minilm", "label": "Tiny"},
                                "dataset": {"source": "embedded:demo-fr"}})
@@ -172,11 +173,6 @@ def load_broken_study(params_path, progress: bool = False) -> Study:
     return study
 
 
-def load_fake_study_outside_kernels(params_path, progress: bool = False) -> Study:
-    """``load_fake_study`` that refuses to run inside a Jupyter kernel: the chapters must read the
-    snapshot the run saved, never compute the study again."""
-    from IPython import get_ipython
-
-    if get_ipython() is not None:
-        raise RuntimeError("a chapter called the loader instead of reading the run's snapshot")
-    return load_fake_study(params_path, progress)
+def write_fake_study(directory: Path, params=None, n_layers: int = 4, seed: int = 0) -> Path:
+    """A synthetic study written where ``layerwise run`` writes one (what a chapter reads)."""
+    return write_study(fake_study(params, n_layers=n_layers, seed=seed), directory)

@@ -15,11 +15,10 @@ import pytest
 
 from layerwise import report
 from layerwise.repro import PROJECT_ROOT
-from report_fakes import write_params
+from report_fakes import load_fake_study, write_params
 
 pytestmark = pytest.mark.browser
 
-TESTS = Path(__file__).resolve().parent
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
 SCREENSHOTS = PROJECT_ROOT / "artifacts" / "screenshots"
 #: Chromium with every network request failing (name resolution mapped to nothing) and nothing running
@@ -98,18 +97,13 @@ def preview(tmp_path_factory):
     """The preview of an executed report (synthetic study: one model, its chapters, the comparison)."""
     root = tmp_path_factory.mktemp("browser")
     params = write_params(root / "params", "alpha", "Alpha model")
-    old_cwd, old_pp = os.getcwd(), os.environ.get("PYTHONPATH")
+    old_cwd = os.getcwd()
     os.chdir(root)
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), old_pp]))
     try:
-        summary = report.run([params], out_dir=Path("report"), loader="report_fakes:load_fake_study",
-                             preview=True, progress=False)
+        summary = report.run([params], out_dir=Path("report"), load_study=load_fake_study, preview=True,
+                             progress=False)
     finally:
         os.chdir(old_cwd)
-        if old_pp is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = old_pp
     return summary.preview, root / "chrome-profile"
 
 

@@ -47,3 +47,26 @@ def test_malformed_params_exit_nonzero_with_one_clear_message(tmp_path, case):
     assert "Traceback" not in r.stderr
     assert err.startswith("error: ") and str(p) in err and field in err and "Fix:" in err
     assert len(err.splitlines()) == 1
+
+
+def test_prerender_without_profile_params_is_one_clear_error(tmp_path):
+    """`layerwise prerender` (Quarto's pre-render) and chapters/prerender.py, which calls it: a profile
+    that names no params file stops the render with one line and exit status 2."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "QUARTO_PROFILE": "nothing"}
+    for cmd in ([sys.executable, "-m", "layerwise.cli", "prerender"],
+                [sys.executable, str(ROOT / "chapters" / "prerender.py")]):
+        r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 2, (cmd, r.stdout, r.stderr)
+        err = r.stderr.strip()
+        assert "Traceback" not in err and len(err.splitlines()) == 1, err
+        assert err.startswith("error: ") and "no params files for the Quarto profile(s) ['nothing']" in err \
+            and "Fix:" in err
+    assert not (tmp_path / "report").exists()
+
+
+def test_report_module_has_no_command_line_of_its_own():
+    """One command line (cli.py): `python -m layerwise.report` is gone, `layerwise prerender` replaces it."""
+    from layerwise import cli, report
+
+    assert not hasattr(report, "main")
+    assert "prerender" in cli.build_parser().format_help()

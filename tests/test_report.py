@@ -1,4 +1,5 @@
-"""The report: papermill execution of the chapters, skipping, failures, Quarto configuration."""
+"""The report: the study directories a run writes, papermill execution of the chapters (reading only
+those directories), skipping, failures, Quarto configuration."""
 
 from __future__ import annotations
 
@@ -11,37 +12,34 @@ import sys
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 import yaml
 
-from layerwise import report
+from layerwise import notebooks, report
 from layerwise.errors import LayerwiseError
-from layerwise.repro import PROJECT_ROOT
-from report_fakes import write_params
+from layerwise.repro import PROJECT_ROOT, code_hash
+from layerwise.study import read_study
+from report_fakes import load_broken_study, load_fake_study, write_fake_study, write_params
 
 TESTS = Path(__file__).resolve().parent
-FAKE = "report_fakes:load_fake_study_outside_kernels"
 CDN = re.compile(r"cdn\.jsdelivr|unpkg\.com|cdnjs|<script[^>]+src=[\"']?https?:", re.I)
 
 
 class _InDir:
-    """chdir + PYTHONPATH (the kernel imports report_fakes) for a module-scoped fixture."""
+    """chdir for a module-scoped fixture. The kernels need no test code on their path: a chapter reads
+    only the study directory the run wrote."""
 
     def __init__(self, path: Path):
-        self.path, self.old_cwd, self.old_pp = path, None, None
+        self.path, self.old_cwd = path, None
 
     def __enter__(self):
-        self.old_cwd, self.old_pp = os.getcwd(), os.environ.get("PYTHONPATH")
+        self.old_cwd = os.getcwd()
         os.chdir(self.path)
-        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), self.old_pp]))
         return self
 
     def __exit__(self, *exc):
         os.chdir(self.old_cwd)
-        if self.old_pp is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = self.old_pp
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +48,8 @@ def project(tmp_path_factory):
     root = tmp_path_factory.mktemp("project")
     params = write_params(root / "params", "alpha", "Alpha model")
     with _InDir(root):
-        summary = report.run([params], out_dir=Path("report"), loader=FAKE, preview=False, progress=False)
+        summary = report.run([params], out_dir=Path("report"), load_study=load_fake_study, preview=False,
+                             progress=False)
         yield root, params, summary
 
 
@@ -64,13 +63,25 @@ def test_run_executes_every_chapter(project):
     for nb_path in _notebooks(root):
         nb = nbformat.read(nb_path, as_version=4)
         nbformat.validate(nb)
-        assert report.error_outputs(nb) == [], nb_path
+        assert notebooks.error_outputs(nb) == [], nb_path
         assert nb.metadata["layerwise"]["input_hash"]
         stderr = [o for c in nb.cells for o in c.get("outputs", []) if o.get("name") == "stderr"]
         assert stderr == [], f"{nb_path}: stderr output {stderr[:1]}"
         injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
-        assert len(injected) == 1 and "params/alpha.yml" in injected[0].source
+        expected = "report/_layerwise/studies/alpha"
+        assert len(injected) == 1 and expected in injected[0].source and "loader" not in injected[0].source
     assert not list((root / "report").rglob(".lw-run-*")), "temporary files left behind"
+
+
+def test_run_writes_the_study_directory_the_chapters_read(project):
+    root, params, _ = project
+    written = read_study(root / "report/_layerwise/studies/alpha")
+    expected = load_fake_study(params)
+    for table in ("tidy", "per_sentence", "cosine_sample", "rogue", "cka", "cones"):
+        pd.testing.assert_frame_equal(getattr(written, table), getattr(expected, table), check_dtype=False)
+    assert written.params == expected.params and written.finetune["accuracy"] == expected.finetune["accuracy"]
+    assert written.manifest["study_key"] == expected.key
+    assert not [p for p in (root / "report").rglob("*") if p.suffix in (".pickle", ".pkl")]
 
 
 def test_chart_outputs_have_html_and_svg_and_one_library(project):
@@ -113,7 +124,8 @@ def test_unchanged_inputs_are_skipped_and_a_missing_notebook_is_rebuilt(project)
     probing = root / "report/alpha/probing.ipynb"
     probing.unlink()
     with _InDir(root):
-        summary = report.run([params], out_dir=Path("report"), loader=FAKE, preview=False, progress=False)
+        summary = report.run([params], out_dir=Path("report"), load_study=load_fake_study, preview=False,
+                             progress=False)
     assert summary.executed == [probing]
     assert len(summary.skipped) == 2
 
@@ -121,25 +133,25 @@ def test_unchanged_inputs_are_skipped_and_a_missing_notebook_is_rebuilt(project)
 def test_input_hash_follows_template_params_and_results(project, tmp_path):
     root, params, _ = project
     p = __import__("layerwise.config", fromlist=["load_params"]).load_params(params)
-    base = dict(loader=FAKE, chapters=("geometry",), comparison=False, chapters_dir=report.CHAPTERS_DIR, cwd=root)
-    h0 = report.plan([p], {"alpha": "k1"}, root / "report", **base)[0].input_hash
-    assert report.plan([p], {"alpha": "k1"}, root / "report", **base)[0].input_hash == h0
-    assert report.plan([p], {"alpha": "k2"}, root / "report", **base)[0].input_hash != h0  # results changed
+    base = dict(chapters=("geometry",), comparison=False, chapters_dir=report.CHAPTERS_DIR, cwd=root)
+    h0 = report.chapter_jobs([p], {"alpha": "k1"}, root / "report", **base)[0].input_hash
+    assert report.chapter_jobs([p], {"alpha": "k1"}, root / "report", **base)[0].input_hash == h0
+    assert report.chapter_jobs([p], {"alpha": "k2"}, root / "report", **base)[0].input_hash != h0  # results changed
     copy = tmp_path / "chapters"
     shutil.copytree(report.CHAPTERS_DIR, copy)
     (copy / "geometry.ipynb").write_text((copy / "geometry.ipynb").read_text().replace("Token cosines", "Cosines"))
-    assert report.plan([p], {"alpha": "k1"}, root / "report", **{**base, "chapters_dir": copy})[0].input_hash != h0
+    assert report.chapter_jobs([p], {"alpha": "k1"}, root / "report", **{**base, "chapters_dir": copy})[0].input_hash != h0
     edited = tmp_path / "alpha.yml"
     edited.write_text(Path(params).read_text() + "# a comment\n")
     p2 = __import__("layerwise.config", fromlist=["load_params"]).load_params(edited)
-    assert report.plan([p2], {"alpha": "k1"}, root / "report", **base)[0].input_hash != h0
+    assert report.chapter_jobs([p2], {"alpha": "k1"}, root / "report", **base)[0].input_hash != h0
 
 
 def test_failing_cell_names_model_chapter_and_cell(tmp_path):
     params = write_params(tmp_path / "params", "beta")
     with _InDir(tmp_path):
         with pytest.raises(LayerwiseError) as err:
-            report.run([params], out_dir=Path("report"), loader="report_fakes:load_broken_study",
+            report.run([params], out_dir=Path("report"), load_study=load_broken_study,
                        chapters=("geometry",), comparison=False, preview=False, progress=False)
     msg = str(err.value)
     assert "model beta" in msg and "chapter geometry" in msg
@@ -147,7 +159,7 @@ def test_failing_cell_names_model_chapter_and_cell(tmp_path):
     assert "token_cosine_q05" in msg
     assert not (tmp_path / "report/beta/geometry.ipynb").exists()  # nothing half-failed where Quarto reads
     failed = tmp_path / "report/_layerwise/failed/beta-geometry.ipynb"
-    assert failed.exists() and report.error_outputs(nbformat.read(failed, as_version=4))
+    assert failed.exists() and notebooks.error_outputs(nbformat.read(failed, as_version=4))
     assert not (tmp_path / "report/_layerwise/chapters.yml").exists()
 
 
@@ -158,10 +170,45 @@ def test_prepare_template_relabels_and_titles(tmp_path):
                 nbformat.v4.new_code_cell("#| label: fig-a\n#| fig-cap: A\nx = 1")]
     path = tmp_path / "t.ipynb"
     nbformat.write(nb, path)
-    out = report.prepare_template(path, title="New: title", label_prefix="m1")
+    out = notebooks.prepare_template(path, title="New: title", label_prefix="m1")
     assert yaml.safe_load(out.cells[0].source.strip("-\n")) == {"title": "New: title", "toc": True}
     assert out.cells[1].source == "See @fig-m1-a and email@fig-b."
     assert out.cells[2].source.startswith("#| label: fig-m1-a\n")
+
+
+def test_chapter_code_hash_is_derived_from_the_chapter_imports(tmp_path):
+    mods = {n: notebooks.chapter_modules(report.CHAPTERS_DIR / f"{n}.ipynb")
+            for n in (*report.MODEL_CHAPTERS, report.COMPARISON)}
+    assert mods["geometry"] == ["charts", "prose", "study"]
+    assert mods["probing"] == mods["comparison"] == ["charts", "prose", "schema", "study"]
+    assert "report" not in {m for ms in mods.values() for m in ms}  # chapters never ask the orchestrator
+    template = report.CHAPTERS_DIR / "geometry.ipynb"
+    assert notebooks.chapter_code_hash(template) == code_hash("charts", "prose", "study", "notebooks")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("%matplotlib inline\nimport layerwise.stats\nfrom layerwise.metrics import x"),
+                nbformat.v4.new_code_cell("from layerwise import charts as c, not_a_module\nimport os"),
+                nbformat.v4.new_markdown_cell("from layerwise import prose")]
+    nbformat.write(nb, tmp_path / "t.ipynb")
+    assert notebooks.chapter_modules(tmp_path / "t.ipynb") == ["charts", "metrics", "stats"]
+
+
+def test_a_chapter_needs_only_its_study_directory(tmp_path):
+    """notebooks.execute on a study directory written beside it: the kernel reads it with one call."""
+    study = write_fake_study(tmp_path / "studies" / "tiny")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_raw_cell("---\ntitle: t\n---"),
+                nbformat.v4.new_code_cell('study_dir = ""', metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("from layerwise.study import read_study\n"
+                                          "study = read_study(study_dir)\nprint(study.name, len(study.tidy))")]
+    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+                   "language_info": {"name": "python"}}
+    nbformat.write(nb, tmp_path / "t.ipynb")
+    job = notebooks.Job("t", "tiny", tmp_path / "t.ipynb", tmp_path / "out" / "t.ipynb",
+                        {"study_dir": "studies/tiny"}, "T", {"x": 1})
+    out = notebooks.execute(job, kernel=notebooks.kernel_name(), cwd=tmp_path, failed_dir=tmp_path / "failed")
+    assert job.is_current() and not list(job.output.parent.glob(".lw-run-*"))
+    text = "".join(o.get("text", "") for c in nbformat.read(out, as_version=4).cells for o in c.get("outputs", []))
+    assert text.startswith("tiny ") and int(text.split()[1]) == len(read_study(study).tidy)
 
 
 def test_templates_are_thin_and_clean():
@@ -184,7 +231,7 @@ def test_templates_are_thin_and_clean():
 def test_kernel_runs_this_interpreter():
     from jupyter_client.kernelspec import KernelSpecManager
 
-    name = report.kernel_name()
+    name = notebooks.kernel_name()
     assert name in KernelSpecManager().find_kernel_specs()
 
 
@@ -213,18 +260,27 @@ def test_profiles_name_params_and_the_book_reads_the_generated_list(tmp_path):
 @pytest.mark.skipif(shutil.which("quarto") is None, reason="quarto is not on PATH (it cannot be installed here; "
                     "the book is rendered where Quarto is available)")
 def test_quarto_renders_the_book(tmp_path):
-    """The whole book (HTML and typst PDF) on the synthetic study, through Quarto's own pre-render."""
+    """The whole book (HTML and typst PDF) on the synthetic study, through Quarto's own pre-render.
+
+    The project copy's pre-render script calls ``report.quarto_prerender`` with the synthetic study
+    as a Python callable (``load_study``) instead of the pipeline: the study is injected in Python,
+    never through a string or an environment variable. ``chapters/prerender.py`` itself (which runs
+    ``layerwise prerender``) is tested in test_cli.py."""
     proj = tmp_path / "book"
     proj.mkdir()
     for f in ("_quarto.yml", "index.qmd"):
         shutil.copy(PROJECT_ROOT / f, proj / f)
     shutil.copytree(PROJECT_ROOT / "chapters", proj / "chapters")
+    (proj / "chapters/prerender.py").write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(TESTS)!r})\n"
+        "from report_fakes import load_fake_study\n"
+        "from layerwise.report import quarto_prerender\n"
+        "quarto_prerender(load_study=load_fake_study)\n")
     write_params(proj / "params", "alpha", "Alpha model")
     (proj / "_quarto-demo.yml").write_text("layerwise:\n  params:\n    - params/alpha.yml\n")
     (proj / "_quarto-flue.yml").write_text("layerwise:\n  params: []\n")
-    env = {**os.environ, "LAYERWISE_LOADER": FAKE,
-           "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
+    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
     for fmt, out in (("html", "_book/index.html"), ("typst", None)):
         res = subprocess.run(["quarto", "render", "--to", fmt], cwd=proj, env=env, capture_output=True, text=True,
                              timeout=900)

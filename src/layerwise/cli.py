@@ -1,4 +1,8 @@
-"""The ``layerwise`` command: check, prepare, finetune, analyze, probe, run, preview."""
+"""The ``layerwise`` command: check, prepare, finetune, analyze, probe, export, run, prerender, preview.
+
+Every :class:`~layerwise.errors.LayerwiseError` becomes one ``error: ... Fix: ...`` line on stderr and
+exit status 2. ``prerender`` is Quarto's pre-render step (``chapters/prerender.py`` calls it).
+"""
 
 from __future__ import annotations
 
@@ -97,6 +101,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prerender(args: argparse.Namespace) -> int:
+    """Quarto's pre-render: ``layerwise run`` for the params files of the active profile(s)
+    (``QUARTO_PROFILE``), without the preview."""
+    from .report import quarto_prerender
+
+    quarto_prerender(Path(args.project_dir) if args.project_dir else None)
+    return 0
+
+
 def cmd_preview(args: argparse.Namespace) -> int:
     from .preview import build_preview, quarto_hint
 
@@ -153,6 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="re-execute notebooks even when unchanged")
     s.add_argument("--no-preview", action="store_true", help="skip the nbconvert HTML preview")
     s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("prerender", help="Quarto's pre-render step: `run` for the params files of the active "
+                       "profile(s) (QUARTO_PROFILE), without the preview")
+    s.add_argument("--project-dir", help="the Quarto project (default: the current directory)")
+    s.set_defaults(func=cmd_prerender)
 
     s = sub.add_parser("preview", help="build the pip-only HTML preview of executed chapters")
     s.add_argument("report_dir", nargs="?", default="report")

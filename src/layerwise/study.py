@@ -21,7 +21,8 @@ import pandas as pd
 from .config import StudyParams
 from .errors import LayerwiseError
 from .repro import atomic_dir, atomic_write_json, content_hash, is_done
-from .schema import TABLES
+from .schema import TABLES, n_layers
+from .schema import original_layers as _original_layers
 
 
 @dataclass
@@ -91,3 +92,12 @@ def read_studies(directories: Sequence[str | Path]) -> list[Study]:
 def combine(studies: Sequence[Study], table: str = "tidy") -> pd.DataFrame:
     """One table (``tidy``, ``cka``, ...) of several studies, concatenated."""
     return pd.concat([getattr(s, table) for s in studies], ignore_index=True)
+
+
+def original_layers(studies: Sequence[Study]) -> list[int]:
+    """The original study's grid layers present in any of ``studies`` (sorted union of each model's
+    :func:`layerwise.schema.original_layers`)."""
+    found: set[int] = set()
+    for s in studies:
+        found.update(_original_layers(s.params.analysis.original_layers, n_layers(s.tidy)))
+    return sorted(found)

@@ -1,0 +1,259 @@
+"""Chapter notebooks executed with papermill: the Jupyter kernel, the template made ready for one
+model, the code a chapter runs, the input hash stored in an executed notebook, and the execution
+itself with failure triage.
+
+This module knows nothing about studies or params: :mod:`layerwise.report` decides which notebooks
+a run needs (:class:`Job`: template, output, papermill parameters, inputs) and this module produces
+them. A notebook is written to a temporary file and renamed only when every cell succeeded; a failing
+cell raises :class:`LayerwiseError` naming the model, the chapter and the cell, and the failed
+notebook is kept in a separate folder for inspection (never where Quarto reads).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import LayerwiseError
+from .repro import PACKAGE_DIR, code_hash, content_hash
+
+#: Version of the way notebooks are prepared and of the ``metadata.layerwise`` record they carry:
+#: bump it to force every chapter to re-execute (distinct from ``finetune.FORMAT_VERSION``).
+NOTEBOOK_FORMAT = 1
+
+
+# ==================================================================================================
+# kernel
+# ==================================================================================================
+
+def kernel_name() -> str:
+    """A Jupyter kernel that runs this interpreter: ``python3`` when its spec launches this Python (or
+    the generic ``python``, which jupyter_client maps to ``sys.executable``), else a ``layerwise``
+    spec installed into this environment's prefix."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    ksm = KernelSpecManager()
+    for name in ("python3", "layerwise"):
+        try:
+            spec = ksm.get_kernel_spec(name)
+        except NoSuchKernel:
+            continue
+        exe = spec.argv[0] if spec.argv else ""
+        generic = {"python", f"python{sys.version_info[0]}", f"python{sys.version_info[0]}.{sys.version_info[1]}"}
+        if exe in generic or (os.path.exists(exe) and os.path.realpath(exe) == os.path.realpath(sys.executable)):
+            return name
+    try:
+        from ipykernel.kernelspec import install
+
+        install(kernel_name="layerwise", display_name="Python (layerwise)", prefix=sys.prefix)
+    except Exception as exc:  # permissions, missing ipykernel
+        raise LayerwiseError(f"no Jupyter kernel for {sys.executable} and none could be installed ({exc})",
+                             "notebooks.kernel_name",
+                             f"run `{sys.executable} -m ipykernel install --sys-prefix`") from None
+    return "layerwise"
+
+
+# ==================================================================================================
+# templates: preparation and the code they run
+# ==================================================================================================
+
+_LABEL_RE = re.compile(r"^(#\|\s*label:\s*)(fig|tbl|sec)-", re.M)
+_REF_RE = re.compile(r"(?<![\w@])@(fig|tbl|sec)-")
+
+
+def prepare_template(template: Path, *, title: str, label_prefix: str | None):
+    """The template notebook made ready for one model: the front matter (first raw cell, YAML between
+    ``---``) gets ``title``; cross-reference labels ``fig-x``/``tbl-x`` (and ``@fig-x`` references)
+    become ``fig-<prefix>-x`` so that the labels stay unique across the book's chapters."""
+    import nbformat
+    import yaml
+
+    nb = nbformat.read(template, as_version=4)
+    front: dict[str, Any] = {}
+    if nb.cells and nb.cells[0].cell_type == "raw" and nb.cells[0].source.lstrip().startswith("---"):
+        body = nb.cells[0].source.strip().strip("-").strip()
+        front = yaml.safe_load(body) or {}
+        nb.cells.pop(0)
+    front["title"] = title
+    fm = nbformat.v4.new_raw_cell("---\n" + yaml.safe_dump(front, sort_keys=False, allow_unicode=True) + "---")
+    fm.id = "front-matter"
+    nb.cells.insert(0, fm)
+    if label_prefix:
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                cell.source = _LABEL_RE.sub(lambda m: f"{m.group(1)}{m.group(2)}-{label_prefix}-", cell.source)
+            elif cell.cell_type == "markdown":
+                cell.source = _REF_RE.sub(lambda m: f"@{m.group(1)}-{label_prefix}-", cell.source)
+    return nb
+
+
+def chapter_modules(template: Path) -> list[str]:
+    """The layerwise modules a chapter template imports (``from layerwise import charts, prose``,
+    ``from layerwise.study import read_study``, ``import layerwise.x``), read from its code cells."""
+    import nbformat
+
+    found: set[str] = set()
+    for cell in nbformat.read(template, as_version=4).cells:
+        if cell.cell_type != "code":
+            continue
+        code = "\n".join(ln for ln in cell.source.splitlines() if not ln.lstrip().startswith(("%", "!")))
+        try:
+            tree = ast.parse(code)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("layerwise"):
+                sub = node.module.partition(".")[2].split(".")[0]
+                found.update([sub] if sub else (a.name for a in node.names))
+            elif isinstance(node, ast.Import):
+                found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("layerwise."))
+    return sorted(m for m in found if (PACKAGE_DIR / f"{m}.py").is_file())
+
+
+def chapter_code_hash(template: Path) -> str:
+    """Hash of the layerwise code an executed chapter depends on: the modules its template imports
+    and their import closure (:func:`layerwise.repro.code_hash`), plus this module (which prepares the
+    notebook). Derived from the code, so a new import or a split module is followed without a list to
+    maintain; the code that computes the tables is covered by the results' cache keys instead."""
+    return code_hash(*chapter_modules(template), "notebooks")
+
+
+# ==================================================================================================
+# executed notebooks
+# ==================================================================================================
+
+def notebook_hash(path: Path) -> str | None:
+    """The input hash stored in an executed notebook's metadata, or None."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            meta = json.load(fh).get("metadata", {})
+        return meta.get("layerwise", {}).get("input_hash")
+    except (OSError, ValueError):
+        return None
+
+
+def error_outputs(nb) -> list[tuple[int, str]]:
+    """(cell index, message) of every error output of a notebook (``nbformat`` node or dict)."""
+    out = []
+    for i, cell in enumerate(nb["cells"]):
+        for o in cell.get("outputs", []) or []:
+            if o.get("output_type") == "error":
+                out.append((i, f"{o.get('ename')}: {o.get('evalue')}"))
+    return out
+
+
+@dataclass
+class Job:
+    """One notebook to produce: the template, where the executed notebook goes, the papermill
+    parameters, its title and everything its content depends on (``inputs``, hashed)."""
+
+    chapter: str
+    model: str | None
+    template: Path
+    output: Path
+    parameters: dict[str, Any]
+    title: str
+    inputs: dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        """``model/chapter`` (or the chapter alone), for progress and messages."""
+        return f"{self.model}/{self.chapter}" if self.model else self.chapter
+
+    @property
+    def where(self) -> str:
+        """``model m, chapter c`` (or the chapter alone): the *where* of an error."""
+        return f"{'model ' + self.model + ', ' if self.model else ''}chapter {self.chapter}"
+
+    @property
+    def input_hash(self) -> str:
+        """Hash of everything the notebook depends on."""
+        return content_hash(self.inputs)
+
+    def is_current(self) -> bool:
+        """The executed notebook exists and was produced from the same inputs."""
+        return self.output.exists() and notebook_hash(self.output) == self.input_hash
+
+
+# ==================================================================================================
+# execution
+# ==================================================================================================
+
+def execute(job: Job, *, kernel: str, cwd: Path, failed_dir: Path, label_prefix: str | None = None) -> Path:
+    """Execute one chapter with papermill into a temporary file, then rename it to ``job.output``;
+    raise :class:`LayerwiseError` naming the model, chapter and cell on failure (the failed notebook
+    is moved to ``failed_dir``)."""
+    import nbformat
+
+    job.output.parent.mkdir(parents=True, exist_ok=True)
+    nb = prepare_template(job.template, title=job.title, label_prefix=label_prefix)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=".lw-run-", dir=job.output.parent))
+    src = tmp_dir / f"{job.chapter}.template.ipynb"
+    out = tmp_dir / f"{job.chapter}.ipynb"
+    nbformat.write(nb, src)
+    try:
+        result = _papermill(job, src, out, kernel=kernel, cwd=cwd, failed_dir=failed_dir)
+        errors = error_outputs(result)
+        if errors:  # cells tagged raises-exception would get here
+            i, msg = errors[0]
+            raise LayerwiseError(f"cell {i} has an error output ({msg})", job.where, "fix the chapter template")
+        result.metadata["layerwise"] = {"input_hash": job.input_hash, "chapter": job.chapter, "model": job.model,
+                                        "title": job.title, "executed": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                        "format": NOTEBOOK_FORMAT}
+        nbformat.validate(result)
+        nbformat.write(result, out)
+        os.replace(out, job.output)
+        return job.output
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def _papermill(job: Job, src: Path, out: Path, *, kernel: str, cwd: Path, failed_dir: Path):
+    """Run papermill on the prepared template ``src`` into ``out``; a failure becomes a
+    :class:`LayerwiseError` (the failing cell's index, execution count, first code line and error),
+    with the failed notebook kept in ``failed_dir``."""
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    try:
+        return pm.execute_notebook(str(src), str(out), parameters=job.parameters, kernel_name=kernel,
+                                   cwd=str(cwd), progress_bar=False, log_output=False,
+                                   request_save_on_cell_execute=False, **_engine_kwargs())
+    except PapermillExecutionError as exc:
+        failed = _keep_failed(out, failed_dir, job)
+        count = f" (execution count {exc.exec_count})" if exc.exec_count else ""
+        first = [ln for ln in (exc.source or "").strip().splitlines() if not ln.startswith("#|")]
+        code = f" `{first[0][:80]}`" if first else ""
+        raise LayerwiseError(f"cell {exc.cell_index}{count}{code} failed with {exc.ename}: {exc.evalue}",
+                             job.where, f"see the failed notebook {failed}" if failed else
+                             "run the chapter in Jupyter to debug it") from None
+    except Exception as exc:  # kernel died, could not start, timeout
+        failed = _keep_failed(out, failed_dir, job)
+        raise LayerwiseError(f"the notebook could not be executed: {type(exc).__name__}: {exc}", job.where,
+                             f"see {failed}" if failed else "check that ipykernel works in this environment"
+                             ) from None
+
+
+def _engine_kwargs() -> dict[str, Any]:
+    """Kernel options: ipykernel logs only errors (its warning about unencrypted localhost TCP would
+    print once per chapter; the kernel listens on 127.0.0.1 only)."""
+    return {"extra_arguments": ["--IPKernelApp.log_level=ERROR"]}
+
+
+def _keep_failed(out: Path, failed_dir: Path, job: Job) -> Path | None:
+    """Move a failed notebook out of the report (to ``failed_dir``) and return its new path."""
+    if not out.exists():
+        return None
+    failed_dir.mkdir(parents=True, exist_ok=True)
+    dest = failed_dir / (f"{job.model}-{job.chapter}.ipynb" if job.model else f"{job.chapter}.ipynb")
+    shutil.move(str(out), dest)
+    return dest
