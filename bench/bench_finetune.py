@@ -81,9 +81,10 @@ def side_by_side(params, seed_steps: int, rounds: int) -> dict:
     """Median training-step time of each way (see the module docstring)."""
     from transformers import set_seed
 
-    from layerwise import finetune as ft
     from layerwise.data import load_splits
-    from layerwise.models import load_model, resolve_model
+    from layerwise.models import load_model, quiet_transformers, resolve_model
+    from layerwise.prepared import tokenize
+    from layerwise.trainer import build_trainer
 
     spec = params.finetune
     splits = load_splits(params)
@@ -98,20 +99,20 @@ def side_by_side(params, seed_steps: int, rounds: int) -> dict:
     }
     times: dict[str, list[float]] = {w: [] for w in ways}
     tokens: dict[str, int] = {}
-    with tempfile.TemporaryDirectory(prefix="bench-ft-") as tmp, ft._quiet():
+    with tempfile.TemporaryDirectory(prefix="bench-ft-") as tmp, quiet_transformers():
         for r in range(rounds):
             for name, way in ways.items():
                 set_seed(spec.seed)
                 model, tok = load_model(source, len(splits.label_names))
-                train = ft._tokenize(splits.train, tok, way["max_length"], padding=way["padding"])
-                test = ft._tokenize(splits.test.select(range(8)), tok, way["max_length"], padding=way["padding"])
+                train = tokenize(splits.train, tok, way["max_length"], padding=way["padding"])
+                test = tokenize(splits.test.select(range(8)), tok, way["max_length"], padding=way["padding"])
                 tokens[name] = int(sum(len(x) for x in train["input_ids"]))
-                trainer = ft.build_trainer(model, tok, train, test, output_dir=Path(tmp) / f"r{r}",
-                                           epochs=spec.epochs, learning_rate=spec.learning_rate,
-                                           batch_size=spec.batch_size, weight_decay=spec.weight_decay,
-                                           warmup_ratio=spec.warmup_ratio, logging_steps=spec.logging_steps,
-                                           seed=spec.seed, save_steps=10 ** 9, max_steps=way["steps"],
-                                           progress=False, evaluate=False, group_by_length=way["group"])
+                trainer = build_trainer(model, tok, train, test, output_dir=Path(tmp) / f"r{r}",
+                                        epochs=spec.epochs, learning_rate=spec.learning_rate,
+                                        batch_size=spec.batch_size, weight_decay=spec.weight_decay,
+                                        warmup_ratio=spec.warmup_ratio, logging_steps=spec.logging_steps,
+                                        seed=spec.seed, save_steps=10 ** 9, max_steps=way["steps"],
+                                        progress=False, evaluate=False, group_by_length=way["group"])
                 timer = _step_timer()
                 trainer.add_callback(timer)
                 trainer.train()

@@ -1,5 +1,6 @@
 """Fine-tuning: end to end on the tiny BERT, CamemBERT and FlauBERT fixtures, the cache (hits,
-keys), the seed's overrides, prepared data, and resumption after a SIGKILL."""
+keys), the seed's overrides, prepared data, resumption after a SIGKILL, and the format version that
+guards the training code."""
 
 from __future__ import annotations
 
@@ -17,11 +18,14 @@ import numpy as np
 import pytest
 import yaml
 
+from layerwise import data as data_module
 from layerwise import finetune as ft
+from layerwise import prepared, stats, trainer
 from layerwise.config import load_params, parse_params
 from layerwise.data import load_splits
 from layerwise.errors import LayerwiseError
-from layerwise.repro import is_done
+from layerwise.models import model_source
+from layerwise.repro import code_hash, import_closure, is_done
 from layerwise.testing import write_tiny_jsonl
 
 METRIC_KEYS = {"accuracy", "accuracy_ci", "macro_f1", "macro_f1_ci", "majority_baseline", "majority_class",
@@ -69,11 +73,10 @@ def _load(path: Path):
 # known answers of the final statistics
 # --------------------------------------------------------------------------------------------------
 
-def test_classification_metrics_known_answers(monkeypatch):
-    monkeypatch.setattr(ft, "BOOTSTRAP", 200)
+def test_classification_metrics_known_answers():
     y_true = np.array([0] * 6 + [1] * 4)
     y_pred = y_true.copy()
-    m = ft.classification_metrics(y_true, y_pred)
+    m = stats.classification_metrics(y_true, y_pred, n_boot=200)
     assert m["accuracy"] == 1.0 and m["majority_class"] == 0 and m["majority_baseline"] == pytest.approx(0.6)
     # P(X >= 10), X ~ Binomial(10, 0.6) = 0.6 ** 10
     assert m["binomial_p"] == pytest.approx(0.6 ** 10)
@@ -83,13 +86,13 @@ def test_classification_metrics_known_answers(monkeypatch):
     assert m["macro_f1"] == 1.0 and m["macro_f1_ci"] == [1.0, 1.0]
 
     y_pred = np.array([0] * 10)  # the majority classifier: F1 = (2*6/(12+4) + 0) / 2 = 0.375
-    m = ft.classification_metrics(y_true, y_pred)
+    m = stats.classification_metrics(y_true, y_pred, n_boot=200)
     assert m["accuracy"] == pytest.approx(0.6) and m["macro_f1"] == pytest.approx(0.375)
     assert m["binomial_p"] > 0.5  # no evidence of beating the baseline it is equal to
 
 
 def test_majority_baseline_is_the_best_constant_predictor():
-    assert ft.majority_baseline(np.array([2, 2, 1, 0, 2])) == (2, pytest.approx(0.6))
+    assert stats.majority_baseline(np.array([2, 2, 1, 0, 2])) == (2, pytest.approx(0.6))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -172,6 +175,23 @@ def test_cache_key_follows_every_input(tiny_dirs, tmp_path, cache):
     assert ft.finetune_entry(_params(copy, data, epochs=2.0)) == base
 
 
+def test_splits_and_source_from_the_caller_are_used_as_they_are(tiny_dirs, tmp_path, cache, monkeypatch):
+    """The pipeline hands in the selection and the model it resolved: the same entry as when
+    fine-tuning loads them itself, and no second load of the data."""
+    params = _params(tiny_dirs["bert"], _data_file(tmp_path))
+    splits, source = load_splits(params), model_source(params)
+    loads = []
+    with monkeypatch.context() as m:
+        m.setattr(data_module, "load_raw", lambda *a, **k: loads.append(1))
+        handed = ft.finetune_entry(params, splits=splits, source=source)
+    assert loads == []
+    assert handed == ft.finetune_entry(params)
+    with pytest.raises(ValueError, match="splits="):
+        ft.finetune_entry(params, splits=splits, num_train=10)
+    with pytest.raises(ValueError, match="source="):
+        ft.finetune_entry(params, source=source, checkpoint=str(tiny_dirs["flaubert"]))
+
+
 def test_overrides_select_the_asked_numbers_of_examples(tiny_dirs, tmp_path, cache):
     params = _params(tiny_dirs["bert"], _data_file(tmp_path), epochs=2)
     res = ft.finetune(params, num_train=24, num_test=12, epochs=1, progress=False)
@@ -223,13 +243,13 @@ def test_prepare_then_finetune_from_prepared_data(tiny_dirs, tmp_path, cache):
     import datasets
 
     params = _params(tiny_dirs["camembert"], _data_file(tmp_path), epochs=1, max_length=12)
-    out = ft.prepare(params, tmp_path / "prepared")
+    out = prepared.prepare(params, tmp_path / "prepared")
     assert is_done(out)
     dd = datasets.load_from_disk(str(out))
     assert (len(dd["train"]), len(dd["test"])) == (40, 20)
     lengths = [len(ids) for ids in dd["train"]["input_ids"]]
     assert max(lengths) <= 12 and len(set(lengths)) > 1  # truncated, not padded
-    info = json.loads((out / ft.PREPARED_INFO).read_text())
+    info = json.loads((out / prepared.PREPARED_INFO).read_text())
     assert info["selection"]["hash"] and info["tokenizer_fingerprint"] and info["versions"]
 
     # -d: trains on the prepared rows, with its own cache key; -a/-b take the first rows
@@ -248,8 +268,8 @@ def test_prepare_then_finetune_from_prepared_data(tiny_dirs, tmp_path, cache):
         ft.finetune(params, data=tmp_path, progress=False)
     # prepare never replaces a directory it did not write, and replaces its own
     with pytest.raises(LayerwiseError, match="not written by layerwise"):
-        ft.prepare(params, tmp_path)
-    assert ft.prepare(params, out, num_train=12, num_test=10) == out
+        prepared.prepare(params, tmp_path)
+    assert prepared.prepare(params, out, num_train=12, num_test=10) == out
     assert len(datasets.load_from_disk(str(out))["train"]) == 12
 
 
@@ -290,7 +310,7 @@ def test_sigkill_then_resume_from_checkpoint(tiny_dirs, tmp_path, cache):
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
-            if any(ft.checkpoint_complete(d) for d in work.glob("checkpoint-*")):
+            if any(trainer.checkpoint_complete(d) for d in work.glob("checkpoint-*")):
                 break
             time.sleep(0.02)
         assert proc.poll() is None, f"the run ended before it could be killed: {proc.stdout.read().decode()[-2000:]}"
@@ -305,7 +325,7 @@ def test_sigkill_then_resume_from_checkpoint(tiny_dirs, tmp_path, cache):
     # nothing looks finished: no entry, no DONE.json; the checkpoint is in the work directory
     assert not entry.exists() and not is_done(entry)
     assert not list(entry.parent.glob(f".{entry.name}.tmp-*"))
-    killed_at = ft.last_checkpoint(work)
+    killed_at = trainer.last_checkpoint(work)
     assert killed_at is not None
     with pytest.raises(LayerwiseError):
         ft.load_finetune_metrics(entry)
@@ -355,3 +375,30 @@ def test_a_second_run_of_the_same_entry_waits_for_the_first(tiny_dirs, tmp_path,
         assert thread.is_alive() and not is_done(entry)  # waiting, not training beside it
     thread.join(timeout=120)
     assert not thread.is_alive() and is_done(results[0].path)
+
+
+# --------------------------------------------------------------------------------------------------
+# the format version guards the training code
+# --------------------------------------------------------------------------------------------------
+
+#: ``repro.code_hash`` of the training path (finetune, trainer, prepared and every package module
+#: they import), recorded per ``FINETUNE_FORMAT``.
+TRAINING_CODE_HASHES = {2: "96b7b44293a205af"}
+TRAINING_PATH = ("finetune", "trainer", "prepared")
+
+
+def test_finetune_format_version_guards_training_code():
+    """The fine-tuning cache key holds ``FINETUNE_FORMAT``, not the code: a change to the training
+    path must come with a version bump (or, for a change that provably alters no weight and no
+    metric, a new recorded hash under the same version)."""
+    now = code_hash(*TRAINING_PATH)
+    version = ft.FINETUNE_FORMAT
+    recorded = TRAINING_CODE_HASHES.get(version)
+    assert recorded == now, (
+        f"the code of the fine-tuning path changed ({', '.join(import_closure(*TRAINING_PATH))}): its hash is "
+        f"{now!r}, recorded for FINETUNE_FORMAT {version}: {recorded!r}. Bump FINETUNE_FORMAT in "
+        f"src/layerwise/finetune.py (to {version + 1}) so that older cache entries are retrained, and record "
+        f"the new hash in tests/test_finetune.py: TRAINING_CODE_HASHES[{version + 1}] = {now!r}. "
+        "Only when the change provably alters no weight, metric or entry layout (comments, renames), "
+        f"update TRAINING_CODE_HASHES[{version}] instead.")
+    assert set(import_closure(*TRAINING_PATH)) >= {"finetune", "trainer", "prepared", "stats", "models", "data"}

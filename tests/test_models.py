@@ -5,7 +5,14 @@ import torch
 
 from layerwise.config import parse_params
 from layerwise.errors import LayerwiseError
-from layerwise.models import check_model_available, load_model, num_hidden_states, pick_device, resolve_model
+from layerwise.models import check_model_available, load_model, model_source, pick_device, resolve_model, weights_key
+
+
+def num_hidden_states(model) -> int:
+    """L + 1: the embedding output and every layer."""
+    cfg = model.config
+    layers = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layers", None)
+    return int(layers) + 1
 
 
 def hidden_states(model, tok, texts):
@@ -56,3 +63,16 @@ def test_unknown_model_offline_is_one_clear_error(monkeypatch):
 def test_device_pick(monkeypatch):
     monkeypatch.setenv("LAYERWISE_DEVICE", "cpu")
     assert pick_device().type == "cpu"
+
+
+def test_model_source_resolves_once_what_the_caches_key(tiny_dirs, tmp_path):
+    params = parse_params({"name": "d", "model": {"id": str(tiny_dirs["bert"])}, "dataset": {"source": "x.jsonl"}})
+    src = model_source(params)
+    assert src.path == resolve_model(params.model, params) and src.key == weights_key(params, src.path)
+    ckpt = model_source(params, str(tiny_dirs["camembert"]))
+    assert ckpt.path == str(tiny_dirs["camembert"]) and ckpt.revision is None and "checkpoint_files" in ckpt.key
+    assert model_source(params, "camembert-base").key == {"checkpoint": "camembert-base"}
+    with pytest.raises(LayerwiseError, match="does not exist"):
+        model_source(params, str(tmp_path / "missing"))
+    with pytest.raises(LayerwiseError, match="no config.json"):
+        model_source(params, str(tmp_path))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from pathlib import Path
 
 import nbformat
@@ -14,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from layerwise import pipeline, report
+from layerwise import data, extract, finetune, models, pipeline, report
 from layerwise.config import load_params
 from layerwise.repro import PROJECT_ROOT, is_done
 from layerwise.testing import NUM_LAYERS, TINY_ARCHS, tiny_model_dir, write_tiny_jsonl
@@ -43,9 +44,27 @@ def _write_study(root: Path, arch: str) -> Path:
     return path
 
 
+#: What a run must do once at most (load the data, resolve the model, hash its weights) and the
+#: expensive work a cached run must skip (train, load a model or a tokenizer, run the engine).
+COUNTED = ((data, "load_raw"), (models, "resolve_model"), (models, "weights_key"), (models, "load_tokenizer"),
+           (finetune, "_train"), (extract, "run_state"))
+
+
+def count_calls(mp: pytest.MonkeyPatch) -> Counter:
+    """Count the calls of :data:`COUNTED` (each still runs) until ``mp`` is undone."""
+    calls: Counter = Counter()
+    for module, name in COUNTED:
+        def wrapper(*args, __f=getattr(module, name), __name=name, **kwargs):
+            calls[__name] += 1
+            return __f(*args, **kwargs)
+        mp.setattr(module, name, wrapper)
+    return calls
+
+
 @pytest.fixture(scope="module")
 def studies(tmp_path_factory):
-    """``{arch: (params path, Study)}`` computed in a fresh cache, one thread (tiny models)."""
+    """``{arch: (params path, Study)}`` computed in a fresh cache, one thread (tiny models); and the
+    calls counted during the first (cold) study."""
     import torch
 
     root = tmp_path_factory.mktemp("pipeline")
@@ -56,8 +75,11 @@ def studies(tmp_path_factory):
         out = {}
         for arch in TINY_ARCHS:
             path = _write_study(root, arch)
-            out[arch] = (path, pipeline.load_study(path, progress=False))
-        yield root, out
+            with pytest.MonkeyPatch.context() as counting:
+                calls = count_calls(counting)
+                out[arch] = (path, pipeline.load_study(path, progress=False))
+            cold = calls if arch == TINY_ARCHS[0] else cold
+        yield root, out, cold
     torch.set_num_threads(threads)
 
 
@@ -71,7 +93,7 @@ def metric_rows(study, metric: str, state: str | None = None):
 
 @pytest.mark.parametrize("arch", TINY_ARCHS)
 def test_load_study_gives_every_table(studies, arch):
-    _, found = studies
+    _, found, _ = studies
     _, study = found[arch]
     tidy = study.tidy
     assert list(tidy.columns) == TIDY_COLUMNS
@@ -103,20 +125,31 @@ def test_load_study_gives_every_table(studies, arch):
 
 
 def test_second_load_is_a_cache_hit(studies):
-    root, found = studies
+    root, found, _ = studies
     path, study = found["camembert"]
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LAYERWISE_CACHE", str(root / "cache"))
+        calls = count_calls(mp)
         t0 = time.perf_counter()
         again = pipeline.load_study(path, progress=False)
         elapsed = time.perf_counter() - t0
     assert again.key == study.key
     pd.testing.assert_frame_equal(again.tidy, study.tidy)
     assert elapsed < 10, f"a cached study took {elapsed:.1f} s to load"
+    # the data is loaded and the model resolved once; nothing is trained, loaded or computed
+    assert calls == Counter({"load_raw": 1, "resolve_model": 1, "weights_key": 1}), calls
+
+
+def test_a_cold_run_resolves_its_inputs_once(studies):
+    """The first study of the fixture: fine-tuning receives the selection and the model the
+    pipeline resolved (one load of the data, one resolution and one hash of the weights)."""
+    _, _, cold = studies
+    assert (cold["load_raw"], cold["resolve_model"], cold["weights_key"]) == (1, 1, 1), cold
+    assert cold["_train"] == 1 and cold["run_state"] == 3, cold
 
 
 def test_export_writes_every_table(studies, tmp_path):
-    _, found = studies
+    _, found, _ = studies
     _, study = found["flaubert"]
     written = pipeline.export_tables(study, tmp_path / "tables")
     assert set(written) == set(pipeline.TABLES)
@@ -129,7 +162,7 @@ def test_export_writes_every_table(studies, tmp_path):
 def test_real_chapters_execute_on_real_studies(studies, tmp_path):
     """The committed chapter templates, executed by papermill with the real loader on two tiny studies
     (CamemBERT and FlauBERT, plus the comparison): no error output, every chart with HTML and SVG."""
-    root, found = studies
+    root, found, _ = studies
     params = [found["camembert"][0], found["flaubert"][0]]
     old = os.getcwd()
     try:

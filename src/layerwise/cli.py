@@ -43,7 +43,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from .finetune import prepare
+    from .prepared import prepare
 
     out = prepare(_params(args.params), args.out, num_train=args.num_train, num_test=args.num_test,
                   checkpoint=args.checkpoint)

@@ -45,7 +45,8 @@ def demo_corpus_files() -> list[Path]:
     return files
 
 
-def _where(params: StudyParams) -> str:
+def params_where(params: StudyParams) -> str:
+    """Where an error about these params points: their file, else their name."""
     return str(params.path) if params.path else f"params '{params.name}'"
 
 
@@ -54,7 +55,7 @@ def load_raw(params: StudyParams):
     import datasets
 
     ds = params.dataset
-    where = _where(params)
+    where = params_where(params)
     datasets.disable_progress_bars() if not log.isEnabledFor(logging.INFO) else None
     try:
         if ds.kind == "embedded":
@@ -91,7 +92,7 @@ def _label_mapping(column_values: list[Any], feature: Any) -> tuple[list[str], d
 
 def _clean_split(dset, params: StudyParams, split: str):
     ds = params.dataset
-    where = _where(params)
+    where = params_where(params)
     cols = dset.column_names
     for key, col in (("text_column", ds.text_column), ("label_column", ds.label_column),
                      ("domain_column", ds.domain_column)):
@@ -110,23 +111,17 @@ def _clean_split(dset, params: StudyParams, split: str):
     return dset
 
 
-def load_splits(params: StudyParams, num_train: int | None = None, num_test: int | None = None) -> Splits:
-    """Deterministic selection: shuffle each split with ``finetune.seed`` and take the first
-    ``num_train`` / ``num_test`` rows. When the source has no test split, ``num_test`` rows are
-    held out from the train split first. Raises :class:`LayerwiseError` for missing columns, empty
-    texts, a single class or too few examples."""
+def _orders(raw, params: StudyParams, num_train: int, num_test: int):
+    """The cleaned train and test sources (with their ``index`` column), their shuffled row orders
+    and whether the test rows were held out of the train split (when the source has no test split)."""
     ds = params.dataset
-    ft = params.finetune
-    num_train = num_train or ft.num_train
-    num_test = num_test or ft.num_test
-    where = _where(params)
-    raw = load_raw(params)
+    where = params_where(params)
     if ds.train_split not in raw:
         raise LayerwiseError(f"field 'dataset.train_split': split {ds.train_split!r} not found "
                              f"(splits: {', '.join(raw)})", where, "set dataset.train_split to one of them")
     train_all = _clean_split(raw[ds.train_split], params, ds.train_split)
     train_all = train_all.add_column("index", list(range(len(train_all))))
-    rng = np.random.default_rng(ft.seed)
+    rng = np.random.default_rng(params.finetune.seed)
     if ds.test_split in raw:
         test_all = _clean_split(raw[ds.test_split], params, ds.test_split)
         test_all = test_all.add_column("index", list(range(len(test_all))))
@@ -144,26 +139,40 @@ def load_splits(params: StudyParams, num_train: int | None = None, num_test: int
         if want > have:
             raise LayerwiseError(f"field '{field_name}': asks for {want} examples but split {split!r} has {have}",
                                  where, f"set {field_name} to at most {have}")
-    train = train_all.select(train_order[:num_train])
-    test = test_all.select(test_order[:num_test])
+    return train_all, test_all, train_order, test_order, held_out
 
+
+def _tidy(d, ds, mapping: dict[Any, int]):
+    """The selected rows as ``text``, ``label`` (0..K-1), ``index`` and, when known, ``domain``."""
+    import datasets
+
+    out = {"text": list(d[ds.text_column]), "label": [mapping[v] for v in d[ds.label_column]],
+           "index": list(d["index"])}
+    if ds.domain_column:
+        out["domain"] = [str(v) for v in d[ds.domain_column]]
+    elif "domain" in d.column_names:
+        out["domain"] = [str(v) for v in d["domain"]]
+    return datasets.Dataset.from_dict(out)
+
+
+def load_splits(params: StudyParams, num_train: int | None = None, num_test: int | None = None) -> Splits:
+    """Deterministic selection: shuffle each split with ``finetune.seed`` and take the first
+    ``num_train`` / ``num_test`` rows. When the source has no test split, ``num_test`` rows are
+    held out from the train split first. Raises :class:`LayerwiseError` for missing columns, empty
+    texts, a single class or too few examples."""
+    ds = params.dataset
+    num_train = num_train or params.finetune.num_train
+    num_test = num_test or params.finetune.num_test
+    where = params_where(params)
+    raw = load_raw(params)
+    train_all, test_all, train_order, test_order, held_out = _orders(raw, params, num_train, num_test)
     label_feature = raw[ds.train_split].features.get(ds.label_column)
     names, mapping = _label_mapping(list(train_all[ds.label_column]) + list(test_all[ds.label_column]), label_feature)
     if len(names) < 2:
         raise LayerwiseError(f"field 'dataset.label_column': column {ds.label_column!r} has a single class",
                              where, "a classification study needs at least two labels")
-
-    def tidy(d):
-        out = {"text": list(d[ds.text_column]), "label": [mapping[v] for v in d[ds.label_column]],
-               "index": list(d["index"])}
-        if ds.domain_column:
-            out["domain"] = [str(v) for v in d[ds.domain_column]]
-        elif "domain" in d.column_names:
-            out["domain"] = [str(v) for v in d["domain"]]
-        import datasets
-        return datasets.Dataset.from_dict(out)
-
-    train, test = tidy(train), tidy(test)
+    train = _tidy(train_all.select(train_order[:num_train]), ds, mapping)
+    test = _tidy(test_all.select(test_order[:num_test]), ds, mapping)
     for name, part in (("train", train), ("test", test)):
         if len(set(part["label"])) < 2:
             raise LayerwiseError(f"the selected {name} examples hold a single class", where,

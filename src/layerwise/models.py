@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .config import ModelSpec, StudyParams
 from .errors import LayerwiseError
@@ -53,6 +54,36 @@ def weights_key(params: StudyParams, source: str | None = None) -> dict[str, Any
     return key
 
 
+@dataclass(frozen=True)
+class ModelSource:
+    """Where the weights of a run come from, resolved once: ``path`` (what ``from_pretrained``
+    understands), ``revision`` and ``key`` (what identifies the weights in a cache key)."""
+
+    path: str
+    revision: str | None
+    key: dict[str, Any] = field(default_factory=dict)
+
+
+def model_source(params: StudyParams, checkpoint: str | None = None) -> ModelSource:
+    """The params' pretrained model (:func:`resolve_model` and :func:`weights_key`), or ``checkpoint``
+    (a directory written by ``save_pretrained``, keyed by its files, or a Hub id) when given."""
+    if not checkpoint:
+        path = resolve_model(params.model, params)
+        return ModelSource(path, params.model.revision, weights_key(params, path))
+    local = Path(checkpoint).expanduser()
+    if local.exists():
+        if not (local / "config.json").is_file():
+            raise LayerwiseError(f"checkpoint directory {checkpoint!r} has no config.json", "-c/--checkpoint",
+                                 "give a directory written by save_pretrained, or a Hub id")
+        from .repro import file_hash
+
+        return ModelSource(str(local), None, {"checkpoint_files": file_hash(local)})
+    if checkpoint.startswith((".", "/", "~")):
+        raise LayerwiseError(f"checkpoint directory {checkpoint!r} does not exist", "-c/--checkpoint",
+                             "give an existing directory or a Hub id such as camembert-base")
+    return ModelSource(checkpoint, None, {"checkpoint": checkpoint})
+
+
 def pick_device(prefer: str | None = None):
     """cuda when available, then mps, else cpu (``LAYERWISE_DEVICE`` or ``prefer`` override)."""
     import torch
@@ -68,15 +99,20 @@ def pick_device(prefer: str | None = None):
 
 
 @contextlib.contextmanager
-def _quiet_transformers():
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' warnings and its own progress bars ("Loading weights", "Writing model
+    shards" at every checkpoint); the Trainer's training bar (its own tqdm) is not affected."""
     from transformers.utils import logging as tlog
 
-    old = tlog.get_verbosity()
+    bars, level = tlog.is_progress_bar_enabled(), tlog.get_verbosity()
+    tlog.disable_progress_bar()
     tlog.set_verbosity_error()
     try:
         yield
     finally:
-        tlog.set_verbosity(old)
+        tlog.set_verbosity(level)
+        if bars:
+            tlog.enable_progress_bar()
 
 
 def _offline_error(source: str, exc: Exception, where: str | None) -> LayerwiseError:
@@ -92,7 +128,7 @@ def load_tokenizer(source: str, *, revision: str | None = None, where: str | Non
     from transformers import AutoTokenizer
 
     try:
-        with _quiet_transformers():
+        with quiet_transformers():
             return AutoTokenizer.from_pretrained(source, revision=revision)
     except ImportError as exc:
         raise LayerwiseError(f"the tokenizer of {source!r} needs a missing package: {exc}", where,
@@ -113,7 +149,7 @@ def load_model(source: str, num_labels: int, *, revision: str | None = None, sta
 
     tokenizer = load_tokenizer(source, revision=revision, where=where)
     try:
-        with _quiet_transformers():
+        with quiet_transformers():
             config = AutoConfig.from_pretrained(source, revision=revision, num_labels=num_labels)
             if config.model_type not in SUPPORTED:
                 raise LayerwiseError(f"model type {config.model_type!r} is not supported", where,
@@ -133,13 +169,6 @@ def load_model(source: str, num_labels: int, *, revision: str | None = None, sta
     return model, tokenizer
 
 
-def num_hidden_states(model) -> int:
-    """L + 1: the embedding output and every layer."""
-    cfg = model.config
-    layers = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layers", None)
-    return int(layers) + 1
-
-
 def check_model_available(params: StudyParams) -> str:
     """Resolve the params' model and load its config (cheap): a clear error when it is unreachable."""
     from transformers import AutoConfig
@@ -147,7 +176,7 @@ def check_model_available(params: StudyParams) -> str:
     source = resolve_model(params.model, params)
     where = f"{params.path or params.name}: field 'model.id'"
     try:
-        with _quiet_transformers():
+        with quiet_transformers():
             AutoConfig.from_pretrained(source, revision=params.model.revision)
     except (OSError, ValueError) as exc:
         raise _offline_error(source, exc, where) from None

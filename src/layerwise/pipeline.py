@@ -1,12 +1,17 @@
 """The study steps for one params file, each cached by content hash: fine-tuning, the geometry
 engine (one pass per state), probes and statistics; and ``load_study`` that returns every table
-the chapters read."""
+the chapters read.
+
+A run of a study loads the data selection and resolves the model once (:func:`resolve_inputs`) and
+hands them to every step; each step computes its cache key first and skips its work on a hit. The
+code in a key is the import closure of the modules the step runs (``repro.code_hash``)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,24 +19,44 @@ import numpy as np
 import pandas as pd
 
 from .config import StudyParams, load_params
+from .data import Splits, load_splits
+from .finetune import FinetuneResult, finetune, finetune_entry, load_finetune_metrics
+from .models import ModelSource, model_source
 from .schema import TABLES
 from .study import Study
-from .repro import atomic_dir, cache_root, content_hash, file_hash, is_done, provenance
+from .repro import atomic_dir, cache_root, code_hash, content_hash, is_done, provenance
 
 log = logging.getLogger(__name__)
-PACKAGE_DIR = Path(__file__).parent
 
 
-def _source_hash(*modules: str) -> str:
-    """Hash of the code that produces a result: a change of the code recomputes it."""
-    return content_hash({m: file_hash(PACKAGE_DIR / f"{m}.py") for m in modules})
+@dataclass(frozen=True)
+class StudyInputs:
+    """What every step of a study reads, resolved once per run: the data selection (whose hash keys
+    the caches) and the pretrained model's source (path, revision, weights key)."""
+
+    splits: Splits
+    source: ModelSource
 
 
-def finetuned(params: StudyParams, progress: bool = True):
+def resolve_inputs(params: StudyParams) -> StudyInputs:
+    """Load the params' data selection and resolve their model, once for a whole run."""
+    return StudyInputs(load_splits(params), model_source(params))
+
+
+def finetuned(params: StudyParams, progress: bool = True, *, inputs: StudyInputs | None = None) -> FinetuneResult:
     """The fine-tuned checkpoint for these params (trained once, then read from the cache)."""
-    from .finetune import finetune
+    inputs = inputs or resolve_inputs(params)
+    return finetune(params, progress=progress, splits=inputs.splits, source=inputs.source)
 
-    return finetune(params, progress=progress)
+
+def _analysis_key(params: StudyParams, inputs: StudyInputs) -> str:
+    """The geometry engine's cache key: weights, selection, the engine's settings, the fine-tuned
+    entry (named by its own key: nothing is trained to compute it) and the engine's code."""
+    ft_entry = (finetune_entry(params, splits=inputs.splits, source=inputs.source)
+                if "finetuned" in params.analysis.states else None)
+    return content_hash({"model": inputs.source.key, "selection": inputs.splits.selection["hash"],
+                         "analysis": params.analysis.geometry_payload(),
+                         "finetuned": ft_entry.name if ft_entry else None, "code": code_hash("extract", "models")})
 
 
 def _selection_texts(splits) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
@@ -42,23 +67,22 @@ def _selection_texts(splits) -> tuple[list[str], np.ndarray, np.ndarray, np.ndar
     return texts, labels, split, index
 
 
-def analyze(params: StudyParams, progress: bool = True) -> Path:
+def analyze(params: StudyParams, progress: bool = True, *, inputs: StudyInputs | None = None) -> Path:
     """Run the geometry engine for every state of ``params.analysis.states``; one forward pass per
     batch per state. Results (Parquet tables, float16 embeddings, manifest) go to a cache entry keyed
-    by model, data selection, analysis settings, the fine-tuned checkpoint and the engine's code."""
+    by model, data selection, analysis settings, the fine-tuned checkpoint and the engine's code.
+    ``inputs``: the run's selection and model (resolved here when not given). The cache is checked
+    before anything is trained or loaded."""
     from . import extract
-    from .data import load_splits
-    from .models import load_model, pick_device, resolve_model, weights_key
+    from .models import load_model, pick_device
 
-    splits = load_splits(params)
-    ft = finetuned(params, progress) if "finetuned" in params.analysis.states else None
-    source = resolve_model(params.model, params)
-    key = content_hash({"model": weights_key(params, source), "selection": splits.selection["hash"],
-                        "analysis": params.analysis.model_dump(), "finetuned": ft.path.name if ft else None,
-                        "code": _source_hash("extract", "metrics", "models")})
+    inputs = inputs or resolve_inputs(params)
+    splits, source = inputs.splits, inputs.source.path
+    key = _analysis_key(params, inputs)
     entry = cache_root() / "results" / f"{params.name}-{key}"
     if is_done(entry):
         return entry
+    ft = finetuned(params, progress, inputs=inputs) if "finetuned" in params.analysis.states else None
     texts, labels, split, index = _selection_texts(splits)
     geometry = np.zeros(len(texts), dtype=bool)
     test_pos = np.flatnonzero(split == "test")[: params.analysis.num_sentences]
@@ -112,8 +136,8 @@ def probe(params: StudyParams, analysis_entry: Path | None = None, progress: boo
 
     analysis_entry = analysis_entry or analyze(params, progress)
     a = params.analysis
-    key = content_hash({"analysis": analysis_entry.name, "code": _source_hash("probes", "stats"),
-                        "seeds": a.probe_seeds, "bootstrap": a.bootstrap, "seed": a.seed})
+    key = content_hash({"analysis": analysis_entry.name, "code": code_hash("probes", "stats"),
+                        "settings": a.probe_payload()})
     entry = cache_root() / "probes" / f"{params.name}-{key}"
     if is_done(entry):
         return entry
@@ -135,11 +159,10 @@ def probe(params: StudyParams, analysis_entry: Path | None = None, progress: boo
 
 
 def load_study(params_path: str | Path | StudyParams, progress: bool = True) -> Study:
-    """Everything one chapter needs for one params file, computed through the caches."""
-    from .finetune import load_finetune_metrics
-
+    """Everything one chapter needs for one params file, computed through the caches (the data
+    selection and the model are resolved once, for every step)."""
     params = params_path if isinstance(params_path, StudyParams) else load_params(params_path)
-    a_entry = analyze(params, progress)
+    a_entry = analyze(params, progress, inputs=resolve_inputs(params))
     p_entry = probe(params, a_entry, progress)
     manifest = json.loads((a_entry / "manifest.json").read_text())
     tidy = pd.concat([pd.read_parquet(a_entry / "tidy.parquet"), pd.read_parquet(p_entry / "tidy.parquet")],

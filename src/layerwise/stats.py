@@ -455,3 +455,34 @@ def convergence_correlation(tidy: pd.DataFrame, x_metric: str = "token_cosine_me
         rows.append(tidy_row(model, state, -1, name, rho, lo, hi, len(wide)))
         rows.append(tidy_row(model, state, -1, f"{name}_p", p, n=len(wide)))
     return tidy_frame(rows)
+
+
+# --------------------------------------------------------------------------------------------------
+# the final evaluation of a fine-tuned classifier
+# --------------------------------------------------------------------------------------------------
+
+def majority_baseline(y_true: np.ndarray) -> tuple[int, float]:
+    """The best constant predictor on the test labels: ``(class, share)`` with ``share = max_c n_c / n``
+    (a conservative baseline: at least the accuracy of predicting the training majority)."""
+    values, counts = np.unique(np.asarray(y_true), return_counts=True)
+    i = int(np.argmax(counts))
+    return int(values[i]), float(counts[i] / counts.sum())
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, *, seed: int = 0, n_boot: int = 1000,
+                           level: float = 0.95) -> dict:
+    """Accuracy with its Wilson CI (:func:`wilson_ci`), macro-F1 with a percentile bootstrap CI over
+    test items (:func:`macro_f1_ci`, ``n_boot`` draws), the majority-class baseline
+    (:func:`majority_baseline`) and the one-sided exact binomial p-value of the accuracy against it
+    (:func:`binomial_vs_majority`: H0 accuracy = baseline, H1 accuracy > baseline); intervals at ``level``."""
+    y_true = np.asarray(y_true).astype(int).reshape(-1)
+    y_pred = np.asarray(y_pred).astype(int).reshape(-1)
+    n = int(len(y_true))
+    correct = int(np.sum(y_true == y_pred))
+    acc, acc_lo, acc_hi = wilson_ci(correct, n, level=level)
+    f1, f1_lo, f1_hi = macro_f1_ci(y_true, y_pred, n_boot=n_boot, seed=seed, level=level)
+    maj_class, maj = majority_baseline(y_true)
+    p = binomial_vs_majority(correct, n, maj) if 0 < maj < 1 else float("nan")
+    return {"n_test": n, "correct": correct, "accuracy": acc, "accuracy_ci": [acc_lo, acc_hi],
+            "macro_f1": f1, "macro_f1_ci": [f1_lo, f1_hi], "majority_class": maj_class,
+            "majority_baseline": maj, "binomial_p": p, "confidence": level}
