@@ -179,8 +179,7 @@ def test_prepare_template_relabels_and_titles(tmp_path):
 def test_chapter_code_hash_is_derived_from_the_chapter_imports(tmp_path):
     mods = {n: notebooks.chapter_modules(report.CHAPTERS_DIR / f"{n}.ipynb")
             for n in (*report.MODEL_CHAPTERS, report.COMPARISON)}
-    assert mods["geometry"] == ["charts", "prose", "study"]
-    assert mods["probing"] == mods["comparison"] == ["charts", "prose", "schema", "study"]
+    assert all({"charts", "prose", "study"} <= set(ms) for ms in mods.values())
     assert "report" not in {m for ms in mods.values() for m in ms}  # chapters never ask the orchestrator
     template = report.CHAPTERS_DIR / "geometry.ipynb"
     assert notebooks.chapter_code_hash(template) == code_hash("charts", "prose", "study", "notebooks")
