@@ -46,7 +46,7 @@ def analyze(params: StudyParams, progress: bool = True) -> Path:
     """Run the geometry engine for every state of ``params.analysis.states``; one forward pass per
     batch per state. Results (Parquet tables, float16 embeddings, manifest) go to a cache entry keyed
     by model, data selection, analysis settings, the fine-tuned checkpoint and the engine's code."""
-    from . import extract
+    from . import extract, similarity
     from .data import load_splits
     from .models import load_model, pick_device, resolve_model, weights_key
 
@@ -64,7 +64,6 @@ def analyze(params: StudyParams, progress: bool = True) -> Path:
     test_pos = np.flatnonzero(split == "test")[: params.analysis.num_sentences]
     geometry[test_pos] = True
     device = pick_device()
-    settings = extract.EngineSettings.from_spec(params.analysis)
     tables: dict[str, list[pd.DataFrame]] = {t: [] for t in ("tidy", "per_sentence", "cosine_sample", "rogue")}
     embeddings: dict[str, dict[str, np.ndarray]] = {}
     timings: dict[str, float] = {}
@@ -77,7 +76,7 @@ def analyze(params: StudyParams, progress: bool = True) -> Path:
                                           seed=params.analysis.seed, where=where, device=device)
             t0 = time.perf_counter()
             res = extract.run_state(model, tokenizer, texts, state=state, model_name=params.name,
-                                    geometry_mask=geometry, settings=settings, device=device, progress=progress)
+                                    geometry_mask=geometry, settings=params.analysis, device=device, progress=progress)
             timings[state] = time.perf_counter() - t0
             for t in tables:
                 tables[t].append(getattr(res, t))
@@ -86,7 +85,7 @@ def analyze(params: StudyParams, progress: bool = True) -> Path:
             del model
         test_only = {s: {k: (v[split == "test"] if isinstance(v, np.ndarray) and len(v) == len(split) else v)
                          for k, v in e.items()} for s, e in embeddings.items()}
-        cka_rows, cka = extract.compare_states(test_only, params.name)
+        cka_rows, cka = similarity.cka_between_states(test_only, params.name)
         tables["tidy"].append(cka_rows)
         for t, parts in tables.items():
             pd.concat(parts, ignore_index=True).to_parquet(tmp / f"{t}.parquet", index=False)
