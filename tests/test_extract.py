@@ -211,6 +211,7 @@ def test_zero_vector_at_a_valid_token_is_refused(models):
 
     with pytest.raises(LayerwiseError, match="zero hidden vector"):
         run(ZeroSecondToken(), tok, TEXTS[:3])
+    assert not torch.is_inference_mode_enabled() and torch.is_grad_enabled()  # the batch loop was closed
 
 
 def test_same_results_whatever_the_batch_size(models):
@@ -342,3 +343,19 @@ def test_truncation_follows_the_model_limits(models):
     res = run(model, tok, [" ".join(TEXTS * 3), TEXTS[0]], max_length=512)
     assert res.info["max_length"] == 128
     assert res.per_sentence[(res.per_sentence.metric == "token_cosine")].value.notna().all()
+
+
+def test_run_state_iterates_forward_batches(models, monkeypatch):
+    """One batch loop: run_state consumes forward_batches, which visits every text once."""
+    model, tok = models["bert"]
+    seen = []
+    original = extract.forward_batches
+
+    def spy(*args, **kwargs):
+        for batch in original(*args, **kwargs):
+            seen.extend(batch[0])
+            yield batch
+
+    monkeypatch.setattr(extract, "forward_batches", spy)
+    res = run(model, tok, batch_size=3)
+    assert sorted(seen) == list(range(len(TEXTS))) and res.info["n_batches"] == -(-len(TEXTS) // 3)

@@ -19,6 +19,7 @@ on the stored embeddings: :mod:`layerwise.similarity`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from dataclasses import dataclass, field
@@ -338,7 +339,8 @@ def run_state(model, tokenizer, texts: list[str], *, state: str, model_name: str
     batches = forward_batches(model, tokenizer, texts, batch_size=settings.batch_size, max_length=max_length,
                               device=device, geometry_mask=geometry, progress=progress, encoded=encoded,
                               desc=f"{model_name} {state}")
-    with torch.inference_mode():
+    # closing: on an error, the generator leaves its inference mode now (not at garbage collection)
+    with torch.inference_mode(), contextlib.closing(batches):
         for idx, inputs, special, hidden in batches:
             if store is None:
                 store = _Store(len(texts), plan, len(hidden), int(hidden[0].shape[-1]), settings.hist_bins)
