@@ -54,16 +54,18 @@ def load_minilm():
 
 
 def demo_settings(**kw):
-    from layerwise import extract
+    """The engine's settings: an ``AnalysisSpec`` as params/demo.yml's analysis, with overrides."""
+    from layerwise.config import AnalysisSpec
 
     base = dict(token_sample=1000, sample_sentences=180, baseline_pairs=5000, cosine_sample=5000, seed=0,
                 batch_size=BATCH_SIZE, max_length=MAX_LENGTH)
     base.update(kw)
-    return extract.EngineSettings(**base)
+    return AnalysisSpec(**base)
 
 
 # ------------------------------------------------------------------------------------------ overhead
 def forward_only(model, tok, texts) -> float:
+    """The engine's own batch loop (``extract.forward_batches``, which ``run_state`` iterates) alone."""
     from layerwise import extract
 
     t0 = time.perf_counter()

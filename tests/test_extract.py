@@ -1,5 +1,6 @@
 """The geometry engine against a naive reference (one sentence at a time, no padding, metrics.py),
-padding exclusion (FlauBERT zeroes pad rows), batch-size independence, tables and CKA between states."""
+padding exclusion (FlauBERT zeroes pad rows), batch-size independence, tables and CKA between states
+(layerwise.similarity)."""
 
 from types import SimpleNamespace
 
@@ -8,9 +9,11 @@ import pandas as pd
 import pytest
 import torch
 
-from layerwise import extract, metrics
+from layerwise import extract, metrics, similarity
+from layerwise.config import AnalysisSpec
 from layerwise.errors import LayerwiseError
 from layerwise.models import load_model
+from layerwise.schema import PER_SENTENCE_METRICS, QUANTILES, TIDY_COLUMNS, VARIANTS
 from layerwise.testing import tiny_model_dir, tiny_texts
 
 MAX_LEN = 64
@@ -42,12 +45,12 @@ def settings(**kw):
     base = dict(token_sample=40, sample_sentences=100, baseline_pairs=300, cosine_sample=200, seed=7, batch_size=4,
                 max_length=MAX_LEN, pool_tokens=1000)
     base.update(kw)
-    return extract.EngineSettings(**base)
+    return AnalysisSpec(**base)
 
 
 def run(model, tok, texts=TEXTS, **kw):
-    gm = kw.pop("geometry_mask", None)
-    return extract.run_state(model, tok, texts, state="pretrained", model_name="tiny", geometry_mask=gm,
+    geometry = kw.pop("geometry_mask", None)
+    return extract.run_state(model, tok, texts, state="pretrained", model_name="tiny", geometry_mask=geometry,
                              settings=settings(**kw), progress=False)
 
 
@@ -77,8 +80,8 @@ def test_engine_equals_naive_reference(models, arch):
     ref = [naive(model, tok, t) for t in TEXTS]
     L1 = len(ref[0][0])
     ps = res.per_sentence.set_index(["sentence", "layer", "metric"]).value
-    pooled = {v: [[] for _ in range(L1)] for v in extract.VARIANTS}
-    norms = {v: [[] for _ in range(L1)] for v in extract.VARIANTS}
+    pooled = {v: [[] for _ in range(L1)] for v in VARIANTS}
+    norms = {v: [[] for _ in range(L1)] for v in VARIANTS}
     for s, (hs, spec) in enumerate(ref):
         for layer, X in enumerate(hs):
             for v, keep in (("", np.ones(len(spec), bool)), ("_content", ~spec)):
@@ -99,15 +102,15 @@ def test_engine_equals_naive_reference(models, arch):
             np.testing.assert_allclose(res.cls[s, layer], X[0], rtol=2e-3, atol=2e-3)
             np.testing.assert_allclose(res.mean[s, layer], X.mean(0), rtol=2e-3, atol=2e-3)
     for layer in range(L1):
-        for v in extract.VARIANTS:
+        for v in VARIANTS:
             vals = np.sort(np.asarray(pooled[v][layer]))
             mean, n = value(res.tidy, f"token_cosine_mean{v}", layer)
             assert n == len(vals) and mean == pytest.approx(vals.mean(), abs=1e-5)
             assert value(res.tidy, f"token_cosine_min{v}", layer)[0] == pytest.approx(vals[0], abs=1e-5)
             assert value(res.tidy, f"token_cosine_max{v}", layer)[0] == pytest.approx(vals[-1], abs=1e-5)
             assert value(res.tidy, f"norm_mean{v}", layer)[0] == pytest.approx(np.mean(norms[v][layer]), rel=1e-5)
-            w = 2 / extract.EngineSettings().hist_bins + 1e-5
-            for name, q in extract.QUANTILES.items():
+            w = 2 / AnalysisSpec().hist_bins + 1e-5
+            for name, q in QUANTILES.items():
                 got = value(res.tidy, f"token_cosine_{name}{v}", layer)[0]
                 k = q * len(vals)  # the histogram quantile lies between the order statistics around rank qN
                 lo, hi = vals[max(int(np.floor(k)) - 1, 0)], vals[min(int(np.ceil(k)), len(vals) - 1)]
@@ -129,17 +132,17 @@ def test_sampled_statistics_equal_naive_on_the_same_sample(models):
     ref = [naive(model, tok, t) for t in TEXTS]
     lengths = np.array([len(s) for _, s in ref])
     plan = extract.plan_samples(lengths, [s for _, s in ref], np.ones(len(TEXTS), bool), settings())
-    assert len(plan.pool_sent) == lengths.sum()  # pool_tokens=1000: every token is in the pool
+    assert len(plan.pool_sentence) == lengths.sum()  # pool_tokens=1000: every token is in the pool
     for layer in range(len(ref[0][0])):
-        pool = np.stack([ref[s][0][layer][t] for s, t in zip(plan.pool_sent, plan.pool_tok)])
-        for v in extract.VARIANTS:
-            X = pool[plan.tokens[v]]
+        pool = np.stack([ref[s][0][layer][t] for s, t in zip(plan.pool_sentence, plan.pool_token)])
+        for v in VARIANTS:
+            X = pool[plan.token_sample[v]]
             assert value(res.tidy, f"erank{v}", layer) == (pytest.approx(metrics.effective_rank(X), rel=1e-5), len(X))
             assert value(res.tidy, f"erank_uncentred{v}", layer)[0] == pytest.approx(
                 metrics.effective_rank(X, centre=False), rel=1e-5)
             assert value(res.tidy, f"isoscore{v}", layer)[0] == pytest.approx(metrics.isoscore(X), abs=1e-5)
-            a, b = plan.baseline[v]
-            assert len(a) == 300 and np.all(plan.pool_sent[a] != plan.pool_sent[b])
+            a, b = plan.baseline_pairs[v]
+            assert len(a) == 300 and np.all(plan.pool_sentence[a] != plan.pool_sentence[b])
             base = metrics.paired_cosines(pool[a], pool[b]).mean()
             assert value(res.tidy, f"anisotropy_baseline{v}", layer)[0] == pytest.approx(base, abs=1e-5)
             tc = value(res.tidy, f"token_cosine_mean{v}", layer)[0]
@@ -159,7 +162,7 @@ def test_sampled_statistics_equal_naive_on_the_same_sample(models):
             assert value(res.tidy, f"anisotropy_baseline_std{v}", layer)[0] == pytest.approx(zb, abs=1e-4)
             within = []
             for s in range(len(TEXTS)):
-                rows = np.flatnonzero((plan.pool_sent == s) & keep)
+                rows = np.flatnonzero((plan.pool_sentence == s) & keep)
                 if len(rows) >= 2:
                     within.extend(metrics.pairwise_cosines_upper(Z[rows]))
             assert value(res.tidy, f"token_cosine_mean_std{v}", layer)[0] == pytest.approx(np.mean(within), abs=1e-4)
@@ -208,6 +211,7 @@ def test_zero_vector_at_a_valid_token_is_refused(models):
 
     with pytest.raises(LayerwiseError, match="zero hidden vector"):
         run(ZeroSecondToken(), tok, TEXTS[:3])
+    assert not torch.is_inference_mode_enabled() and torch.is_grad_enabled()  # the batch loop was closed
 
 
 def test_same_results_whatever_the_batch_size(models):
@@ -227,17 +231,17 @@ def test_same_results_whatever_the_batch_size(models):
 
 def test_geometry_mask_and_table_schema(models):
     model, tok = models["bert"]
-    gm = np.zeros(len(TEXTS), bool)
-    gm[[0, 2, 3, 5, 7]] = True
-    res = run(model, tok, geometry_mask=gm)
+    geometry = np.zeros(len(TEXTS), bool)
+    geometry[[0, 2, 3, 5, 7]] = True
+    res = run(model, tok, geometry_mask=geometry)
     L1 = res.cls.shape[1]
     assert res.cls.shape == res.mean.shape == (len(TEXTS), L1, 32) and res.cls.dtype == np.float16
     assert np.all(np.abs(res.cls.astype(float)).sum((1, 2)) > 0)  # every sentence has embeddings
     assert set(res.per_sentence.sentence) == {0, 2, 3, 5, 7}
-    assert set(res.per_sentence.metric) == {m + v for m in extract.PER_SENTENCE_METRICS for v in extract.VARIANTS}
+    assert set(res.per_sentence.metric) == {m + v for m in PER_SENTENCE_METRICS for v in VARIANTS}
     assert set(res.cosine_sample.sentence) <= {0, 2, 3, 5, 7}
     t = res.tidy
-    assert list(t.columns) == extract.TIDY_COLUMNS
+    assert list(t.columns) == TIDY_COLUMNS
     assert t.layer.dtype == np.int64 and t.n.dtype == np.int64 and t.value.dtype == np.float64
     assert set(t.layer) == set(range(L1)) and set(t.state) == {"pretrained"} and set(t.model) == {"tiny"}
     names = {"token_cosine_mean", "token_cosine_q05", "token_cosine_q25", "token_cosine_q50", "token_cosine_q75",
@@ -246,7 +250,7 @@ def test_geometry_mask_and_table_schema(models):
              "cov_trace_scaled", "norm_mean", "erank", "erank_uncentred", "isoscore", "rogue_top3_share",
              "token_cosine_mean_std", "anisotropy_baseline_std"}
     for name in names:
-        for v in extract.VARIANTS:
+        for v in VARIANTS:
             assert len(t[t.metric == name + v]) == L1, name + v
     assert value(t, "intra_similarity", 0)[1] == 5
     assert value(t, "erank", 0)[1] == 40  # token_sample, recorded as n
@@ -262,25 +266,25 @@ def test_plan_is_seeded_and_bounded():
     s = settings(cosine_sample=50, sample_sentences=3, pool_tokens=4, token_sample=10)
     p1 = extract.plan_samples(lengths, special, np.ones(6, bool), s)
     p2 = extract.plan_samples(lengths, special, np.ones(6, bool), s)
-    np.testing.assert_array_equal(p1.cs_sent, p2.cs_sent)
-    np.testing.assert_array_equal(p1.tokens[""], p2.tokens[""])
-    assert len(np.unique(p1.pool_sent)) == 3 and len(p1.pool_sent) <= 12 and len(p1.tokens[""]) == 10
-    pairs = set(zip(p1.cs_sent, p1.cs_i, p1.cs_j))
+    np.testing.assert_array_equal(p1.cosine_sentence, p2.cosine_sentence)
+    np.testing.assert_array_equal(p1.token_sample[""], p2.token_sample[""])
+    assert len(np.unique(p1.pool_sentence)) == 3 and len(p1.pool_sentence) <= 12 and len(p1.token_sample[""]) == 10
+    pairs = set(zip(p1.cosine_sentence, p1.cosine_i, p1.cosine_j))
     assert len(pairs) == 50 and all(i < j < lengths[s_] for s_, i, j in pairs)  # without replacement
     p3 = extract.plan_samples(lengths, special, np.ones(6, bool), settings(cosine_sample=50, seed=8))
-    assert not np.array_equal(p1.cs_sent, p3.cs_sent) or not np.array_equal(p1.cs_i, p3.cs_i)
+    assert not np.array_equal(p1.cosine_sentence, p3.cosine_sentence) or not np.array_equal(p1.cosine_i, p3.cosine_i)
 
 
-def test_compare_states_cka(models):
+def test_cka_between_states(models):
     model, tok = models["bert"]
     rnd, _ = load_model(str(tiny_model_dir("bert")), 2, state="random", seed=3)
     pre = run(model, tok)
     ran = extract.run_state(rnd, tok, TEXTS, state="random", model_name="tiny", settings=settings(), progress=False)
     emb = {"pretrained": {"cls": pre.cls, "mean": pre.mean}, "random": {"cls": ran.cls, "mean": ran.mean},
            "finetuned": {"cls": pre.cls, "mean": pre.mean}}
-    tidy, cka = extract.compare_states(emb, "tiny")
+    tidy, cka = similarity.cka_between_states(emb, "tiny")
     L1 = pre.cls.shape[1]
-    assert list(tidy.columns) == extract.TIDY_COLUMNS
+    assert list(tidy.columns) == TIDY_COLUMNS
     assert set(tidy.metric) == {"cka_cls_vs_pretrained", "cka_mean_vs_pretrained"}
     assert set(tidy.state) == {"random", "finetuned"} and len(tidy) == 2 * 2 * L1
     same = tidy[tidy.state == "finetuned"].set_index(["metric", "layer"]).value
@@ -309,9 +313,10 @@ def test_bad_inputs_are_clear_errors(models):
         run(model, tok, TEXTS[:3], geometry_mask=np.ones(2, bool))
     with pytest.raises(LayerwiseError, match="not a string"):
         run(model, tok, ["ok", None])
-    assert extract.EngineSettings.from_spec(SimpleNamespace(
-        token_sample=1, sample_sentences=2, baseline_pairs=3, cosine_sample=4, seed=5, batch_size=6,
-        max_length=7)).batch_size == 6
+    with pytest.raises(ValueError, match="token_sample"):
+        settings(token_sample=1)  # AnalysisSpec validates the engine settings
+    with pytest.raises(ValueError, match="hist_bins"):
+        settings(hist_bins=8)
 
 
 @pytest.mark.parametrize("arch", ["bert", "camembert", "flaubert"])
@@ -338,3 +343,19 @@ def test_truncation_follows_the_model_limits(models):
     res = run(model, tok, [" ".join(TEXTS * 3), TEXTS[0]], max_length=512)
     assert res.info["max_length"] == 128
     assert res.per_sentence[(res.per_sentence.metric == "token_cosine")].value.notna().all()
+
+
+def test_run_state_iterates_forward_batches(models, monkeypatch):
+    """One batch loop: run_state consumes forward_batches, which visits every text once."""
+    model, tok = models["bert"]
+    seen = []
+    original = extract.forward_batches
+
+    def spy(*args, **kwargs):
+        for batch in original(*args, **kwargs):
+            seen.extend(batch[0])
+            yield batch
+
+    monkeypatch.setattr(extract, "forward_batches", spy)
+    res = run(model, tok, batch_size=3)
+    assert sorted(seen) == list(range(len(TEXTS))) and res.info["n_batches"] == -(-len(TEXTS) // 3)

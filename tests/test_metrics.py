@@ -236,3 +236,11 @@ def test_quantiles_from_histogram_within_one_bin():
     np.testing.assert_allclose(got, np.quantile(x, qs), atol=2 / bins + 1e-4)
     assert got[0] == x.min() and got[-1] == x.max()
     assert np.all(np.isnan(M.quantiles_from_histogram(np.zeros(10), -1, 1, [0.5])))
+
+
+def test_metrics_unit_rows_zero_rows():
+    np.testing.assert_allclose(M.unit_rows(np.array([[3.0, 4.0]])), [[0.6, 0.8]])
+    assert M.unit_rows(np.ones((2, 3), np.float32)).dtype == np.float32
+    with pytest.raises(LayerwiseError, match="zero vector"):
+        M.unit_rows(np.zeros((1, 2)))
+    assert np.isnan(M.unit_rows(np.zeros((1, 2)), zero_rows="nan")).all()

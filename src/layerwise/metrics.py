@@ -1,11 +1,17 @@
-"""Pure metric functions (numpy) for the geometry of a layer's token representations.
+"""Pure metric functions (numpy) for the geometry of a layer's token representations: the reference
+definitions of the project.
 
 Every function takes plain arrays, rows = points (tokens or sentences), columns = dimensions, and
-returns numbers or arrays; nothing here knows about models, batches or padding (the engine in
-:mod:`layerwise.extract` feeds these functions, or their batched torch counterparts, with valid
-tokens only). Each docstring gives the definition, the formula, the reference and known answers,
-which ``tests/test_metrics.py`` checks. Definitions follow the project's metrics references
-(``shared/docs/metrics-references.md``).
+returns numbers or arrays; nothing here knows about models, batches or padding. Each docstring gives
+the definition, the formula, the reference and known answers, which ``tests/test_metrics.py`` checks.
+
+These functions are the reference definitions of every published geometry number. The engine
+(:mod:`layerwise.extract`) calls them directly where it works on host arrays (effective rank, IsoScore,
+the anisotropy baseline, rogue dimensions, standardisation, histogram quantiles, CKA through
+:mod:`layerwise.similarity`); where it works on padded batches it runs their batched forms in
+:mod:`layerwise.kernels`, each naming the definition it mirrors. That the engine equals these
+definitions is tested: ``tests/test_kernels.py`` (each kernel against its definition) and
+``tests/test_extract.py`` (the whole engine against a naive per-sentence run of these functions).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import scipy.linalg
 from .errors import LayerwiseError
 
 __all__ = [
-    "cosine_matrix", "pairwise_cosines_upper", "triu_pair_index", "intra_similarity", "cov_trace",
+    "unit_rows", "cosine_matrix", "pairwise_cosines_upper", "triu_pair_index", "intra_similarity", "cov_trace",
     "cov_trace_scaled", "effective_rank", "effective_rank_from_singular_values", "singular_values",
     "singular_values_centred_and_not", "isoscore", "isoscore_from_variances", "isoscore_from_singular_values",
     "linear_cka", "cka_from_grams", "cka_matrix", "cosine_contributions", "paired_cosines",
@@ -39,11 +45,23 @@ def _as_2d(X, name: str = "X", min_rows: int = 1) -> np.ndarray:
     return A
 
 
-def _unit_rows(X: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(X, axis=1, keepdims=True)
+def unit_rows(X, zero_rows: str = "raise") -> np.ndarray:
+    """Rows of ``X`` divided by their Euclidean norm, ``u_i = x_i / |x_i|`` (the dtype of a float
+    array is kept). A zero row has no direction: ``zero_rows="raise"`` (default) raises
+    :class:`LayerwiseError` (a zero vector in a cosine signals leaked padding), ``"nan"`` makes it a NaN
+    row, so that every cosine it enters is NaN and is left out downstream (never a cosine of 0).
+
+    Known answers: every nonzero row gets norm 1; ``[3, 4]`` gives ``[0.6, 0.8]``.
+    """
+    X = np.asarray(X)
+    if X.dtype.kind != "f":
+        X = X.astype(np.float64)
+    norms = np.linalg.norm(X, axis=-1, keepdims=True)
     if np.any(norms == 0):
-        raise LayerwiseError("a zero vector entered a cosine (padding or an empty representation?)",
-                             "layerwise.metrics", "exclude padding positions before computing cosines")
+        if zero_rows == "raise":
+            raise LayerwiseError("a zero vector entered a cosine (padding or an empty representation?)",
+                                 "layerwise.metrics", "exclude padding positions before computing cosines")
+        return np.divide(X, norms, out=np.full_like(X, np.nan), where=norms > 0)
     return X / norms
 
 
@@ -58,7 +76,7 @@ def cosine_matrix(X) -> np.ndarray:
     loop). Known answers: ``C[i, i] = 1``; orthogonal rows give 0; ``x`` and ``-x`` give -1. A zero
     row raises :class:`LayerwiseError` (a zero vector in a cosine signals leaked padding).
     """
-    U = _unit_rows(_as_2d(X))
+    U = unit_rows(_as_2d(X))
     return np.clip(U @ U.T, -1.0, 1.0)
 
 
@@ -103,8 +121,8 @@ def pairwise_cosines_upper(X) -> np.ndarray:
 def paired_cosines(U, V) -> np.ndarray:
     """Row-wise cosines ``cos(u_k, v_k)`` of two matrices of the same shape (m x d): the values of
     random token pairs (anisotropy baseline, Ethayarajh 2019)."""
-    U = _unit_rows(_as_2d(U, "U"))
-    V = _unit_rows(_as_2d(V, "V"))
+    U = unit_rows(_as_2d(U, "U"))
+    V = unit_rows(_as_2d(V, "V"))
     if U.shape != V.shape:
         raise LayerwiseError(f"U and V must have the same shape, got {U.shape} and {V.shape}", "layerwise.metrics")
     return np.clip(np.einsum("kd,kd->k", U, V), -1.0, 1.0)
@@ -123,7 +141,7 @@ def intra_similarity(X) -> float:
     mn = np.linalg.norm(m)
     if mn == 0:
         return float("nan")
-    U = _unit_rows(X)
+    U = unit_rows(X)
     return float(np.mean(U @ (m / mn)))
 
 
@@ -367,8 +385,8 @@ def cosine_contributions(U, V) -> np.ndarray:
     Known answers: the sum equals ``mean(paired_cosines(U, V))``; if every vector is ``c e_1`` plus
     orthogonal noise of norm 0, ``CC = e_1``.
     """
-    U = _unit_rows(_as_2d(U, "U"))
-    V = _unit_rows(_as_2d(V, "V"))
+    U = unit_rows(_as_2d(U, "U"))
+    V = unit_rows(_as_2d(V, "V"))
     if U.shape != V.shape:
         raise LayerwiseError(f"U and V must have the same shape, got {U.shape} and {V.shape}", "layerwise.metrics")
     return np.mean(U * V, axis=0)

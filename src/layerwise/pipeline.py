@@ -56,7 +56,7 @@ def _analysis_key(params: StudyParams, inputs: StudyInputs) -> str:
                 if "finetuned" in params.analysis.states else None)
     return content_hash({"model": inputs.source.key, "selection": inputs.splits.selection["hash"],
                          "analysis": params.analysis.geometry_payload(),
-                         "finetuned": ft_entry.name if ft_entry else None, "code": code_hash("extract", "models")})
+                         "finetuned": ft_entry.name if ft_entry else None, "code": code_hash("extract", "similarity", "models")})
 
 
 def _selection_texts(splits) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
@@ -73,7 +73,7 @@ def analyze(params: StudyParams, progress: bool = True, *, inputs: StudyInputs |
     by model, data selection, analysis settings, the fine-tuned checkpoint and the engine's code.
     ``inputs``: the run's selection and model (resolved here when not given). The cache is checked
     before anything is trained or loaded."""
-    from . import extract
+    from . import extract, similarity
     from .models import load_model, pick_device
 
     inputs = inputs or resolve_inputs(params)
@@ -88,7 +88,6 @@ def analyze(params: StudyParams, progress: bool = True, *, inputs: StudyInputs |
     test_pos = np.flatnonzero(split == "test")[: params.analysis.num_sentences]
     geometry[test_pos] = True
     device = pick_device()
-    settings = extract.EngineSettings.from_spec(params.analysis)
     tables: dict[str, list[pd.DataFrame]] = {t: [] for t in ("tidy", "per_sentence", "cosine_sample", "rogue")}
     embeddings: dict[str, dict[str, np.ndarray]] = {}
     timings: dict[str, float] = {}
@@ -101,7 +100,7 @@ def analyze(params: StudyParams, progress: bool = True, *, inputs: StudyInputs |
                                           seed=params.analysis.seed, where=where, device=device)
             t0 = time.perf_counter()
             res = extract.run_state(model, tokenizer, texts, state=state, model_name=params.name,
-                                    geometry_mask=geometry, settings=settings, device=device, progress=progress)
+                                    geometry_mask=geometry, settings=params.analysis, device=device, progress=progress)
             timings[state] = time.perf_counter() - t0
             for t in tables:
                 tables[t].append(getattr(res, t))
@@ -110,7 +109,7 @@ def analyze(params: StudyParams, progress: bool = True, *, inputs: StudyInputs |
             del model
         test_only = {s: {k: (v[split == "test"] if isinstance(v, np.ndarray) and len(v) == len(split) else v)
                          for k, v in e.items()} for s, e in embeddings.items()}
-        cka_rows, cka = extract.compare_states(test_only, params.name)
+        cka_rows, cka = similarity.cka_between_states(test_only, params.name)
         tables["tidy"].append(cka_rows)
         for t, parts in tables.items():
             pd.concat(parts, ignore_index=True).to_parquet(tmp / f"{t}.parquet", index=False)
