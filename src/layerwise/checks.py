@@ -87,9 +87,12 @@ def _parquet_problem(path: str) -> tuple[str, str] | None:
 
 
 def check_local_files(params: StudyParams, files: dict[str, str], builder: str) -> None:
-    """Cheap checks before the reader runs: every file non-empty, with rows beyond a header."""
+    """Cheap checks before the reader runs: every file non-empty, with rows beyond a header (and, for
+    JSON, decodable with ``dataset.encoding``, which the JSON reader does not check itself)."""
     for split, path in files.items():
         problem = _file_problem(path, builder, params.dataset.encoding)
+        if problem is None and builder == "json":  # (pyarrow's JSON reader lets invalid UTF-8 through)
+            problem = _decode_problem(path, params.dataset.encoding)
         if problem:
             what, fix = problem
             raise LayerwiseError(f"field '{_field(params, split)}': {what}", path, fix)
