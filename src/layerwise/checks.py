@@ -29,8 +29,10 @@ def _where(params: StudyParams) -> str:
 
 
 def one_line(text: str, limit: int = 240) -> str:
-    """``text`` on one line (whitespace runs folded), at most ``limit`` characters."""
+    """``text`` on one line (whitespace runs folded, control characters escaped), at most ``limit``
+    characters."""
     flat = " ".join(str(text).split())
+    flat = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in flat)
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
