@@ -79,3 +79,33 @@ def test_relative_paths_resolve_from_params_folder(tmp_path):
     (tmp_path / "data" / "x.jsonl").write_text('{"text": "a", "label": 0}\n')
     p = load_params(write(tmp_path, {**BASE, "dataset": {"source": "data/x.jsonl"}}))
     assert p.resolve_path("data/x.jsonl") == tmp_path / "data" / "x.jsonl"
+
+
+def test_dataset_encoding_field(tmp_path):
+    assert parse_params(BASE).dataset.encoding == "utf-8"
+    assert parse_params({**BASE, "dataset": {"source": "embedded:demo-fr", "encoding": "latin-1"}}).dataset.encoding \
+        == "latin-1"
+    with pytest.raises(LayerwiseError, match=r"dataset.encoding.*unknown text encoding 'klingon'"):
+        parse_params({**BASE, "dataset": {"source": "embedded:demo-fr", "encoding": "klingon"}})
+    # the default encoding stays out of the data key (entries cached before the field still match)
+    default = parse_params(BASE).data_payload()
+    assert "encoding" not in default["dataset"]
+    other = parse_params({**BASE, "dataset": {"source": "embedded:demo-fr", "encoding": "cp1252"}}).data_payload()
+    assert other["dataset"]["encoding"] == "cp1252"
+
+
+@pytest.mark.parametrize("raw, words", [
+    (b"name: t\nmodel: {id: \xff\xfe}\n", "not UTF-8 text: byte 0xff at line 2"),
+    (b"name: t\nwhen: 2024-13-45\n", "not valid YAML"),
+    (b"[" * 5000 + b"]" * 5000, "not valid YAML"),
+    (b"name: t\nmodel: {id: './" + b"a" * 5000 + b"'}\ndataset: {source: embedded:demo-fr}\n", "model.id"),
+    (b"name: t\nmodel: {id: ~nosuchuser_zz/x}\ndataset: {source: embedded:demo-fr}\n", "model.id"),
+    (b"name: t\nmodel: {id: embedded:minilm}\ndataset: {source: embedded:demo-fr}\n'a\\nb': 1\n", "unknown key"),
+])
+def test_any_bytes_give_one_line(tmp_path, raw, words):
+    p = tmp_path / "p.yml"
+    p.write_bytes(raw)
+    with pytest.raises(LayerwiseError) as exc:
+        load_params(p)
+    msg = str(exc.value)
+    assert words in msg and str(p) in msg and "\n" not in msg and len(msg) < 600

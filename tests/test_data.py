@@ -86,3 +86,55 @@ def test_offline_hub_dataset_is_a_clear_error(monkeypatch):
     with pytest.raises(LayerwiseError) as exc:
         load_splits(p)
     assert "tblard/allocine" in str(exc.value) and "Fix:" in str(exc.value)
+
+
+def test_index_is_the_source_row_after_dropping_empty_texts(tmp_path, caplog):
+    df = reviews(60)
+    df.loc[[0, 5], "review"] = ""  # 2 of 60: dropped with a warning
+    path = tmp_path / "r.csv"
+    df.to_csv(path, index=False)
+    s = load_splits(params_for(path))
+    for part in (s.train, s.test):
+        for text, index in zip(part["text"], part["index"]):
+            assert text == df.loc[index, "review"], f"index {index} does not point at its source row"
+    assert not {0, 5} & set(list(s.train["index"]) + list(s.test["index"]))
+    assert "dropping 2 empty texts" in caplog.text
+
+
+def test_index_is_the_source_row_in_a_separate_test_file(tmp_path):
+    train, test = reviews(50), reviews(20)
+    test.loc[[3], "review"] = None
+    test["review"] = [f"test {i}" if t else t for i, t in enumerate(test["review"])]
+    train.to_csv(tmp_path / "train.csv", index=False)
+    test.to_csv(tmp_path / "test.csv", index=False)
+    p = parse_params({"name": "t", "model": {"id": "embedded:minilm"},
+                      "dataset": {"data_files": {"train": str(tmp_path / "train.csv"), "test": str(tmp_path / "test.csv")},
+                                  "text_column": "review", "label_column": "polarity"},
+                      "finetune": {"num_train": 40, "num_test": 19}})
+    s = load_splits(p)
+    assert all(t == f"test {i}" for t, i in zip(s.test["text"], s.test["index"]))
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_encoding_reaches_the_readers(tmp_path, suffix):
+    df = reviews()
+    path = tmp_path / f"r{suffix}"
+    if suffix == ".csv":
+        df.to_csv(path, index=False, encoding="latin-1")
+    else:
+        path.write_bytes(df.to_json(orient="records", lines=True, force_ascii=False).encode("latin-1"))
+    with pytest.raises(LayerwiseError, match=r"not valid utf-8 text: byte 0xe9 at line \d+.*dataset.encoding"):
+        load_splits(params_for(path))
+    p = parse_params({"name": "t", "model": {"id": "embedded:minilm"},
+                      "dataset": {"source": str(path), "text_column": "review", "label_column": "polarity",
+                                  "encoding": "latin-1"},
+                      "finetune": {"num_train": 30, "num_test": 10}})
+    s = load_splits(p)
+    assert any("numéro" in t for t in s.train["text"])
+
+
+def test_labels_that_are_not_scalars_are_named(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text("\n".join(f'{{"review": "t{i}", "polarity": [{i % 2}]}}' for i in range(60)) + "\n")
+    with pytest.raises(LayerwiseError, match=r"labels of column 'polarity'.*strings or numbers; row 0 holds list"):
+        load_splits(params_for(path))

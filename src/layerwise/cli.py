@@ -26,19 +26,18 @@ def _params(path: str):
 def cmd_check(args: argparse.Namespace) -> int:
     import yaml
 
-    from .data import load_splits
-    from .models import check_model_available
+    from .checks import run_checks
 
     for path in args.params:
-        params = _params(path)
-        source = check_model_available(params)
-        splits = load_splits(params)
-        resolved = params.model_dump(mode="json")
+        report = run_checks(_params(path))
+        splits = report.splits
         print(f"# {path}: valid")
-        print(yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True).rstrip())
-        print(f"# model source: {source}")
+        print(yaml.safe_dump(report.params.model_dump(mode="json"), sort_keys=False, allow_unicode=True).rstrip())
+        limit = f" ({report.positions} positions)" if report.positions else ""
+        print(f"# model source: {report.source}{limit}")
         print(f"# data: {len(splits.train)} train / {len(splits.test)} test examples, "
               f"labels {splits.label_names}, selection {splits.selection['hash']}")
+        print(f"# label mapping: {report.label_mapping()}")
     return 0
 
 

@@ -7,12 +7,14 @@ settings. Defaults follow the original study (5000 train / 1000 test examples, 1
 
 from __future__ import annotations
 
+import codecs
 import math
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import (AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
+                      model_validator)
 
 from .errors import LayerwiseError
 from .schema import ORIGINAL_LAYERS
@@ -45,7 +47,8 @@ class DatasetSpec(_Strict):
     """Which sentences: ``embedded:demo-fr``, a Hub dataset id, or local files.
 
     Local data: ``source`` is one file (split into train/test with the RNG seed) or ``data_files``
-    maps split names to files. CSV, TSV, JSONL/JSON and Parquet are read.
+    maps split names to files. CSV, TSV, JSONL/JSON and Parquet are read; text files are decoded with
+    ``encoding`` (default ``utf-8``; e.g. ``latin-1`` or ``cp1252`` for older spreadsheet exports).
     """
 
     source: str | None = None
@@ -58,6 +61,16 @@ class DatasetSpec(_Strict):
     label_column: str = "label"
     domain_column: str | None = None
     test_fraction: float = Field(0.2, gt=0, lt=1, description="Used when the data has no test split.")
+    encoding: str = Field("utf-8", min_length=1, description="text encoding of local CSV/TSV/JSON files")
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except (LookupError, ValueError):
+            raise ValueError(f"unknown text encoding {value[:40]!r} (use e.g. utf-8, latin-1, cp1252)") from None
+        return value
 
     @model_validator(mode="after")
     def _one_source(self) -> "DatasetSpec":
@@ -173,26 +186,50 @@ class StudyParams(_Strict):
     def resolve_path(self, value: str) -> Path:
         """A relative path in a params file is taken from the working directory, else from the
         params file's directory."""
-        p = Path(value).expanduser()
-        if p.is_absolute() or p.exists() or self._path is None:
+        p = _expand(value)
+        if p.is_absolute() or _exists(p) or self._path is None:
             return p
         alt = self._path.parent / p
-        return alt if alt.exists() else p
+        return alt if _exists(alt) else p
 
     def data_payload(self) -> dict[str, Any]:
         """What determines the selected examples (for cache keys)."""
-        return {"dataset": self.dataset.model_dump(), "num_train": self.finetune.num_train,
+        # (the default encoding stays out of the key, so entries cached before the field existed still match)
+        dataset = self.dataset.model_dump(exclude={"encoding"} if self.dataset.encoding == "utf-8" else None)
+        return {"dataset": dataset, "num_train": self.finetune.num_train,
                 "num_test": self.finetune.num_test, "seed": self.finetune.seed}
 
 
+def _expand(value: str) -> Path:
+    """``Path(value)`` with ``~`` expanded (kept as it is when there is no such user)."""
+    try:
+        return Path(value).expanduser()
+    except (RuntimeError, KeyError, ValueError):
+        return Path(value)
+
+
+def _exists(p: Path, kind: str = "any") -> bool:
+    """Whether ``p`` exists (a file or a directory for ``kind``); False for names the OS refuses
+    (too long, a NUL byte) instead of an exception."""
+    try:
+        return p.is_file() if kind == "file" else p.is_dir() if kind == "dir" else p.exists()
+    except (OSError, ValueError):
+        return False
+
+
 def _looks_like_path(value: str) -> bool:
-    p = Path(value).expanduser()
+    p = _expand(value)
     return (value.startswith((".", "/", "~")) or p.suffix.lower() in LOCAL_DATA_SUFFIXES
-            or p.exists() or "\\" in value)
+            or _exists(p) or "\\" in value)
+
+
+def _loc_part(part: Any) -> str:
+    text = str(part)
+    return text if text.isprintable() and len(text) <= 60 else repr(text[:60])
 
 
 def _describe_error(err: dict[str, Any], model_cls: type[BaseModel]) -> tuple[str, str, str]:
-    loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
+    loc = ".".join(_loc_part(x) for x in err["loc"]) or "(top level)"
     typ = err["type"]
     if typ == "extra_forbidden":
         parent = model_cls
@@ -201,12 +238,18 @@ def _describe_error(err: dict[str, Any], model_cls: type[BaseModel]) -> tuple[st
             ann = getattr(field, "annotation", None)
             parent = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else parent
         allowed = ", ".join(parent.model_fields)
-        return loc, f"unknown key {err['loc'][-1]!r}", f"remove it or use one of: {allowed}"
+        return loc, f"unknown key {_loc_part(err['loc'][-1])!r}", f"remove it or use one of: {allowed}"
     if typ == "missing":
         return loc, "required key is missing", f"add '{err['loc'][-1]}:' to the file"
     got = err.get("input")
-    got_s = f" (got {got!r})" if not isinstance(got, (dict, list)) else ""
-    return loc, f"{err['msg']}{got_s}", "correct the value (see params/demo.yml for an example)"
+    got_s = f" (got {_short_repr(got)})" if not isinstance(got, (dict, list)) else ""
+    msg = " ".join(str(err["msg"]).split())
+    return loc, f"{msg}{got_s}", "correct the value (see params/demo.yml for an example)"
+
+
+def _short_repr(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def parse_params(data: Any, where: str = "<params>") -> StudyParams:
@@ -226,28 +269,49 @@ def parse_params(data: Any, where: str = "<params>") -> StudyParams:
 def load_params(path: str | Path) -> StudyParams:
     """Read and validate a params file. Raises :class:`LayerwiseError` with file, field and fix."""
     path = Path(path)
-    if not path.is_file():
+    if not _exists(path, "file"):
         raise LayerwiseError("params file not found", str(path),
                              "give the path of a YAML file such as params/demo.yml")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise LayerwiseError(f"not valid YAML{at}: {getattr(exc, 'problem', exc)}", str(path),
-                             "fix the YAML syntax") from None
+    data = _read_yaml(path)
     params = parse_params(data, str(path))
     params._path = path.resolve()
     _check_paths(params, str(path))
     return params
 
 
+def _read_yaml(path: Path) -> Any:
+    """The YAML content of ``path``; every way the bytes can be wrong is one LayerwiseError."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise LayerwiseError(f"params file cannot be read ({exc.strerror})", str(path),
+                             "check the file's permissions") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise LayerwiseError(f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at line {line}", str(path),
+                             "save the params file as UTF-8") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())[:200]
+        raise LayerwiseError(f"not valid YAML{at}: {problem}", str(path), "fix the YAML syntax") from None
+    except (ValueError, OverflowError) as exc:  # a scalar YAML types but cannot build (a date 2024-13-45)
+        raise LayerwiseError(f"not valid YAML: {' '.join(str(exc).split())[:200]}", str(path),
+                             "quote the value to make it a string") from None
+    except RecursionError:
+        raise LayerwiseError("not valid YAML: nested too deeply", str(path), "flatten the file") from None
+
+
 def _check_paths(params: StudyParams, where: str) -> None:
     if params.model.kind == "embedded" and params.model.id not in EMBEDDED_MODELS:
-        raise LayerwiseError(f"field 'model.id': unknown embedded model {params.model.id!r}", where,
+        raise LayerwiseError(f"field 'model.id': unknown embedded model {_short_repr(params.model.id)}", where,
                              f"use one of: {', '.join(EMBEDDED_MODELS)}")
-    if params.model.kind == "local" and not params.resolve_path(params.model.id).is_dir():
-        raise LayerwiseError(f"field 'model.id': local model directory {params.model.id!r} does not exist",
+    if params.model.kind == "local" and not _exists(params.resolve_path(params.model.id), "dir"):
+        raise LayerwiseError(f"field 'model.id': local model directory {_short_repr(params.model.id)} does not exist",
                              where, "give an existing directory, a Hub id such as camembert-base, or embedded:minilm")
     ds = params.dataset
     files = dict(ds.data_files or {})
@@ -255,12 +319,14 @@ def _check_paths(params: StudyParams, where: str) -> None:
         files["source"] = ds.source
     for key, value in files.items():
         p = params.resolve_path(value)
-        if not p.exists():
-            field = "dataset.source" if key == "source" else f"dataset.data_files.{key}"
-            raise LayerwiseError(f"field '{field}': file {value!r} does not exist", where,
+        field = "dataset.source" if key == "source" else f"dataset.data_files.{_loc_part(key)}"
+        if not _exists(p):
+            raise LayerwiseError(f"field '{field}': file {_short_repr(value)} does not exist", where,
                                  "give an existing CSV/TSV/JSONL/Parquet file (relative paths are taken from "
                                  "the working directory or the params file's folder)")
-        if p.is_file() and p.suffix.lower() not in LOCAL_DATA_SUFFIXES:
-            raise LayerwiseError(f"field '{key}': unsupported file type {p.suffix!r}", where,
-                                 f"use one of {', '.join(LOCAL_DATA_SUFFIXES)}")
+        if not _exists(p, "file") or p.suffix.lower() not in LOCAL_DATA_SUFFIXES:
+            what = (f"unsupported file type {_short_repr(p.suffix)}" if _exists(p, "file")
+                    else f"{_short_repr(value)} is not a file")
+            raise LayerwiseError(f"field '{field}': {what}", where,
+                                 f"give a file ending in one of {', '.join(LOCAL_DATA_SUFFIXES)}")
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from .checks import check_local_files, local_read_error, split_file
 from .config import StudyParams
 from .errors import LayerwiseError
 from .repro import content_hash
@@ -24,7 +25,8 @@ MAX_EMPTY_FRACTION = 0.05
 @dataclass
 class Splits:
     """The selected examples: ``train`` and ``test`` are ``datasets.Dataset`` objects with columns
-    ``text``, ``label`` (0..K-1), ``index`` (row in the source split) and optionally ``domain``."""
+    ``text``, ``label`` (0..K-1), ``index`` (row in the source split, counted from 0 before any row is
+    dropped) and optionally ``domain``."""
 
     train: Any
     test: Any
@@ -61,14 +63,7 @@ def load_raw(params: StudyParams):
         if ds.kind == "embedded":
             return datasets.load_dataset("json", data_files={"train": [str(p) for p in demo_corpus_files()]})
         if ds.kind == "local":
-            files = ({k: str(params.resolve_path(v)) for k, v in ds.data_files.items()} if ds.data_files
-                     else {"train": str(params.resolve_path(ds.source))})
-            suffixes = {Path(f).suffix.lower() for f in files.values()}
-            if len(suffixes) != 1 or next(iter(suffixes)) not in _BUILDERS:
-                raise LayerwiseError(f"cannot read files with suffixes {sorted(suffixes)}", where,
-                                     "use CSV, TSV, JSONL or Parquet files, all of one kind")
-            builder, kwargs = _BUILDERS[suffixes.pop()]
-            return datasets.load_dataset(builder, data_files=files, **kwargs)
+            return _load_local(params, where)
         return datasets.load_dataset(ds.source, ds.config, revision=ds.revision)
     except LayerwiseError:
         raise
@@ -82,6 +77,32 @@ def load_raw(params: StudyParams):
         raise LayerwiseError(f"could not load dataset {ds.source or ds.data_files!r}: {msg}", where, fix) from None
 
 
+def _load_local(params: StudyParams, where: str):
+    """Local files: checked first (empty, header only), read with ``dataset.encoding``; a read error
+    names the file and, where it can be found, the line (never the network)."""
+    import datasets
+
+    ds = params.dataset
+    files = ({k: str(params.resolve_path(v)) for k, v in ds.data_files.items()} if ds.data_files
+             else {"train": str(params.resolve_path(ds.source))})
+    suffixes = {Path(f).suffix.lower() for f in files.values()}
+    if len(suffixes) != 1 or next(iter(suffixes)) not in _BUILDERS:
+        raise LayerwiseError(f"cannot read files with suffixes {sorted(suffixes)}", where,
+                             "use CSV, TSV, JSONL or Parquet files, all of one kind")
+    builder, kwargs = _BUILDERS[suffixes.pop()]
+    kwargs = {**kwargs, "encoding": ds.encoding} if builder != "parquet" else kwargs
+    check_local_files(params, files, builder)
+    quiet = logging.getLogger("datasets")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)  # (datasets logs each read error itself, twice)
+    try:
+        return datasets.load_dataset(builder, data_files=files, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - any reader error: explained by file and line, or its root cause
+        raise local_read_error(params, files, builder, exc) from None
+    finally:
+        quiet.setLevel(level)
+
+
 def _label_mapping(column_values: list[Any], feature: Any) -> tuple[list[str], dict[Any, int]]:
     names = getattr(feature, "names", None)
     if names:
@@ -91,24 +112,74 @@ def _label_mapping(column_values: list[Any], feature: Any) -> tuple[list[str], d
 
 
 def _clean_split(dset, params: StudyParams, split: str):
+    """The split with an ``index`` column (its row in the source, counted from 0, set before anything
+    is dropped), without empty texts (a few are dropped with a warning), its labels checked."""
     ds = params.dataset
     where = params_where(params)
     cols = dset.column_names
+    source = split_file(params, split)
+    in_split = f"split {split!r}" + (f" ({source})" if source else "")
     for key, col in (("text_column", ds.text_column), ("label_column", ds.label_column),
                      ("domain_column", ds.domain_column)):
         if col is not None and col not in cols:
-            raise LayerwiseError(f"field 'dataset.{key}': column {col!r} not found in split {split!r} "
-                                 f"(columns: {', '.join(cols)})", where, f"set dataset.{key} to one of them")
+            shown = ", ".join(c if c.isprintable() else repr(c) for c in cols)[:300]
+            raise LayerwiseError(f"field 'dataset.{key}': column {col!r} not found in {in_split} "
+                                 f"(columns: {shown})", where, f"set dataset.{key} to one of them")
+    dset = dset.add_column("index", list(range(len(dset))))
     texts = list(dset[ds.text_column])
     bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
     if bad:
         if len(bad) > MAX_EMPTY_FRACTION * len(texts):
-            raise LayerwiseError(f"{len(bad)} of {len(texts)} texts in split {split!r} are empty or not text",
+            raise LayerwiseError(f"{len(bad)} of {len(texts)} texts in {in_split} are empty or not text",
                                  where, f"clean the data or check that '{ds.text_column}' is the text column")
-        log.warning("%s: dropping %d empty texts from split %r", where, len(bad), split)
+        log.warning("%s: dropping %d empty texts from %s", where, len(bad), in_split)
         keep = sorted(set(range(len(texts))) - set(bad))
         dset = dset.select(keep)
+    _check_labels(list(dset[ds.label_column]), list(dset["index"]), f"column {ds.label_column!r} of {in_split}",
+                  source or where)
     return dset
+
+
+def _check_labels(labels: list[Any], index: list[int], what: str, where: str) -> None:
+    """Every row has a label, and labels are strings or numbers (mapped to 0..K-1 later)."""
+    missing = [i for i, v in zip(index, labels) if v is None or (isinstance(v, float) and v != v)]
+    if missing:
+        rows = ", ".join(map(str, missing[:5])) + (", ..." if len(missing) > 5 else "")
+        raise LayerwiseError(f"field 'dataset.label_column': {what} has no label in {len(missing)} of "
+                             f"{len(labels)} rows (rows {rows}, counted from 0 without the header)", where,
+                             "fill in the missing labels or remove those rows")
+    wrong = next(((i, v) for i, v in zip(index, labels) if not isinstance(v, (str, int, float))), None)
+    if wrong is not None:
+        raise LayerwiseError(f"field 'dataset.label_column': labels of {what} must be strings or numbers; row "
+                             f"{wrong[0]} holds {type(wrong[1]).__name__} {repr(wrong[1])[:60]}", where,
+                             "give one class name or number per row")
+
+
+def _check_sizes(params: StudyParams, num_train: int, num_test: int, n_train: int, n_test: int,
+                 held_out: bool) -> None:
+    """Enough rows for ``num_train`` and ``num_test``, the error naming the field at fault. With the
+    test examples held out of the train split, both come from its ``n_train`` rows."""
+    ds, where = params.dataset, params_where(params)
+    if not held_out:
+        for field_name, want, have, split in (("finetune.num_train", num_train, n_train, ds.train_split),
+                                              ("finetune.num_test", num_test, n_test, ds.test_split)):
+            if want > have:
+                raise LayerwiseError(f"field '{field_name}': asks for {want} examples but split {split!r} has "
+                                     f"{have}", where, f"set {field_name} to at most {have}")
+        return
+    if num_train + num_test <= n_train:
+        return
+    rows = f"split {ds.train_split!r} has {n_train} rows (the {num_test} test examples are held out of it)"
+    if n_train - num_test < 2:
+        raise LayerwiseError(f"field 'finetune.num_test': {num_test} test examples leave "
+                             f"{max(n_train - num_test, 0)} of {n_train} rows of split {ds.train_split!r} "
+                             f"for the {num_train} training examples", where,
+                             f"set finetune.num_test to at most {max(n_train - num_train, 1)}")
+    raise LayerwiseError(f"field 'finetune.num_train': asks for {num_train} examples but {rows}, leaving "
+                         f"{n_train - num_test}", where,
+                         f"set finetune.num_train to at most {n_train - num_test}"
+                         + (f" or finetune.num_test to at most {n_train - num_train}" if n_train - num_train >= 1
+                            else ""))
 
 
 def _orders(raw, params: StudyParams, num_train: int, num_test: int):
@@ -120,11 +191,9 @@ def _orders(raw, params: StudyParams, num_train: int, num_test: int):
         raise LayerwiseError(f"field 'dataset.train_split': split {ds.train_split!r} not found "
                              f"(splits: {', '.join(raw)})", where, "set dataset.train_split to one of them")
     train_all = _clean_split(raw[ds.train_split], params, ds.train_split)
-    train_all = train_all.add_column("index", list(range(len(train_all))))
     rng = np.random.default_rng(params.finetune.seed)
     if ds.test_split in raw:
         test_all = _clean_split(raw[ds.test_split], params, ds.test_split)
-        test_all = test_all.add_column("index", list(range(len(test_all))))
         test_order = rng.permutation(len(test_all))
         train_order = rng.permutation(len(train_all))
         held_out = False
@@ -133,12 +202,7 @@ def _orders(raw, params: StudyParams, num_train: int, num_test: int):
         test_all = train_all
         test_order, train_order = order[:num_test], order[num_test:]
         held_out = True
-    for field_name, want, have, split in (("finetune.num_train", num_train, len(train_order), ds.train_split),
-                                          ("finetune.num_test", num_test, len(test_order),
-                                           ds.test_split if not held_out else f"{ds.train_split} (held out)")):
-        if want > have:
-            raise LayerwiseError(f"field '{field_name}': asks for {want} examples but split {split!r} has {have}",
-                                 where, f"set {field_name} to at most {have}")
+    _check_sizes(params, num_train, num_test, len(train_all), len(test_all), held_out)
     return train_all, test_all, train_order, test_order, held_out
 
 
