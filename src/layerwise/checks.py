@@ -24,10 +24,6 @@ HEAD_BYTES = 1 << 16
 _PADDING_OFFSET_TYPES = ("roberta", "camembert", "xlm-roberta")
 
 
-def _where(params: StudyParams) -> str:
-    return str(params.path) if params.path else f"params '{params.name}'"
-
-
 def one_line(text: str, limit: int = 240) -> str:
     """``text`` on one line (whitespace runs folded, control characters escaped), at most ``limit``
     characters."""
@@ -215,7 +211,7 @@ def check_lengths(params: StudyParams, limit: int | None) -> None:
                          ("analysis.max_length", params.analysis.max_length)):
         if value > limit:
             raise LayerwiseError(f"field '{field}': {value} tokens is more than the {limit} positions of model "
-                                 f"{params.model.id!r}", _where(params), f"set {field} to at most {limit}")
+                                 f"{params.model.id!r}", params.where, f"set {field} to at most {limit}")
 
 
 def check_states(params: StudyParams) -> None:
@@ -223,7 +219,7 @@ def check_states(params: StudyParams) -> None:
     states = params.analysis.states
     if "pretrained" not in states:
         raise LayerwiseError(f"field 'analysis.states': the report chapters compare every state with 'pretrained', "
-                             f"which is missing (got {states})", _where(params),
+                             f"which is missing (got {states})", params.where,
                              "add pretrained to analysis.states, e.g. [pretrained, finetuned, random]")
 
 

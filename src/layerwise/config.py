@@ -180,6 +180,11 @@ class StudyParams(_Strict):
         return self._path
 
     @property
+    def where(self) -> str:
+        """Where an error about these params points: their file, else their name."""
+        return str(self._path) if self._path else f"params '{self.name}'"
+
+    @property
     def display_name(self) -> str:
         return self.model.label or self.title or self.name
 

@@ -47,17 +47,12 @@ def demo_corpus_files() -> list[Path]:
     return files
 
 
-def params_where(params: StudyParams) -> str:
-    """Where an error about these params points: their file, else their name."""
-    return str(params.path) if params.path else f"params '{params.name}'"
-
-
 def load_raw(params: StudyParams):
     """Load the source data as a ``datasets.DatasetDict`` (no selection yet)."""
     import datasets
 
     ds = params.dataset
-    where = params_where(params)
+    where = params.where
     datasets.disable_progress_bars() if not log.isEnabledFor(logging.INFO) else None
     try:
         if ds.kind == "embedded":
@@ -115,7 +110,7 @@ def _clean_split(dset, params: StudyParams, split: str):
     """The split with an ``index`` column (its row in the source, counted from 0, set before anything
     is dropped), without empty texts (a few are dropped with a warning), its labels checked."""
     ds = params.dataset
-    where = params_where(params)
+    where = params.where
     cols = dset.column_names
     source = split_file(params, split)
     in_split = f"split {split!r}" + (f" ({source})" if source else "")
@@ -159,7 +154,7 @@ def _check_sizes(params: StudyParams, num_train: int, num_test: int, n_train: in
                  held_out: bool) -> None:
     """Enough rows for ``num_train`` and ``num_test``, the error naming the field at fault. With the
     test examples held out of the train split, both come from its ``n_train`` rows."""
-    ds, where = params.dataset, params_where(params)
+    ds, where = params.dataset, params.where
     if not held_out:
         for field_name, want, have, split in (("finetune.num_train", num_train, n_train, ds.train_split),
                                               ("finetune.num_test", num_test, n_test, ds.test_split)):
@@ -186,7 +181,7 @@ def _orders(raw, params: StudyParams, num_train: int, num_test: int):
     """The cleaned train and test sources (with their ``index`` column), their shuffled row orders
     and whether the test rows were held out of the train split (when the source has no test split)."""
     ds = params.dataset
-    where = params_where(params)
+    where = params.where
     if ds.train_split not in raw:
         raise LayerwiseError(f"field 'dataset.train_split': split {ds.train_split!r} not found "
                              f"(splits: {', '.join(raw)})", where, "set dataset.train_split to one of them")
@@ -227,7 +222,7 @@ def load_splits(params: StudyParams, num_train: int | None = None, num_test: int
     ds = params.dataset
     num_train = num_train or params.finetune.num_train
     num_test = num_test or params.finetune.num_test
-    where = params_where(params)
+    where = params.where
     raw = load_raw(params)
     train_all, test_all, train_order, test_order, held_out = _orders(raw, params, num_train, num_test)
     label_feature = raw[ds.train_split].features.get(ds.label_column)

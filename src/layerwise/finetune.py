@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from .config import StudyParams
-from .data import Splits, load_splits, params_where
+from .data import Splits, load_splits
 from .errors import LayerwiseError
 from .models import ModelSource, load_model, load_tokenizer, model_source, quiet_transformers
 from .prepared import TrainData, check_replaceable, load_prepared, tokenize
@@ -122,7 +122,7 @@ def _plan(params: StudyParams, *, num_train: int | None, num_test: int | None, e
     source = source or model_source(params, checkpoint)
     hp = _hyper(params, num_train, num_test, epochs)
     if data is not None:
-        tokenizer = load_tokenizer(source.path, revision=source.revision, where=params_where(params))
+        tokenizer = load_tokenizer(source.path, revision=source.revision, where=params.where)
         dat = load_prepared(data, num_train, num_test, tokenizer)
     else:
         dat = TrainData.from_splits(splits or load_splits(params, num_train=num_train, num_test=num_test))
@@ -208,7 +208,7 @@ def _train(params: StudyParams, plan: _CacheEntryPlan, *, save, progress: bool,
     dat, hp, ft = plan.data, plan.hyper, params.finetune
     set_seed(ft.seed)
     model, tokenizer = load_model(plan.source.path, len(dat.label_names), revision=plan.source.revision,
-                                  where=params_where(params))
+                                  where=params.where)
     model.config.id2label = dict(enumerate(dat.label_names))
     model.config.label2id = {n: i for i, n in enumerate(dat.label_names)}
     train, test = dat.train, dat.test

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import StudyParams
-from .data import Splits, load_splits, params_where
+from .data import Splits, load_splits
 from .errors import LayerwiseError
 from .models import ModelSource, load_tokenizer, model_source
 from .repro import atomic_dir, atomic_write_json, content_hash, file_hash, is_done, provenance
@@ -95,7 +95,7 @@ def prepare(params: StudyParams, out_dir: str | os.PathLike, *, num_train: int |
     out = Path(out_dir).expanduser()
     check_replaceable(out, PREPARED_INFO, PREPARED_KIND, "OUT")
     source = source or model_source(params, checkpoint)
-    tokenizer = load_tokenizer(source.path, revision=source.revision, where=params_where(params))
+    tokenizer = load_tokenizer(source.path, revision=source.revision, where=params.where)
     splits = splits or load_splits(params, num_train=num_train, num_test=num_test)
     max_length = params.finetune.max_length
     dd = datasets.DatasetDict({"train": tokenize(splits.train, tokenizer, max_length),
