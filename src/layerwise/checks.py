@@ -196,10 +196,10 @@ def model_config(params: StudyParams) -> tuple[str, Any]:
     """``(source, config)`` of the params' model: the errors of :func:`models.check_model_available`."""
     from transformers import AutoConfig
 
-    from .models import _quiet_transformers, check_model_available
+    from .models import check_model_available, quiet_transformers
 
     source = check_model_available(params)
-    with _quiet_transformers():
+    with quiet_transformers():
         return source, AutoConfig.from_pretrained(source, revision=params.model.revision)
 
 
