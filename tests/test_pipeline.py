@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from layerwise import data, extract, finetune, models, pipeline, report
+from layerwise import data, extract, finetune, models, pipeline, report, schema
 from layerwise.config import load_params
 from layerwise.repro import PROJECT_ROOT, is_done
 from layerwise.testing import NUM_LAYERS, TINY_ARCHS, tiny_model_dir, write_tiny_jsonl
@@ -122,6 +122,23 @@ def test_load_study_gives_every_table(studies, arch):
     m = study.manifest
     assert m["selection"]["hash"] and m["versions"]["torch"] and "git_commit" in m
     assert all(is_done(Path(p)) for p in m["cache_entries"].values())
+
+
+@pytest.mark.parametrize("arch", TINY_ARCHS)
+def test_every_tidy_metric_is_declared_in_the_registry(studies, arch):
+    """The schema registry is the list of metrics: a metric a study writes without declaring it fails."""
+    _, found = studies
+    _, study = found[arch]
+    undeclared = []
+    for metric in sorted(set(study.tidy.metric)):
+        try:
+            spec = schema.lookup(metric)
+        except KeyError:
+            undeclared.append(metric)
+            continue
+        layers = study.tidy.loc[study.tidy.metric == metric, "layer"]
+        assert (layers >= 0).all() if spec.per_layer else (layers == -1).all(), metric
+    assert undeclared == []
 
 
 def test_second_load_is_a_cache_hit(studies):

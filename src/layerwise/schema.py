@@ -203,3 +203,15 @@ def lookup(metric: str) -> MetricSpec:
 def families() -> list[str]:
     """The metric families in registry order."""
     return list(dict.fromkeys(m.family for m in REGISTRY))
+
+
+def registry_markdown() -> str:
+    """The registry as a Markdown table (docs/architecture.md holds this text between the markers
+    ``<!-- registry:start -->`` and ``<!-- registry:end -->``; a test keeps them equal)."""
+    lines = ["| metric | suffixes | family | per layer | n counts | definition | description |",
+             "|---|---|---|---|---|---|---|"]
+    for m in REGISTRY:
+        suffixes = ", ".join(f"`{s}`" for s in m.suffixes) or "-"
+        lines.append(f"| `{m.name}` | {suffixes} | {m.family} | {'yes' if m.per_layer else 'no'} | {m.n} | "
+                     f"`{m.definition}` | {m.description} |")
+    return "\n".join(lines)
