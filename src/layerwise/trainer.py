@@ -101,9 +101,9 @@ def work_lock(work: Path, enabled: bool = True, progress: bool = True) -> Iterat
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             msg = f"another run is fine-tuning this entry ({work}): waiting for it"
+            log.info(msg)  # the log file; the terminal gets the one line below
             if progress:
-                print(msg, file=sys.stderr)
-            log.warning(msg)
+                print(msg, file=sys.stderr, flush=True)
             fcntl.flock(fh, fcntl.LOCK_EX)
         yield
 
