@@ -13,6 +13,8 @@ from pathlib import Path
 FORMAT = "%(levelname)s %(message)s"
 FILE_FORMAT = "%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"
 _HANDLERS: list[logging.Handler] = []
+#: loggers whose info records always go to the log file (the terminal shows them with -v only)
+FILE_ONLY_INFO = ("layerwise.trainer",)
 _ROUTED: list[str] = []
 _ROOT_LEVEL: list[int] = []
 
@@ -49,7 +51,8 @@ def setup(*, verbose: bool = False, quiet: bool = False, log_file: Path | None =
           libraries: bool = True) -> None:
     """Configure the root logger for one command (replacing what an earlier call set up): the
     terminal at warning level (info with ``verbose``, errors only with ``quiet``), library chatter
-    to ``log_file`` only (created at the first record; nothing fails where it cannot be written)."""
+    and the Trainer's metric records to ``log_file`` only (created at the first record; nothing
+    fails where it cannot be written)."""
     teardown()
     root = logging.getLogger()
     console = logging.StreamHandler(sys.stderr)
@@ -66,7 +69,11 @@ def setup(*, verbose: bool = False, quiet: bool = False, log_file: Path | None =
     for h in _HANDLERS:
         root.addHandler(h)
     _ROOT_LEVEL.append(root.level)
-    root.setLevel(logging.INFO)
+    # info records only with -v (layerwise's modules read the level as "verbose": datasets' bars);
+    # the Trainer's metric records always reach the log file
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    for name in FILE_ONLY_INFO:
+        logging.getLogger(name).setLevel(logging.INFO)
     logging.captureWarnings(True)
     if libraries:
         route_libraries()
@@ -82,6 +89,8 @@ def teardown() -> None:
     if _ROOT_LEVEL:
         root.setLevel(_ROOT_LEVEL.pop(0))
         _ROOT_LEVEL.clear()
+        for name in FILE_ONLY_INFO:
+            logging.getLogger(name).setLevel(logging.NOTSET)
     logging.captureWarnings(False)
     if "transformers" in _ROUTED:
         from transformers.utils import logging as tlog
