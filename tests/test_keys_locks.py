@@ -169,7 +169,15 @@ def test_renaming_a_study_or_changing_unkeyed_and_probe_settings_keeps_the_work(
     assert a3 == a0 and p3 != p0 and counted == Counter(_write_probes=1)  # no forward pass again
 
 
-def test_two_concurrent_runs_compute_the_geometry_once(tmp_path, counted, capsys):
+def test_two_concurrent_runs_compute_the_geometry_once(tmp_path, counted, monkeypatch):
+    # two runs are two processes in real use; as threads here, the code hashes are serialised
+    # (CPython 3.11's ast.parse is not thread-safe: "AST constructor recursion depth mismatch")
+    parse_lock = threading.Lock()
+
+    def serial_code_hash(*modules, __f=pipeline.code_hash):
+        with parse_lock:
+            return __f(*modules)
+    monkeypatch.setattr(pipeline, "code_hash", serial_code_hash)
     path = _params_file(tmp_path, "tiny")
     entries: list[tuple[Path, Path]] = []
     threads = [threading.Thread(target=lambda: entries.append(_run(path))) for _ in range(2)]
