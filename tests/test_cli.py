@@ -70,3 +70,60 @@ def test_report_module_has_no_command_line_of_its_own():
 
     assert not hasattr(report, "main")
     assert "prerender" in cli.build_parser().format_help()
+
+
+# --------------------------------------------------------------------------------------------------
+# manners (issue #14, item 7): help everywhere, --version, -v/-q after the subcommand, chatter to a log
+# --------------------------------------------------------------------------------------------------
+
+def test_every_subcommand_and_argument_has_help():
+    import argparse
+
+    from layerwise import cli
+
+    parser = cli.build_parser()
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(subs.choices) == set(cli.COMMANDS) and "export" in parser.format_help()
+    assert "``" not in parser.format_help() and "LAYERWISE_CACHE" in parser.format_help()
+    for name, sub in subs.choices.items():
+        assert sub.description and "example:" in sub.format_help(), name
+        for action in sub._actions:
+            assert action.help and action.help != argparse.SUPPRESS, (name, action.dest)
+
+
+def test_version_and_verbosity_flags_after_the_subcommand(capsys):
+    from layerwise import __version__, cli
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.build_parser().parse_args(["--version"])
+    assert exit_.value.code == 0 and __version__ in capsys.readouterr().out
+    parser = cli.build_parser()
+    for argv in (["check", "p.yml", "-v"], ["-v", "check", "p.yml"], ["run", "--params", "p.yml", "--verbose"]):
+        args = parser.parse_args(argv)
+        assert args.verbose and not args.quiet, argv
+    assert parser.parse_args(["analyze", "p.yml", "-q"]).quiet
+    assert not parser.parse_args(["analyze", "p.yml"]).verbose
+    r = run_cli("check", "params/demo.yml", "-v")
+    assert r.returncode == 0, r.stderr
+
+
+def test_trainer_and_library_chatter_go_to_the_log_file(tmp_path, monkeypatch, capfd):
+    """The Trainer's metric records (``{'eval_loss': ...}``) and library logs stay off the terminal;
+    the log file gets them; progress bars stay (stderr)."""
+    from layerwise import cli
+    from layerwise.testing import tiny_model_dir, write_tiny_jsonl
+
+    model = tiny_model_dir("bert")
+    monkeypatch.setenv("LAYERWISE_CACHE", str(tmp_path / "cache"))
+    data = write_tiny_jsonl(tmp_path / "reviews.jsonl", 40, seed=2)
+    params = tmp_path / "tiny.yml"
+    params.write_text(yaml.safe_dump({"name": "tiny", "model": {"id": str(model)}, "dataset": {"source": str(data)},
+                                      "finetune": {"num_train": 24, "num_test": 16, "epochs": 2, "batch_size": 8,
+                                                   "logging_steps": 1}}))
+    capfd.readouterr()
+    assert cli.main(["finetune", str(params)]) == 0
+    out, err = capfd.readouterr()
+    assert out.splitlines()[0].startswith("trained: ") and "test accuracy" in out
+    assert not [ln for ln in (out + err).splitlines() if "{'" in ln or "eval_loss" in ln], out + err
+    log_text = (tmp_path / "cache" / "layerwise.log").read_text()
+    assert "trainer step" in log_text and "eval_loss" in log_text

@@ -1,13 +1,14 @@
 """The ``layerwise`` command: check, prepare, finetune, analyze, probe, export, run, prerender, preview.
 
 Every :class:`~layerwise.errors.LayerwiseError` becomes one ``error: ... Fix: ...`` line on stderr and
-exit status 2. ``prerender`` is Quarto's pre-render step (``chapters/prerender.py`` calls it).
+exit status 2; Ctrl-C prints ``interrupted`` and exits 130 (a rerun resumes). ``prerender`` is
+Quarto's pre-render step (``chapters/prerender.py`` calls it). Library chatter goes to a log file
+(:mod:`layerwise.logs`).
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from pathlib import Path
@@ -96,7 +97,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .report import run
 
     params = [Path(p) for p in (args.params or [DEFAULT_PARAMS])]
-    run(params, out_dir=Path(args.out), force=args.force, preview=not args.no_preview)
+    run(params, out_dir=Path(args.out), force=args.force, preview=not args.no_preview, progress=not args.quiet)
     return 0
 
 
@@ -118,69 +119,164 @@ def cmd_preview(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="layerwise", description=__doc__)
-    p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-    sub = p.add_subparsers(dest="command", required=True)
+DESCRIPTION = """Layer-by-layer statistics of BERT-like encoders, before and after fine-tuning.
 
-    s = sub.add_parser("check", help="validate params files and print the resolved configuration")
-    s.add_argument("params", nargs="+")
-    s.set_defaults(func=cmd_check)
+commands: check, prepare, finetune, analyze, probe, export, run, prerender, preview
+(`layerwise COMMAND --help` for each)."""
 
-    s = sub.add_parser("prepare", help="tokenize the selected train/test data and save it (seed step 1)")
-    s.add_argument("params")
-    s.add_argument("out")
-    s.add_argument("-a", "--num-train", type=int)
-    s.add_argument("-b", "--num-test", type=int)
+EPILOG = """examples:
+  layerwise check params/demo.yml          validate a params file (no heavy work)
+  layerwise run --params params/demo.yml   the whole report (cached steps, chapters, preview)
+  layerwise preview report                 rebuild the HTML preview
+
+environment:
+  LAYERWISE_CACHE    cache folder (default: <project>/.cache/layerwise); entries are found by content
+                     hash, so renaming a study reuses its work
+  LAYERWISE_DEVICE   cpu, cuda or mps (default: the best available)
+  HF_HUB_OFFLINE=1   never contact the Hugging Face Hub
+
+Library messages (transformers, datasets, the Trainer's metrics) go to a log file:
+report/_layerwise/layerwise.log for `run`, else $LAYERWISE_CACHE/layerwise.log.
+exit status: 0 ok, 2 a problem with the input (one `error: ... Fix: ...` line), 130 interrupted."""
+
+#: (name, one-line help, description) of every subcommand
+COMMANDS = {
+    "check": ("validate params files and print the resolved configuration",
+              "Validate each params file, its data and its model (cheap checks only: nothing is trained "
+              "or computed) and print the resolved configuration."),
+    "prepare": ("tokenize the selected train/test data and save it (seed step 1)",
+                "Tokenize the params' train/test selection and save it to a folder (for `finetune -d`)."),
+    "finetune": ("fine-tune the params' model for sequence classification (seed step 2)",
+                 "Fine-tune the params' model (cached by content hash; an interrupted run resumes from its "
+                 "last checkpoint) and print the test accuracy."),
+    "analyze": ("geometry statistics of every state and layer",
+                "Run the geometry engine for every state (cached; fine-tunes first when needed)."),
+    "probe": ("probes, class geometry and statistical tests",
+              "Probes, class geometry and statistical tests on the stored embeddings (cached)."),
+    "export": ("write a study's tidy tables (Parquet + CSV) to a folder",
+               "Compute (or read from the cache) a study and write its tables as Parquet and CSV."),
+    "run": ("execute the report chapters for every params file, then the preview",
+            "Compute every study through the caches, execute the chapters that changed and build the HTML "
+            "preview. A rerun with nothing changed executes nothing."),
+    "prerender": ("Quarto's pre-render step: `run` for the params files of the active profile(s)",
+                  "Quarto's pre-render step: `run` (without the preview) for the params files named by the "
+                  "active profile(s) (QUARTO_PROFILE)."),
+    "preview": ("build the pip-only HTML preview of executed chapters",
+                "Convert the executed chapters of a report folder into self-contained HTML pages."),
+}
+
+
+#: an example command line per subcommand (shown under its --help)
+EXAMPLES = {
+    "check": "layerwise check params/demo.yml params/flue.yml",
+    "prepare": "layerwise prepare params/demo.yml data/prepared -a 100 -b 50",
+    "finetune": "layerwise finetune params/demo.yml -n 1 -s models/demo-finetuned",
+    "analyze": "layerwise analyze params/demo.yml -v",
+    "probe": "layerwise probe params/demo.yml",
+    "export": "layerwise export params/demo.yml tables/",
+    "run": "layerwise run --params params/demo.yml --out report",
+    "prerender": "quarto render --profile demo   (runs `layerwise prerender` through chapters/prerender.py)",
+    "preview": "layerwise preview report   (then open report/preview/index.html)",
+}
+
+
+def _version() -> str:
+    from . import __version__
+
+    try:
+        from importlib.metadata import version
+
+        return f"layerwise {version('layerwise')}"
+    except Exception:  # not installed (a source checkout on PYTHONPATH)
+        return f"layerwise {__version__}"
+
+
+def _common() -> argparse.ArgumentParser:
+    """-v/-q, accepted after the subcommand too (SUPPRESS: not given there = the top level's value)."""
+    c = argparse.ArgumentParser(add_help=False)
+    c.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                   help="also print layerwise's info lines and library messages")
+    c.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                   help="no progress bars; print errors only")
+    return c
+
+
+def _sub(sub, name: str, func) -> argparse.ArgumentParser:
+    help_, description = COMMANDS[name]
+    s = sub.add_parser(name, help=help_, description=description, parents=[_common()],
+                       epilog=f"example: {EXAMPLES[name]}")
+    s.set_defaults(func=func)
+    return s
+
+
+def _add_study_commands(sub) -> None:
+    params_help = "params file (YAML), e.g. params/demo.yml"
+    s = _sub(sub, "check", cmd_check)
+    s.add_argument("params", nargs="+", help="params files (YAML) to check")
+    s = _sub(sub, "prepare", cmd_prepare)
+    s.add_argument("params", help=params_help)
+    s.add_argument("out", help="folder to write the tokenized data to")
+    s.add_argument("-a", "--num-train", type=int, help="training examples (default: the params')")
+    s.add_argument("-b", "--num-test", type=int, help="test examples (default: the params')")
     s.add_argument("-c", "--checkpoint", help="tokenizer checkpoint (default: the params' model)")
-    s.set_defaults(func=cmd_prepare)
-
-    s = sub.add_parser("finetune", help="fine-tune the params' model for sequence classification (seed step 2)")
-    s.add_argument("params")
+    s = _sub(sub, "finetune", cmd_finetune)
+    s.add_argument("params", help=params_help)
     s.add_argument("-a", "--num-train", type=int, help="training examples")
     s.add_argument("-b", "--num-test", type=int, help="test examples")
     s.add_argument("-n", "--num-epochs", type=float, help="epochs")
     s.add_argument("-s", "--save", help="also copy the fine-tuned model to this directory")
     s.add_argument("-d", "--data", help="a directory written by `layerwise prepare`")
     s.add_argument("-c", "--checkpoint", help="model checkpoint (Hub id or directory) instead of the params' model")
-    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    s.set_defaults(func=cmd_finetune)
+    for name, func in (("analyze", cmd_analyze), ("probe", cmd_probe)):
+        _sub(sub, name, func).add_argument("params", help=params_help)
+    s = _sub(sub, "export", cmd_export)
+    s.add_argument("params", help=params_help)
+    s.add_argument("out", help="folder to write the tables to (created when missing)")
 
-    for name, func, help_ in (("analyze", cmd_analyze, "geometry statistics of every state and layer"),
-                              ("probe", cmd_probe, "probes, class geometry and statistical tests")):
-        s = sub.add_parser(name, help=help_)
-        s.add_argument("params")
-        s.add_argument("-q", "--quiet", action="store_true")
-        s.set_defaults(func=func)
 
-    s = sub.add_parser("export", help="write a study's tidy tables (Parquet + CSV) to a folder")
-    s.add_argument("params")
-    s.add_argument("out")
-    s.add_argument("-q", "--quiet", action="store_true")
-    s.set_defaults(func=cmd_export)
-
-    s = sub.add_parser("run", help="execute the report chapters for every params file, then the preview")
+def _add_report_commands(sub) -> None:
+    s = _sub(sub, "run", cmd_run)
     s.add_argument("--params", nargs="+", help=f"params files (default: {DEFAULT_PARAMS})")
-    s.add_argument("--out", default="report")
+    s.add_argument("--out", default="report", help="the report folder (default: report)")
     s.add_argument("--force", action="store_true", help="re-execute notebooks even when unchanged")
     s.add_argument("--no-preview", action="store_true", help="skip the nbconvert HTML preview")
-    s.set_defaults(func=cmd_run)
-
-    s = sub.add_parser("prerender", help="Quarto's pre-render step: `run` for the params files of the active "
-                       "profile(s) (QUARTO_PROFILE), without the preview")
+    s = _sub(sub, "prerender", cmd_prerender)
     s.add_argument("--project-dir", help="the Quarto project (default: the current directory)")
-    s.set_defaults(func=cmd_prerender)
+    s = _sub(sub, "preview", cmd_preview)
+    s.add_argument("report_dir", nargs="?", default="report",
+                   help="the report folder written by `layerwise run` (default: report)")
 
-    s = sub.add_parser("preview", help="build the pip-only HTML preview of executed chapters")
-    s.add_argument("report_dir", nargs="?", default="report")
-    s.set_defaults(func=cmd_preview)
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="layerwise", description=DESCRIPTION, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-v", "--verbose", action="store_true", help="also print layerwise's info lines and library messages")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars; print errors only")
+    p.add_argument("--version", action="version", version=_version())
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_study_commands(sub)
+    _add_report_commands(sub)
     return p
 
 
+def _log_file(args: argparse.Namespace) -> Path:
+    """Where library chatter goes: the report's ``_layerwise/layerwise.log`` for run/prerender, else
+    ``$LAYERWISE_CACHE/layerwise.log``."""
+    from .repro import PROJECT_ROOT
+
+    if args.command == "run":
+        return Path(args.out) / "_layerwise" / "layerwise.log"
+    if args.command == "prerender":
+        return Path(args.project_dir or ".") / "report" / "_layerwise" / "layerwise.log"
+    return Path(os.environ.get("LAYERWISE_CACHE") or PROJECT_ROOT / ".cache" / "layerwise") / "layerwise.log"
+
+
 def main(argv: list[str] | None = None) -> int:
+    from . import logs
+
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    logs.setup(verbose=args.verbose, quiet=args.quiet, log_file=_log_file(args), libraries=args.command != "preview")
     try:
         return args.func(args)
     except LayerwiseError as exc:
@@ -189,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        logs.teardown()
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ its checkpoints and the work lock in :mod:`layerwise.trainer`.
 
 ``finetune(params)`` trains an ``AutoModelForSequenceClassification`` with the transformers
 ``Trainer`` (see :func:`layerwise.trainer.build_trainer`). The result is a cache entry
-``<cache>/finetune/<name>-<key>`` holding the model, its tokenizer, ``metrics.json`` (test accuracy
+``<cache>/finetune/<name>-<key>`` (found by its key alone: a renamed study reuses it,
+:func:`layerwise.locks.find_entry`) holding the model, its tokenizer, ``metrics.json`` (test accuracy
 and macro-F1 with 95 % confidence intervals, the majority-class baseline and a one-sided binomial
 test against it: :func:`layerwise.stats.classification_metrics`), ``history.json`` (training loss and
 evaluation curve) and ``manifest.json`` (params, data selection, versions, git commit, key).
@@ -47,6 +48,7 @@ from .config import StudyParams
 from .data import Splits, load_splits
 from .errors import LayerwiseError
 from .models import ModelSource, load_model, load_tokenizer, model_source, quiet_transformers
+from .locks import entry_path
 from .prepared import TrainData, check_replaceable, load_prepared, tokenize
 from .repro import atomic_dir, atomic_write_json, cache_root, content_hash, is_done, provenance
 from .stats import classification_metrics
@@ -108,8 +110,11 @@ class _CacheEntryPlan:
 
     @property
     def work(self) -> Path:
-        """Where the Trainer writes its checkpoints until the entry is finished."""
-        return self.entry.with_suffix(".work")
+        """Where the Trainer writes its checkpoints until the entry is finished: ``<entry>.work``, or
+        the work directory of the same key under another study name (a renamed study resumes it)."""
+        own = self.entry.with_suffix(".work")
+        others = [] if own.exists() else sorted(self.entry.parent.glob(f"*-{self.key}.work"))
+        return others[0] if others else own
 
 
 def _plan(params: StudyParams, *, num_train: int | None, num_test: int | None, epochs: float | None,
@@ -129,7 +134,7 @@ def _plan(params: StudyParams, *, num_train: int | None, num_test: int | None, e
     payload = {"format": FINETUNE_FORMAT, "model": source.key, "selection": dat.selection["hash"], "hyper": hp,
                "prepared": dat.prepared["data_hash"] if dat.prepared else None}
     key = content_hash(payload)
-    return _CacheEntryPlan(source, hp, dat, payload, key, cache_root() / "finetune" / f"{params.name}-{key}")
+    return _CacheEntryPlan(source, hp, dat, payload, key, entry_path(cache_root() / "finetune", params.name, key))
 
 
 def finetune_entry(params: StudyParams, *, num_train: int | None = None, num_test: int | None = None,

@@ -12,19 +12,19 @@ notebook is kept in a separate folder for inspection (never where Quarto reads).
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import os
 import re
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import LayerwiseError
-from .repro import PACKAGE_DIR, code_hash, content_hash
+from .repro import PACKAGE_DIR, code_hash, content_hash, owned_mkdtemp, sweep_stale
 
 #: Version of the way notebooks are prepared and of the ``metadata.layerwise`` record they carry:
 #: bump it to force every chapter to re-execute (distinct from ``finetune.FORMAT_VERSION``).
@@ -188,20 +188,30 @@ class Job:
 # execution
 # ==================================================================================================
 
+#: prefix of the temp folders a chapter is executed in (beside its notebook)
+TEMP_PREFIX = ".lw-run-"
+#: the file (in the report's ``_layerwise`` folder, beside ``failed/``) that gets the kernels' own output
+KERNEL_LOG = "layerwise.log"
+
+
 def execute(job: Job, *, kernel: str, cwd: Path, failed_dir: Path, label_prefix: str | None = None) -> Path:
     """Execute one chapter with papermill into a temporary file, then rename it to ``job.output``;
     raise :class:`LayerwiseError` naming the model, chapter and cell on failure (the failed notebook
-    is moved to ``failed_dir``)."""
+    is moved to ``failed_dir``). The temp folder is owned by this process (``.lw-run-<owner>-*``);
+    those of dead processes are swept first. The kernel's own stdout/stderr (its log, e.g. the
+    traceback it prints when a Ctrl-C stops the run) go to ``failed_dir/../layerwise.log``."""
     import nbformat
 
     job.output.parent.mkdir(parents=True, exist_ok=True)
     nb = prepare_template(job.template, title=job.title, label_prefix=label_prefix)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=".lw-run-", dir=job.output.parent))
+    sweep_stale(job.output.parent, markers=(TEMP_PREFIX,))  # left by killed runs
+    tmp_dir = owned_mkdtemp(job.output.parent, TEMP_PREFIX)
     src = tmp_dir / f"{job.chapter}.template.ipynb"
     out = tmp_dir / f"{job.chapter}.ipynb"
     nbformat.write(nb, src)
     try:
-        result = _papermill(job, src, out, kernel=kernel, cwd=cwd, failed_dir=failed_dir)
+        with _kernel_output(failed_dir.parent / KERNEL_LOG) as sink:
+            result = _papermill(job, src, out, kernel=kernel, cwd=cwd, failed_dir=failed_dir, sink=sink)
         errors = error_outputs(result)
         if errors:  # cells tagged raises-exception would get here
             i, msg = errors[0]
@@ -217,7 +227,7 @@ def execute(job: Job, *, kernel: str, cwd: Path, failed_dir: Path, label_prefix:
         shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
-def _papermill(job: Job, src: Path, out: Path, *, kernel: str, cwd: Path, failed_dir: Path):
+def _papermill(job: Job, src: Path, out: Path, *, kernel: str, cwd: Path, failed_dir: Path, sink=None):
     """Run papermill on the prepared template ``src`` into ``out``; a failure becomes a
     :class:`LayerwiseError` (the failing cell's index, execution count, first code line and error),
     with the failed notebook kept in ``failed_dir``."""
@@ -227,7 +237,7 @@ def _papermill(job: Job, src: Path, out: Path, *, kernel: str, cwd: Path, failed
     try:
         return pm.execute_notebook(str(src), str(out), parameters=job.parameters, kernel_name=kernel,
                                    cwd=str(cwd), progress_bar=False, log_output=False,
-                                   request_save_on_cell_execute=False, **_engine_kwargs())
+                                   request_save_on_cell_execute=False, **_engine_kwargs(sink))
     except PapermillExecutionError as exc:
         failed = _keep_failed(out, failed_dir, job)
         count = f" (execution count {exc.exec_count})" if exc.exec_count else ""
@@ -243,10 +253,40 @@ def _papermill(job: Job, src: Path, out: Path, *, kernel: str, cwd: Path, failed
                              ) from None
 
 
-def _engine_kwargs() -> dict[str, Any]:
+def _engine_kwargs(sink=None) -> dict[str, Any]:
     """Kernel options: ipykernel logs only errors (its warning about unencrypted localhost TCP would
-    print once per chapter; the kernel listens on 127.0.0.1 only)."""
-    return {"extra_arguments": ["--IPKernelApp.log_level=ERROR"]}
+    print once per chapter; the kernel listens on 127.0.0.1 only), and its own output goes to the
+    file object ``sink`` (when given) instead of the terminal."""
+    kwargs: dict[str, Any] = {"extra_arguments": ["--IPKernelApp.log_level=ERROR"]}
+    if sink is not None:
+        kwargs["kernel_manager_class"] = _redirecting_manager(sink)
+    return kwargs
+
+
+def _redirecting_manager(sink):
+    """A jupyter ``AsyncKernelManager`` whose kernel process writes its stdout/stderr to ``sink``."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class RedirectingKernelManager(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            kw.setdefault("stdout", sink)
+            kw.setdefault("stderr", sink)
+            return await super()._async_launch_kernel(kernel_cmd, **kw)
+
+    return RedirectingKernelManager
+
+
+@contextlib.contextmanager
+def _kernel_output(path: Path):
+    """An append-mode file for the kernel's output at ``path`` (the null device where it cannot be
+    written, e.g. a read-only report folder)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(path, "ab")
+    except OSError:
+        fh = open(os.devnull, "wb")
+    with fh:
+        yield fh
 
 
 def _keep_failed(out: Path, failed_dir: Path, job: Job) -> Path | None:

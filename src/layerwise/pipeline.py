@@ -24,7 +24,8 @@ from .finetune import FinetuneResult, finetune, finetune_entry, load_finetune_me
 from .models import ModelSource, model_source
 from .schema import TABLES
 from .study import Study
-from .repro import atomic_dir, cache_root, code_hash, content_hash, is_done, provenance
+from .locks import cached_entry, entry_key
+from .repro import atomic_dir, cache_root, code_hash, content_hash, provenance
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def _analysis_key(params: StudyParams, inputs: StudyInputs) -> str:
                 if "finetuned" in params.analysis.states else None)
     return content_hash({"model": inputs.source.key, "selection": inputs.splits.selection["hash"],
                          "analysis": params.analysis.geometry_payload(),
-                         "finetuned": ft_entry.name if ft_entry else None, "code": code_hash("extract", "similarity", "models")})
+                         "finetuned": entry_key(ft_entry) if ft_entry else None, "code": code_hash("extract", "similarity", "models")})
 
 
 def _selection_texts(splits) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
@@ -70,18 +71,23 @@ def _selection_texts(splits) -> tuple[list[str], np.ndarray, np.ndarray, np.ndar
 def analyze(params: StudyParams, progress: bool = True, *, inputs: StudyInputs | None = None) -> Path:
     """Run the geometry engine for every state of ``params.analysis.states``; one forward pass per
     batch per state. Results (Parquet tables, float16 embeddings, manifest) go to a cache entry keyed
-    by model, data selection, analysis settings, the fine-tuned checkpoint and the engine's code.
-    ``inputs``: the run's selection and model (resolved here when not given). The cache is checked
-    before anything is trained or loaded."""
+    by model, data selection, analysis settings, the fine-tuned checkpoint and the engine's code, and
+    found by that key alone (the study name only labels the folder). ``inputs``: the run's selection
+    and model (resolved here when not given). The cache is checked before anything is trained or
+    loaded; two runs that need the same entry at once compute it once (:func:`locks.cached_entry`)."""
+    inputs = inputs or resolve_inputs(params)
+    key = _analysis_key(params, inputs)
+    return cached_entry(cache_root() / "results", params.name, key,
+                        lambda entry: _write_geometry(params, inputs, key, entry, progress),
+                        what="the geometry results", progress=progress)
+
+
+def _write_geometry(params: StudyParams, inputs: StudyInputs, key: str, entry: Path, progress: bool) -> None:
+    """Compute the geometry entry ``entry`` (key ``key``): every state's forward passes, then CKA."""
     from . import extract, similarity
     from .models import load_model, pick_device
 
-    inputs = inputs or resolve_inputs(params)
     splits, source = inputs.splits, inputs.source.path
-    key = _analysis_key(params, inputs)
-    entry = cache_root() / "results" / f"{params.name}-{key}"
-    if is_done(entry):
-        return entry
     ft = finetuned(params, progress, inputs=inputs) if "finetuned" in params.analysis.states else None
     texts, labels, split, index = _selection_texts(splits)
     geometry = np.zeros(len(texts), dtype=bool)
@@ -118,7 +124,6 @@ def analyze(params: StudyParams, progress: bool = True, *, inputs: StudyInputs |
                     "selection": splits.selection, "cache_key": key, "finetuned": str(ft.path) if ft else None,
                     "timings_s": timings, "device": str(device), **provenance()}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
-    return entry
 
 
 def load_embeddings(entry: Path, states: list[str]) -> dict[str, dict[str, np.ndarray]]:
@@ -130,16 +135,22 @@ def load_embeddings(entry: Path, states: list[str]) -> dict[str, dict[str, np.nd
 
 
 def probe(params: StudyParams, analysis_entry: Path | None = None, progress: bool = True) -> Path:
-    """Probes, class geometry and statistical tests on the stored embeddings (no forward pass)."""
-    from . import probes, stats
-
+    """Probes, class geometry and statistical tests on the stored embeddings (no forward pass); cached
+    by key like :func:`analyze` (found whatever the study's name, computed once by concurrent runs)."""
     analysis_entry = analysis_entry or analyze(params, progress)
     a = params.analysis
-    key = content_hash({"analysis": analysis_entry.name, "code": code_hash("probes", "stats"),
+    key = content_hash({"analysis": entry_key(analysis_entry), "code": code_hash("probes", "stats"),
                         "settings": a.probe_payload()})
-    entry = cache_root() / "probes" / f"{params.name}-{key}"
-    if is_done(entry):
-        return entry
+    return cached_entry(cache_root() / "probes", params.name, key,
+                        lambda entry: _write_probes(params, analysis_entry, key, entry),
+                        what="the probe results", progress=progress)
+
+
+def _write_probes(params: StudyParams, analysis_entry: Path, key: str, entry: Path) -> None:
+    """Compute the probe entry ``entry`` (key ``key``) from the stored embeddings of ``analysis_entry``."""
+    from . import probes, stats
+
+    a = params.analysis
     emb = load_embeddings(analysis_entry, a.states)
     geometry_tidy = pd.read_parquet(analysis_entry / "tidy.parquet")
     per_sentence = pd.read_parquet(analysis_entry / "per_sentence.parquet")
@@ -154,7 +165,14 @@ def probe(params: StudyParams, analysis_entry: Path | None = None, progress: boo
         cones.to_parquet(tmp / "cones.parquet", index=False)
         (tmp / "manifest.json").write_text(json.dumps({"analysis_entry": analysis_entry.name, "cache_key": key,
                                                        **provenance()}, indent=2, default=str))
-    return entry
+
+
+def _named(df: pd.DataFrame, name: str) -> pd.DataFrame:
+    """``df`` with its ``model`` column set to the study's current name: entries are found by key, so
+    one computed under another ``name:`` is reused and relabelled here."""
+    if "model" in df.columns and len(df) and not (df["model"] == name).all():
+        df = df.assign(model=name)
+    return df
 
 
 def load_study(params_path: str | Path | StudyParams, progress: bool = True) -> Study:
@@ -171,15 +189,10 @@ def load_study(params_path: str | Path | StudyParams, progress: bool = True) -> 
         ft_metrics = load_finetune_metrics(Path(manifest["finetuned"]))
     manifest["cache_entries"] = {"analysis": str(a_entry), "probes": str(p_entry),
                                  "finetune": manifest.get("finetuned")}
-    return Study(
-        params=params, tidy=tidy,
-        per_sentence=pd.read_parquet(a_entry / "per_sentence.parquet"),
-        cosine_sample=pd.read_parquet(a_entry / "cosine_sample.parquet"),
-        rogue=pd.read_parquet(a_entry / "rogue.parquet"),
-        cka=pd.read_parquet(a_entry / "cka.parquet"),
-        cones=pd.read_parquet(p_entry / "cones.parquet"),
-        finetune=ft_metrics, manifest=manifest,
-    )
+    read = {t: pd.read_parquet(a_entry / f"{t}.parquet") for t in ("per_sentence", "cosine_sample", "rogue", "cka")}
+    read["cones"] = pd.read_parquet(p_entry / "cones.parquet")
+    tables = {t: _named(df, params.name) for t, df in {"tidy": tidy, **read}.items()}
+    return Study(params=params, finetune=ft_metrics, manifest=manifest, **tables)
 
 
 def export_tables(study: Study, out_dir: str | Path) -> dict[str, Path]:

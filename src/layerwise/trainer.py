@@ -101,9 +101,9 @@ def work_lock(work: Path, enabled: bool = True, progress: bool = True) -> Iterat
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             msg = f"another run is fine-tuning this entry ({work}): waiting for it"
+            log.info(msg)  # the log file; the terminal gets the one line below
             if progress:
-                print(msg, file=sys.stderr)
-            log.warning(msg)
+                print(msg, file=sys.stderr, flush=True)
             fcntl.flock(fh, fcntl.LOCK_EX)
         yield
 
@@ -184,7 +184,7 @@ def build_trainer(model, tokenizer, train, test, *, output_dir: str | os.PathLik
     ``NUM_SAVES`` per run, the last 2 kept), a linear warm-up over the fraction ``warmup_ratio`` of
     the steps, mixed precision on CUDA, seeds ``seed`` for the model and the data order."""
     import torch
-    from transformers import DataCollatorWithPadding, PrinterCallback, Trainer, TrainingArguments
+    from transformers import DataCollatorWithPadding, PrinterCallback, ProgressCallback, Trainer, TrainingArguments
 
     if not 0 <= warmup_ratio < 1:
         raise ValueError(f"warmup_ratio is a fraction of the training steps in [0, 1) (got {warmup_ratio})")
@@ -211,9 +211,35 @@ def build_trainer(model, tokenizer, train, test, *, output_dir: str | os.PathLik
         data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=recorder,
         preprocess_logits_for_metrics=_argmax_logits, callbacks=[_step_recorder(recorder)],
     )
-    if not progress:
-        trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(_logged_callback(progress))
     return trainer
+
+
+def _log_record(state, logs: dict[str, Any] | None) -> None:
+    """One Trainer log record (losses, learning rate, evaluation) as an info line of this module's
+    logger (the log file), instead of the dict the Trainer prints to stdout."""
+    if logs and state.is_world_process_zero:
+        items = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                          for k, v in logs.items() if k != "total_flos")
+        log.info("trainer step %s: %s", state.global_step, items)
+
+
+def _logged_callback(progress: bool):
+    """The Trainer's progress bars (``progress``) or none; its metric records go to the log instead
+    of stdout (:func:`_log_record`)."""
+    from transformers import ProgressCallback, TrainerCallback
+
+    class LoggedProgress(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            _log_record(state, logs)
+
+    class LoggedMetrics(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            _log_record(state, logs)
+
+    return LoggedProgress() if progress else LoggedMetrics()
 
 
 def history(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
