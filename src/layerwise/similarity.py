@@ -265,6 +265,7 @@ def same_layer_similarities(embeddings: dict[str, dict[str, np.ndarray]], model_
     if grams is None:
         grams = {state: _gram_stack(r) for state, r in reps.items()}
     n = reps[reference].shape[0]
+    k = min(k, n - 1)                                   # few sentences: every other sentence is a neighbour
     perms = permutations(n, n_permutations, seed)
     inputs = {state: _state_inputs(reps[state], grams[state], k) for state in states}
     factors = {state: [procrustes_factors(g) for g in grams[state]] for state in states}
@@ -329,6 +330,7 @@ def similarity_matrices(embeddings: dict[str, dict[str, np.ndarray]], model_name
             if not reps or next(iter(reps.values())).shape[0] < 4:
                 continue
             n = next(iter(reps.values())).shape[0]
+            k = min(k, n - 1)
             grams = {state: _gram_stack(r) for state, r in reps.items()}
             inputs = {state: _state_inputs(reps[state], grams[state], k) for state in states}
             factors = {state: [procrustes_factors(g) for g in grams[state]] for state in states}
