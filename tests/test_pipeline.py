@@ -127,7 +127,7 @@ def test_load_study_gives_every_table(studies, arch):
 @pytest.mark.parametrize("arch", TINY_ARCHS)
 def test_every_tidy_metric_is_declared_in_the_registry(studies, arch):
     """The schema registry is the list of metrics: a metric a study writes without declaring it fails."""
-    _, found = studies
+    _, found, _ = studies
     _, study = found[arch]
     undeclared = []
     for metric in sorted(set(study.tidy.metric)):

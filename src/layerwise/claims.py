@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 #: The verdict words the report may print; every verdict's ``word`` is one of them.
@@ -38,3 +39,111 @@ class Verdict:
     def __post_init__(self):
         if self.word not in WORDS:
             raise ValueError(f"verdict word {self.word!r} is not one of claims.WORDS")
+
+
+# ==================================================================================================
+# floors: chance (permutation nulls) and seed-to-seed variation
+# ==================================================================================================
+
+#: Detail of a verdict made with a single fine-tuning seed.
+SEED_VARIATION_NOT_MEASURED = "seed variation not measured (one fine-tuning seed)"
+
+
+def _seeds(rows: pd.DataFrame) -> int:
+    """Fine-tuning seeds among ``rows``: distinct values of a ``seed`` column, else one per row."""
+    return int(rows["seed"].nunique()) if "seed" in rows.columns else len(rows)
+
+
+def difference_rows(rows: pd.DataFrame, reference: str = "pretrained", state: str = "finetuned") -> pd.DataFrame:
+    """Rows of one metric at one layer (one ``reference`` row, one ``state`` row per seed) -> one row per
+    seed whose value is the state's value minus the reference's (no sentence interval: ci NaN). For
+    statistics that have no paired per-sentence difference (``effect_*`` rows already are differences)."""
+    ref = rows.loc[rows["state"] == reference, "value"]
+    if ref.empty:
+        raise ValueError(f"no {reference!r} row to subtract")
+    out = rows[rows["state"] == state].copy()
+    out["value"] = out["value"] - float(ref.mean())
+    out[["ci_low", "ci_high"]] = np.nan
+    return out
+
+
+def seed_change(differences: pd.DataFrame, delta: float, level: float = 0.95, subject: str = "") -> Verdict:
+    """Floor rule (a): a scalar statistic at a layer is "changed" by fine-tuning iff (1) the
+    seed-and-sentence interval (:func:`layerwise.stats.seed_sentence_interval`) of the mean difference,
+    fine-tuned minus pretrained over the seeds, excludes 0, (2) every seed's difference has the same
+    sign and (3) ``|mean difference| > delta`` (the metric's negligibility threshold). (1) and (2) without
+    (3): "negligible"; otherwise "unchanged". With one seed: "not measured" (seed variation not measured).
+
+    ``differences``: one row per seed (tidy rows, e.g. ``effect_*``, or :func:`difference_rows`), the
+    sentence interval of each in ``ci_low``/``ci_high`` (NaN: no sentence term). ``n`` = seeds."""
+    from .stats import se_from_ci, seed_sentence_interval
+
+    d = differences["value"].to_numpy(dtype=float)
+    S = _seeds(differences)
+    if S < 2:
+        return Verdict("not measured", subject, differences, S, {"reason": SEED_VARIATION_NOT_MEASURED})
+    se = se_from_ci(differences["ci_low"].to_numpy(float), differences["ci_high"].to_numpy(float), level)
+    ci = seed_sentence_interval(d, se, level)
+    excludes = bool(ci.low > 0 or ci.high < 0)
+    same_sign = bool(np.all(d > 0) or np.all(d < 0))
+    detail = {"mean": float(ci.estimate), "ci_low": float(ci.low), "ci_high": float(ci.high), "delta": delta,
+              "ci_excludes_0": excludes, "same_sign": same_sign, "seeds": S}
+    if excludes and same_sign:
+        word = "changed" if abs(float(ci.estimate)) > delta else "negligible"
+    else:
+        word = "unchanged"
+    return Verdict(word, subject, differences, S, detail)
+
+
+def seed_similarity_change(vs_reference: pd.DataFrame, between_seeds: pd.DataFrame, level: float = 0.95,
+                           subject: str = "") -> Verdict:
+    """Floor rule (b): a similarity at a layer shows change iff similarity(pretrained, fine-tuned seed s)
+    is below the lower bound of the interval of similarity(seed s, seed s') over the pairs of seeds,
+    for every seed s: "changed", else "unchanged". The pairs' interval is
+    :func:`layerwise.stats.seed_sentence_interval` over the pair values (pairs share seeds, so it is
+    approximate), with their sentence intervals when given. Fewer than two seeds (no pair): "not
+    measured". ``n`` = seeds. Above-chance structure is a separate verdict (:func:`chance_verdict`)."""
+    from .stats import se_from_ci, seed_sentence_interval
+
+    rows = pd.concat([vs_reference, between_seeds], ignore_index=True)
+    S = _seeds(vs_reference)
+    if S < 2 or between_seeds.empty:
+        return Verdict("not measured", subject, rows, S, {"reason": SEED_VARIATION_NOT_MEASURED})
+    pairs = between_seeds["value"].to_numpy(dtype=float)
+    se = se_from_ci(between_seeds["ci_low"].to_numpy(float), between_seeds["ci_high"].to_numpy(float), level)
+    ci = seed_sentence_interval(pairs, se, level)
+    worst = float(vs_reference["value"].max())
+    detail = {"seed_pairs_mean": float(ci.estimate), "seed_pairs_low": float(ci.low),
+              "max_vs_reference": worst, "seeds": S, "pairs": len(pairs)}
+    return Verdict("changed" if worst < float(ci.low) else "unchanged", subject, rows, S, detail)
+
+
+def chance_verdict(observed: pd.DataFrame, null_q95: pd.DataFrame, subject: str = "") -> Verdict:
+    """Above-chance structure of a similarity: "above chance" iff the observed value exceeds the 95th
+    percentile of its permutation null (a one-sided test at 5 %), "at chance" otherwise, "not
+    measured" when either is missing or NaN. One row each (same model, state, layer); ``n`` = the
+    observed row's sentences."""
+    rows = pd.concat([observed, null_q95], ignore_index=True)
+    if len(observed) != 1 or len(null_q95) != 1:
+        return Verdict("not measured", subject, rows, 0, {"reason": "need one observed and one null row"})
+    value, q95 = float(observed["value"].iloc[0]), float(null_q95["value"].iloc[0])
+    n = int(observed["n"].iloc[0])
+    if not (np.isfinite(value) and np.isfinite(q95)):
+        return Verdict("not measured", subject, rows, n, {"reason": "undefined value (constant representation)"})
+    return Verdict("above chance" if value > q95 else "at chance", subject, rows, n,
+                   {"value": value, "null_q95": q95, "permutations": int(null_q95["n"].iloc[0])})
+
+
+def chance_verdicts(tidy: pd.DataFrame, measure: str, pooling: str = "cls", state: str = "finetuned",
+                    reference: str = "pretrained") -> list[Verdict]:
+    """:func:`chance_verdict` at every layer for ``<measure>_<pooling>_vs_<reference>`` of ``state``
+    (measure in ``similarity.FLOOR_MEASURES``), against ``<measure>_null_q95_<pooling>_vs_<reference>``."""
+    suffix = f"_{pooling}_vs_{reference}"
+    rows = tidy[tidy["state"] == state]
+    obs = rows[rows["metric"] == f"{measure}{suffix}"]
+    null = rows[rows["metric"] == f"{measure}_null_q95{suffix}"]
+    out = []
+    for (model, layer), o in obs.groupby(["model", "layer"], sort=True):
+        q = null[(null["model"] == model) & (null["layer"] == layer)]
+        out.append(chance_verdict(o, q, f"{measure} {pooling} {state} vs {reference}, {model} layer {layer}"))
+    return out

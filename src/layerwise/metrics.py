@@ -27,7 +27,8 @@ __all__ = [
     "unit_rows", "cosine_matrix", "pairwise_cosines_upper", "triu_pair_index", "intra_similarity", "cov_trace",
     "cov_trace_scaled", "effective_rank", "effective_rank_from_singular_values", "singular_values",
     "singular_values_centred_and_not", "isoscore", "isoscore_from_variances", "isoscore_from_singular_values",
-    "linear_cka", "cka_from_grams", "cka_matrix", "cosine_contributions", "paired_cosines",
+    "linear_cka", "cka_from_grams", "cka_matrix", "u_centre", "procrustes_similarity", "knn_adjacency",
+    "mutual_knn", "cosine_contributions", "paired_cosines",
     "standardise", "quantiles_from_histogram",
 ]
 
@@ -335,11 +336,44 @@ def linear_cka(X, Y, debiased: bool = False) -> float:
     return float(xy / den) if den > 0 else float("nan")
 
 
-def cka_from_grams(grams_a: np.ndarray, grams_b: np.ndarray | None = None) -> np.ndarray:
+def u_centre(grams: np.ndarray) -> np.ndarray:
+    """U-centring of Gram matrices (Szekely & Rizzo 2014, "Partial distance correlation with methods
+    for dissimilarities", eq. 2.3), stacked as ``[..., n, n]``: for ``i != j``
+    ``U_ij = K_ij - r_i/(n-2) - r_j/(n-2) + t/((n-1)(n-2))`` with ``r_i`` the row sums and ``t`` the total
+    of ``K`` with its diagonal zeroed, and ``U_ii = 0``. ``<U(K), U(L)>_F / (n (n-3))`` is the unbiased HSIC
+    estimator of Song et al. 2012 (``_hsic_unbiased``). U-centring commutes with a permutation of the
+    examples and removes any additive row or column effect, so centred and uncentred features give the
+    same result.
+
+    Known answers: ``<U(K), U(L)> / (n (n-3)) == _hsic_unbiased(K, L)``; rows and columns of ``U`` sum to 0.
+    """
+    K = np.array(grams, dtype=np.float64)
+    n = K.shape[-1]
+    if n < 4:
+        raise LayerwiseError("U-centring needs at least 4 examples", "layerwise.metrics.u_centre")
+    idx = np.arange(n)
+    K[..., idx, idx] = 0.0
+    rows = K.sum(axis=-1)
+    total = rows.sum(axis=-1)[..., None, None]
+    U = K - rows[..., :, None] / (n - 2) - rows[..., None, :] / (n - 2) + total / ((n - 1) * (n - 2))
+    U[..., idx, idx] = 0.0
+    return U
+
+
+def cka_from_grams(grams_a: np.ndarray, grams_b: np.ndarray | None = None, debiased: bool = False) -> np.ndarray:
     """Linear CKA between every pair of representations given their centred Gram matrices
     ``K = Xc Xc^T`` (stacked as [m, n, n]): ``CKA(a, b) = <K_a, K_b>_F / (|K_a|_F |K_b|_F)``, which equals
     :func:`linear_cka` because ``<K_a, K_b>_F = |Y^T X|_F^2`` (Kornblith et al. 2019, eq. 3).
-    Returns an ``[m_a, m_b]`` matrix (``grams_b`` defaults to ``grams_a``)."""
+    ``debiased=True``: the same cosine between the U-centred Grams (:func:`u_centre`; Szekely & Rizzo
+    2014, Song et al. 2012), i.e. ``linear_cka(..., debiased=True)``, about 0 for independent
+    representations where the biased value is large (0.68 at n = 180, d = 384).
+    Returns an ``[m_a, m_b]`` matrix (``grams_b`` defaults to ``grams_a``).
+
+    Known answers: equals :func:`linear_cka` (biased and debiased) pair by pair; the diagonal of
+    ``cka_from_grams(K)`` is 1."""
+    if debiased:
+        grams_a = u_centre(grams_a)
+        grams_b = None if grams_b is None else u_centre(grams_b)
     A = grams_a.reshape(grams_a.shape[0], -1)
     B = A if grams_b is None else grams_b.reshape(grams_b.shape[0], -1)
     dots = (A @ B.T).astype(np.float64)
@@ -347,6 +381,82 @@ def cka_from_grams(grams_a: np.ndarray, grams_b: np.ndarray | None = None) -> np
     nb = na if grams_b is None else np.sqrt(np.einsum("ij,ij->i", B, B, dtype=np.float64))
     with np.errstate(invalid="ignore", divide="ignore"):
         return dots / np.outer(na, nb)
+
+
+def _unit_centred(X, name: str) -> np.ndarray | None:
+    """Column-centred ``X`` divided by its Frobenius norm; None for a constant representation."""
+    X = _as_2d(X, name, 2)
+    X = X - X.mean(axis=0)
+    norm = np.linalg.norm(X)
+    return X / norm if norm > 0 else None
+
+
+def procrustes_similarity(X, Y, X_fit=None, Y_fit=None) -> float:
+    """Orthogonal Procrustes similarity (Ding, Denain & Steinhardt 2021, "Grounding representation
+    similarity with statistical testing"; Schonemann 1966): with X, Y column-centred and scaled to unit
+    Frobenius norm, ``d_Proc^2 = min_R |XR - Y|_F^2 = 2 - 2 |X^T Y|_*`` over orthogonal ``R``, and the
+    similarity ``1 - d_Proc^2 / 2 = |X^T Y|_*`` (nuclear norm) lies in [0, 1].
+
+    Held out: with ``X_fit, Y_fit`` (other examples, e.g. the probe pool) the rotation is fitted there,
+    ``R = U V^T`` from the SVD ``X_fit^T Y_fit = U S V^T``, and scored on X, Y (each centred and
+    normalised on its own examples): ``<X R, Y>_F`` in [-1, 1]; with the fit set equal to X, Y it is the
+    in-sample value. Dimensions may differ (``R`` is then a partial isometry).
+
+    Known answers: X and XQ (Q orthogonal) give 1, also held out; X and aX + b give 1; independent
+    Gaussian matrices give a value inside their permutation null. A constant representation gives NaN.
+    """
+    if len(X) != len(Y):
+        raise LayerwiseError(f"X and Y must have the same rows (examples), got {len(X)} and {len(Y)}",
+                             "layerwise.metrics.procrustes_similarity", "pass the same sentences in the same order")
+    A, B = _unit_centred(X, "X"), _unit_centred(Y, "Y")
+    if X_fit is None and Y_fit is None:
+        return float("nan") if A is None or B is None else float(np.linalg.svd(A.T @ B, compute_uv=False).sum())
+    Af, Bf = _unit_centred(X_fit, "X_fit"), _unit_centred(Y_fit, "Y_fit")
+    if A is None or B is None or Af is None or Bf is None:
+        return float("nan")
+    U, _, Vt = np.linalg.svd(Af.T @ Bf, full_matrices=False)
+    return float(np.sum((A @ U) * (B @ Vt.T)))
+
+
+def knn_adjacency(X, k: int = 10) -> np.ndarray | None:
+    """``[n, n]`` 0/1 matrix: ``A_ij = 1`` iff example j is one of the ``k`` nearest neighbours of example
+    i (cosine similarity of the column-centred rows, i itself excluded, ties broken by index); None for
+    a constant representation."""
+    X = _as_2d(X, "X", 2)
+    n = X.shape[0]
+    if not 1 <= k <= n - 1:
+        raise LayerwiseError(f"k must lie in 1..n-1 = {n - 1}, got {k}", "layerwise.metrics.mutual_knn",
+                             "use fewer neighbours or more sentences")
+    Xc = X - X.mean(axis=0)
+    if not np.any(Xc):
+        return None
+    S = unit_rows(Xc, zero_rows="nan") @ unit_rows(Xc, zero_rows="nan").T
+    S = np.nan_to_num(S, nan=-np.inf)
+    np.fill_diagonal(S, -np.inf)
+    nearest = np.argsort(-S, axis=1, kind="stable")[:, :k]
+    A = np.zeros((n, n))
+    A[np.arange(n)[:, None], nearest] = 1.0
+    return A
+
+
+def mutual_knn(X, Y, k: int = 10) -> float:
+    """Mutual k-nearest-neighbour alignment (Huh, Cheung, Wang & Isola 2024, "The platonic representation
+    hypothesis"): the mean over examples i of ``|N_X(i) & N_Y(i)| / k``, with ``N(i)`` the ``k`` nearest
+    neighbours of i (:func:`knn_adjacency`: cosine of the rows; unlike the paper the rows are centred
+    first, as for CKA, so that a shared offset (anisotropy) does not decide the neighbours).
+    Equivalently ``sum(A_X * A_Y) / (n k)``.
+
+    Known answers: a set with itself gives 1; chance (Y independent of X, or its rows permuted) is
+    ``k / (n - 1)`` (each of the k neighbours in Y is one of the n - 1 others at random); a constant
+    representation gives NaN.
+    """
+    A, B = knn_adjacency(X, k), knn_adjacency(Y, k)
+    if A is None or B is None:
+        return float("nan")
+    if A.shape != B.shape:
+        raise LayerwiseError("X and Y must describe the same examples", "layerwise.metrics.mutual_knn",
+                             "pass the same sentences in the same order")
+    return float(np.sum(A * B) / (A.shape[0] * k))
 
 
 def cka_matrix(reps_a: Sequence[np.ndarray], reps_b: Sequence[np.ndarray] | None = None) -> np.ndarray:

@@ -97,6 +97,7 @@ class MetricSpec:
 
 _TOKEN = ("_content",)
 _POOL = ("_cls", "_mean")
+_VS = ("_cls_vs_pretrained", "_mean_vs_pretrained")
 _TEST = tuple(f"_{m}{v}" for m in PER_SENTENCE_METRICS for v in VARIANTS)
 
 REGISTRY: tuple[MetricSpec, ...] = (
@@ -149,6 +150,21 @@ REGISTRY: tuple[MetricSpec, ...] = (
                "linear CKA of first-token embeddings with the pretrained state at the same layer"),
     MetricSpec("cka_mean_vs_pretrained", "similarity", True, "test sentences", "metrics.linear_cka",
                "linear CKA of mean-pooled embeddings with the pretrained state at the same layer"),
+    MetricSpec("cka_debiased", "similarity", True, "test sentences", "metrics.cka_from_grams",
+               "debiased linear CKA (U-centred Grams) with the pretrained state at the same layer", _VS),
+    MetricSpec("cka_std", "similarity", True, "test sentences", "metrics.standardise",
+               "debiased linear CKA after per-dimension standardisation over the sentences", _VS),
+    MetricSpec("procrustes", "similarity", True, "test sentences", "metrics.procrustes_similarity",
+               "orthogonal Procrustes similarity, nuclear norm of X^T Y (Ding et al. 2021)", _VS),
+    MetricSpec("procrustes_heldout", "similarity", True, "test sentences", "metrics.procrustes_similarity",
+               "Procrustes rotation fitted on other sentences (probe pool), scored on the test sentences", _VS),
+    MetricSpec("mutual_knn", "similarity", True, "test sentences", "metrics.mutual_knn",
+               "mutual 10-nearest-neighbour alignment (Huh et al. 2024); chance k/(n-1)", _VS),
+    *(MetricSpec(f"{m}_null_{stat}", "similarity", True, "permutations of the test sentences",
+                 "similarity.same_layer_similarities", f"{label} of {m} with the sentence rows of one side shuffled",
+                 _VS)
+      for m in ("cka", "cka_debiased", "procrustes", "mutual_knn")
+      for stat, label in (("mean", "mean"), ("q95", "95th percentile"))),
     # probes
     MetricSpec("probe_acc", "probes", True, "test sentences", "probes.probe_accuracy",
                "logistic-regression probe accuracy", _POOL),

@@ -486,3 +486,72 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, *, seed: int 
     return {"n_test": n, "correct": correct, "accuracy": acc, "accuracy_ci": [acc_lo, acc_hi],
             "macro_f1": f1, "macro_f1_ci": [f1_lo, f1_hi], "majority_class": maj_class,
             "majority_baseline": maj, "binomial_p": p, "confidence": level}
+
+
+# --------------------------------------------------------------------------------------------------
+# fine-tuning seeds: the seed-and-sentence interval
+# --------------------------------------------------------------------------------------------------
+
+class SeedInterval(NamedTuple):
+    """Mean over fine-tuning seeds with its interval (arrays of the batch shape, or floats):
+    ``estimate``, ``low``, ``high``, ``n_seeds``, ``df`` (degrees of freedom of the t quantile; inf for
+    the normal quantile) and ``seed_variation_measured`` (False with one seed: sentence-only interval)."""
+
+    estimate: np.ndarray | float
+    low: np.ndarray | float
+    high: np.ndarray | float
+    n_seeds: int
+    df: np.ndarray | float
+    seed_variation_measured: bool
+
+
+def se_from_ci(low, high, level: float = 0.95) -> np.ndarray:
+    """Standard error implied by a symmetric normal interval: ``(high - low) / (2 z_{(1+level)/2})``
+    (an approximation for a percentile bootstrap interval). NaN bounds give 0: no sentence term."""
+    _check_level(level, "se_from_ci")
+    width = np.asarray(high, dtype=np.float64) - np.asarray(low, dtype=np.float64)
+    return np.nan_to_num(width / (2 * sps.norm.ppf((1 + level) / 2)), nan=0.0)
+
+
+def seed_sentence_interval(values, sentence_se=0.0, level: float = 0.95) -> SeedInterval:
+    """Interval of a fine-tuned state's value that combines seed and sentence variation.
+
+    ``values`` ``[..., S]``: the statistic of each of S fine-tuning seeds, all measured on the same n
+    test sentences; ``sentence_se`` (``[..., S]`` or broadcastable): each seed's standard error over
+    sentences (e.g. :func:`se_from_ci` of its bootstrap interval). Model:
+    ``v_s = mu + a_s + e + eps_s``, a seed effect ``a_s``, a sentence-sampling error ``e`` shared by the
+    seeds (same sentences) and an idiosyncratic part ``eps_s``. The sample variance ``s^2`` of the
+    ``v_s`` estimates ``Var(a + eps)``, but not the shared ``e``, which does not shrink with S. So
+    ``SE^2 = s^2 / S + SE_sent^2`` with ``SE_sent^2`` the mean of the squared per-seed sentence errors
+    (conservative: counts the idiosyncratic part twice), and the interval is
+    ``mean +- t_{nu, (1+level)/2} SE`` with Welch-Satterthwaite degrees of freedom
+    ``nu = (S - 1) (SE^2 / (s^2 / S))^2`` (the sentence term taken as known; nu = S - 1 without it).
+    With S = 1 the seed variation is not measured: the interval is the sentence-only
+    ``v +- z SE_sent``, flagged ``seed_variation_measured=False``.
+
+    References: Satterthwaite 1946, "An approximate distribution of estimates of variance components";
+    Bouthillier et al. 2021, "Accounting for variance in machine learning benchmarks" (seeds and data
+    sampling as separate sources); Dodge et al. 2020, "Fine-tuning pretrained language models: weight
+    initializations, data orders, and early stopping" (seed-to-seed spread of BERT fine-tuning).
+
+    Known answers: coverage of the true mean at least 93 % at S = 3 and S = 10 in simulations with a
+    seed and a sentence effect (``tests/test_stats.py``); with ``sentence_se = 0`` and S >= 2 it is the
+    t-interval with S - 1 degrees of freedom; S = 1 gives ``v +- 1.96 SE_sent`` at level 0.95.
+    """
+    _check_level(level, "seed_sentence_interval")
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim == 0 or v.shape[-1] < 1:
+        raise LayerwiseError("need the values of at least one seed (last axis = seeds)", "stats.seed_sentence_interval",
+                             "pass one value per fine-tuning seed")
+    S = v.shape[-1]
+    se_sent2 = np.mean(np.broadcast_to(np.asarray(sentence_se, dtype=np.float64) ** 2, v.shape), axis=-1)
+    mean = v.mean(axis=-1)
+    if S == 1:
+        half = sps.norm.ppf((1 + level) / 2) * np.sqrt(se_sent2)
+        return SeedInterval(mean, mean - half, mean + half, 1, np.inf, False)
+    seed_term = v.var(axis=-1, ddof=1) / S
+    se2 = seed_term + se_sent2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df = np.where(seed_term > 0, (S - 1) * (se2 / seed_term) ** 2, np.inf)
+    half = sps.t.ppf((1 + level) / 2, df) * np.sqrt(se2)
+    return SeedInterval(mean, mean - half, mean + half, S, df, True)
