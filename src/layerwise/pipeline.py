@@ -55,8 +55,16 @@ def _analysis_key(params: StudyParams, inputs: StudyInputs) -> str:
     ft_entry = (finetune_entry(params, splits=inputs.splits, source=inputs.source)
                 if "finetuned" in params.analysis.states else None)
     return content_hash({"model": inputs.source.key, "selection": inputs.splits.selection["hash"],
-                         "analysis": params.analysis.geometry_payload(),
+                         "analysis": {**params.analysis.geometry_payload(), "precision": analysis_precision(params)},
                          "finetuned": ft_entry.name if ft_entry else None, "code": code_hash("extract", "similarity", "models")})
+
+
+def analysis_precision(params: StudyParams) -> str:
+    """The engine's precision on this run's device (``auto`` resolved: the cache key never holds it)."""
+    from .models import pick_device
+    from .precision import resolve
+
+    return resolve(params.analysis.precision, pick_device(), purpose="analysis")
 
 
 def _selection_texts(splits) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
@@ -75,6 +83,7 @@ def analyze(params: StudyParams, progress: bool = True, *, inputs: StudyInputs |
     before anything is trained or loaded."""
     from . import extract, similarity
     from .models import load_model, pick_device
+    from .precision import machine
 
     inputs = inputs or resolve_inputs(params)
     splits, source = inputs.splits, inputs.source.path
@@ -116,7 +125,8 @@ def analyze(params: StudyParams, progress: bool = True, *, inputs: StudyInputs |
         cka.to_parquet(tmp / "cka.parquet", index=False)
         manifest = {"params": params.model_dump(mode="json"), "params_file": str(params.path),
                     "selection": splits.selection, "cache_key": key, "finetuned": str(ft.path) if ft else None,
-                    "timings_s": timings, "device": str(device), **provenance()}
+                    "timings_s": timings, "device": str(device), **provenance(),
+                    "machine": machine(device, analysis_precision(params))}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
     return entry
 
@@ -169,6 +179,7 @@ def load_study(params_path: str | Path | StudyParams, progress: bool = True) -> 
     ft_metrics: dict[str, Any] = {}
     if manifest.get("finetuned"):
         ft_metrics = load_finetune_metrics(Path(manifest["finetuned"]))
+        manifest["finetune_precision"] = ft_metrics.get("precision")
     manifest["cache_entries"] = {"analysis": str(a_entry), "probes": str(p_entry),
                                  "finetune": manifest.get("finetuned")}
     return Study(

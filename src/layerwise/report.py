@@ -196,6 +196,22 @@ def write_chapters_yml(path: Path, entries: list) -> Path:
     return path
 
 
+def _machine_rows(machine: Mapping[str, Any], finetune_precision: str | None) -> list[tuple[str, str]]:
+    """The reproduce page's rows on the precision and the machine (the analysis manifest's ``machine``)."""
+    rows = []
+    if machine.get("precision"):
+        rows.append(("analysis precision", f"`{machine['precision']}`"))
+    if finetune_precision:
+        rows.append(("fine-tuning precision", f"`{finetune_precision}`"))
+    if machine.get("cpu"):
+        flags = ", ".join(machine.get("cpu_bf16_flags") or []) or "none"
+        rows.append(("CPU", f"{machine['cpu']} ({machine.get('threads', '?')} threads; bf16 flags: {flags}; "
+                            f"torch capability {machine.get('cpu_capability', '?')})"))
+    if machine.get("gpu"):
+        rows.append(("GPU", str(machine["gpu"])))
+    return rows
+
+
 def reproduce_markdown(params_list: Sequence, manifests: Mapping[str, Mapping[str, Any]], *,
                        profile: str | None = None, cwd: Path) -> str:
     """The reproduce page's generated part: per model the params file, model, data selection, cache
@@ -216,6 +232,7 @@ def reproduce_markdown(params_list: Sequence, manifests: Mapping[str, Mapping[st
                  + (f" at revision `{params.model.revision}`" if params.model.revision else "")),
                 ("git commit", f"`{m.get('git_commit') or 'n/a'}`"), ("device", f"`{m.get('device', 'n/a')}`"),
                 ("platform", f"`{m.get('platform', 'n/a')}`"), ("created", f"{m.get('created', 'n/a')}")]
+        rows += _machine_rows(m.get("machine") or {}, m.get("finetune_precision"))
         sel = m.get("selection") or {}
         if sel:
             counts = [f"{len(sel[k])} {k.split('_')[0]}" for k in ("train_index", "test_index")
