@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).parent
-ORDER = ("finetune", "geometry", "probes", "report")
+ORDER = ("finetune", "geometry", "probes", "report", "precision", "roofline")
 
 
 def gather() -> Path:

@@ -96,7 +96,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .report import run
 
     params = [Path(p) for p in (args.params or [DEFAULT_PARAMS])]
-    run(params, out_dir=Path(args.out), force=args.force, preview=not args.no_preview)
+    run(params, out_dir=Path(args.out), force=args.force, preview=not args.no_preview, jobs=args.jobs)
     return 0
 
 
@@ -164,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="report")
     s.add_argument("--force", action="store_true", help="re-execute notebooks even when unchanged")
     s.add_argument("--no-preview", action="store_true", help="skip the nbconvert HTML preview")
+    s.add_argument("-j", "--jobs", type=int, default=1, help="studies computed at once, in worker processes "
+                   "(one GPU each when several are visible, else a share of the CPU cores)")
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("prerender", help="Quarto's pre-render step: `run` for the params files of the active "

@@ -100,22 +100,33 @@ def study_dir(out_dir: Path, name: str) -> Path:
     return out_dir / META_DIR / "studies" / name
 
 
-def write_studies(params_list: Sequence, out_dir: Path, load_study: StudyLoader, progress: bool
+def _write_one(load_study: StudyLoader, params_path, directory: Path, progress: bool) -> tuple[str, dict[str, Any]]:
+    """Compute (or read) one study and write it to ``directory``: its key and manifest (a module-level
+    function: :mod:`layerwise.parallel` runs it in a worker process)."""
+    study = load_study(params_path, progress=progress)
+    write_study(study, directory)
+    return study.key, dict(study.manifest)
+
+
+def write_studies(params_list: Sequence, out_dir: Path, load_study: StudyLoader, progress: bool, jobs: int = 1
                   ) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
     """Compute (or read from the caches) the study of every params file and write it to
     :func:`study_dir`; return the study keys and manifests by model name (for the input hashes and
-    the reproduce page). One study is in memory at a time."""
-    keys: dict[str, str] = {}
-    manifests: dict[str, dict[str, Any]] = {}
+    the reproduce page). One study is in memory at a time, or one per worker with ``jobs`` > 1
+    (:func:`layerwise.parallel.run_parallel`: spawned processes, one GPU or a share of the cores each)."""
     for params in params_list:
         if progress:
             print(f"layerwise: study {params.name} ({params.display_name}): computing or reading the cached results",
                   file=sys.stderr)
-        study = load_study(params.path, progress=progress)
-        write_study(study, study_dir(out_dir, params.name))
-        keys[params.name] = study.key
-        manifests[params.name] = dict(study.manifest)
-        del study
+    calls = [(load_study, params.path, study_dir(out_dir, params.name), progress) for params in params_list]
+    if jobs > 1 and len(calls) > 1:
+        from .parallel import run_parallel
+
+        results = run_parallel(_write_one, calls, jobs)
+    else:
+        results = [_write_one(*call) for call in calls]
+    keys = {params.name: key for params, (key, _) in zip(params_list, results)}
+    manifests = {params.name: manifest for params, (_, manifest) in zip(params_list, results)}
     return keys, manifests
 
 
@@ -293,17 +304,18 @@ def write_run_manifest(path: Path, params_list: Sequence, jobs: Sequence[Job], o
 def run(params_paths: Sequence[str | Path], out_dir: Path = Path("report"), force: bool = False,
         preview: bool = True, *, load_study: StudyLoader | None = None, chapters: Sequence[str] = MODEL_CHAPTERS,
         comparison: bool = True, chapters_dir: Path = CHAPTERS_DIR, progress: bool = True,
-        profile: str | None = None) -> RunSummary:
+        profile: str | None = None, jobs: int = 1) -> RunSummary:
     """Run the study for every params file, write it for the chapters and execute the report's
     chapters (see the module doc). ``load_study(params_path, progress=...)`` returns one model's
     :class:`~layerwise.study.Study`: :func:`layerwise.pipeline.load_study` (through the caches) by
-    default; tests pass a synthetic one."""
+    default; tests pass a synthetic one. ``jobs``: studies computed at once in worker processes (the
+    chapters run after every study is written)."""
     t0 = time.perf_counter()
     cwd = Path.cwd()
     out_dir = Path(out_dir)
     out_dir = out_dir if out_dir.is_absolute() else cwd / out_dir
     params_list = _load_all_params(params_paths, chapters, comparison, chapters_dir)
-    keys, manifests = write_studies(params_list, out_dir, load_study or compute_study, progress)
+    keys, manifests = write_studies(params_list, out_dir, load_study or compute_study, progress, jobs)
     jobs = chapter_jobs(params_list, keys, out_dir, chapters=chapters, comparison=comparison,
                         chapters_dir=chapters_dir, cwd=cwd)
     meta = out_dir / META_DIR
