@@ -142,6 +142,21 @@ def _table(df: pd.DataFrame, cols: list[str], limit: int) -> list[str]:
     return lines
 
 
+def changed_table(changed: list[str], v32: dict, v16: dict, fp32: pd.DataFrame) -> list[str]:
+    """Each changed verdict, both readings, and for a layer choice the fp32 gap between the two layers
+    (a near-tie when it is small against the metric's scale)."""
+    lines = ["| verdict | fp32 | bf16 | fp32 values at the two layers |", "|---|---|---|---|"]
+    for key in changed:
+        metric, state, kind = key.split("/")
+        note = ""
+        if kind in ("argmax", "argmin") and "-" not in state:
+            s = fp32[(fp32["metric"] == metric) & (fp32["state"] == state)].set_index("layer")["value"]
+            a, b = s.get(int(v32[key])), s.get(int(v16.get(key, -1)))
+            note = f"{a:.6g} vs {b:.6g}" if a is not None and b is not None else ""
+        lines.append(f"| {key} | {v32[key]} | {v16.get(key)} | {note} |")
+    return lines
+
+
 def report(args, header: str, dev, changed, ok, deciding, times, n_texts) -> str:
     med = {k: float(np.median(v)) for k, v in times.items()}
     ci, no_ci = dev[dev["has_ci"]], dev[~dev["has_ci"]]
@@ -163,7 +178,10 @@ def report(args, header: str, dev, changed, ok, deciding, times, n_texts) -> str
              f"Verdicts compared: {args.n_verdicts}; changed: {len(changed)}"
              + (f" ({', '.join(changed[:20])})" if changed else "") + ".", "",
              f"**Decision: `auto` analysis uses {'bf16' if ok else 'fp32'}** "
-             f"(layerwise.precision.AUTO_ANALYSIS_BF16 = {ok}).", ""]
+             f"(layerwise.precision.AUTO_ANALYSIS_BF16 = {ok}); load average at the end "
+             f"{[round(x, 2) for x in os.getloadavg()]}.", ""]
+    if changed:
+        lines += ["Verdicts that changed:", "", *changed_table(changed, args.v32, args.v16, args.fp32_tidy), ""]
     if not deciding.empty:
         top = deciding.assign(score=deciding["dev_over_half"].fillna(deciding["rel_dev"])).sort_values(
             "score", ascending=False)
@@ -196,7 +214,7 @@ def main(argv=None) -> int:
     tidy, times = run_both(params, inputs, texts, geometry, args.states, args.reps)
     dev = deviations(tidy["fp32"], tidy["bf16"])
     v32, v16 = verdicts(tidy["fp32"]), verdicts(tidy["bf16"])
-    args.n_verdicts = len(v32)
+    args.n_verdicts, args.v32, args.v16, args.fp32_tidy = len(v32), v32, v16, tidy["fp32"]
     changed = sorted(k for k in v32 if v16.get(k) != v32[k])
     ok, deciding = decide(dev, changed, args.rel_tol, args.abs_tol)
     text = report(args, head, dev, changed, ok, deciding, times, len(texts))

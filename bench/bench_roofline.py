@@ -149,7 +149,9 @@ def profile_table(fn, top: int = 12) -> list[tuple[str, float, float]]:
 GROUPS = (("matmul", ("addmm", "mm", "bmm", "matmul", "linear", "mkldnn", "onednn")),
           ("attention", ("attention", "softmax", "sdpa", "flash")),
           ("layer norm", ("layer_norm",)), ("GELU", ("gelu",)),
-          ("optimizer", ("adam", "foreach", "_fused", "optimizer", "lerp", "addcdiv", "sqrt")),
+          ("optimizer (AdamW, elementwise over the parameters)", ("adam", "foreach", "_fused", "optimizer", "lerp",
+                                                                  "addcdiv", "addcmul", "sqrt")),
+          ("dropout", ("bernoulli", "dropout")),
           ("copies / memory", ("copy_", "to", "clone", "contiguous", "cat", "empty", "fill_", "zero_", "index")))
 
 
@@ -251,6 +253,7 @@ def report(args, head: str, r: dict) -> str:
         lines += [f"| `{op}` | {ms:.1f} | {share:.0%} |" for op, ms, share in table]
         lines += ["", "By group: " + ", ".join(f"{g} {v:.0%}" for g, v in sorted(groups.items(), key=lambda x: -x[1]))
                   + "."]
+    lines += ["", f"Load average at the end: {[round(x, 2) for x in os.getloadavg()]}."]
     base = r["variants"][0][1]
     lines += ["", "Variants of the forward pass (same texts, same process):", "",
               "| variant | time (s) | vs the first row |", "|---|---|---|"]
