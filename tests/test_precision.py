@@ -114,3 +114,18 @@ def test_engine_in_bf16_upcasts_and_stays_close_to_fp32():
             for p in ("fp32", "bf16")}
     assert not torch.equal(last["fp32"], last["bf16"])   # autocast ran (LayerNorm outputs stay float32)
     assert torch.allclose(last["fp32"], last["bf16"].float(), atol=0.2)
+
+
+def test_reproduce_page_names_precision_device_and_cpu_flags(tmp_path):
+    from report_fakes import write_params
+
+    from layerwise.config import load_params
+    from layerwise.report import reproduce_markdown
+
+    params = load_params(write_params(tmp_path, "alpha"))
+    manifest = {"device": "cpu", "finetune_precision": "bf16",
+                "machine": {"precision": "fp32", "cpu": "Test CPU", "cpu_bf16_flags": ["avx512_bf16"], "threads": 2,
+                            "cpu_capability": "AVX512", "device": "cpu"}}
+    page = reproduce_markdown([params], {"alpha": manifest}, cwd=tmp_path)
+    assert "| analysis precision | `fp32` |" in page and "| fine-tuning precision | `bf16` |" in page
+    assert "Test CPU" in page and "avx512_bf16" in page and "| device | `cpu` |" in page
