@@ -118,6 +118,10 @@ def verdicts(tidy: pd.DataFrame) -> dict[str, str]:
             out[f"{metric}/{s}/trend"] = "equal" if a == b else ("rises" if v[-1] > v[0] else "falls")
             out[f"{metric}/{s}/argmax"] = str(int(df["layer"].iloc[int(np.argmax(v))]))
             out[f"{metric}/{s}/argmin"] = str(int(df["layer"].iloc[int(np.argmin(v))]))
+            for kind, i in (("printed-max", int(np.argmax(v))), ("printed-min", int(np.argmin(v)))):
+                shown = prose.fmt(v[i])   # trend_sentence names it only when it is neither end, as shown
+                stated = i not in (0, len(v) - 1) and shown not in (a, b)
+                out[f"{metric}/{s}/{kind}"] = f"layer {int(df['layer'].iloc[i])}" if stated else "not stated"
         for i, s in enumerate(states):
             for t in states[i + 1:]:
                 m = by_state[s].merge(by_state[t], on="layer")
@@ -148,6 +152,9 @@ def changed_table(changed: list[str], v32: dict, v16: dict, fp32: pd.DataFrame) 
     lines = ["| verdict | fp32 | bf16 | fp32 values at the two layers |", "|---|---|---|---|"]
     for key in changed:
         metric, state, kind = key.split("/")
+        if kind.startswith("printed-"):
+            lines.append(f"| {key} | {v32[key]} | {v16.get(key)} | |")
+            continue
         note = ""
         if kind in ("argmax", "argmin") and "-" not in state:
             s = fp32[(fp32["metric"] == metric) & (fp32["state"] == state)].set_index("layer")["value"]
@@ -176,7 +183,11 @@ def report(args, header: str, dev, changed, ok, deciding, times, n_texts) -> str
              f"{int(((no_ci['rel_dev'] > args.rel_tol) & (no_ci['dev'] > args.abs_tol)).sum())} above {args.rel_tol:g} "
              f"relative and {args.abs_tol:g} absolute.", "",
              f"Verdicts compared: {args.n_verdicts}; changed: {len(changed)}"
-             + (f" ({', '.join(changed[:20])})" if changed else "") + ".", "",
+             + (f" ({', '.join(changed[:20])})" if changed else "") + f". Of them, verdicts as the prose prints "
+             f"them (trend direction, signs between states, the maximum / minimum that `trend_sentence` names at "
+             f"2 digits): {len(args.printed_changed)} changed"
+             + (f" ({', '.join(args.printed_changed[:20])})" if args.printed_changed else "") + "; the others are "
+             "raw layer orderings (argmax / argmin / largest difference), which change on near-ties.", "",
              f"**Decision: `auto` analysis uses {'bf16' if ok else 'fp32'}** "
              f"(layerwise.precision.AUTO_ANALYSIS_BF16 = {ok}); load average at the end "
              f"{[round(x, 2) for x in os.getloadavg()]}.", ""]
@@ -216,6 +227,7 @@ def main(argv=None) -> int:
     v32, v16 = verdicts(tidy["fp32"]), verdicts(tidy["bf16"])
     args.n_verdicts, args.v32, args.v16, args.fp32_tidy = len(v32), v32, v16, tidy["fp32"]
     changed = sorted(k for k in v32 if v16.get(k) != v32[k])
+    args.printed_changed = [k for k in changed if "/printed-" in k or k.endswith(("/trend", "/sign"))]
     ok, deciding = decide(dev, changed, args.rel_tol, args.abs_tol)
     text = report(args, head, dev, changed, ok, deciding, times, len(texts))
     print(text)
