@@ -12,7 +12,7 @@ French demo corpus (630 reviews), three measurements, each side by side in one r
    and per mode) for 500 and 4000 sentences (demo reviews cycled), engine and forward-only, minus the
    stored first-token / mean-pooled arrays.
 
-Run:  python bench/bench_geometry.py [--threads 1] [--reps 3] [--seed-sentences 40] [--sizes 500 4000]
+Run:  python bench/bench_geometry.py [--precision bf16] [--threads 1] [--reps 3] [--seed-sentences 40] [--sizes 500 4000]
 Writes bench/RESULTS-geometry.md (``--no-write`` to only print). ``--quick`` for a smoke run.
 """
 
@@ -35,6 +35,7 @@ import numpy as np  # noqa: E402
 
 HERE = Path(__file__).parent
 MAX_LENGTH = 512          # the seed's truncation, so that both ways see the same tokens (demo.yml uses 128;
+PRECISION = "fp32"        # --precision: the engine's forward passes (the seed's way always runs fp32)
 BATCH_SIZE = 32           # with dynamic padding only the 19 demo reviews above 128 tokens cost more)
 
 
@@ -58,7 +59,7 @@ def demo_settings(**kw):
     from layerwise.config import AnalysisSpec
 
     base = dict(token_sample=1000, sample_sentences=180, baseline_pairs=5000, cosine_sample=5000, seed=0,
-                batch_size=BATCH_SIZE, max_length=MAX_LENGTH)
+                batch_size=BATCH_SIZE, max_length=MAX_LENGTH, precision=PRECISION)
     base.update(kw)
     return AnalysisSpec(**base)
 
@@ -69,7 +70,8 @@ def forward_only(model, tok, texts) -> float:
     from layerwise import extract
 
     t0 = time.perf_counter()
-    for _ in extract.forward_batches(model, tok, texts, batch_size=BATCH_SIZE, max_length=MAX_LENGTH):
+    for _ in extract.forward_batches(model, tok, texts, batch_size=BATCH_SIZE, max_length=MAX_LENGTH,
+                                         precision=PRECISION):
         pass
     return time.perf_counter() - t0
 
@@ -252,7 +254,7 @@ def report(args, over, seed, mem) -> str:
              "1000, 180 sampled sentences, 5000 baseline pairs, 5000 sampled cosines), every sentence feeding the "
              f"token statistics unless said otherwise (the worst case). Machine: {platform.machine()}, "
              f"{os.cpu_count()} CPU cores (shared with other jobs), torch {torch.__version__}, "
-             f"{args.threads} torch thread(s); date {time.strftime('%Y-%m-%d %H:%M')}.", ""]
+             f"{args.threads} torch thread(s), engine precision {PRECISION} (memory children: fp32); date {time.strftime('%Y-%m-%d %H:%M')}.", ""]
     if over:
         target = "met" if over["overhead_median_pair"] <= 0.15 else "MISSED"
         lines += ["### All statistics vs a forward-only pass (target: at most +15 %)", "",
@@ -332,6 +334,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", type=int, nargs="*", default=[500, 4000])
     ap.add_argument("--skip", nargs="*", default=[], choices=["overhead", "seed", "memory"])
     ap.add_argument("--quick", action="store_true", help="small sizes, one repetition (smoke run)")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"],
+                    help="the engine's precision (the seed's way stays fp32, as the original study)")
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--child-mode", default="engine", help=argparse.SUPPRESS)
@@ -342,6 +346,8 @@ def main(argv=None) -> int:
     import torch
     from threadpoolctl import threadpool_limits
 
+    global PRECISION
+    PRECISION = args.precision
     torch.set_num_threads(args.threads)
     threadpool_limits(limits=args.threads, user_api="blas")
     if args.quick:
@@ -364,8 +370,10 @@ def main(argv=None) -> int:
     text = report(args, over, seed, mem)
     print(text)
     if not args.no_write and not args.quick:
-        (HERE / "RESULTS-geometry.md").write_text(text, encoding="utf-8")
-        print(f"wrote {HERE / 'RESULTS-geometry.md'}")
+        out = HERE / ("RESULTS-geometry.md" if PRECISION == "fp32" else f"RESULTS-geometry-{PRECISION}.md")
+        out.write_text(text.replace("## geometry", f"## geometry ({PRECISION})", 1) if PRECISION != "fp32" else text,
+                       encoding="utf-8")
+        print(f"wrote {out}")
     return 0
 
 

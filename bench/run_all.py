@@ -9,11 +9,16 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).parent
-ORDER = ("finetune", "geometry", "probes", "report")
+ORDER = ("finetune", "geometry", "geometry-bf16", "probes", "report", "precision", "roofline", "cold")
+#: benchmarks that are one script with arguments: name -> (script, arguments)
+VARIANTS = {"geometry-bf16": ("geometry", ["--precision", "bf16", "--skip", "memory"])}
 
 
 def gather() -> Path:
-    parts = ["# Benchmark results\n",
+    sys.path.insert(0, str(HERE))
+    from machine import header, header_markdown
+
+    parts = ["# Benchmark results\n", header_markdown(header()) + " (when gathered; each section names its own.)\n",
              "Each section is written by `bench/bench_<name>.py`; every comparison is measured side by side "
              "in one run on the same machine. `make bench` re-runs them all.\n"]
     for name in ORDER:
@@ -21,7 +26,8 @@ def gather() -> Path:
         if f.is_file():
             parts.append(f.read_text(encoding="utf-8").strip() + "\n")
         else:
-            parts.append(f"## {name}\n\nNot measured yet (`python bench/bench_{name}.py`).\n")
+            base, extra = VARIANTS.get(name, (name, []))
+            parts.append(f"## {name}\n\nNot measured yet (`python bench/bench_{base}.py {' '.join(extra)}`).\n")
     out = HERE / "RESULTS.md"
     out.write_text("\n".join(parts), encoding="utf-8")
     return out
@@ -31,13 +37,14 @@ def main(argv: list[str]) -> int:
     names = argv or list(ORDER)
     status = 0
     for name in names:
-        script = HERE / f"bench_{name}.py"
+        base, extra = VARIANTS.get(name, (name, []))
+        script = HERE / f"bench_{base}.py"
         if not script.is_file():
             print(f"skip {name}: {script} not found")
             continue
         t0 = time.perf_counter()
         print(f"== {script.name}", flush=True)
-        rc = subprocess.call([sys.executable, str(script)])
+        rc = subprocess.call([sys.executable, str(script), *extra])
         print(f"== {script.name}: exit {rc} in {time.perf_counter() - t0:.0f} s", flush=True)
         status = status or rc
     print(f"wrote {gather()}")

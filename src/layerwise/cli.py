@@ -97,7 +97,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .report import run
 
     params = [Path(p) for p in (args.params or [DEFAULT_PARAMS])]
-    run(params, out_dir=Path(args.out), force=args.force, preview=not args.no_preview, progress=not args.quiet)
+    run(params, out_dir=Path(args.out), force=args.force, preview=not args.no_preview, progress=not args.quiet,
+        jobs=args.jobs)
     return 0
 
 
@@ -240,6 +241,8 @@ def _add_report_commands(sub) -> None:
     s.add_argument("--out", default="report", help="the report folder (default: report)")
     s.add_argument("--force", action="store_true", help="re-execute notebooks even when unchanged")
     s.add_argument("--no-preview", action="store_true", help="skip the nbconvert HTML preview")
+    s.add_argument("-j", "--jobs", type=int, default=1, help="studies computed at once, in worker processes "
+                   "(one GPU each when several are visible, else a share of the CPU cores)")
     s = _sub(sub, "prerender", cmd_prerender)
     s.add_argument("--project-dir", help="the Quarto project (default: the current directory)")
     s = _sub(sub, "preview", cmd_preview)

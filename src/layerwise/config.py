@@ -23,6 +23,7 @@ EMBEDDED_MODELS = ("embedded:minilm",)
 EMBEDDED_DATASETS = ("embedded:demo-fr",)
 LOCAL_DATA_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
 State = Literal["pretrained", "finetuned", "random"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
 
 class _Strict(BaseModel):
@@ -105,6 +106,8 @@ class FinetuneSpec(_Strict):
     max_length: int = Field(512, ge=8, description="truncation length; batches are padded dynamically")
     logging_steps: int = Field(10, gt=0)
     seed: int = 42
+    precision: Precision = Field("auto", description="auto (bf16 on CUDA and on CPUs with AMX/avx512_bf16, else "
+                                 "fp32), fp32, bf16 or fp16 (CUDA only); see layerwise.precision")
 
 
 class AnalysisSpec(_Strict):
@@ -138,6 +141,8 @@ class AnalysisSpec(_Strict):
                                        description="layers of the original study's probe grid (clipped to the "
                                        "model depth); the old key `seed_layers` is accepted")
     seed: int = Field(0, description="RNG seed of every sampling, permutation and bootstrap")
+    precision: Precision = Field("auto", description="forward passes of the engine: auto (fp32 unless "
+                                 "layerwise.precision.AUTO_ANALYSIS_BF16), fp32, bf16 or fp16 (CUDA only)")
 
     def tokens_per_sentence(self, n_sentences: int) -> int:
         """Tokens kept per sampled sentence (``pool_tokens`` or its default)."""
@@ -156,7 +161,7 @@ class AnalysisSpec(_Strict):
 
 #: AnalysisSpec fields that feed the geometry engine's cache key.
 GEOMETRY_FIELDS = ("states", "num_sentences", "max_length", "token_sample", "sample_sentences", "baseline_pairs",
-                   "cosine_sample", "hist_bins", "pool_tokens", "top_dims", "seed")
+                   "cosine_sample", "hist_bins", "pool_tokens", "top_dims", "seed", "precision")
 #: AnalysisSpec fields that only the probes and statistics read.
 PROBE_FIELDS = ("probe_seeds", "bootstrap", "seed")
 #: AnalysisSpec fields no result depends on (no cache key).

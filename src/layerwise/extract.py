@@ -31,6 +31,7 @@ import pandas as pd
 from . import kernels, metrics
 from .config import AnalysisSpec
 from .errors import LayerwiseError
+from .precision import autocast, model_device as _model_device, resolve as resolve_precision
 from .schema import PER_SENTENCE_METRICS, QUANTILES, VARIANTS, tidy_frame, tidy_row
 
 log = logging.getLogger(__name__)
@@ -240,21 +241,9 @@ def _collate(tokenizer, enc: _Encoded, idx: np.ndarray):
     return inputs, torch.from_numpy(spec)
 
 
-def _model_device(model, device):
-    import torch
-
-    if device is not None:
-        model.to(device)
-        return torch.device(device)
-    try:
-        return next(model.parameters()).device
-    except StopIteration:
-        return torch.device("cpu")
-
-
 def forward_batches(model, tokenizer, texts: list[str], *, batch_size: int = 32, max_length: int = 512,
                     device=None, geometry_mask: np.ndarray | None = None, progress: bool = False,
-                    encoded: _Encoded | None = None, desc: str | None = None):
+                    encoded: _Encoded | None = None, desc: str | None = None, precision: str = "fp32"):
     """Yield ``(text indices, inputs, special mask, hidden_states)`` per batch: tokenization (or the
     given ``encoded`` texts), geometry sentences then the others, each sorted by decreasing length,
     dynamic padding, one forward pass in inference mode. The one batch loop: :func:`run_state` consumes
@@ -264,6 +253,7 @@ def forward_batches(model, tokenizer, texts: list[str], *, batch_size: int = 32,
 
     model.eval()
     dev = _model_device(model, device)
+    precision = resolve_precision(precision, dev, purpose="analysis")
     if encoded is None:
         encoded = _encode(tokenizer, texts, _effective_max_length(tokenizer, max_length, getattr(model, "config", None)))
     geometry = np.ones(len(texts), bool) if geometry_mask is None else np.asarray(geometry_mask, bool)
@@ -272,7 +262,8 @@ def forward_batches(model, tokenizer, texts: list[str], *, batch_size: int = 32,
                         unit="batch"):
             inputs, special = _collate(tokenizer, encoded, idx)
             inputs = {k: v.to(dev) for k, v in inputs.items()}
-            hidden = getattr(model(**inputs, output_hidden_states=True), "hidden_states", None)
+            with autocast(precision, dev):  # the model call only: its outputs are upcast before any sum
+                hidden = getattr(model(**inputs, output_hidden_states=True), "hidden_states", None)
             if hidden is None:
                 raise LayerwiseError("the model returned no hidden states", "extract.forward_batches",
                                      "use a transformers encoder that supports output_hidden_states")
@@ -338,7 +329,7 @@ def run_state(model, tokenizer, texts: list[str], *, state: str, model_name: str
     store, n_batches = None, 0
     batches = forward_batches(model, tokenizer, texts, batch_size=settings.batch_size, max_length=max_length,
                               device=device, geometry_mask=geometry, progress=progress, encoded=encoded,
-                              desc=f"{model_name} {state}")
+                              desc=f"{model_name} {state}", precision=settings.precision)
     # closing: on an error, the generator leaves its inference mode now (not at garbage collection)
     with torch.inference_mode(), contextlib.closing(batches):
         for idx, inputs, special, hidden in batches:

@@ -47,7 +47,8 @@ import numpy as np
 from .config import StudyParams
 from .data import Splits, load_splits
 from .errors import LayerwiseError
-from .models import ModelSource, load_model, load_tokenizer, model_source, quiet_transformers
+from .models import ModelSource, load_model, load_tokenizer, model_source, pick_device, quiet_transformers
+from .precision import resolve as resolve_precision
 from .locks import entry_path
 from .prepared import TrainData, check_replaceable, load_prepared, tokenize
 from .repro import atomic_dir, atomic_write_json, cache_root, content_hash, is_done, provenance
@@ -60,7 +61,7 @@ log = logging.getLogger(__name__)
 #: Version of what a fine-tuning cache entry holds and how it is trained: bump it when a change alters
 #: the weights, the metrics or the entry's layout (older entries are then retrained).
 #: ``tests/test_finetune.py`` records the code hash of the training path per version.
-FINETUNE_FORMAT = 2
+FINETUNE_FORMAT = 3
 CONFIDENCE = 0.95
 BOOTSTRAP = 1000
 MANIFEST_KIND = "layerwise-finetune"
@@ -82,6 +83,7 @@ class FinetuneResult:
 
 def _hyper(params: StudyParams, num_train: int | None, num_test: int | None, epochs: float | None) -> dict[str, Any]:
     hp = params.finetune.model_dump()
+    hp["precision"] = resolve_precision(hp["precision"], pick_device(), purpose="finetune")  # never `auto` in a key
     if num_train is not None:
         hp["num_train"] = int(num_train)
     if num_test is not None:
@@ -223,7 +225,7 @@ def _train(params: StudyParams, plan: _CacheEntryPlan, *, save, progress: bool,
     trainer = build_trainer(model, tokenizer, train, test, output_dir=plan.work, epochs=hp["epochs"],
                             learning_rate=ft.learning_rate, batch_size=ft.batch_size, weight_decay=ft.weight_decay,
                             warmup_ratio=ft.warmup_ratio, logging_steps=ft.logging_steps, seed=ft.seed,
-                            save_steps=save_steps, progress=progress, recorder=recorder)
+                            save_steps=save_steps, progress=progress, recorder=recorder, precision=hp["precision"])
     main = trainer.is_world_process_zero()
     resume = _resume_point(plan.work, main, progress)
     t0 = time.perf_counter()

@@ -56,8 +56,16 @@ def _analysis_key(params: StudyParams, inputs: StudyInputs) -> str:
     ft_entry = (finetune_entry(params, splits=inputs.splits, source=inputs.source)
                 if "finetuned" in params.analysis.states else None)
     return content_hash({"model": inputs.source.key, "selection": inputs.splits.selection["hash"],
-                         "analysis": params.analysis.geometry_payload(),
+                         "analysis": {**params.analysis.geometry_payload(), "precision": analysis_precision(params)},
                          "finetuned": entry_key(ft_entry) if ft_entry else None, "code": code_hash("extract", "similarity", "models")})
+
+
+def analysis_precision(params: StudyParams) -> str:
+    """The engine's precision on this run's device (``auto`` resolved: the cache key never holds it)."""
+    from .models import pick_device
+    from .precision import resolve
+
+    return resolve(params.analysis.precision, pick_device(), purpose="analysis")
 
 
 def _selection_texts(splits) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
@@ -86,6 +94,7 @@ def _write_geometry(params: StudyParams, inputs: StudyInputs, key: str, entry: P
     """Compute the geometry entry ``entry`` (key ``key``): every state's forward passes, then CKA."""
     from . import extract, similarity
     from .models import load_model, pick_device
+    from .precision import machine
 
     splits, source = inputs.splits, inputs.source.path
     ft = finetuned(params, progress, inputs=inputs) if "finetuned" in params.analysis.states else None
@@ -122,7 +131,8 @@ def _write_geometry(params: StudyParams, inputs: StudyInputs, key: str, entry: P
         cka.to_parquet(tmp / "cka.parquet", index=False)
         manifest = {"params": params.model_dump(mode="json"), "params_file": str(params.path),
                     "selection": splits.selection, "cache_key": key, "finetuned": str(ft.path) if ft else None,
-                    "timings_s": timings, "device": str(device), **provenance()}
+                    "timings_s": timings, "device": str(device), **provenance(),
+                    "machine": machine(device, analysis_precision(params))}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
 
 
@@ -187,6 +197,7 @@ def load_study(params_path: str | Path | StudyParams, progress: bool = True) -> 
     ft_metrics: dict[str, Any] = {}
     if manifest.get("finetuned"):
         ft_metrics = load_finetune_metrics(Path(manifest["finetuned"]))
+        manifest["finetune_precision"] = ft_metrics.get("precision")
     manifest["cache_entries"] = {"analysis": str(a_entry), "probes": str(p_entry),
                                  "finetune": manifest.get("finetuned")}
     read = {t: pd.read_parquet(a_entry / f"{t}.parquet") for t in ("per_sentence", "cosine_sample", "rogue", "cka")}

@@ -100,23 +100,34 @@ def study_dir(out_dir: Path, name: str) -> Path:
     return out_dir / META_DIR / "studies" / name
 
 
-def write_studies(params_list: Sequence, out_dir: Path, load_study: StudyLoader, progress: bool
+def _write_one(load_study: StudyLoader, params_path, directory: Path, progress: bool) -> tuple[str, dict[str, Any]]:
+    """Compute (or read) one study and write it to ``directory``: its key and manifest (a module-level
+    function: :mod:`layerwise.parallel` runs it in a worker process)."""
+    study = load_study(params_path, progress=progress)
+    if not _study_current(directory, study):
+        write_study(study, directory)
+    return study.key, dict(study.manifest)
+
+
+def write_studies(params_list: Sequence, out_dir: Path, load_study: StudyLoader, progress: bool, jobs: int = 1
                   ) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
     """Compute (or read from the caches) the study of every params file and write it to
     :func:`study_dir`; return the study keys and manifests by model name (for the input hashes and
-    the reproduce page). One study is in memory at a time."""
-    keys: dict[str, str] = {}
-    manifests: dict[str, dict[str, Any]] = {}
-    for params in params_list:
-        if progress:
+    the reproduce page). One study is in memory at a time, or one per worker with ``jobs`` > 1
+    (:func:`layerwise.parallel.run_parallel`: spawned processes, one GPU or a share of the cores each)."""
+    if progress:
+        for params in params_list:
             print(f"layerwise: study {params.name} ({params.display_name}): computing or reading the cached results",
                   file=sys.stderr)
-        study = load_study(params.path, progress=progress)
-        if not _study_current(study_dir(out_dir, params.name), study):
-            write_study(study, study_dir(out_dir, params.name))
-        keys[params.name] = study.key
-        manifests[params.name] = dict(study.manifest)
-        del study
+    calls = [(load_study, params.path, study_dir(out_dir, params.name), progress) for params in params_list]
+    if jobs > 1 and len(calls) > 1:
+        from .parallel import run_parallel
+
+        results = run_parallel(_write_one, calls, jobs)
+    else:
+        results = [_write_one(*call) for call in calls]
+    keys = {params.name: key for params, (key, _) in zip(params_list, results)}
+    manifests = {params.name: manifest for params, (_, manifest) in zip(params_list, results)}
     return keys, manifests
 
 
@@ -219,6 +230,22 @@ def write_chapters_yml(path: Path, entries: list) -> Path:
     return path
 
 
+def _machine_rows(machine: Mapping[str, Any], finetune_precision: str | None) -> list[tuple[str, str]]:
+    """The reproduce page's rows on the precision and the machine (the analysis manifest's ``machine``)."""
+    rows = []
+    if machine.get("precision"):
+        rows.append(("analysis precision", f"`{machine['precision']}`"))
+    if finetune_precision:
+        rows.append(("fine-tuning precision", f"`{finetune_precision}`"))
+    if machine.get("cpu"):
+        flags = ", ".join(machine.get("cpu_bf16_flags") or []) or "none"
+        rows.append(("CPU", f"{machine['cpu']} ({machine.get('threads', '?')} threads; bf16 flags: {flags}; "
+                            f"torch capability {machine.get('cpu_capability', '?')})"))
+    if machine.get("gpu"):
+        rows.append(("GPU", str(machine["gpu"])))
+    return rows
+
+
 def reproduce_markdown(params_list: Sequence, manifests: Mapping[str, Mapping[str, Any]], *,
                        profile: str | None = None, cwd: Path) -> str:
     """The reproduce page's generated part: per model the params file, model, data selection, cache
@@ -239,6 +266,7 @@ def reproduce_markdown(params_list: Sequence, manifests: Mapping[str, Mapping[st
                  + (f" at revision `{params.model.revision}`" if params.model.revision else "")),
                 ("git commit", f"`{m.get('git_commit') or 'n/a'}`"), ("device", f"`{m.get('device', 'n/a')}`"),
                 ("platform", f"`{m.get('platform', 'n/a')}`"), ("created", f"{m.get('created', 'n/a')}")]
+        rows += _machine_rows(m.get("machine") or {}, m.get("finetune_precision"))
         sel = m.get("selection") or {}
         if sel:
             counts = [f"{len(sel[k])} {k.split('_')[0]}" for k in ("train_index", "test_index")
@@ -308,12 +336,14 @@ def write_run_manifest(path: Path, params_list: Sequence, jobs: Sequence[Job], o
 def run(params_paths: Sequence[str | Path], out_dir: Path = Path("report"), force: bool = False,
         preview: bool = True, *, load_study: StudyLoader | None = None, chapters: Sequence[str] = MODEL_CHAPTERS,
         comparison: bool = True, chapters_dir: Path = CHAPTERS_DIR, progress: bool = True,
-        profile: str | None = None) -> RunSummary:
+        profile: str | None = None, jobs: int = 1) -> RunSummary:
     """Run the study for every params file, write it for the chapters and execute the report's
     chapters (see the module doc). ``load_study(params_path, progress=...)`` returns one model's
     :class:`~layerwise.study.Study`: :func:`layerwise.pipeline.load_study` (through the caches) by
-    default; tests pass a synthetic one. A run with nothing to change writes nothing (so it works on
-    a read-only report folder); when a write is refused, one :class:`LayerwiseError` names the path."""
+    default; tests pass a synthetic one. ``jobs``: studies computed at once in worker processes (the
+    chapters run after every study is written). A run with nothing to change writes nothing (so it
+    works on a read-only report folder); when a write is refused, one :class:`LayerwiseError` names
+    the path."""
     import errno
 
     cwd = Path.cwd()
@@ -321,7 +351,8 @@ def run(params_paths: Sequence[str | Path], out_dir: Path = Path("report"), forc
     out_dir = out_dir if out_dir.is_absolute() else cwd / out_dir
     try:
         return _run(params_paths, out_dir, force, preview, load_study=load_study, chapters=chapters,
-                    comparison=comparison, chapters_dir=chapters_dir, progress=progress, profile=profile, cwd=cwd)
+                    comparison=comparison, chapters_dir=chapters_dir, progress=progress, profile=profile, cwd=cwd,
+                    jobs=jobs)
     except OSError as exc:
         if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
             raise
@@ -331,23 +362,23 @@ def run(params_paths: Sequence[str | Path], out_dir: Path = Path("report"), forc
 
 def _run(params_paths: Sequence[str | Path], out_dir: Path, force: bool, preview: bool, *,
          load_study: StudyLoader | None, chapters: Sequence[str], comparison: bool, chapters_dir: Path,
-         progress: bool, profile: str | None, cwd: Path) -> RunSummary:
+         progress: bool, profile: str | None, cwd: Path, jobs: int = 1) -> RunSummary:
     t0 = time.perf_counter()
     params_list = _load_all_params(params_paths, chapters, comparison, chapters_dir)
-    keys, manifests = write_studies(params_list, out_dir, load_study or compute_study, progress)
-    jobs = chapter_jobs(params_list, keys, out_dir, chapters=chapters, comparison=comparison,
+    keys, manifests = write_studies(params_list, out_dir, load_study or compute_study, progress, jobs)
+    notebook_jobs = chapter_jobs(params_list, keys, out_dir, chapters=chapters, comparison=comparison,
                         chapters_dir=chapters_dir, cwd=cwd)
     meta = out_dir / META_DIR
-    summary = execute_jobs(jobs, force=force, cwd=cwd, failed_dir=meta / "failed", progress=progress,
+    summary = execute_jobs(notebook_jobs, force=force, cwd=cwd, failed_dir=meta / "failed", progress=progress,
                            summary=RunSummary())
     entries = book_chapters(params_list, out_dir, chapters, comparison, cwd)
     summary.chapters_yml = write_chapters_yml(meta / "chapters.yml", entries)
     summary.reproduce_md = meta / "reproduce.md"
     _write_if_changed(summary.reproduce_md, reproduce_markdown(params_list, manifests, profile=profile, cwd=cwd))
-    summary.manifest = write_run_manifest(meta / "report.json", params_list, jobs, out_dir,
+    summary.manifest = write_run_manifest(meta / "report.json", params_list, notebook_jobs, out_dir,
                                           comparison=comparison, profile=profile, cwd=cwd)
     if preview:
-        summary.preview = _preview(out_dir, jobs, progress=progress)
+        summary.preview = _preview(out_dir, notebook_jobs, progress=progress)
     summary.seconds = time.perf_counter() - t0
     if progress:
         print(f"layerwise: {summary}", file=sys.stderr)

@@ -1,8 +1,8 @@
 """The transformers ``Trainer`` as fine-tuning runs it, and the work directory it runs in.
 
 ``build_trainer`` makes the ``Trainer``: batches padded per batch (``DataCollatorWithPadding``) and
-drawn with similar lengths (the Trainer's ``group_by_length`` sampler), mixed precision on CUDA (bf16
-when supported, else fp16), seeds for the model and the data order, device chosen by the Trainer
+drawn with similar lengths (the Trainer's ``group_by_length`` sampler), mixed precision (``precision``:
+auto picks bf16 on CUDA and AMX/avx512_bf16 CPUs), seeds for the model and the data order, device chosen by the Trainer
 (cuda, then mps, else cpu; ``LAYERWISE_DEVICE=cpu`` forces the CPU). :class:`EvalRecorder` keeps the
 predictions of the latest evaluation, so that the evaluation at the end of training serves as the
 final test evaluation.
@@ -27,6 +27,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from .models import pick_device
+from .precision import resolve as resolve_precision, trainer_flags
 
 log = logging.getLogger(__name__)
 
@@ -112,13 +113,10 @@ def work_lock(work: Path, enabled: bool = True, progress: bool = True) -> Iterat
 # the Trainer
 # --------------------------------------------------------------------------------------------------
 
-def _precision() -> dict[str, bool]:
-    """Mixed precision on CUDA only: bf16 when the GPU supports it, else fp16."""
-    import torch
-
-    if pick_device().type != "cuda":
-        return {}
-    return {"bf16": True} if torch.cuda.is_bf16_supported() else {"fp16": True}
+def _precision(precision: str = "auto") -> dict[str, bool]:
+    """The ``TrainingArguments`` of ``precision`` on this run's device (``auto``: bf16 on CUDA when
+    supported, else fp16; bf16 on CPUs with AMX / avx512_bf16, else fp32: :mod:`layerwise.precision`)."""
+    return trainer_flags(resolve_precision(precision, pick_device(), purpose="finetune"))
 
 
 def _argmax_logits(logits, labels):
@@ -175,14 +173,14 @@ def build_trainer(model, tokenizer, train, test, *, output_dir: str | os.PathLik
                   learning_rate: float, batch_size: int, weight_decay: float = 0.0, warmup_ratio: float = 0.0,
                   logging_steps: int = 10, seed: int = 42, save_steps: int | None = None,
                   max_steps: int | None = None, progress: bool = True, evaluate: bool = True,
-                  group_by_length: bool = True, recorder: EvalRecorder | None = None):
+                  group_by_length: bool = True, recorder: EvalRecorder | None = None, precision: str = "auto"):
     """A ``Trainer`` for tokenized ``train``/``test`` datasets (``label`` + tokenizer columns): padding
     per batch (``DataCollatorWithPadding``), batches of similar lengths (``group_by_length``: the
     Trainer's ``LengthGroupedSampler``, random mega-batches sorted by length, so little padding is
     left), accuracy as the evaluation metric (``recorder`` keeps the latest evaluation's predictions),
     test evaluations ``NUM_EVALS`` times during training, checkpoints every ``save_steps`` (default:
     ``NUM_SAVES`` per run, the last 2 kept), a linear warm-up over the fraction ``warmup_ratio`` of
-    the steps, mixed precision on CUDA, seeds ``seed`` for the model and the data order."""
+    the steps, mixed precision ``precision`` (resolved by :mod:`layerwise.precision`), seeds ``seed`` for the model and the data order."""
     import torch
     from transformers import DataCollatorWithPadding, PrinterCallback, ProgressCallback, Trainer, TrainingArguments
 
@@ -204,7 +202,7 @@ def build_trainer(model, tokenizer, train, test, *, output_dir: str | os.PathLik
         save_strategy="steps", save_steps=save_steps, save_total_limit=2,
         seed=seed, data_seed=seed, train_sampling_strategy="group_by_length" if group_by_length else "random",
         report_to="none", disable_tqdm=not progress, use_cpu=pick_device().type == "cpu",
-        dataloader_pin_memory=torch.cuda.is_available(), **_precision(),
+        dataloader_pin_memory=torch.cuda.is_available(), **_precision(precision),
     )
     trainer = Trainer(
         model=model, args=args, train_dataset=train, eval_dataset=test, processing_class=tokenizer,

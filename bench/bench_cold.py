@@ -1,0 +1,88 @@
+"""The cold `make report` target of issue #13: precision `auto` with N fine-tuning seeds vs fp32 with one.
+
+Each variant runs ``layerwise run`` on a copy of params/demo.yml in a fresh, empty cache and output
+folder (cold), in a subprocess:
+
+* baseline: ``finetune.precision: fp32``, ``analysis.precision: fp32``, one seed;
+* target: ``precision: auto`` for both and ``--seeds N`` fine-tuning seeds. Until the params have a
+  seeds setting, the seeds are N params files differing only by ``finetune.seed`` (42, 43, ...),
+  which recomputes the pretrained and random states per seed too: an upper bound of the time a
+  seeds setting will take. ``--jobs`` runs them with ``layerwise run -j``.
+
+Target: target / baseline <= 2. Run:  python bench/bench_cold.py [--seeds 3] [--jobs 1]
+Writes bench/RESULTS-cold.md (``--no-write`` to only print).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+HERE = Path(__file__).parent
+ROOT = HERE.parent
+
+
+def variant_params(tmp: Path, precision: str, seeds: int) -> list[Path]:
+    base = yaml.safe_load((ROOT / "params" / "demo.yml").read_text(encoding="utf-8"))
+    paths = []
+    for k in range(seeds):
+        p = {**base, "name": f"demo-{precision}-s{k}" if seeds > 1 else f"demo-{precision}"}
+        p["finetune"] = {**base["finetune"], "precision": precision, "seed": int(base["finetune"].get("seed", 42)) + k}
+        p["analysis"] = {**base["analysis"], "precision": precision}
+        path = tmp / f"{p['name']}.yml"
+        path.write_text(yaml.safe_dump(p, sort_keys=False, allow_unicode=True), encoding="utf-8")
+        paths.append(path)
+    return paths
+
+
+def cold_run(precision: str, seeds: int, jobs: int) -> tuple[float, str]:
+    tmp = Path(tempfile.mkdtemp(prefix="lw-cold-"))
+    try:
+        env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", LAYERWISE_CACHE=str(tmp / "cache"))
+        params = variant_params(tmp, precision, seeds)
+        cmd = [sys.executable, "-m", "layerwise.cli", "run", "--no-preview", "--out", str(tmp / "report"),
+               "-j", str(jobs), "--params", *map(str, params)]
+        t0 = time.perf_counter()
+        res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
+        dt = time.perf_counter() - t0
+        return dt, "ok" if res.returncode == 0 else f"FAILED: {res.stderr.strip().splitlines()[-1:]}"
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args(argv)
+    from machine import header, header_markdown
+
+    head = header_markdown(header())
+    print(head, flush=True)
+    base, s1 = cold_run("fp32", 1, 1)
+    target, s2 = cold_run("auto", args.seeds, args.jobs)
+    text = "\n".join([
+        "## cold report (precision auto, N seeds vs fp32, one seed)", "", head, "",
+        f"`python bench/bench_cold.py --seeds {args.seeds} --jobs {args.jobs}`: `layerwise run` on params/demo.yml "
+        "copies, each in an empty cache (seeds as separate params files: an upper bound).", "",
+        "| variant | cold time | status |", "|---|---|---|",
+        f"| fp32, 1 seed | {base:.0f} s | {s1} |",
+        f"| auto, {args.seeds} seeds, -j {args.jobs} | {target:.0f} s | {s2} |", "",
+        f"Ratio {target / base:.2f} (target <= 2).", ""])
+    print(text)
+    if not args.no_write:
+        (HERE / "RESULTS-cold.md").write_text(text, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""What every benchmark prints and writes first: CPU model, bf16 flags, torch's CPU capability,
+threads, the device, the load average (a busy machine makes every absolute time noisy; ratios measured
+side by side in one process are more robust)."""
+
+from __future__ import annotations
+
+import os
+
+
+def header(device=None, precision: str | None = None) -> dict:
+    from layerwise.models import pick_device
+    from layerwise.precision import machine
+
+    m = machine(device if device is not None else pick_device(), precision)
+    m["loadavg"] = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
+    return m
+
+
+def header_markdown(m: dict) -> str:
+    flags = ", ".join(m.get("cpu_bf16_flags") or []) or "none"
+    gpu = f", GPU {m['gpu']}" if m.get("gpu") else ""
+    return (f"Machine: {m['cpu']} ({m['cores']} cores), bf16 CPU flags: {flags}, torch CPU capability "
+            f"{m['cpu_capability']}, torch {m['torch']}, {m['threads']} threads, device {m.get('device')}{gpu}; "
+            f"load average {m.get('loadavg')} (1, 5, 15 min) when measured.")
+
+
+if __name__ == "__main__":
+    print(header_markdown(header()))
