@@ -4,11 +4,13 @@ For every hidden state (layer 0 = embedding output, then each layer) :func:`run_
 padding excluded everywhere (``_content`` variants also exclude special tokens): within-sentence token
 cosines (exact count / mean / sd / min / max, histogram quantiles at most one bin width, 6.1e-5, off, a
 uniform sample of pair values, each sentence's mean and variance); intra-sentence similarity, the
-anisotropy baseline and the adjusted scores; covariance traces and the mean token norm; effective rank
+anisotropy baseline (token-uniform) and the adjusted scores; the self-similarity of frequent words
+(their occurrence vectors, gathered in the same pass); covariance traces and the mean token norm; effective rank
 and IsoScore on a fixed-size token sample; rogue dimensions and the cosines after per-dimension
 standardisation; the first-token and mean-pooled embedding of every sentence (float16).
 
-The steps: encode every text once; decide every random choice up front (:func:`plan_samples`), from the
+The steps: encode every text once (:mod:`layerwise.tokens`); decide every random choice up front
+(:func:`layerwise.sampling.plan_samples`), from the
 token counts and the seed, so results do not depend on the batch size; iterate :func:`forward_batches`
 (sorted by length, padded dynamically); per batch, run the batched kernels of :mod:`layerwise.kernels` on
 the device and add their results to running sums; finally turn the sums and the kept token pool into
