@@ -71,6 +71,8 @@ def fake_tables(model: str = "tiny", n_layers: int = 4, n_sentences: int = 12, s
             tidy += [_row(model, state, layer, "anisotropy_baseline", baseline, baseline - 0.01, baseline + 0.01),
                      _row(model, state, layer, "token_cosine_adjusted", c - baseline),
                      _row(model, state, layer, "intra_similarity_adjusted", c + 0.2 - baseline),
+                     _row(model, state, layer, "self_similarity", 0.9 - c / 2, 0.88 - c / 2, 0.92 - c / 2, 120),
+                     _row(model, state, layer, "self_similarity_adjusted", 0.9 - c / 2 - baseline, n=120),
                      _row(model, state, layer, "cov_trace", 10 + 5 * layer, 9 + 5 * layer, 11 + 5 * layer),
                      _row(model, state, layer, "cov_trace_scaled", 0.8 - 0.1 * layer, 0.75 - 0.1 * layer,
                           0.85 - 0.1 * layer),
@@ -127,7 +129,8 @@ def fake_tables(model: str = "tiny", n_layers: int = 4, n_sentences: int = 12, s
                     tidy += [_row(model, state, layer, f"test_p_{metric}", p),
                              _row(model, state, layer, f"test_p_holm_{metric}", min(1.0, p * n_layers)),
                              _row(model, state, layer, f"effect_{metric}", diff, diff - 0.01, diff + 0.01),
-                             _row(model, state, layer, f"rank_biserial_{metric}", np.sign(diff) * 0.5)]
+                             _row(model, state, layer, f"rank_biserial_{metric}", np.sign(diff) * 0.5),
+                             _row(model, state, layer, f"reference_sd_{metric}", 0.1)]
     for pool in ("cls", "mean"):
         for sa, sb in (("pretrained", "finetuned"), ("pretrained", "random")):
             if sa in states and sb in states:

@@ -132,7 +132,11 @@ def test_sampled_statistics_equal_naive_on_the_same_sample(models):
     ref = [naive(model, tok, t) for t in TEXTS]
     lengths = np.array([len(s) for _, s in ref])
     plan = extract.plan_samples(lengths, [s for _, s in ref], np.ones(len(TEXTS), bool), settings())
-    assert len(plan.pool_sentence) == lengths.sum()  # pool_tokens=1000: every token is in the pool
+    grouped = np.arange(len(plan.pool_sentence)) < (plan.pool_index >= 0).sum()
+    assert grouped.sum() == lengths.sum()  # pool_tokens=1000: every token is in the pool
+    # the baseline tokens: uniform over all tokens (here all of them, each once), after the grouped rows
+    uniform = set(zip(plan.pool_sentence[~grouped], plan.pool_token[~grouped]))
+    assert len(uniform) == (~grouped).sum() == lengths.sum()
     for layer in range(len(ref[0][0])):
         pool = np.stack([ref[s][0][layer][t] for s, t in zip(plan.pool_sentence, plan.pool_token)])
         for v in VARIANTS:
@@ -155,7 +159,7 @@ def test_sampled_statistics_equal_naive_on_the_same_sample(models):
                 assert rg.dim.iloc[0] == int(np.argmax(cc))
                 np.testing.assert_allclose(rg.contribution, np.sort(cc)[::-1][: len(rg)], atol=1e-6)
             # standardisation with mean / sd (ddof 0) over every token of the variant
-            keep = np.ones(len(pool), bool) if v == "" else ~plan.pool_special
+            keep = grouped & (True if v == "" else ~plan.pool_special)
             tokens = pool[keep]
             Z = metrics.standardise(pool, tokens.mean(0), tokens.std(0))
             zb = metrics.paired_cosines(Z[a], Z[b]).mean()
@@ -268,9 +272,20 @@ def test_plan_is_seeded_and_bounded():
     p2 = extract.plan_samples(lengths, special, np.ones(6, bool), s)
     np.testing.assert_array_equal(p1.cosine_sentence, p2.cosine_sentence)
     np.testing.assert_array_equal(p1.token_sample[""], p2.token_sample[""])
-    assert len(np.unique(p1.pool_sentence)) == 3 and len(p1.pool_sentence) <= 12 and len(p1.token_sample[""]) == 10
+    grouped = p1.pool_index[p1.pool_index >= 0]
+    assert len(np.unique(p1.pool_sentence[grouped])) == 3 and len(grouped) <= 12 and len(p1.token_sample[""]) == 10
+    assert set(p1.token_sample[""]) <= set(grouped)
     pairs = set(zip(p1.cosine_sentence, p1.cosine_i, p1.cosine_j))
     assert len(pairs) == 50 and all(i < j < lengths[s_] for s_, i, j in pairs)  # without replacement
+    # baseline tokens: drawn uniformly over the 128 tokens (not per sentence), split into independent draws
+    p4 = extract.plan_samples(lengths, special, np.ones(6, bool), settings(baseline_tokens=64, baseline_pairs=200))
+    first = (p4.pool_index >= 0).sum()
+    tokens = list(zip(p4.pool_sentence[first:], p4.pool_token[first:]))
+    assert len(tokens) == len(set(tokens)) == 64
+    assert np.sum(p4.pool_sentence[first:] == 4) > np.sum(p4.pool_sentence[first:] == 0) + 10  # 60 vs 5 tokens
+    a, b = p4.baseline_pairs[""]
+    assert len(a) == 200 and set(p4.baseline_draw[""]) == set(range(3))  # 64 tokens: 3 draws of >= 20
+    assert np.all(p4.pool_sentence[a] != p4.pool_sentence[b]) and np.all(a >= first) and np.all(b >= first)
     p3 = extract.plan_samples(lengths, special, np.ones(6, bool), settings(cosine_sample=50, seed=8))
     assert not np.array_equal(p1.cosine_sentence, p3.cosine_sentence) or not np.array_equal(p1.cosine_i, p3.cosine_i)
 
@@ -360,3 +375,37 @@ def test_run_state_iterates_forward_batches(models, monkeypatch):
     monkeypatch.setattr(extract, "forward_batches", spy)
     res = run(model, tok, batch_size=3)
     assert sorted(seen) == list(range(len(TEXTS))) and res.info["n_batches"] == -(-len(TEXTS) // 3)
+
+
+@pytest.mark.parametrize("arch", ["bert", "camembert", "flaubert"])
+def test_self_similarity_equals_naive_reference(models, arch):
+    """Self-similarity (Ethayarajh 2019) from the engine's single pass equals metrics.self_similarity on
+    word vectors (mean of subword vectors) of sentences run alone; words are the tokenizer's groups
+    (word_ids() for BERT and CamemBERT, </w> markers for FlauBERT's slow tokenizer)."""
+    from layerwise import tokens
+
+    model, tok = models[arch]
+    texts = tiny_texts(30, seed=5)
+    kw = dict(self_similarity_min_count=3, self_similarity_occurrences=4, self_similarity_words=15)
+    res = run(model, tok, texts, batch_size=7, **kw)
+    enc = tokens.encode(tok, texts, MAX_LEN)
+    plan = extract.plan_samples(enc.lengths, enc.special, np.ones(len(texts), bool), settings(**kw), enc.words, enc.ids)
+    words = plan.words
+    assert 0 < len(words.keys) <= 15 and np.bincount(words.word).max() <= 4
+    assert all(len(set(words.sentence[words.word == w])) == np.sum(words.word == w) >= 3 for w in range(len(words.keys)))
+    if arch == "flaubert":  # a word is BPE tokens up to the one that ends with </w>
+        for w_ids in words.keys:
+            pieces = tok.convert_ids_to_tokens(list(w_ids))
+            assert pieces[-1].endswith("</w>") and not any(p.endswith("</w>") for p in pieces[:-1])
+    ref = {s: naive(model, tok, texts[s])[0] for s in set(words.sentence)}
+    for layer in range(res.cls.shape[1]):
+        per_word = []
+        for w in range(len(words.keys)):
+            rows = np.flatnonzero(words.word == w)
+            X = np.stack([metrics.word_vector(ref[words.sentence[r]][layer], words.positions[r][words.positions[r] >= 0])
+                          for r in rows])
+            per_word.append(metrics.self_similarity(X, words.sentence[rows]))
+        got, n = value(res.tidy, "self_similarity", layer)
+        assert n == len(per_word) and got == pytest.approx(np.mean(per_word), abs=1e-5)
+        base = value(res.tidy, "anisotropy_baseline_content", layer)[0]
+        assert value(res.tidy, "self_similarity_adjusted", layer)[0] == pytest.approx(got - base, abs=1e-6)

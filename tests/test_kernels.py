@@ -185,3 +185,17 @@ def test_layer_statistics_keeps_requested_pairs_and_tokens(batch):
     assert float(stats.cosine_sample[0]) == pytest.approx(metrics.cosine_matrix(rows)[i, j], abs=1e-6)
     np.testing.assert_allclose(stats.pool[0].numpy(), sentences[0][0][2], atol=1e-6)
 
+
+
+def test_word_vectors_equal_metrics_word_vector(batch):
+    h, masks, sentences, _ = batch
+    first = masks.first.numpy()
+    # occurrences: (sentence, positions among its tokens), -1 padded
+    occ = [(0, [1, 2, 3]), (3, [4, -1, -1]), (1, [0, -1, -1]), (3, [0, 1, -1])]
+    rows = torch.tensor([b for b, _ in occ])
+    pos = np.array([p for _, p in occ])
+    padded = torch.from_numpy(np.where(pos >= 0, first[[b for b, _ in occ]][:, None] + pos, -1))
+    got = kernels.word_vectors(h, rows, padded).numpy()
+    for k, (b, p) in enumerate(occ):
+        want = metrics.word_vector(sentences[b][0], [x for x in p if x >= 0])
+        np.testing.assert_allclose(got[k], want, rtol=1e-5, atol=1e-5)

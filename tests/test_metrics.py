@@ -244,3 +244,26 @@ def test_metrics_unit_rows_zero_rows():
     with pytest.raises(LayerwiseError, match="zero vector"):
         M.unit_rows(np.zeros((1, 2)))
     assert np.isnan(M.unit_rows(np.zeros((1, 2)), zero_rows="nan")).all()
+
+
+def test_isoscore_equals_the_authors_package():
+    ref = pytest.importorskip("IsoScore.IsoScore").IsoScore
+    rng = np.random.default_rng(0)
+    for n, d, scale in ((500, 20, 1.0), (300, 10, 3.0), (1000, 32, 0.5)):
+        X = rng.standard_normal((n, d)) * np.linspace(0.2, scale + 1, d) + rng.standard_normal(d)
+        assert M.isoscore(X) == pytest.approx(float(ref(X)), abs=1e-6)
+
+
+def test_self_similarity_and_word_vector_known_answers():
+    x = np.array([1.0, 2.0, 0.5])
+    assert M.self_similarity(np.stack([x, 2 * x, x]), [0, 1, 2]) == pytest.approx(1.0)
+    assert M.self_similarity(np.eye(4), [0, 1, 2, 3]) == pytest.approx(0.0)
+    assert M.self_similarity(np.stack([x, -x]), [0, 1]) == pytest.approx(-1.0)
+    assert np.isnan(M.self_similarity(np.stack([x, -x]), [3, 3]))  # one context: no pair
+    # pairs inside one context are skipped: rows 0 and 1 share a context
+    X = np.array([[1.0, 0], [0, 1.0], [1.0, 0]])
+    assert M.self_similarity(X, [0, 0, 1]) == pytest.approx((1.0 + 0.0) / 2)
+    with pytest.raises(LayerwiseError):
+        M.self_similarity(X, [0, 1])
+    np.testing.assert_allclose(M.word_vector(X, [0, 1]), [0.5, 0.5])
+    np.testing.assert_allclose(M.word_vector(X, [2]), X[2])

@@ -29,18 +29,39 @@ def test_trend_and_change_sentences():
     t3 = _tidy([("pretrained", l, "x", v) for l, v in enumerate([0.101, 0.5, 0.1004, 0.099])])
     assert prose.trend_sentence(t3, "x", "y") == "pretrained: y is 0.10 at layer 0 and at layer 3 (maximum 0.50 at layer 1)."
     assert prose.change_sentence(t, "x", "score") == (
-        "The finetuned model differs most from the pretrained one at layer 3 (score 0.30 pretrained, "
-        "0.90 finetuned, difference +0.60); at layer 0 the difference is 0.00.")
+        "The largest difference between finetuned and pretrained in score is at layer 3 (0.30 pretrained, "
+        "0.90 finetuned, +0.60); at layer 0 the difference is 0.00.")
 
 
-def test_significance_sentence_counts_holm_layers():
-    rows = [("finetuned", l, "test_p_holm_x", p) for l, p in enumerate([0.5, 0.01, 0.001])]
-    rows += [("finetuned", l, "effect_x", e) for l, e in enumerate([0.0, -0.2, 0.3])]
-    s = prose.significance_sentence(_tidy(rows), "x", "x")
-    assert s == ("After Holm correction, finetuned differs from pretrained on x at 2 of 3 layers (0.05 level): "
-                 "higher at layer(s) 2; lower at layer(s) 1.")
-    none = prose.significance_sentence(_tidy([("finetuned", 0, "test_p_holm_x", 0.3)]), "x", "x")
-    assert none.startswith("No layer's x differs")
+def _tested(effects, p_adjusted, sd=0.05):
+    rows = []
+    for layer, (e, p) in enumerate(zip(effects, p_adjusted)):
+        rows += [dict(model="m", state="finetuned", layer=layer, metric="effect_x", value=e, ci_low=e - 0.001,
+                      ci_high=e + 0.001, n=10),
+                 dict(model="m", state="finetuned", layer=layer, metric="test_p_x", value=p / 3, ci_low=np.nan,
+                      ci_high=np.nan, n=10),
+                 dict(model="m", state="finetuned", layer=layer, metric="test_p_holm_x", value=p, ci_low=np.nan,
+                      ci_high=np.nan, n=10),
+                 dict(model="m", state="finetuned", layer=layer, metric="reference_sd_x", value=sd, ci_low=np.nan,
+                      ci_high=np.nan, n=10)]
+    return pd.DataFrame(rows)
+
+
+def test_significance_sentence_takes_its_words_from_claims():
+    t = _tested([-0.0014, -0.2, 0.3, 0.02], [1e-30, 0.01, 0.001, 0.2])
+    s = prose.significance_sentence(t, "x", "x")
+    assert s.startswith("Per-sentence paired tests of finetuned against pretrained on x (mean paired difference "
+                        "with 95% CI; Holm-adjusted over all")
+    assert ("higher at layer 2 (+0.30, 95% CI +0.30 to +0.30); lower at layer 1 (-0.20, 95% CI -0.20 to -0.20); "
+            "negligible at layer 0 (-0.0014, 95% CI -0.0024 to -0.0004); not significant at layer 3 "
+            "(+0.020, 95% CI +0.019 to +0.021).") in s
+    assert prose.significance_sentence(t, "y", "y") == ""
+    c = _tested([-0.0014, 0.3], [1e-30, 0.001]).assign(metric=lambda d: d.metric)
+    c = pd.concat([c, _tidy([("pretrained", 0, "q", 0.2), ("pretrained", 1, "q", 0.3),
+                             ("finetuned", 0, "q", 0.2014), ("finetuned", 1, "q", 0.6)])])
+    text = prose.change_sentence(c, "q", "the median", verdict_metric="x")
+    assert text.endswith("Paired per-sentence test on x: layer 1: higher (+0.30, 95% CI +0.30 to +0.30); "
+                         "layer 0: negligible (-0.0014, 95% CI -0.0024 to -0.0004).")
 
 
 def test_formatting_and_original_layers():

@@ -194,24 +194,30 @@ def _per_sentence(shift_layer=2, shift=0.5, n=40, layers=3, seed=0):
     return pd.DataFrame(rows, columns=["model", "state", "layer", "sentence", "metric", "value"])
 
 
-def test_compare_states_per_sentence_finds_the_planted_layer_and_applies_holm():
+def test_compare_states_per_sentence_finds_the_planted_layer_and_one_family_adjusts_it():
     ps = _per_sentence()
     out = stats.compare_states_per_sentence(ps, n_boot=300, seed=0)
     assert list(out.columns) == schema.TIDY_COLUMNS
     assert set(out["state"]) == {"finetuned", "random"}
-    assert set(out["metric"]) == {"test_p_token_cosine", "test_p_holm_token_cosine", "effect_token_cosine",
-                                  "rank_biserial_token_cosine"}
+    assert set(out["metric"]) == {"test_p_token_cosine", "effect_token_cosine", "rank_biserial_token_cosine",
+                                  "reference_sd_token_cosine"}
+    out = stats.adjust_family(out)  # one family: both states, every layer
     ft = out[out.state == "finetuned"].pivot(index="layer", columns="metric", values="value")
     assert ft.loc[2, "test_p_holm_token_cosine"] < 1e-6
     assert ft.loc[0, "test_p_token_cosine"] > 0.01 and ft.loc[1, "test_p_token_cosine"] > 0.01
-    np.testing.assert_allclose(ft["test_p_holm_token_cosine"], stats.holm(ft["test_p_token_cosine"].to_numpy()))
+    raw = out[out.metric == "test_p_token_cosine"].value.to_numpy()
+    np.testing.assert_allclose(out[out.metric == "test_p_holm_token_cosine"].value.to_numpy(), stats.holm(raw))
     eff = out[(out.state == "finetuned") & (out.layer == 2) & (out.metric == "effect_token_cosine")].iloc[0]
     assert eff.value == pytest.approx(0.5, abs=0.03) and eff.ci_low < 0.5 < eff.ci_high and eff.n == 40
     assert ft.loc[2, "rank_biserial_token_cosine"] == 1.0
+    pre = ps[(ps.state == "pretrained") & (ps.layer == 1)].value
+    assert ft.loc[1, "reference_sd_token_cosine"] == pytest.approx(pre.std(ddof=1))
     # the permutation variant agrees on the planted layer
-    perm = stats.compare_states_per_sentence(ps, n_boot=100, test="permutation", n_perm=1999)
+    perm = stats.adjust_family(stats.compare_states_per_sentence(ps, n_boot=100, test="permutation", n_perm=1999))
     p = perm[(perm.state == "finetuned") & (perm.metric == "test_p_holm_token_cosine")].set_index("layer").value
     assert p[2] < 0.01 and p[0] > 0.01
+    with pytest.raises(LayerwiseError, match="unknown correction"):
+        stats.adjust_family(out, method="bonferroni")
 
 
 def test_compare_states_per_sentence_errors():
@@ -239,3 +245,50 @@ def test_convergence_correlation():
     assert r.loc["pretrained", "value"] == pytest.approx(1.0) and r.loc["random", "value"] == pytest.approx(-1.0)
     assert (r["layer"] == -1).all() and (r["n"] == 7).all()
     assert (out[out.metric == "spearman_convergence_probe_p"]["value"] < 0.01).all()
+
+
+# ------------------------------------------------------------------ against the authors' reference code
+
+def test_holm_and_bh_equal_statsmodels_multipletests():
+    multipletests = pytest.importorskip("statsmodels.stats.multitest").multipletests
+    rng = np.random.default_rng(3)
+    p = np.concatenate([rng.uniform(0, 1, 40), rng.uniform(0, 1e-3, 10), [0.02, 0.02, 1.0]])
+    np.testing.assert_allclose(stats.holm(p), multipletests(p, method="holm")[1], rtol=1e-12)
+    np.testing.assert_allclose(stats.benjamini_hochberg(p), multipletests(p, method="fdr_bh")[1], rtol=1e-12)
+    with_nan = np.r_[p[:5], np.nan]
+    assert np.isnan(stats.benjamini_hochberg(with_nan)[-1])
+
+
+def test_bootstrap_ci_equals_scipy_bootstrap_percentile():
+    from scipy.stats import bootstrap
+
+    x = np.random.default_rng(0).exponential(size=80)
+    est, lo, hi = stats.bootstrap_ci(x, np.mean, n_boot=2000, seed=5)
+    ref = bootstrap((x,), np.mean, n_resamples=2000, method="percentile", rng=np.random.default_rng(5))
+    assert est == pytest.approx(x.mean())
+    assert (lo, hi) == pytest.approx((ref.confidence_interval.low, ref.confidence_interval.high), rel=1e-12)
+    # the vectorised mean bootstrap is the same method (other random draws)
+    _, lo2, hi2 = stats.bootstrap_mean_ci(x, n_boot=4000, seed=1)
+    assert lo2 == pytest.approx(lo, abs=0.05) and hi2 == pytest.approx(hi, abs=0.05)
+
+
+def test_replicate_mean_ci():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=30)
+    est, lo, hi = stats.replicate_mean_ci(x, np.arange(30))  # one value per replicate: the t interval
+    t = sps.t.interval(0.95, 29, loc=x.mean(), scale=sps.sem(x))
+    assert est == pytest.approx(x.mean()) and (lo, hi) == pytest.approx(t)
+    # pairs of tokens: token effects shared within a replicate widen the interval beyond the pair interval
+    vals, groups = [], []
+    for g in range(20):
+        tokens = rng.normal(size=40)
+        a, b = rng.integers(0, 40, 200), rng.integers(0, 40, 200)
+        vals.append(tokens[a] + tokens[b] + rng.normal(0, 0.1, 200))
+        groups.append(np.full(200, g))
+    vals, groups = np.concatenate(vals), np.concatenate(groups)
+    _, lo, hi = stats.replicate_mean_ci(vals, groups)
+    _, plo, phi = stats.bootstrap_mean_ci(vals, n_boot=1000)
+    assert hi - lo > 2 * (phi - plo)
+    assert np.isnan(stats.replicate_mean_ci(x, np.zeros(30))[1])
+    with pytest.raises(LayerwiseError):
+        stats.replicate_mean_ci(x, np.arange(3))

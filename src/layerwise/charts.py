@@ -456,8 +456,11 @@ def cosine_histograms(cosine_sample: pd.DataFrame, layers: Sequence[int] | None 
 def effect_heatmap(tidy: pd.DataFrame, state: str = "finetuned", alpha: float = 0.05, *,
                    metrics: Mapping[str, str] | None = None, title: str | None = None) -> alt.Chart:
     """Effect of ``state`` against pretrained per layer and per-sentence metric: the mean paired
-    difference (``effect_<metric>``), a star where the Holm-adjusted p-value (``test_p_holm_<metric>``)
-    is below ``alpha``."""
+    difference (``effect_<metric>``), a star where :func:`layerwise.claims.effect_verdict` says "higher"
+    or "lower" (family-adjusted p-value ``test_p_holm_<metric>`` below ``alpha`` AND the effect not
+    negligible against ``reference_sd_<metric>``)."""
+    from . import claims
+
     _need(tidy, ["state", "layer", "metric", "value"], "charts.effect_heatmap")
     eff = tidy[(tidy["state"] == state) & tidy["metric"].str.startswith("effect_")].copy()
     if eff.empty:
@@ -472,10 +475,15 @@ def effect_heatmap(tidy: pd.DataFrame, state: str = "finetuned", alpha: float = 
     p = tidy[(tidy["state"] == state) & tidy["metric"].str.startswith("test_p_holm_")].copy()
     p["base"] = p["metric"].str.removeprefix("test_p_holm_")
     eff = eff.merge(p[["base", "layer", "value"]].rename(columns={"value": "p_holm"}), on=["base", "layer"], how="left")
+    sd = tidy[(tidy["state"] == state) & tidy["metric"].str.startswith("reference_sd_")].copy()
+    sd["base"] = sd["metric"].str.removeprefix("reference_sd_")
+    eff = eff.merge(sd[["base", "layer", "value"]].rename(columns={"value": "sd"}), on=["base", "layer"], how="left")
     # a signed, scale-free colour: the effect divided by the largest |effect| of its metric
     scale = eff.groupby("base")["value"].transform(lambda v: np.nanmax(np.abs(v)) or 1.0)
     eff["relative"] = eff["value"] / scale
-    eff["star"] = np.where(eff["p_holm"] < alpha, "*", "")
+    words = [claims.effect_verdict(v, p_, claims.negligible_threshold(sd_), alpha=alpha).word
+             for v, p_, sd_ in zip(eff["value"], eff["p_holm"], eff["sd"])]
+    eff["star"] = ["*" if w in ("higher", "lower") else "" for w in words]
     eff = eff[["label", "layer", "value", "relative", "p_holm", "star"]].reset_index(drop=True)
     base = alt.Chart().encode(x=alt.X("layer:O", title="layer", axis=alt.Axis(labelAngle=0)),
                               y=alt.Y("label:N", title=None))
@@ -487,7 +495,7 @@ def effect_heatmap(tidy: pd.DataFrame, state: str = "finetuned", alpha: float = 
     text = base.mark_text(fontSize=14, dy=4).encode(text="star:N")
     return alt.layer(rect, text, data=eff).properties(
         width=WIDTH, height=max(24 * len(eff["label"].unique()), 60),
-        title=title or f"{state} minus pretrained, per sentence (* Holm-adjusted p < {alpha})")
+        title=title or f"{state} minus pretrained, per sentence (* Holm-adjusted p < {alpha}, not negligible)")
 
 
 def finetune_curves(history: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Mapping[str, Any]]], *,

@@ -129,6 +129,13 @@ class AnalysisSpec(_Strict):
     sample_sentences: int = Field(256, gt=1, description="sentences kept for the standardised statistics, the "
                                   "token sample, the anisotropy baseline and rogue dimensions")
     baseline_pairs: int = Field(5000, gt=0, description="random cross-sentence token pairs (anisotropy baseline)")
+    baseline_tokens: int = Field(2000, gt=1, description="tokens drawn uniformly over all analysed tokens that "
+                                 "the baseline pairs are made of (token-weighted, as Ethayarajh 2019)")
+    self_similarity_min_count: int = Field(5, ge=2, description="a word enters the self-similarity when it occurs "
+                                           "in at least this many analysed sentences (Ethayarajh 2019: 5)")
+    self_similarity_occurrences: int = Field(10, ge=2, description="occurrences (sentences) kept per word")
+    self_similarity_words: int = Field(300, gt=0, description="words kept for the self-similarity (a random "
+                                       "subset when more qualify)")
     cosine_sample: int = Field(5000, gt=0, description="pairwise cosines kept per layer for plots")
     hist_bins: int = Field(32768, ge=16, description="histogram bins on [-1, 1] for the cosine quantiles")
     pool_tokens: int | None = Field(None, gt=0, description="tokens kept per sampled sentence "
@@ -161,7 +168,8 @@ class AnalysisSpec(_Strict):
 
 #: AnalysisSpec fields that feed the geometry engine's cache key.
 GEOMETRY_FIELDS = ("states", "num_sentences", "max_length", "token_sample", "sample_sentences", "baseline_pairs",
-                   "cosine_sample", "hist_bins", "pool_tokens", "top_dims", "seed", "precision")
+                   "cosine_sample", "hist_bins", "pool_tokens", "top_dims", "seed", "baseline_tokens",
+                   "self_similarity_min_count", "self_similarity_occurrences", "self_similarity_words", "precision")
 #: AnalysisSpec fields that only the probes and statistics read.
 PROBE_FIELDS = ("probe_seeds", "bootstrap", "seed")
 #: AnalysisSpec fields no result depends on (no cache key).

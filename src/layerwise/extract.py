@@ -4,11 +4,13 @@ For every hidden state (layer 0 = embedding output, then each layer) :func:`run_
 padding excluded everywhere (``_content`` variants also exclude special tokens): within-sentence token
 cosines (exact count / mean / sd / min / max, histogram quantiles at most one bin width, 6.1e-5, off, a
 uniform sample of pair values, each sentence's mean and variance); intra-sentence similarity, the
-anisotropy baseline and the adjusted scores; covariance traces and the mean token norm; effective rank
+anisotropy baseline (token-uniform) and the adjusted scores; the self-similarity of frequent words
+(their occurrence vectors, gathered in the same pass); covariance traces and the mean token norm; effective rank
 and IsoScore on a fixed-size token sample; rogue dimensions and the cosines after per-dimension
 standardisation; the first-token and mean-pooled embedding of every sentence (float16).
 
-The steps: encode every text once; decide every random choice up front (:func:`plan_samples`), from the
+The steps: encode every text once (:mod:`layerwise.tokens`); decide every random choice up front
+(:func:`layerwise.sampling.plan_samples`), from the
 token counts and the seed, so results do not depend on the batch size; iterate :func:`forward_batches`
 (sorted by length, padded dynamically); per batch, run the batched kernels of :mod:`layerwise.kernels` on
 the device and add their results to running sums; finally turn the sums and the kept token pool into
@@ -28,11 +30,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import kernels, metrics
+from . import kernels, metrics, stats
 from .config import AnalysisSpec
 from .errors import LayerwiseError
 from .precision import autocast, model_device as _model_device, resolve as resolve_precision
+from .sampling import SamplePlan, plan_samples
 from .schema import PER_SENTENCE_METRICS, QUANTILES, VARIANTS, tidy_frame, tidy_row
+from .tokens import Encoded, effective_max_length, encode
 
 log = logging.getLogger(__name__)
 
@@ -63,146 +67,9 @@ class StateResult:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-# -- Tokenization and the sampling plan (every random choice is made here, before any forward pass) -
+# -- Tokenization (layerwise.tokens) and the sampling plan (layerwise.sampling) --------------------
 
-@dataclass
-class _Encoded:
-    ids: list[np.ndarray]
-    special: list[np.ndarray]
-    type_ids: list[np.ndarray] | None
-    lengths: np.ndarray
-
-
-def _effective_max_length(tokenizer, max_length: int, config=None) -> int:
-    """``max_length`` capped by the tokenizer's ``model_max_length`` or, when the tokenizer does not know
-    it, by the model's position embeddings (RoBERTa-like models reserve ``pad_token_id + 1`` of them)."""
-    cap = getattr(tokenizer, "model_max_length", None)
-    if isinstance(cap, int) and 0 < cap < 100_000:
-        return min(int(max_length), cap)
-    pos = getattr(config, "max_position_embeddings", None) if config is not None else None
-    if isinstance(pos, int) and pos > 0:
-        if getattr(config, "model_type", "") in ("roberta", "camembert", "xlm-roberta"):
-            pos -= int(getattr(config, "pad_token_id", 1) or 1) + 1
-        return min(int(max_length), pos)
-    return int(max_length)
-
-
-def _encode(tokenizer, texts: list[str], max_length: int) -> _Encoded:
-    """Tokenize every text once (truncated, unpadded) and keep compact arrays."""
-    enc = tokenizer(list(texts), truncation=True, max_length=max_length, return_special_tokens_mask=True)
-    ids = [np.asarray(x, dtype=np.int64) for x in enc["input_ids"]]
-    special = [np.asarray(x, dtype=bool) for x in enc["special_tokens_mask"]]
-    type_ids = None
-    if "token_type_ids" in enc:
-        type_ids = [np.asarray(x, dtype=np.int64) for x in enc["token_type_ids"]]
-    lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
-    return _Encoded(ids, special, type_ids, lengths)
-
-
-@dataclass
-class SamplePlan:
-    """The sampling plan of one run, fixed by token counts and the seed (not by the batch size). Token
-    positions count from a sentence's first valid token. The token pool holds capped random tokens of
-    the sampled sentences, grouped by sentence; the token sample and baseline pairs are pool rows."""
-
-    geometry_texts: np.ndarray        # text indices of the sentences feeding the token statistics
-    geometry_row: np.ndarray          # text index -> row in the per-sentence arrays (-1 if not geometry)
-    # cosine sample: uniform over all within-sentence pairs of valid tokens, without replacement
-    cosine_sentence: np.ndarray
-    cosine_i: np.ndarray
-    cosine_j: np.ndarray
-    cosine_content: np.ndarray        # both tokens non-special
-    # token pool
-    pool_sentence: np.ndarray
-    pool_token: np.ndarray
-    pool_special: np.ndarray
-    pool_index: np.ndarray            # [S, cap] pool row per (sampled sentence, slot), -1 when empty
-    pool_pairs: np.ndarray            # [S, 2] true number of pairs (all tokens, content tokens) of each sentence
-    token_sample: dict[str, np.ndarray]                       # variant -> pool rows for erank / IsoScore
-    baseline_pairs: dict[str, tuple[np.ndarray, np.ndarray]]  # variant -> pool rows (a, b), different sentences
-
-
-def _draw_cross_pairs(candidates: np.ndarray, sentence: np.ndarray, m: int, rng: np.random.Generator):
-    """``m`` random pairs of candidate rows whose sentences differ (uniform, with replacement)."""
-    if m <= 0 or len(candidates) < 2 or len(np.unique(sentence[candidates])) < 2:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    a = rng.choice(candidates, m)
-    b = rng.choice(candidates, m)
-    same = sentence[a] == sentence[b]
-    while same.any():
-        b[same] = rng.choice(candidates, int(same.sum()))
-        same = sentence[a] == sentence[b]
-    return a, b
-
-
-def _plan_cosine_sample(lengths, special, geometry_texts, size: int, rng: np.random.Generator):
-    """``(sentence, i, j, content)`` of a uniform sample of within-sentence pairs, without replacement:
-    linear pair indices over the concatenated upper triangles, mapped back with
-    :func:`layerwise.metrics.triu_pair_index`."""
-    n = lengths[geometry_texts]
-    pairs = n * (n - 1) // 2
-    k = min(size, int(pairs.sum()))
-    linear = np.sort(rng.choice(int(pairs.sum()), size=k, replace=False)) if k > 0 else np.zeros(0, np.int64)
-    starts = np.concatenate([[0], np.cumsum(pairs)])
-    position = np.searchsorted(starts, linear, side="right") - 1
-    sentence = geometry_texts[position]
-    if k:
-        i, j = metrics.triu_pair_index(linear - starts[position], lengths[sentence])
-    else:
-        i = j = np.zeros(0, np.int64)
-    content = np.array([not (special[s][a] or special[s][b]) for s, a, b in zip(sentence, i, j)], dtype=bool)
-    return sentence, i.astype(np.int64), j.astype(np.int64), content
-
-
-def _plan_pool(lengths, special, geometry_texts, settings: AnalysisSpec, rng: np.random.Generator):
-    """The token pool: ``sample_sentences`` random geometry sentences, up to
-    ``settings.tokens_per_sentence`` random tokens of each. Returns ``(sentence, token, special, index,
-    pairs)`` (see :class:`SamplePlan`)."""
-    n_sampled = min(settings.sample_sentences, len(geometry_texts))
-    chosen = (np.sort(rng.choice(geometry_texts, size=n_sampled, replace=False)) if n_sampled > 0
-              else np.zeros(0, np.int64))
-    cap = min(settings.tokens_per_sentence(n_sampled), int(lengths[chosen].max()) if n_sampled else 1)
-    sentences, tokens = [], []
-    index, pairs = np.full((n_sampled, cap), -1, np.int64), np.zeros((n_sampled, 2), np.int64)
-    row = 0
-    for slot, s in enumerate(chosen):
-        n = int(lengths[s])
-        kept = np.sort(rng.choice(n, size=min(cap, n), replace=False))
-        sentences.append(np.full(len(kept), s))
-        tokens.append(kept)
-        index[slot, : len(kept)] = np.arange(row, row + len(kept))
-        row += len(kept)
-        n_content = int((~special[s]).sum())
-        pairs[slot] = (n * (n - 1) // 2, n_content * (n_content - 1) // 2)
-    sentence = np.concatenate(sentences) if sentences else np.zeros(0, np.int64)
-    token = np.concatenate(tokens) if tokens else np.zeros(0, np.int64)
-    is_special = np.array([special[s][t] for s, t in zip(sentence, token)], dtype=bool)
-    return sentence, token, is_special, index, pairs
-
-
-def plan_samples(lengths: np.ndarray, special: list[np.ndarray], geometry_mask: np.ndarray,
-                 settings: AnalysisSpec) -> SamplePlan:
-    """Decide every random sample up front (numpy ``SeedSequence(seed)``, one child stream per sample)."""
-    geometry_texts = np.flatnonzero(geometry_mask)
-    geometry_row = np.full(len(lengths), -1, dtype=np.int64)
-    geometry_row[geometry_texts] = np.arange(len(geometry_texts))
-    cosine_rng, pool_rng, token_rng, baseline_rng = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(settings.seed).spawn(4))
-    cosine = _plan_cosine_sample(lengths, special, geometry_texts, settings.cosine_sample, cosine_rng)
-    pool_sentence, pool_token, pool_special, pool_index, pool_pairs = _plan_pool(
-        lengths, special, geometry_texts, settings, pool_rng)
-    rows = np.arange(len(pool_sentence))
-    token_sample, baseline = {}, {}
-    for variant, candidates in {"": rows, "_content": rows[~pool_special]}.items():
-        k = min(settings.token_sample, len(candidates))
-        token_sample[variant] = (np.sort(token_rng.choice(candidates, size=k, replace=False)) if k
-                                 else np.zeros(0, np.int64))
-        baseline[variant] = _draw_cross_pairs(candidates, pool_sentence, settings.baseline_pairs, baseline_rng)
-    if len(token_sample[""]) < settings.token_sample:
-        log.warning("token sample has %d tokens, fewer than token_sample=%d (more sentences or pool_tokens "
-                    "would fix it); n is recorded", len(token_sample[""]), settings.token_sample)
-    return SamplePlan(geometry_texts, geometry_row, *cosine, pool_sentence, pool_token, pool_special, pool_index,
-                      pool_pairs, token_sample, baseline)
+_Encoded, _encode, _effective_max_length = Encoded, encode, effective_max_length  # the names tests and callers use
 
 
 def _batches(enc: _Encoded, geometry_mask: np.ndarray, batch_size: int) -> list[np.ndarray]:
@@ -282,6 +149,7 @@ class _Store:
         self.mean = np.zeros((n_texts, n_layers, d), np.float16)
         self.cosine_sample = np.full((n_layers, len(plan.cosine_sentence)), np.nan, np.float32)
         self.pool = np.zeros((n_layers, len(plan.pool_sentence), d), np.float32)
+        self.words = np.zeros((n_layers, len(plan.words.sentence), d), np.float32)
         self.sums = {v: kernels.RunningSums(n_layers, d, bins) for v in VARIANTS}
         self.per_sentence = {v: {m: np.full((len(plan.geometry_texts), n_layers), np.nan)
                                  for m in PER_SENTENCE_METRICS} for v in VARIANTS}
@@ -325,7 +193,7 @@ def run_state(model, tokenizer, texts: list[str], *, state: str, model_name: str
         i = int(np.flatnonzero(encoded.lengths == 0)[0])
         raise LayerwiseError(f"text {i} has no token after tokenization", "extract.run_state",
                              "drop empty texts from the data")
-    plan = plan_samples(encoded.lengths, encoded.special, geometry, settings)
+    plan = plan_samples(encoded.lengths, encoded.special, geometry, settings, encoded.words, encoded.ids)
     store, n_batches = None, 0
     batches = forward_batches(model, tokenizer, texts, batch_size=settings.batch_size, max_length=max_length,
                               device=device, geometry_mask=geometry, progress=progress, encoded=encoded,
@@ -394,6 +262,7 @@ def _geometry_batch(hidden, valid, special, idx: np.ndarray, plan: SamplePlan, s
         store.cosine_sample[:, cosine_rows] = host("cosine_sample")
     if len(pool_rows):
         store.pool[:, pool_rows] = host("pool")
+    _word_batch(hidden, first, idx, plan, store)
     dimension_sums = {name: host(name).astype(np.float64) for name in kernels.DIMENSION_SUMS}   # [L, 2, d]
     sentence_sums = {name: host(name).astype(np.float64) for name in kernels.SENTENCE_SUMS}     # [L, B, 2]
     counts, n_pairs = masks.counts.cpu().numpy(), masks.n_pairs.cpu().numpy()
@@ -404,6 +273,22 @@ def _geometry_batch(hidden, valid, special, idx: np.ndarray, plan: SamplePlan, s
         per_sentence = kernels.per_sentence_values(of_sentences, counts[:, a], n_pairs[:, a])
         for name, values in per_sentence.items():
             store.per_sentence[variant][name][plan.geometry_row[idx]] = values.T
+
+
+def _word_batch(hidden, first: np.ndarray, idx: np.ndarray, plan: SamplePlan, store: _Store) -> None:
+    """The vectors of the planned word occurrences of this batch (mean of their subword vectors,
+    :func:`layerwise.kernels.word_vectors`), every layer, into ``store.words``."""
+    import torch
+
+    rows, batch = _rows_in_batch(plan.words.sentence, idx, len(plan.geometry_row))
+    if not len(rows):
+        return
+    positions = plan.words.positions[rows]
+    padded = np.where(positions >= 0, first[batch][:, None] + positions, -1)
+    dev = hidden[0].device
+    batch_t, positions_t = torch.as_tensor(batch, device=dev), torch.as_tensor(padded, device=dev)
+    vectors = [kernels.word_vectors(h.float(), batch_t, positions_t) for h in hidden]
+    store.words[:, rows] = torch.stack(vectors).cpu().numpy()
 
 
 # -- Final statistics: one finaliser per metric family, on host arrays, calling layerwise.metrics --
@@ -435,12 +320,15 @@ def _finalise(plan: SamplePlan, store: _Store, settings: AnalysisSpec, state: st
             if sums.tokens:
                 rows.add(layer, f"norm_mean{variant}", sums.norm_sum[layer] / sums.tokens, sums.tokens)
             _token_sample_rows(rows, store.pool[layer, plan.token_sample[variant]], layer, variant)
+            baseline = (NAN, NAN, NAN)
             if len(plan.baseline_pairs[variant][0]):
                 pool = store.pool[layer]
-                _baseline_rows(rows, rogue if variant == "" else None, pool, plan.baseline_pairs[variant], layer,
-                               variant, pair_mean, intra, settings.top_dims)
+                baseline = _baseline_rows(rows, rogue if variant == "" else None, pool, plan, layer, variant,
+                                          pair_mean, intra, settings.top_dims)
                 standardised = metrics.standardise(pool, mu[layer], sigma[layer])
                 _standardised_rows(rows, standardised, plan, layer, variant)
+            if variant == "_content":
+                _self_similarity_rows(rows, store.words[layer], plan, layer, baseline)
     rogue_frame = pd.DataFrame(rogue, columns=["model", "state", "layer", "rank", "dim", "contribution", "share"])
     return tidy_frame(rows.rows), rogue_frame
 
@@ -498,15 +386,25 @@ def _token_sample_rows(rows: _TidyRows, sample: np.ndarray, layer: int, variant:
     rows.add(layer, f"isoscore{variant}", metrics.isoscore_from_singular_values(centred, *sample.shape), len(sample))
 
 
-def _baseline_rows(rows: _TidyRows, rogue: list[dict] | None, pool: np.ndarray, pairs: tuple[np.ndarray, np.ndarray],
-                   layer: int, variant: str, pair_mean: tuple[float, int], intra: tuple[float, int], top_dims: int) -> None:
-    """``anisotropy_baseline{v}``: mean of :func:`layerwise.metrics.paired_cosines` over random token
-    pairs from different sentences, with a t interval (n = pairs); ``token_cosine_adjusted{v}`` and
-    ``intra_similarity_adjusted{v}``: the raw score minus that baseline; ``rogue_top3_share{v}``: share of
-    the 3 largest :func:`layerwise.metrics.cosine_contributions` (Timkey & van Schijndel 2021); with
-    ``rogue`` given, the ``top_dims`` largest contributions as rows of the rogue table."""
-    a, b = pool[pairs[0]], pool[pairs[1]]
-    baseline, low, high, n = _t_ci(metrics.paired_cosines(a, b))
+def _baseline_ci(values: np.ndarray, plan: SamplePlan, variant: str) -> tuple[float, float, float, int]:
+    """Mean of the baseline pair cosines with a 95 % interval over the independent draws of tokens and
+    pairs (:func:`layerwise.stats.replicate_mean_ci`): it covers the sampling of the tokens, not only of
+    the pairs."""
+    est, low, high = stats.replicate_mean_ci(values, plan.baseline_draw[variant])
+    return est, low, high, len(values)
+
+
+def _baseline_rows(rows: _TidyRows, rogue: list[dict] | None, pool: np.ndarray, plan: SamplePlan, layer: int,
+                   variant: str, pair_mean: tuple[float, int], intra: tuple[float, int],
+                   top_dims: int) -> tuple[float, float, float]:
+    """``anisotropy_baseline{v}``: mean of :func:`layerwise.metrics.paired_cosines` over random pairs of
+    the baseline tokens (drawn uniformly over all analysed tokens) from different sentences, with an
+    interval over independent draws of tokens and pairs (n = pairs); ``token_cosine_adjusted{v}`` and ``intra_similarity_adjusted{v}``:
+    the raw score minus that baseline; ``rogue_top3_share{v}``: share of the 3 largest
+    :func:`layerwise.metrics.cosine_contributions` (Timkey & van Schijndel 2021); with ``rogue`` given,
+    the ``top_dims`` largest contributions as rows of the rogue table. Returns ``(baseline, low, high)``."""
+    a, b = (pool[rows_] for rows_ in plan.baseline_pairs[variant])
+    baseline, low, high, n = _baseline_ci(metrics.paired_cosines(a, b), plan, variant)
     rows.add(layer, f"anisotropy_baseline{variant}", baseline, n, low, high)
     pair_mean_value, n_pairs = pair_mean
     if n_pairs:
@@ -522,6 +420,28 @@ def _baseline_rows(rows: _TidyRows, rogue: list[dict] | None, pool: np.ndarray, 
         rogue.append({"model": rows.model_name, "state": rows.state, "layer": layer, "rank": rank + 1,
                       "dim": int(dim), "contribution": float(contributions[dim]),
                       "share": float(contributions[dim] / total) if total != 0 else NAN})
+    return baseline, low, high
+
+
+def _self_similarity_rows(rows: _TidyRows, vectors: np.ndarray, plan: SamplePlan, layer: int,
+                          baseline: tuple[float, float, float]) -> None:
+    """``self_similarity``: mean over the planned words of :func:`layerwise.metrics.self_similarity` of
+    their occurrence vectors (different sentences only), with a 95 % t interval over words (n = words);
+    ``self_similarity_adjusted``: minus the content-token anisotropy baseline, its interval's half-width
+    combining both half-widths in quadrature (independent samples)."""
+    words = plan.words
+    if not len(words.keys):
+        return
+    values = np.array([metrics.self_similarity(vectors[words.word == w], words.sentence[words.word == w])
+                       for w in range(len(words.keys))])
+    mean, low, high, n = _t_ci(values)
+    if not n:
+        return
+    rows.add(layer, "self_similarity", mean, n, low, high)
+    b, b_low, b_high = baseline
+    if np.isfinite(b):
+        half = math.hypot(*(np.nan_to_num((hi - lo) / 2) for lo, hi in ((low, high), (b_low, b_high))))
+        rows.add(layer, "self_similarity_adjusted", mean - b, n, mean - b - half, mean - b + half)
 
 
 def _standardised_rows(rows: _TidyRows, standardised: np.ndarray, plan: SamplePlan, layer: int, variant: str) -> None:
@@ -531,7 +451,7 @@ def _standardised_rows(rows: _TidyRows, standardised: np.ndarray, plan: SamplePl
     sentence weighted by its true pair count: :func:`layerwise.kernels.within_sentence_cosine_mean`);
     ``token_cosine_adjusted_std{v}`` is their difference."""
     a, b = plan.baseline_pairs[variant]
-    baseline, low, high, n = _t_ci(metrics.paired_cosines(standardised[a], standardised[b]))
+    baseline, low, high, n = _baseline_ci(metrics.paired_cosines(standardised[a], standardised[b]), plan, variant)
     rows.add(layer, f"anisotropy_baseline_std{variant}", baseline, n, low, high)
     present = plan.pool_index >= 0
     if variant == "_content":

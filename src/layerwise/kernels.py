@@ -24,7 +24,7 @@ from . import metrics
 __all__ = [
     "RunningSums", "per_sentence_values", "DIMENSION_SUMS", "SENTENCE_SUMS", "BatchMasks", "batch_masks", "LayerStatistics", "layer_statistics", "pooled_embeddings", "variant_token_masks", "pair_masks", "token_sums", "unit_rows", "cosine_grams", "pair_cosine_moments",
     "pair_cosine_values", "intra_similarity", "histogram_bins", "histogram_counts", "cov_trace_from_sums",
-    "cov_trace_scaled_from_sums", "mean_sd_from_sums", "within_sentence_cosine_mean", "single_threaded_blas",
+    "cov_trace_scaled_from_sums", "mean_sd_from_sums", "within_sentence_cosine_mean", "single_threaded_blas", "word_vectors",
 ]
 
 
@@ -285,6 +285,18 @@ def pooled_embeddings(hidden, valid, special) -> tuple[np.ndarray, np.ndarray]:
         mean.append(token_sums(weights[:, :1], h)[:, 0] / counts[:, :1].clamp_min(1))
     return (torch.stack(cls, 1).cpu().numpy().astype(np.float16),
             torch.stack(mean, 1).cpu().numpy().astype(np.float16))
+
+
+def word_vectors(h, rows, positions):
+    """The vectors of word occurrences: for occurrence k, the mean of ``h[rows[k], p]`` over its subword
+    positions ``positions[k]`` (``[N, S]``, -1 padded), as :func:`layerwise.metrics.word_vector` on one
+    sentence's rows; ``[N, d]``. One gather and one masked sum for every occurrence of the batch."""
+    import torch
+
+    present = positions >= 0
+    gathered = h[rows.unsqueeze(1), positions.clamp_min(0)]                 # [N, S, d]
+    weights = present.to(h.dtype).unsqueeze(-1)
+    return (gathered * weights).sum(1) / weights.sum(1).clamp_min(1)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ __all__ = [
     "singular_values_centred_and_not", "isoscore", "isoscore_from_variances", "isoscore_from_singular_values",
     "linear_cka", "cka_from_grams", "cka_matrix", "u_centre", "procrustes_similarity", "knn_adjacency",
     "mutual_knn", "cosine_contributions", "paired_cosines",
-    "standardise", "quantiles_from_histogram",
+    "standardise", "quantiles_from_histogram", "word_vector", "self_similarity",
 ]
 
 _EPS = 1e-12
@@ -144,6 +144,41 @@ def intra_similarity(X) -> float:
         return float("nan")
     U = unit_rows(X)
     return float(np.mean(U @ (m / mn)))
+
+
+def word_vector(X, positions) -> np.ndarray:
+    """The vector of one word occurrence split into subwords at ``positions`` P: the mean of its
+    subword rows, ``w = (1/|P|) sum_{p in P} x_p`` (mean pooling of subwords, as in Bommasani, Davis &
+    Cardie 2020, "Interpreting pretrained contextualized representations via reductions to static
+    embeddings"). Known answers: one subword gives its row unchanged; rows ``a, b`` give ``(a + b) / 2``."""
+    X = _as_2d(X)
+    positions = np.asarray(positions, dtype=np.int64).reshape(-1)
+    if positions.size == 0:
+        raise LayerwiseError("a word needs at least one subword position", "layerwise.metrics.word_vector")
+    return X[positions].mean(axis=0)
+
+
+def self_similarity(X, contexts) -> float:
+    """Self-similarity of one word (Ethayarajh 2019, "How contextual are contextualized word
+    representations?"): the mean cosine between its occurrences ``x_1 ... x_n`` (rows, one per
+    occurrence) taken in *different* contexts,
+    ``SelfSim = (1 / |P|) sum_{(i, j) in P} cos(x_i, x_j)``, ``P = {(i, j) : i < j, c_i != c_j}``
+    (``contexts``: one context id, e.g. the sentence, per row; pairs within one context are skipped).
+
+    Known answers: identical vectors give 1; orthonormal occurrences give 0; ``x`` and ``-x`` give -1; a
+    word seen in a single context has no pair (NaN).
+    """
+    X = _as_2d(X)
+    c = np.asarray(contexts).reshape(-1)
+    if c.size != X.shape[0]:
+        raise LayerwiseError(f"{X.shape[0]} rows but {c.size} contexts", "layerwise.metrics.self_similarity",
+                             "give one context id per occurrence")
+    i, j = np.triu_indices(X.shape[0], 1)
+    keep = c[i] != c[j]
+    if not keep.any():
+        return float("nan")
+    C = cosine_matrix(X)
+    return float(C[i[keep], j[keep]].mean())
 
 
 # --------------------------------------------------------------------------------------------------

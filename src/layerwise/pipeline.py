@@ -171,7 +171,8 @@ def _write_probes(params: StudyParams, analysis_entry: Path, key: str, entry: Pa
             parts.append(stats.compare_states_per_sentence(per_sentence, reference="pretrained", n_boot=a.bootstrap,
                                                            seed=a.seed))
         parts.append(stats.convergence_correlation(pd.concat([geometry_tidy, probe_tidy], ignore_index=True)))
-        pd.concat(parts, ignore_index=True).to_parquet(tmp / "tidy.parquet", index=False)
+        # one multiple-testing family: every p-value of the study (stats.adjust_family, Holm)
+        stats.adjust_family(pd.concat(parts, ignore_index=True)).to_parquet(tmp / "tidy.parquet", index=False)
         cones.to_parquet(tmp / "cones.parquet", index=False)
         (tmp / "manifest.json").write_text(json.dumps({"analysis_entry": analysis_entry.name, "cache_key": key,
                                                        **provenance()}, indent=2, default=str))

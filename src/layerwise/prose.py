@@ -11,7 +11,7 @@ import pandas as pd
 
 from .schema import state_order
 
-ALPHA = 0.05
+from .claims import ALPHA  # the one significance level (layerwise.claims)
 
 
 def fmt(x: float | None, digits: int = 2) -> str:
@@ -92,8 +92,12 @@ def trend_sentence(tidy: pd.DataFrame, metric: str, what: str, *, states: Sequen
 
 
 def change_sentence(tidy: pd.DataFrame, metric: str, what: str, *, state: str = "finetuned",
-                    reference: str = "pretrained", digits: int = 2, model: str | None = None) -> str:
-    """Where ``state`` differs most from ``reference`` on ``metric`` (largest absolute difference)."""
+                    reference: str = "pretrained", digits: int = 2, model: str | None = None,
+                    verdict_metric: str | None = None) -> str:
+    """Where ``state`` differs most from ``reference`` on ``metric`` (largest absolute difference), and at
+    the first layer. The words come from :mod:`layerwise.claims`: with ``verdict_metric`` (a per-sentence
+    metric with paired tests), the verdict of its test at those layers (effect and CI); without it, the
+    difference is described, not judged."""
     a, b = series(tidy, metric, reference, model), series(tidy, metric, state, model)
     if a.empty or b.empty:
         return ""
@@ -101,10 +105,20 @@ def change_sentence(tidy: pd.DataFrame, metric: str, what: str, *, state: str = 
     m["diff"] = m["value_new"] - m["value_ref"]
     top = m.loc[m["diff"].abs().idxmax()]
     low = m.iloc[0]
-    return (f"The {state} model differs most from the {reference} one at layer {int(top.layer)} "
-            f"({what} {fmt(top.value_ref, digits)} {reference}, {fmt(top.value_new, digits)} {state}, "
-            f"difference {fmt_signed(top['diff'], digits)}); at layer {int(low.layer)} the difference is "
-            f"{fmt_signed(low['diff'], digits)}.")
+    text = (f"The largest difference between {state} and {reference} in {what} is at layer {int(top.layer)} "
+            f"({fmt(top.value_ref, digits)} {reference}, {fmt(top.value_new, digits)} {state}, "
+            f"{fmt_signed(top['diff'], _effect_digits(top['diff']))}); at layer {int(low.layer)} the difference is "
+            f"{fmt_signed(low['diff'], _effect_digits(low['diff']))}.")
+    if verdict_metric is None:
+        return text
+    from . import claims
+
+    verdicts = {v.detail["layer"]: v for v in claims.state_change_verdicts(tidy, verdict_metric, state, reference,
+                                                                            model)}
+    judged = [f"layer {lay}: {verdicts[lay].word} ({effect_text(verdicts[lay])})"
+              for lay in dict.fromkeys([int(top.layer), int(low.layer)]) if lay in verdicts]
+    return text + (f" Paired per-sentence test on {verdict_metric.replace('_', ' ')}: " + "; ".join(judged) + "."
+                   if judged else "")
 
 
 def compare_at_sentence(tidy: pd.DataFrame, metrics: Mapping[str, str], layer: int | None = None, *,
@@ -147,28 +161,73 @@ def study_sentence(study) -> str:
     return text
 
 
+def _effect_digits(*values: float) -> int:
+    """Decimals that show two significant digits of the smallest non-zero magnitude among ``values``
+    (at least 2): a difference of -0.0014 is not printed as -0.00."""
+    mags = [abs(v) for v in values if v == v and v not in (None, 0) and abs(v) != float("inf")]
+    return 2 if not mags else max(2, min(6, 1 - math.floor(math.log10(min(mags)))))
+
+
+def effect_text(v) -> str:
+    """``+0.25, 95% CI +0.22 to +0.28`` for a verdict of :func:`layerwise.claims.effect_verdict`."""
+    d = v.detail
+    digits = _effect_digits(d["effect"])
+    low, high = d.get("low", float("nan")), d.get("high", float("nan"))
+    if low != low or high != high:
+        return fmt_signed(d["effect"], digits)
+    return (f"{fmt_signed(d['effect'], digits)}, 95% CI {fmt_signed(low, digits)} to "
+            f"{fmt_signed(high, digits)}")
+
+
+def _verdict_groups(verdicts) -> str:
+    """"higher at layer 6 (+0.25, 95% CI ...); negligible at layers 0 (...), 1 (...)": the verdicts of
+    :func:`layerwise.claims.state_change_verdicts` grouped by word, each layer with its effect and CI."""
+    parts = []
+    for word in ("higher", "lower", "negligible", "not significant"):
+        group = [v for v in verdicts if v.word == word]
+        if group:
+            items = ", ".join(f"{v.detail['layer']} ({effect_text(v)})" for v in group)
+            parts.append(f"{word} at layer{'s' if len(group) > 1 else ''} {items}")
+    return "; ".join(parts)
+
+
 def significance_sentence(tidy: pd.DataFrame, metric: str, what: str, *, state: str = "finetuned",
-                          alpha: float = ALPHA, model: str | None = None) -> str:
-    """How many layers differ from pretrained on a per-sentence metric after Holm correction, and the
-    direction of the mean paired difference there."""
-    p = series(tidy, f"test_p_holm_{metric}", state, model)
-    eff = series(tidy, f"effect_{metric}", state, model)
-    if p.empty:
+                          alpha: float | None = None, model: str | None = None) -> str:
+    """Per layer, the verdict of :mod:`layerwise.claims` (size before significance) for ``state``
+    against pretrained on a per-sentence metric, each with its mean paired difference and CI."""
+    from . import claims
+
+    alpha = claims.ALPHA if alpha is None else alpha
+    verdicts = claims.state_change_verdicts(tidy, metric, state, model=model, alpha=alpha)
+    if not verdicts:
         return ""
-    sig = p[p["value"] < alpha]
-    if sig.empty:
-        return (f"No layer's {what} differs between {state} and pretrained at the {alpha:g} level "
-                f"after Holm correction ({len(p)} layers tested).")
-    m = sig.merge(eff[["layer", "value"]], on="layer", suffixes=("_p", "_eff"))
-    up = m[m["value_eff"] > 0]["layer"].astype(int).tolist()
-    down = m[m["value_eff"] < 0]["layer"].astype(int).tolist()
-    bits = []
-    if up:
-        bits.append(f"higher at layer(s) {', '.join(map(str, up))}")
-    if down:
-        bits.append(f"lower at layer(s) {', '.join(map(str, down))}")
-    return (f"After Holm correction, {state} differs from pretrained on {what} at {len(sig)} of {len(p)} "
-            f"layers ({alpha:g} level): " + "; ".join(bits) + ".")
+    return (f"Per-sentence paired tests of {state} against pretrained on {what} (mean paired difference "
+            f"with 95% CI; Holm-adjusted over all {claims.family_size(tidy)} tests of the study, {alpha:g} "
+            f"level; a difference is negligible below {claims.NEGLIGIBLE_SD:g} pretrained between-sentence "
+            f"SD): " + _verdict_groups(verdicts) + ".")
+
+
+def self_similarity_sentence(tidy: pd.DataFrame, model: str | None = None) -> str:
+    """Self-similarity (Ethayarajh 2019) per state: raw at the first and last layer and
+    anisotropy-adjusted at the last layer, with CIs, and the number of words."""
+    parts, n_words = [], 0
+    for state in _states(tidy, "self_similarity"):
+        raw, adj = series(tidy, "self_similarity", state, model), series(tidy, "self_similarity_adjusted", state, model)
+        if raw.empty:
+            continue
+        first, last = raw.iloc[0], raw.iloc[-1]
+        n_words = max(n_words, int(last.n))
+        text = (f"{state} {fmt_ci(first.value, first.ci_low, first.ci_high)} at layer {int(first.layer)} and "
+                f"{fmt_ci(last.value, last.ci_low, last.ci_high)} at layer {int(last.layer)}")
+        if not adj.empty:
+            a = adj.iloc[-1]
+            text += f" (adjusted for anisotropy: {fmt_ci(a.value, a.ci_low, a.ci_high)})"
+        parts.append(text)
+    if not parts:
+        return ""
+    return (f"Self-similarity, the mean cosine between occurrences of the same word in different sentences "
+            f"({n_words:,} frequent words): " + "; ".join(parts) + ". The lower it is, the more a word's "
+            "vector depends on its context.")
 
 
 def finetune_table(finetune: Mapping[str, Any] | Mapping[str, Mapping[str, Any]], *, per_model: bool = False

@@ -128,6 +128,10 @@ REGISTRY: tuple[MetricSpec, ...] = (
                ("_content", "_std", "_std_content")),
     MetricSpec("intra_similarity_adjusted", "anisotropy", True, "sentences", "metrics.intra_similarity",
                "intra-sentence similarity minus the anisotropy baseline", _TOKEN),
+    MetricSpec("self_similarity", "anisotropy", True, "words (occurring in >= 5 sentences)", "metrics.self_similarity",
+               "mean cosine between occurrences of the same word in different sentences (Ethayarajh 2019)"),
+    MetricSpec("self_similarity_adjusted", "anisotropy", True, "words (occurring in >= 5 sentences)",
+               "metrics.self_similarity", "self-similarity minus the content-token anisotropy baseline"),
     MetricSpec("token_cosine_mean_std", "anisotropy", True, "within-sentence token pairs (sampled sentences)",
                "metrics.standardise", "mean pair cosine after per-dimension standardisation", _TOKEN),
     # spread
@@ -195,12 +199,21 @@ REGISTRY: tuple[MetricSpec, ...] = (
     MetricSpec("test_p", "tests", True, "test sentences (paired)", "stats.rank_test",
                "p-value of the Wilcoxon signed-rank test", _TEST),
     MetricSpec("test_p_holm", "tests", True, "test sentences (paired)", "stats.holm",
-               "Holm-adjusted p-value over the layers of one metric and state", _TEST),
+               "Holm-adjusted p-value, one family: every test of the study (stats.adjust_family)", _TEST),
+    MetricSpec("reference_sd", "tests", True, "test sentences", "numpy.std",
+               "between-sentence SD of the per-sentence metric in the reference (pretrained) state", _TEST),
     MetricSpec("spearman_convergence_probe", "tests", False, "layers", "stats.spearman_ci",
                "Spearman correlation between mean token cosine and probe accuracy across layers"),
     MetricSpec("spearman_convergence_probe_p", "tests", False, "layers", "stats.spearman_ci",
                "exact permutation p-value of that correlation"),
+    MetricSpec("spearman_convergence_probe_p_holm", "tests", False, "layers", "stats.holm",
+               "that p-value, Holm-adjusted with every other test of the study (stats.adjust_family)"),
 )
+
+#: The p-values of the tidy tables and the metric holding each one's adjusted value: ONE correction
+#: family covers every row of these metrics in a study (:func:`layerwise.stats.adjust_family`); a new
+#: test's p-value metric is declared here (base names; the suffix of a row carries over).
+P_VALUES = {"test_p": "test_p_holm", "spearman_convergence_probe_p": "spearman_convergence_probe_p_holm"}
 
 _BY_NAME = {m.name: m for m in REGISTRY}
 

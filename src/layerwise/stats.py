@@ -4,8 +4,13 @@ turn the per-sentence metrics and the per-layer results into tidy rows.
 Conventions: every resampling function takes a ``seed`` that feeds ``numpy.random.default_rng``; a
 confidence interval is returned as ``(estimate, low, high)``; ``level`` is the two-sided coverage
 (0.95 -> 2.5 % and 97.5 % percentiles). The tests come from ``scipy.stats`` wherever it has them; Holm's
-step-down correction is not in scipy and is written out here (and checked against hand-worked values in
-``tests/test_stats.py``).
+step-down correction is not in scipy and is written out here (and checked against hand-worked values and
+statsmodels' ``multipletests`` in ``tests/test_stats.py``); Benjamini-Hochberg's is scipy's
+``false_discovery_control``.
+
+Multiple testing: ONE family covers every p-value of a study's tidy tables (``schema.P_VALUES``), adjusted
+by Holm's method (family-wise error rate) in :func:`adjust_family`; the adjusted p-value is stored next to
+each raw one.
 
 Tidy rows follow the table contract of :mod:`layerwise.schema` (``tidy_row``, ``tidy_frame``): model,
 state, layer, metric, value, ci_low, ci_high, n.
@@ -21,7 +26,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from .errors import LayerwiseError
-from .schema import PER_SENTENCE_METRICS, VARIANTS, tidy_frame, tidy_row
+from .schema import P_VALUES, PER_SENTENCE_METRICS, VARIANTS, lookup, tidy_frame, tidy_row
 
 
 class TwoSampleResult(NamedTuple):
@@ -98,6 +103,36 @@ def bootstrap_mean_ci(values, n_boot: int = 1000, level: float = 0.95, seed: int
     boots = x[idx].mean(axis=1)
     lo, hi = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2])
     return (est, float(lo), float(hi))
+
+
+def replicate_mean_ci(values, replicate, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean of ``values`` with a CI from independent replicates of the whole sampling: ``replicate``
+    labels each value with the independent draw it comes from (e.g. a disjoint group of sampled tokens
+    and the random pairs made of them), the standard error is ``sd(replicate means) / sqrt(G)`` over the
+    G replicates, and the interval is ``mean -/+ t_{G-1, (1+level)/2} SE`` (the method of independent
+    replicates, "random groups": Wolter 2007, ch. 2). Unlike an interval over the values themselves it
+    covers every random choice of a replicate (here: which tokens, not only which pairs). Returns
+    ``(mean, low, high)``; NaN bounds with fewer than two replicates.
+
+    Known answer: with one value per replicate it is the Student-t interval of the values.
+    """
+    _check_level(level, "replicate_mean_ci")
+    v = _as_1d(values, "replicate_mean_ci")
+    g = np.asarray(replicate).reshape(-1)
+    if g.size != v.size:
+        raise LayerwiseError(f"{v.size} values but {g.size} replicate labels", where="replicate_mean_ci",
+                             fix="give one replicate label per value")
+    ok = ~np.isnan(v)
+    v, g = v[ok], g[ok]
+    if v.size == 0:
+        return (np.nan, np.nan, np.nan)
+    labels, inverse = np.unique(g, return_inverse=True)
+    est = float(v.mean())
+    if labels.size < 2:
+        return (est, np.nan, np.nan)
+    means = np.bincount(inverse, weights=v) / np.bincount(inverse)
+    half = float(sps.t.ppf((1 + level) / 2, labels.size - 1) * means.std(ddof=1) / np.sqrt(labels.size))
+    return (est, est - half, est + half)
 
 
 def wilson_ci(k: int, n: int, level: float = 0.95) -> tuple[float, float, float]:
@@ -271,6 +306,56 @@ def holm(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
     return out
 
 
+def benjamini_hochberg(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (Benjamini & Hochberg 1995), controlling the false discovery
+    rate: with the m non-NaN p-values sorted ascending, adj_(i) = min_{j >= i} min(1, m p_(j) / j)
+    (``scipy.stats.false_discovery_control(method="bh")``); returned in the input order, NaN kept."""
+    p = np.asarray(pvalues, dtype=np.float64)
+    if p.ndim != 1:
+        raise LayerwiseError(f"expected a 1-D array of p-values, got shape {p.shape}", where="benjamini_hochberg",
+                             fix="pass one family of p-values at a time")
+    out = np.full_like(p, np.nan)
+    ok = ~np.isnan(p)
+    if ok.any():
+        out[ok] = sps.false_discovery_control(p[ok], method="bh")
+    return out
+
+
+#: multiple-testing methods of :func:`adjust_family`
+CORRECTIONS = {"holm": holm, "bh": benjamini_hochberg}
+
+
+def _adjusted_name(metric: str) -> str | None:
+    """The metric holding the adjusted value of a raw p-value metric (``schema.P_VALUES``), else None."""
+    try:
+        spec = lookup(metric)
+    except KeyError:
+        return None
+    if spec.name not in P_VALUES:
+        return None
+    return P_VALUES[spec.name] + metric[len(spec.name):]
+
+
+def adjust_family(tidy: pd.DataFrame, method: str = "holm") -> pd.DataFrame:
+    """``tidy`` with one multiple-testing family over EVERY p-value in it: all rows whose metric is a
+    raw p-value of ``schema.P_VALUES`` (every model, state, layer and statistic) are adjusted together
+    (``method``: "holm", Holm 1979, family-wise error rate; or "bh", Benjamini-Hochberg 1995, false
+    discovery rate) and the adjusted value is written as the declared adjusted metric (e.g.
+    ``test_p_holm_<metric>``), replacing any adjusted rows already there (idempotent). ``n`` is kept;
+    the family size is the number of non-NaN raw p-values."""
+    if method not in CORRECTIONS:
+        raise LayerwiseError(f"unknown correction {method!r}", where="adjust_family", fix=f"use one of {sorted(CORRECTIONS)}")
+    names = {m: _adjusted_name(m) for m in tidy["metric"].unique()}
+    adjusted = {a for a in names.values() if a}
+    base = tidy[~tidy["metric"].isin(adjusted)]
+    raw = base[base["metric"].map(lambda m: names.get(m) is not None)]
+    if raw.empty:
+        return tidy_frame(base.reset_index(drop=True))
+    out = raw.assign(metric=raw["metric"].map(names), value=CORRECTIONS[method](raw["value"].to_numpy()),
+                     ci_low=np.nan, ci_high=np.nan)
+    return tidy_frame(pd.concat([base, out], ignore_index=True))
+
+
 def spearman_ci(x, y, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
                 method: str = "bootstrap") -> tuple[float, float, float, float]:
     """Spearman rank correlation rho (Pearson correlation of the ranks, ``scipy.stats.spearmanr``) with
@@ -366,7 +451,8 @@ def _compared_metrics(per_sentence: pd.DataFrame, metrics: Sequence[str] | None,
 def _paired_layer_tests(pairs: pd.DataFrame, state: str, reference: str, *, n_boot: int, seed: int, test: str,
                         n_perm: int, level: float) -> list[tuple]:
     """Per layer of ``pairs`` (index layer, sentence; columns the two states): ``(layer, p, mean
-    difference, low, high, rank-biserial, n)``; layers with fewer than two complete pairs are skipped."""
+    difference, low, high, rank-biserial, n, reference SD)``; layers with fewer than two complete pairs
+    are skipped. The reference SD is the between-sentence SD (ddof 1) of the reference state's values."""
     out = []
     for layer, w in pairs.groupby(level="layer", sort=True):
         a, b = w[state].to_numpy(np.float64), w[reference].to_numpy(np.float64)
@@ -377,7 +463,7 @@ def _paired_layer_tests(pairs: pd.DataFrame, state: str, reference: str, *, n_bo
         rk = rank_test(a, b, paired=True)
         p = rk.p if test == "wilcoxon" else permutation_test(a, b, n_perm=n_perm, seed=seed, paired=True).p
         est, lo, hi = bootstrap_mean_ci(a - b, n_boot=n_boot, level=level, seed=seed + int(layer))
-        out.append((int(layer), p, est, lo, hi, rk.effect, a.size))
+        out.append((int(layer), p, est, lo, hi, rk.effect, a.size, float(b.std(ddof=1))))
     return out
 
 
@@ -393,7 +479,10 @@ def compare_states_per_sentence(per_sentence: pd.DataFrame, reference: str = "pr
 
     * ``test_p_<metric>``: two-sided p-value of the Wilcoxon signed-rank test on d (``test="wilcoxon"``,
       default) or of the sign-flip permutation test of mean(d) (``test="permutation"``, ``n_perm``);
-    * ``test_p_holm_<metric>``: the same, Holm-adjusted across the layers of one (model, state, metric);
+    * ``test_p_holm_<metric>`` is NOT written here: :func:`adjust_family` adjusts every p-value of the
+      study in one family (the pipeline calls it once on the whole tidy table);
+    * ``reference_sd_<metric>``: the between-sentence SD of the reference state at that layer (the scale of
+      the negligible-effect threshold of :mod:`layerwise.claims`);
     * ``effect_<metric>``: mean(d), with a percentile bootstrap CI over sentences (``n_boot``);
     * ``rank_biserial_<metric>``: matched-pairs rank-biserial correlation of d (scale-free, in [-1, 1]).
 
@@ -417,12 +506,11 @@ def compare_states_per_sentence(per_sentence: pd.DataFrame, reference: str = "pr
                                              test=test, n_perm=n_perm, level=level)
             if not layer_rows:
                 continue
-            adj = holm([r[1] for r in layer_rows])
-            for (layer, p, est, lo, hi, rb, n), p_adj in zip(layer_rows, adj):
+            for layer, p, est, lo, hi, rb, n, sd in layer_rows:
                 rows += [tidy_row(model, state, layer, f"test_p_{metric}", p, n=n),
-                         tidy_row(model, state, layer, f"test_p_holm_{metric}", p_adj, n=n),
                          tidy_row(model, state, layer, f"effect_{metric}", est, lo, hi, n),
-                         tidy_row(model, state, layer, f"rank_biserial_{metric}", rb, n=n)]
+                         tidy_row(model, state, layer, f"rank_biserial_{metric}", rb, n=n),
+                         tidy_row(model, state, layer, f"reference_sd_{metric}", sd, n=n)]
     return tidy_frame(rows)
 
 

@@ -1,0 +1,76 @@
+"""The verdict rules of layerwise.claims, section "size before significance": known answers, the one
+correction family, and that chapters/methods.qmd states the negligible-effect threshold."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from layerwise import claims, prose, stats
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_size_before_significance_known_answers():
+    # the reviewer's case: -0.0014 with p = 1.9e-30, pretrained between-sentence SD 0.05 -> delta 0.005
+    tiny = claims.effect_verdict(-0.0014, 1.9e-30, claims.negligible_threshold(0.05))
+    assert tiny.word == "negligible" and tiny.detail["delta"] == pytest.approx(0.005)
+    large = claims.effect_verdict(0.25, 1e-12, claims.negligible_threshold(0.05))
+    assert large.word == "higher"
+    assert claims.effect_verdict(-0.25, 1e-12, 0.005).word == "lower"
+    assert claims.effect_verdict(0.25, 0.2, 0.005).word == "not significant"
+    assert claims.effect_verdict(0.25, float("nan"), 0.005).word == "not significant"
+    assert claims.effect_verdict(0.001, 0.5, 0.005).word == "negligible"  # size is judged first
+    # without a reference SD the size rule cannot apply
+    assert claims.effect_verdict(0.001, 1e-9, claims.negligible_threshold(float("nan"))).word == "higher"
+    assert claims.NEGLIGIBLE_SD == 0.1 and claims.CORRECTION in stats.CORRECTIONS
+
+
+def _per_sentence(n=200, seed=0):
+    """Layer 0: every sentence moves by -0.0014 (+ tiny noise): p tiny, effect negligible; layer 1: a
+    large shift; layer 2: nothing."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for layer, shift in enumerate([-0.0014, 0.25, 0.0]):
+        base = rng.normal(0.3, 0.05, n)
+        for state, delta in (("pretrained", 0.0), ("finetuned", shift)):
+            v = base + delta + rng.normal(0, 0.0002 if layer == 0 else 0.05, n) * (state == "finetuned")
+            rows += [("m", state, layer, i, "token_cosine", v[i]) for i in range(n)]
+    return pd.DataFrame(rows, columns=["model", "state", "layer", "sentence", "metric", "value"])
+
+
+def test_verdicts_from_the_tidy_tables_and_one_family():
+    tidy = stats.adjust_family(stats.compare_states_per_sentence(_per_sentence(), n_boot=200))
+    assert claims.family_size(tidy) == 3
+    v = {x.detail["layer"]: x for x in claims.state_change_verdicts(tidy, "token_cosine")}
+    assert v[0].detail["p"] < 1e-20 and v[0].word == "negligible"
+    assert v[1].word == "higher" and v[1].detail["low"] > 0.2
+    assert v[2].word in ("negligible", "not significant")
+    assert all(x.n == 200 and not x.rows.empty for x in v.values())
+    s = prose.significance_sentence(tidy, "token_cosine", "the token cosine")
+    assert "Holm-adjusted over all 3 tests" in s and "higher at layer 1 (+0.2" in s
+    assert re.search(r"negligible at layers? 0 \(-0\.0014, 95% CI -0\.001\d to -0\.001\d\)", s), s
+    assert "lower" not in s
+
+
+def test_one_family_covers_every_test_of_the_tidy_tables():
+    ps = _per_sentence()
+    tidy = stats.compare_states_per_sentence(ps, n_boot=100)
+    extra = pd.DataFrame([dict(model="m", state="finetuned", layer=-1, metric="spearman_convergence_probe_p",
+                               value=0.01, ci_low=np.nan, ci_high=np.nan, n=7)])
+    both = stats.adjust_family(pd.concat([tidy, extra], ignore_index=True))
+    raw = both[both.metric.isin(["test_p_token_cosine", "spearman_convergence_probe_p"])]
+    adj = both[both.metric.isin(["test_p_holm_token_cosine", "spearman_convergence_probe_p_holm"])]
+    assert len(raw) == len(adj) == 4
+    np.testing.assert_allclose(adj.value.to_numpy(), stats.holm(raw.value.to_numpy()))
+    pd.testing.assert_frame_equal(stats.adjust_family(both), both)  # idempotent
+
+
+def test_methods_states_the_threshold_and_the_family():
+    text = " ".join((ROOT / "chapters" / "methods.qmd").read_text().split())
+    assert f"{claims.NEGLIGIBLE_SD:g} times the between-sentence standard deviation" in text
+    assert "Every p-value in the result tables" in text and "Holm" in text
