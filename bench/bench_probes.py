@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from layerwise import probes, stats
+from layerwise import comparisons, probes
 from layerwise.schema import PER_SENTENCE_METRICS, POOLINGS, STATES, VARIANTS, tidy_row
 
 SIGNAL = {"pretrained": 0.02, "finetuned": 0.04, "random": 0.005}   # class separation per layer step
@@ -111,8 +111,8 @@ def main() -> None:
             geo = pd.DataFrame([tidy_row(name, s, layer, "token_cosine_mean", 0.1 * layer) for s in STATES
                                 for layer in range(n_layers)])
         t1 = time.perf_counter()
-        cmp_rows = stats.compare_states_per_sentence(ps, n_boot=args.n_boot, seed=0)
-        corr = stats.convergence_correlation(pd.concat([geo, tidy], ignore_index=True))
+        cmp_rows = comparisons.compare_states_per_sentence(ps, n_boot=args.n_boot, seed=0)
+        corr = comparisons.convergence_correlation(pd.concat([geo, tidy], ignore_index=True))
         t_stats = time.perf_counter() - t1
         parts = ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())
         print(f"run {r}: probe_study {t_probe:.1f} s  ({parts}); "

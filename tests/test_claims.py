@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from layerwise import claims, prose, stats
+from layerwise import claims, comparisons, prose, stats
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,7 +44,7 @@ def _per_sentence(n=200, seed=0):
 
 
 def test_verdicts_from_the_tidy_tables_and_one_family():
-    tidy = stats.adjust_family(stats.compare_states_per_sentence(_per_sentence(), n_boot=200))
+    tidy = stats.adjust_family(comparisons.compare_states_per_sentence(_per_sentence(), n_boot=200))
     assert claims.family_size(tidy) == 3
     v = {x.detail["layer"]: x for x in claims.state_change_verdicts(tidy, "token_cosine")}
     assert v[0].detail["p"] < 1e-20 and v[0].word == "negligible"
@@ -59,7 +59,7 @@ def test_verdicts_from_the_tidy_tables_and_one_family():
 
 def test_one_family_covers_every_test_of_the_tidy_tables():
     ps = _per_sentence()
-    tidy = stats.compare_states_per_sentence(ps, n_boot=100)
+    tidy = comparisons.compare_states_per_sentence(ps, n_boot=100)
     extra = pd.DataFrame([dict(model="m", state="finetuned", layer=-1, metric="spearman_convergence_probe_p",
                                value=0.01, ci_low=np.nan, ci_high=np.nan, n=7)])
     both = stats.adjust_family(pd.concat([tidy, extra], ignore_index=True))

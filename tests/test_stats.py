@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from layerwise import schema, stats
+from layerwise import comparisons, schema, stats
 from layerwise.errors import LayerwiseError
 
 # ---------------------------------------------------------------------------------------------- CIs
@@ -196,7 +196,7 @@ def _per_sentence(shift_layer=2, shift=0.5, n=40, layers=3, seed=0):
 
 def test_compare_states_per_sentence_finds_the_planted_layer_and_one_family_adjusts_it():
     ps = _per_sentence()
-    out = stats.compare_states_per_sentence(ps, n_boot=300, seed=0)
+    out = comparisons.compare_states_per_sentence(ps, n_boot=300, seed=0)
     assert list(out.columns) == schema.TIDY_COLUMNS
     assert set(out["state"]) == {"finetuned", "random"}
     assert set(out["metric"]) == {"test_p_token_cosine", "effect_token_cosine", "rank_biserial_token_cosine",
@@ -213,7 +213,7 @@ def test_compare_states_per_sentence_finds_the_planted_layer_and_one_family_adju
     pre = ps[(ps.state == "pretrained") & (ps.layer == 1)].value
     assert ft.loc[1, "reference_sd_token_cosine"] == pytest.approx(pre.std(ddof=1))
     # the permutation variant agrees on the planted layer
-    perm = stats.adjust_family(stats.compare_states_per_sentence(ps, n_boot=100, test="permutation", n_perm=1999))
+    perm = stats.adjust_family(comparisons.compare_states_per_sentence(ps, n_boot=100, test="permutation", n_perm=1999))
     p = perm[(perm.state == "finetuned") & (perm.metric == "test_p_holm_token_cosine")].set_index("layer").value
     assert p[2] < 0.01 and p[0] > 0.01
     with pytest.raises(LayerwiseError, match="unknown correction"):
@@ -223,12 +223,12 @@ def test_compare_states_per_sentence_finds_the_planted_layer_and_one_family_adju
 def test_compare_states_per_sentence_errors():
     ps = _per_sentence()
     with pytest.raises(LayerwiseError, match="not in the per-sentence table"):
-        stats.compare_states_per_sentence(ps, metrics=["cov_trace"])
+        comparisons.compare_states_per_sentence(ps, metrics=["cov_trace"])
     with pytest.raises(LayerwiseError, match="lacks columns"):
-        stats.compare_states_per_sentence(ps.drop(columns="sentence"))
-    assert stats.compare_states_per_sentence(ps[ps.state != "pretrained"]).empty
+        comparisons.compare_states_per_sentence(ps.drop(columns="sentence"))
+    assert comparisons.compare_states_per_sentence(ps[ps.state != "pretrained"]).empty
     with pytest.raises(LayerwiseError, match="unknown test"):
-        stats.compare_states_per_sentence(ps, test="t-test")
+        comparisons.compare_states_per_sentence(ps, test="t-test")
 
 
 def test_convergence_correlation():
@@ -239,7 +239,7 @@ def test_convergence_correlation():
                  schema.tidy_row("m", "random", layer, "token_cosine_mean", 0.1 * layer),
                  schema.tidy_row("m", "random", layer, "probe_acc_cls", 0.9 - 0.05 * layer)]
     rows.append(schema.tidy_row("m", "finetuned", 3, "probe_acc_cls", 0.9))       # too few layers: skipped
-    out = stats.convergence_correlation(schema.tidy_frame(rows))
+    out = comparisons.convergence_correlation(schema.tidy_frame(rows))
     r = out[out.metric == "spearman_convergence_probe"].set_index("state")
     assert set(r.index) == {"pretrained", "random"}
     assert r.loc["pretrained", "value"] == pytest.approx(1.0) and r.loc["random", "value"] == pytest.approx(-1.0)

@@ -149,7 +149,7 @@ def probe(params: StudyParams, analysis_entry: Path | None = None, progress: boo
     by key like :func:`analyze` (found whatever the study's name, computed once by concurrent runs)."""
     analysis_entry = analysis_entry or analyze(params, progress)
     a = params.analysis
-    key = content_hash({"analysis": entry_key(analysis_entry), "code": code_hash("probes", "stats"),
+    key = content_hash({"analysis": entry_key(analysis_entry), "code": code_hash("probes", "comparisons", "stats"),
                         "settings": a.probe_payload()})
     return cached_entry(cache_root() / "probes", params.name, key,
                         lambda entry: _write_probes(params, analysis_entry, key, entry),
@@ -158,7 +158,7 @@ def probe(params: StudyParams, analysis_entry: Path | None = None, progress: boo
 
 def _write_probes(params: StudyParams, analysis_entry: Path, key: str, entry: Path) -> None:
     """Compute the probe entry ``entry`` (key ``key``) from the stored embeddings of ``analysis_entry``."""
-    from . import probes, stats
+    from . import comparisons, probes, stats
 
     a = params.analysis
     emb = load_embeddings(analysis_entry, a.states)
@@ -168,9 +168,9 @@ def _write_probes(params: StudyParams, analysis_entry: Path, key: str, entry: Pa
         probe_tidy, cones = probes.probe_study(emb, params.name, probes.ProbeSettings.from_analysis(a))
         parts = [probe_tidy]
         if "pretrained" in a.states and len(a.states) > 1:
-            parts.append(stats.compare_states_per_sentence(per_sentence, reference="pretrained", n_boot=a.bootstrap,
+            parts.append(comparisons.compare_states_per_sentence(per_sentence, reference="pretrained", n_boot=a.bootstrap,
                                                            seed=a.seed))
-        parts.append(stats.convergence_correlation(pd.concat([geometry_tidy, probe_tidy], ignore_index=True)))
+        parts.append(comparisons.convergence_correlation(pd.concat([geometry_tidy, probe_tidy], ignore_index=True)))
         # one multiple-testing family: every p-value of the study (stats.adjust_family, Holm)
         stats.adjust_family(pd.concat(parts, ignore_index=True)).to_parquet(tmp / "tidy.parquet", index=False)
         cones.to_parquet(tmp / "cones.parquet", index=False)
