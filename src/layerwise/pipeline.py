@@ -60,10 +60,14 @@ def _analysis_key(params: StudyParams, inputs: StudyInputs) -> str:
 
 
 def _selection_texts(splits) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
-    texts = list(splits.train["text"]) + list(splits.test["text"])
-    labels = np.asarray(list(splits.train["label"]) + list(splits.test["label"]), dtype=np.int64)
-    split = np.array(["train"] * len(splits.train) + ["test"] * len(splits.test))
-    index = np.asarray(list(splits.train["index"]) + list(splits.test["index"]), dtype=np.int64)
+    """Every sentence the engine embeds, with its label, part ("train": fine-tuning, "probe": the probe
+    pool, "test") and row in its source split."""
+    parts = [("train", splits.train), ("probe", splits.probe if splits.probe is not None else []),
+             ("test", splits.test)]
+    texts = [t for _, d in parts for t in (d["text"] if len(d) else [])]
+    labels = np.asarray([v for _, d in parts for v in (d["label"] if len(d) else [])], dtype=np.int64)
+    split = np.array([name for name, d in parts for _ in range(len(d))])
+    index = np.asarray([v for _, d in parts for v in (d["index"] if len(d) else [])], dtype=np.int64)
     return texts, labels, split, index
 
 
@@ -104,7 +108,8 @@ def analyze(params: StudyParams, progress: bool = True, *, inputs: StudyInputs |
             timings[state] = time.perf_counter() - t0
             for t in tables:
                 tables[t].append(getattr(res, t))
-            embeddings[state] = {"cls": res.cls, "mean": res.mean, "label": labels, "split": split, "index": index}
+            embeddings[state] = {"cls": res.cls, "mean": res.mean, "label": labels, "split": split, "index": index,
+                                 "text": np.asarray(texts, dtype=str)}
             np.savez(tmp / f"embeddings_{state}.npz", **embeddings[state])
             del model
         test_only = {s: {k: (v[split == "test"] if isinstance(v, np.ndarray) and len(v) == len(split) else v)
@@ -131,11 +136,11 @@ def load_embeddings(entry: Path, states: list[str]) -> dict[str, dict[str, np.nd
 
 def probe(params: StudyParams, analysis_entry: Path | None = None, progress: bool = True) -> Path:
     """Probes, class geometry and statistical tests on the stored embeddings (no forward pass)."""
-    from . import probes, stats
+    from . import probe_study, stats
 
     analysis_entry = analysis_entry or analyze(params, progress)
     a = params.analysis
-    key = content_hash({"analysis": analysis_entry.name, "code": code_hash("probes", "stats"),
+    key = content_hash({"analysis": analysis_entry.name, "code": code_hash("probe_study", "stats"),
                         "settings": a.probe_payload()})
     entry = cache_root() / "probes" / f"{params.name}-{key}"
     if is_done(entry):
@@ -144,7 +149,9 @@ def probe(params: StudyParams, analysis_entry: Path | None = None, progress: boo
     geometry_tidy = pd.read_parquet(analysis_entry / "tidy.parquet")
     per_sentence = pd.read_parquet(analysis_entry / "per_sentence.parquet")
     with atomic_dir(entry) as tmp:
-        probe_tidy, cones = probes.probe_study(emb, params.name, probes.ProbeSettings.from_analysis(a))
+        probe_tidy, cones, correct = probe_study.probe_study(emb, params.name,
+                                                             probe_study.ProbeSettings.from_analysis(a))
+        correct.to_parquet(tmp / "probe_correct.parquet", index=False)
         parts = [probe_tidy]
         if "pretrained" in a.states and len(a.states) > 1:
             parts.append(stats.compare_states_per_sentence(per_sentence, reference="pretrained", n_boot=a.bootstrap,
@@ -178,6 +185,7 @@ def load_study(params_path: str | Path | StudyParams, progress: bool = True) -> 
         rogue=pd.read_parquet(a_entry / "rogue.parquet"),
         cka=pd.read_parquet(a_entry / "cka.parquet"),
         cones=pd.read_parquet(p_entry / "cones.parquet"),
+        probe_correct=pd.read_parquet(p_entry / "probe_correct.parquet"),
         finetune=ft_metrics, manifest=manifest,
     )
 
