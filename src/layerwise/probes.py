@@ -125,6 +125,7 @@ def correct_matrix(make: Callable[[int], object], Xtr, Xte, draws, train_labels:
         model = make(model_seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
+            warnings.simplefilter("ignore", FutureWarning)   # scikit-learn's notices about changing defaults
             model.fit(Xtr[idx], labels)
         correct[b] = model.predict(Xte) == target
     return correct
