@@ -94,7 +94,7 @@ def main() -> None:
         settings = probes.ProbeSettings(seeds=args.seeds, n_boot=args.n_boot, mlp=not args.no_mlp,
                                         mdl=not args.no_mdl, seed=0, mlp_poolings=tuple(args.mlp_poolings.split(",")),
                                         mlp_solver=args.mlp_solver, blas_threads=args.blas_threads or None)
-        tidy, cones = probes.probe_study(emb, name, settings, timings=timings)
+        tidy, cones, _ = probes.probe_study(emb, name, settings, timings=timings)
         t_probe = time.perf_counter() - t0
         # statistics: the real per-sentence and geometry tables next to real embeddings, else synthetic ones
         # of the demo's size (180 sentences x 7 layers x 10 metrics)

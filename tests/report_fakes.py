@@ -48,7 +48,7 @@ def fake_tables(model: str = "tiny", n_layers: int = 4, n_sentences: int = 12, s
     rng = np.random.default_rng(seed)
     L = n_layers - 1
     layers = np.arange(n_layers)
-    tidy, per_sentence, sample, rogue, cones, cka = [], [], [], [], [], []
+    tidy, per_sentence, sample, rogue, cones, cka, correct = [], [], [], [], [], [], []
     base_cos = {"pretrained": 0.1 + 0.25 * layers / L,
                 "finetuned": 0.1 + 0.25 * layers / L + 0.5 * (layers / L) ** 3,
                 "random": np.full(n_layers, 0.05)}
@@ -103,13 +103,19 @@ def fake_tables(model: str = "tiny", n_layers: int = 4, n_sentences: int = 12, s
             acc = {"pretrained": 0.6 + 0.1 * layer / L, "finetuned": 0.6 + 0.3 * layer / L, "random": 0.52}[state]
             for pool in ("cls", "mean"):
                 tidy += [_row(model, state, layer, f"probe_acc_{pool}", acc, acc - 0.04, acc + 0.04, 40),
-                         _row(model, state, layer, f"probe_control_acc_{pool}", 0.5, 0.46, 0.54, 40),
-                         _row(model, state, layer, f"selectivity_{pool}", acc - 0.5, acc - 0.56, acc - 0.44, 40),
+                         _row(model, state, layer, f"probe_chance_acc_{pool}", 0.5, 0.46, 0.54, 40),
+                         _row(model, state, layer, f"control_acc_{pool}", 0.55, 0.4, 0.7, 12),
+                         _row(model, state, layer, f"selectivity_{pool}", acc - 0.55, acc - 0.7, acc - 0.4, 12),
                          _row(model, state, layer, f"silhouette_{pool}", 0.02 + 0.1 * (acc - 0.5)),
                          _row(model, state, layer, f"silhouette_perm_{pool}", -0.003),
                          _row(model, state, layer, f"centroid_angle_{pool}", 5 + 60 * (acc - 0.5))]
             tidy += [_row(model, state, layer, "mlp_probe_acc_cls", acc + 0.01, acc - 0.03, acc + 0.05, 40),
-                     _row(model, state, layer, "mdl_compression_cls", 1 + 2 * (acc - 0.5), n=40)]
+                     _row(model, state, layer, "mdl_compression_cls", 1 + 2 * (acc - 0.5), 0.9, 1.9, n=48),
+                     _row(model, state, layer, "mdl_compression_seen_cls", 1.5 + 2 * (acc - 0.5), 1.2, 2.5, n=48),
+                     _row(model, state, layer, "probe_acc_seen_cls", acc - 0.01, acc - 0.05, acc + 0.03, 40)]
+            for s in range(n_sentences):   # per-sentence correctness of the first-token probe
+                correct.append({"model": model, "state": state, "metric": "probe_acc_cls", "layer": int(layer),
+                                "sentence": s, "correct": float(rng.random() < acc)})
             if layer >= L - 1:
                 for s in range(n_sentences):
                     label = s % 2
@@ -119,6 +125,8 @@ def fake_tables(model: str = "tiny", n_layers: int = 4, n_sentences: int = 12, s
                                   "cos_own_centroid": float(0.7 + abs(sep) / 2 + 0.03 * rng.standard_normal()),
                                   "cos_other_centroid": float(0.7 - abs(sep) / 2 + 0.03 * rng.standard_normal())})
         tidy.append(_row(model, state, -1, "probe_majority_baseline", 0.5, 0.4, 0.6, 40))
+        tidy.append(_row(model, state, -1, "control_coverage", 0.3, n=40))
+        tidy.append(_row(model, state, -1, "lexical_probe_acc", 0.8, 0.7, 0.88, 40))
         tidy.append(_row(model, state, -1, "spearman_convergence_probe", 0.8, 0.1, 0.97, n_layers))
         tidy.append(_row(model, state, -1, "spearman_convergence_probe_p", 0.2, n=n_layers))
         if state != "pretrained":
@@ -147,7 +155,7 @@ def fake_tables(model: str = "tiny", n_layers: int = 4, n_sentences: int = 12, s
                 "confidence": 0.95, "train_seconds": 12.5, "history": history}
     return {"tidy": pd.DataFrame(tidy), "per_sentence": pd.DataFrame(per_sentence),
             "cosine_sample": pd.DataFrame(sample), "rogue": pd.DataFrame(rogue), "cka": pd.DataFrame(cka),
-            "cones": pd.DataFrame(cones), "finetune": finetune}
+            "cones": pd.DataFrame(cones), "probe_correct": pd.DataFrame(correct), "finetune": finetune}
 
 
 def fake_study(params=None, n_layers: int = 4, seed: int = 0) -> Study:
@@ -159,7 +167,8 @@ def fake_study(params=None, n_layers: int = 4, seed: int = 0) -> Study:
     key = content_hash({"name": params.name, "n_layers": n_layers, "seed": seed})
     manifest = {"cache_key": key, "cache_entries": {"analysis": f"/cache/results/{params.name}-{key}"},
                 "git_commit": "0" * 40, "versions": {"python": "3.11"}, "device": "cpu",
-                "selection": {"hash": "fake", "num_train": 60, "num_test": 40}}
+                "selection": {"hash": "fake", "num_train": 60, "num_test": 40, "train_index": list(range(60)),
+                              "probe_index": list(range(60, 108)), "test_index": list(range(108, 148))}}
     return Study(params=params, manifest=manifest, **tables)
 
 

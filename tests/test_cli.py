@@ -20,7 +20,7 @@ def run_cli(*args, cwd=ROOT):
 def test_check_demo_exits_zero():
     r = run_cli("check", "params/demo.yml")
     assert r.returncode == 0, r.stderr
-    assert "valid" in r.stdout and "450 train / 180 test" in r.stdout
+    assert "valid" in r.stdout and "270 train / 180 probe / 180 test" in r.stdout
 
 
 BAD = {

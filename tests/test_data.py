@@ -138,3 +138,30 @@ def test_labels_that_are_not_scalars_are_named(tmp_path):
     path.write_text("\n".join(f'{{"review": "t{i}", "polarity": [{i % 2}]}}' for i in range(60)) + "\n")
     with pytest.raises(LayerwiseError, match=r"labels of column 'polarity'.*strings or numbers; row 0 holds list"):
         load_splits(params_for(path))
+
+
+def test_probe_pool_is_disjoint_from_fine_tuning_and_test(tmp_path):
+    path = tmp_path / "r.csv"
+    reviews().to_csv(path, index=False)
+    base = load_splits(params_for(path))
+    s = load_splits(params_for(path, num_probe=16))
+    assert len(s.probe) == 16 and set(s.probe["label"]) == {0, 1}
+    parts = [set(s.train["index"]), set(s.probe["index"]), set(s.test["index"])]
+    assert not parts[0] & parts[1] and not parts[0] & parts[2] and not parts[1] & parts[2]
+    # the probe pool adds rows: the fine-tuning and test selections stay the same
+    assert list(s.train["index"]) == list(base.train["index"]) and list(s.test["index"]) == list(base.test["index"])
+    assert s.selection["probe_index"] == list(s.probe["index"]) and s.selection["hash"] != base.selection["hash"]
+    assert base.probe is not None and len(base.probe) == 0 and "probe_index" not in base.selection
+    with pytest.raises(LayerwiseError, match="finetune.num_probe.*at most 20"):
+        load_splits(params_for(path, num_probe=21))
+
+
+def test_demo_params_split_the_corpus_in_three():
+    from pathlib import Path
+
+    from layerwise.config import load_params
+
+    p = load_params(Path(__file__).parents[1] / "params" / "demo.yml")
+    ft = p.finetune
+    assert ft.num_probe > 0 and ft.num_train + ft.num_probe + ft.num_test <= 630
+    assert p.data_payload()["num_probe"] == ft.num_probe

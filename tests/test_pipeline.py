@@ -24,7 +24,8 @@ STATES = {"pretrained", "finetuned", "random"}
 TIDY_COLUMNS = ["model", "state", "layer", "metric", "value", "ci_low", "ci_high", "n"]
 PER_LAYER = ("token_cosine_mean", "intra_similarity", "anisotropy_baseline", "cov_trace", "cov_trace_scaled",
              "norm_mean", "erank", "erank_uncentred", "isoscore", "rogue_top3_share", "token_cosine_mean_std",
-             "probe_acc_cls", "probe_acc_mean", "probe_control_acc_cls", "selectivity_cls", "mdl_compression_cls",
+             "probe_acc_cls", "probe_acc_mean", "probe_chance_acc_cls", "control_acc_cls", "selectivity_cls",
+             "mdl_compression_cls", "probe_acc_seen_cls", "mdl_compression_seen_cls",
              "silhouette_cls", "centroid_angle_cls")
 
 
@@ -34,7 +35,7 @@ def _write_study(root: Path, arch: str) -> Path:
     spec = {"name": f"tiny-{arch}", "title": f"Tiny {arch}",
             "model": {"id": str(tiny_model_dir(arch)), "label": f"tiny {arch}"},
             "dataset": {"source": str(data)},
-            "finetune": {"num_train": 50, "num_test": 30, "epochs": 2, "batch_size": 8, "learning_rate": 3e-3},
+            "finetune": {"num_train": 35, "num_probe": 15, "num_test": 30, "epochs": 2, "batch_size": 8, "learning_rate": 3e-3},
             "analysis": {"num_sentences": 20, "batch_size": 8, "max_length": 64, "token_sample": 64,
                          "sample_sentences": 10, "baseline_pairs": 200, "cosine_sample": 200, "probe_seeds": 2,
                          "bootstrap": 100, "seed_layers": [1, 2]}}
@@ -118,7 +119,9 @@ def test_load_study_gives_every_table(studies, arch):
     assert study.per_sentence.sentence.nunique() == 20
     assert set(study.cka.pooling) == {"cls", "mean"} and len(study.cones) > 0
     # fine-tuning metrics and the provenance of the result
-    assert study.finetune["n_train"] == 50 and study.finetune["n_test"] == 30
+    assert study.finetune["n_train"] == 35 and study.finetune["n_test"] == 30
+    assert study.probe_correct.groupby(["state", "metric", "layer"]).size().eq(30).all()
+    assert (metric_rows(study, "probe_acc_cls").n == 30).all() and len(study.manifest["selection"]["probe_index"]) == 15
     m = study.manifest
     assert m["selection"]["hash"] and m["versions"]["torch"] and "git_commit" in m
     assert all(is_done(Path(p)) for p in m["cache_entries"].values())

@@ -2,10 +2,11 @@
 class geometry on constructed clusters, the cone view, and the shape of probe_study's tables."""
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.metrics import silhouette_score
 
-from layerwise import probes
+from layerwise import probes, schema
 from layerwise.errors import LayerwiseError
 from layerwise.config import AnalysisSpec
 from layerwise.schema import ORIGINAL_LAYERS, POOLINGS, STATES, TIDY_COLUMNS
@@ -20,20 +21,20 @@ def blobs(n=300, d=20, sep=8.0, seed=0):
     return X, y
 
 
-def test_probe_separable_data_reaches_100_and_control_sits_at_chance():
+def test_probe_separable_data_reaches_100_and_the_chance_baseline_sits_at_chance():
     X, y = blobs(400)
     Xtr, ytr, Xte, yte = X[:200], y[:200], X[200:], y[200:]
     real = probes.probe_accuracy(Xtr, ytr, Xte, yte, seeds=5, n_boot=500)
     assert real.acc >= 0.99 and real.ci_high == 1.0
     assert real.correct.shape == (5, 200) and real.per_seed.shape == (5,)
-    ctrl = probes.probe_accuracy(Xtr, ytr, Xte, yte, seeds=5, n_boot=500, control=True)
+    ctrl = probes.probe_accuracy(Xtr, ytr, Xte, yte, seeds=5, n_boot=500, permuted=True)
     assert 0.38 < ctrl.acc < 0.62                      # chance = 0.5 (balanced classes)
     assert len(set(ctrl.per_seed.round(6))) > 1        # a fresh permutation per seed
     sel, lo, hi = probes.selectivity(real, ctrl, n_boot=500)
     assert sel == pytest.approx(real.acc - ctrl.acc)
     assert lo < sel < hi and lo > 0.3
     # same seed, same result
-    again = probes.probe_accuracy(Xtr, ytr, Xte, yte, seeds=5, n_boot=500, control=True)
+    again = probes.probe_accuracy(Xtr, ytr, Xte, yte, seeds=5, n_boot=500, permuted=True)
     assert again.acc == ctrl.acc and again.ci_low == ctrl.ci_low
 
 
@@ -132,12 +133,17 @@ def test_cone_view():
         probes.cone_view(X, np.zeros(4), ref_index=9)
 
 
-def fake_embeddings(n_train=120, n_test=60, n_layers=3, d=16, seed=0):
-    """Stored-embedding dicts for three states; class signal grows with the layer, most for 'finetuned'."""
+WORDS = ("livre", "film", "album", "roman", "disque", "manga", "série", "concert", "auteur", "acteur")
+
+
+def fake_embeddings(n_train=120, n_test=60, n_layers=3, d=16, seed=0, n_probe=0):
+    """Stored-embedding dicts for three states; class signal grows with the layer, most for 'finetuned'.
+    With ``n_probe`` a probe pool sits between the fine-tuning and the test rows."""
     rng = np.random.default_rng(seed)
-    n = n_train + n_test
+    n = n_train + n_probe + n_test
     y = rng.integers(0, 2, n)
-    split = np.array(["train"] * n_train + ["test"] * n_test)
+    split = np.array(["train"] * n_train + ["probe"] * n_probe + ["test"] * n_test)
+    text = np.array([f"Le {WORDS[i % len(WORDS)]} numéro {i}" for i in range(n)])
     out = {}
     for state, strength in zip(STATES, (1.0, 4.0, 0.0)):
         arr = {}
@@ -145,42 +151,69 @@ def fake_embeddings(n_train=120, n_test=60, n_layers=3, d=16, seed=0):
             x = rng.normal(size=(n, n_layers, d)) + 3.0
             x[:, :, 0] += strength * np.arange(n_layers)[None, :] * (y[:, None] - 0.5)
             arr[pool] = x.astype(np.float16)
-        out[state] = {**arr, "label": y, "split": split, "index": np.r_[np.arange(n_train), np.arange(n_test) + 1000]}
+        out[state] = {**arr, "label": y, "split": split, "text": text,
+                      "index": np.r_[np.arange(n_train + n_probe), np.arange(n_test) + 1000]}
     return out
 
 
 def test_probe_study_tables():
-    emb = fake_embeddings()
+    emb = fake_embeddings(n_train=100, n_probe=120)
     timings = {}
-    tidy, cones = probes.probe_study(emb, "toy", probes.ProbeSettings(seeds=2, n_boot=100, n_perm=5), timings=timings)
+    tidy, cones, correct = probes.probe_study(emb, "toy", probes.ProbeSettings(seeds=2, retrainings=3, n_boot=100,
+                                                                              n_perm=5, mdl_subsamples=2),
+                                              timings=timings)
     assert list(tidy.columns) == TIDY_COLUMNS
     assert set(tidy["state"]) == set(STATES) and set(tidy["model"]) == {"toy"}
-    expected = {f"{m}_{p}" for m in ("probe_acc", "probe_control_acc", "selectivity", "silhouette", "silhouette_perm",
-                                     "centroid_angle", "centroid_margin", "mdl_compression") for p in POOLINGS}
-    expected |= {"mlp_probe_acc_cls", "probe_majority_baseline"}
+    expected = {f"{m}_{p}" for m in ("probe_acc", "probe_chance_acc", "control_acc", "selectivity", "silhouette",
+                                     "silhouette_perm", "centroid_angle", "centroid_margin") for p in POOLINGS}
+    expected |= {"mlp_probe_acc_cls", "mdl_compression_cls", "probe_acc_seen_cls", "mdl_compression_seen_cls",
+                 "probe_majority_baseline", "control_coverage", "lexical_probe_acc"}
     assert set(tidy["metric"]) == expected
+    assert all(schema.lookup(m) for m in expected)
     per_layer = tidy[tidy.metric == "probe_acc_cls"]
     assert len(per_layer) == 3 * 3 and set(per_layer.layer) == {0, 1, 2}
     acc = per_layer.pivot(index="state", columns="layer", values="value")
     assert acc.loc["finetuned", 2] > 0.95 and acc.loc["random", 2] < 0.75
     assert acc.loc["finetuned", 2] > acc.loc["pretrained", 2] - 0.02
-    assert tidy[tidy.metric == "probe_majority_baseline"]["layer"].eq(-1).all()
+    for m in ("probe_majority_baseline", "control_coverage", "lexical_probe_acc"):
+        assert tidy[tidy.metric == m]["layer"].eq(-1).all() and len(tidy[tidy.metric == m]) == 3
     assert (tidy.loc[tidy.metric == "probe_acc_cls", "n"] == 60).all()
-    assert (tidy.loc[tidy.metric == "mdl_compression_cls", "n"] == 120).all()
-    assert set(timings) >= {"probe", "control", "mlp", "mdl", "geometry"}
+    assert (tidy.loc[tidy.metric == "mdl_compression_cls", "n"] == 96).all()          # 80 % of the 120 pool rows
+    assert (tidy.loc[tidy.metric == "mdl_compression_seen_cls", "n"] == 96).all()     # equal n
+    assert set(timings) >= {"probe", "control", "mlp", "mdl", "geometry", "memorisation", "lexical"}
+    # per-sentence correctness: every linear probe's test rows, plus the lexical baseline
+    assert list(correct.columns) == probes.probe_study.__globals__["CORRECT_COLUMNS"]
+    assert set(correct["sentence"]) == set(range(220, 280))
+    assert len(correct) == 3 * 2 * 3 * 60 + 3 * 60
     # cones: first token, test rows, the original study's layers that exist (none here) plus the last layer
     assert list(cones.columns) == probes.CONE_COLUMNS
     assert set(cones["layer"]) == {2} and len(cones) == 3 * 60
-    assert sorted(set(cones["sentence"])) == list(range(120, 180))    # rows of the stored arrays
+    assert sorted(set(cones["sentence"])) == list(range(220, 280))    # rows of the stored arrays
     ref = cones[(cones.state == "finetuned")].iloc[0]
     assert ref.cos_ref == pytest.approx(1.0, abs=1e-6)
+
+
+def test_probes_train_on_the_probe_pool_only():
+    """The probe pool is the only training set: relabelling the fine-tuning rows changes no probe or MDL value
+    (but the memorisation rows); without a probe pool the fine-tuning rows are the fallback."""
+    st = probes.ProbeSettings(layers=[2], seeds=1, retrainings=3, n_boot=50, n_perm=5, mdl_subsamples=2, mlp=False,
+                              poolings=("cls",))
+    emb = fake_embeddings(n_train=80, n_probe=80)
+    flipped = {s: {**e, "label": np.where(e["split"] == "train", 1 - e["label"], e["label"])} for s, e in emb.items()}
+    a, b = probes.probe_study(emb, "toy", st).tidy, probes.probe_study(flipped, "toy", st).tidy
+    keep = ~a.metric.str.contains("seen")
+    pd.testing.assert_frame_equal(a[keep].reset_index(drop=True), b[keep].reset_index(drop=True))
+    assert not np.allclose(a[~keep].value, b[~keep].value)
+    old = fake_embeddings(n_train=80)                      # no probe pool: fine-tuning rows, no memorisation rows
+    tidy = probes.probe_study(old, "toy", st).tidy
+    assert not tidy.metric.str.contains("seen").any() and (tidy.loc[tidy.metric == "mdl_compression_cls", "n"] == 64).all()
 
 
 def test_probe_study_options_and_errors():
     emb = fake_embeddings()
     st = probes.ProbeSettings(layers=[2], seeds=1, n_boot=100, mlp=False, mdl=False, n_perm=2, poolings=("cls",),
                               cone_layers=[0, 2])
-    tidy, cones = probes.probe_study(emb, "toy", st)
+    tidy, cones, _ = probes.probe_study(emb, "toy", st)
     assert set(tidy.layer) == {-1, 2}
     assert not tidy.metric.str.startswith(("mlp", "mdl")).any()
     assert set(cones.layer) == {2}                   # cones only where the cls probes ran
@@ -199,8 +232,9 @@ def test_probe_study_options_and_errors():
 def test_probe_settings_from_the_analysis_spec():
     spec = AnalysisSpec(probe_seeds=3, bootstrap=200, seed=7)
     st = probes.ProbeSettings.from_analysis(spec)
-    assert (st.seeds, st.n_boot, st.seed) == (3, 200, 7)
+    assert (st.seeds, st.retrainings, st.n_boot, st.seed) == (3, 20, 200, 7)
     assert st == probes.ProbeSettings(seeds=3, n_boot=200, seed=7)          # the rest: the defaults
+    assert probes.ProbeSettings.from_analysis(AnalysisSpec(probe_retrainings=4)).retrainings == 4
     assert probes.ProbeSettings.from_analysis(spec, mlp=False).mlp is False
     assert probes.ProbeSettings(layers=[1, 2]).layers == (1, 2)             # frozen, hashable
     with pytest.raises(AttributeError):
@@ -210,5 +244,5 @@ def test_probe_settings_from_the_analysis_spec():
 def test_default_cone_layers_are_the_original_studys_layers():
     emb = fake_embeddings(n_layers=8, d=4)
     st = probes.ProbeSettings(layers=[5, 7], seeds=1, n_boot=20, n_perm=1, mlp=False, mdl=False, poolings=("cls",))
-    _, cones = probes.probe_study(emb, "toy", st)
+    _, cones, _ = probes.probe_study(emb, "toy", st)
     assert set(cones.layer) == {v for v in ORIGINAL_LAYERS if v < 8} & {5, 7}

@@ -80,7 +80,15 @@ def test_prose_on_the_synthetic_study():
     s = fake_study()
     assert "reaches a test accuracy of 0.850 (95% CI 0.710 to 0.930)" in prose.finetune_sentence(s.finetune)
     assert "significantly above the majority-class baseline of 0.500" in prose.finetune_sentence(s.finetune)
-    assert "finetuned: best at layer 3 with 0.900" in prose.probe_sentence(s.tidy)
+    assert "finetuned: highest at layer 3 with 0.900" in prose.probe_sentence(s.tidy)     # no paired test: no "best"
+    text = prose.probe_sentence(s.tidy, correct=s.probe_correct)     # 12 test sentences: layers not separated
+    assert "finetuned: best layers" in text and "chance baseline (permuted labels) 0.500" in text
+    assert "on the 12 covered test sentences" in text
+    assert "scores 0.800 (95% CI 0.700 to 0.880)" in prose.lexical_sentence(s.tidy, correct=s.probe_correct)
+    assert "on fine-tuning sentences" in prose.memorisation_sentence(s.tidy)
+    table = prose.split_table(s)
+    assert table["sentences"].tolist() == [60, 48, 40]
+    assert "12 covered" in table.loc["test", "used for"]
     grid = prose.grid_table(s.tidy, [1, 2, 3])
     assert list(grid.index) == list(schema.STATES) and grid.loc["finetuned", "layer 3"] == 0.9
     assert "rho = 0.80" in prose.convergence_sentence(s.tidy)

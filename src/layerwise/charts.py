@@ -295,18 +295,28 @@ def cka_heatmap(cka: pd.DataFrame, pooling: str = "cls", pairs: Sequence[tuple[s
 
 def probe_lines(tidy: pd.DataFrame, pooling: str = "cls", *, color: str = "state",
                    baseline: float | None = None, include_mlp: bool = True, relative_depth: bool = False,
-                   column: str | None = None, title: str | None = None) -> alt.Chart:
-    """Probe test accuracy per layer with its CI band: the logistic probe (solid), the permuted-label
-    control (dashed) and, when present, the MLP probe (dotted); optional majority-class baseline rule."""
-    names = {f"probe_acc_{pooling}": "linear probe", f"probe_control_acc_{pooling}": "control (permuted labels)"}
-    if include_mlp and f"mlp_probe_acc_{pooling}" in set(tidy["metric"]):
+                   column: str | None = None, title: str | None = None, lexical: bool = True) -> alt.Chart:
+    """Probe test accuracy per layer with its CI band: the logistic probe, the control task and the chance
+    baseline (permuted labels), and, when present, the MLP probe; optional majority-class baseline rule
+    and (``lexical``, when the table has it) the lexical baseline's accuracy as a solid horizontal rule."""
+    present = set(tidy["metric"])
+    names = {f"probe_acc_{pooling}": "linear probe", f"control_acc_{pooling}": "control task",
+             f"probe_chance_acc_{pooling}": "chance (permuted labels)"}
+    names = {k: v for k, v in names.items() if k in present}
+    if include_mlp and f"mlp_probe_acc_{pooling}" in present:
         names[f"mlp_probe_acc_{pooling}"] = "MLP probe"
     ch = layer_lines(tidy, names, title=title or f"Probe accuracy per layer ({pooling} pooling)",
                      y_title="test accuracy", color=color, dash="metric", column=column,
                      relative_depth=relative_depth, independent_y=False)
+    rules = []
     if baseline is not None and column is None:
-        rule = alt.Chart(pd.DataFrame({"baseline": [float(baseline)], "label": ["majority class"]})).mark_rule(
-            color="black", strokeDash=[2, 2]).encode(y="baseline:Q", tooltip=["label:N", "baseline:Q"])
+        rules.append(("majority class", float(baseline), [2, 2]))
+    lex = tidy[tidy["metric"] == "lexical_probe_acc"]["value"]
+    if lexical and column is None and not lex.empty:
+        rules.append(("lexical baseline (TF-IDF word 1-2-grams)", float(lex.iloc[0]), [1, 0]))
+    for label, value, dash in rules:
+        rule = alt.Chart(pd.DataFrame({"baseline": [value], "label": [label]})).mark_rule(
+            color="black", strokeDash=dash).encode(y="baseline:Q", tooltip=["label:N", "baseline:Q"])
         ch = alt.layer(ch, rule).properties(title=ch.title)
     return ch
 

@@ -36,7 +36,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(yaml.safe_dump(report.params.model_dump(mode="json"), sort_keys=False, allow_unicode=True).rstrip())
         limit = f" ({report.positions} positions)" if report.positions else ""
         print(f"# model source: {report.source}{limit}")
-        print(f"# data: {len(splits.train)} train / {len(splits.test)} test examples, "
+        pool = f"{len(splits.probe)} probe / " if splits.probe is not None and len(splits.probe) else ""
+        print(f"# data: {len(splits.train)} train / {pool}{len(splits.test)} test examples, "
               f"labels {splits.label_names}, selection {splits.selection['hash']}")
         print(f"# label mapping: {report.label_mapping()}")
     return 0

@@ -98,6 +98,9 @@ class FinetuneSpec(_Strict):
 
     num_train: int = Field(5000, gt=0, description="training examples (original study flag -a)")
     num_test: int = Field(1000, gt=0, description="test examples (original study flag -b)")
+    num_probe: int = Field(0, ge=0, description="probe-pool examples, disjoint from the fine-tuning and test "
+                           "examples: every probe and MDL code trains on them (0: the probes fall back to the "
+                           "fine-tuning examples, which the fine-tuned model has memorised)")
     epochs: float = Field(1.0, gt=0, description="original study flag -n")
     learning_rate: float = Field(5e-5, gt=0, lt=1)
     batch_size: int = Field(8, gt=0)
@@ -141,7 +144,9 @@ class AnalysisSpec(_Strict):
     pool_tokens: int | None = Field(None, gt=0, description="tokens kept per sampled sentence "
                                     "(default max(8, 2 ceil(token_sample / sample_sentences)))")
     top_dims: int = Field(10, gt=0, description="rogue dimensions listed per layer")
-    probe_seeds: int = Field(5, gt=0)
+    probe_seeds: int = Field(5, gt=0, description="seeds of the MLP probe (80 % subsamples of the probe pool)")
+    probe_retrainings: int = Field(20, gt=1, description="bootstrap retrainings of the linear probes, the "
+                                   "control task and the lexical baseline (their CIs cross them with test resampling)")
     bootstrap: int = Field(1000, ge=100)
     original_layers: list[int] = Field(default_factory=lambda: list(ORIGINAL_LAYERS),
                                        validation_alias=AliasChoices("original_layers", "seed_layers"),
@@ -171,7 +176,7 @@ GEOMETRY_FIELDS = ("states", "num_sentences", "max_length", "token_sample", "sam
                    "cosine_sample", "hist_bins", "pool_tokens", "top_dims", "seed", "baseline_tokens",
                    "self_similarity_min_count", "self_similarity_occurrences", "self_similarity_words", "precision")
 #: AnalysisSpec fields that only the probes and statistics read.
-PROBE_FIELDS = ("probe_seeds", "bootstrap", "seed")
+PROBE_FIELDS = ("probe_seeds", "probe_retrainings", "bootstrap", "seed")
 #: AnalysisSpec fields no result depends on (no cache key).
 UNKEYED_FIELDS = ("batch_size", "original_layers")
 
@@ -214,8 +219,10 @@ class StudyParams(_Strict):
         """What determines the selected examples (for cache keys)."""
         # (the default encoding stays out of the key, so entries cached before the field existed still match)
         dataset = self.dataset.model_dump(exclude={"encoding"} if self.dataset.encoding == "utf-8" else None)
+        # (num_probe enters only when set, so entries cached before the field existed still match)
+        probe = {"num_probe": self.finetune.num_probe} if self.finetune.num_probe else {}
         return {"dataset": dataset, "num_train": self.finetune.num_train,
-                "num_test": self.finetune.num_test, "seed": self.finetune.seed}
+                "num_test": self.finetune.num_test, **probe, "seed": self.finetune.seed}
 
 
 def _expand(value: str) -> Path:

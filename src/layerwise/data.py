@@ -24,14 +24,16 @@ MAX_EMPTY_FRACTION = 0.05
 
 @dataclass
 class Splits:
-    """The selected examples: ``train`` and ``test`` are ``datasets.Dataset`` objects with columns
-    ``text``, ``label`` (0..K-1), ``index`` (row in the source split, counted from 0 before any row is
-    dropped) and optionally ``domain``."""
+    """The selected examples: ``train`` (fine-tuning), ``probe`` (the probe pool: the probes and MDL train on
+    it, the fine-tuning never sees it; empty when ``finetune.num_probe`` is 0) and ``test`` are
+    ``datasets.Dataset`` objects with columns ``text``, ``label`` (0..K-1), ``index`` (row in the source
+    split, counted from 0 before any row is dropped) and optionally ``domain``. The three are disjoint."""
 
     train: Any
     test: Any
     label_names: list[str]
     selection: dict[str, Any] = field(default_factory=dict)
+    probe: Any = None
 
     @property
     def num_labels(self) -> int:
@@ -214,17 +216,30 @@ def _tidy(d, ds, mapping: dict[Any, int]):
     return datasets.Dataset.from_dict(out)
 
 
+def _check_probe_size(params: StudyParams, num_train: int, num_probe: int, left: int) -> None:
+    """Enough rows of the train source for the probe pool after the fine-tuning examples."""
+    if num_probe > max(left - num_train, 0):
+        have = max(left - num_train, 0)
+        raise LayerwiseError(f"field 'finetune.num_probe': asks for {num_probe} probe-pool examples but the "
+                             f"{num_train} fine-tuning examples leave {have} rows of split "
+                             f"{params.dataset.train_split!r}", params.where,
+                             f"set finetune.num_probe to at most {have} (or lower finetune.num_train)")
+
+
 def load_splits(params: StudyParams, num_train: int | None = None, num_test: int | None = None) -> Splits:
     """Deterministic selection: shuffle each split with ``finetune.seed`` and take the first
-    ``num_train`` / ``num_test`` rows. When the source has no test split, ``num_test`` rows are
-    held out from the train split first. Raises :class:`LayerwiseError` for missing columns, empty
-    texts, a single class or too few examples."""
+    ``num_train`` / ``num_test`` rows; the probe pool is the next ``finetune.num_probe`` rows of the
+    shuffled train source (after the fine-tuning rows, so the three parts are disjoint). When the source
+    has no test split, ``num_test`` rows are held out from the train split first. Raises
+    :class:`LayerwiseError` for missing columns, empty texts, a single class or too few examples."""
     ds = params.dataset
     num_train = num_train or params.finetune.num_train
     num_test = num_test or params.finetune.num_test
+    num_probe = params.finetune.num_probe
     where = params.where
     raw = load_raw(params)
     train_all, test_all, train_order, test_order, held_out = _orders(raw, params, num_train, num_test)
+    _check_probe_size(params, num_train, num_probe, len(train_order))
     label_feature = raw[ds.train_split].features.get(ds.label_column)
     names, mapping = _label_mapping(list(train_all[ds.label_column]) + list(test_all[ds.label_column]), label_feature)
     if len(names) < 2:
@@ -232,12 +247,15 @@ def load_splits(params: StudyParams, num_train: int | None = None, num_test: int
                              where, "a classification study needs at least two labels")
     train = _tidy(train_all.select(train_order[:num_train]), ds, mapping)
     test = _tidy(test_all.select(test_order[:num_test]), ds, mapping)
-    for name, part in (("train", train), ("test", test)):
-        if len(set(part["label"])) < 2:
+    probe = _tidy(train_all.select(train_order[num_train:num_train + num_probe]), ds, mapping)
+    for name, part in (("train", train), ("test", test), ("probe", probe)):
+        if len(set(part["label"])) < 2 and (name != "probe" or num_probe):
             raise LayerwiseError(f"the selected {name} examples hold a single class", where,
-                                 "select more examples (finetune.num_train / num_test) or shuffle the data")
+                                 "select more examples (finetune.num_train / num_test / num_probe) or shuffle the data")
     selection = {"train_index": list(train["index"]), "test_index": list(test["index"]), "held_out_test": held_out,
                  "label_names": names}
+    if num_probe:  # (only when set, so selections made before the probe pool existed keep their hash)
+        selection["probe_index"] = list(probe["index"])
     selection["hash"] = content_hash({"payload": params.data_payload(), "num_train": num_train,
                                       "num_test": num_test, **selection})
-    return Splits(train=train, test=test, label_names=names, selection=selection)
+    return Splits(train=train, test=test, label_names=names, selection=selection, probe=probe)

@@ -69,10 +69,14 @@ def analysis_precision(params: StudyParams) -> str:
 
 
 def _selection_texts(splits) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
-    texts = list(splits.train["text"]) + list(splits.test["text"])
-    labels = np.asarray(list(splits.train["label"]) + list(splits.test["label"]), dtype=np.int64)
-    split = np.array(["train"] * len(splits.train) + ["test"] * len(splits.test))
-    index = np.asarray(list(splits.train["index"]) + list(splits.test["index"]), dtype=np.int64)
+    """Every sentence the engine embeds, with its label, part ("train": fine-tuning, "probe": the probe
+    pool, "test") and row in its source split."""
+    parts = [("train", splits.train), ("probe", splits.probe if splits.probe is not None else []),
+             ("test", splits.test)]
+    texts = [t for _, d in parts for t in (d["text"] if len(d) else [])]
+    labels = np.asarray([v for _, d in parts for v in (d["label"] if len(d) else [])], dtype=np.int64)
+    split = np.array([name for name, d in parts for _ in range(len(d))])
+    index = np.asarray([v for _, d in parts for v in (d["index"] if len(d) else [])], dtype=np.int64)
     return texts, labels, split, index
 
 
@@ -119,7 +123,8 @@ def _write_geometry(params: StudyParams, inputs: StudyInputs, key: str, entry: P
             timings[state] = time.perf_counter() - t0
             for t in tables:
                 tables[t].append(getattr(res, t))
-            embeddings[state] = {"cls": res.cls, "mean": res.mean, "label": labels, "split": split, "index": index}
+            embeddings[state] = {"cls": res.cls, "mean": res.mean, "label": labels, "split": split, "index": index,
+                                 "text": np.asarray(texts, dtype=str)}
             np.savez(tmp / f"embeddings_{state}.npz", **embeddings[state])
             del model
         test_only = {s: {k: (v[split == "test"] if isinstance(v, np.ndarray) and len(v) == len(split) else v)
@@ -149,7 +154,7 @@ def probe(params: StudyParams, analysis_entry: Path | None = None, progress: boo
     by key like :func:`analyze` (found whatever the study's name, computed once by concurrent runs)."""
     analysis_entry = analysis_entry or analyze(params, progress)
     a = params.analysis
-    key = content_hash({"analysis": entry_key(analysis_entry), "code": code_hash("probes", "comparisons", "stats"),
+    key = content_hash({"analysis": entry_key(analysis_entry), "code": code_hash("probe_study", "comparisons", "stats"),
                         "settings": a.probe_payload()})
     return cached_entry(cache_root() / "probes", params.name, key,
                         lambda entry: _write_probes(params, analysis_entry, key, entry),
@@ -158,18 +163,20 @@ def probe(params: StudyParams, analysis_entry: Path | None = None, progress: boo
 
 def _write_probes(params: StudyParams, analysis_entry: Path, key: str, entry: Path) -> None:
     """Compute the probe entry ``entry`` (key ``key``) from the stored embeddings of ``analysis_entry``."""
-    from . import comparisons, probes, stats
+    from . import comparisons, probe_study, stats
 
     a = params.analysis
     emb = load_embeddings(analysis_entry, a.states)
     geometry_tidy = pd.read_parquet(analysis_entry / "tidy.parquet")
     per_sentence = pd.read_parquet(analysis_entry / "per_sentence.parquet")
     with atomic_dir(entry) as tmp:
-        probe_tidy, cones = probes.probe_study(emb, params.name, probes.ProbeSettings.from_analysis(a))
+        probe_tidy, cones, correct = probe_study.probe_study(emb, params.name,
+                                                             probe_study.ProbeSettings.from_analysis(a))
+        correct.to_parquet(tmp / "probe_correct.parquet", index=False)
         parts = [probe_tidy]
         if "pretrained" in a.states and len(a.states) > 1:
-            parts.append(comparisons.compare_states_per_sentence(per_sentence, reference="pretrained", n_boot=a.bootstrap,
-                                                           seed=a.seed))
+            parts.append(comparisons.compare_states_per_sentence(per_sentence, reference="pretrained",
+                                                                 n_boot=a.bootstrap, seed=a.seed))
         parts.append(comparisons.convergence_correlation(pd.concat([geometry_tidy, probe_tidy], ignore_index=True)))
         # one multiple-testing family: every p-value of the study (stats.adjust_family, Holm)
         stats.adjust_family(pd.concat(parts, ignore_index=True)).to_parquet(tmp / "tidy.parquet", index=False)
@@ -202,7 +209,7 @@ def load_study(params_path: str | Path | StudyParams, progress: bool = True) -> 
     manifest["cache_entries"] = {"analysis": str(a_entry), "probes": str(p_entry),
                                  "finetune": manifest.get("finetuned")}
     read = {t: pd.read_parquet(a_entry / f"{t}.parquet") for t in ("per_sentence", "cosine_sample", "rogue", "cka")}
-    read["cones"] = pd.read_parquet(p_entry / "cones.parquet")
+    read.update({t: pd.read_parquet(p_entry / f"{t}.parquet") for t in ("cones", "probe_correct")})
     tables = {t: _named(df, params.name) for t, df in {"tidy": tidy, **read}.items()}
     return Study(params=params, finetune=ft_metrics, manifest=manifest, **tables)
 

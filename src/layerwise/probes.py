@@ -2,47 +2,46 @@
 
 Inputs are the pooled embeddings the geometry engine stores per state (``embeddings_<state>.npz``):
 ``cls`` and ``mean`` (float16 ``[n_sentences, L+1, d]``), ``label`` (int ``[n]``), ``split``
-(``"train"``/``"test"``) and optionally ``index`` (row in the split). Everything here is computed in
-float64 from those arrays.
+(``"train"``: fine-tuning sentences, ``"probe"``: the probe pool, never seen by the fine-tuning,
+``"test"``), ``text`` and optionally ``index`` (row in the split). Everything is computed in float64.
 
-What is measured, per model state and layer, on the first-token (``_cls``) and mean-pooled (``_mean``)
-embeddings:
+Which sentences (``probe_study.probe_study``): every probe and MDL code of every state trains on the
+probe pool and is scored on the test sentences, the same sentences for every state; class geometry uses
+the test sentences; the memorisation check trains the same probe (and codes MDL) on as many fine-tuning
+sentences. Measured per state, layer and pooling (``_cls``: first token, ``_mean``: mean pooling):
 
-* linear probe (standardise + logistic regression, trained on the train split, accuracy on the test
-  split), its permuted-label control and the selectivity (Hewitt & Liang 2019);
-* the original study's RoBERTa-style head (dense + tanh + linear) as a one-hidden-layer tanh MLP, for comparison;
-* MDL online code length (Voita & Titov 2020), a probe-capacity-robust alternative to accuracy;
-* class geometry: the angle between class centroids, cosine to the own / nearest other class centroid,
-  silhouette (cosine distance) against its permuted-label baseline, and the original study's cone view
-  (cosine to one reference sentence).
+* linear probe (standardise + logistic regression) and the chance baseline (the same probe trained on
+  permuted labels, scored on the true ones: it sits at chance whatever the probe's capacity);
+* the control task of Hewitt & Liang (2019), adapted to sentences (:mod:`layerwise.controls`): labels
+  that are a fixed random function of a lexical key type; selectivity = task accuracy - control accuracy
+  on the same test sentences;
+* the original study's RoBERTa-style head (dense + tanh + linear) as a one-hidden-layer tanh MLP;
+* MDL online code length (:mod:`layerwise.mdl`); class geometry (silhouette against a 1000-permutation
+  null, centroid angle and margin) and the original study's cone view.
 
-What varies across probe seeds: each seed ``s`` trains on a different stratified random subsample
-(``subsample``, default 80 %) of the train split (and, for the MLP, a different weight initialisation;
-for the control, a different label permutation). The subsamples and permutations depend only on
-``(seed, s)``, so every layer and state sees the same ones (common random numbers: differences between
-layers are not due to different draws). The reported accuracy is the mean over seeds of the test
-accuracy; its CI is a percentile bootstrap over test sentences, each resample keeping all the seeds'
-predictions of a sentence (so it covers both test-set sampling and training-subsample variation).
+What varies across retrainings (``seeds``): the linear probes train on ``seeds`` stratified bootstrap
+resamples of the probe pool (a new training set of the same size each time); the CI crosses that with
+test resampling (each bootstrap replicate: one retraining picked at random, scored on a resampled test
+set), so it covers both the probe's training set and the test set. The MLP keeps its 80 % subsamples
+and test resampling only (the CI then omits training-set variability). Draws depend only on
+``(seed, s)``: every layer and state sees the same ones (common random numbers).
 """
 
 from __future__ import annotations
 
-import time
 import warnings
 from dataclasses import dataclass, field
-from collections import namedtuple
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 
 from .errors import LayerwiseError
-from .schema import ORIGINAL_LAYERS, POOLINGS, state_order, tidy_frame, tidy_row
-from .stats import bootstrap_mean_ci, wilson_ci
+from .mdl import MDL_C_GRID, MDL_FRACTIONS, MDLResult, _stratified_draw, check_xy as _check_xy, mdl_online  # noqa: F401
+from .stats import bootstrap_mean_ci
 
-#: MDL block boundaries in percent of the train set (Voita & Titov 2020).
-MDL_FRACTIONS = (0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.25, 12.5, 25.0, 50.0, 100.0)
-CONE_COLUMNS = ["model", "state", "layer", "sentence", "label", "cos_ref", "cos_own_centroid", "cos_other_centroid"]
+__all__ = ["ProbeResult", "probe_accuracy", "mlp_probe_accuracy", "selectivity", "correct_matrix", "class_geometry",
+           "cone_view", "mdl_online", "MDLResult", "MDL_FRACTIONS", "MDL_C_GRID"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -51,12 +50,12 @@ CONE_COLUMNS = ["model", "state", "layer", "sentence", "label", "cos_ref", "cos_
 
 @dataclass
 class ProbeResult:
-    """Test accuracy of a probe trained over several seeds.
+    """Test accuracy of a probe trained ``seeds`` times.
 
-    ``acc``: mean over seeds of the test accuracy; ``ci_low``/``ci_high``: percentile bootstrap CI
-    over test sentences (all seeds' predictions of a resampled sentence kept together);
-    ``per_seed``: accuracy of each seed; ``correct``: bool ``[seeds, n_test]`` matrix of correct
-    predictions (used for paired comparisons such as the selectivity).
+    ``acc``: mean over retrainings and test sentences; ``ci_low``/``ci_high``: percentile bootstrap CI
+    (crossed: retraining x test sentences, or test sentences only, see the module docstring);
+    ``per_seed``: accuracy of each retraining; ``correct``: bool ``[seeds, n_test]`` matrix of correct
+    predictions (paired comparisons: selectivity, best layers).
     """
 
     acc: float
@@ -65,20 +64,6 @@ class ProbeResult:
     n_test: int
     per_seed: np.ndarray = field(repr=False)
     correct: np.ndarray = field(repr=False)
-
-
-def _check_xy(X, y, where: str) -> tuple[np.ndarray, np.ndarray]:
-    X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y)
-    if X.ndim != 2 or y.ndim != 1 or X.shape[0] != y.shape[0]:
-        raise LayerwiseError(f"expected X [n, d] and y [n], got {X.shape} and {y.shape}", where=where,
-                             fix="pass one embedding row and one label per sentence")
-    if X.shape[0] == 0:
-        raise LayerwiseError("no sentences", where=where, fix="check the data selection")
-    if not np.all(np.isfinite(X)):
-        raise LayerwiseError("embeddings contain NaN or inf", where=where,
-                             fix="check the extraction (float16 overflow?) and rerun the geometry engine")
-    return X, y
 
 
 def _subsample(y: np.ndarray, frac: float, rng: np.random.Generator) -> np.ndarray:
@@ -92,12 +77,17 @@ def _subsample(y: np.ndarray, frac: float, rng: np.random.Generator) -> np.ndarr
     return np.sort(np.concatenate(keep))
 
 
-def _probe_draws(ytr: np.ndarray, seeds: int, subsample: float, seed: int) -> list[tuple[np.ndarray, np.ndarray, int]]:
-    """Per probe seed: (train subsample indices, a label permutation of the train split, model seed)."""
+def probe_draws(ytr: np.ndarray, seeds: int, seed: int, *, resample: str = "bootstrap", subsample: float = 0.8,
+                size: int | None = None) -> list[tuple[np.ndarray, int]]:
+    """Per retraining ``s``: (training indices, model seed). ``resample="bootstrap"``: a stratified
+    bootstrap resample of ``size`` (default: all) items; ``"subsample"``: a stratified ``subsample``
+    fraction without replacement. Depends only on ``(seed, s)`` and ``ytr``."""
     draws = []
     for s in range(seeds):
         rng = np.random.default_rng([seed, s])
-        draws.append((_subsample(ytr, subsample, rng), rng.permutation(ytr.size), int(rng.integers(2 ** 31 - 1))))
+        idx = (_stratified_draw(ytr, size or ytr.size, rng, replace=True) if resample == "bootstrap"
+               else _subsample(ytr, subsample, rng))
+        draws.append((idx, int(rng.integers(2 ** 31 - 1))))
     return draws
 
 
@@ -119,10 +109,46 @@ def _mlp(hidden: int, alpha: float = 1e-4, max_iter: int = 200, random_state: in
                                                          random_state=random_state))
 
 
-def _run_probe(make: Callable[[int], object], Xtr, ytr, Xte, yte, *, seeds: int, n_boot: int, control: bool,
-               subsample: float, seed: int, level: float, where: str) -> ProbeResult:
+def correct_matrix(make: Callable[[int], object], Xtr, Xte, draws, train_labels: Callable[[int], np.ndarray],
+                   test_labels: Callable[[int], np.ndarray]) -> np.ndarray:
+    """bool ``[len(draws), n_test]``: for draw ``b`` = (indices, model seed), a model ``make(model seed)`` fitted
+    on ``Xtr[indices]`` with labels ``train_labels(b)[indices]``, its predictions on ``Xte`` compared with
+    ``test_labels(b)``. A resample holding one class predicts that class."""
     from sklearn.exceptions import ConvergenceWarning
 
+    correct = np.zeros((len(draws), len(Xte)), dtype=bool)
+    for b, (idx, model_seed) in enumerate(draws):
+        labels, target = train_labels(b)[idx], test_labels(b)
+        if np.unique(labels).size < 2:
+            correct[b] = target == labels[0]
+            continue
+        model = make(model_seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            warnings.simplefilter("ignore", FutureWarning)   # scikit-learn's notices about changing defaults
+            model.fit(Xtr[idx], labels)
+        correct[b] = model.predict(Xte) == target
+    return correct
+
+
+def probe_result(correct: np.ndarray, *, crossed: bool, n_boot: int, seed: int, level: float) -> ProbeResult:
+    """Accuracy and CI of a correctness matrix ``[retrainings, n_test]``. ``crossed``: each bootstrap
+    replicate scores one retraining drawn at random on a resampled test set (training-set x test-set
+    variability); otherwise a bootstrap over test sentences of their mean correctness over retrainings."""
+    per_sentence = correct.mean(axis=0)
+    if not crossed or correct.shape[0] < 2 or correct.shape[1] < 2:
+        acc, lo, hi = bootstrap_mean_ci(per_sentence, n_boot=n_boot, level=level, seed=seed)
+    else:
+        rng = np.random.default_rng([seed, 99])
+        pick = rng.integers(0, correct.shape[0], size=n_boot)
+        idx = rng.integers(0, correct.shape[1], size=(n_boot, correct.shape[1]))
+        boots = correct[pick[:, None], idx].mean(axis=1)
+        acc = float(correct.mean())
+        lo, hi = (float(v) for v in np.quantile(boots, [(1 - level) / 2, (1 + level) / 2]))
+    return ProbeResult(acc, lo, hi, int(correct.shape[1]), correct.mean(axis=1), correct)
+
+
+def _checked(Xtr, ytr, Xte, yte, seeds: int, where: str):
     Xtr, ytr = _check_xy(Xtr, ytr, where)
     Xte, yte = _check_xy(Xte, yte, where)
     if Xtr.shape[1] != Xte.shape[1]:
@@ -132,40 +158,40 @@ def _run_probe(make: Callable[[int], object], Xtr, ytr, Xte, yte, *, seeds: int,
         raise LayerwiseError("the train split holds a single class", where=where,
                              fix="select more training sentences (both classes are needed)")
     if seeds < 1:
-        raise LayerwiseError(f"seeds must be >= 1, got {seeds}", where=where, fix="pass seeds=5")
-    correct = np.zeros((seeds, yte.size), dtype=bool)
-    for s, (idx, perm, model_seed) in enumerate(_probe_draws(ytr, seeds, subsample, seed)):
-        labels = ytr[perm] if control else ytr
-        if np.unique(labels[idx]).size < 2:  # a tiny subsample may hold one class: predict it
-            correct[s] = yte == labels[idx][0]
-            continue
-        model = make(model_seed)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            model.fit(Xtr[idx], labels[idx])
-        correct[s] = model.predict(Xte) == yte
-    per_sentence = correct.mean(axis=0)
-    acc, lo, hi = bootstrap_mean_ci(per_sentence, n_boot=n_boot, level=level, seed=seed)
-    return ProbeResult(acc, lo, hi, int(yte.size), correct.mean(axis=1), correct)
+        raise LayerwiseError(f"seeds must be >= 1, got {seeds}", where=where, fix="pass seeds=20")
+    return Xtr, ytr, Xte, yte
 
 
-def probe_accuracy(Xtr, ytr, Xte, yte, *, seeds: int = 5, n_boot: int = 1000, control: bool = False,
-                   subsample: float = 0.8, C: float = 1.0, seed: int = 0, level: float = 0.95) -> ProbeResult:
+def _run_probe(make, Xtr, ytr, Xte, yte, *, seeds: int, n_boot: int, permuted: bool, resample: str,
+               subsample: float, seed: int, level: float, where: str, size: int | None = None) -> ProbeResult:
+    Xtr, ytr, Xte, yte = _checked(Xtr, ytr, Xte, yte, seeds, where)
+    draws = probe_draws(ytr, seeds, seed, resample=resample, subsample=subsample, size=size)
+    perms = [np.random.default_rng([seed, s, 1]).permutation(ytr.size) for s in range(seeds)] if permuted else None
+    correct = correct_matrix(make, Xtr, Xte, draws, (lambda b: ytr[perms[b]]) if permuted else (lambda b: ytr),
+                             lambda b: yte)
+    return probe_result(correct, crossed=resample == "bootstrap", n_boot=n_boot, seed=seed, level=level)
+
+
+def probe_accuracy(Xtr, ytr, Xte, yte, *, seeds: int = 20, n_boot: int = 1000, permuted: bool = False,
+                   resample: str = "bootstrap", subsample: float = 0.8, size: int | None = None, C: float = 1.0,
+                   seed: int = 0, level: float = 0.95) -> ProbeResult:
     """Linear probe: ``StandardScaler`` then ``LogisticRegression(C, max_iter=1000)`` (scikit-learn),
     trained on ``(Xtr, ytr)``, accuracy on ``(Xte, yte)``.
 
     p(y = k | x) = softmax(W z + b)_k, z = (x - mu_train) / sigma_train, W fitted by L2-penalised
-    maximum likelihood (penalty 1 / (2C) |W|^2). Each of ``seeds`` runs trains on a stratified random
-    ``subsample`` of the train split; ``control=True`` trains on a random permutation of the train labels
-    (a fresh one per seed) and still scores against the true test labels: the control task of Hewitt &
-    Liang (2019) for sentence labels, whose accuracy should sit at chance. See the module docstring for
-    the CI.
+    maximum likelihood (penalty 1 / (2C) |W|^2) (Alain & Bengio 2017, linear classifier probes). Each of
+    ``seeds`` retrainings trains on a stratified bootstrap resample of ``size`` (default: all) training
+    items (``resample="subsample"``: a ``subsample`` fraction without replacement); the CI crosses
+    retrainings with test resampling (:func:`probe_result`). ``permuted=True`` is the chance baseline:
+    the probe trains on a random permutation of the training labels (a fresh one per retraining) and is
+    scored against the true test labels; its accuracy sits at chance whatever the probe's capacity, so it
+    is not a control task (that is :func:`layerwise.controls.control_task_accuracy`).
     """
-    return _run_probe(lambda rs: _logistic(C, rs), Xtr, ytr, Xte, yte, seeds=seeds, n_boot=n_boot, control=control,
-                      subsample=subsample, seed=seed, level=level, where="probe_accuracy")
+    return _run_probe(lambda rs: _logistic(C, rs), Xtr, ytr, Xte, yte, seeds=seeds, n_boot=n_boot, permuted=permuted,
+                      resample=resample, subsample=subsample, seed=seed, level=level, where="probe_accuracy", size=size)
 
 
-def mlp_probe_accuracy(Xtr, ytr, Xte, yte, *, seeds: int = 5, n_boot: int = 1000, control: bool = False,
+def mlp_probe_accuracy(Xtr, ytr, Xte, yte, *, seeds: int = 5, n_boot: int = 1000, permuted: bool = False,
                        subsample: float = 0.8, hidden: int | None = None, alpha: float = 1e-4, max_iter: int = 200,
                        solver: str = "lbfgs", seed: int = 0, level: float = 0.95) -> ProbeResult:
     """The original study's RoBERTa-style classification head as a probe: h = tanh(W1 z + b1), p = softmax(W2 h + b2)
@@ -174,112 +200,27 @@ def mlp_probe_accuracy(Xtr, ytr, Xte, yte, *, seeds: int = 5, n_boot: int = 1000
     ``MLPClassifier(hidden_layer_sizes=(hidden,), activation="tanh", solver=solver)`` after ``StandardScaler``.
     The default solver is L-BFGS (full-batch, ``max_iter`` iterations): on a few hundred sentences it reaches
     the accuracy of Adam (the fine-tuning optimiser) about four times faster (measured in
-    ``bench/RESULTS-probes.md``); pass ``solver="adam"`` for the stochastic one. Seeds vary the train
-    subsample and the weight initialisation; otherwise as ``probe_accuracy``."""
+    ``bench/RESULTS-probes.md``); pass ``solver="adam"`` for the stochastic one. Each seed trains on a
+    stratified 80 % subsample (``subsample``) with its own weight initialisation; the CI resamples test
+    sentences only (it omits the training-set variability, unlike ``probe_accuracy``)."""
     d = np.shape(Xtr)[1] if np.ndim(Xtr) == 2 else 0
     h = hidden or d
     return _run_probe(lambda rs: _mlp(h, alpha, max_iter, rs, solver), Xtr, ytr, Xte, yte, seeds=seeds, n_boot=n_boot,
-                      control=control, subsample=subsample, seed=seed, level=level, where="mlp_probe_accuracy")
+                      permuted=permuted, resample="subsample", subsample=subsample, seed=seed, level=level,
+                      where="mlp_probe_accuracy")
 
 
-def selectivity(real: ProbeResult, control: ProbeResult, n_boot: int = 1000, seed: int = 0,
-                level: float = 0.95) -> tuple[float, float, float]:
-    """Selectivity = accuracy on the real labels - accuracy with permuted labels (Hewitt & Liang 2019),
-    with a percentile bootstrap CI over test sentences, paired (both probes scored on the same
-    resampled sentences). Returns ``(value, low, high)``."""
-    if real.correct.shape[1] != control.correct.shape[1]:
-        raise LayerwiseError("the two probes were scored on different test sets", where="selectivity",
-                             fix="score the real and control probes on the same test split")
-    diff = real.correct.mean(axis=0) - control.correct.mean(axis=0)
+def selectivity(real: ProbeResult, control: ProbeResult, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
+                covered: np.ndarray | None = None) -> tuple[float, float, float]:
+    """Selectivity = task accuracy - control-task accuracy on the same test sentences (Hewitt & Liang 2019),
+    with a paired percentile bootstrap CI over those sentences. ``covered`` (bool over ``real``'s test
+    sentences) selects the sentences the control was scored on. Returns ``(value, low, high)``."""
+    task = real.correct if covered is None else real.correct[:, np.asarray(covered, dtype=bool)]
+    if task.shape[1] != control.correct.shape[1]:
+        raise LayerwiseError("the two probes were scored on different test sentences", where="selectivity",
+                             fix="pass covered= (the control's test sentences) or score both on the same ones")
+    diff = task.mean(axis=0) - control.correct.mean(axis=0)
     return bootstrap_mean_ci(diff, n_boot=n_boot, level=level, seed=seed)
-
-
-@dataclass
-class MDLResult:
-    """Online code length of the labels given the representations (bits).
-
-    ``codelength``: total bits; ``uniform``: n log2 K; ``compression``: uniform / codelength
-    (1 = no better than the uniform code); ``boundaries``: block end points (items); ``per_C``: the online
-    code length with each single regularisation strength C of the grid.
-    """
-
-    codelength: float
-    uniform: float
-    compression: float
-    boundaries: np.ndarray = field(repr=False)
-    per_C: dict = field(default_factory=dict)
-
-
-#: regularisation strengths mixed in the MDL code (``mdl_online``).
-MDL_C_GRID = (0.001, 0.01, 0.1, 1.0)
-
-
-def mdl_online(X, y, seed: int = 0, fractions: Sequence[float] = MDL_FRACTIONS,
-               C: float | Sequence[float] = MDL_C_GRID) -> MDLResult:
-    """MDL probe, online (prequential) code (Voita & Titov 2020, "Information-theoretic probing with minimum
-    description length").
-
-    The items are shuffled (``seed``); block boundaries t_i = floor(n f_i / 100) for the ``fractions`` f_i in
-    percent (duplicates and zeros dropped, the last is n). The first block (items 1..t_1) is sent with the
-    uniform code, t_1 log2 K bits; each next block (t_i, t_{i+1}] is sent with the code of a probe
-    (standardise + logistic regression with inverse L2 strength C, as ``probe_accuracy``) trained on items
-    1..t_i: -sum log2 p(y_j | x_j). When the prefix lacks one of the K classes the block is sent with the
-    uniform code (no discriminative model of all classes can be fitted). Probabilities are clipped at 1e-12
-    (at most ~40 bits per item). Compression = n log2 K / codelength.
-
-    The code length of a probe trained on a few items depends strongly on its regularisation (an
-    under-regularised probe is over-confident on the first small blocks and can cost more than the uniform
-    code). With a grid of C values (default ``MDL_C_GRID``) the labels are sent with the Bayesian mixture of
-    the per-C online codes under a uniform prior (Grunwald 2007, "The MDL principle", ch. 6 and 9):
-    L = -log2( (1/|grid|) sum_C 2^(-L_C) ), which lies between min_C L_C and min_C L_C + log2 |grid|. It is a
-    valid code (decodable: every choice depends only on the items already sent), unlike picking the best C
-    after the fact. A single float C gives the plain code of that probe.
-    """
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
-    X, y = _check_xy(X, y, "mdl_online")
-    classes = np.unique(y)
-    K, n = classes.size, y.size
-    if K < 2:
-        raise LayerwiseError("a single class: the code length is zero", where="mdl_online",
-                             fix="pass labels with at least two classes")
-    f = np.asarray(fractions, dtype=np.float64)
-    if f.ndim != 1 or np.any(f <= 0) or np.any(f > 100) or np.any(np.diff(f) <= 0):
-        raise LayerwiseError(f"fractions must be increasing percentages in (0, 100], got {list(fractions)}",
-                             where="mdl_online", fix="use the default MDL_FRACTIONS")
-    grid = [float(C)] if np.isscalar(C) else [float(c) for c in C]
-    if not grid or any(c <= 0 for c in grid):
-        raise LayerwiseError(f"C must be positive, got {C}", where="mdl_online", fix="use the default MDL_C_GRID")
-    bounds = np.unique(np.floor(n * f / 100).astype(int))
-    bounds = bounds[bounds > 0]
-    if bounds[-1] != n:
-        bounds = np.append(bounds, n)
-    order = np.random.default_rng(seed).permutation(n)
-    X, y = X[order], y[order]
-    log2k = np.log2(K)
-    bits = np.full(len(grid), bounds[0] * log2k)
-    for start, stop in zip(bounds[:-1], bounds[1:]):
-        if np.unique(y[:start]).size < K:
-            bits += (stop - start) * log2k
-            continue
-        scaler = StandardScaler().fit(X[:start])
-        Ztr, Zbl = scaler.transform(X[:start]), scaler.transform(X[start:stop])
-        model = LogisticRegression(max_iter=1000, warm_start=True)  # warm start along the increasing C path
-        for i in np.argsort(grid):
-            model.set_params(C=grid[i])
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                model.fit(Ztr, y[:start])
-            proba = model.predict_proba(Zbl)
-            col = np.searchsorted(model.classes_, y[start:stop])
-            p = np.clip(proba[np.arange(stop - start), col], 1e-12, 1.0)
-            bits[i] += float(-np.log2(p).sum())
-    best = bits.min()
-    total = float(best - np.log2(np.mean(np.exp2(best - bits))))   # -log2 mean 2^-L_C, computed stably
-    uniform = n * log2k
-    return MDLResult(total, float(uniform), float(uniform / total), bounds, dict(zip(grid, bits.tolist())))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -302,7 +243,7 @@ def _mean_pairwise_angle(centroids: np.ndarray) -> np.ndarray:
     return np.mean(angles, axis=0)
 
 
-def class_geometry(X, y, *, n_perm: int = 20, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
+def class_geometry(X, y, *, n_perm: int = 1000, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
     """Reference-free class geometry of a set of sentence embeddings (rows of ``X``, labels ``y``).
 
     Returns a dict with
@@ -319,7 +260,7 @@ def class_geometry(X, y, *, n_perm: int = 20, n_boot: int = 1000, seed: int = 0,
       distance 1 - cos (scikit-learn ``silhouette_samples``, precomputed distances), a_i the mean distance
       to the own class, b_i to the nearest other class; ``silhouette_ci``: bootstrap of the mean of the s_i.
     * ``silhouette_perm``: mean silhouette over ``n_perm`` random label permutations (the no-structure
-      baseline, about 0 or slightly negative), ``silhouette_perm_ci``: 2.5/97.5 % quantiles of that null
+      baseline, about 0 or slightly negative; :func:`silhouette_null`, vectorised), ``silhouette_perm_ci``: 2.5/97.5 % quantiles of that null
       distribution, ``silhouette_p``: (1 + #{perm >= observed}) / (1 + n_perm).
     * ``n``: number of rows.
     """
@@ -357,7 +298,7 @@ def class_geometry(X, y, *, n_perm: int = 20, n_boot: int = 1000, seed: int = 0,
     np.fill_diagonal(D, 0.0)
     s = silhouette_samples(D, yi, metric="precomputed")
     sil = bootstrap_mean_ci(s, n_boot=n_boot, level=level, seed=seed)
-    perm = np.array([silhouette_samples(D, rng.permutation(yi), metric="precomputed").mean() for _ in range(n_perm)])
+    perm = silhouette_null(D, yi, n_perm, rng)
     return {
         "n": n,
         "centroid_angle": angle, "centroid_angle_ci": angle_ci,
@@ -368,6 +309,32 @@ def class_geometry(X, y, *, n_perm: int = 20, n_boot: int = 1000, seed: int = 0,
         "silhouette_perm_ci": tuple(float(v) for v in np.quantile(perm, q)) if n_perm else (np.nan, np.nan),
         "silhouette_p": float((1 + np.sum(perm >= sil[0])) / (1 + n_perm)) if n_perm else np.nan,
     }
+
+
+def silhouette_null(D: np.ndarray, yi: np.ndarray, n_perm: int, rng: np.random.Generator,
+                    chunk: int = 100) -> np.ndarray:
+    """Mean silhouette (Rousseeuw 1987) of each of ``n_perm`` random permutations of the labels ``yi``
+    (0..K-1) under the precomputed distances ``D`` [n, n], vectorised: per permutation, the class sums
+    S = D @ onehot give a_i = S[i, own] / (n_own - 1) and b_i = min over other classes k of S[i, k] / n_k;
+    s_i = (b_i - a_i) / max(a_i, b_i), 0 for a singleton class (as scikit-learn's ``silhouette_samples``)."""
+    K = int(yi.max()) + 1
+    counts = np.bincount(yi, minlength=K).astype(np.float64)
+    out = np.empty(n_perm)
+    for start in range(0, n_perm, chunk):
+        labels = np.stack([rng.permutation(yi) for _ in range(min(chunk, n_perm - start))])   # [c, n]
+        c, n = labels.shape
+        onehot = np.eye(K)[labels].transpose(1, 0, 2).reshape(n, c * K)                     # [n, c K]
+        S = (D @ onehot).reshape(n, c, K).transpose(1, 0, 2)                                  # [c, n, K]
+        own = np.take_along_axis(S, labels[:, :, None], axis=2)[:, :, 0]
+        n_own = counts[labels]
+        a = own / np.maximum(n_own - 1, 1)
+        mean_to = S / counts
+        np.put_along_axis(mean_to, labels[:, :, None], np.inf, axis=2)
+        b = mean_to.min(axis=2)
+        denom = np.maximum(a, b)
+        s = np.where((n_own > 1) & (denom > 0), (b - a) / np.where(denom > 0, denom, 1), 0.0)
+        out[start:start + labels.shape[0]] = s.mean(axis=1)
+    return out
 
 
 def cone_view(X, y, ref_index: int = 0) -> pd.DataFrame:
@@ -382,216 +349,10 @@ def cone_view(X, y, ref_index: int = 0) -> pd.DataFrame:
     return pd.DataFrame({"sentence": np.arange(X.shape[0]), "label": y, "cos_ref": Xu @ Xu[ref_index]})
 
 
-# --------------------------------------------------------------------------------------------------
-# The study
-# --------------------------------------------------------------------------------------------------
+def __getattr__(name: str):
+    """The probe study lives in :mod:`layerwise.probe_study` (``probes.probe_study`` still works)."""
+    from . import probe_study as _study
 
-@dataclass(frozen=True)
-class ProbeSettings:
-    """What :func:`probe_study` computes (defaults: the pipeline's). Layer lists: None = every layer
-    0..L, except ``mlp_layers``/``mdl_layers`` (None = ``layers``) and ``cone_layers`` (None = the
-    layers of ``schema.ORIGINAL_LAYERS`` the model has, plus its last layer; cones only at probed layers)."""
-
-    layers: tuple[int, ...] | None = None           # layers of the linear probes and class geometry
-    seeds: int = 5                                   # train subsamples / inits / permutations / MDL orderings
-    n_boot: int = 1000                               # bootstrap resamples of every CI
-    seed: int = 0                                    # RNG seed of every draw
-    level: float = 0.95                              # CI coverage
-    poolings: tuple[str, ...] = POOLINGS             # poolings of the linear probes and class geometry
-    mlp: bool = True                                 # the original study's dense + tanh head as a probe
-    mlp_poolings: tuple[str, ...] = ("cls",)         # the token that head reads; by far the costliest part
-    mlp_layers: tuple[int, ...] | None = None
-    mlp_solver: str = "lbfgs"                        # see mlp_probe_accuracy
-    mdl: bool = True                                 # MDL online code (mdl_online)
-    mdl_poolings: tuple[str, ...] = POOLINGS
-    mdl_layers: tuple[int, ...] | None = None
-    subsample: float = 0.8                           # train fraction per probe seed
-    n_perm: int = 20                                 # label permutations of the silhouette baseline
-    cone_layers: tuple[int, ...] | None = None
-    ref_index: int = 0                               # the cone view's reference test row
-    blas_threads: int | None = 1                     # BLAS threads (None: as is); 1 is 15x faster, see bench/
-
-    def __post_init__(self):
-        for name in ("layers", "mlp_layers", "mdl_layers", "cone_layers", "poolings", "mlp_poolings", "mdl_poolings"):
-            v = getattr(self, name)
-            if v is not None:
-                object.__setattr__(self, name, tuple(v if "poolings" in name else (int(x) for x in v)))
-
-    @classmethod
-    def from_analysis(cls, spec, **overrides) -> "ProbeSettings":
-        """The settings of ``params.analysis`` (``config.AnalysisSpec``): ``probe_seeds``, ``bootstrap``,
-        ``seed`` (``config.PROBE_FIELDS``, the probes' cache key); ``overrides`` set the others."""
-        return cls(**{"seeds": spec.probe_seeds, "n_boot": spec.bootstrap, "seed": spec.seed, **overrides})
-
-
-def _validate_embeddings(embeddings: dict, poolings: Sequence[str]) -> tuple[int, int]:
-    if not embeddings:
-        raise LayerwiseError("no model state to probe", where="probe_study",
-                             fix="pass embeddings for at least one state")
-    shape = None
-    for state, e in embeddings.items():
-        where = f"probe_study: state {state}"
-        missing = [k for k in (*poolings, "label", "split") if k not in e]
-        if missing:
-            raise LayerwiseError(f"embeddings lack {missing}", where=where,
-                                 fix="pass the arrays of embeddings_<state>.npz (cls, mean, label, split)")
-        n = len(e["label"])
-        for p in poolings:
-            a = e[p]
-            if a.ndim != 3 or a.shape[0] != n:
-                raise LayerwiseError(f"'{p}' has shape {a.shape}, expected [{n}, L+1, d]", where=where,
-                                     fix="store pooled embeddings as [n_sentences, L+1, d]")
-            shape = a.shape[1:] if shape is None else shape
-            if a.shape[1:] != shape:
-                raise LayerwiseError(f"'{p}' has layers x dims {a.shape[1:]}, other arrays {shape}", where=where,
-                                     fix="probe states of one model together")
-        split = np.asarray(e["split"])
-        if split.shape != (n,) or not {"train", "test"} <= set(np.unique(split)):
-            raise LayerwiseError("split must give 'train' or 'test' for every sentence, with both present", where=where,
-                                 fix="store the train and test sentences")
-    return shape  # (L+1, d)
-
-
-_Layers = namedtuple("_Layers", "needed probe mlp mdl cones")  # poolings read; layers of each probe family
-
-
-def _plan_layers(embeddings: dict, st: ProbeSettings) -> _Layers:
-    bad = [p for p in (*st.poolings, *st.mlp_poolings, *st.mdl_poolings) if p not in POOLINGS]
-    if bad:
-        raise LayerwiseError(f"unknown pooling(s) {bad}", where="probe_study", fix=f"choose among {POOLINGS}")
-    needed = tuple(dict.fromkeys((*st.poolings, *(st.mlp_poolings if st.mlp else ()),
-                                  *(st.mdl_poolings if st.mdl else ()))))
-    n_layers, _ = _validate_embeddings(embeddings, needed)
-
-    def pick(ls, name):
-        ls = list(range(n_layers)) if ls is None else [int(v) for v in ls]
-        out_of_range = [v for v in ls if not 0 <= v < n_layers]
-        if out_of_range:
-            raise LayerwiseError(f"{name} {out_of_range} out of range 0..{n_layers - 1}", where="probe_study",
-                                 fix=f"choose layers between 0 and {n_layers - 1}")
-        return ls
-
-    layers = pick(st.layers, "layers")
-    default_cones = sorted({v for v in ORIGINAL_LAYERS if v < n_layers} | {n_layers - 1})
-    return _Layers(needed, layers, pick(st.mlp_layers if st.mlp_layers is not None else layers, "mlp_layers"),
-                   pick(st.mdl_layers if st.mdl_layers is not None else layers, "mdl_layers"),
-                   pick(st.cone_layers if st.cone_layers is not None else default_cones, "cone_layers"))
-
-
-class _Cell(namedtuple("_Cell", "model state pool layer Xtr ytr Xte yte")):
-    """One (model, state, pooling, layer) of the study: the train and test rows of its embeddings."""
-
-    def row(self, name: str, value: float, low: float = np.nan, high: float = np.nan, n: int | None = None) -> dict:
-        """The tidy row of metric ``<name>_<pool>`` at this cell (``n`` defaults to the test size)."""
-        return tidy_row(self.model, self.state, self.layer, f"{name}_{self.pool}", value, low, high,
-                        self.yte.size if n is None else n)
-
-
-def _linear_rows(c: _Cell, st: ProbeSettings, t: dict) -> list[dict]:
-    """Linear probe, its permuted-label control and the selectivity."""
-    kw = dict(seeds=st.seeds, n_boot=st.n_boot, subsample=st.subsample, seed=st.seed, level=st.level)
-    t0 = time.perf_counter()
-    real = probe_accuracy(c.Xtr, c.ytr, c.Xte, c.yte, **kw)
-    t1 = time.perf_counter()
-    ctrl = probe_accuracy(c.Xtr, c.ytr, c.Xte, c.yte, **kw, control=True)
-    t2 = time.perf_counter()
-    sel = selectivity(real, ctrl, n_boot=st.n_boot, seed=st.seed, level=st.level)
-    t["probe"] += t1 - t0
-    t["control"] += t2 - t1
-    t["geometry"] += time.perf_counter() - t2  # the selectivity's bootstrap is timed with the geometry
-    return [c.row("probe_acc", real.acc, real.ci_low, real.ci_high),
-            c.row("probe_control_acc", ctrl.acc, ctrl.ci_low, ctrl.ci_high), c.row("selectivity", *sel)]
-
-
-def _geometry_rows(c: _Cell, st: ProbeSettings, t: dict, sent_ids: np.ndarray | None) -> tuple[list, list]:
-    """Class geometry of the test rows (silhouette, its permuted-label baseline, centroid angle and margin)
-    and, given the test rows' ``sent_ids``, their cones: cosine to the reference row and the centroids."""
-    t0 = time.perf_counter()
-    geo = class_geometry(c.Xte, c.yte, n_perm=st.n_perm, n_boot=st.n_boot, seed=st.seed, level=st.level)
-    t["geometry"] += time.perf_counter() - t0
-    rows = [c.row(name, geo[name], *geo[f"{name}_ci"])
-            for name in ("silhouette", "silhouette_perm", "centroid_angle", "centroid_margin")]
-    if sent_ids is None:
-        return rows, []
-    cv = cone_view(c.Xte, c.yte, ref_index=st.ref_index)
-    return rows, [pd.DataFrame({"model": c.model, "state": c.state, "layer": c.layer, "sentence": sent_ids,
-                                "label": c.yte, "cos_ref": cv["cos_ref"].to_numpy(),
-                                "cos_own_centroid": geo["cos_own_centroid"],
-                                "cos_other_centroid": geo["cos_other_centroid"]})]
-
-
-def _mlp_row(c: _Cell, st: ProbeSettings, t: dict) -> dict:
-    """The original study's dense + tanh head as a probe."""
-    t0 = time.perf_counter()
-    m = mlp_probe_accuracy(c.Xtr, c.ytr, c.Xte, c.yte, seeds=st.seeds, n_boot=st.n_boot, subsample=st.subsample,
-                           seed=st.seed, level=st.level, solver=st.mlp_solver)
-    t["mlp"] += time.perf_counter() - t0
-    return c.row("mlp_probe_acc", m.acc, m.ci_low, m.ci_high)
-
-
-def _mdl_row(c: _Cell, st: ProbeSettings, t: dict) -> dict:
-    """MDL compression: mean over ``seeds`` data orderings, Student-t CI over them, n = train size."""
-    from scipy import stats as sps
-
-    t0 = time.perf_counter()
-    comp = np.array([mdl_online(c.Xtr, c.ytr, seed=st.seed * 1000 + s).compression for s in range(st.seeds)])
-    lo = hi = np.nan
-    if comp.size > 1:
-        half = sps.t.ppf((1 + st.level) / 2, comp.size - 1) * comp.std(ddof=1) / np.sqrt(comp.size)
-        lo, hi = comp.mean() - half, comp.mean() + half
-    t["mdl"] += time.perf_counter() - t0
-    return c.row("mdl_compression", comp.mean(), lo, hi, n=c.ytr.size)
-
-
-def probe_study(embeddings: dict[str, dict[str, np.ndarray]], model_name: str, settings: ProbeSettings | None = None,
-                *, timings: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Probes and class geometry for every state, layer and pooling; returns ``(tidy, cones)``.
-
-    ``embeddings[state]`` holds ``cls``, ``mean`` (``[n, L+1, d]``), ``label`` and ``split`` ``[n]`` (other
-    arrays are ignored); ``settings``: :class:`ProbeSettings` (the pipeline's: ``from_analysis``). Probes
-    train on the ``train`` rows, are scored on the ``test`` rows; class geometry and cones use test rows.
-    Tidy metrics: the "probes" and "class geometry" families of ``schema.REGISTRY``, suffixed ``_<pooling>``
-    (``probe_majority_baseline``: per state, layer -1); ``probe_acc_cls`` over states x layers is the
-    original study's grid. Cones (first token, test rows, ``cone_layers``): :data:`CONE_COLUMNS`,
-    ``sentence`` being the row in the stored arrays (as in the per_sentence table). ``timings``, a dict,
-    receives seconds per part.
-    """
-    from threadpoolctl import threadpool_limits
-
-    settings = settings if settings is not None else ProbeSettings()
-    with threadpool_limits(limits=settings.blas_threads):
-        return _probe_study(embeddings, model_name, settings, timings if timings is not None else {})
-
-
-def _probe_study(embeddings, model_name: str, st: ProbeSettings, t: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
-    plan = _plan_layers(embeddings, st)
-    t.update({k: t.get(k, 0.0) for k in ("probe", "control", "mlp", "mdl", "geometry")})
-    rows: list[dict] = []
-    cones: list[pd.DataFrame] = []
-    for state in state_order(embeddings):
-        e = embeddings[state]
-        split, y = np.asarray(e["split"]), np.asarray(e["label"])
-        tr, te = split == "train", split == "test"
-        ytr, yte = y[tr], y[te]  # the majority baseline: always answer the majority train class
-        k = int(np.sum(yte == np.unique(ytr)[np.bincount(np.unique(ytr, return_inverse=True)[1]).argmax()]))
-        rows.append(tidy_row(model_name, state, -1, "probe_majority_baseline", *wilson_ci(k, yte.size, st.level),
-                             yte.size))
-        for pool in plan.needed:
-            mlp, mdl = st.mlp and pool in st.mlp_poolings, st.mdl and pool in st.mdl_poolings
-            for layer in sorted(set(plan.probe) | set(plan.mlp if mlp else ()) | set(plan.mdl if mdl else ())):
-                X = e[pool][:, layer, :].astype(np.float64)
-                c = _Cell(model_name, state, pool, layer, X[tr], ytr, X[te], yte)
-                if pool in st.poolings and layer in plan.probe:
-                    rows += _linear_rows(c, st, t)
-                    cone = pool == "cls" and layer in plan.cones  # sentence id: the row in the stored arrays
-                    geo_rows, cone_rows = _geometry_rows(c, st, t, np.flatnonzero(te) if cone else None)
-                    rows += geo_rows
-                    cones += cone_rows
-                if mlp and layer in plan.mlp:
-                    rows.append(_mlp_row(c, st, t))
-                if mdl and layer in plan.mdl:
-                    rows.append(_mdl_row(c, st, t))
-    cone_df = (pd.concat(cones, ignore_index=True) if cones else pd.DataFrame(columns=CONE_COLUMNS))[CONE_COLUMNS]
-    if len(cone_df):
-        cone_df = cone_df.astype({"layer": np.int64, "sentence": np.int64, "label": np.int64})
-    return tidy_frame(rows), cone_df
+    if name in ("probe_study", "ProbeSettings", "ProbeTables", "CONE_COLUMNS"):
+        return getattr(_study, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

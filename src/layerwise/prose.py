@@ -276,27 +276,137 @@ def best_layer(tidy: pd.DataFrame, metric: str, state: str, model: str | None = 
     return None if s.empty else s.loc[s["value"].idxmax()]
 
 
-def probe_sentence(tidy: pd.DataFrame, pooling: str = "cls", model: str | None = None) -> str:
-    """Best probe layer per state with its CI, the control accuracy there and the selectivity."""
+def _layer_set(layers: Sequence[int]) -> str:
+    """``layer 4`` / ``layers 4 and 5`` / ``layers 3, 4 and 6``."""
+    ls = [str(v) for v in layers]
+    return f"layer {ls[0]}" if len(ls) == 1 else f"layers {', '.join(ls[:-1])} and {ls[-1]}"
+
+
+def best_layer_text(correct: pd.DataFrame | None, tidy: pd.DataFrame, metric: str, state: str,
+                    model: str | None = None) -> tuple[str, int | None]:
+    """The best-layer claim of one probe (``claims.best_layers``) as words, and the top layer: one layer
+    is named only when the paired comparison singles it out; otherwise the set is named."""
+    from . import claims
+
+    if correct is None or correct.empty:
+        top = best_layer(tidy, metric, state, model)
+        if top is None:
+            return "", None
+        return (f"highest at layer {int(top.layer)} with {fmt_ci(top.value, top.ci_low, top.ci_high, 3)} (not "
+                f"tested against the other layers)"), int(top.layer)
+    v = claims.best_layers(correct, tidy, metric, state, model)
+    if v.word == "not measured":
+        return "", None
+    top = v.rows[v.rows["layer"] == v.detail["top"]].iloc[0]
+    acc = fmt_ci(top.value, top.ci_low, top.ci_high, 3)
+    if v.word == "best":
+        return (f"best at layer {int(top.layer)} with {acc} (every other layer lower, paired 95% CI on the same "
+                f"{v.n} test sentences)"), int(top.layer)
+    return (f"best {_layer_set(v.detail['layers'])}, which the paired comparison on {v.n} test sentences does not "
+            f"separate (highest: layer {int(top.layer)}, {acc})"), int(top.layer)
+
+
+def _controls_text(tidy: pd.DataFrame, pooling: str, state: str, layer: int, model: str | None) -> str:
+    def at(metric):
+        s = series(tidy, f"{metric}_{pooling}", state, model)
+        s = s[s["layer"] == layer]
+        return None if s.empty else s.iloc[0]
+
+    bits = []
+    chance = at("probe_chance_acc")
+    if chance is not None:
+        bits.append(f"chance baseline (permuted labels) {fmt(chance.value, 3)}")
+    ctrl, sel = at("control_acc"), at("selectivity")
+    if ctrl is not None and sel is not None:
+        bits.append(f"control task {fmt(ctrl.value, 3)} and selectivity "
+                    f"{fmt_ci(sel.value, sel.ci_low, sel.ci_high, 3)} on the {int(ctrl.n)} covered test sentences")
+    return f" ({'; '.join(bits)})" if bits else ""
+
+
+def probe_sentence(tidy: pd.DataFrame, pooling: str = "cls", model: str | None = None,
+                   correct: pd.DataFrame | None = None) -> str:
+    """Best probe layer(s) per state, by paired comparison (``claims.best_layers`` on the per-sentence
+    ``correct`` table), with the chance baseline, the control task and the selectivity at the top layer."""
     metric = f"probe_acc_{pooling}"
     parts = []
     for state in _states(tidy, metric):
-        top = best_layer(tidy, metric, state, model)
+        text, top = best_layer_text(correct, tidy, metric, state, model)
         if top is None:
             continue
-        text = f"{state}: best at layer {int(top.layer)} with {fmt_ci(top.value, top.ci_low, top.ci_high, 3)}"
-        ctrl = series(tidy, f"probe_control_acc_{pooling}", state, model)
-        c = ctrl[ctrl["layer"] == top.layer]
-        if not c.empty:
-            text += f" (control with permuted labels {fmt(c.value.iloc[0], 3)}"
-            sel = series(tidy, f"selectivity_{pooling}", state, model)
-            s = sel[sel["layer"] == top.layer]
-            text += f", selectivity {fmt(s.value.iloc[0], 3)})" if not s.empty else ")"
-        parts.append(text)
+        parts.append(f"{state}: {text}{_controls_text(tidy, pooling, state, top, model)}")
     if not parts:
         return ""
     pool = "first-token" if pooling == "cls" else "mean-pooled"
     return f"Linear probes on the {pool} embeddings: " + "; ".join(parts) + "."
+
+
+def lexical_sentence(tidy: pd.DataFrame, pooling: str = "cls", correct: pd.DataFrame | None = None,
+                     state: str = "finetuned", model: str | None = None) -> str:
+    """The lexical baseline (bag of word 1-2-grams) against the top layer probe of ``state``, paired on the
+    same test sentences (``claims.versus``)."""
+    from . import claims
+
+    lex = tidy[(tidy["metric"] == "lexical_probe_acc") & ((tidy["model"] == model) if model else True)]
+    if lex.empty:
+        return ""
+    r = lex.iloc[0]
+    text = (f"A bag-of-words probe (TF-IDF of word 1- and 2-grams, logistic regression) trained on the same "
+            f"sentences as the layer probes scores {fmt_ci(r.value, r.ci_low, r.ci_high, 3)} on the "
+            f"same {int(r.n)} test sentences")
+    top = best_layer(tidy, f"probe_acc_{pooling}", state, model)
+    if top is None or correct is None or correct.empty:
+        return text + "."
+    v = claims.versus(correct, tidy, (f"probe_acc_{pooling}", int(top.layer)), ("lexical_probe_acc", -1), state, model)
+    if v.word == "not measured":
+        return text + "."
+    how = {"higher": "above it", "lower": "below it", "tied": "not distinguishable from it"}[v.word]
+    lo, hi = v.detail["diff_ci"]
+    return (text + f"; the {state} model's highest {'first-token' if pooling == 'cls' else 'mean-pooled'} probe "
+            f"(layer {int(top.layer)}) is {how} (paired difference {fmt_signed(v.detail['diff'], 3)}, 95% CI "
+            f"{fmt(lo, 3)} to {fmt(hi, 3)}).")
+
+
+def memorisation_sentence(tidy: pd.DataFrame, pooling: str = "cls", state: str = "finetuned",
+                          model: str | None = None) -> str:
+    """Probe accuracy and MDL compression when the probe trains on fine-tuning sentences vs on unseen
+    (probe-pool) sentences, at equal n, at the last layer and where the MDL gap is largest."""
+    parts = []
+    for seen, unseen, what, digits in ((f"mdl_compression_seen_{pooling}", f"mdl_compression_{pooling}",
+                                        "MDL compression", 2),
+                                       (f"probe_acc_seen_{pooling}", f"probe_acc_{pooling}", "probe accuracy", 3)):
+        a, b = series(tidy, seen, state, model), series(tidy, unseen, state, model)
+        if a.empty or b.empty:
+            continue
+        m = a.merge(b, on="layer", suffixes=("_seen", "_unseen"))
+        last = m.iloc[-1]
+        gap = m.loc[(m["value_seen"] - m["value_unseen"]).idxmax()]
+        text = (f"{what} at layer {int(last.layer)}: {fmt_ci(last.value_seen, last.ci_low_seen, last.ci_high_seen, digits)} "
+                f"on fine-tuning sentences, {fmt_ci(last.value_unseen, last.ci_low_unseen, last.ci_high_unseen, digits)} "
+                f"on unseen ones ({int(last.n_seen)} sentences each)")
+        if int(gap.layer) != int(last.layer):
+            text += (f"; the largest gap is at layer {int(gap.layer)} "
+                     f"({fmt(gap.value_seen, digits)} against {fmt(gap.value_unseen, digits)})")
+        parts.append(text)
+    if not parts:
+        return "The memorisation check was not computed (no probe pool separate from the fine-tuning sentences)."
+    return f"Memorisation ({state}): " + "; ".join(parts) + "."
+
+
+def split_table(study) -> pd.DataFrame:
+    """The three disjoint parts of the data selection, their sizes and what reads each (from the study's
+    manifest and tidy table)."""
+    sel = (study.manifest or {}).get("selection") or {}
+    tidy = study.tidy
+    cov = tidy[tidy["metric"] == "control_coverage"]["value"]
+    n_test = len(sel.get("test_index", []))
+    covered = f"; control task: the {round(float(cov.iloc[0]) * n_test)} covered ones" if not cov.empty else ""
+    pool = len(sel.get("probe_index", []))
+    rows = [("fine-tuning", len(sel.get("train_index", [])),
+             "fine-tuning; memorisation check (probe and MDL at the probe pool's size)" if pool else
+             "fine-tuning; the probes and MDL (no probe pool)"),
+            ("probe pool", pool, "training of every probe, control task and lexical baseline; MDL codes"),
+            ("test", n_test, "every probe score" + covered + "; class geometry, token statistics, CKA")]
+    return pd.DataFrame(rows, columns=["part", "sentences", "used for"]).set_index("part")
 
 
 def convergence_table(tidy: pd.DataFrame, name: str = "spearman_convergence_probe") -> pd.DataFrame:
@@ -390,14 +500,15 @@ def rogue_sentence(tidy: pd.DataFrame, layer: int | None = None, model: str | No
 
 
 def models_best_sentence(tidy: pd.DataFrame, metric: str = "probe_acc_cls", state: str = "finetuned",
-                         what: str = "first-token probe accuracy") -> str:
-    """The comparison: per model, the best layer of ``metric`` for ``state``."""
+                         what: str = "first-token probe accuracy", correct: pd.DataFrame | None = None) -> str:
+    """The comparison: per model, the best layer (or the best-layer set, ``claims.best_layers`` on the
+    per-sentence ``correct`` table) of ``metric`` for ``state``."""
     parts = []
     for model in dict.fromkeys(tidy["model"]):
-        top = best_layer(tidy, metric, state, model)
+        text, top = best_layer_text(correct, tidy, metric, state, model)
         if top is not None:
             last = int(tidy[(tidy["model"] == model) & (tidy["layer"] >= 0)]["layer"].max())
-            parts.append(f"{model} {fmt_ci(top.value, top.ci_low, top.ci_high, 3)} at layer {int(top.layer)} of {last}")
+            parts.append(f"{model} (layers 0 to {last}): {text}")
     if not parts:
         return ""
     return f"Best {what} ({state}): " + "; ".join(parts) + "."

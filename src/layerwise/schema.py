@@ -33,7 +33,7 @@ QUANTILES = {"q05": 0.05, "q25": 0.25, "q50": 0.50, "q75": 0.75, "q95": 0.95}
 #: The layers of the original (student) study's probe grid (BERT-base depth: 12 layers).
 ORIGINAL_LAYERS = (5, 7, 9, 11, 12)
 #: The tables of a study (``study.write_study``), each a Parquet file.
-TABLES = ("tidy", "per_sentence", "cosine_sample", "rogue", "cka", "cones")
+TABLES = ("tidy", "per_sentence", "cosine_sample", "rogue", "cka", "cones", "probe_correct")
 
 
 def state_order(values: Iterable) -> list[str]:
@@ -174,14 +174,25 @@ REGISTRY: tuple[MetricSpec, ...] = (
                "logistic-regression probe accuracy", _POOL),
     MetricSpec("mlp_probe_acc", "probes", True, "test sentences", "probes.mlp_probe_accuracy",
                "the original study's dense+tanh probe accuracy", _POOL),
-    MetricSpec("probe_control_acc", "probes", True, "test sentences", "probes.probe_accuracy",
-               "probe accuracy after training on permuted labels", _POOL),
-    MetricSpec("selectivity", "probes", True, "test sentences", "probes.selectivity",
-               "probe accuracy minus control accuracy (Hewitt & Liang 2019)", _POOL),
+    MetricSpec("probe_chance_acc", "probes", True, "test sentences", "probes.probe_accuracy",
+               "chance baseline: the probe trained on permuted labels, scored on the true labels", _POOL),
+    MetricSpec("control_acc", "probes", True, "covered test sentences", "controls.control_task_accuracy",
+               "control task (Hewitt & Liang 2019): labels a random function of the first content word", _POOL),
+    MetricSpec("selectivity", "probes", True, "covered test sentences", "probes.selectivity",
+               "probe accuracy minus control-task accuracy on the same test sentences (Hewitt & Liang 2019)", _POOL),
+    MetricSpec("control_coverage", "probes", False, "test sentences", "controls.covered",
+               "share of test sentences whose key type occurs at least twice in the probe pool"),
     MetricSpec("probe_majority_baseline", "probes", False, "test sentences", "stats.majority_baseline",
-               "accuracy of always answering the most frequent training class"),
-    MetricSpec("mdl_compression", "probes", True, "training sentences", "probes.mdl_online",
-               "online-code MDL compression (Voita & Titov 2020)", _POOL),
+               "accuracy of always answering the most frequent probe-pool class"),
+    MetricSpec("lexical_probe_acc", "probes", False, "test sentences", "controls.lexical_probe_accuracy",
+               "lexical baseline: TF-IDF word 1-2-gram logistic regression on the same sentences"),
+    MetricSpec("mdl_compression", "probes", True, "probe-pool sentences per code", "mdl.mdl_subsampled",
+               "online-code MDL compression on the probe pool (Voita & Titov 2020)", _POOL),
+    # memorisation: the same probe and code on fine-tuning sentences, at equal n
+    MetricSpec("probe_acc_seen", "memorisation", True, "test sentences", "probes.probe_accuracy",
+               "probe accuracy when trained on fine-tuning sentences (as many as the probe pool)", _POOL),
+    MetricSpec("mdl_compression_seen", "memorisation", True, "fine-tuning sentences per code", "mdl.mdl_subsampled",
+               "MDL compression coded on fine-tuning sentences (as many as the probe pool's code)", _POOL),
     # class geometry
     MetricSpec("silhouette", "class geometry", True, "test sentences", "probes.class_geometry",
                "silhouette of the two classes, cosine distance (Rousseeuw 1987)", _POOL),

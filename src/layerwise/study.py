@@ -38,6 +38,10 @@ class Study:
     cones: pd.DataFrame
     finetune: dict[str, Any]
     manifest: dict[str, Any] = field(default_factory=dict)
+    #: per-sentence correctness of the probes (``probe_study.CORRECT_COLUMNS``): the paired comparisons of
+    #: ``claims.best_layers`` read it
+    probe_correct: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
+        columns=["model", "state", "metric", "layer", "sentence", "correct"]))
 
     @property
     def name(self) -> str:
