@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import socket
+import threading
 import platform
 import shutil
 import subprocess
@@ -467,6 +468,9 @@ def _subdirs(root: Path) -> list[Path]:
 # ==================================================================================================
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+#: ``ast.parse`` is not thread-safe in CPython 3.11 ("AST constructor recursion depth mismatch"):
+#: code hashes computed by concurrent threads of one process parse one module at a time
+_PARSE_LOCK = threading.Lock()
 
 
 def _package_imports(module: str) -> set[str]:
@@ -474,7 +478,9 @@ def _package_imports(module: str) -> set[str]:
     ``from . import x``, ``from .x import y``, ``from layerwise.x import y``, ``import layerwise.x``."""
     import ast
 
-    tree = ast.parse((PACKAGE_DIR / f"{module}.py").read_text(encoding="utf-8"))
+    source = (PACKAGE_DIR / f"{module}.py").read_text(encoding="utf-8")
+    with _PARSE_LOCK:
+        tree = ast.parse(source)
     found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
