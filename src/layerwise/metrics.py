@@ -109,7 +109,7 @@ def triu_pair_index(p, n) -> tuple[np.ndarray, np.ndarray]:
 
 def pairwise_cosines_upper(X) -> np.ndarray:
     """The cosine of every unordered pair of distinct rows, ``cos(x_i, x_j)`` for ``i < j`` in row-major
-    order (length ``n (n - 1) / 2``): the seed study's per-sentence "cosine study" values.
+    order (length ``n (n - 1) / 2``): the original study's per-sentence "cosine study" values.
 
     Known answer: equal, in the same order, to the naive double loop
     ``[cos(X[i], X[j]) for i in range(n) for j in range(i + 1, n)]``.
@@ -186,7 +186,7 @@ def self_similarity(X, contexts) -> float:
 # --------------------------------------------------------------------------------------------------
 
 def cov_trace(X) -> float:
-    """Trace of the sample covariance of the rows (the seed's "covariance study"):
+    """Trace of the sample covariance of the rows (the original study's "covariance study"):
     ``tr(Cov) = sum_i |x_i - mean|^2 / (n - 1)`` (ddof = 1, equal to ``np.trace(np.cov(X.T))``), the
     total variance of a sentence's token embeddings. Scale-dependent: see :func:`cov_trace_scaled`.
 

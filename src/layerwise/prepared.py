@@ -1,4 +1,4 @@
-"""Tokenized training data: the seed's first step (``layerwise prepare``) and what fine-tuning reads.
+"""Tokenized training data: the original study's first step (``layerwise prepare``) and what fine-tuning reads.
 
 ``prepare(params, out_dir)`` tokenizes the selected train/test examples (truncated at
 ``finetune.max_length``, never padded: batches are padded when training) and saves them with
