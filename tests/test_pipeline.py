@@ -299,3 +299,18 @@ def test_seeds_old_one_seed_key_is_accepted(tmp_path):
     spec["dataset"]["selection_seed"] = 1
     path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
     assert load_params(path).dataset.selection_seed == 1
+
+
+def test_seeds_charts_draw_the_seed_band(two_seeds):
+    from layerwise import charts
+
+    _, study, _ = two_seeds
+    frame = charts.seed_band_frame(study.tidy_all, "erank")
+    ft = frame[frame.state == "finetuned"]
+    per = study.tidy_seeds[study.tidy_seeds.metric == "erank"].groupby("layer")["value"]
+    assert (ft["seeds"] == 2).all()
+    assert ft.set_index("layer")["low"].to_dict() == pytest.approx(per.min().to_dict())
+    assert charts.seed_band(study.tidy_all, "erank").to_dict()["layer"]
+    with_seeds = charts.similarity_floors(study.tidy_all).to_dict()["spec"]["layer"]
+    assert len(with_seeds) == 3 and "seeds_low" in str(with_seeds[1])   # null band, seed band, line
+    assert len(charts.similarity_floors(study.tidy).to_dict()["spec"]["layer"]) == 2
