@@ -62,8 +62,8 @@ def between_seed_band(tidy: pd.DataFrame, pooling: str, measures) -> pd.DataFram
     same-layer similarity between fine-tuning seeds (``<measure>_<pooling>_between_seeds``)."""
     names = {f"{m}_{pooling}_between_seeds": m for m in measures}
     rows = tidy[tidy["metric"].isin(list(names)) & (tidy["layer"] >= 0)]
-    if "seed" in rows.columns:
-        rows = rows[rows["seed"].notna()]
+    # (only the per-seed rows: the aggregate view holds the mean over pairs, not their spread)
+    rows = rows[rows["seed"].notna()] if "seed" in rows.columns else rows.iloc[0:0]
     out = rows.assign(measure=rows["metric"].map(names)).groupby(["model", "measure", "layer"])["value"].agg(
         seeds_low="min", seeds_high="max").reset_index()
     return out
