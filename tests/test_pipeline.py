@@ -212,3 +212,105 @@ def test_real_chapters_execute_on_real_studies(studies, tmp_path):
     assert charts >= 20
     # the params files were read as the user wrote them
     assert load_params(params[0]).name == "tiny-camembert"
+
+
+# --------------------------------------------------------------------------------------------------
+# several fine-tuning seeds (issue #12, part 1): one architecture, two seeds
+# --------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def two_seeds(tmp_path_factory):
+    """A two-seed study of the tiny BERT (cold cache), with the engine and training calls counted."""
+    import torch
+
+    root = tmp_path_factory.mktemp("seeds")
+    path = _write_study(root, TINY_ARCHS[0])
+    spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    spec["finetune"]["seeds"] = [3, 4]
+    path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LAYERWISE_CACHE", str(root / "cache"))
+        calls = count_calls(mp)
+        study = pipeline.load_study(path, progress=False)
+        yield path, study, calls
+    torch.set_num_threads(threads)
+
+
+def test_seeds_pretrained_and_random_once_each_seed_trained(two_seeds):
+    _, study, calls = two_seeds
+    assert calls["_train"] == 2                       # one fine-tuning per seed
+    assert calls["run_state"] == 4                    # pretrained, random once; the fine-tuned state per seed
+    assert set(study.finetune["seeds"]) == {"3", "4"}
+
+
+def test_seeds_per_seed_rows_and_the_aggregate_view(two_seeds):
+    from layerwise import stats
+
+    _, study, _ = two_seeds
+    assert list(study.tidy.columns) == TIDY_COLUMNS   # the chapters' view is unchanged
+    seeds = study.tidy_seeds
+    assert "seed" in seeds.columns and set(seeds["seed"].dropna()) == {3, 4}
+    assert (seeds["state"] == "finetuned").all()
+    for metric in ("erank", "probe_acc_cls", "effect_token_cosine"):
+        per = seeds[(seeds.metric == metric) & (seeds.layer == 2)].sort_values("seed")
+        assert len(per) == 2
+        agg = study.tidy[(study.tidy.metric == metric) & (study.tidy.layer == 2) & (study.tidy.state == "finetuned")]
+        assert len(agg) == 1
+        assert agg["value"].iloc[0] == pytest.approx(per["value"].mean())
+        if metric != "effect_token_cosine":          # (effect rows: the paired test on seed means)
+            se = stats.se_from_ci(per["ci_low"].to_numpy(), per["ci_high"].to_numpy())
+            ci = stats.seed_sentence_interval(per["value"].to_numpy(), se)
+            assert agg["ci_low"].iloc[0] == pytest.approx(float(ci.low))
+            assert agg["ci_high"].iloc[0] == pytest.approx(float(ci.high))
+    # pretrained and random: one row per layer and metric, no per-seed rows
+    pre = study.tidy[(study.tidy.metric == "erank") & (study.tidy.state == "pretrained")]
+    assert len(pre) == NUM_LAYERS + 1
+    between = seeds[seeds.metric == "cka_debiased_cls_between_seeds"]
+    assert len(between) == NUM_LAYERS + 1 and (between["seed"] == 3).all()
+    # the other tables keep one aggregate fine-tuned view
+    ps = study.per_sentence
+    assert "seed" not in ps.columns and not ps.duplicated(["state", "layer", "sentence", "metric"]).any()
+
+
+def test_seeds_floor_rule_and_prose(two_seeds, tmp_path):
+    from layerwise import claims, prose
+
+    _, study, _ = two_seeds
+    text = prose.seed_floor_sentence(study.tidy_all, "token_cosine", "the mean token cosine")
+    assert "seed" in text and "not measured" not in text
+    one = study.tidy_all[study.tidy_all["seed"].isna() | (study.tidy_all["seed"] == 3)]
+    one = one[~one.metric.str.endswith("_between_seeds")]
+    assert claims.SEED_VARIATION_NOT_MEASURED.split(" (")[0] in prose.seed_floor_sentence(
+        one, "token_cosine", "the mean token cosine")
+    table = prose.finetune_table(study.finetune)
+    assert {"seed 3", "seed 4", "mean over seeds"} <= set(table.index)
+
+
+def test_seeds_old_one_seed_key_is_accepted(tmp_path):
+    path = _write_study(tmp_path, TINY_ARCHS[0])
+    spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    spec["finetune"]["seed"] = 7
+    path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    params = load_params(path)
+    assert params.finetune.seeds == [7] and params.finetune.seed == 7
+    assert params.dataset.selection_seed == 7          # it keeps selecting its data with 7
+    spec["dataset"]["selection_seed"] = 1
+    path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    assert load_params(path).dataset.selection_seed == 1
+
+
+def test_seeds_charts_draw_the_seed_band(two_seeds):
+    from layerwise import charts
+
+    _, study, _ = two_seeds
+    frame = charts.seed_band_frame(study.tidy_all, "erank")
+    ft = frame[frame.state == "finetuned"]
+    per = study.tidy_seeds[study.tidy_seeds.metric == "erank"].groupby("layer")["value"]
+    assert (ft["seeds"] == 2).all()
+    assert ft.set_index("layer")["low"].to_dict() == pytest.approx(per.min().to_dict())
+    assert charts.seed_band(study.tidy_all, "erank").to_dict()["layer"]
+    with_seeds = charts.similarity_floors(study.tidy_all).to_dict()["spec"]["layer"]
+    assert len(with_seeds) == 3 and "seeds_low" in str(with_seeds[1])   # null band, seed band, line
+    assert len(charts.similarity_floors(study.tidy).to_dict()["spec"]["layer"]) == 2

@@ -55,18 +55,29 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def cmd_finetune(args: argparse.Namespace) -> int:
     from .finetune import finetune
 
-    res = finetune(_params(args.params), num_train=args.num_train, num_test=args.num_test, epochs=args.num_epochs,
-                   save=args.save, data=args.data, checkpoint=args.checkpoint, progress=not args.quiet)
+    params = _params(args.params)
+    seeds = params.finetune.seeds
+    if args.save and len(seeds) > 1:
+        raise LayerwiseError(f"-s/--save copies one model, the params have {len(seeds)} fine-tuning seeds",
+                             params.where, "set `finetune.seeds: [N]` for this run, or drop -s")
+    for seed in seeds:  # each seed is its own cache entry, trained and resumable on its own
+        res = finetune(params.for_seed(seed), num_train=args.num_train, num_test=args.num_test,
+                       epochs=args.num_epochs, save=args.save, data=args.data, checkpoint=args.checkpoint,
+                       progress=not args.quiet)
+        _print_finetune(res, seed if len(seeds) > 1 else None)
+    return 0
+
+
+def _print_finetune(res, seed: int | None) -> None:
     m = res.metrics
     state = "cached" if res.cached else "trained"
     acc = m.get("accuracy")
     ci = m.get("accuracy_ci") or [None, None]
-    print(f"{state}: {res.path}")
+    print(f"{state}{'' if seed is None else f' (seed {seed})'}: {res.path}")
     if acc is not None:
         print(f"test accuracy {acc:.3f} (95% CI {ci[0]:.3f}-{ci[1]:.3f}), macro-F1 {m.get('macro_f1', float('nan')):.3f}, "
               f"majority baseline {m.get('majority_baseline', float('nan')):.3f}, "
               f"binomial p = {m.get('binomial_p', float('nan')):.2g}")
-    return 0
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:

@@ -83,6 +83,10 @@ class DatasetSpec(_Strict):
             raise ValueError(f"unknown embedded dataset {self.source!r} (known: {', '.join(EMBEDDED_DATASETS)})")
         return self
 
+    selection_seed: int = Field(42, description="RNG seed of the data selection (train/test/probe shuffles), "
+                                "the same for every fine-tuning seed; default 42, or `finetune.seed` when a "
+                                "params file gives that old one-seed key and no selection_seed")
+
     @property
     def kind(self) -> Literal["embedded", "local", "hub"]:
         if self.data_files:
@@ -108,9 +112,38 @@ class FinetuneSpec(_Strict):
     warmup_ratio: float = Field(0.0, ge=0, lt=1)
     max_length: int = Field(512, ge=8, description="truncation length; batches are padded dynamically")
     logging_steps: int = Field(10, gt=0)
-    seed: int = 42
+    seeds: list[int] = Field(default_factory=lambda: [42], min_length=1,
+                             description="fine-tuning seeds: each is trained, cached, analysed and probed on its "
+                             "own (the old key `seed: N` is read as `seeds: [N]`)")
     precision: Precision = Field("auto", description="auto (bf16 on CUDA and on CPUs with AMX/avx512_bf16, else "
                                  "fp32), fp32, bf16 or fp16 (CUDA only); see layerwise.precision")
+
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_seed(cls, data: Any) -> Any:
+        """The old key ``seed: N`` is ``seeds: [N]`` (both at once is an error)."""
+        if isinstance(data, dict) and "seed" in data:
+            if "seeds" in data:
+                raise ValueError("give `seeds: [...]` or the old `seed: N`, not both")
+            data = {**{k: v for k, v in data.items() if k != "seed"}, "seeds": [data["seed"]]}
+        return data
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct(cls, seeds: list[int]) -> list[int]:
+        if len(set(seeds)) != len(seeds):
+            raise ValueError("fine-tuning seeds must be distinct")
+        return seeds
+
+    @property
+    def seed(self) -> int:
+        """The first fine-tuning seed (the only one of a one-seed study)."""
+        return self.seeds[0]
+
+    def for_seed(self, seed: int) -> "FinetuneSpec":
+        """These settings with the one fine-tuning seed ``seed``."""
+        return self.model_copy(update={"seeds": [int(seed)]})
 
 
 class AnalysisSpec(_Strict):
@@ -193,6 +226,18 @@ class StudyParams(_Strict):
 
     _path: Path | None = PrivateAttr(default=None)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _selection_seed(cls, data: Any) -> Any:
+        """A params file giving only the old ``finetune.seed: N`` keeps selecting its data with N
+        (``dataset.selection_seed`` defaults to it; otherwise to 42)."""
+        if not isinstance(data, dict):
+            return data
+        ft, ds = data.get("finetune"), data.get("dataset")
+        if isinstance(ft, dict) and "seed" in ft and isinstance(ds, dict) and "selection_seed" not in ds:
+            data = {**data, "dataset": {**ds, "selection_seed": ft["seed"]}}
+        return data
+
     @property
     def path(self) -> Path | None:
         return self._path
@@ -221,8 +266,16 @@ class StudyParams(_Strict):
         dataset = self.dataset.model_dump(exclude={"encoding"} if self.dataset.encoding == "utf-8" else None)
         # (num_probe enters only when set, so entries cached before the field existed still match)
         probe = {"num_probe": self.finetune.num_probe} if self.finetune.num_probe else {}
+        # (the selection seed keeps its old place in the key: today's selections keep their hashes)
+        dataset.pop("selection_seed", None)
         return {"dataset": dataset, "num_train": self.finetune.num_train,
-                "num_test": self.finetune.num_test, **probe, "seed": self.finetune.seed}
+                "num_test": self.finetune.num_test, **probe, "seed": self.dataset.selection_seed}
+
+    def for_seed(self, seed: int) -> "StudyParams":
+        """These params with the one fine-tuning seed ``seed`` (what one fine-tuning reads)."""
+        out = self.model_copy(update={"finetune": self.finetune.for_seed(seed)})
+        out._path = self._path
+        return out
 
 
 def _expand(value: str) -> Path:

@@ -188,7 +188,7 @@ def _orders(raw, params: StudyParams, num_train: int, num_test: int):
         raise LayerwiseError(f"field 'dataset.train_split': split {ds.train_split!r} not found "
                              f"(splits: {', '.join(raw)})", where, "set dataset.train_split to one of them")
     train_all = _clean_split(raw[ds.train_split], params, ds.train_split)
-    rng = np.random.default_rng(params.finetune.seed)
+    rng = np.random.default_rng(params.dataset.selection_seed)
     if ds.test_split in raw:
         test_all = _clean_split(raw[ds.test_split], params, ds.test_split)
         test_order = rng.permutation(len(test_all))
@@ -227,7 +227,7 @@ def _check_probe_size(params: StudyParams, num_train: int, num_probe: int, left:
 
 
 def load_splits(params: StudyParams, num_train: int | None = None, num_test: int | None = None) -> Splits:
-    """Deterministic selection: shuffle each split with ``finetune.seed`` and take the first
+    """Deterministic selection: shuffle each split with ``dataset.selection_seed`` and take the first
     ``num_train`` / ``num_test`` rows; the probe pool is the next ``finetune.num_probe`` rows of the
     shuffled train source (after the fine-tuning rows, so the three parts are disjoint). When the source
     has no test split, ``num_test`` rows are held out from the train split first. Raises

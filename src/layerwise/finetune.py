@@ -83,6 +83,9 @@ class FinetuneResult:
 
 def _hyper(params: StudyParams, num_train: int | None, num_test: int | None, epochs: float | None) -> dict[str, Any]:
     hp = params.finetune.model_dump()
+    if len(hp.pop("seeds")) != 1:
+        raise ValueError("one fine-tuning is one seed: pass params.for_seed(seed)")
+    hp["seed"] = params.finetune.seed  # (the key of a one-seed fine-tuning, as before seeds became a list)
     hp["precision"] = resolve_precision(hp["precision"], pick_device(), purpose="finetune")  # never `auto` in a key
     if num_train is not None:
         hp["num_train"] = int(num_train)

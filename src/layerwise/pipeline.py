@@ -21,6 +21,7 @@ import pandas as pd
 from .config import StudyParams, load_params
 from .data import Splits, load_splits
 from .finetune import FinetuneResult, finetune, finetune_entry, load_finetune_metrics
+from . import seeds
 from .models import ModelSource, model_source
 from .schema import TABLES
 from .study import Study
@@ -44,20 +45,37 @@ def resolve_inputs(params: StudyParams) -> StudyInputs:
     return StudyInputs(load_splits(params), model_source(params))
 
 
-def finetuned(params: StudyParams, progress: bool = True, *, inputs: StudyInputs | None = None) -> FinetuneResult:
-    """The fine-tuned checkpoint for these params (trained once, then read from the cache)."""
+def finetuned(params: StudyParams, progress: bool = True, *, inputs: StudyInputs | None = None,
+              seed: int | None = None) -> FinetuneResult:
+    """The fine-tuned checkpoint of one fine-tuning seed (default: the first) of these params (trained
+    once, then read from the cache; every seed is its own entry)."""
     inputs = inputs or resolve_inputs(params)
-    return finetune(params, progress=progress, splits=inputs.splits, source=inputs.source)
+    one = params.for_seed(params.finetune.seed if seed is None else seed)
+    return finetune(one, progress=progress, splits=inputs.splits, source=inputs.source)
+
+
+def engine_states(params: StudyParams) -> list[str]:
+    """The engine's states: ``analysis.states`` with ``finetuned`` as one state per fine-tuning seed
+    (``seeds.label``); pretrained and random once."""
+    out = []
+    for state in params.analysis.states:
+        out += [seeds.label(s) for s in params.finetune.seeds] if state == "finetuned" else [state]
+    return out
+
+
+#: layout of a geometry entry (bumped when seeds became per-seed engine states)
+GEOMETRY_LAYOUT = 2
 
 
 def _analysis_key(params: StudyParams, inputs: StudyInputs) -> str:
     """The geometry engine's cache key: weights, selection, the engine's settings, the fine-tuned
-    entry (named by its own key: nothing is trained to compute it) and the engine's code."""
-    ft_entry = (finetune_entry(params, splits=inputs.splits, source=inputs.source)
-                if "finetuned" in params.analysis.states else None)
+    entries (named by their own keys: nothing is trained to compute them) and the engine's code."""
+    ft = [entry_key(finetune_entry(params.for_seed(s), splits=inputs.splits, source=inputs.source))
+          for s in params.finetune.seeds] if "finetuned" in params.analysis.states else None
     return content_hash({"model": inputs.source.key, "selection": inputs.splits.selection["hash"],
                          "analysis": {**params.analysis.geometry_payload(), "precision": analysis_precision(params)},
-                         "finetuned": entry_key(ft_entry) if ft_entry else None, "code": code_hash("extract", "similarity", "models")})
+                         "finetuned": ft, "layout": GEOMETRY_LAYOUT,
+                         "code": code_hash("extract", "similarity", "models", "seeds")})
 
 
 def analysis_precision(params: StudyParams) -> str:
@@ -95,50 +113,78 @@ def analyze(params: StudyParams, progress: bool = True, *, inputs: StudyInputs |
 
 
 def _write_geometry(params: StudyParams, inputs: StudyInputs, key: str, entry: Path, progress: bool) -> None:
-    """Compute the geometry entry ``entry`` (key ``key``): every state's forward passes, then CKA."""
-    from . import extract, similarity
-    from .models import load_model, pick_device
+    """Compute the geometry entry ``entry`` (key ``key``): every state's forward passes (pretrained and
+    random once, the fine-tuned state once per seed), then the similarities between states and seeds."""
+    from .models import pick_device
     from .precision import machine
 
-    splits, source = inputs.splits, inputs.source.path
-    ft = finetuned(params, progress, inputs=inputs) if "finetuned" in params.analysis.states else None
+    splits = inputs.splits
+    ft = {s: finetuned(params, progress, inputs=inputs, seed=s).path
+          for s in params.finetune.seeds} if "finetuned" in params.analysis.states else {}
     texts, labels, split, index = _selection_texts(splits)
     geometry = np.zeros(len(texts), dtype=bool)
-    test_pos = np.flatnonzero(split == "test")[: params.analysis.num_sentences]
-    geometry[test_pos] = True
+    geometry[np.flatnonzero(split == "test")[: params.analysis.num_sentences]] = True
     device = pick_device()
     tables: dict[str, list[pd.DataFrame]] = {t: [] for t in ("tidy", "per_sentence", "cosine_sample", "rogue")}
-    embeddings: dict[str, dict[str, np.ndarray]] = {}
+    test_only: dict[str, dict[str, np.ndarray]] = {}
     timings: dict[str, float] = {}
     with atomic_dir(entry) as tmp:
-        for state in params.analysis.states:
-            where = f"{params.path or params.name}: state {state}"
-            path = str(ft.path) if state == "finetuned" else source
-            revision = None if state == "finetuned" else params.model.revision
-            model, tokenizer = load_model(path, splits.num_labels, revision=revision, state=state,
-                                          seed=params.analysis.seed, where=where, device=device)
+        for state in engine_states(params):
             t0 = time.perf_counter()
-            res = extract.run_state(model, tokenizer, texts, state=state, model_name=params.name,
-                                    geometry_mask=geometry, settings=params.analysis, device=device, progress=progress)
+            res = _run_engine(params, inputs, state, ft, texts, geometry, device, progress)
             timings[state] = time.perf_counter() - t0
             for t in tables:
                 tables[t].append(getattr(res, t))
-            embeddings[state] = {"cls": res.cls, "mean": res.mean, "label": labels, "split": split, "index": index,
-                                 "text": np.asarray(texts, dtype=str)}
-            np.savez(tmp / f"embeddings_{state}.npz", **embeddings[state])
-            del model
-        test_only = {s: {k: (v[split == "test"] if isinstance(v, np.ndarray) and len(v) == len(split) else v)
-                         for k, v in e.items()} for s, e in embeddings.items()}
-        cka_rows, cka = similarity.cka_between_states(test_only, params.name)
-        tables["tidy"].append(cka_rows)
+            emb = {"cls": res.cls, "mean": res.mean, "label": labels, "split": split, "index": index,
+                   "text": np.asarray(texts, dtype=str)}
+            np.savez(tmp / f"embeddings_{state}.npz", **emb)
+            test_only[state] = {k: (v[split == "test"] if isinstance(v, np.ndarray) and len(v) == len(split) else v)
+                                for k, v in emb.items()}
+        cka = _similarities(params, test_only, tables["tidy"])
         for t, parts in tables.items():
-            pd.concat(parts, ignore_index=True).to_parquet(tmp / f"{t}.parquet", index=False)
+            seeds.tag(pd.concat(parts, ignore_index=True)).to_parquet(tmp / f"{t}.parquet", index=False)
         cka.to_parquet(tmp / "cka.parquet", index=False)
+        first = str(ft[params.finetune.seed]) if ft else None
         manifest = {"params": params.model_dump(mode="json"), "params_file": str(params.path),
-                    "selection": splits.selection, "cache_key": key, "finetuned": str(ft.path) if ft else None,
+                    "selection": splits.selection, "cache_key": key, "finetuned": first,
+                    "finetuned_seeds": {str(s): str(p) for s, p in ft.items()},
                     "timings_s": timings, "device": str(device), **provenance(),
                     "machine": machine(device, analysis_precision(params))}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+
+
+def _run_engine(params: StudyParams, inputs: StudyInputs, state: str, ft: dict[int, Path], texts, geometry,
+                device, progress: bool):
+    """One engine pass (:func:`extract.run_state`) of one engine state (a seed label for fine-tuned)."""
+    from . import extract
+    from .models import load_model
+
+    base, seed = seeds.split_label(state)
+    where = f"{params.path or params.name}: state {base}" + (f" (seed {seed})" if seed is not None else "")
+    path = str(ft[seed]) if base == "finetuned" else inputs.source.path
+    revision = None if base == "finetuned" else params.model.revision
+    model, tokenizer = load_model(path, inputs.splits.num_labels, revision=revision, state=base,
+                                  seed=params.analysis.seed, where=where, device=device)
+    res = extract.run_state(model, tokenizer, texts, state=state, model_name=params.name,
+                            geometry_mask=geometry, settings=params.analysis, device=device, progress=progress)
+    del model
+    return res
+
+
+def _similarities(params: StudyParams, test_only: dict, tidy_parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """CKA and the floor similarities of every state (each seed) with the pretrained state, and between
+    the fine-tuned seeds; appends the tidy rows to ``tidy_parts`` and returns the tagged CKA matrices."""
+    from . import similarity
+
+    cka_rows, cka = similarity.cka_between_states(test_only, params.name)
+    tidy_parts.append(cka_rows)
+    cka = seeds.tag(seeds.tag(cka, "state_a", "seed_a"), "state_b", "seed_b")
+    ft_seeds = [s for s in params.finetune.seeds if seeds.label(s) in test_only]
+    if len(ft_seeds) > 1:
+        n = int(next(iter(test_only.values()))["cls"].shape[0])
+        tidy_parts += [seeds.between_seed_rows(test_only, params.name, ft_seeds),
+                       seeds.cka_between_seed_rows(cka, n)]
+    return cka
 
 
 def load_embeddings(entry: Path, states: list[str]) -> dict[str, dict[str, np.ndarray]]:
@@ -162,27 +208,52 @@ def probe(params: StudyParams, analysis_entry: Path | None = None, progress: boo
 
 
 def _write_probes(params: StudyParams, analysis_entry: Path, key: str, entry: Path) -> None:
-    """Compute the probe entry ``entry`` (key ``key``) from the stored embeddings of ``analysis_entry``."""
+    """Compute the probe entry ``entry`` (key ``key``) from the stored embeddings of ``analysis_entry``:
+    the probes of every state and fine-tuned seed; the state comparisons on the seed means of the
+    per-sentence values, and each seed's paired effect (the rows of the seed floor, ``claims.seed_change``)."""
     from . import comparisons, probe_study, stats
 
     a = params.analysis
-    emb = load_embeddings(analysis_entry, a.states)
-    geometry_tidy = pd.read_parquet(analysis_entry / "tidy.parquet")
+    emb = load_embeddings(analysis_entry, engine_states(params))
+    geometry_tidy = seeds.aggregate_tidy(pd.read_parquet(analysis_entry / "tidy.parquet"))
     per_sentence = pd.read_parquet(analysis_entry / "per_sentence.parquet")
     with atomic_dir(entry) as tmp:
         probe_tidy, cones, correct = probe_study.probe_study(emb, params.name,
                                                              probe_study.ProbeSettings.from_analysis(a))
-        correct.to_parquet(tmp / "probe_correct.parquet", index=False)
-        parts = [probe_tidy]
+        seeds.tag(correct).to_parquet(tmp / "probe_correct.parquet", index=False)
+        probe_tidy = seeds.tag(probe_tidy)
+        parts = [seeds.aggregate_tidy(probe_tidy)]
+        per_seed = [probe_tidy[probe_tidy["seed"].notna()]]
         if "pretrained" in a.states and len(a.states) > 1:
-            parts.append(comparisons.compare_states_per_sentence(per_sentence, reference="pretrained",
-                                                                 n_boot=a.bootstrap, seed=a.seed))
-        parts.append(comparisons.convergence_correlation(pd.concat([geometry_tidy, probe_tidy], ignore_index=True)))
-        # one multiple-testing family: every p-value of the study (stats.adjust_family, Holm)
-        stats.adjust_family(pd.concat(parts, ignore_index=True)).to_parquet(tmp / "tidy.parquet", index=False)
-        cones.to_parquet(tmp / "cones.parquet", index=False)
+            parts.append(comparisons.compare_states_per_sentence(
+                seeds.mean_over_seeds(per_sentence, ["value"]), reference="pretrained", n_boot=a.bootstrap, seed=a.seed))
+            per_seed.append(_seed_effects(per_sentence, a))
+        parts.append(comparisons.convergence_correlation(pd.concat([geometry_tidy, parts[0]], ignore_index=True)))
+        # one multiple-testing family: every p-value of the study (stats.adjust_family, Holm), on the
+        # aggregate rows only (the per-seed rows carry no p-value)
+        aggregate = stats.adjust_family(pd.concat(parts, ignore_index=True))
+        pd.concat([aggregate.assign(seed=pd.array([pd.NA] * len(aggregate), dtype="Int64")), *per_seed],
+                  ignore_index=True).to_parquet(tmp / "tidy.parquet", index=False)
+        seeds.tag(cones).to_parquet(tmp / "cones.parquet", index=False)
         (tmp / "manifest.json").write_text(json.dumps({"analysis_entry": analysis_entry.name, "cache_key": key,
                                                        **provenance()}, indent=2, default=str))
+
+
+def _seed_effects(per_sentence: pd.DataFrame, a) -> pd.DataFrame:
+    """Each fine-tuned seed's paired effect rows (``effect_<metric>`` with its bootstrap CI, and
+    ``reference_sd_<metric>``) against the pretrained state; no p-value (the tests run on seed means)."""
+    from . import comparisons
+
+    if "seed" not in per_sentence.columns or per_sentence["seed"].dropna().nunique() < 1:
+        return seeds.per_seed_rows(pd.DataFrame())
+    ref = per_sentence[per_sentence["state"] == "pretrained"]
+    out = []
+    for seed, g in per_sentence[per_sentence["seed"].notna()].groupby("seed"):
+        rows = comparisons.compare_states_per_sentence(pd.concat([ref, g]).drop(columns="seed"), reference="pretrained",
+                                                       n_boot=a.bootstrap, seed=a.seed)
+        rows = rows[rows["metric"].str.startswith(("effect_", "reference_sd_"))]
+        out.append(rows.assign(seed=pd.array([int(seed)] * len(rows), dtype="Int64")))
+    return pd.concat(out, ignore_index=True) if out else seeds.per_seed_rows(pd.DataFrame())
 
 
 def _named(df: pd.DataFrame, name: str) -> pd.DataFrame:
@@ -195,23 +266,40 @@ def _named(df: pd.DataFrame, name: str) -> pd.DataFrame:
 
 def load_study(params_path: str | Path | StudyParams, progress: bool = True) -> Study:
     """Everything one chapter needs for one params file, computed through the caches (the data
-    selection and the model are resolved once, for every step)."""
+    selection and the model are resolved once, for every step). ``Study.tidy`` is the aggregate view
+    (fine-tuned = mean over seeds), ``Study.tidy_seeds`` the per-seed rows (:mod:`layerwise.seeds`)."""
     params = params_path if isinstance(params_path, StudyParams) else load_params(params_path)
     a_entry = analyze(params, progress, inputs=resolve_inputs(params))
     p_entry = probe(params, a_entry, progress)
     manifest = json.loads((a_entry / "manifest.json").read_text())
-    tidy = pd.concat([pd.read_parquet(a_entry / "tidy.parquet"), pd.read_parquet(p_entry / "tidy.parquet")],
+    full = pd.concat([pd.read_parquet(a_entry / "tidy.parquet"), pd.read_parquet(p_entry / "tidy.parquet")],
                      ignore_index=True)
-    ft_metrics: dict[str, Any] = {}
-    if manifest.get("finetuned"):
-        ft_metrics = load_finetune_metrics(Path(manifest["finetuned"]))
-        manifest["finetune_precision"] = ft_metrics.get("precision")
+    ft_metrics = _finetune_metrics(manifest)
     manifest["cache_entries"] = {"analysis": str(a_entry), "probes": str(p_entry),
                                  "finetune": manifest.get("finetuned")}
     read = {t: pd.read_parquet(a_entry / f"{t}.parquet") for t in ("per_sentence", "cosine_sample", "rogue", "cka")}
     read.update({t: pd.read_parquet(p_entry / f"{t}.parquet") for t in ("cones", "probe_correct")})
-    tables = {t: _named(df, params.name) for t, df in {"tidy": tidy, **read}.items()}
+    views = {"tidy": seeds.aggregate_tidy(full), "tidy_seeds": seeds.per_seed_rows(full),
+             "per_sentence": seeds.mean_over_seeds(read["per_sentence"], ["value"]),
+             "cosine_sample": seeds.first_seed(read["cosine_sample"]), "rogue": seeds.first_seed(read["rogue"]),
+             "cka": seeds.aggregate_cka(read["cka"]),
+             "cones": seeds.mean_over_seeds(read["cones"], ["cos_ref", "cos_own_centroid", "cos_other_centroid"]),
+             "probe_correct": seeds.mean_over_seeds(read["probe_correct"], ["correct"])}
+    tables = {t: _named(df, params.name) for t, df in views.items()}
     return Study(params=params, finetune=ft_metrics, manifest=manifest, **tables)
+
+
+def _finetune_metrics(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The fine-tuning metrics of the first seed (as before seeds), with ``seeds``: every seed's metrics
+    (``{seed: metrics}``, history left out) when the study has fine-tuned seeds."""
+    if not manifest.get("finetuned"):
+        return {}
+    ft_metrics = load_finetune_metrics(Path(manifest["finetuned"]))
+    manifest["finetune_precision"] = ft_metrics.get("precision")
+    per_seed = manifest.get("finetuned_seeds") or {}
+    ft_metrics["seeds"] = {str(s): {k: v for k, v in load_finetune_metrics(Path(p)).items() if k != "history"}
+                           for s, p in per_seed.items()}
+    return ft_metrics
 
 
 def export_tables(study: Study, out_dir: str | Path) -> dict[str, Path]:

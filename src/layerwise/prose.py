@@ -12,6 +12,7 @@ import pandas as pd
 from .schema import state_order
 
 from .claims import ALPHA  # the one significance level (layerwise.claims)
+from .prose_seeds import seed_floor_sentence, seed_floor_verdicts  # noqa: F401  (re-exported)
 
 
 def fmt(x: float | None, digits: int = 2) -> str:
@@ -230,29 +231,61 @@ def self_similarity_sentence(tidy: pd.DataFrame, model: str | None = None) -> st
             "vector depends on its context.")
 
 
+def _finetune_row(m: Mapping[str, Any]) -> dict[str, Any]:
+    acc_ci = m.get("accuracy_ci") or [float("nan")] * 2
+    f1_ci = m.get("macro_f1_ci") or [float("nan")] * 2
+    return {"test accuracy": fmt_ci(m.get("accuracy", float("nan")), *acc_ci, digits=3),
+            "macro-F1": fmt_ci(m.get("macro_f1", float("nan")), *f1_ci, digits=3),
+            "majority baseline": fmt(m.get("majority_baseline"), 3),
+            "binomial p (vs baseline)": fmt_p(m.get("binomial_p", float("nan"))),
+            "test examples": m.get("n_test", ""),
+            "training time (s)": fmt(m.get("train_seconds"), 0) if m.get("train_seconds") else "n/a"}
+
+
+def _seed_mean(per_seed: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The mean over seeds of accuracy and macro-F1 with the seed-and-sentence interval
+    (``stats.seed_sentence_interval``); the training time is the sum."""
+    import numpy as np
+
+    from .stats import se_from_ci, seed_sentence_interval
+
+    ms = list(per_seed.values())
+    out: dict[str, Any] = {"majority_baseline": ms[0].get("majority_baseline"), "n_test": ms[0].get("n_test", ""),
+                           "binomial_p": float("nan"), "train_seconds": sum(m.get("train_seconds") or 0 for m in ms)}
+    for k in ("accuracy", "macro_f1"):
+        v = np.array([m.get(k, np.nan) for m in ms], dtype=float)
+        ci = np.array([m.get(f"{k}_ci") or [np.nan, np.nan] for m in ms], dtype=float)
+        iv = seed_sentence_interval(v, se_from_ci(ci[:, 0], ci[:, 1]))
+        out[k], out[f"{k}_ci"] = float(iv.estimate), [float(iv.low), float(iv.high)]
+    return out
+
+
 def finetune_table(finetune: Mapping[str, Any] | Mapping[str, Mapping[str, Any]], *, per_model: bool = False
                    ) -> pd.DataFrame:
     """The fine-tuning scores as a table: accuracy and macro-F1 with CIs, majority baseline, binomial
-    p-value, training time (one row per model when ``per_model``)."""
+    p-value, training time (one row per model when ``per_model``). Several fine-tuning seeds
+    (``finetune["seeds"]``): one row per seed, then the mean over seeds (its CI combines seed and
+    sentence variation, ``stats.seed_sentence_interval``; training time: the total)."""
     items = finetune.items() if per_model else [("", finetune)]
-    rows = []
+    rows, index = [], []
     for model, m in items:
         if not m:
             continue
-        acc_ci = m.get("accuracy_ci") or [float("nan")] * 2
-        f1_ci = m.get("macro_f1_ci") or [float("nan")] * 2
-        row = {"model": model} if per_model else {}
-        row.update({"test accuracy": fmt_ci(m.get("accuracy", float("nan")), *acc_ci, digits=3),
-                    "macro-F1": fmt_ci(m.get("macro_f1", float("nan")), *f1_ci, digits=3),
-                    "majority baseline": fmt(m.get("majority_baseline"), 3),
-                    "binomial p (vs baseline)": fmt_p(m.get("binomial_p", float("nan"))),
-                    "test examples": m.get("n_test", ""),
-                    "training time (s)": fmt(m.get("train_seconds"), 0) if m.get("train_seconds") else "n/a"})
-        rows.append(row)
+        per_seed = m.get("seeds") or {}
+        entries = ([(f"seed {s}", v) for s, v in per_seed.items()] + [("mean over seeds", _seed_mean(per_seed))]
+                   if len(per_seed) > 1 else [("fine-tuned model", m)])
+        for label, metrics in entries:
+            rows.append(({"model": model} if per_model else {}) | ({"seed": label} if per_model else {})
+                        | _finetune_row(metrics))
+            index.append(label)
     df = pd.DataFrame(rows)
     if df.empty:
         return df
-    return df.set_index("model") if per_model else df.set_axis(["fine-tuned model"][: len(df)])
+    if per_model:
+        df = df.set_index(["model", "seed"]) if (df["seed"] != "fine-tuned model").any() else \
+            df.drop(columns="seed").set_index("model")
+        return df
+    return df.set_axis(index)
 
 
 def finetune_sentence(finetune: Mapping[str, Any], name: str = "The fine-tuned model") -> str:

@@ -33,7 +33,7 @@ QUANTILES = {"q05": 0.05, "q25": 0.25, "q50": 0.50, "q75": 0.75, "q95": 0.95}
 #: The layers of the original (student) study's probe grid (BERT-base depth: 12 layers).
 ORIGINAL_LAYERS = (5, 7, 9, 11, 12)
 #: The tables of a study (``study.write_study``), each a Parquet file.
-TABLES = ("tidy", "per_sentence", "cosine_sample", "rogue", "cka", "cones", "probe_correct")
+TABLES = ("tidy", "per_sentence", "cosine_sample", "rogue", "cka", "cones", "probe_correct", "tidy_seeds")
 
 
 def state_order(values: Iterable) -> list[str]:
@@ -169,6 +169,15 @@ REGISTRY: tuple[MetricSpec, ...] = (
                  _VS)
       for m in ("cka", "cka_debiased", "procrustes", "mutual_knn")
       for stat, label in (("mean", "mean"), ("q95", "95th percentile"))),
+    # between fine-tuning seeds (seeds.between_seed_rows): one row per pair of seeds, seed = the pair's first
+    *(MetricSpec(f"{m}_{pool}_between_seeds", "similarity", True, "test sentences", definition,
+                 f"{label} between two fine-tuning seeds at the same layer ({pool} pooling), one row per pair of seeds")
+      for m, definition, label in (("cka", "metrics.linear_cka", "linear CKA"),
+                                   ("cka_debiased", "metrics.cka_from_grams", "debiased linear CKA"),
+                                   ("cka_std", "metrics.standardise", "debiased CKA of standardised embeddings"),
+                                   ("procrustes", "metrics.procrustes_similarity", "Procrustes similarity"),
+                                   ("mutual_knn", "metrics.mutual_knn", "mutual k-NN alignment"))
+      for pool in ("cls", "mean")),
     # probes
     MetricSpec("probe_acc", "probes", True, "test sentences", "probes.probe_accuracy",
                "logistic-regression probe accuracy", _POOL),

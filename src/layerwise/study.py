@@ -21,8 +21,12 @@ import pandas as pd
 from .config import StudyParams
 from .errors import LayerwiseError
 from .repro import atomic_dir, atomic_write_json, content_hash, is_done
-from .schema import TABLES, n_layers
+from .schema import TABLES, TIDY_COLUMNS, n_layers
 from .schema import original_layers as _original_layers
+
+
+#: the tables every study directory holds (``tidy_seeds`` came with seeds: older studies lack it)
+REQUIRED = tuple(t for t in TABLES if t != "tidy_seeds")
 
 
 @dataclass
@@ -42,6 +46,22 @@ class Study:
     #: ``claims.best_layers`` read it
     probe_correct: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
         columns=["model", "state", "metric", "layer", "sentence", "correct"]))
+    #: the per-seed rows of the fine-tuned state (``schema.TIDY_COLUMNS`` + ``seed``) and the similarities
+    #: between seeds; ``tidy`` is the aggregate view (see :mod:`layerwise.seeds`)
+    tidy_seeds: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
+        {**{c: [] for c in TIDY_COLUMNS}, "seed": pd.array([], dtype="Int64")}))
+
+    @property
+    def tidy_all(self) -> pd.DataFrame:
+        """``tidy`` and ``tidy_seeds`` in one table, ``seed`` NA on the aggregate rows (what the seed
+        floors of ``prose.seed_floor_sentence`` and ``charts.seed_band`` read)."""
+        agg = self.tidy.assign(seed=pd.array([pd.NA] * len(self.tidy), dtype="Int64"))
+        return pd.concat([agg, self.tidy_seeds], ignore_index=True) if len(self.tidy_seeds) else agg
+
+    @property
+    def seeds(self) -> list[int]:
+        """The study's fine-tuning seeds."""
+        return list(self.params.finetune.seeds)
 
     @property
     def name(self) -> str:
@@ -79,7 +99,9 @@ def read_study(directory: str | Path) -> Study:
         params = StudyParams.model_validate(saved["params"])
         if saved.get("path"):
             params._path = Path(saved["path"])
-        tables = {t: pd.read_parquet(directory / f"{t}.parquet") for t in TABLES}
+        # (a study written before seeds has no tidy_seeds table)
+        tables = {t: pd.read_parquet(directory / f"{t}.parquet") for t in TABLES
+                  if t in REQUIRED or (directory / f"{t}.parquet").is_file()}
         finetune = json.loads((directory / "finetune.json").read_text(encoding="utf-8"))
         manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError, KeyError) as exc:
