@@ -242,3 +242,9 @@ def summary_markdown(findings: list[Findings]) -> str:
     text = markdown_table(pd.DataFrame(rows))
     return text + ("\n" + "\n\n".join(f"{f.title}. {o}" for f in findings for o in f.observations) + "\n"
                    if notes else "")
+
+
+def class_names(study) -> list[str] | None:
+    """The dataset's class names (the data selection's ``label_names`` in the study's manifest), by id."""
+    names = ((getattr(study, "manifest", None) or {}).get("selection") or {}).get("label_names")
+    return [str(n) for n in names] if names else None

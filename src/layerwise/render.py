@@ -158,8 +158,14 @@ def reset_library() -> None:
 
 
 def _spec(chart: alt.TopLevelMixin | dict) -> dict:
-    """The Vega-Lite spec (dict) of a chart, validated by Altair (which enforces its row limit)."""
-    return chart if isinstance(chart, dict) else chart.to_dict()
+    """The Vega-Lite spec (dict) of a chart, validated by Altair (which enforces its row limit), with
+    legends below the plot and never cut (``labelLimit`` 0), so that a chart fits the text column."""
+    spec = chart if isinstance(chart, dict) else chart.to_dict()
+    legend = spec.setdefault("config", {}).setdefault("legend", {})
+    legend.setdefault("orient", "bottom")
+    legend.setdefault("labelLimit", 0)
+    legend.setdefault("direction", "vertical")
+    return spec
 
 
 def chart_rows(chart: alt.TopLevelMixin | dict) -> int:
