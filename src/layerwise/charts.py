@@ -81,7 +81,7 @@ def _channel_args(df: pd.DataFrame, field: str) -> dict[str, Any]:
     """Shorthand, scale and sort of a colour-like channel on ``field``."""
     if field == "state":
         return {"shorthand": "state:N", "scale": _state_scale(df["state"]), "sort": state_order(df["state"])}
-    return {"shorthand": f"{field}:N", "scale": alt.Scale(scheme="category10"),
+    return {"shorthand": f"{field}:N", "scale": alt.Scale(scheme="dark2"),  # not the states' blue/orange
             "sort": list(dict.fromkeys(df[field]))}
 
 
@@ -242,6 +242,8 @@ def layer_lines(tidy: pd.DataFrame, metrics: str | Sequence[str] | Mapping[str, 
             df[c] = np.nan
     if relative_depth:
         df = add_depth(df)
+    if column == "auto" and dash and color == "state" and df["state"].nunique() * df[dash].nunique() > 4:
+        column, color, dash = "state", dash, None  # at most 4 series per panel: one panel per state
     if column == "auto":
         column = "metric" if len(labels) > 1 and dash != "metric" else None
     keep = [c for c in ("model", "state", "layer", "depth", "metric", "value", "ci_low", "ci_high", "n")
@@ -269,7 +271,8 @@ def layer_lines(tidy: pd.DataFrame, metrics: str | Sequence[str] | Mapping[str, 
         ncol = len(df[column].unique()) if column else 1
         facet: dict[str, Any] = {}
         if column:
-            facet["column"] = alt.Column(f"{column}:N", title=None, sort=list(dict.fromkeys(df[column])))
+            facet["column"] = alt.Column(f"{column}:N", title=None, sort=state_order(df[column]) if column == "state"
+                                         else list(dict.fromkeys(df[column])))
         if row:
             facet["row"] = alt.Row(f"{row}:N", title=None, sort=list(dict.fromkeys(df[row])))
         ch = layers.properties(width=max(150, width // ncol - 20), height=height if not row else height * 2 // 3
