@@ -177,6 +177,13 @@ def _chapters(report_dir: Path) -> list[dict[str, Any]]:
     return [i for i in items if (report_dir / i["path"]).is_file()]
 
 
+def _markdown_text(text: str) -> str:
+    """Markdown as HTML (code spans and links formatted, not shown as backticks)."""
+    from nbconvert.filters.markdown_mistune import markdown2html_mistune
+
+    return markdown2html_mistune(re.sub(r"(https?://[^\s)]+?)([.,;]?)(\s|\)|$)", r"<\1>\2\3", text))
+
+
 def _markdown_page(path: Path) -> str:
     """A .qmd/.md page as HTML for the preview index (front matter, Quarto shortcodes and div fences
     dropped)."""
@@ -239,6 +246,8 @@ def _index_html(report_dir: Path, pages: list[dict[str, Any]]) -> str:
         toc.append((f"<h3>{html.escape(model)}</h3>" if model else "") + f"<ul>{lis}</ul>")
     intro = _markdown_page(PROJECT_ROOT / "chapters" / "index.qmd")
     findings = _markdown_page(report_dir / "_layerwise" / "summary.md")
+    note = _markdown_text("This is the pip-only preview of the executed chapters (nbconvert, code hidden; the "
+                          "notebooks with their code are in `report/`). " + QUARTO_HINT)
     reproduce = _markdown_page(report_dir / "_layerwise" / "reproduce.md")
     return f"""<!DOCTYPE html>
 <html lang="en">
@@ -256,8 +265,7 @@ def _index_html(report_dir: Path, pages: list[dict[str, Any]]) -> str:
 </head>
 <body>
 <h1>layerwise report: preview</h1>
-<p class="lw-note">This is the pip-only preview of the executed chapters (nbconvert, code hidden; the
-notebooks with their code are in <code>report/</code>). {html.escape(QUARTO_HINT)}</p>
+<div class="lw-note">{note}</div>
 <h2>Chapters</h2>
 {''.join(toc)}
 {findings}
