@@ -208,7 +208,7 @@ def random_observations(tidy: pd.DataFrame, correct: pd.DataFrame | None, metric
         return [f"Observation: random weights match the pretrained model on {what}: the paired difference is tied "
                 f"at every layer (n = {verdicts[0].n}), so this probe does not show what pretraining added on this "
                 f"data; the label is as readable from the architecture's random features."]
-    parts = [f"{word} at layers {_layers(ls)}" for word, ls in (("tied", tied), ("lower", below), ("higher", above)) if ls]
+    parts = [f"{word} at layer{'s' if len(ls) > 1 else ''} {_layers(ls)}" for word, ls in (("tied", tied), ("lower", below), ("higher", above)) if ls]
     return [f"Observation: on {what}, random weights against the pretrained model are " + "; ".join(parts) + "."]
 
 
