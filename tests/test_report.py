@@ -44,7 +44,8 @@ class _InDir:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    """One executed run on the synthetic study: model 'alpha' (geometry, probing) + comparison."""
+    """One executed run on the synthetic study: model 'alpha' (geometry, probing); with one model the
+    comparison chapter is left out of the run and the book."""
     root = tmp_path_factory.mktemp("project")
     params = write_params(root / "params", "alpha", "Alpha model")
     with _InDir(root):
@@ -54,7 +55,7 @@ def project(tmp_path_factory):
 
 
 def _notebooks(root: Path) -> list[Path]:
-    return [root / "report/alpha/geometry.ipynb", root / "report/alpha/probing.ipynb", root / "report/comparison.ipynb"]
+    return [root / "report/alpha/geometry.ipynb", root / "report/alpha/probing.ipynb"]
 
 
 def test_run_executes_every_chapter(project):
@@ -85,16 +86,48 @@ def test_run_writes_the_study_directory_the_chapters_read(project):
 
 
 def test_chart_outputs_have_html_and_svg_and_one_library(project):
+    """Every chart is one text/markdown output with an HTML branch (raw HTML: the chart; the Vega
+    bundle's <script src> on the first chart only) and a non-HTML branch (an SVG next to the notebook)."""
+    from layerwise import render
+
     root, _, _ = project
+    library = root / "report/_layerwise/vega" / render.LIBRARY_FILE
+    assert library.is_file() and "window.vegaEmbed" in library.read_text()
     for nb_path in _notebooks(root):
         nb = nbformat.read(nb_path, as_version=4)
         charts_out = [o for c in nb.cells for o in c.get("outputs", [])
-                      if "text/html" in o.get("data", {}) and "lw-chart" in o["data"]["text/html"]]
+                      if render.HTML_BRANCH in o.get("data", {}).get("text/markdown", "")]
         assert len(charts_out) >= 5, nb_path
         for o in charts_out:
-            assert o["data"]["image/svg+xml"].lstrip().startswith("<svg")
-            assert not CDN.search(o["data"]["text/html"])
-        assert sum("data-lw-library" in o["data"]["text/html"] for o in charts_out) == 1, nb_path
+            md = o["data"]["text/markdown"]
+            raw = render.html_branch(md)
+            assert raw and "lw-chart" in raw and render.OTHER_BRANCH in md
+            assert not CDN.search(md)
+            svg = re.search(r"!\[\]\(([^)]+\.svg)\)", md).group(1)
+            assert (nb_path.parent / svg).read_text().lstrip().startswith("<svg"), svg
+        tags = [re.search(r'<script[^>]*data-lw-library[^>]*>', o["data"]["text/markdown"]) for o in charts_out]
+        tags = [t.group(0) for t in tags if t]
+        assert len(tags) == 1 and "src=" in tags[0], nb_path
+        src = re.search(r'src="([^"]+)"', tags[0]).group(1)
+        assert (nb_path.parent / src).resolve() == library.resolve()
+
+
+def test_mime_rule_no_html_or_javascript_outputs(project):
+    """Quarto loads require.js and jQuery from a CDN for a notebook with any text/html or
+    application/javascript output: no executed chapter has one, and every cell without visible output
+    carries `#| echo: false` (no empty "Code" folds)."""
+    root, _, _ = project
+    for nb_path in _notebooks(root):
+        nb = nbformat.read(nb_path, as_version=4)
+        for i, cell in enumerate(nb.cells):
+            if cell.cell_type != "code":
+                continue
+            for o in cell.get("outputs", []):
+                bad = {"text/html", "application/javascript"} & set(o.get("data", {}))
+                assert not bad, f"{nb_path} cell {i}: output of type {bad}"
+            visible = [o for o in cell.get("outputs", []) if o.get("output_type") != "stream"]
+            if not visible:
+                assert "#| echo: false" in cell.source, f"{nb_path} cell {i} has no output and no echo: false"
 
 
 def test_front_matter_labels_and_prose(project):
@@ -104,7 +137,7 @@ def test_front_matter_labels_and_prose(project):
     assert yaml.safe_load(nb.cells[0].source.strip("-\n"))["title"] == "Geometry: Alpha model"
     assert "#| label: fig-alpha-token-cosine\n" in "".join(c.source + "\n" for c in nb.cells)
     md = [o["data"]["text/markdown"] for c in nb.cells for o in c.get("outputs", [])
-          if "text/markdown" in o.get("data", {})]
+          if "text/markdown" in o.get("data", {}) and "content-visible" not in o["data"]["text/markdown"]]
     assert any("the median token cosine rises" in m for m in md)
     assert all("n/a" not in m and "nan" not in m for m in md), md
 
@@ -112,8 +145,10 @@ def test_front_matter_labels_and_prose(project):
 def test_quarto_files_written(project):
     root, _, summary = project
     book = yaml.safe_load(summary.chapters_yml.read_text())["book"]["chapters"]
-    assert book == [{"part": "Alpha model", "chapters": ["report/alpha/geometry.ipynb", "report/alpha/probing.ipynb"]},
-                    "report/comparison.ipynb"]
+    assert book == [{"part": "Alpha model", "chapters": ["report/alpha/geometry.ipynb", "report/alpha/probing.ipynb"]}]
+    assert not (root / "report/comparison.ipynb").exists()  # one model: no comparison chapter
+    summary_md = (root / "report/_layerwise/summary.md").read_text()
+    assert "| model |" in summary_md and "Alpha model" in summary_md and "## Limitations" in summary_md
     assert "params/alpha.yml" in summary.reproduce_md.read_text()
     manifest = json.loads(summary.manifest.read_text())
     assert [c["path"] for c in manifest["models"][0]["chapters"]] == ["alpha/geometry.ipynb", "alpha/probing.ipynb"]
@@ -127,7 +162,7 @@ def test_unchanged_inputs_are_skipped_and_a_missing_notebook_is_rebuilt(project)
         summary = report.run([params], out_dir=Path("report"), load_study=load_fake_study, preview=False,
                              progress=False)
     assert summary.executed == [probing]
-    assert len(summary.skipped) == 2
+    assert len(summary.skipped) == 1
 
 
 def test_input_hash_follows_template_params_and_results(project, tmp_path):
@@ -182,7 +217,7 @@ def test_chapter_code_hash_is_derived_from_the_chapter_imports(tmp_path):
     assert all({"charts", "prose", "study"} <= set(ms) for ms in mods.values())
     assert "report" not in {m for ms in mods.values() for m in ms}  # chapters never ask the orchestrator
     template = report.CHAPTERS_DIR / "geometry.ipynb"
-    assert notebooks.chapter_code_hash(template) == code_hash("charts", "prose", "study", "notebooks")
+    assert notebooks.chapter_code_hash(template) == code_hash("charts", "findings", "prose", "study", "notebooks")
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("%matplotlib inline\nimport layerwise.stats\nfrom layerwise.metrics import x"),
                 nbformat.v4.new_code_cell("from layerwise import charts as c, not_a_module\nimport os"),

@@ -27,6 +27,23 @@ from .charts_seeds import between_seed_band, seed_band, seed_band_frame  # noqa:
 
 #: Colours of the model states, in the canonical order of ``schema.STATES`` (same in every chart).
 STATE_COLORS = ("#4c78a8", "#f58518", "#9d9d9d")
+#: Colours of the classes (distinct from the states')
+CLASS_COLORS = ("#54a24b", "#b279a2", "#e45756", "#72b7b2")
+
+
+def _class_color(df: pd.DataFrame) -> alt.Color:
+    """Colour by class name (column ``label``, named by :func:`_name_labels`), class palette."""
+    names = list(dict.fromkeys(df.sort_values("label_id")["label"]))
+    return alt.Color("label:N", title="class", scale=alt.Scale(domain=names, range=list(CLASS_COLORS[:len(names)])),
+                     legend=alt.Legend(orient="bottom"))
+
+
+def _name_labels(df: pd.DataFrame, labels: Sequence[str] | None) -> pd.DataFrame:
+    """``label`` (class id) becomes the class name (``labels[id]``; the id when none), ``label_id`` keeps the id."""
+    df = df.copy()
+    df["label_id"] = df["label"].astype(int)
+    df["label"] = [labels[i] if labels and 0 <= i < len(labels) else str(i) for i in df["label_id"]]
+    return df
 WIDTH = 520
 HEIGHT = 240
 
@@ -65,7 +82,7 @@ def _channel_args(df: pd.DataFrame, field: str) -> dict[str, Any]:
     """Shorthand, scale and sort of a colour-like channel on ``field``."""
     if field == "state":
         return {"shorthand": "state:N", "scale": _state_scale(df["state"]), "sort": state_order(df["state"])}
-    return {"shorthand": f"{field}:N", "scale": alt.Scale(scheme="category10"),
+    return {"shorthand": f"{field}:N", "scale": alt.Scale(scheme="dark2"),  # not the states' blue/orange
             "sort": list(dict.fromkeys(df[field]))}
 
 
@@ -226,6 +243,8 @@ def layer_lines(tidy: pd.DataFrame, metrics: str | Sequence[str] | Mapping[str, 
             df[c] = np.nan
     if relative_depth:
         df = add_depth(df)
+    if column == "auto" and dash and color == "state" and df["state"].nunique() * df[dash].nunique() > 4:
+        column, color, dash = "state", dash, None  # at most 4 series per panel: one panel per state
     if column == "auto":
         column = "metric" if len(labels) > 1 and dash != "metric" else None
     keep = [c for c in ("model", "state", "layer", "depth", "metric", "value", "ci_low", "ci_high", "n")
@@ -253,7 +272,8 @@ def layer_lines(tidy: pd.DataFrame, metrics: str | Sequence[str] | Mapping[str, 
         ncol = len(df[column].unique()) if column else 1
         facet: dict[str, Any] = {}
         if column:
-            facet["column"] = alt.Column(f"{column}:N", title=None, sort=list(dict.fromkeys(df[column])))
+            facet["column"] = alt.Column(f"{column}:N", title=None, sort=state_order(df[column]) if column == "state"
+                                         else list(dict.fromkeys(df[column])))
         if row:
             facet["row"] = alt.Row(f"{row}:N", title=None, sort=list(dict.fromkeys(df[row])))
         ch = layers.properties(width=max(150, width // ncol - 20), height=height if not row else height * 2 // 3
@@ -311,13 +331,13 @@ def probe_lines(tidy: pd.DataFrame, pooling: str = "cls", *, color: str = "state
                      relative_depth=relative_depth, independent_y=False)
     rules = []
     if baseline is not None and column is None:
-        rules.append(("majority class", float(baseline), [2, 2]))
+        rules.append(("majority class", float(baseline), [6, 3]))
     lex = tidy[tidy["metric"] == "lexical_probe_acc"]["value"]
     if lexical and column is None and not lex.empty:
         rules.append(("lexical baseline (TF-IDF word 1-2-grams)", float(lex.iloc[0]), [1, 0]))
     for label, value, dash in rules:
         rule = alt.Chart(pd.DataFrame({"baseline": [value], "label": [label]})).mark_rule(
-            color="black", strokeDash=dash).encode(y="baseline:Q", tooltip=["label:N", "baseline:Q"])
+            color="#555" if dash != [1, 0] else "black", strokeDash=dash, strokeWidth=1).encode(y="baseline:Q", tooltip=["label:N", "baseline:Q"])
         ch = alt.layer(ch, rule).properties(title=ch.title)
     return ch
 
@@ -366,7 +386,7 @@ def _pick_layer(df: pd.DataFrame, layer: int | None) -> int:
 
 
 def class_cones(cones: pd.DataFrame, layer: int | None = None, *, seed: int = 0, title: str | None = None,
-                column: str = "state") -> alt.Chart:
+                column: str = "state", labels: Sequence[str] | None = None) -> alt.Chart:
     """The original study's cone view: cosine of every test sentence's first-token embedding to one
     reference sentence, coloured by label, one strip per state (deterministic jitter; at most 1500
     sentences per state, a seeded subset)."""
@@ -376,14 +396,14 @@ def class_cones(cones: pd.DataFrame, layer: int | None = None, *, seed: int = 0,
     if df.empty:
         raise LayerwiseError(f"no cone rows at layer {layer}", "charts.class_cones",
                              f"choose among layers {sorted(cones['layer'].unique())}")
-    df["label"] = df["label"].astype(str)
+    df = _name_labels(df, labels)
     df["jitter"] = np.random.default_rng(seed).uniform(-0.4, 0.4, len(df))
     df = df.reset_index(drop=True)
     ch = alt.Chart().mark_circle(size=22, opacity=0.7).encode(
         x=alt.X("cos_ref:Q", title="cosine to the reference sentence"),
-        y=alt.Y("label:N", title="label"),
+        y=alt.Y("label:N", title="class"),
         yOffset=alt.YOffset("jitter:Q", scale=alt.Scale(domain=[-0.5, 0.5])),
-        color=alt.Color("label:N", title="label"),
+        color=_class_color(df),
         tooltip=["state:N", "sentence:Q", "label:N", alt.Tooltip("cos_ref:Q", format=".3f")],
     ).properties(width=WIDTH // 2 - 20, height=110)
     return alt.layer(ch, data=df).facet(row=alt.Row(f"{column}:N", title=None, sort=state_order(df["state"]))
@@ -392,7 +412,8 @@ def class_cones(cones: pd.DataFrame, layer: int | None = None, *, seed: int = 0,
                        "(the original study's view)")
 
 
-def centroid_scatter(cones: pd.DataFrame, layer: int | None = None, *, title: str | None = None) -> alt.Chart:
+def centroid_scatter(cones: pd.DataFrame, layer: int | None = None, *, title: str | None = None,
+                     labels: Sequence[str] | None = None) -> alt.Chart:
     """Reference-free class geometry: each test sentence's cosine to its own class centroid (x) and to
     the other class's centroid (y), coloured by label, one panel per state. Points below the diagonal
     are closer to their own class."""
@@ -400,21 +421,20 @@ def centroid_scatter(cones: pd.DataFrame, layer: int | None = None, *, title: st
     layer = _pick_layer(cones, layer)
     df = bounded(cones[cones["layer"] == layer][["state", "sentence", "label", "cos_own_centroid",
                                                   "cos_other_centroid"]])
-    df["label"] = df["label"].astype(str)
-    df = df.reset_index(drop=True)
+    df = _name_labels(df, labels).reset_index(drop=True)
     lo = float(min(df["cos_own_centroid"].min(), df["cos_other_centroid"].min()))
     lo = min(lo, 0.0) if lo < 0 else lo
     diag = pd.DataFrame({"x": [lo, 1.0], "y": [lo, 1.0]})
     pts = alt.Chart(df).mark_circle(size=20, opacity=0.65).encode(
         x=alt.X("cos_own_centroid:Q", title="cosine to own class centroid", scale=alt.Scale(domain=[lo, 1])),
         y=alt.Y("cos_other_centroid:Q", title="cosine to other class centroid", scale=alt.Scale(domain=[lo, 1])),
-        color=alt.Color("label:N", title="label"),
+        color=_class_color(df),
         tooltip=["state:N", "sentence:Q", "label:N", alt.Tooltip("cos_own_centroid:Q", format=".3f"),
                  alt.Tooltip("cos_other_centroid:Q", format=".3f")])
     line = alt.Chart(diag).mark_line(color="gray", strokeDash=[4, 4]).encode(
         x=alt.X("x:Q", scale=alt.Scale(domain=[lo, 1])), y=alt.Y("y:Q", scale=alt.Scale(domain=[lo, 1])))
     panels = [alt.layer(line, pts.transform_filter(alt.datum.state == s)).properties(
-        width=200, height=200, title=s) for s in state_order(df["state"])]
+        width=170, height=170, title=s) for s in state_order(df["state"])]
     return alt.hconcat(*panels).properties(
         title=title or f"Reference-free class geometry at layer {layer}")
 

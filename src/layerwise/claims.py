@@ -310,3 +310,30 @@ def versus(correct: pd.DataFrame, tidy: pd.DataFrame, a: tuple[str, int], b: tup
     word = "higher" if lo[0] > 0 else "lower" if hi[0] < 0 else "tied"
     return Verdict(word, subject, rows, int(d.shape[1]), {"diff": float(d.mean()), "diff_ci": (float(lo[0]), float(hi[0])),
                                                           "level": level})
+
+
+def state_versus(correct: pd.DataFrame, tidy: pd.DataFrame, metric: str, layer: int, state: str,
+                 reference: str = "pretrained", model: str | None = None, *, n_boot: int = 2000,
+                 level: float = 0.95, seed: int = 0) -> Verdict:
+    """A probe of ``state`` against the same probe of ``reference`` (same metric and layer) on the same
+    test sentences: the paired percentile bootstrap CI of acc(state) - acc(reference). ``higher`` /
+    ``lower`` when it excludes 0, ``tied`` otherwise, ``not measured`` without both. ``detail``:
+    ``diff``, ``diff_ci``, ``layer``."""
+    def per_sentence(s):
+        sel = (correct["metric"] == metric) & (correct["layer"] == layer) & (correct["state"] == s)
+        if model is not None:
+            sel &= correct["model"] == model
+        return correct[sel].set_index("sentence")["correct"]
+
+    both = pd.concat([per_sentence(state), per_sentence(reference)], axis=1, join="inner").dropna()
+    rows = tidy[(tidy["metric"] == metric) & (tidy["layer"] == layer) & tidy["state"].isin([state, reference])]
+    if model is not None:
+        rows = rows[rows["model"] == model]
+    subject = f"{metric} at layer {layer}: {state} vs {reference}"
+    if len(both) < 2:
+        return Verdict("not measured", subject, rows, 0, {"layer": int(layer)})
+    d = (both.iloc[:, 0] - both.iloc[:, 1]).to_numpy(dtype=float)[None, :]
+    lo, hi = _paired_diff_ci(d, n_boot, level, np.random.default_rng(seed))
+    word = "higher" if lo[0] > 0 else "lower" if hi[0] < 0 else "tied"
+    return Verdict(word, subject, rows, int(d.shape[1]), {"diff": float(d.mean()), "level": level, "layer": int(layer),
+                                                          "diff_ci": (float(lo[0]), float(hi[0]))})

@@ -28,7 +28,7 @@ from .repro import PACKAGE_DIR, code_hash, content_hash, owned_mkdtemp, sweep_st
 
 #: Version of the way notebooks are prepared and of the ``metadata.layerwise`` record they carry:
 #: bump it to force every chapter to re-execute (distinct from ``finetune.FORMAT_VERSION``).
-NOTEBOOK_FORMAT = 1
+NOTEBOOK_FORMAT = 2
 
 
 # ==================================================================================================
@@ -194,7 +194,47 @@ TEMP_PREFIX = ".lw-run-"
 KERNEL_LOG = "layerwise.log"
 
 
-def execute(job: Job, *, kernel: str, cwd: Path, failed_dir: Path, label_prefix: str | None = None) -> Path:
+def hide_silent_cells(nb) -> int:
+    """Give every code cell without visible output ``#| echo: false`` (else Quarto shows an empty
+    "Code" fold for it: the parameters, the injected parameters, setup). Returns the cells changed."""
+    changed = 0
+    for cell in nb.cells:
+        if cell.cell_type != "code" or re.search(r"^#\|\s*echo:", cell.source, flags=re.M):
+            continue
+        visible = [o for o in cell.get("outputs", []) or [] if o.get("output_type") != "stream"]
+        if not visible:
+            cell.source = "#| echo: false\n" + cell.source
+            changed += 1
+    return changed
+
+
+@contextlib.contextmanager
+def _figure_env(job: Job, library: Path | None):
+    """The kernel's environment for the chart outputs (:mod:`layerwise.render`): where the SVGs go (the
+    notebook's folder), the Vega bundle's URL relative to it and the file-name stem; the SVGs of an
+    earlier execution of this chapter are removed first."""
+    from .render import FIGURE_DIR_ENV, FIGURE_STEM_ENV, LIBRARY_URL_ENV
+
+    folder = job.output.parent
+    for old in folder.glob(f"{job.chapter}-lw-chart-*.svg"):
+        old.unlink(missing_ok=True)
+    values = {FIGURE_DIR_ENV: str(folder.resolve()), FIGURE_STEM_ENV: job.chapter}
+    if library is not None:
+        values[LIBRARY_URL_ENV] = Path(os.path.relpath(Path(library).resolve(), folder.resolve())).as_posix()
+    saved = {k: os.environ.get(k) for k in (FIGURE_DIR_ENV, FIGURE_STEM_ENV, LIBRARY_URL_ENV)}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def execute(job: Job, *, kernel: str, cwd: Path, failed_dir: Path, label_prefix: str | None = None,
+            library: Path | None = None) -> Path:
     """Execute one chapter with papermill into a temporary file, then rename it to ``job.output``;
     raise :class:`LayerwiseError` naming the model, chapter and cell on failure (the failed notebook
     is moved to ``failed_dir``). The temp folder is owned by this process (``.lw-run-<owner>-*``);
@@ -210,8 +250,9 @@ def execute(job: Job, *, kernel: str, cwd: Path, failed_dir: Path, label_prefix:
     out = tmp_dir / f"{job.chapter}.ipynb"
     nbformat.write(nb, src)
     try:
-        with _kernel_output(failed_dir.parent / KERNEL_LOG) as sink:
+        with _kernel_output(failed_dir.parent / KERNEL_LOG) as sink, _figure_env(job, library):
             result = _papermill(job, src, out, kernel=kernel, cwd=cwd, failed_dir=failed_dir, sink=sink)
+        hide_silent_cells(result)
         errors = error_outputs(result)
         if errors:  # cells tagged raises-exception would get here
             i, msg = errors[0]

@@ -127,6 +127,7 @@ def prepare_for_preview(nb, *, title: str, nav: str):
         nb.cells.pop(0)
     cells = [nbformat.v4.new_markdown_cell(nav), nbformat.v4.new_markdown_cell(f"# {title}")]
     for cell in nb.cells:
+        _chart_outputs_as_html(cell)
         cells.append(cell)
         if cell.cell_type == "code" and cell.get("outputs"):
             cap = _caption(cell.source)
@@ -135,6 +136,21 @@ def prepare_for_preview(nb, *, title: str, nav: str):
     nb.cells = cells
     nb.metadata["title"] = title
     return nb
+
+
+def _chart_outputs_as_html(cell) -> None:
+    """nbconvert reads neither Quarto's ``:::`` divs nor ``{=html}`` blocks: a chart's Markdown output
+    becomes its HTML branch (:func:`layerwise.render.html_branch`), with the Vega bundle inlined in
+    place of its ``<script src>`` so that every preview page stands alone."""
+    from .render import html_branch, library_html
+
+    for out in cell.get("outputs", []) or []:
+        md = (out.get("data") or {}).get("text/markdown")
+        raw = html_branch(md) if isinstance(md, str) else None
+        if raw is None:
+            continue
+        raw = re.sub(r'<script[^>]*data-lw-library="vega"[^>]*></script>', lambda m: library_html(), raw)
+        out["data"] = {"text/html": raw}
 
 
 def _chapters(report_dir: Path) -> list[dict[str, Any]]:
@@ -159,6 +175,13 @@ def _chapters(report_dir: Path) -> list[dict[str, Any]]:
             items.append({"model": None, "model_title": None, "chapter": "comparison", "title": "Comparison",
                           "path": "comparison.ipynb"})
     return [i for i in items if (report_dir / i["path"]).is_file()]
+
+
+def _markdown_text(text: str) -> str:
+    """Markdown as HTML (code spans and links formatted, not shown as backticks)."""
+    from nbconvert.filters.markdown_mistune import markdown2html_mistune
+
+    return markdown2html_mistune(re.sub(r"(https?://[^\s)]+?)([.,;]?)(\s|\)|$)", r"<\1>\2\3", text))
 
 
 def _markdown_page(path: Path) -> str:
@@ -222,6 +245,9 @@ def _index_html(report_dir: Path, pages: list[dict[str, Any]]) -> str:
         lis = "".join(f'<li><a href="{html.escape(p["page"])}">{html.escape(p["title"])}</a></li>' for p in items)
         toc.append((f"<h3>{html.escape(model)}</h3>" if model else "") + f"<ul>{lis}</ul>")
     intro = _markdown_page(PROJECT_ROOT / "chapters" / "index.qmd")
+    findings = _markdown_page(report_dir / "_layerwise" / "summary.md")
+    note = _markdown_text("This is the pip-only preview of the executed chapters (nbconvert, code hidden; the "
+                          "notebooks with their code are in `report/`). " + QUARTO_HINT)
     reproduce = _markdown_page(report_dir / "_layerwise" / "reproduce.md")
     return f"""<!DOCTYPE html>
 <html lang="en">
@@ -239,10 +265,10 @@ def _index_html(report_dir: Path, pages: list[dict[str, Any]]) -> str:
 </head>
 <body>
 <h1>layerwise report: preview</h1>
-<p class="lw-note">This is the pip-only preview of the executed chapters (nbconvert, code hidden; the
-notebooks with their code are in <code>report/</code>). {html.escape(QUARTO_HINT)}</p>
+<div class="lw-note">{note}</div>
 <h2>Chapters</h2>
 {''.join(toc)}
+{findings}
 <h2>About this report</h2>
 {intro}
 <h2>Reproduce</h2>

@@ -1,5 +1,14 @@
 """Offline rendering of Altair charts: one Jupyter output bundle per chart, with no network.
 
+In an executed chapter (``layerwise run`` sets :data:`FIGURE_DIR_ENV`, :data:`LIBRARY_URL_ENV` and
+:data:`FIGURE_STEM_ENV` for the kernel) a chart's output is ONE ``text/markdown`` bundle, never
+``text/html`` (Quarto treats any ``text/html`` output as a widget and loads require.js and jQuery from a
+CDN): a ``::: {.content-visible when-format="html"}`` div with the chart as a raw ```` ```{=html} ````
+block (a ``<script src>`` of the Vega bundle file written by :func:`write_library`, never inlined, then
+the chart's div and script), and a ``::: {.content-visible unless-format="html"}`` div with
+``![](<stem>-<id>.svg)``, the SVG written next to the notebook (the PDF's figure). Tables are
+Markdown (:func:`markdown_table`). Outside a run (interactive Jupyter) the older bundle is used:
+
 * ``text/html``: a ``<div>`` with a unique id and a small script calling ``vegaEmbed`` on it. The
   Vega, Vega-Lite and vega-embed libraries are not loaded from a CDN: they come from the bundle shipped
   inside ``vl-convert-python`` (``vl_convert.javascript_bundle``) and are inlined ONCE per kernel (that
@@ -18,9 +27,12 @@ from __future__ import annotations
 import html as html_lib
 import itertools
 import json
+import os
 import re
 
 import altair as alt
+
+from pathlib import Path
 
 from .errors import LayerwiseError
 
@@ -28,6 +40,17 @@ from .errors import LayerwiseError
 MAX_ROWS = 5000
 
 HTML_MIME = "text/html"
+MARKDOWN_MIME = "text/markdown"
+#: set by :func:`layerwise.notebooks.execute` for the kernel: the folder the executed notebook goes to
+#: (the SVGs are written there), the URL of the Vega bundle file relative to it, the SVG file-name stem
+FIGURE_DIR_ENV = "LAYERWISE_FIGURE_DIR"
+LIBRARY_URL_ENV = "LAYERWISE_VEGA_URL"
+FIGURE_STEM_ENV = "LAYERWISE_FIGURE_STEM"
+#: the Vega + Vega-Lite + vega-embed bundle, one file per report (``report/_layerwise/vega/``)
+LIBRARY_FILE = "vega-bundle.js"
+#: the markers of the two branches of a chart's Markdown output
+HTML_BRANCH = '::: {.content-visible when-format="html"}'
+OTHER_BRANCH = '::: {.content-visible unless-format="html"}'
 SVG_MIME = "image/svg+xml"
 CHART_CLASS = "lw-chart"
 
@@ -67,6 +90,67 @@ def library_html() -> str:
     return f'<script type="text/javascript" data-lw-library="vega">\n{javascript_bundle()}\n</script>'
 
 
+def write_library(directory: str | Path) -> Path:
+    """Write the Vega bundle (:func:`javascript_bundle`) to ``directory/vega-bundle.js`` unless it is
+    already there with the same text; the book lists it under ``resources:`` and every chapter page
+    loads it with ``<script src>``."""
+    from .repro import atomic_write_text
+
+    path = Path(directory) / LIBRARY_FILE
+    text = javascript_bundle()
+    try:
+        same = path.read_text(encoding="utf-8") == text
+    except (OSError, UnicodeDecodeError):
+        same = False
+    if not same:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, text)
+    return path
+
+
+def library_tag(url: str) -> str:
+    """The ``<script src>`` element that loads the Vega bundle file (relative ``url``)."""
+    return f'<script type="text/javascript" src="{html_lib.escape(url, quote=True)}" data-lw-library="vega"></script>'
+
+
+def markdown_output(spec: dict, element_id: str, *, figure_dir: str | Path, library_url: str, stem: str,
+                    include_library: bool) -> dict[str, str]:
+    """The chart as one ``text/markdown`` output with an HTML branch (raw HTML block: the library's
+    ``<script src>`` when asked, the chart's div and script) and a non-HTML branch (the SVG, written to
+    ``figure_dir/<stem>-<element_id>.svg``)."""
+    name = f"{stem}-{element_id}.svg"
+    Path(figure_dir).mkdir(parents=True, exist_ok=True)
+    (Path(figure_dir) / name).write_text(to_svg(spec), encoding="utf-8")
+    body = (library_tag(library_url) + "\n" if include_library else "") + chart_html(spec, element_id,
+                                                                                     include_library=False)
+    md = (f"{HTML_BRANCH}\n\n```{{=html}}\n{body}\n```\n\n:::\n\n"
+          f"{OTHER_BRANCH}\n\n![]({name})\n\n:::\n")
+    return {MARKDOWN_MIME: md}
+
+
+def html_branch(markdown: str) -> str | None:
+    """The raw HTML of a chart's Markdown output (its HTML branch), or None when it is not one."""
+    m = re.search(re.escape(HTML_BRANCH) + r"\s*```\{=html\}\n(.*?)\n```\s*:::", markdown, flags=re.S)
+    return m.group(1) if m else None
+
+
+def markdown_table(df) -> str:
+    """A DataFrame as a Markdown pipe table (the index is dropped unless it is named; ``|`` escaped)."""
+    import pandas as pd
+
+    if df.index.name is not None or isinstance(df.index, pd.MultiIndex):
+        df = df.reset_index()
+
+    def cell(v) -> str:
+        text = "" if v is None or (isinstance(v, float) and v != v) else str(v)
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    head = "| " + " | ".join(cell(c) for c in df.columns) + " |"
+    rule = "|" + "|".join("---" for _ in df.columns) + "|"
+    rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([head, rule, *rows]) + "\n"
+
+
 def reset_library() -> None:
     """Forget that the libraries were emitted (the next chart output inlines them again)."""
     global _LIBRARY_EMITTED
@@ -74,8 +158,14 @@ def reset_library() -> None:
 
 
 def _spec(chart: alt.TopLevelMixin | dict) -> dict:
-    """The Vega-Lite spec (dict) of a chart, validated by Altair (which enforces its row limit)."""
-    return chart if isinstance(chart, dict) else chart.to_dict()
+    """The Vega-Lite spec (dict) of a chart, validated by Altair (which enforces its row limit), with
+    legends below the plot and never cut (``labelLimit`` 0), so that a chart fits the text column."""
+    spec = chart if isinstance(chart, dict) else chart.to_dict()
+    legend = spec.setdefault("config", {}).setdefault("legend", {})
+    legend.setdefault("orient", "bottom")
+    legend.setdefault("labelLimit", 0)
+    legend.setdefault("direction", "vertical")
+    return spec
 
 
 def chart_rows(chart: alt.TopLevelMixin | dict) -> int:
@@ -158,10 +248,17 @@ def mimebundle(chart: alt.TopLevelMixin | dict, *, include_library: bool | None 
     if include_library is None:
         include_library = not _LIBRARY_EMITTED
     element_id = element_id or f"lw-chart-{content_hash(spec, 10)}-{next(_COUNTER)}"
+    title = spec.get("title")
+    plain = f"<chart: {title.get('text') if isinstance(title, dict) else title or 'untitled'}>"
+    if os.environ.get(FIGURE_DIR_ENV):
+        bundle = markdown_output(spec, element_id, figure_dir=os.environ[FIGURE_DIR_ENV],
+                                 library_url=os.environ.get(LIBRARY_URL_ENV, LIBRARY_FILE),
+                                 stem=os.environ.get(FIGURE_STEM_ENV, "chart"), include_library=include_library)
+        _LIBRARY_EMITTED = _LIBRARY_EMITTED or include_library
+        return {**bundle, "text/plain": plain}
     bundle = {HTML_MIME: chart_html(spec, element_id, include_library=include_library),
               SVG_MIME: to_svg(spec)}
-    title = spec.get("title")
-    bundle["text/plain"] = f"<chart: {title.get('text') if isinstance(title, dict) else title or 'untitled'}>"
+    bundle["text/plain"] = plain
     if include_library:
         _LIBRARY_EMITTED = True
     return bundle
@@ -177,3 +274,20 @@ def enable() -> None:
     expression is displayed by :func:`mimebundle` (offline HTML + SVG)."""
     alt.renderers.register("layerwise", _renderer)
     alt.renderers.enable("layerwise")
+    _markdown_tables()
+
+
+def _markdown_tables() -> None:
+    """In an IPython kernel, show DataFrames as Markdown tables only (no ``text/html`` output)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    import pandas as pd
+
+    ip = get_ipython()
+    if ip is None:
+        return
+    formatters = ip.display_formatter.formatters
+    formatters[HTML_MIME].for_type(pd.DataFrame, lambda df: None)
+    formatters[MARKDOWN_MIME].for_type(pd.DataFrame, markdown_table)

@@ -41,6 +41,7 @@ from .errors import LayerwiseError
 from .notebooks import NOTEBOOK_FORMAT, Job, chapter_code_hash, execute, kernel_name
 from .pipeline import load_study as compute_study
 from .prose import fmt
+from .render import write_library
 from .repro import PROJECT_ROOT, atomic_write_json, atomic_write_text, code_hash, content_hash, file_hash, is_done
 from .study import Study, write_study
 
@@ -181,7 +182,7 @@ def chapter_jobs(params_list: Sequence, study_keys: Mapping[str, str], out_dir: 
 
 
 def execute_jobs(jobs: Sequence[Job], *, force: bool, cwd: Path, failed_dir: Path, progress: bool,
-                 summary: RunSummary) -> RunSummary:
+                 summary: RunSummary, library: Path | None = None) -> RunSummary:
     """Execute every job whose notebook is missing or out of date (all of them with ``force``),
     recording executed and skipped notebooks in ``summary``; the kernel is looked up only when a
     notebook has to run."""
@@ -195,7 +196,7 @@ def execute_jobs(jobs: Sequence[Job], *, force: bool, cwd: Path, failed_dir: Pat
             summary.skipped.append(job.output)
             continue
         kernel = kernel or kernel_name()
-        execute(job, kernel=kernel, cwd=cwd, failed_dir=failed_dir, label_prefix=job.model)
+        execute(job, kernel=kernel, cwd=cwd, failed_dir=failed_dir, label_prefix=job.model, library=library)
         summary.executed.append(job.output)
     bar.close()
     return summary
@@ -289,6 +290,29 @@ def reproduce_markdown(params_list: Sequence, manifests: Mapping[str, Mapping[st
     return "\n".join(lines)
 
 
+def summary_markdown(params_list: Sequence, out_dir: Path, manifests: Mapping[str, Mapping[str, Any]]) -> str:
+    """``_layerwise/summary.md``, included by the index: the findings across the models of the run
+    (:func:`layerwise.findings.summary_markdown`) and the limitations (model, data sizes, what is not
+    measured)."""
+    from .findings import model_findings
+    from .findings import summary_markdown as table
+    from .study import read_study
+
+    found = [model_findings(read_study(study_dir(out_dir, p.name))) for p in params_list]
+    lines = ["## Findings across the models", "",
+             "The largest change fine-tuning made in each model (the chapters' Findings sections list them all):",
+             "", table(found), "## Limitations", ""]
+    for params, f in zip(params_list, found):
+        sel = (manifests.get(params.name) or {}).get("selection") or {}
+        sizes = ", ".join(f"{len(sel[k])} {k.split('_')[0]}" for k in ("train_index", "probe_index", "test_index")
+                          if isinstance(sel.get(k), list))
+        lines.append(f"- {params.display_name} (`{params.model.id}`): {sizes or 'sizes in the Reproduce appendix'} "
+                     f"sentences; {'seed variation measured' if f.seeds > 1 else 'one fine-tuning seed, so seed variation is not measured'}.")
+    lines += ["- Not measured: other tasks, other languages' models, other fine-tuning settings; intervals cover the "
+              "test sentences (and probe retrainings), not the choice of corpus.", ""]
+    return "\n".join(lines)
+
+
 def _load_all_params(params_paths: Sequence[str | Path], chapters: Sequence[str], comparison: bool,
                      chapters_dir: Path) -> list:
     """The validated params of the run; every chapter template must exist and every model have its
@@ -366,13 +390,16 @@ def _run(params_paths: Sequence[str | Path], out_dir: Path, force: bool, preview
     t0 = time.perf_counter()
     params_list = _load_all_params(params_paths, chapters, comparison, chapters_dir)
     keys, manifests = write_studies(params_list, out_dir, load_study or compute_study, progress, jobs)
+    comparison = comparison and len(params_list) > 1  # one model: the comparison would repeat its chapters
     notebook_jobs = chapter_jobs(params_list, keys, out_dir, chapters=chapters, comparison=comparison,
                         chapters_dir=chapters_dir, cwd=cwd)
     meta = out_dir / META_DIR
+    library = write_library(meta / "vega")
     summary = execute_jobs(notebook_jobs, force=force, cwd=cwd, failed_dir=meta / "failed", progress=progress,
-                           summary=RunSummary())
+                           summary=RunSummary(), library=library)
     entries = book_chapters(params_list, out_dir, chapters, comparison, cwd)
     summary.chapters_yml = write_chapters_yml(meta / "chapters.yml", entries)
+    _write_if_changed(meta / "summary.md", summary_markdown(params_list, out_dir, manifests))
     summary.reproduce_md = meta / "reproduce.md"
     _write_if_changed(summary.reproduce_md, reproduce_markdown(params_list, manifests, profile=profile, cwd=cwd))
     summary.manifest = write_run_manifest(meta / "report.json", params_list, notebook_jobs, out_dir,
@@ -392,7 +419,8 @@ def _preview(out_dir: Path, jobs: Sequence[Job], *, progress: bool) -> Path:
 
     meta = out_dir / META_DIR
     stamp_file, index = meta / "preview.key", out_dir / PREVIEW_DIR / "index.html"
-    files = [j.output for j in jobs] + [meta / "reproduce.md", meta / "report.json", meta / "chapters.yml"]
+    files = [j.output for j in jobs] + [meta / "reproduce.md", meta / "report.json", meta / "chapters.yml",
+                                      meta / "summary.md"]
     stamp = content_hash({"files": [file_hash(f) if f.is_file() else None for f in files],
                           "code": code_hash("preview")}) + "\n"
     if index.is_file() and _same_text(stamp_file, stamp):

@@ -1,0 +1,250 @@
+"""The findings of one model's study, computed from the verdicts of :mod:`layerwise.claims`: what
+fine-tuning changed (ranked by size over its floor), what it did not change, and observations (random
+weights against the pretrained model on the probes). Each model part of the report opens with them and
+the index carries a one-table summary across the models of the run (:func:`summary_markdown`).
+
+Ranking: a per-sentence statistic's size is |mean paired difference| / delta (delta: the negligible
+threshold of :func:`layerwise.claims.negligible_threshold`); a probe's is |accuracy difference| / the
+half-width of its paired CI. Floors, as they exist: seed-to-seed (:func:`layerwise.claims.seed_change`;
+with one seed "seed variation not measured"), random weights (the same comparison for the random
+state), chance (the permuted-label probe).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from . import claims
+from .prose import fmt, fmt_ci, fmt_signed
+from .schema import PER_SENTENCE_METRICS, lookup
+
+#: the tidy metric holding the per-sentence mean (with its CI) of each per-sentence statistic
+MEAN_METRIC = {"token_cosine": "token_cosine_sentence_mean", "token_cosine_var": "token_cosine_var_mean"}
+#: the probes whose change fine-tuning makes (first token and mean pooling)
+PROBES = ("probe_acc_cls", "probe_acc_mean")
+PROBE_NAMES = {"probe_acc_cls": "first-token probe accuracy", "probe_acc_mean": "mean-pooled probe accuracy"}
+COLUMNS = ("statistic", "layers", "largest at layer", "finetuned", "pretrained", "difference", "n", "verdict",
+           "size / floor", "seed floor", "random vs pretrained", "chance")
+
+
+@dataclass
+class Findings:
+    """One model's findings: ``changed`` and ``unchanged`` (tidy rows, :data:`COLUMNS`), ranked by
+    ``size / floor``; ``observations`` (sentences); ``seeds`` (fine-tuning seeds)."""
+
+    model: str
+    title: str
+    changed: pd.DataFrame
+    unchanged: pd.DataFrame
+    observations: list[str] = field(default_factory=list)
+    seeds: int = 1
+
+    def sentences(self) -> list[str]:
+        """The findings as sentences, largest change first."""
+        out = []
+        for r in self.changed.itertuples(index=False):
+            out.append(f"**{r.statistic[0].upper() + r.statistic[1:]}**: {r.verdict} after fine-tuning at layers "
+                       f"{r.layers}; largest at layer {r._2}: fine-tuned {r.finetuned} against pretrained "
+                       f"{r.pretrained}, difference {r.difference}, n = {r.n}, {r._8} times its floor.")
+        if not self.changed.empty and self.seeds < 2:
+            out.append(f"Each change is against one fine-tuning run: {claims.SEED_VARIATION_NOT_MEASURED}.")
+        if not self.unchanged.empty:
+            out.append("Did not change: " + "; ".join(f"{r.statistic} ({r.verdict})"
+                                                       for r in self.unchanged.itertuples(index=False)) + ".")
+        return out + self.observations
+
+    def _repr_markdown_(self) -> str:
+        return self.markdown()
+
+    def conclusion(self, probes: bool) -> str:
+        """A chapter's conclusion: the findings of its statistics (the probes, or the geometry)."""
+        mine = self.changed[self.changed["statistic"].isin(PROBE_NAMES.values()) == probes]
+        kept = self.unchanged[self.unchanged["statistic"].isin(PROBE_NAMES.values()) == probes]
+        parts = [f"{r.statistic} is {r.verdict} after fine-tuning (largest at layer {r._2}, difference {r.difference})"
+                 for r in mine.itertuples(index=False)]
+        text = ("In short: " + "; ".join(parts) + ".") if parts else "In short: fine-tuning changed none of them."
+        if not kept.empty:
+            text += " Not changed: " + "; ".join(f"{r.statistic} ({r.verdict})" for r in kept.itertuples(index=False)) + "."
+        if probes:
+            text += " " + " ".join(self.observations)
+        return text
+
+    def markdown(self) -> str:
+        """The Findings section body: the sentences, then the table of changes."""
+        text = "\n\n".join(self.sentences())
+        if not self.changed.empty:
+            from .render import markdown_table
+
+            text += "\n\n" + markdown_table(self.changed[list(COLUMNS)])
+        return text
+
+
+def _describe(metric: str) -> str:
+    """A reader's name of a statistic (the registry's description)."""
+    try:
+        return lookup(MEAN_METRIC.get(metric, metric)).description
+    except KeyError:
+        return metric.replace("_", " ")
+
+
+def _value(tidy: pd.DataFrame, metric: str, state: str, layer: int, digits: int = 3) -> str:
+    """A state's value of ``metric`` at ``layer`` with its CI, for the table."""
+    r = tidy[(tidy["metric"] == metric) & (tidy["state"] == state) & (tidy["layer"] == layer)]
+    if r.empty and metric in MEAN_METRIC.values():  # a study without the per-sentence mean: the pair mean
+        r = tidy[(tidy["metric"] == metric.replace("_sentence_mean", "_mean").replace("_var_mean", "_sd"))
+                 & (tidy["state"] == state) & (tidy["layer"] == layer)]
+    if r.empty:
+        return "not measured"
+    return fmt_ci(r["value"].iloc[0], r["ci_low"].iloc[0], r["ci_high"].iloc[0], digits)
+
+
+def _layers(layers) -> str:
+    return ", ".join(str(v) for v in sorted(layers))
+
+
+def _seed_floor(tidy: pd.DataFrame, metric: str, layer: int, delta: float) -> str:
+    """The seed-to-seed floor of a change (claims.seed_change), as table text."""
+    rows = tidy[(tidy["metric"] == metric) & (tidy["layer"] == layer) & tidy["state"].isin(["pretrained", "finetuned"])]
+    try:
+        v = claims.seed_change(claims.difference_rows(rows), delta)
+    except ValueError:
+        return claims.SEED_VARIATION_NOT_MEASURED if "seed" not in tidy.columns else "not measured"
+    return claims.SEED_VARIATION_NOT_MEASURED if v.word == "not measured" else v.word
+
+
+def _random_text(tidy: pd.DataFrame, metric: str, layer: int) -> str:
+    """The random-weights floor: the same paired comparison for the random state at that layer."""
+    for v in claims.state_change_verdicts(tidy, metric, state="random"):
+        if v.detail.get("layer") == layer:
+            return f"{v.word} ({fmt_signed(v.detail['effect'], 3)})"
+    return "not measured"
+
+
+def sentence_metric_rows(tidy: pd.DataFrame) -> tuple[list[dict], list[dict]]:
+    """Changed and unchanged rows of the per-sentence statistics (claims.state_change_verdicts)."""
+    changed, unchanged = [], []
+    for metric in PER_SENTENCE_METRICS:
+        verdicts = claims.state_change_verdicts(tidy, metric)
+        if not verdicts:
+            continue
+        moved = [v for v in verdicts if v.word in ("higher", "lower")]
+        if not moved:
+            words = sorted({v.word for v in verdicts})
+            unchanged.append({"statistic": _describe(metric), "verdict": " or ".join(words), "n": verdicts[0].n})
+            continue
+        top = max(moved, key=lambda v: abs(v.detail["effect"]) / v.detail["delta"] if v.detail["delta"] > 0 else 0)
+        layer, delta, mean = top.detail["layer"], top.detail["delta"], MEAN_METRIC.get(metric, metric)
+        changed.append({
+            "statistic": _describe(metric), "layers": _layers(v.detail["layer"] for v in moved),
+            "largest at layer": layer, "finetuned": _value(tidy, mean, "finetuned", layer),
+            "pretrained": _value(tidy, mean, "pretrained", layer),
+            "difference": fmt_ci(top.detail["effect"], top.detail["low"], top.detail["high"], 3),
+            "n": top.n, "verdict": top.word, "size / floor": fmt(abs(top.detail["effect"]) / delta, 1),
+            "_rank": abs(top.detail["effect"]) / delta,
+            "seed floor": _seed_floor(tidy, mean, layer, delta), "random vs pretrained": _random_text(tidy, metric, layer),
+            "chance": "-"})
+    return changed, unchanged
+
+
+def _chance_text(tidy: pd.DataFrame, metric: str, layer: int) -> str:
+    """The chance floor of a probe: the fine-tuned probe against its permuted-label probe."""
+    chance = metric.replace("probe_acc", "probe_chance_acc")
+    obs = tidy[(tidy["metric"] == metric) & (tidy["state"] == "finetuned") & (tidy["layer"] == layer)]
+    null = tidy[(tidy["metric"] == chance) & (tidy["state"] == "finetuned") & (tidy["layer"] == layer)]
+    if obs.empty or null.empty:
+        return "not measured"
+    above = float(obs["ci_low"].iloc[0]) > float(null["ci_high"].iloc[0])
+    return f"{'above chance' if above else 'at chance'} (permuted labels {fmt(null['value'].iloc[0], 2)})"
+
+
+def probe_rows(tidy: pd.DataFrame, correct: pd.DataFrame | None) -> tuple[list[dict], list[dict]]:
+    """Changed and unchanged rows of the probes: fine-tuned against pretrained at every layer
+    (claims.state_versus, paired on the test sentences)."""
+    changed, unchanged = [], []
+    if correct is None or correct.empty:
+        return changed, unchanged
+    for metric in PROBES:
+        layers = sorted(int(v) for v in correct.loc[correct["metric"] == metric, "layer"].unique() if v >= 0)
+        verdicts = [claims.state_versus(correct, tidy, metric, layer, "finetuned") for layer in layers]
+        verdicts = [v for v in verdicts if v.word != "not measured"]
+        if not verdicts:
+            continue
+        moved = [v for v in verdicts if v.word in ("higher", "lower")]
+        name = PROBE_NAMES[metric]
+        if not moved:
+            unchanged.append({"statistic": name, "verdict": "tied at every layer", "n": verdicts[0].n})
+            continue
+
+        def size(v):
+            half = (v.detail["diff_ci"][1] - v.detail["diff_ci"][0]) / 2
+            return abs(v.detail["diff"]) / half if half > 0 else float("inf")
+        top = max(moved, key=size)
+        layer = top.detail["layer"]
+        changed.append({
+            "statistic": name, "layers": _layers(v.detail["layer"] for v in moved), "largest at layer": layer,
+            "finetuned": _value(tidy, metric, "finetuned", layer), "pretrained": _value(tidy, metric, "pretrained", layer),
+            "difference": fmt_ci(top.detail["diff"], *top.detail["diff_ci"], 3), "n": top.n, "verdict": top.word,
+            "size / floor": fmt(size(top), 1), "_rank": size(top), "seed floor": claims.SEED_VARIATION_NOT_MEASURED,
+            "random vs pretrained": _value(tidy, metric, "random", layer), "chance": _chance_text(tidy, metric, layer)})
+    return changed, unchanged
+
+
+def random_observations(tidy: pd.DataFrame, correct: pd.DataFrame | None, metric: str = "probe_acc_cls") -> list[str]:
+    """Random weights against the pretrained model on the probe (claims.state_versus per layer)."""
+    if correct is None or correct.empty or "random" not in set(correct["state"]):
+        return []
+    layers = sorted(int(v) for v in correct.loc[correct["metric"] == metric, "layer"].unique() if v >= 0)
+    verdicts = [v for v in (claims.state_versus(correct, tidy, metric, layer, "random") for layer in layers)
+                if v.word != "not measured"]
+    if not verdicts:
+        return []
+    tied = [v.detail["layer"] for v in verdicts if v.word == "tied"]
+    below = [v.detail["layer"] for v in verdicts if v.word == "lower"]
+    above = [v.detail["layer"] for v in verdicts if v.word == "higher"]
+    what = "the first-token probe" if metric.endswith("cls") else "the mean-pooling probe"
+    if len(tied) == len(verdicts):
+        return [f"Observation: random weights match the pretrained model on {what}: the paired difference is tied "
+                f"at every layer (n = {verdicts[0].n}), so this probe does not show what pretraining added on this "
+                f"data; the label is as readable from the architecture's random features."]
+    parts = [f"{word} at layer{'s' if len(ls) > 1 else ''} {_layers(ls)}" for word, ls in (("tied", tied), ("lower", below), ("higher", above)) if ls]
+    return [f"Observation: on {what}, random weights against the pretrained model are " + "; ".join(parts) + "."]
+
+
+def model_findings(study) -> Findings:
+    """The findings of one model's study (:class:`layerwise.study.Study`)."""
+    tidy = study.tidy
+    changed, unchanged = sentence_metric_rows(tidy)
+    p_changed, p_unchanged = probe_rows(tidy, getattr(study, "probe_correct", None))
+    changed = sorted(changed + p_changed, key=lambda r: -r["_rank"])
+    frame = pd.DataFrame(changed, columns=[*COLUMNS, "_rank"]).drop(columns="_rank")
+    un = pd.DataFrame(unchanged + p_unchanged, columns=["statistic", "verdict", "n"])
+    seeds = int(tidy["seed"].nunique()) if "seed" in tidy.columns else 1
+    return Findings(study.params.name, study.params.display_name, frame, un,
+                    random_observations(tidy, getattr(study, "probe_correct", None)), seeds)
+
+
+def summary_markdown(findings: list[Findings]) -> str:
+    """The index's one-table summary across the models of the run: per model the largest change,
+    how many statistics changed and did not, and the observations."""
+    from .render import markdown_table
+
+    rows = []
+    for f in findings:
+        top = f.changed.iloc[0] if not f.changed.empty else None
+        rows.append({"model": f.title, "largest change": (f"{top['statistic']}: {top['verdict']} at layer "
+                                                          f"{top['largest at layer']} ({top['difference']})"
+                                                          if top is not None else "none"),
+                     "changed": len(f.changed), "did not change": len(f.unchanged),
+                     "seed variation": "measured" if f.seeds > 1 else "not measured (one seed)"})
+    notes = [o for f in findings for o in f.observations]
+    text = markdown_table(pd.DataFrame(rows))
+    return text + ("\n" + "\n\n".join(f"{f.title}. {o}" for f in findings for o in f.observations) + "\n"
+                   if notes else "")
+
+
+def class_names(study) -> list[str] | None:
+    """The dataset's class names (the data selection's ``label_names`` in the study's manifest), by id."""
+    names = ((getattr(study, "manifest", None) or {}).get("selection") or {}).get("label_names")
+    return [str(n) for n in names] if names else None

@@ -1,0 +1,71 @@
+"""Known answers for the findings (layerwise.findings): a large change is listed as a finding, a
+negligible one under "did not change", and one fine-tuning seed says seed variation was not measured."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+
+from layerwise import claims, findings
+
+
+def _row(metric, value, layer=2, state="finetuned", lo=np.nan, hi=np.nan, n=100):
+    return {"model": "m", "state": state, "layer": layer, "metric": metric, "value": value, "ci_low": lo,
+            "ci_high": hi, "n": n}
+
+
+def _study(seed_rows: bool = False):
+    rows = []
+    for metric, effect in (("token_cosine", 0.5), ("cov_trace", 0.001)):  # large; negligible (delta 0.01)
+        rows += [_row(f"effect_{metric}", effect, lo=effect - 0.01, hi=effect + 0.01),
+                 _row(f"test_p_{metric}", 1e-9), _row(f"test_p_holm_{metric}", 1e-8),
+                 _row(f"reference_sd_{metric}", 0.1)]
+    rows += [_row("token_cosine_sentence_mean", 0.8, state="finetuned", lo=0.78, hi=0.82),
+             _row("token_cosine_sentence_mean", 0.3, state="pretrained", lo=0.28, hi=0.32)]
+    tidy = pd.DataFrame(rows)
+    params = SimpleNamespace(name="m", display_name="Model M")
+    return SimpleNamespace(tidy=tidy, probe_correct=None, params=params)
+
+
+def test_large_change_is_a_finding_and_negligible_did_not_change():
+    f = findings.model_findings(_study())
+    assert list(f.changed["statistic"]) == [findings._describe("token_cosine")]
+    top = f.changed.iloc[0]
+    assert top["verdict"] == "higher" and top["largest at layer"] == 2 and top["n"] == 100
+    assert top["size / floor"] == "50.0"                                     # 0.5 / (0.1 x 0.1)
+    assert "0.80" in top["finetuned"] and "0.30" in top["pretrained"]
+    assert list(f.unchanged["statistic"]) == [findings._describe("cov_trace")]
+    assert f.unchanged.iloc[0]["verdict"] == "negligible"
+    text = f.markdown()
+    assert "higher after fine-tuning" in text and "Did not change" in text and "negligible" in text
+
+
+def test_one_seed_says_seed_variation_not_measured():
+    f = findings.model_findings(_study())
+    assert f.seeds == 1
+    assert f.changed.iloc[0]["seed floor"] == claims.SEED_VARIATION_NOT_MEASURED
+    assert claims.SEED_VARIATION_NOT_MEASURED in f.markdown()
+
+
+def test_summary_table_across_models():
+    f = findings.model_findings(_study())
+    md = findings.summary_markdown([f, f])
+    assert md.count("| Model M |") == 2 and "not measured (one seed)" in md
+
+
+def test_random_weights_matching_pretrained_is_an_observation():
+    rng = np.random.default_rng(0)
+    correct, tidy = [], []
+    base = {layer: rng.random(200) < 0.7 for layer in range(3)}
+    for state in ("pretrained", "finetuned", "random"):
+        for layer in range(3):
+            hit = base[layer].copy()
+            if state == "random":
+                hit[:3] = ~hit[:3]                    # random weights: nearly the same sentences right
+            correct += [{"model": "m", "state": state, "metric": "probe_acc_cls", "layer": layer, "sentence": i,
+                         "correct": float(h)} for i, h in enumerate(hit)]
+            tidy.append(_row("probe_acc_cls", float(hit.mean()), layer, state))
+    obs = findings.random_observations(pd.DataFrame(tidy), pd.DataFrame(correct))
+    assert len(obs) == 1 and "random weights match the pretrained model" in obs[0]
