@@ -23,7 +23,7 @@ import pandas as pd
 from .errors import LayerwiseError
 from .render import chart_rows, enable, javascript_bundle, mimebundle, reset_library, to_svg  # noqa: F401
 from .schema import QUANTILES, STATES, state_order
-from .charts_seeds import between_seed_band, seed_band, seed_band_frame  # noqa: F401  (re-exported)
+from .charts_seeds import between_seed_band, seed_band, seed_band_frame, similarity_floors  # noqa: F401  (re-exported)
 
 #: Colours of the model states, in the canonical order of ``schema.STATES`` (same in every chart).
 STATE_COLORS = ("#4c78a8", "#f58518", "#9d9d9d")
@@ -559,45 +559,3 @@ def finetune_curves(history: Sequence[Mapping[str, Any]] | Mapping[str, Sequence
     return alt.layer(ch, data=df).facet(column=alt.Column("panel:N", title=None, sort=["loss", "accuracy"])
                                          ).resolve_scale(y="independent").properties(
         title=title or "Fine-tuning: loss and accuracy during training")
-
-
-def similarity_floors(tidy: pd.DataFrame, pooling: str = "cls", reference: str = "pretrained",
-                      measures: Sequence[str] = ("cka", "cka_debiased", "procrustes", "mutual_knn"), *,
-                      states: Sequence[str] | None = None, title: str | None = None) -> alt.Chart:
-    """Same-layer similarity of each state with ``reference`` per layer (one panel per measure, at most 4
-    states per panel), with the chance band of its permutation null drawn as an area from the null mean
-    (``<measure>_null_mean_...``) to its 95th percentile (``<measure>_null_q95_...``). With per-seed rows
-    (``Study.tidy_all``) the fine-tuned state also gets its seed-to-seed band: min to max over the pairs
-    of seeds of ``<measure>_<pooling>_between_seeds``."""
-    suffix = f"_{pooling}_vs_{reference}"
-    names = {f"{m}{suffix}": (m, "value") for m in measures}
-    names.update({f"{m}_null_{s}{suffix}": (m, f"null_{s}") for m in measures for s in ("mean", "q95")})
-    df = _rows(tidy, list(names), "charts.similarity_floors")
-    df = df[(df["layer"] >= 0) & (df["seed"].isna() if "seed" in df.columns else True)]
-    if states is not None:
-        df = df[df["state"].isin(list(states))]
-    if df["state"].nunique() > 4:
-        raise LayerwiseError(f"{df['state'].nunique()} states: at most 4 series per panel", "charts.similarity_floors",
-                             "pass states=[...] (at most 4)")
-    df["measure"] = df["metric"].map(lambda m: names[m][0])
-    df["stat"] = df["metric"].map(lambda m: names[m][1])
-    wide = df.pivot_table(index=["model", "state", "measure", "layer"], columns="stat", values="value",
-                          aggfunc="first", dropna=False).reset_index().rename_axis(columns=None)
-    for c in ("value", "null_mean", "null_q95"):
-        if c not in wide.columns:
-            wide[c] = np.nan
-    seeds = between_seed_band(tidy, pooling, measures)            # the seed-to-seed band, with per-seed rows
-    wide = wide.merge(seeds.assign(state="finetuned"), how="left", on=["model", "state", "measure", "layer"]) \
-        if len(seeds) else wide.assign(seeds_low=np.nan, seeds_high=np.nan)
-    base = alt.Chart().encode(x=_x(False), color=_color(wide, "state"))
-    band = base.mark_area(opacity=0.2).encode(y=alt.Y("null_mean:Q", title="similarity"), y2="null_q95:Q")
-    seed_band_ = base.mark_area(opacity=0.35).encode(y="seeds_low:Q", y2="seeds_high:Q")
-    line = base.mark_line(point=True).encode(
-        y="value:Q", tooltip=["state:N", "measure:N", "layer:O", alt.Tooltip("value:Q", format=".3f"),
-                              alt.Tooltip("null_mean:Q", format=".3f"), alt.Tooltip("null_q95:Q", format=".3f")])
-    order = [m for m in measures if m in set(wide["measure"])]
-    marks = (band, seed_band_, line) if len(seeds) else (band, line)
-    return alt.layer(*marks, data=wide).properties(width=max(150, WIDTH // len(order) - 20), height=HEIGHT
-                                                        ).facet(column=alt.Column("measure:N", title=None, sort=order)
-                                                                ).resolve_scale(y="independent").properties(
-        title=title or f"Similarity with {reference}, same layer, and its chance band ({pooling} pooling)")

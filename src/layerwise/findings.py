@@ -18,6 +18,7 @@ import pandas as pd
 
 from . import claims
 from .prose import fmt, fmt_ci, fmt_signed
+from .prose_seeds import seed_floor_verdicts
 from .schema import PER_SENTENCE_METRICS, lookup
 
 #: the tidy metric holding the per-sentence mean (with its CI) of each per-sentence statistic
@@ -104,14 +105,14 @@ def _layers(layers) -> str:
     return ", ".join(str(v) for v in sorted(layers))
 
 
-def _seed_floor(tidy: pd.DataFrame, metric: str, layer: int, delta: float) -> str:
-    """The seed-to-seed floor of a change (claims.seed_change), as table text."""
-    rows = tidy[(tidy["metric"] == metric) & (tidy["layer"] == layer) & tidy["state"].isin(["pretrained", "finetuned"])]
-    try:
-        v = claims.seed_change(claims.difference_rows(rows), delta)
-    except ValueError:
-        return claims.SEED_VARIATION_NOT_MEASURED if "seed" not in tidy.columns else "not measured"
-    return claims.SEED_VARIATION_NOT_MEASURED if v.word == "not measured" else v.word
+def _seed_floor(tidy_all: pd.DataFrame, metric: str, layer: int) -> str:
+    """The seed-to-seed floor of a change at ``layer`` (:func:`layerwise.claims.seed_change` through
+    :func:`layerwise.prose_seeds.seed_floor_verdicts`: per-seed paired effects for a per-sentence
+    metric, per-seed differences for a probe), as table text."""
+    for v in seed_floor_verdicts(tidy_all, metric):
+        if v.detail.get("layer") == layer:
+            return claims.SEED_VARIATION_NOT_MEASURED if v.word == "not measured" else v.word
+    return claims.SEED_VARIATION_NOT_MEASURED
 
 
 def _random_text(tidy: pd.DataFrame, metric: str, layer: int) -> str:
@@ -122,8 +123,10 @@ def _random_text(tidy: pd.DataFrame, metric: str, layer: int) -> str:
     return "not measured"
 
 
-def sentence_metric_rows(tidy: pd.DataFrame) -> tuple[list[dict], list[dict]]:
-    """Changed and unchanged rows of the per-sentence statistics (claims.state_change_verdicts)."""
+def sentence_metric_rows(tidy: pd.DataFrame, tidy_all: pd.DataFrame | None = None) -> tuple[list[dict], list[dict]]:
+    """Changed and unchanged rows of the per-sentence statistics (claims.state_change_verdicts);
+    ``tidy_all``: aggregate and per-seed rows (``Study.tidy_all``) for the seed floor."""
+    tidy_all = tidy if tidy_all is None else tidy_all
     changed, unchanged = [], []
     for metric in PER_SENTENCE_METRICS:
         verdicts = claims.state_change_verdicts(tidy, metric)
@@ -143,7 +146,7 @@ def sentence_metric_rows(tidy: pd.DataFrame) -> tuple[list[dict], list[dict]]:
             "difference": fmt_ci(top.detail["effect"], top.detail["low"], top.detail["high"], 3),
             "n": top.n, "verdict": top.word, "size / floor": fmt(abs(top.detail["effect"]) / delta, 1),
             "_rank": abs(top.detail["effect"]) / delta,
-            "seed floor": _seed_floor(tidy, mean, layer, delta), "random vs pretrained": _random_text(tidy, metric, layer),
+            "seed floor": _seed_floor(tidy_all, metric, layer), "random vs pretrained": _random_text(tidy, metric, layer),
             "chance": "-"})
     return changed, unchanged
 
@@ -159,9 +162,11 @@ def _chance_text(tidy: pd.DataFrame, metric: str, layer: int) -> str:
     return f"{'above chance' if above else 'at chance'} (permuted labels {fmt(null['value'].iloc[0], 2)})"
 
 
-def probe_rows(tidy: pd.DataFrame, correct: pd.DataFrame | None) -> tuple[list[dict], list[dict]]:
+def probe_rows(tidy: pd.DataFrame, correct: pd.DataFrame | None, tidy_all: pd.DataFrame | None = None
+               ) -> tuple[list[dict], list[dict]]:
     """Changed and unchanged rows of the probes: fine-tuned against pretrained at every layer
-    (claims.state_versus, paired on the test sentences)."""
+    (claims.state_versus, paired on the test sentences); the seed floor from ``tidy_all``."""
+    tidy_all = tidy if tidy_all is None else tidy_all
     changed, unchanged = [], []
     if correct is None or correct.empty:
         return changed, unchanged
@@ -186,7 +191,7 @@ def probe_rows(tidy: pd.DataFrame, correct: pd.DataFrame | None) -> tuple[list[d
             "statistic": name, "layers": _layers(v.detail["layer"] for v in moved), "largest at layer": layer,
             "finetuned": _value(tidy, metric, "finetuned", layer), "pretrained": _value(tidy, metric, "pretrained", layer),
             "difference": fmt_ci(top.detail["diff"], *top.detail["diff_ci"], 3), "n": top.n, "verdict": top.word,
-            "size / floor": fmt(size(top), 1), "_rank": size(top), "seed floor": claims.SEED_VARIATION_NOT_MEASURED,
+            "size / floor": fmt(size(top), 1), "_rank": size(top), "seed floor": _seed_floor(tidy_all, metric, layer),
             "random vs pretrained": _value(tidy, metric, "random", layer), "chance": _chance_text(tidy, metric, layer)})
     return changed, unchanged
 
@@ -215,12 +220,13 @@ def random_observations(tidy: pd.DataFrame, correct: pd.DataFrame | None, metric
 def model_findings(study) -> Findings:
     """The findings of one model's study (:class:`layerwise.study.Study`)."""
     tidy = study.tidy
-    changed, unchanged = sentence_metric_rows(tidy)
-    p_changed, p_unchanged = probe_rows(tidy, getattr(study, "probe_correct", None))
+    tidy_all = study.tidy_all if hasattr(study, "tidy_all") else tidy
+    changed, unchanged = sentence_metric_rows(tidy, tidy_all)
+    p_changed, p_unchanged = probe_rows(tidy, getattr(study, "probe_correct", None), tidy_all)
     changed = sorted(changed + p_changed, key=lambda r: -r["_rank"])
     frame = pd.DataFrame(changed, columns=[*COLUMNS, "_rank"]).drop(columns="_rank")
     un = pd.DataFrame(unchanged + p_unchanged, columns=["statistic", "verdict", "n"])
-    seeds = int(tidy["seed"].nunique()) if "seed" in tidy.columns else 1
+    seeds = max(1, int(tidy_all["seed"].nunique())) if "seed" in tidy_all.columns else 1
     return Findings(study.params.name, study.params.display_name, frame, un,
                     random_observations(tidy, getattr(study, "probe_correct", None)), seeds)
 

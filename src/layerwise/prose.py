@@ -12,7 +12,7 @@ import pandas as pd
 from .schema import state_order
 
 from .claims import ALPHA  # the one significance level (layerwise.claims)
-from .prose_seeds import seed_floor_sentence, seed_floor_verdicts  # noqa: F401  (re-exported)
+from .prose_seeds import seed_floor_sentence, seed_floor_verdicts, similarity_floor_sentence  # noqa: F401  (re-exported)
 
 
 def fmt(x: float | None, digits: int = 2) -> str:

@@ -83,3 +83,41 @@ def seed_floor_sentence(tidy: pd.DataFrame, metric: str, what: str, *, reference
     if by.get("unchanged"):
         parts.append(f"not changed beyond the seed-to-seed variation at {_layers(by['unchanged'])}")
     return f"Across {seeds} fine-tuning seeds, {what} is " + "; ".join(parts) + "."
+
+
+def _layer_of(v: claims.Verdict) -> int:
+    return int(v.rows["layer"].iloc[0])
+
+
+def similarity_floor_sentence(tidy: pd.DataFrame, pooling: str = "cls", measure: str = "cka_debiased", *,
+                              state: str = "finetuned", reference: str = "pretrained") -> str:
+    """One sentence on the same-layer similarity of ``state`` with ``reference`` against its two floors:
+    chance (:func:`claims.chance_verdicts`: above the 95th percentile of its permutation null) and
+    seed-to-seed variation (:func:`claims.seed_similarity_change`: below the interval of the similarity
+    between fine-tuning seeds). ``tidy``: ``Study.tidy_all`` (aggregate and per-seed rows)."""
+    has_seed = "seed" in tidy.columns
+    aggregate = tidy[tidy["seed"].isna()] if has_seed else tidy
+    seeds = tidy[tidy["seed"].notna()] if has_seed else tidy.iloc[0:0]
+    name = {"cka": "linear CKA", "cka_debiased": "debiased linear CKA", "procrustes": "Procrustes similarity",
+            "mutual_knn": "mutual k-NN alignment"}.get(measure, measure)
+    what = f"{name} of the {'first-token' if pooling == 'cls' else 'mean-pooled'} embeddings, {state} against {reference}"
+    chance = [v for v in claims.chance_verdicts(aggregate, measure, pooling, state, reference) if v.word != "not measured"]
+    if not chance:
+        return ""
+    by: dict[str, list[int]] = {}
+    for v in chance:
+        by.setdefault(v.word, []).append(_layer_of(v))
+    parts = [f"{word} at {_layers(sorted(ls))}" for word, ls in by.items()]
+    vs = seeds[seeds["metric"] == f"{measure}_{pooling}_vs_{reference}"]
+    between = seeds[seeds["metric"] == f"{measure}_{pooling}_between_seeds"]
+    floor = [claims.seed_similarity_change(vs[vs["layer"] == layer], between[between["layer"] == layer])
+             for layer in sorted(set(aggregate.loc[aggregate["metric"] == f"{measure}_{pooling}_vs_{reference}",
+                                                   "layer"]) - {-1})]
+    if not floor or all(v.word == "not measured" for v in floor):
+        seed_text = f"{claims.SEED_VARIATION_NOT_MEASURED}, so no layer is called changed against it"
+    else:
+        changed = [_layer_of(v) for v in floor if v.word == "changed"]
+        seed_text = (f"changed by fine-tuning (below the similarity between fine-tuning seeds) at {_layers(changed)}"
+                     if changed else "no layer below the similarity between fine-tuning seeds (not changed beyond seed "
+                     "variation)")
+    return f"{what[:1].upper() + what[1:]}: " + "; ".join(parts) + f" (permutation null); {seed_text}."
