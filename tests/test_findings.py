@@ -69,3 +69,26 @@ def test_random_weights_matching_pretrained_is_an_observation():
             tidy.append(_row("probe_acc_cls", float(hit.mean()), layer, state))
     obs = findings.random_observations(pd.DataFrame(tidy), pd.DataFrame(correct))
     assert len(obs) == 1 and "random weights match the pretrained model" in obs[0]
+
+
+def _seeded_study(per_seed_effects):
+    """``_study`` plus per-seed ``effect_token_cosine`` rows (the seed column of ``Study.tidy_all``)."""
+    study = _study()
+    seeds = pd.DataFrame([{**_row("effect_token_cosine", e, lo=e - 0.01, hi=e + 0.01), "seed": s}
+                          for s, e in enumerate(per_seed_effects, start=42)])
+    tidy_all = pd.concat([study.tidy.assign(seed=pd.NA), seeds], ignore_index=True)
+    tidy_all["seed"] = tidy_all["seed"].astype("Int64")
+    return SimpleNamespace(**vars(study), tidy_all=tidy_all)
+
+
+def test_a_change_within_seed_variation_is_not_a_finding():
+    """Seeds that agree (0.49, 0.50, 0.51): the change clears the seed floor and stays a finding. Seeds
+    that disagree (0.05, 0.50, 0.95, the paired test on the seed mean still significant): the same
+    statistic moves to "did not change", naming the seed-to-seed variation."""
+    agree = findings.model_findings(_seeded_study([0.49, 0.50, 0.51]))
+    assert agree.seeds == 3 and list(agree.changed["statistic"]) == [findings._describe("token_cosine")]
+    assert agree.changed.iloc[0]["seed floor"] == "changed"
+    spread = findings.model_findings(_seeded_study([0.05, 0.50, 0.95]))
+    assert spread.changed.empty
+    row = spread.unchanged[spread.unchanged["statistic"] == findings._describe("token_cosine")].iloc[0]
+    assert "not beyond the seed-to-seed variation" in row["verdict"]

@@ -224,6 +224,12 @@ def model_findings(study) -> Findings:
     changed, unchanged = sentence_metric_rows(tidy, tidy_all)
     p_changed, p_unchanged = probe_rows(tidy, getattr(study, "probe_correct", None), tidy_all)
     changed = sorted(changed + p_changed, key=lambda r: -r["_rank"])
+    within_seeds = [r for r in changed if r["seed floor"] in ("unchanged", "negligible")]
+    changed = [r for r in changed if r not in within_seeds]   # a change must clear the seed floor when measured
+    unchanged += [{"statistic": r["statistic"], "n": r["n"],
+                   "verdict": f"{r['verdict']} in the mean over seeds at layers {r['layers']}, but not beyond the "
+                              f"seed-to-seed variation (largest at layer {r['largest at layer']}, difference "
+                              f"{r['difference']})"} for r in within_seeds]
     frame = pd.DataFrame(changed, columns=[*COLUMNS, "_rank"]).drop(columns="_rank")
     un = pd.DataFrame(unchanged + p_unchanged, columns=["statistic", "verdict", "n"])
     seeds = max(1, int(tidy_all["seed"].nunique())) if "seed" in tidy_all.columns else 1

@@ -285,7 +285,7 @@ def finetune_table(finetune: Mapping[str, Any] | Mapping[str, Mapping[str, Any]]
         df = df.set_index(["model", "seed"]) if (df["seed"] != "fine-tuned model").any() else \
             df.drop(columns="seed").set_index("model")
         return df
-    return df.set_axis(index)
+    return df.set_axis(index).rename_axis("run")
 
 
 def finetune_sentence(finetune: Mapping[str, Any], name: str = "The fine-tuned model") -> str:
@@ -297,6 +297,16 @@ def finetune_sentence(finetune: Mapping[str, Any], name: str = "The fine-tuned m
     p = finetune.get("binomial_p", float("nan"))
     base = finetune.get("majority_baseline", float("nan"))
     verdict = ("significantly above" if isinstance(p, (int, float)) and p < ALPHA else "not significantly above")
+    per_seed = finetune.get("seeds") or {}
+    if len(per_seed) > 1:
+        mean = _seed_mean(per_seed)
+        worst = max(float(m.get("binomial_p", float("nan"))) for m in per_seed.values())
+        every = "every seed is" if worst < ALPHA else "not every seed is"
+        return (f"Averaged over {len(per_seed)} fine-tuning seeds, {name[:1].lower() + name[1:]} reaches a test accuracy "
+                f"of {fmt_ci(mean['accuracy'], *mean['accuracy_ci'], digits=3)} and a macro-F1 of "
+                f"{fmt_ci(mean['macro_f1'], *mean['macro_f1_ci'], digits=3)} (intervals over seeds and sentences) on "
+                f"{finetune.get('n_test', 'the')} test examples; {every} significantly above the majority-class "
+                f"baseline of {fmt(base, 3)} (one-sided binomial tests, largest {fmt_p(worst)}).")
     return (f"{name} reaches a test accuracy of {fmt_ci(finetune['accuracy'], *acc_ci, digits=3)} and a "
             f"macro-F1 of {fmt_ci(finetune.get('macro_f1', float('nan')), *f1_ci, digits=3)} on "
             f"{finetune.get('n_test', 'the')} test examples, {verdict} the majority-class baseline of "
