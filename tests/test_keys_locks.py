@@ -170,8 +170,8 @@ def test_renaming_a_study_or_changing_unkeyed_and_probe_settings_keeps_the_work(
 
 
 def test_two_concurrent_runs_compute_the_geometry_once(tmp_path, counted, monkeypatch):
-    # two runs are two processes in real use; as threads here, the code hashes are serialised
-    # (CPython 3.11's ast.parse is not thread-safe: "AST constructor recursion depth mismatch")
+    # two runs are two processes in real use; as threads here (the code hashes read the source text:
+    # no ast.parse, which is not thread-safe in CPython 3.11; serialising them is kept as a harmless guard)
     parse_lock = threading.Lock()
 
     def serial_code_hash(*modules, __f=pipeline.code_hash):

@@ -207,3 +207,28 @@ def test_damaged_entry_that_cannot_move_is_one_clear_error(tmp_path, monkeypatch
     with pytest.raises(LayerwiseError, match=r"cannot be moved aside.*rm -r") as exc:
         is_done(entry)
     assert str(entry) in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_import_scan_equals_the_parser_on_every_module():
+    """The code-hash import scan reads the source text (no ``ast.parse``, which is not thread-safe in
+    CPython 3.11); on every module of the package it finds exactly what the parser finds, and it reads
+    parenthesised, aliased and function-local imports."""
+    import ast
+
+    from layerwise import repro
+
+    def parsed(module):
+        found = set()
+        for node in ast.walk(ast.parse((repro.PACKAGE_DIR / f"{module}.py").read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.level == 1 or (node.module or "").startswith("layerwise")):
+                base = (node.module or "").removeprefix("layerwise").lstrip(".")
+                found.update([base.split(".")[0]] if base else [a.name for a in node.names])
+            elif isinstance(node, ast.Import):
+                found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("layerwise."))
+        return {m for m in found if (repro.PACKAGE_DIR / f"{m}.py").is_file()}
+
+    modules = sorted(p.stem for p in repro.PACKAGE_DIR.glob("*.py") if p.stem != "__init__")
+    assert len(modules) > 30
+    for module in modules:
+        assert repro._package_imports(module) == parsed(module), module
+    assert repro._names("(a,\n    b as c,  # why\n    d)") == ["a", "b", "d"]

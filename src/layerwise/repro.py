@@ -11,7 +11,6 @@ import logging
 import os
 import re
 import socket
-import threading
 import platform
 import shutil
 import subprocess
@@ -468,31 +467,30 @@ def _subdirs(root: Path) -> list[Path]:
 # ==================================================================================================
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-#: ``ast.parse`` is not thread-safe in CPython 3.11 ("AST constructor recursion depth mismatch"):
-#: code hashes computed by concurrent threads of one process parse one module at a time
-_PARSE_LOCK = threading.Lock()
+#: import statements of the package's own modules, matched in the source text (``ast.parse`` is not
+#: thread-safe in CPython 3.11: "AST constructor recursion depth mismatch" when another thread compiles or
+#: imports at the same time, so the scan uses no parser). A match inside a string only adds a module to a
+#: closure: the hash then covers more code than needed, never less.
+_FROM_IMPORT = re.compile(r"^[ \t]*from[ \t]+(\.\w*|layerwise(?:\.\w+)?)[ \t]+import[ \t]+(\([^)]*\)|[^\n]*)", re.M)
+_PLAIN_IMPORT = re.compile(r"^[ \t]*import[ \t]+([^\n]*)", re.M)
+
+
+def _names(clause: str) -> list[str]:
+    """``a, b as c`` or ``(a,\n b)`` (comments removed) -> ``["a", "b"]``."""
+    clause = re.sub(r"#[^\n]*", "", clause).strip("() \t\n\\")
+    return [part.split()[0] for part in clause.replace("\\\n", " ").split(",") if part.split()]
 
 
 def _package_imports(module: str) -> set[str]:
     """The sibling modules ``module`` imports anywhere in its code (top level or inside functions):
     ``from . import x``, ``from .x import y``, ``from layerwise.x import y``, ``import layerwise.x``."""
-    import ast
-
     source = (PACKAGE_DIR / f"{module}.py").read_text(encoding="utf-8")
-    with _PARSE_LOCK:
-        tree = ast.parse(source)
     found: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level == 1 or base == "layerwise" or base.startswith("layerwise."):
-                base = base.removeprefix("layerwise").lstrip(".") if node.level == 0 else base
-                if base:
-                    found.add(base.split(".")[0])
-                else:
-                    found.update(a.name for a in node.names)
-        elif isinstance(node, ast.Import):
-            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("layerwise."))
+    for base, clause in _FROM_IMPORT.findall(source):
+        base = base.removeprefix("layerwise").lstrip(".")
+        found.update([base.split(".")[0]] if base else _names(clause))
+    for clause in _PLAIN_IMPORT.findall(source):
+        found.update(n.split(".")[1] for n in _names(clause) if n.startswith("layerwise."))
     return {m for m in found if (PACKAGE_DIR / f"{m}.py").is_file()}
 
 
