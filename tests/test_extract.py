@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from layerwise import extract, metrics, similarity
+from layerwise import extract, metrics, similarity, tokens
 from layerwise.config import AnalysisSpec
 from layerwise.errors import LayerwiseError
 from layerwise.models import load_model
@@ -339,7 +339,7 @@ def test_bad_inputs_are_clear_errors(models):
 def test_batches_are_padded_as_the_tokenizer_pads(models, arch):
     _, tok = models[arch]
     texts = TEXTS[:4]
-    enc = extract._encode(tok, texts, MAX_LEN)
+    enc = tokens.encode(tok, texts, MAX_LEN)
     inputs, spec = extract._collate(tok, enc, np.arange(4))
     ref = tok(texts, padding=True, truncation=True, max_length=MAX_LEN, return_tensors="pt",
               return_special_tokens_mask=True)
@@ -352,9 +352,9 @@ def test_batches_are_padded_as_the_tokenizer_pads(models, arch):
 
 def test_truncation_follows_the_model_limits(models):
     cfg = SimpleNamespace(max_position_embeddings=514, model_type="camembert", pad_token_id=1)
-    assert extract._effective_max_length(SimpleNamespace(model_max_length=int(1e30)), 1000, cfg) == 512
-    assert extract._effective_max_length(SimpleNamespace(model_max_length=128), 512, cfg) == 128
-    assert extract._effective_max_length(SimpleNamespace(), 64) == 64
+    assert tokens.effective_max_length(SimpleNamespace(model_max_length=int(1e30)), 1000, cfg) == 512
+    assert tokens.effective_max_length(SimpleNamespace(model_max_length=128), 512, cfg) == 128
+    assert tokens.effective_max_length(SimpleNamespace(), 64) == 64
     model, tok = models["bert"]  # 128 positions: a long review is truncated, not an index error
     res = run(model, tok, [" ".join(TEXTS * 3), TEXTS[0]], max_length=512)
     assert res.info["max_length"] == 128

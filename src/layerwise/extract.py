@@ -69,10 +69,7 @@ class StateResult:
 
 # -- Tokenization (layerwise.tokens) and the sampling plan (layerwise.sampling) --------------------
 
-_Encoded, _encode, _effective_max_length = Encoded, encode, effective_max_length  # the names tests and callers use
-
-
-def _batches(enc: _Encoded, geometry_mask: np.ndarray, batch_size: int) -> list[np.ndarray]:
+def _batches(enc: Encoded, geometry_mask: np.ndarray, batch_size: int) -> list[np.ndarray]:
     """Text indices per batch: geometry sentences then the others, each sorted by decreasing length."""
     out = []
     for group in (np.flatnonzero(geometry_mask), np.flatnonzero(~geometry_mask)):
@@ -81,7 +78,7 @@ def _batches(enc: _Encoded, geometry_mask: np.ndarray, batch_size: int) -> list[
     return out
 
 
-def _collate(tokenizer, enc: _Encoded, idx: np.ndarray):
+def _collate(tokenizer, enc: Encoded, idx: np.ndarray):
     """Pad one batch dynamically (to its longest sentence) exactly as ``tokenizer(..., padding=True)``
     would: pad id, pad token-type id and the tokenizer's padding side."""
     import torch
@@ -110,7 +107,7 @@ def _collate(tokenizer, enc: _Encoded, idx: np.ndarray):
 
 def forward_batches(model, tokenizer, texts: list[str], *, batch_size: int = 32, max_length: int = 512,
                     device=None, geometry_mask: np.ndarray | None = None, progress: bool = False,
-                    encoded: _Encoded | None = None, desc: str | None = None, precision: str = "fp32"):
+                    encoded: Encoded | None = None, desc: str | None = None, precision: str = "fp32"):
     """Yield ``(text indices, inputs, special mask, hidden_states)`` per batch: tokenization (or the
     given ``encoded`` texts), geometry sentences then the others, each sorted by decreasing length,
     dynamic padding, one forward pass in inference mode. The one batch loop: :func:`run_state` consumes
@@ -122,7 +119,7 @@ def forward_batches(model, tokenizer, texts: list[str], *, batch_size: int = 32,
     dev = _model_device(model, device)
     precision = resolve_precision(precision, dev, purpose="analysis")
     if encoded is None:
-        encoded = _encode(tokenizer, texts, _effective_max_length(tokenizer, max_length, getattr(model, "config", None)))
+        encoded = encode(tokenizer, texts, effective_max_length(tokenizer, max_length, getattr(model, "config", None)))
     geometry = np.ones(len(texts), bool) if geometry_mask is None else np.asarray(geometry_mask, bool)
     with torch.inference_mode():
         for idx in tqdm(_batches(encoded, geometry, batch_size), desc=desc, disable=not progress, leave=False,
@@ -187,8 +184,8 @@ def run_state(model, tokenizer, texts: list[str], *, state: str, model_name: str
 
     settings = settings or AnalysisSpec()
     texts, geometry = _check_inputs(texts, geometry_mask)
-    max_length = _effective_max_length(tokenizer, settings.max_length, getattr(model, "config", None))
-    encoded = _encode(tokenizer, texts, max_length)
+    max_length = effective_max_length(tokenizer, settings.max_length, getattr(model, "config", None))
+    encoded = encode(tokenizer, texts, max_length)
     if (encoded.lengths == 0).any():
         i = int(np.flatnonzero(encoded.lengths == 0)[0])
         raise LayerwiseError(f"text {i} has no token after tokenization", "extract.run_state",
