@@ -9,7 +9,8 @@ decides a verdict itself.
 Sections (each added by the issue that defines its rules):
 
 * effect size before significance, best layers by paired comparison (held-out probing issue);
-* floors: chance (permutation nulls), seed-to-seed variation, random weights (seeds issue).
+* floors: chance (permutation nulls), seed-to-seed variation, random weights (seeds issue);
+* the shape of a statistic through the layers: rises, falls, peaks, dips, flat (issue #15).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import pandas as pd
 
 #: The verdict words the report may print; every verdict's ``word`` is one of them.
 WORDS = ("higher", "lower", "changed", "unchanged", "negligible", "significant", "not significant", "best",
-         "tied", "above chance", "at chance", "not measured")
+         "tied", "above chance", "at chance", "not measured", "rises", "falls", "peaks", "dips", "flat")
 
 
 @dataclass(frozen=True)
@@ -337,3 +338,35 @@ def state_versus(correct: pd.DataFrame, tidy: pd.DataFrame, metric: str, layer: 
     word = "higher" if lo[0] > 0 else "lower" if hi[0] < 0 else "tied"
     return Verdict(word, subject, rows, int(d.shape[1]), {"diff": float(d.mean()), "level": level, "layer": int(layer),
                                                           "diff_ci": (float(lo[0]), float(hi[0]))})
+
+
+# --------------------------------------------------------------------------------------------------
+# The shape of a statistic through the layers (issue #15)
+# --------------------------------------------------------------------------------------------------
+
+def layer_trend(rows: pd.DataFrame, tolerance: float, subject: str = "") -> Verdict:
+    """The shape of one state's per-layer series (``rows``: one tidy row per layer, ``layer >= 0``),
+    with ``tolerance`` the smallest difference that counts (the prose passes half a unit of the last
+    printed digit, so values that print the same never make a trend):
+
+    "flat" when max - min <= tolerance; else "rises" / "falls" when the last layer is more than
+    ``tolerance`` above / below the first; else (both ends within ``tolerance``) "peaks" when an inner
+    layer exceeds both ends by more than ``tolerance``, "dips" otherwise. A description of one series,
+    not a comparison between states: it says nothing about what fine-tuning changed. ``n``: layers;
+    ``detail``: first, last, max/min and their layers. Empty rows: "not measured"."""
+    s = rows[rows["layer"] >= 0].sort_values("layer")
+    if s.empty or s["value"].isna().all():
+        return Verdict("not measured", subject, s, 0)
+    s = s[s["value"].notna()]
+    v, layers = s["value"].to_numpy(dtype=float), s["layer"].to_numpy(dtype=int)
+    first, last, hi, lo = v[0], v[-1], int(np.argmax(v)), int(np.argmin(v))
+    detail = {"first": float(first), "last": float(last), "first_layer": int(layers[0]),
+              "last_layer": int(layers[-1]), "max": float(v[hi]), "max_layer": int(layers[hi]),
+              "min": float(v[lo]), "min_layer": int(layers[lo]), "tolerance": float(tolerance)}
+    if v.max() - v.min() <= tolerance:
+        word = "flat"
+    elif abs(last - first) > tolerance:
+        word = "rises" if last > first else "falls"
+    else:
+        word = "peaks" if v.max() - max(first, last) > tolerance else "dips"
+    return Verdict(word, subject, s, len(v), detail)

@@ -18,6 +18,7 @@ import pandas as pd
 
 from . import claims
 from .prose import fmt, fmt_ci, fmt_signed
+from .prose_layers import best_layers_clause, layer_span
 from .prose_seeds import seed_floor_verdicts
 from .schema import PER_SENTENCE_METRICS, lookup
 
@@ -26,6 +27,11 @@ MEAN_METRIC = {"token_cosine": "token_cosine_sentence_mean", "token_cosine_var":
 #: the probes whose change fine-tuning makes (first token and mean pooling)
 PROBES = ("probe_acc_cls", "probe_acc_mean")
 PROBE_NAMES = {"probe_acc_cls": "first-token probe accuracy", "probe_acc_mean": "mean-pooled probe accuracy"}
+#: what the order of the findings means (printed above the table)
+RANKING = ("Changes are ranked by *size / floor*: the difference divided by the smallest difference its test "
+           "could tell from none (for a per-sentence statistic, the negligible-effect threshold; for a probe, "
+           "the half-width of its paired 95% CI). A precisely measured small difference can therefore rank "
+           "above a larger but noisier one: the rank says how clearly it changed, not how much.")
 COLUMNS = ("statistic", "layers", "largest at layer", "finetuned", "pretrained", "difference", "n", "verdict",
            "size / floor", "seed floor", "random vs pretrained", "chance")
 
@@ -41,6 +47,9 @@ class Findings:
     unchanged: pd.DataFrame
     observations: list[str] = field(default_factory=list)
     seeds: int = 1
+    #: where the label is best read (``claims.best_layers`` of the first-token probe, fine-tuned then
+    #: pretrained), as clauses of :func:`layerwise.prose_layers.best_layers_clause`
+    best_layers: list[str] = field(default_factory=list)
 
     def sentences(self) -> list[str]:
         """The findings as sentences, largest change first."""
@@ -60,26 +69,46 @@ class Findings:
         return self.markdown()
 
     def conclusion(self, probes: bool) -> str:
-        """A chapter's conclusion: the findings of its statistics (the probes, or the geometry)."""
-        mine = self.changed[self.changed["statistic"].isin(PROBE_NAMES.values()) == probes]
+        """A chapter's conclusion in 2-4 sentences: (probes) where the label is best read; what fine-tuning
+        changed and where; what moved but not beyond the seed-to-seed variation, and what did not move;
+        (probes) the random-weights observation. Every word from the findings' verdicts."""
+        is_probe = self.changed["statistic"].isin(PROBE_NAMES.values()) == probes
+        mine = self.changed[is_probe]
         kept = self.unchanged[self.unchanged["statistic"].isin(PROBE_NAMES.values()) == probes]
-        parts = [f"{r.statistic} is {r.verdict} after fine-tuning (largest at layer {r._2}, difference {r.difference})"
-                 for r in mine.itertuples(index=False)]
-        text = ("In short: " + "; ".join(parts) + ".") if parts else "In short: fine-tuning changed none of them."
-        if not kept.empty:
-            text += " Not changed: " + "; ".join(f"{r.statistic} ({r.verdict})" for r in kept.itertuples(index=False)) + "."
+        out = []
+        if probes and self.best_layers:
+            out.append("By paired comparison on the test sentences, the label is best read at "
+                       + " and at ".join(self.best_layers) + ".")
+        changes = [f"{r.statistic} ({r.verdict} at layers {r.layers}, most at layer {r._2}: "
+                   f"{_signed(r.difference)})" for r in mine.itertuples(index=False)]
+        floor = (f"each largest change clears the seed-to-seed variation ({self.seeds} seeds)" if self.seeds > 1 else
+                 f"each against one run: {claims.SEED_VARIATION_NOT_MEASURED}")
+        out.append(f"Fine-tuning changed {_and(changes)}; {floor}." if changes else
+                   "Fine-tuning changed none of these statistics beyond its floors.")
+        seeds = [r.statistic for r in kept.itertuples(index=False) if "seed-to-seed" in r.verdict]
+        other = [f"{r.statistic} ({r.verdict})" for r in kept.itertuples(index=False) if "seed-to-seed" not in r.verdict]
+        if seeds:
+            out.append(f"{_and(seeds)[:1].upper() + _and(seeds)[1:]} moved in the mean over seeds but not beyond "
+                       "the seed-to-seed variation.")
+        if other:
+            out.append(f"Not changed: {_and(other)}.")
         if probes:
-            text += " " + " ".join(self.observations)
-        return text
+            out += [o[len("Observation: "):][:1].upper() + o[len("Observation: ") + 1:]
+                    if o.startswith("Observation: ") else o for o in self.observations]
+        return " ".join(out)
 
     def markdown(self) -> str:
-        """The Findings section body: the sentences, then the table of changes."""
+        """The Findings section body: the sentences, then the table of changes with one line on its order."""
         text = "\n\n".join(self.sentences())
         if not self.changed.empty:
             from .render import markdown_table
 
-            text += "\n\n" + markdown_table(self.changed[list(COLUMNS)])
+            text += "\n\n" + RANKING + "\n\n" + markdown_table(self.changed[list(COLUMNS)])
         return text
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def _describe(metric: str) -> str:
@@ -102,7 +131,14 @@ def _value(tidy: pd.DataFrame, metric: str, state: str, layer: int, digits: int 
 
 
 def _layers(layers) -> str:
-    return ", ".join(str(v) for v in sorted(layers))
+    """``2, 4–6``: the layers, consecutive ones as a range."""
+    return layer_span(list(layers)).split(" ", 1)[1]
+
+
+def _signed(ci_text: str) -> str:
+    """The value of a :func:`fmt_ci` text with its sign: ``+0.163`` from ``0.163 (95% CI ...)``."""
+    value = str(ci_text).split(" (")[0]
+    return value if value.startswith("-") else "+" + value
 
 
 def _seed_floor(tidy_all: pd.DataFrame, metric: str, layer: int) -> str:
@@ -233,8 +269,13 @@ def model_findings(study) -> Findings:
     frame = pd.DataFrame(changed, columns=[*COLUMNS, "_rank"]).drop(columns="_rank")
     un = pd.DataFrame(unchanged + p_unchanged, columns=["statistic", "verdict", "n"])
     seeds = max(1, int(tidy_all["seed"].nunique())) if "seed" in tidy_all.columns else 1
+    correct = getattr(study, "probe_correct", None)
+    best = [] if correct is None or correct.empty else \
+        [b for b in (best_layers_clause(tidy, correct, "probe_acc_cls", s, digits=3).replace(f"{s} ", f"the {s} "
+                                                                                              f"model's ", 1)
+                     for s in ("finetuned", "pretrained")) if b]
     return Findings(study.params.name, study.params.display_name, frame, un,
-                    random_observations(tidy, getattr(study, "probe_correct", None)), seeds)
+                    random_observations(tidy, correct), seeds, best)
 
 
 def summary_markdown(findings: list[Findings]) -> str:

@@ -578,3 +578,7 @@ def say(*sentences: str):
     from IPython.display import Markdown
 
     return Markdown(" ".join(s.strip() for s in sentences if s and s.strip()))
+
+
+from .prose_layers import (change_claim, effects_sentence, layer_span, layers_sentence,  # noqa: E402,F401
+                           metric_paragraph, probe_paragraph, tests_note)

@@ -1,0 +1,154 @@
+"""Claim-first paragraphs (layerwise.prose_layers) and the layer-shape rule (claims.layer_trend): known
+answers on small tables, each assertion one that a wrong rule would fail."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from layerwise import claims, findings, prose
+from layerwise.prose_layers import layer_span
+
+
+def _rows(state, metric, values, seed=None, ci=0.0):
+    return [dict(model="m", state=state, layer=layer, metric=metric, value=v, ci_low=v - ci if ci else np.nan,
+                 ci_high=v + ci if ci else np.nan, n=100, seed=seed) for layer, v in enumerate(values)]
+
+
+def _frame(rows):
+    df = pd.DataFrame(rows)
+    df["seed"] = df["seed"].astype("Int64")
+    return df
+
+
+@pytest.mark.parametrize("values, word", [
+    ([0.36, 0.361, 0.359, 0.362], "flat"),           # all print as 0.36: flat
+    ([0.03, 0.1, 0.2, 0.57], "rises"),
+    ([0.9, 0.5, 0.4, 0.2], "falls"),
+    ([0.1, 0.5, 0.3, 0.1], "peaks"),
+    ([0.5, 0.2, 0.1, 0.5], "dips"),
+])
+def test_layer_trend_known_shapes(values, word):
+    v = claims.layer_trend(pd.DataFrame(_rows("pretrained", "x", values)), 0.005)
+    assert v.word == word and v.n == len(values)
+    assert claims.layer_trend(pd.DataFrame(_rows("pretrained", "x", values)).iloc[0:0], 0.005).word == "not measured"
+
+
+def test_layer_span():
+    assert layer_span([6]) == "layer 6"
+    assert layer_span([2, 4, 5, 6]) == "layers 2 and 4–6"
+    assert layer_span([0, 1]) == "layers 0, 1" and layer_span([0, 2, 3, 4, 6]) == "layers 0, 2–4 and 6"
+
+
+def test_layers_sentence_groups_states_and_says_flat():
+    t = _frame(_rows("pretrained", "x", [0.03, 0.1, 0.24, 0.23]) + _rows("finetuned", "x", [0.03, 0.2, 0.4, 0.57])
+               + _rows("random", "x", [0.361, 0.358, 0.36, 0.362]))
+    s = prose.layers_sentence(t, "x", "the cosine")
+    assert s == ("Through the layers, the cosine rises in pretrained and finetuned and is flat in random "
+                 "(layer 0 → 3: pretrained 0.03 → 0.23, peak 0.24 at layer 2; finetuned 0.03 → 0.57; "
+                 "random flat at 0.36).")
+
+
+def _tested(effects, seeds=None, sd=0.1):
+    """Per-sentence metric ``x``: aggregate paired effects per layer (p tiny), reference SD ``sd``
+    (negligible below 0.01), and optionally per-seed effects ``seeds[seed] = [effect per layer]``."""
+    rows = []
+    for layer, e in enumerate(effects):
+        for metric, value in ((f"effect_x", e), ("test_p_x", 1e-9), ("test_p_holm_x", 1e-8), ("reference_sd_x", sd)):
+            ci = 0.001 if metric == "effect_x" else 0.0
+            rows += [r | {"layer": layer} for r in _rows("finetuned", metric, [value], ci=ci)]
+    for seed, per_layer in (seeds or {}).items():
+        for layer, e in enumerate(per_layer):
+            rows += [r | {"layer": layer} for r in _rows("finetuned", "effect_x", [e], seed=seed, ci=0.001)]
+    return _frame(rows)
+
+
+def test_change_claim_large_and_negligible():
+    t = _tested([0.0005, 0.3])                                             # delta = 0.1 x 0.1 = 0.01
+    s = prose.change_claim(t, "x", "the score", verdict_metric="x")
+    assert "higher at layer 1 (+0.30, 95% CI +0.30 to +0.30) and negligible at layer 0" in s
+    assert claims.SEED_VARIATION_NOT_MEASURED in s                           # one run: no seed floor
+    none = prose.change_claim(_tested([0.0005, -0.002]), "x", "the score", verdict_metric="x")
+    assert none.startswith("Fine-tuning does not change the score") and "negligible at layers 0, 1" in none
+    assert "higher" not in none and "lower" not in none
+
+
+def test_a_change_within_the_seed_floor_is_not_called_a_change():
+    agree = _tested([0.0, 0.3], seeds={42: [0.0, 0.29], 43: [0.0, 0.30], 44: [0.0, 0.31]})
+    s = prose.change_claim(agree[agree["seed"].isna()], "x", "the score", tidy_all=agree, verdict_metric="x")
+    assert "changed beyond the seed-to-seed variation at layer 1 (3 fine-tuning seeds)" in s
+    spread = _tested([0.0, 0.3], seeds={42: [0.0, -0.2], 43: [0.0, 0.3], 44: [0.0, 0.8]})
+    s = prose.change_claim(spread[spread["seed"].isna()], "x", "the score", tidy_all=spread, verdict_metric="x")
+    assert "not beyond the seed-to-seed variation at any layer" in s and "changed beyond" not in s
+
+
+def test_scalar_statistic_is_judged_only_against_its_seed_floor():
+    base = _rows("pretrained", "y", [1.0, 2.0, 3.0])
+    one = _frame(base + _rows("finetuned", "y", [1.0, 2.0, 4.0]))
+    s = prose.metric_paragraph(one, "y", "the rank", digits=1)
+    assert s.startswith("Whether fine-tuning changed the rank is not judged: " + claims.SEED_VARIATION_NOT_MEASURED)
+    assert "rises in pretrained and finetuned" in s
+    seeds = [_rows("finetuned", "y", [1.0, 2.0, 3.0 + d], seed=s) for s, d in ((42, 0.9), (43, 1.0), (44, 1.1))]
+    agg = _rows("finetuned", "y", [1.0, 2.0, 4.0])
+    t = _frame(base + agg + [r for rs in seeds for r in rs])
+    s = prose.change_claim(t[t["seed"].isna()], "y", "the rank", tidy_all=t)
+    assert "beyond the seed-to-seed variation (3 fine-tuning seeds) at layer 2" in s and "largest at layer 2: +1.00" in s
+    assert "no negligible-size threshold" in s
+    noisy = [_rows("finetuned", "y", [1.0, 2.0, 3.0 + d], seed=s) for s, d in ((42, -1.0), (43, 1.0), (44, 3.0))]
+    t = _frame(base + agg + [r for rs in noisy for r in rs])
+    assert "does not change the rank beyond the seed-to-seed variation" in prose.change_claim(
+        t[t["seed"].isna()], "y", "the rank", tidy_all=t)
+
+
+def _probe_study(gain_layer=2, n=200, layers=3):
+    """Per-sentence correctness: pretrained and random right on the same 60% of sentences at every layer;
+    fine-tuned right on 30% more sentences at ``gain_layer``."""
+    rng = np.random.default_rng(0)
+    base = rng.random(n) < 0.6
+    correct, tidy = [], []
+    for state in ("pretrained", "finetuned", "random"):
+        for layer in range(layers):
+            hit = base.copy()
+            if state == "finetuned" and layer == gain_layer:
+                hit[~base & (rng.random(n) < 0.75)] = True
+            correct += [dict(model="m", state=state, metric="probe_acc_cls", layer=layer, sentence=i, correct=float(h))
+                        for i, h in enumerate(hit)]
+            tidy += [r | {"layer": layer} for r in _rows(state, "probe_acc_cls", [float(hit.mean())], ci=0.05)]
+    return _frame(tidy), pd.DataFrame(correct)
+
+
+def test_probe_paragraph_names_the_changed_layer_and_the_best_layers():
+    tidy, correct = _probe_study()
+    s = prose.probe_paragraph(tidy, correct, "cls")
+    assert s.startswith("Fine-tuned against pretrained on the same 200 test sentences, the first-token probe "
+                        "accuracy is higher at layer 2 (")
+    assert "tied at layers 0, 1" in s and claims.SEED_VARIATION_NOT_MEASURED in s
+    assert "finetuned layer 2 (" in s                                    # the one best layer, paired
+    assert "pretrained layers 0–2, not separated" in s                   # identical layers: a tied set, no argmax
+    assert "Random weights against pretrained on the same probe: tied at layers 0–2." in s
+
+
+def _findings_study(seed_rows=None):
+    from types import SimpleNamespace
+
+    t = _tested([0.3, 0.0005], seeds=seed_rows)
+    t = pd.concat([t, _tested([0.0005, 0.0002]).assign(metric=lambda d: d.metric.str.replace("_x", "_cov_trace"))])
+    t["metric"] = t["metric"].str.replace(r"_x$", "_token_cosine", regex=True)
+    agg = t[t["seed"].isna()]
+    params = SimpleNamespace(name="m", display_name="M")
+    return SimpleNamespace(tidy=agg, tidy_all=t, probe_correct=None, params=params)
+
+
+def test_conclusion_lists_the_change_and_what_did_not_change():
+    f = findings.model_findings(_findings_study())
+    c = f.conclusion(probes=False)
+    assert c.startswith(f"Fine-tuning changed {findings._describe('token_cosine')} (higher at layers 0")
+    assert claims.SEED_VARIATION_NOT_MEASURED in c                        # one run
+    assert f"Not changed: {findings._describe('cov_trace')} (negligible)." in c
+    assert 2 <= c.count(". ") + 1 <= 4
+    assert findings.RANKING in f.markdown()
+    spread = findings.model_findings(_findings_study({42: [-0.2, 0.0], 43: [0.3, 0.0], 44: [0.8, 0.0]}))
+    c = spread.conclusion(probes=False)
+    assert "changed none of these statistics" in c
+    assert "moved in the mean over seeds but not beyond the seed-to-seed variation" in c
