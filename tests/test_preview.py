@@ -62,13 +62,15 @@ def built(tmp_path_factory):
                                                   "comparison": None}))
     (meta / "reproduce.md").write_text("## Commands\n\nREPRODUCE-MARKER `layerwise run`\n")
     (meta / "summary.md").write_text("## Findings across the models\n\nSUMMARY-MARKER\n")
+    (report / "preview").mkdir()
+    (report / "preview" / "comparison.html").write_text("a page of an earlier run")
     index = build_preview(report)
     return index.parent, {p.name: p.read_text(encoding="utf-8") for p in index.parent.glob("*.html")}
 
 
 def test_pages_and_their_order(built):
     out, pages = built
-    assert set(pages) == {"index.html", "m-a.html", "m-b.html", "methods.html", "reproduce.html"}
+    assert set(pages) == {"index.html", "m-a.html", "m-b.html", "methods.html", "reproduce.html"}  # stale one gone
     assert (out / "vega-bundle.js").stat().st_size > 100_000
     assert set(chapter_pages(out.parent)) == {"m-a.html", "m-b.html"}
     order = ["index.html", "m-a.html", "m-b.html", "methods.html", "reproduce.html"]

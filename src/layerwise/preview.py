@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import LayerwiseError
-from .preview_figures import cell_options, number_figures
+from .preview_figures import add_caption, cell_options, chart_outputs_as_html, link_refs, number_figures
 from .preview_pages import (APPENDICES, CSS, INTRO, TOC_SLOT, demote_headings, finish_html, markdown_html, nav_html,
                             page_html, page_title)
 from .render import LIBRARY_FILE, write_library
@@ -125,8 +125,6 @@ def prepare_for_preview(nb, *, title: str, nav: tuple[str, str], refs: dict | No
     references become links (:mod:`layerwise.preview_figures`)."""
     import nbformat
 
-    from .preview_figures import add_caption, chart_outputs_as_html, link_refs
-
     refs = refs or {}
     nb = nbformat.from_dict(json.loads(json.dumps(nb)))
     if nb.cells and nb.cells[0].cell_type == "raw":
@@ -151,8 +149,6 @@ def prepare_for_preview(nb, *, title: str, nav: tuple[str, str], refs: dict | No
 
 def _link_output_refs(cell, refs: dict, page: str) -> None:
     """``@fig-...`` references in a cell's Markdown outputs (computed prose) as links."""
-    from .preview_figures import link_refs
-
     for out in cell.get("outputs", []) or []:
         data = out.get("data") or {}
         if isinstance(data.get("text/markdown"), str):
@@ -227,10 +223,12 @@ def build_preview(report_dir: str | Path = "report") -> Path:
     out = report_dir / PREVIEW_DIR
     out.mkdir(parents=True, exist_ok=True)
     write_library(out)
-    notebooks = {p["page"]: nbformat.read(report_dir / p["path"], as_version=4) for p in pages if p["kind"] == "chapter"}
-    refs: dict = {}
-    for page, nb in notebooks.items():
-        refs.update(number_figures(nb, page))
+    for stale in set(out.glob("*.html")) - {out / p["page"] for p in pages}:
+        stale.unlink()  # a page of an earlier run (a model or chapter no longer in the report)
+    notebooks = {p["page"]: nbformat.read(report_dir / p["path"], as_version=4)
+                 for p in pages if p["kind"] == "chapter"}
+    numbered = {page: number_figures(nb, page) for page, nb in notebooks.items()}
+    refs = {label: ref for page_refs in numbered.values() for label, ref in page_refs.items()}
     links = {p["path"]: p["page"] for p in pages if "path" in p}
     links.update({source: name for name, source in APPENDICES})
     links["index.qmd"] = "index.html"
@@ -240,7 +238,8 @@ def build_preview(report_dir: str | Path = "report") -> Path:
         if p["kind"] == "chapter":
             nb = notebooks[p["page"]]
             title = _front_matter(nb).get("title") or p["title"]
-            body, _ = exporter.from_notebook_node(prepare_for_preview(nb, title=title, nav=nav, refs=refs,
+            own = {**refs, **numbered[p["page"]]}  # a label used on two pages means this page's own
+            body, _ = exporter.from_notebook_node(prepare_for_preview(nb, title=title, nav=nav, refs=own,
                                                                       page=p["page"]))
         elif p["kind"] == "appendix":
             body = _appendix_html(p, nav, report_dir=report_dir, links=links, refs=refs)
