@@ -1,6 +1,9 @@
-"""The HTML preview in a real browser (headless Debian Chromium) with the network blocked: every chart
-is drawn, no chapter shows an error output, no script or console error. Screenshots of each page are
-written to artifacts/screenshots/ (test artefacts)."""
+"""The HTML preview in a real browser (headless Debian Chromium) with the network blocked: every page
+(chapters, index, Methods, Reproduce; and the Quarto book's pages in ``_book/`` where Quarto is
+installed) loads nothing from outside its own folder, logs no script or console error, shows no error
+output, and draws exactly the charts its executed notebook holds (the expected number is counted in
+``report/<model>/<chapter>.ipynb``, never typed here). Screenshots of each page are written to
+artifacts/screenshots/ (test artefacts, git-ignored)."""
 
 from __future__ import annotations
 
@@ -10,10 +13,13 @@ import shutil
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import pytest
 
 from layerwise import report
+from layerwise.preview import chapter_pages
+from layerwise.render import HTML_BRANCH
 from layerwise.repro import PROJECT_ROOT
 from report_fakes import load_fake_study, write_params
 
@@ -21,6 +27,10 @@ pytestmark = pytest.mark.browser
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
 SCREENSHOTS = PROJECT_ROOT / "artifacts" / "screenshots"
+BOOK = PROJECT_ROOT / "_book"
+#: (tag, attribute) pairs that make the browser request a file
+REQUEST_ATTRS = {("script", "src"), ("img", "src"), ("iframe", "src"), ("embed", "src"), ("source", "src"),
+                 ("audio", "src"), ("video", "src"), ("link", "href"), ("object", "data")}
 #: Chromium with every network request failing (name resolution mapped to nothing) and nothing running
 #: in the background.
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -48,8 +58,8 @@ def browse(page: Path, profile: Path, screenshot: Path | None = None, height: in
 
 
 class Dom(HTMLParser):
-    """The chart containers (with the svg/canvas elements inside each), the recorded errors and the
-    error outputs of a dumped DOM."""
+    """The chart containers (with the svg/canvas elements inside each), the recorded errors and loaded
+    resources, the request-making attributes, the links and the error outputs of a dumped DOM."""
 
     VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 
@@ -59,6 +69,9 @@ class Dom(HTMLParser):
         self.open: list[tuple[str, int]] = []
         self.charts: dict[str, dict] = {}
         self.errors: list[str] | None = None
+        self.resources: list[str] | None = None
+        self.requests: list[str] = []
+        self.links: list[str] = []
         self.error_outputs = 0
         self.svg_stack = 0
         self.feed(text)
@@ -67,6 +80,11 @@ class Dom(HTMLParser):
         a = dict(attrs)
         if tag == "html" and "data-lw-errors" in a:
             self.errors = json.loads(a["data-lw-errors"])
+        if tag == "html" and "data-lw-resources" in a:
+            self.resources = json.loads(a["data-lw-resources"])
+        self.requests += [a[attr] for t, attr in REQUEST_ATTRS if t == tag and a.get(attr)]
+        if tag == "a" and a.get("href"):
+            self.links.append(a["href"])
         cls = (a.get("class") or "").split()
         if a.get("data-mime-type") == "application/vnd.jupyter.stderr" or "jp-OutputArea-error" in cls:
             self.error_outputs += 1
@@ -95,6 +113,52 @@ class Dom(HTMLParser):
         self.open = [(c, d) for c, d in self.open if d < self.depth]
 
 
+def expected_charts(notebook: Path) -> int:
+    """The charts of an executed chapter: chart divs in the HTML branch of its Markdown outputs."""
+    nb = json.loads(notebook.read_text(encoding="utf-8"))
+    n = 0
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", []):
+            md = out.get("data", {}).get("text/markdown", "")
+            md = "".join(md) if isinstance(md, list) else md
+            if HTML_BRANCH in md:
+                n += md.split(HTML_BRANCH, 1)[1].split("\n:::\n", 1)[0].count('class="lw-chart"')
+    return n
+
+
+def outside(urls: list[str], page: Path, root: Path) -> list[str]:
+    """The URLs (absolute, or relative to ``page``) that are not files inside ``root``; fragments and
+    ``data:`` URIs are the page's own."""
+    bad = []
+    for url in urls:
+        if url.startswith(("data:", "#", "about:blank")):
+            continue
+        if "://" in url and not url.startswith("file://"):
+            bad.append(url)
+            continue
+        path = Path(unquote(urlsplit(url).path)) if url.startswith("file://") else page.parent / unquote(url.split("#")[0].split("?")[0])
+        if not path.resolve().is_relative_to(root.resolve()) or not path.resolve().exists():
+            bad.append(url)
+    return bad
+
+
+def check_page(page: Path, root: Path, profile: Path, charts: int, shots: Path = SCREENSHOTS) -> Dom:
+    """Load ``page`` offline and assert what the module doc says; ``charts``: how many it must draw."""
+    dom = Dom(browse(page, profile, shots / f"{page.stem}.png"))
+    assert dom.errors == [], f"{page.name}: {dom.errors}"
+    assert dom.resources is not None, f"{page.name}: the page does not record its resources"
+    assert outside(dom.resources + dom.requests, page, root) == [], f"{page.name}: requests outside {root}"
+    assert [u for u in outside(dom.links, page, root) if not u.startswith("http")] == [], f"{page.name}: broken links"
+    assert dom.error_outputs == 0, f"{page.name}: error/stderr outputs shown"
+    assert len(dom.charts) == charts, f"{page.name}: {len(dom.charts)} charts on the page, {charts} in its notebook"
+    for cid, chart in dom.charts.items():
+        assert chart["drawn"] >= 1, f"{page.name}: chart {cid} has no svg/canvas"
+        assert chart["attrs"].get("data-lw-rendered") == "true", f"{page.name}: {cid} not rendered"
+        assert "data-lw-error" not in chart["attrs"], f"{page.name}: {chart['attrs']['data-lw-error']}"
+    assert (shots / f"{page.stem}.png").stat().st_size > 10_000
+    return dom
+
+
 @pytest.fixture(scope="module")
 def preview(tmp_path_factory):
     """The preview of an executed report (synthetic study: one model, its chapters; with one model there is no comparison chapter)."""
@@ -113,30 +177,45 @@ def preview(tmp_path_factory):
 def test_every_page_renders_offline_without_errors(preview):
     index, profile = preview
     pages = sorted(index.parent.glob("*.html"))
-    assert {p.name for p in pages} == {"index.html", "alpha-geometry.html", "alpha-probing.html"}  # one model: no comparison
+    chapters = chapter_pages(index.parent.parent)
+    assert {p.name for p in pages} == {"index.html", "alpha-geometry.html", "alpha-probing.html", "methods.html",
+                                       "reproduce.html"}  # one model: no comparison
+    assert set(chapters) == {"alpha-geometry.html", "alpha-probing.html"}
     for page in pages:
         html = page.read_text(encoding="utf-8")
         assert "https://cdn" not in html and "cdnjs" not in html and "require.js" not in html, page.name
-        dom = Dom(browse(page, profile, SCREENSHOTS / f"{page.stem}.png"))
-        assert dom.errors == [], f"{page.name}: {dom.errors}"
-        assert dom.error_outputs == 0, f"{page.name}: error/stderr outputs shown"
-        if page.name != "index.html":
-            assert len(dom.charts) >= 5, page.name
-        for cid, chart in dom.charts.items():
-            assert chart["drawn"] >= 1, f"{page.name}: chart {cid} has no svg/canvas"
-            assert chart["attrs"].get("data-lw-rendered") == "true", f"{page.name}: {cid} not rendered"
-            assert "data-lw-error" not in chart["attrs"], f"{page.name}: {chart['attrs']['data-lw-error']}"
-        assert (SCREENSHOTS / f"{page.stem}.png").stat().st_size > 10_000
+        expected = expected_charts(chapters[page.name]) if page.name in chapters else 0
+        if page.name in chapters:
+            assert expected >= 5, f"{page.name}: its notebook should hold the chapter's charts"
+        check_page(page, index.parent, profile, expected)
+
+
+@pytest.mark.quarto
+def test_book_pages_render_offline(tmp_path):
+    """The Quarto book (``quarto render`` into ``_book/``): the same checks on every page."""
+    if shutil.which("quarto") is None:
+        pytest.skip("quarto is not installed: the book's pages are checked where it is")
+    if not (BOOK / "index.html").is_file():
+        pytest.skip("no _book/index.html: run `quarto render` first")
+    for page in sorted(BOOK.rglob("*.html")):
+        notebook = PROJECT_ROOT / page.relative_to(BOOK).with_suffix(".ipynb")
+        check_page(page, BOOK, tmp_path / "profile", expected_charts(notebook) if notebook.is_file() else 0)
 
 
 def test_the_harness_sees_blocked_requests_and_console_errors(tmp_path, preview):
-    """Known answer for the checks above: a page that loads a script from a CDN and logs an error."""
+    """Known answer for the checks above: a page that loads a script from a CDN and a stylesheet from
+    outside its folder, logs an error, and has a chart that is not drawn."""
     from layerwise.preview import ERROR_RECORDER
 
-    page = tmp_path / "bad.html"
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "own.css").write_text("body { color: black; }")
+    (tmp_path / "outside.css").write_text("body { color: black; }")
+    page = site / "bad.html"
     page.write_text(f"<!DOCTYPE html><html><head>{ERROR_RECORDER}"
+                    '<link rel="stylesheet" href="own.css"><link rel="stylesheet" href="../outside.css">'
                     '<script src="https://cdn.jsdelivr.net/npm/vega@5"></script></head><body>'
-                    '<div class="lw-chart" id="c1"></div>'
+                    '<div class="lw-chart" id="c1"></div><a href="missing.html">x</a>'
                     '<script>console.error("boom"); vegaEmbed("#c1", {});</script></body></html>')
     dom = Dom(browse(page, tmp_path / "profile"))
     kinds = " | ".join(dom.errors)
@@ -144,3 +223,14 @@ def test_the_harness_sees_blocked_requests_and_console_errors(tmp_path, preview)
     assert "console.error: boom" in kinds
     assert "vegaEmbed is not defined" in kinds
     assert dom.charts["c1"]["drawn"] == 0
+    assert dom.resources == ["https://cdn.jsdelivr.net/npm/vega@5"]  # network requests, failed ones included
+    bad = outside(dom.resources + dom.requests, page, site)
+    assert "../outside.css" in bad  # a file outside the page's folder
+    assert "https://cdn.jsdelivr.net/npm/vega@5" in bad
+    assert not any(u.endswith("own.css") for u in bad)
+    assert outside(dom.links, page, site) == ["missing.html"]
+    quiet = site / "quiet.html"  # no error at all: only the stylesheet from outside its folder
+    quiet.write_text(f'<!DOCTYPE html><html><head>{ERROR_RECORDER}<link rel="stylesheet" href="../outside.css">'
+                     "</head><body><p>text</p></body></html>")
+    with pytest.raises(AssertionError, match="requests outside"):
+        check_page(quiet, site, tmp_path / "profile", 0, shots=tmp_path)

@@ -1,12 +1,18 @@
 """A pip-only HTML preview of the executed chapters (nbconvert), readable offline.
 
-``build_preview(report_dir)`` writes ``<report_dir>/preview/``: one self-contained HTML file per
-executed chapter and an ``index.html`` linking them (with the book's introduction and the reproduce
-information). nbconvert's ``lab`` template loads require.js, MathJax and mermaid from a CDN; the
-template used here removes those three blocks (the charts bring their own libraries, inlined once per
-page by :mod:`layerwise.charts`), hides the code (the notebooks in ``report/`` keep it) and adds a tiny
+``build_preview(report_dir)`` writes ``<report_dir>/preview/``: one HTML file per executed chapter, the
+book's Methods and Reproduce appendices (:mod:`layerwise.preview_pages`), an ``index.html`` (the
+findings summary, the chapter list, the book's introduction) and ``vega-bundle.js`` (the Vega
+libraries, loaded by every chapter page with ``<script src>``: the preview folder stands alone, and no
+page requests anything outside it). Each page has navigation (previous / contents / next) at its top
+and bottom and a contents list of its sections; figures and tables are numbered per chapter, with
+their captions, and ``@fig-...`` references are links (:mod:`layerwise.preview_figures`).
+
+nbconvert's ``lab`` template loads require.js, MathJax and mermaid from a CDN; the template used here
+removes those three blocks, hides the code (the notebooks in ``report/`` keep it) and adds a tiny
 script that records script errors and ``console.error`` calls into the page
-(``<html data-lw-errors="[...]">``), which the browser test reads.
+(``<html data-lw-errors="[...]">``) and the URL of every network request of the page
+(``data-lw-resources``), which the browser test reads.
 """
 
 from __future__ import annotations
@@ -19,13 +25,19 @@ from pathlib import Path
 from typing import Any
 
 from .errors import LayerwiseError
+from .preview_figures import add_caption, cell_options, chart_outputs_as_html, link_refs, number_figures
+from .preview_pages import (APPENDICES, CSS, INTRO, TOC_SLOT, demote_headings, finish_html, markdown_html, nav_html,
+                            page_html, page_title)
+from .render import LIBRARY_FILE, write_library
 from .repro import PROJECT_ROOT, atomic_write_text
 
 PREVIEW_DIR = "preview"
 TEMPLATE_NAME = "layerwise_preview.html.j2"
 
 #: Records uncaught errors (scripts, failed resource loads), unhandled rejections and console.error
-#: into the ``data-lw-errors`` attribute of <html>, as a JSON list.
+#: into the ``data-lw-errors`` attribute of <html>, as a JSON list, and the URL of every network
+#: resource the page requested, failed ones included, into ``data-lw-resources`` (Chromium's resource
+#: timing lists no ``file://`` loads: the browser test checks those in the DOM's attributes).
 ERROR_RECORDER = """<script type="text/javascript">
 (function () {
   var errors = [];
@@ -34,6 +46,14 @@ ERROR_RECORDER = """<script type="text/javascript">
     document.documentElement.setAttribute("data-lw-errors", JSON.stringify(errors));
   }
   document.documentElement.setAttribute("data-lw-errors", "[]");
+  var resources = [];
+  document.documentElement.setAttribute("data-lw-resources", "[]");
+  try {
+    new PerformanceObserver(function (list) {
+      list.getEntries().forEach(function (e) { resources.push(e.name); });
+      document.documentElement.setAttribute("data-lw-resources", JSON.stringify(resources));
+    }).observe({type: "resource", buffered: true});
+  } catch (e) { record("error", "no PerformanceObserver: " + e); }
   window.addEventListener("error", function (e) {
     var target = e.target && e.target !== window ? (e.target.src || e.target.href || e.target.tagName) : "";
     record("error", (e.message || "resource failed to load") + (target ? " [" + target + "]" : ""));
@@ -49,17 +69,16 @@ ERROR_RECORDER = """<script type="text/javascript">
 
 TEMPLATE = """{%- extends 'index.html.j2' -%}
 {%- block html_head_js -%}
-""" + ERROR_RECORDER + """
+""" + ERROR_RECORDER + f"""
+<script type="text/javascript" src="{LIBRARY_FILE}" data-lw-library="vega"></script>
+""" + """
 {%- endblock html_head_js -%}
 {%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
 {%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
 {% block extra_css %}
 <style type="text/css">
   body { max-width: 1100px; margin: 0 auto; }
-  .lw-nav { font-family: sans-serif; padding: 0.6em 0; border-bottom: 1px solid #ddd; margin-bottom: 1em; }
-  .lw-nav a { margin-right: 1.5em; }
-  .lw-caption { font-style: italic; color: #444; margin: 0.2em 0 1.2em 0; }
-  .lw-chart { max-width: 100%; overflow-x: auto; }
+""" + CSS + """
 </style>
 {% endblock extra_css %}
 """
@@ -99,58 +118,47 @@ def _front_matter(nb) -> dict[str, Any]:
     return {}
 
 
-_OPT_RE = re.compile(r"^#\|\s*(fig-cap|tbl-cap)\s*:\s*(.*)$", re.M)
-
-
-def _caption(source: str) -> str | None:
-    """The Quarto figure/table caption of a code cell (``#| fig-cap:``), as preview text."""
-    import yaml
-
-    m = _OPT_RE.search(source)
-    if not m:
-        return None
-    try:
-        value = yaml.safe_load(m.group(2))
-    except yaml.YAMLError:
-        value = m.group(2)
-    kind = "Figure" if m.group(1) == "fig-cap" else "Table"
-    return f"{kind}: {value}"
-
-
-def prepare_for_preview(nb, *, title: str, nav: str):
-    """The executed notebook as the preview shows it: the front matter becomes a title heading, a
-    navigation line comes first, and each figure/table gets its Quarto caption below it."""
+def prepare_for_preview(nb, *, title: str, nav: tuple[str, str], refs: dict | None = None, page: str = ""):
+    """The executed notebook as the preview shows it: the front matter becomes a title heading, the
+    navigation comes first and last, a contents slot follows the title, every chart output becomes
+    its HTML branch, numbered figures/tables get their "Figure N: ..." captions and ``@fig-...``
+    references become links (:mod:`layerwise.preview_figures`)."""
     import nbformat
 
+    refs = refs or {}
     nb = nbformat.from_dict(json.loads(json.dumps(nb)))
     if nb.cells and nb.cells[0].cell_type == "raw":
         nb.cells.pop(0)
-    cells = [nbformat.v4.new_markdown_cell(nav), nbformat.v4.new_markdown_cell(f"# {title}")]
+    md = nbformat.v4.new_markdown_cell
+    cells = [md(nav[0]), md(f"# {title}"), md(TOC_SLOT)]
     for cell in nb.cells:
-        _chart_outputs_as_html(cell)
-        cells.append(cell)
-        if cell.cell_type == "code" and cell.get("outputs"):
-            cap = _caption(cell.source)
-            if cap:
-                cells.append(nbformat.v4.new_markdown_cell(f'<p class="lw-caption">{html.escape(cap)}</p>'))
-    nb.cells = cells
+        if cell.cell_type == "markdown":
+            cell.source = link_refs(_appendix_links(cell.source), refs, page)
+        if cell.cell_type == "code":
+            chart_outputs_as_html(cell)
+            _link_output_refs(cell, refs, page)
+            label = cell_options(cell.source).get("label")
+            before, after = add_caption(cell, refs.get(label) if isinstance(label, str) else None)
+        else:
+            before, after = [], []
+        cells += [md(b) for b in before] + [cell] + [md(a) for a in after]
+    nb.cells = cells + [md(nav[1])]
     nb.metadata["title"] = title
     return nb
 
 
-def _chart_outputs_as_html(cell) -> None:
-    """nbconvert reads neither Quarto's ``:::`` divs nor ``{=html}`` blocks: a chart's Markdown output
-    becomes its HTML branch (:func:`layerwise.render.html_branch`), with the Vega bundle inlined in
-    place of its ``<script src>`` so that every preview page stands alone."""
-    from .render import html_branch, library_html
-
+def _link_output_refs(cell, refs: dict, page: str) -> None:
+    """``@fig-...`` references in a cell's Markdown outputs (computed prose) as links."""
     for out in cell.get("outputs", []) or []:
-        md = (out.get("data") or {}).get("text/markdown")
-        raw = html_branch(md) if isinstance(md, str) else None
-        if raw is None:
-            continue
-        raw = re.sub(r'<script[^>]*data-lw-library="vega"[^>]*></script>', lambda m: library_html(), raw)
-        out["data"] = {"text/html": raw}
+        data = out.get("data") or {}
+        if isinstance(data.get("text/markdown"), str):
+            data["text/markdown"] = link_refs(data["text/markdown"], refs, page)
+
+
+def _appendix_links(text: str) -> str:
+    """"the Methods appendix" / "the Reproduce appendix" in a chapter's prose linked to its page."""
+    return re.sub(r"(?<![\[\w])(Methods|Reproduce)( appendix)(?![\]\w])",
+                  lambda m: f"[{m.group(1)}{m.group(2)}]({m.group(1).lower()}.html)", text)
 
 
 def _chapters(report_dir: Path) -> list[dict[str, Any]]:
@@ -177,102 +185,105 @@ def _chapters(report_dir: Path) -> list[dict[str, Any]]:
     return [i for i in items if (report_dir / i["path"]).is_file()]
 
 
-def _markdown_text(text: str) -> str:
-    """Markdown as HTML (code spans and links formatted, not shown as backticks)."""
-    from nbconvert.filters.markdown_mistune import markdown2html_mistune
+def _pages(report_dir: Path) -> list[dict[str, Any]]:
+    """Every page of the preview in reading order: the index, the chapters, the appendices (dicts
+    with "page", "title", "kind" and, for chapters, the notebook's "path")."""
+    pages: list[dict[str, Any]] = [{"page": "index.html", "title": "Contents", "kind": "index"}]
+    for item in _chapters(report_dir):
+        name = (f"{item['model']}-{item['chapter']}" if item["model"] else item["chapter"]) + ".html"
+        pages.append({**item, "page": name, "kind": "chapter"})
+    for name, source in APPENDICES:
+        path = PROJECT_ROOT / source
+        if path.is_file():
+            pages.append({"page": name, "title": page_title(path, Path(source).stem.title()), "kind": "appendix",
+                          "source": path})
+    return pages
 
-    return markdown2html_mistune(re.sub(r"(https?://[^\s)]+?)([.,;]?)(\s|\)|$)", r"<\1>\2\3", text))
+
+def chapter_pages(report_dir: str | Path = "report") -> dict[str, Path]:
+    """The chapter pages the preview of ``report_dir`` has, with the executed notebook of each."""
+    return {p["page"]: Path(report_dir) / p["path"] for p in _pages(Path(report_dir)) if p["kind"] == "chapter"}
 
 
-def _markdown_page(path: Path) -> str:
-    """A .qmd/.md page as HTML for the preview index (front matter, Quarto shortcodes and div fences
-    dropped)."""
-    from nbconvert.filters.markdown_mistune import markdown2html_mistune
-
-    if not path.is_file():
-        return ""
-    text = path.read_text(encoding="utf-8")
-    text = re.sub(r"\A---\n.*?\n---\n", "", text, flags=re.S)
-    text = re.sub(r"\{\{<.*?>\}\}", "", text)
-    text = re.sub(r"^:::.*$", "", text, flags=re.M)
-    text = re.sub(r"\[([^\]]+)\]\([^)]*\.qmd\)", r"\1", text)  # links to book pages
-    return markdown2html_mistune(text)
+def source_pages() -> list[Path]:
+    """The project files the preview reads besides the report folder (the book's static pages)."""
+    return [PROJECT_ROOT / INTRO] + [PROJECT_ROOT / source for _, source in APPENDICES]
 
 
 def build_preview(report_dir: str | Path = "report") -> Path:
-    """Convert every executed chapter under ``report_dir`` to one self-contained HTML file in
-    ``report_dir/preview/`` and write ``index.html`` linking them; returns the index path."""
+    """Convert every executed chapter under ``report_dir`` to an HTML file in ``report_dir/preview/``,
+    with the appendices and ``index.html`` linking them all; returns the index path."""
     import nbformat
 
     report_dir = Path(report_dir)
-    items = _chapters(report_dir)
-    if not items:
+    pages = _pages(report_dir)
+    if not any(p["kind"] == "chapter" for p in pages):
         raise LayerwiseError("no executed chapters to preview", str(report_dir),
                              "run `layerwise run` (or `make report`) first")
     out = report_dir / PREVIEW_DIR
     out.mkdir(parents=True, exist_ok=True)
+    write_library(out)
+    for stale in set(out.glob("*.html")) - {out / p["page"] for p in pages}:
+        stale.unlink()  # a page of an earlier run (a model or chapter no longer in the report)
+    notebooks = {p["page"]: nbformat.read(report_dir / p["path"], as_version=4)
+                 for p in pages if p["kind"] == "chapter"}
+    numbered = {page: number_figures(nb, page) for page, nb in notebooks.items()}
+    refs = {label: ref for page_refs in numbered.values() for label, ref in page_refs.items()}
+    links = {p["path"]: p["page"] for p in pages if "path" in p}
+    links.update({source: name for name, source in APPENDICES})
+    links["index.qmd"] = "index.html"
     exporter = _exporter()
-    pages = []
-    for i, item in enumerate(items):
-        name = (f"{item['model']}-{item['chapter']}" if item["model"] else item["chapter"]) + ".html"
-        item["page"] = name
-        pages.append(item)
-    for i, item in enumerate(pages):
-        nb = nbformat.read(report_dir / item["path"], as_version=4)
-        title = _front_matter(nb).get("title") or item["title"]
-        links = ['<a href="index.html">Contents</a>']
-        if i > 0:
-            links.append(f'<a href="{pages[i - 1]["page"]}">&larr; {html.escape(pages[i - 1]["title"])}</a>')
-        if i + 1 < len(pages):
-            links.append(f'<a href="{pages[i + 1]["page"]}">{html.escape(pages[i + 1]["title"])} &rarr;</a>')
-        nav = f'<div class="lw-nav">{" ".join(links)}</div>'
-        body, _ = exporter.from_notebook_node(prepare_for_preview(nb, title=title, nav=nav))
-        atomic_write_text(out / item["page"], body)
-    index = out / "index.html"
-    atomic_write_text(index, _index_html(report_dir, pages))
-    return index
+    for i, p in enumerate(pages):
+        nav = (nav_html(pages, i, "top"), nav_html(pages, i, "bottom"))
+        if p["kind"] == "chapter":
+            nb = notebooks[p["page"]]
+            title = _front_matter(nb).get("title") or p["title"]
+            own = {**refs, **numbered[p["page"]]}  # a label used on two pages means this page's own
+            body, _ = exporter.from_notebook_node(prepare_for_preview(nb, title=title, nav=nav, refs=own,
+                                                                      page=p["page"]))
+        elif p["kind"] == "appendix":
+            body = _appendix_html(p, nav, report_dir=report_dir, links=links, refs=refs)
+        else:
+            body = _index_html(report_dir, pages, nav, links=links)
+        atomic_write_text(out / p["page"], finish_html(body))
+    return out / "index.html"
 
 
-def _index_html(report_dir: Path, pages: list[dict[str, Any]]) -> str:
-    """The preview's index page: chapter links by model, the book's introduction, the reproduce data."""
-    groups: list[tuple[str | None, list[dict[str, Any]]]] = []
-    for p in pages:
-        if not groups or groups[-1][0] != p["model_title"]:
-            groups.append((p["model_title"], []))
-        groups[-1][1].append(p)
-    toc = []
-    for model, items in groups:
-        lis = "".join(f'<li><a href="{html.escape(p["page"])}">{html.escape(p["title"])}</a></li>' for p in items)
-        toc.append((f"<h3>{html.escape(model)}</h3>" if model else "") + f"<ul>{lis}</ul>")
-    intro = _markdown_page(PROJECT_ROOT / "chapters" / "index.qmd")
-    findings = _markdown_page(report_dir / "_layerwise" / "summary.md")
-    note = _markdown_text("This is the pip-only preview of the executed chapters (nbconvert, code hidden; the "
-                          "notebooks with their code are in `report/`). " + QUARTO_HINT)
-    reproduce = _markdown_page(report_dir / "_layerwise" / "reproduce.md")
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8" />
-<meta name="viewport" content="width=device-width, initial-scale=1.0">
-<title>layerwise report (preview)</title>
-{ERROR_RECORDER}
-<style type="text/css">
-  body {{ font-family: system-ui, sans-serif; max-width: 900px; margin: 2em auto; line-height: 1.5; padding: 0 1em; }}
-  table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: 0.2em 0.5em; }}
-  pre {{ background: #f6f6f6; padding: 0.6em; overflow-x: auto; }}
-  .lw-note {{ background: #fff8e1; border-left: 4px solid #f0b400; padding: 0.6em 1em; }}
-</style>
-</head>
-<body>
-<h1>layerwise report: preview</h1>
-<div class="lw-note">{note}</div>
-<h2>Chapters</h2>
-{''.join(toc)}
-{findings}
-<h2>About this report</h2>
-{intro}
-<h2>Reproduce</h2>
-{reproduce}
-</body>
-</html>
-"""
+def _appendix_html(p: dict[str, Any], nav: tuple[str, str], *, report_dir: Path, links: dict[str, str],
+                   refs: dict) -> str:
+    """The Methods or Reproduce page (its ``.qmd`` as HTML)."""
+    source: Path = p["source"]
+    body = markdown_html(source.read_text(encoding="utf-8"), source=source, report_dir=report_dir, link_map=links,
+                         refs=refs, page=p["page"])
+    note = ""
+    if 'class="lw-math"' in body:
+        note = ('<div class="lw-note">The formulas are shown as TeX source in this preview; the Quarto book '
+                'typesets them.</div>')
+    return page_html(p["title"], f"{nav[0]}<h1>{html.escape(p['title'])}</h1>{note}{TOC_SLOT}{body}{nav[1]}",
+                     head=ERROR_RECORDER)
+
+
+def _index_html(report_dir: Path, pages: list[dict[str, Any]], nav: tuple[str, str], *,
+                links: dict[str, str]) -> str:
+    """The preview's index page: the findings summary, the page list (chapters by model,
+    appendices), the book's introduction and the Quarto notice (a note box)."""
+    toc, model = [], object()
+    for p in pages[1:]:
+        group = p.get("model_title") if p["kind"] == "chapter" else "Appendices"
+        if group != model:
+            toc.append(("</ul>" if toc else "") + (f"<h3>{html.escape(group)}</h3>" if group else "") + "<ul>")
+            model = group
+        toc.append(f'<li><a href="{html.escape(p["page"], quote=True)}">{html.escape(p["title"])}</a></li>')
+    toc.append("</ul>")
+    note = markdown_html("This is the pip-only preview of the executed chapters (nbconvert, code hidden; the "
+                         "notebooks with their code are in `report/`). " + QUARTO_HINT)
+    summary = report_dir / "_layerwise" / "summary.md"
+    findings = markdown_html(summary.read_text(encoding="utf-8"), link_map=links) if summary.is_file() else ""
+    intro_path = PROJECT_ROOT / INTRO
+    intro = (markdown_html(demote_headings(intro_path.read_text(encoding="utf-8")), source=intro_path,
+                           report_dir=report_dir, link_map=links) if intro_path.is_file() else "")
+    body = (f'{nav[0]}<h1>layerwise report: preview</h1>\n{findings}\n'
+            f'<h2 id="lw-pages">Chapters</h2>\n{"".join(toc)}\n'
+            f'<h2 id="lw-about">About this report</h2>\n{intro}\n'
+            f'<h2 id="lw-preview">This preview</h2>\n<div class="lw-note lw-quarto-notice">{note}</div>\n{nav[1]}')
+    return page_html("layerwise report (preview)", body, head=ERROR_RECORDER)

@@ -413,14 +413,14 @@ def _run(params_paths: Sequence[str | Path], out_dir: Path, force: bool, preview
 
 
 def _preview(out_dir: Path, jobs: Sequence[Job], *, progress: bool) -> Path:
-    """Build the HTML preview unless the one there was built from the same notebooks, metadata files
-    and preview code (recorded in ``_layerwise/preview.key``); print the Quarto hint when built."""
-    from .preview import PREVIEW_DIR, build_preview, quarto_hint
+    """Build the HTML preview unless the one there was built from the same notebooks, metadata files,
+    book pages (Methods, Reproduce, introduction) and preview code (recorded in ``_layerwise/preview.key``); print the Quarto hint when built."""
+    from .preview import PREVIEW_DIR, build_preview, quarto_hint, source_pages
 
     meta = out_dir / META_DIR
     stamp_file, index = meta / "preview.key", out_dir / PREVIEW_DIR / "index.html"
     files = [j.output for j in jobs] + [meta / "reproduce.md", meta / "report.json", meta / "chapters.yml",
-                                      meta / "summary.md"]
+                                      meta / "summary.md", *source_pages()]
     stamp = content_hash({"files": [file_hash(f) if f.is_file() else None for f in files],
                           "code": code_hash("preview")}) + "\n"
     if index.is_file() and _same_text(stamp_file, stamp):
