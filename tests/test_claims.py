@@ -74,3 +74,25 @@ def test_methods_states_the_threshold_and_the_family():
     text = " ".join((ROOT / "chapters" / "methods.qmd").read_text().split())
     assert f"{claims.NEGLIGIBLE_SD:g} times the between-sentence standard deviation" in text
     assert "Every p-value in the result tables" in text and "Holm" in text
+
+
+def _probe_rows(value: float, null_value: float, null_high: float, layer: int = 3) -> pd.DataFrame:
+    row = dict(model="m", state="finetuned", layer=layer, n=180)
+    return pd.DataFrame([
+        {**row, "metric": "probe_acc_cls", "value": value, "ci_low": value - 0.1, "ci_high": value + 0.1},
+        {**row, "metric": "probe_chance_acc_cls", "value": null_value, "ci_low": 2 * null_value - null_high,
+         "ci_high": null_high},
+    ])
+
+
+def test_probe_chance_verdict_known_answers():
+    # the demo's layer 6: 0.726 (CI from 0.627) against permuted labels 0.49 up to 0.631 -> above chance
+    above = claims.probe_chance_verdict(_probe_rows(0.726, 0.49, 0.631), "probe_acc_cls", 3)
+    assert above.word == "above chance" and above.detail["null_upper"] == pytest.approx(0.631)
+    assert above.n == 180 and above.word in claims.WORDS
+    # an accuracy inside the permuted-label range is at chance, even if its own CI reaches higher
+    assert claims.probe_chance_verdict(_probe_rows(0.60, 0.50, 0.63), "probe_acc_cls", 3).word == "at chance"
+    # a missing null or another layer: not measured
+    assert claims.probe_chance_verdict(_probe_rows(0.9, 0.5, 0.6), "probe_acc_cls", 4).word == "not measured"
+    only = _probe_rows(0.9, 0.5, 0.6).iloc[:1]
+    assert claims.probe_chance_verdict(only, "probe_acc_cls", 3).word == "not measured"

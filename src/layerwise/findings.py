@@ -188,14 +188,12 @@ def sentence_metric_rows(tidy: pd.DataFrame, tidy_all: pd.DataFrame | None = Non
 
 
 def _chance_text(tidy: pd.DataFrame, metric: str, layer: int) -> str:
-    """The chance floor of a probe: the fine-tuned probe against its permuted-label probe."""
-    chance = metric.replace("probe_acc", "probe_chance_acc")
-    obs = tidy[(tidy["metric"] == metric) & (tidy["state"] == "finetuned") & (tidy["layer"] == layer)]
-    null = tidy[(tidy["metric"] == chance) & (tidy["state"] == "finetuned") & (tidy["layer"] == layer)]
-    if obs.empty or null.empty:
-        return "not measured"
-    above = float(obs["ci_low"].iloc[0]) > float(null["ci_high"].iloc[0])
-    return f"{'above chance' if above else 'at chance'} (permuted labels {fmt(null['value'].iloc[0], 2)})"
+    """The chance floor of a probe: the fine-tuned probe against its permuted-label probe
+    (claims.probe_chance_verdict)."""
+    v = claims.probe_chance_verdict(tidy, metric, layer)
+    if v.word == "not measured":
+        return v.word
+    return f"{v.word} (permuted labels {fmt(v.detail['null_value'], 2)}, up to {fmt(v.detail['null_upper'], 2)})"
 
 
 def probe_rows(tidy: pd.DataFrame, correct: pd.DataFrame | None, tidy_all: pd.DataFrame | None = None
