@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -200,6 +202,17 @@ def negligible_threshold(reference_sd: float, fraction: float = NEGLIGIBLE_SD) -
     """delta = ``fraction`` x the reference state's between-sentence SD (NaN when the SD is unknown)."""
     sd = float(reference_sd) if reference_sd is not None else float("nan")
     return fraction * sd if sd == sd and sd >= 0 else float("nan")
+
+
+def scalar_threshold(reference: pd.DataFrame) -> float:
+    """delta for a statistic without per-sentence tests (a scalar per layer, e.g. the adjusted cosine,
+    the effective rank, a probe accuracy): the half-width of the reference (pretrained) value's own 95 %
+    interval at that layer, ``(ci_high - ci_low) / 2``: a change smaller than the sampling uncertainty of
+    the value it changes is negligible. NaN (no size rule) when the reference row has no interval."""
+    if len(reference) != 1:
+        return math.nan
+    low, high = float(reference["ci_low"].iloc[0]), float(reference["ci_high"].iloc[0])
+    return (high - low) / 2 if np.isfinite(low) and np.isfinite(high) else math.nan
 
 
 def effect_verdict(effect: float, p_adjusted: float, delta: float, *, alpha: float = ALPHA, subject: str = "",

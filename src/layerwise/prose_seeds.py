@@ -14,8 +14,8 @@ from . import claims
 def _per_layer_differences(tidy: pd.DataFrame, metric: str, reference: str, state: str) -> dict[int, tuple]:
     """``{layer: (per-seed difference rows, delta)}`` for ``metric``: a per-sentence metric reads its
     paired ``effect_<metric>`` rows per seed (delta from ``reference_sd_<metric>``); a scalar metric the
-    per-seed value minus the reference's (:func:`claims.difference_rows`; delta 0 = no size rule, as no
-    between-sentence SD is known)."""
+    per-seed value minus the reference's (:func:`claims.difference_rows`; delta from the reference row's
+    own interval, :func:`claims.scalar_threshold`: NaN when it has none)."""
     seeds = tidy[tidy["seed"].notna()] if "seed" in tidy.columns else tidy.iloc[0:0]
     aggregate = tidy[tidy["seed"].isna()] if "seed" in tidy.columns else tidy
     out: dict[int, tuple] = {}
@@ -32,8 +32,9 @@ def _per_layer_differences(tidy: pd.DataFrame, metric: str, reference: str, stat
     rows = pd.concat([aggregate[aggregate["state"] == reference], seeds[seeds["state"] == state]])
     rows = rows[(rows["metric"] == metric) & (rows["layer"] >= 0)]
     for layer, g in rows.groupby("layer"):
-        if (g["state"] == reference).any():
-            out[int(layer)] = (claims.difference_rows(g, reference, state), 0.0)
+        ref = g[g["state"] == reference]
+        if len(ref):
+            out[int(layer)] = (claims.difference_rows(g, reference, state), claims.scalar_threshold(ref))
     return out
 
 
