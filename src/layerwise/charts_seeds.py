@@ -81,7 +81,7 @@ def similarity_floors(tidy: pd.DataFrame, pooling: str = "cls", reference: str =
     (``<measure>_null_mean_...``) to its 95th percentile (``<measure>_null_q95_...``). With per-seed rows
     (``Study.tidy_all``) the fine-tuned state also gets its seed-to-seed band: min to max over the pairs
     of seeds of ``<measure>_<pooling>_between_seeds``."""
-    from .charts import HEIGHT, WIDTH, _color, _rows, _x
+    from .charts import HEIGHT, _color, _rows, _x, panel_width
 
     suffix = f"_{pooling}_vs_{reference}"
     names = {f"{m}{suffix}": (m, "value") for m in measures}
@@ -111,7 +111,7 @@ def similarity_floors(tidy: pd.DataFrame, pooling: str = "cls", reference: str =
                               alt.Tooltip("null_mean:Q", format=".3f"), alt.Tooltip("null_q95:Q", format=".3f")])
     order = [m for m in measures if m in set(wide["measure"])]
     marks = (band, seed_band_, line) if len(seeds) else (band, line)
-    return alt.layer(*marks, data=wide).properties(width=max(150, WIDTH // len(order) - 20), height=HEIGHT
+    return alt.layer(*marks, data=wide).properties(width=panel_width(len(order), axis_each=True), height=HEIGHT
                                                         ).facet(column=alt.Column("measure:N", title=None, sort=order)
                                                                 ).resolve_scale(y="independent").properties(
         title=title or f"Similarity with {reference}, same layer, and its chance band ({pooling} pooling)")
