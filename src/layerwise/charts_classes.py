@@ -123,9 +123,9 @@ def centroid_scatter(cones: pd.DataFrame, layers: Sequence[int] | int | None = N
         x=alt.X("cos_own_centroid:Q", scale=scale), y=alt.Y("cos_other_centroid:Q", scale=scale)
     ).transform_filter(alt.datum.kind == "diagonal")
     pts = alt.Chart().mark_circle(size=14, opacity=0.6).encode(
-        x=alt.X("cos_own_centroid:Q", title="cosine to own class centroid", scale=scale,
+        x=alt.X("cos_own_centroid:Q", title="cosine to own centroid", scale=scale,
                 axis=alt.Axis(tickCount=3)),
-        y=alt.Y("cos_other_centroid:Q", title="to the other class centroid", scale=scale, axis=alt.Axis(tickCount=3)),
+        y=alt.Y("cos_other_centroid:Q", title="cosine to other centroid", scale=scale, axis=alt.Axis(tickCount=3)),
         color=_class_color(df[df["kind"] == "point"]),
         tooltip=["state:N", "layer:O", "sentence:Q", "label:N", alt.Tooltip("cos_own_centroid:Q", format=".4f"),
                  alt.Tooltip("cos_other_centroid:Q", format=".4f")]).transform_filter(alt.datum.kind == "point")
