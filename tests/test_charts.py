@@ -149,9 +149,116 @@ def test_spec_is_deterministic(study):
 
 def test_point_charts_are_bounded_whatever_the_test_size():
     n = 4000
-    cones = pd.DataFrame({"model": "m", "state": np.repeat(["pretrained", "finetuned"], n), "layer": 6,
-                          "sentence": np.tile(np.arange(n), 2), "label": np.tile([0, 1], n),
-                          "cos_ref": 0.5, "cos_own_centroid": 0.8, "cos_other_centroid": 0.2})
-    assert charts.bounded(cones)["state"].value_counts().tolist() == [1500, 1500]
+    states, layers = ["pretrained", "finetuned", "random"], [0, 3, 6]
+    cones = pd.DataFrame([{"model": "m", "state": st, "layer": ly, "sentence": i, "label": i % 2, "cos_ref": 0.5 + i / 1e4,
+                           "cos_own_centroid": 0.8, "cos_other_centroid": 0.2}
+                          for st in states for ly in layers for i in range(n)])
+    assert charts.bounded(cones)["state"].value_counts().tolist() == [1500] * 3
     for chart in (charts.class_cones(cones), charts.centroid_scatter(cones)):
-        assert render.chart_rows(chart) <= 3000 + 2  # + the diagonal of the geometry plot
+        assert render.chart_rows(chart) <= render.MAX_ROWS      # 9 panels of 4000 sentences: an equal subset each
+        assert render.mimebundle(chart)
+
+
+# --------------------------------------------------------------------------------------------------
+# every chart a reader sees fits the text column, with whole labels
+# --------------------------------------------------------------------------------------------------
+
+def _chapter_charts(study):
+    """Every chart the chapter notebooks draw (each ``#| label: fig-...`` cell), built on ``study``."""
+    import ast
+    from pathlib import Path
+
+    import nbformat
+
+    from layerwise import findings
+    from layerwise.study import combine, original_layers
+
+    out = {}
+    for name in ("geometry", "probing", "comparison"):
+        nb = nbformat.read(Path(__file__).parents[1] / "chapters" / f"{name}.ipynb", 4)
+        env = {"charts": charts, "findings": findings, "schema": schema, "study": study, "studies": [study],
+               "tidy": combine([study]) if name == "comparison" else study.tidy, "original_layers": original_layers}
+        for cell in nb.cells:
+            if cell.cell_type == "code" and "#| label: fig-" in cell.source:
+                *pre, last = ast.parse(cell.source).body
+                exec(compile(ast.Module(pre, []), name, "exec"), env)
+                out[re.search(r"label: (fig-\S+)", cell.source).group(1)] = (
+                    eval(compile(ast.Expression(last.value), name, "eval"), env), cell.source)
+    return out
+
+
+def _svg_width(svg: str) -> float:
+    return float(re.search(r'<svg[^>]*\swidth="([\d.]+)"', svg).group(1))
+
+
+def test_every_chapter_chart_fits_the_text_column_with_whole_labels():
+    """Drawn the way ``render`` draws them for the PDF (SVG): at most ``TEXT_WIDTH`` px wide and no label
+    cut short (vega ends a truncated label with an ellipsis); also on a deeper model (more panels' ticks)."""
+    for study in (fake_study(), fake_study(n_layers=12)):
+        built = _chapter_charts(study)
+        assert len(built) >= 30
+        for label, (chart, _) in built.items():
+            svg = render.to_svg(chart)
+            assert _svg_width(svg) <= charts.TEXT_WIDTH, (label, _svg_width(svg))
+            assert "\u2026" not in svg, (label, re.findall(r">([^<]*\u2026)<", svg))
+
+
+def test_panel_width_rule():
+    for columns in (1, 2, 3, 4, 6):
+        for own_y in (False, True):
+            w = charts.panel_width(columns, axis_each=own_y)
+            used = charts.PAD_PX + charts.AXIS_PX + columns * w + (columns - 1) * (charts.GAP_PX + own_y * charts.AXIS_PX)
+            assert charts.TEXT_WIDTH - columns <= used <= charts.TEXT_WIDTH
+    # four panels of different metrics with their own y axes: the layer_lines rule, measured
+    t = fake_study().tidy
+    ch = charts.layer_lines(t, ["norm_mean", "erank", "isoscore", "cov_trace"], title="four")
+    assert _svg_width(render.to_svg(ch)) <= charts.TEXT_WIDTH
+
+
+def test_effect_heatmap_rows_are_readable_names(study):
+    rows = set(charts.effect_heatmap(study.tidy, "finetuned").data["label"])
+    assert rows and not any("_" in r for r in rows)                           # no raw metric ids
+    assert schema.label("cov_trace_scaled_content") in rows or schema.label("cov_trace_scaled") in rows
+    assert schema.label("token_cosine_var_content") == "variance of token cosines (content tokens)"
+    assert all(m.label and len(m.label) <= 40 for m in schema.REGISTRY)      # every metric has a short name
+
+
+def test_cka_heatmap_leaves_out_undefined_layers_and_keeps_the_state_order():
+    rows = [{"model": "m", "pooling": "cls", "state_a": a, "state_b": b, "layer_a": i, "layer_b": j,
+             "value": np.nan if 0 in (i, j) else 1 / (1 + abs(i - j))}
+            for a, b in (("finetuned", "random"), ("pretrained", "random"), ("pretrained", "finetuned"))
+            for i in range(4) for j in range(4)]
+    spec = charts.cka_heatmap(pd.DataFrame(rows)).to_dict()
+    assert spec["facet"]["column"]["sort"] == ["pretrained vs finetuned", "pretrained vs random", "finetuned vs random"]
+    data = pd.DataFrame(spec["datasets"][next(iter(spec["datasets"]))])
+    assert data["value"].notna().all() and 0 not in set(data["layer_a"]) | set(data["layer_b"])
+    enc = spec["spec"]["layer"][0]["encoding"]
+    assert enc["x"]["scale"]["domain"] == [1, 2, 3] and enc["y"]["scale"]["domain"] == [3, 2, 1]   # same axes everywhere
+    assert "layer 0 left out" in spec["title"]["subtitle"]
+
+
+def test_cones_are_drawn_at_the_first_middle_and_last_layers(study):
+    assert sorted(study.cones["layer"].unique()) == [0, 1, 3]          # L = 3
+    for chart in (charts.class_cones(study.cones), charts.centroid_scatter(study.cones)):
+        spec = chart.to_dict()
+        assert spec["facet"]["column"]["field"] == "layer" and spec["facet"]["row"]["field"] == "state"
+        assert "layers 0, 1 and 3" in spec["title"]
+    assert "layer 3" in charts.class_cones(study.cones, 3).to_dict()["title"]
+    with pytest.raises(LayerwiseError, match="layer"):
+        charts.class_cones(study.cones, [2])
+
+
+def test_captions_agree_with_the_charts():
+    """Each figure caption names what its chart draws: the probe chart's rules and lines, the cones' layers."""
+    built = _chapter_charts(fake_study())
+    cap = {k: re.search(r'fig-cap: "(.*)"', src).group(1) for k, (_, src) in built.items()}
+    probe = json.dumps(built["fig-probe-cls"][0].to_dict())
+    for words in ("linear probe", "control task", "chance (permuted labels)", "MLP probe", "majority class",
+                  "lexical baseline"):
+        assert words in cap["fig-probe-cls"] and words in probe, words
+    assert "dashed" in cap["fig-probe-cls"] and '"strokeDash": [6, 3]' in probe.replace("[6,3]", "[6, 3]")
+    for fig in ("fig-cones", "fig-class-geometry"):
+        assert "first, middle and last" in cap[fig] and "last layer" not in cap[fig].replace("and last layer", "")
+    for fig in ("fig-memorisation", "fig-memorisation-probe"):      # dashed/solid said in the caption: one panel each
+        spec = built[fig][0].to_dict()
+        assert "facet" not in spec or "dashed" not in cap[fig], fig

@@ -9,7 +9,7 @@ from sklearn.metrics import silhouette_score
 from layerwise import probes, schema
 from layerwise.errors import LayerwiseError
 from layerwise.config import AnalysisSpec
-from layerwise.schema import ORIGINAL_LAYERS, POOLINGS, STATES, TIDY_COLUMNS
+from layerwise.schema import POOLINGS, STATES, TIDY_COLUMNS
 
 
 def blobs(n=300, d=20, sep=8.0, seed=0):
@@ -185,9 +185,9 @@ def test_probe_study_tables():
     assert list(correct.columns) == probes.probe_study.__globals__["CORRECT_COLUMNS"]
     assert set(correct["sentence"]) == set(range(220, 280))
     assert len(correct) == 3 * 2 * 3 * 60 + 3 * 60
-    # cones: first token, test rows, the original study's layers that exist (none here) plus the last layer
+    # cones: first token, test rows, at the first, middle and last layers (0, 1, 2 of L = 2)
     assert list(cones.columns) == probes.CONE_COLUMNS
-    assert set(cones["layer"]) == {2} and len(cones) == 3 * 60
+    assert set(cones["layer"]) == {0, 1, 2} and len(cones) == 3 * 3 * 60
     assert sorted(set(cones["sentence"])) == list(range(220, 280))    # rows of the stored arrays
     ref = cones[(cones.state == "finetuned")].iloc[0]
     assert ref.cos_ref == pytest.approx(1.0, abs=1e-6)
@@ -241,8 +241,12 @@ def test_probe_settings_from_the_analysis_spec():
         st.seeds = 9
 
 
-def test_default_cone_layers_are_the_original_studys_layers():
-    emb = fake_embeddings(n_layers=8, d=4)
-    st = probes.ProbeSettings(layers=[5, 7], seeds=1, n_boot=20, n_perm=1, mlp=False, mdl=False, poolings=("cls",))
+def test_default_cone_layers_are_the_first_middle_and_last():
+    emb = fake_embeddings(n_layers=8, d=4)                 # hidden states 0..7: L = 7, middle 3
+    st = probes.ProbeSettings(seeds=1, retrainings=2, n_boot=20, n_perm=1, mlp=False, mdl=False, poolings=("cls",))
     _, cones, _ = probes.probe_study(emb, "toy", st)
-    assert set(cones.layer) == {v for v in ORIGINAL_LAYERS if v < 8} & {5, 7}
+    assert sorted(set(cones.layer)) == [0, 3, 7]
+    assert len(cones) == 3 * 3 * cones.sentence.nunique()    # bounded: three layers per state, one row per test sentence
+    st = probes.ProbeSettings(layers=[3, 5, 7], seeds=1, retrainings=2, n_boot=20, n_perm=1, mlp=False, mdl=False,
+                              poolings=("cls",))
+    assert sorted(set(probes.probe_study(emb, "toy", st).cones.layer)) == [3, 7]   # only where the probes ran

@@ -23,29 +23,30 @@ import pandas as pd
 from .errors import LayerwiseError
 from .render import chart_rows, enable, javascript_bundle, mimebundle, reset_library, to_svg  # noqa: F401
 from .schema import QUANTILES, STATES, state_order
+from .schema import label as schema_label
+from .charts_classes import CLASS_COLORS, bounded, centroid_scatter, class_cones  # noqa: F401  (re-exported)
 from .charts_seeds import between_seed_band, seed_band, seed_band_frame, similarity_floors  # noqa: F401  (re-exported)
 
 #: Colours of the model states, in the canonical order of ``schema.STATES`` (same in every chart).
 STATE_COLORS = ("#4c78a8", "#f58518", "#9d9d9d")
-#: Colours of the classes (distinct from the states')
-CLASS_COLORS = ("#54a24b", "#b279a2", "#e45756", "#72b7b2")
-
-
-def _class_color(df: pd.DataFrame) -> alt.Color:
-    """Colour by class name (column ``label``, named by :func:`_name_labels`), class palette."""
-    names = list(dict.fromkeys(df.sort_values("label_id")["label"]))
-    return alt.Color("label:N", title="class", scale=alt.Scale(domain=names, range=list(CLASS_COLORS[:len(names)])),
-                     legend=alt.Legend(orient="bottom"))
-
-
-def _name_labels(df: pd.DataFrame, labels: Sequence[str] | None) -> pd.DataFrame:
-    """``label`` (class id) becomes the class name (``labels[id]``; the id when none), ``label_id`` keeps the id."""
-    df = df.copy()
-    df["label_id"] = df["label"].astype(int)
-    df["label"] = [labels[i] if labels and 0 <= i < len(labels) else str(i) for i in df["label_id"]]
-    return df
-WIDTH = 520
+#: Width of the text column of the Quarto HTML page and of the A4 PDF page: no chart is wider.
+TEXT_WIDTH = 700
+#: What a panel's y axis (title and labels), the space between facet panels and the padding around a chart take.
+AXIS_PX, GAP_PX, PAD_PX = 72, 20, 10
 HEIGHT = 240
+
+
+def panel_width(columns: int = 1, *, axis_each: bool = False, left: int = AXIS_PX) -> int:
+    """Width of each of ``columns`` side-by-side panels so that the whole chart (``left`` for the first
+    y axis, the gaps, one more y axis per panel when ``axis_each``: independent y scales) fits
+    :data:`TEXT_WIDTH`. Legends go below the plot (``render``), so they take no width."""
+    columns = max(1, int(columns))
+    gaps = (columns - 1) * (GAP_PX + (AXIS_PX if axis_each else 0))
+    return int((TEXT_WIDTH - PAD_PX - left - gaps) // columns)
+
+
+#: Width of a one-panel chart.
+WIDTH = panel_width(1) - 40
 
 
 # --------------------------------------------------------------------------------------------------
@@ -194,7 +195,7 @@ def box_chart(q: pd.DataFrame, *, title: str, y_title: str, color: str = "state"
     layers = alt.layer(rule, box, tick, data=q)
     if column:
         cols = len(q[column].unique())
-        return layers.properties(width=max(160, width // cols), height=height).facet(
+        return layers.properties(width=min(width, panel_width(cols)), height=height).facet(
             column=alt.Column(f"{column}:N", title=None)).properties(title=title)
     return layers.properties(width=width, height=height, title=title)
 
@@ -227,12 +228,13 @@ def layer_lines(tidy: pd.DataFrame, metrics: str | Sequence[str] | Mapping[str, 
                 y_title: str = "value", color: str = "state", dash: str | None = None,
                 column: str | None = "auto", row: str | None = None, relative_depth: bool = False,
                 log_y: bool = False, zero: bool = False, width: int = WIDTH, height: int = HEIGHT,
-                independent_y: bool | None = None) -> alt.Chart:
+                independent_y: bool | None = None, extra: Sequence[alt.Chart] = ()) -> alt.Chart:
     """One line per ``color`` value (and ``dash`` value) over the layers, with its CI band
     (``ci_low``..``ci_high``) where the table has one. Several metrics: one panel each (``column="auto"``)
     with independent y scales, or one panel with ``dash="metric"``. ``relative_depth`` puts every model
     on a 0..1 depth axis (comparisons across models of different depths). Facet panels share the y
-    scale unless they show different metrics (``independent_y=None``)."""
+    scale unless they show different metrics (``independent_y=None``). ``extra``: more layers (with their
+    own data: reference rules) drawn in every panel."""
     labels = _metric_labels(metrics)
     df = _rows(tidy, list(labels), "charts.layer_lines")
     df = df[df["layer"] >= 0]
@@ -267,7 +269,7 @@ def layer_lines(tidy: pd.DataFrame, metrics: str | Sequence[str] | Mapping[str, 
     line = base.mark_line(point=not dash).encode(y=alt.Y("value:Q", title=y_title, scale=yscale),
                                                  color=_color(df, color), tooltip=tooltip)
     has_ci = bool(df[["ci_low", "ci_high"]].notna().all(axis=1).any())
-    layers = alt.layer(band, line, data=df) if has_ci else alt.layer(line, data=df)
+    layers = alt.layer(band, line, *extra, data=df) if has_ci else alt.layer(line, *extra, data=df)
     if column or row:
         ncol = len(df[column].unique()) if column else 1
         facet: dict[str, Any] = {}
@@ -276,9 +278,10 @@ def layer_lines(tidy: pd.DataFrame, metrics: str | Sequence[str] | Mapping[str, 
                                          else list(dict.fromkeys(df[column])))
         if row:
             facet["row"] = alt.Row(f"{row}:N", title=None, sort=list(dict.fromkeys(df[row])))
-        ch = layers.properties(width=max(150, width // ncol - 20), height=height if not row else height * 2 // 3
-                               ).facet(**facet)
-        if independent_y if independent_y is not None else "metric" in (column, row):
+        own_y = independent_y if independent_y is not None else "metric" in (column, row)
+        ch = layers.properties(width=min(width, panel_width(ncol, axis_each=own_y)),
+                               height=height if not row else height * 2 // 3).facet(**facet)
+        if own_y:
             ch = ch.resolve_scale(y="independent")
         return ch.properties(title=title)
     return layers.properties(width=width, height=height, title=title)
@@ -286,15 +289,20 @@ def layer_lines(tidy: pd.DataFrame, metrics: str | Sequence[str] | Mapping[str, 
 
 def cka_heatmap(cka: pd.DataFrame, pooling: str = "cls", pairs: Sequence[tuple[str, str]] | None = None, *,
                 model: str | None = None, title: str | None = None, size: int = 220) -> alt.Chart:
-    """Linear CKA between the layers of two states (layer_a x layer_b), one panel per state pair."""
+    """Linear CKA between the layers of two states (layer_a x layer_b), one panel per state pair, the
+    pairs in the order of ``schema.STATES`` (pretrained vs finetuned first), the same layer axes in every
+    panel. Layers where CKA is undefined everywhere (the first token at layer 0: the same vector for
+    every sentence, so no variance) are left out and named in the subtitle."""
     _need(cka, ["model", "pooling", "state_a", "state_b", "layer_a", "layer_b", "value"], "charts.cka_heatmap")
     df = cka[cka["pooling"] == pooling]
     if model is not None:
         df = df[df["model"] == model]
+    rank = {s: i for i, s in enumerate(state_order(pd.concat([df["state_a"], df["state_b"]])))}
     if pairs is None:
         pairs = [(a, b) for a, b in df[["state_a", "state_b"]].drop_duplicates().itertuples(index=False) if a != b]
         if not pairs:
             pairs = list(df[["state_a", "state_b"]].drop_duplicates().itertuples(index=False))
+    pairs = sorted(pairs, key=lambda p: (rank.get(p[0], 99), rank.get(p[1], 99)))
     keep = pd.Series(False, index=df.index)
     for a, b in pairs:
         keep |= (df["state_a"] == a) & (df["state_b"] == b)
@@ -302,44 +310,66 @@ def cka_heatmap(cka: pd.DataFrame, pooling: str = "cls", pairs: Sequence[tuple[s
     if df.empty:
         raise LayerwiseError(f"no CKA rows for pooling {pooling!r} and pairs {list(pairs)}", "charts.cka_heatmap",
                              "check the states analysed (params analysis.states)")
+    all_layers = sorted(set(df["layer_a"]) | set(df["layer_b"]))
+    df = df[df["value"].notna()]
+    layers = sorted(set(df["layer_a"]) | set(df["layer_b"]))
+    dropped = [v for v in all_layers if v not in layers]
     df["pair"] = df["state_a"] + " vs " + df["state_b"]
+    order = [f"{a} vs {b}" for a, b in pairs]
     df = df[["model", "pair", "layer_a", "layer_b", "value", "state_a", "state_b"]].reset_index(drop=True)
+    side = min(size, panel_width(len(order), left=AXIS_PX + 20))
     rect = alt.Chart().mark_rect().encode(
-        x=alt.X("layer_b:O", title="layer (second state)", axis=alt.Axis(labelAngle=0)),
-        y=alt.Y("layer_a:O", title="layer (first state)", sort="descending"),
+        x=alt.X("layer_b:O", title="layer (second state)", axis=alt.Axis(labelAngle=0), scale=alt.Scale(domain=layers)),
+        y=alt.Y("layer_a:O", title="layer (first state)", scale=alt.Scale(domain=layers[::-1])),
         color=alt.Color("value:Q", title="CKA", scale=alt.Scale(domain=[0, 1], scheme="viridis")),
         tooltip=["pair:N", "layer_a:O", "layer_b:O", alt.Tooltip("value:Q", format=".3f")],
-    ).properties(width=size, height=size)
-    return alt.layer(rect, data=df).facet(column=alt.Column("pair:N", title=None)).properties(
-        title=title or f"Linear CKA between states, layer by layer ({pooling} pooling)")
+    ).properties(width=side, height=side)
+    what = {"cls": "first token", "mean": "mean pooling"}.get(pooling, pooling)
+    note = (f"layer {', '.join(map(str, dropped))} left out: CKA undefined (the same vector for every sentence)"
+            if dropped else "")
+    return alt.layer(rect, data=df).facet(column=alt.Column("pair:N", title=None, sort=order)).properties(
+        title=alt.Title(title or f"Linear CKA between states, layer by layer ({what})", subtitle=note))
+
+
+def _reference_rules(rules: Sequence[tuple[str, float, list[int], str]], field: str, x: float) -> list[alt.Chart]:
+    """Horizontal reference rules, each named on the chart at its right end (``field`` = ``x``):
+    ``(label, value, dash, colour)``."""
+    out = []
+    for lab, value, dash, colour in rules:
+        base = alt.Chart(pd.DataFrame({"label": [lab], "baseline": [value], field: [x]}))
+        out += [base.mark_rule(color=colour, strokeDash=dash, strokeWidth=1.2).encode(
+                    y="baseline:Q", tooltip=["label:N", alt.Tooltip("baseline:Q", format=".3f")]),
+                base.mark_text(align="right", dy=-6 if dash == [1, 0] else 9, fontSize=10, color=colour).encode(
+                    x=f"{field}:Q", y="baseline:Q", text="label:N")]
+    return out
 
 
 def probe_lines(tidy: pd.DataFrame, pooling: str = "cls", *, color: str = "state",
-                   baseline: float | None = None, include_mlp: bool = True, relative_depth: bool = False,
-                   column: str | None = None, title: str | None = None, lexical: bool = True) -> alt.Chart:
+                baseline: float | None = None, include_mlp: bool = True, relative_depth: bool = False,
+                column: str | None = "auto", title: str | None = None, lexical: bool = True) -> alt.Chart:
     """Probe test accuracy per layer with its CI band: the logistic probe, the control task and the chance
-    baseline (permuted labels), and, when present, the MLP probe; optional majority-class baseline rule
-    and (``lexical``, when the table has it) the lexical baseline's accuracy as a solid horizontal rule."""
+    baseline (permuted labels), and, when present, the MLP probe (one colour each, one panel per state
+    when there is more than one: at most 4 lines per panel); the majority-class baseline (dashed grey
+    rule) and the lexical baseline (``lexical``, when the table has it: solid black rule), each named on
+    the chart, in every panel (one model only)."""
     present = set(tidy["metric"])
     names = {f"probe_acc_{pooling}": "linear probe", f"control_acc_{pooling}": "control task",
              f"probe_chance_acc_{pooling}": "chance (permuted labels)"}
     names = {k: v for k, v in names.items() if k in present}
     if include_mlp and f"mlp_probe_acc_{pooling}" in present:
         names[f"mlp_probe_acc_{pooling}"] = "MLP probe"
-    ch = layer_lines(tidy, names, title=title or f"Probe accuracy per layer ({pooling} pooling)",
-                     y_title="test accuracy", color=color, dash="metric", column=column,
-                     relative_depth=relative_depth, independent_y=False)
     rules = []
-    if baseline is not None and column is None:
-        rules.append(("majority class", float(baseline), [6, 3]))
+    if baseline is not None and tidy["model"].nunique() == 1:
+        rules.append(("majority class", float(baseline), [6, 3], "#555"))
     lex = tidy[tidy["metric"] == "lexical_probe_acc"]["value"]
-    if lexical and column is None and not lex.empty:
-        rules.append(("lexical baseline (TF-IDF word 1-2-grams)", float(lex.iloc[0]), [1, 0]))
-    for label, value, dash in rules:
-        rule = alt.Chart(pd.DataFrame({"baseline": [value], "label": [label]})).mark_rule(
-            color="#555" if dash != [1, 0] else "black", strokeDash=dash, strokeWidth=1).encode(y="baseline:Q", tooltip=["label:N", "baseline:Q"])
-        ch = alt.layer(ch, rule).properties(title=ch.title)
-    return ch
+    if lexical and not lex.empty and tidy["model"].nunique() == 1:
+        rules.append(("lexical baseline", float(lex.iloc[0]), [1, 0], "black"))
+    x_end = 1.0 if relative_depth else float(tidy.loc[tidy["layer"] >= 0, "layer"].max())
+    what = {"cls": "first token", "mean": "mean pooling"}.get(pooling, pooling)
+    return layer_lines(tidy, names, title=title or f"Probe accuracy per layer ({what})",
+                       y_title="test accuracy", color=color, dash="metric", column=column,
+                       relative_depth=relative_depth, independent_y=False,
+                       extra=_reference_rules(rules, "depth" if relative_depth else "layer", x_end) if rules else ())
 
 
 def original_grid(tidy: pd.DataFrame, layers: Sequence[int], metric: str = "probe_acc_cls", *,
@@ -369,74 +399,9 @@ def original_grid(tidy: pd.DataFrame, layers: Sequence[int], metric: str = "prob
         title=title or "Probe accuracy on the first token: states x layers (the original study's grid)")
 
 
-def bounded(df: pd.DataFrame, by: str = "state", max_rows: int = 1500, seed: int = 0) -> pd.DataFrame:
-    """At most ``max_rows`` rows per ``by`` group (a seeded random subset, original order kept), so
-    that point charts stay under the row limit whatever the number of test sentences."""
-    parts = []
-    for i, (_, g) in enumerate(df.groupby(by, sort=False)):
-        if len(g) > max_rows:
-            g = g.sample(n=max_rows, random_state=seed + i).sort_index()
-        parts.append(g)
-    return pd.concat(parts) if parts else df.copy()
-
-
 def _pick_layer(df: pd.DataFrame, layer: int | None) -> int:
     """The requested layer, or the table's last layer."""
     return int(df["layer"].max()) if layer is None else int(layer)
-
-
-def class_cones(cones: pd.DataFrame, layer: int | None = None, *, seed: int = 0, title: str | None = None,
-                column: str = "state", labels: Sequence[str] | None = None) -> alt.Chart:
-    """The original study's cone view: cosine of every test sentence's first-token embedding to one
-    reference sentence, coloured by label, one strip per state (deterministic jitter; at most 1500
-    sentences per state, a seeded subset)."""
-    _need(cones, ["model", "state", "layer", "sentence", "label", "cos_ref"], "charts.class_cones")
-    layer = _pick_layer(cones, layer)
-    df = bounded(cones[cones["layer"] == layer][["model", "state", "sentence", "label", "cos_ref"]], seed=seed)
-    if df.empty:
-        raise LayerwiseError(f"no cone rows at layer {layer}", "charts.class_cones",
-                             f"choose among layers {sorted(cones['layer'].unique())}")
-    df = _name_labels(df, labels)
-    df["jitter"] = np.random.default_rng(seed).uniform(-0.4, 0.4, len(df))
-    df = df.reset_index(drop=True)
-    ch = alt.Chart().mark_circle(size=22, opacity=0.7).encode(
-        x=alt.X("cos_ref:Q", title="cosine to the reference sentence"),
-        y=alt.Y("label:N", title="class"),
-        yOffset=alt.YOffset("jitter:Q", scale=alt.Scale(domain=[-0.5, 0.5])),
-        color=_class_color(df),
-        tooltip=["state:N", "sentence:Q", "label:N", alt.Tooltip("cos_ref:Q", format=".3f")],
-    ).properties(width=WIDTH // 2 - 20, height=110)
-    return alt.layer(ch, data=df).facet(row=alt.Row(f"{column}:N", title=None, sort=state_order(df["state"]))
-                                         if column == "state" else alt.Row(f"{column}:N", title=None)).properties(
-        title=title or f"Class cones at layer {layer}: cosine to one reference sentence "
-                       "(the original study's view)")
-
-
-def centroid_scatter(cones: pd.DataFrame, layer: int | None = None, *, title: str | None = None,
-                     labels: Sequence[str] | None = None) -> alt.Chart:
-    """Reference-free class geometry: each test sentence's cosine to its own class centroid (x) and to
-    the other class's centroid (y), coloured by label, one panel per state. Points below the diagonal
-    are closer to their own class."""
-    _need(cones, ["state", "layer", "label", "cos_own_centroid", "cos_other_centroid"], "charts.centroid_scatter")
-    layer = _pick_layer(cones, layer)
-    df = bounded(cones[cones["layer"] == layer][["state", "sentence", "label", "cos_own_centroid",
-                                                  "cos_other_centroid"]])
-    df = _name_labels(df, labels).reset_index(drop=True)
-    lo = float(min(df["cos_own_centroid"].min(), df["cos_other_centroid"].min()))
-    lo = min(lo, 0.0) if lo < 0 else lo
-    diag = pd.DataFrame({"x": [lo, 1.0], "y": [lo, 1.0]})
-    pts = alt.Chart(df).mark_circle(size=20, opacity=0.65).encode(
-        x=alt.X("cos_own_centroid:Q", title="cosine to own class centroid", scale=alt.Scale(domain=[lo, 1])),
-        y=alt.Y("cos_other_centroid:Q", title="cosine to other class centroid", scale=alt.Scale(domain=[lo, 1])),
-        color=_class_color(df),
-        tooltip=["state:N", "sentence:Q", "label:N", alt.Tooltip("cos_own_centroid:Q", format=".3f"),
-                 alt.Tooltip("cos_other_centroid:Q", format=".3f")])
-    line = alt.Chart(diag).mark_line(color="gray", strokeDash=[4, 4]).encode(
-        x=alt.X("x:Q", scale=alt.Scale(domain=[lo, 1])), y=alt.Y("y:Q", scale=alt.Scale(domain=[lo, 1])))
-    panels = [alt.layer(line, pts.transform_filter(alt.datum.state == s)).properties(
-        width=170, height=170, title=s) for s in state_order(df["state"])]
-    return alt.hconcat(*panels).properties(
-        title=title or f"Reference-free class geometry at layer {layer}")
 
 
 def rogue_dims(rogue: pd.DataFrame, layer: int | None = None, top: int = 10, *, title: str | None = None) -> alt.Chart:
@@ -457,7 +422,7 @@ def rogue_dims(rogue: pd.DataFrame, layer: int | None = None, top: int = 10, *, 
         color=_color(df, "state"),
         tooltip=["state:N", "dim:N", "rank:Q", alt.Tooltip("share:Q", format=".1%"),
                  alt.Tooltip("contribution:Q", format=".4g")],
-    ).properties(width=WIDTH // max(1, len(df["state"].unique())) - 20, height=HEIGHT * 3 // 4)
+    ).properties(width=panel_width(df["state"].nunique()), height=HEIGHT * 3 // 4)
     return alt.layer(bars, data=df).facet(column=alt.Column("state:N", sort=state_order(df["state"]), title=None)
                                            ).resolve_scale(x="independent").properties(
         title=title or f"Rogue dimensions at layer {layer}: top {top} contributions")
@@ -479,7 +444,7 @@ def cosine_histograms(cosine_sample: pd.DataFrame, layers: Sequence[int] | None 
         y=alt.Y("density:Q", title="density"),
         color=_color(h, "state"),
         tooltip=["state:N", "layer:O", alt.Tooltip("bin_mid:Q", format=".2f"), alt.Tooltip("density:Q", format=".3f")],
-    ).properties(width=WIDTH // len(layers) - 10, height=HEIGHT * 2 // 3)
+    ).properties(width=panel_width(len(layers)), height=HEIGHT * 2 // 3)
     return alt.layer(ch, data=h).facet(column=alt.Column("layer:O", title="layer")).properties(
         title=title or "Within-sentence token cosines (bounded sample)")
 
@@ -502,7 +467,7 @@ def effect_heatmap(tidy: pd.DataFrame, state: str = "finetuned", alpha: float = 
         eff = eff[eff["base"].isin(list(metrics))]
         eff["label"] = eff["base"].map(dict(metrics))
     else:
-        eff["label"] = eff["base"]
+        eff["label"] = eff["base"].map(schema_label)           # the registry's short name, e.g. "covariance trace"
     p = tidy[(tidy["state"] == state) & tidy["metric"].str.startswith("test_p_holm_")].copy()
     p["base"] = p["metric"].str.removeprefix("test_p_holm_")
     eff = eff.merge(p[["base", "layer", "value"]].rename(columns={"value": "p_holm"}), on=["base", "layer"], how="left")
@@ -516,16 +481,18 @@ def effect_heatmap(tidy: pd.DataFrame, state: str = "finetuned", alpha: float = 
              for v, p_, sd_ in zip(eff["value"], eff["p_holm"], eff["sd"])]
     eff["star"] = ["*" if w in ("higher", "lower") else "" for w in words]
     eff = eff[["label", "layer", "value", "relative", "p_holm", "star"]].reset_index(drop=True)
+    rows = list(dict.fromkeys(eff["label"]))
+    left = 6 * max(len(r) for r in rows) + 10                    # the row names, never cut (labelLimit 0)
     base = alt.Chart().encode(x=alt.X("layer:O", title="layer", axis=alt.Axis(labelAngle=0)),
-                              y=alt.Y("label:N", title=None))
+                              y=alt.Y("label:N", title=None, sort=rows, axis=alt.Axis(labelLimit=0)))
     rect = base.mark_rect().encode(
-        color=alt.Color("relative:Q", title="effect / max |effect|", scale=alt.Scale(scheme="redblue", domain=[-1, 1],
+        color=alt.Color("relative:Q", title="effect / max |effect| of the row", scale=alt.Scale(scheme="redblue", domain=[-1, 1],
                                                                                  reverse=True)),
         tooltip=["label:N", "layer:O", alt.Tooltip("value:Q", format=".4g", title="mean difference"),
                  alt.Tooltip("p_holm:Q", format=".3g", title="Holm p")])
     text = base.mark_text(fontSize=14, dy=4).encode(text="star:N")
     return alt.layer(rect, text, data=eff).properties(
-        width=WIDTH, height=max(24 * len(eff["label"].unique()), 60),
+        width=min(WIDTH, panel_width(1, left=left)), height=max(24 * len(rows), 60),
         title=title or f"{state} minus pretrained, per sentence (* Holm-adjusted p < {alpha}, not negligible)")
 
 
@@ -548,14 +515,15 @@ def finetune_curves(history: Sequence[Mapping[str, Any]] | Mapping[str, Sequence
                              "fine-tune with logging (the finetune step records history.json)")
     df = pd.DataFrame(rows)
     color = "model" if len(per_model) > 1 else "series"
-    enc: dict[str, Any] = {"color": alt.Color(f"{color}:N", title=color)}
+    enc: dict[str, Any] = {"color": alt.Color(f"{color}:N", title=color, scale=alt.Scale(
+        range=["#1b9e77", "#7570b3", "#e7298a"]) if color == "series" else alt.Undefined)}  # not the states' colours
     if color == "model":
         enc["strokeDash"] = alt.StrokeDash("series:N", title="series")
     ch = alt.Chart().mark_line(point=True).encode(
         x=alt.X("step:Q", title="optimisation step"), y=alt.Y("value:Q", title=None),
         tooltip=["model:N", "series:N", "step:Q", alt.Tooltip("epoch:Q", format=".2f"),
                  alt.Tooltip("value:Q", format=".4f")], **enc,
-    ).properties(width=WIDTH // 2 - 20, height=HEIGHT * 3 // 4)
+    ).properties(width=panel_width(2, axis_each=True), height=HEIGHT * 3 // 4)
     return alt.layer(ch, data=df).facet(column=alt.Column("panel:N", title=None, sort=["loss", "accuracy"])
                                          ).resolve_scale(y="independent").properties(
         title=title or "Fine-tuning: loss and accuracy during training")

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import LayerwiseError
+from .schema import label as schema_label
 
 WHERE = "charts.seed_band"
 
@@ -81,7 +82,7 @@ def similarity_floors(tidy: pd.DataFrame, pooling: str = "cls", reference: str =
     (``<measure>_null_mean_...``) to its 95th percentile (``<measure>_null_q95_...``). With per-seed rows
     (``Study.tidy_all``) the fine-tuned state also gets its seed-to-seed band: min to max over the pairs
     of seeds of ``<measure>_<pooling>_between_seeds``."""
-    from .charts import HEIGHT, WIDTH, _color, _rows, _x
+    from .charts import HEIGHT, _color, _rows, _x, panel_width
 
     suffix = f"_{pooling}_vs_{reference}"
     names = {f"{m}{suffix}": (m, "value") for m in measures}
@@ -110,8 +111,13 @@ def similarity_floors(tidy: pd.DataFrame, pooling: str = "cls", reference: str =
         y="value:Q", tooltip=["state:N", "measure:N", "layer:O", alt.Tooltip("value:Q", format=".3f"),
                               alt.Tooltip("null_mean:Q", format=".3f"), alt.Tooltip("null_q95:Q", format=".3f")])
     order = [m for m in measures if m in set(wide["measure"])]
+    names = {m: "linear CKA" if m == "cka" else schema_label(m) for m in order}     # readable panel names
+    wide["measure"] = wide["measure"].map(names)
     marks = (band, seed_band_, line) if len(seeds) else (band, line)
-    return alt.layer(*marks, data=wide).properties(width=max(150, WIDTH // len(order) - 20), height=HEIGHT
-                                                        ).facet(column=alt.Column("measure:N", title=None, sort=order)
-                                                                ).resolve_scale(y="independent").properties(
-        title=title or f"Similarity with {reference}, same layer, and its chance band ({pooling} pooling)")
+    cols = min(2, len(order))                       # 2 x 2 panels: each wide enough to read, within the text column
+    return alt.layer(*marks, data=wide).properties(width=panel_width(cols, axis_each=True), height=HEIGHT * 2 // 3
+                                                        ).facet(facet=alt.Facet("measure:N", title=None,
+                                                                                sort=[names[m] for m in order]),
+                                                                columns=cols).resolve_scale(y="independent").properties(
+        title=title or f"Similarity with {reference}, same layer, and its chance band "
+                       f"({ {'cls': 'first token', 'mean': 'mean pooling'}.get(pooling, pooling)})")

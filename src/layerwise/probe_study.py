@@ -23,7 +23,7 @@ from . import controls
 from .errors import LayerwiseError
 from .mdl import mdl_subsampled
 from .probes import class_geometry, cone_view, mlp_probe_accuracy, probe_accuracy, selectivity
-from .schema import ORIGINAL_LAYERS, POOLINGS, state_order, tidy_frame, tidy_row
+from .schema import POOLINGS, state_order, tidy_frame, tidy_row
 from .stats import wilson_ci
 
 CONE_COLUMNS = ["model", "state", "layer", "sentence", "label", "cos_ref", "cos_own_centroid", "cos_other_centroid"]
@@ -44,7 +44,7 @@ class ProbeTables(NamedTuple):
 class ProbeSettings:
     """What :func:`probe_study` computes (defaults: the pipeline's). Layer lists: None = every layer
     0..L, except ``mlp_layers``/``mdl_layers`` (None = ``layers``) and ``cone_layers`` (None = the
-    layers of ``schema.ORIGINAL_LAYERS`` the model has, plus its last layer; cones only at probed layers)."""
+    first, middle and last layers: 0, L // 2 and L; cones only at probed layers)."""
 
     layers: tuple[int, ...] | None = None           # layers of the linear probes and class geometry
     seeds: int = 5                                   # MLP seeds (80 % subsamples + inits)
@@ -137,7 +137,8 @@ def _plan_layers(embeddings: dict, st: ProbeSettings) -> _Layers:
         return ls
 
     layers = pick(st.layers, "layers")
-    default_cones = sorted({v for v in ORIGINAL_LAYERS if v < n_layers} | {n_layers - 1})
+    last = n_layers - 1
+    default_cones = sorted({0, last // 2, last})      # first, middle and last: where the class cone forms
     return _Layers(needed, layers, pick(st.mlp_layers if st.mlp_layers is not None else layers, "mlp_layers"),
                    pick(st.mdl_layers if st.mdl_layers is not None else layers, "mdl_layers"),
                    pick(st.cone_layers if st.cone_layers is not None else default_cones, "cone_layers"))

@@ -83,7 +83,8 @@ class MetricSpec:
     the chapter section it belongs to; ``per_layer``: one row per layer (else ``layer == -1``);
     ``n``: what the row's ``n`` counts; ``definition``: ``module.function`` of the reference
     definition; ``suffixes``: the suffixes the name takes (``_content``, ``_std``, ``_cls``/``_mean``);
-    ``description``: one line for readers.
+    ``description``: one line for readers; ``label``: a short name for chart axes, legends and heatmap rows
+    (:func:`label` adds the suffix's words).
     """
 
     name: str
@@ -93,6 +94,7 @@ class MetricSpec:
     definition: str
     description: str
     suffixes: tuple[str, ...] = ()
+    label: str = ""
 
 
 _TOKEN = ("_content",)
@@ -103,75 +105,77 @@ _TEST = tuple(f"_{m}{v}" for m in PER_SENTENCE_METRICS for v in VARIANTS)
 REGISTRY: tuple[MetricSpec, ...] = (
     # within-sentence token cosines (the original study's cosine analysis)
     MetricSpec("token_cosine_mean", "token cosines", True, "within-sentence token pairs",
-               "metrics.pairwise_cosines_upper", "mean cosine over every within-sentence token pair", _TOKEN),
+               "metrics.pairwise_cosines_upper", "mean cosine over every within-sentence token pair", _TOKEN, label="mean token cosine"),
     MetricSpec("token_cosine_sd", "token cosines", True, "within-sentence token pairs",
-               "metrics.pairwise_cosines_upper", "standard deviation of the within-sentence pair cosines", _TOKEN),
+               "metrics.pairwise_cosines_upper", "standard deviation of the within-sentence pair cosines", _TOKEN, label="SD of token cosines"),
     *(MetricSpec(f"token_cosine_{q}", "token cosines", True, "within-sentence token pairs",
-                 "metrics.quantiles_from_histogram", f"{int(p * 100)}th percentile of the pair cosines", _TOKEN)
+                 "metrics.quantiles_from_histogram", f"{int(p * 100)}th percentile of the pair cosines", _TOKEN,
+                 label=f"token cosine, {int(p * 100)}th percentile")
       for q, p in QUANTILES.items()),
     MetricSpec("token_cosine_min", "token cosines", True, "within-sentence token pairs",
-               "metrics.pairwise_cosines_upper", "smallest within-sentence pair cosine", _TOKEN),
+               "metrics.pairwise_cosines_upper", "smallest within-sentence pair cosine", _TOKEN, label="min token cosine"),
     MetricSpec("token_cosine_max", "token cosines", True, "within-sentence token pairs",
-               "metrics.pairwise_cosines_upper", "largest within-sentence pair cosine", _TOKEN),
+               "metrics.pairwise_cosines_upper", "largest within-sentence pair cosine", _TOKEN, label="max token cosine"),
     MetricSpec("token_cosine_sentence_mean", "token cosines", True, "sentences",
-               "metrics.pairwise_cosines_upper", "mean over sentences of each sentence's mean pair cosine", _TOKEN),
+               "metrics.pairwise_cosines_upper", "mean over sentences of each sentence's mean pair cosine", _TOKEN, label="token cosine"),
     MetricSpec("token_cosine_var_mean", "token cosines", True, "sentences",
-               "metrics.pairwise_cosines_upper", "mean over sentences of each sentence's pair-cosine variance", _TOKEN),
+               "metrics.pairwise_cosines_upper", "mean over sentences of each sentence's pair-cosine variance", _TOKEN, label="variance of token cosines"),
     # anisotropy
     MetricSpec("anisotropy_baseline", "anisotropy", True, "random cross-sentence token pairs",
                "metrics.paired_cosines", "mean cosine of random token pairs from different sentences",
-               ("_content", "_std", "_std_content")),
+               ("_content", "_std", "_std_content"), label="anisotropy baseline"),
     MetricSpec("intra_similarity", "anisotropy", True, "sentences", "metrics.intra_similarity",
-               "mean cosine between a sentence's tokens and their mean (Ethayarajh 2019)", _TOKEN),
+               "mean cosine between a sentence's tokens and their mean (Ethayarajh 2019)", _TOKEN, label="intra-sentence similarity"),
     MetricSpec("token_cosine_adjusted", "anisotropy", True, "within-sentence token pairs",
                "metrics.pairwise_cosines_upper", "mean pair cosine minus the anisotropy baseline",
-               ("_content", "_std", "_std_content")),
+               ("_content", "_std", "_std_content"), label="adjusted token cosine"),
     MetricSpec("intra_similarity_adjusted", "anisotropy", True, "sentences", "metrics.intra_similarity",
-               "intra-sentence similarity minus the anisotropy baseline", _TOKEN),
+               "intra-sentence similarity minus the anisotropy baseline", _TOKEN, label="adjusted intra-sentence sim."),
     MetricSpec("self_similarity", "anisotropy", True, "words (occurring in >= 5 sentences)", "metrics.self_similarity",
-               "mean cosine between occurrences of the same word in different sentences (Ethayarajh 2019)"),
+               "mean cosine between occurrences of the same word in different sentences (Ethayarajh 2019)", label="self-similarity"),
     MetricSpec("self_similarity_adjusted", "anisotropy", True, "words (occurring in >= 5 sentences)",
-               "metrics.self_similarity", "self-similarity minus the content-token anisotropy baseline"),
+               "metrics.self_similarity", "self-similarity minus the content-token anisotropy baseline", label="adjusted self-similarity"),
     MetricSpec("token_cosine_mean_std", "anisotropy", True, "within-sentence token pairs (sampled sentences)",
-               "metrics.standardise", "mean pair cosine after per-dimension standardisation", _TOKEN),
+               "metrics.standardise", "mean pair cosine after per-dimension standardisation", _TOKEN, label="standardised token cosine"),
     # spread
     MetricSpec("cov_trace", "spread", True, "sentences", "metrics.cov_trace",
-               "mean over sentences of the trace of the token covariance", _TOKEN),
+               "mean over sentences of the trace of the token covariance", _TOKEN, label="covariance trace"),
     MetricSpec("cov_trace_scaled", "spread", True, "sentences", "metrics.cov_trace_scaled",
-               "covariance trace divided by the mean squared token norm", _TOKEN),
-    MetricSpec("norm_mean", "spread", True, "tokens", "numpy.linalg.norm", "mean token vector norm", _TOKEN),
+               "covariance trace divided by the mean squared token norm", _TOKEN, label="scale-free cov. trace"),
+    MetricSpec("norm_mean", "spread", True, "tokens", "numpy.linalg.norm", "mean token vector norm", _TOKEN, label="mean token norm"),
     # dimensionality
     MetricSpec("erank", "dimensionality", True, "sampled tokens", "metrics.effective_rank",
-               "effective rank of the centred token sample (Roy & Vetterli 2007)", _TOKEN),
+               "effective rank of the centred token sample (Roy & Vetterli 2007)", _TOKEN, label="effective rank"),
     MetricSpec("erank_uncentred", "dimensionality", True, "sampled tokens", "metrics.effective_rank",
-               "effective rank of the token sample, not centred", _TOKEN),
+               "effective rank of the token sample, not centred", _TOKEN, label="uncentred effective rank"),
     MetricSpec("isoscore", "dimensionality", True, "sampled tokens", "metrics.isoscore",
-               "IsoScore of the token sample (Rudman et al. 2022)", _TOKEN),
+               "IsoScore of the token sample (Rudman et al. 2022)", _TOKEN, label="IsoScore"),
     MetricSpec("rogue_top3_share", "rogue dimensions", True, "random cross-sentence token pairs",
-               "metrics.cosine_contributions", "share of the mean random-pair cosine from the top 3 dimensions", _TOKEN),
+               "metrics.cosine_contributions", "share of the mean random-pair cosine from the top 3 dimensions", _TOKEN, label="top-3 dimension share"),
     # similarity between states
     MetricSpec("cka_cls_vs_pretrained", "similarity", True, "test sentences", "metrics.linear_cka",
-               "linear CKA of first-token embeddings with the pretrained state at the same layer"),
+               "linear CKA of first-token embeddings with the pretrained state at the same layer", label="CKA with pretrained (first token)"),
     MetricSpec("cka_mean_vs_pretrained", "similarity", True, "test sentences", "metrics.linear_cka",
-               "linear CKA of mean-pooled embeddings with the pretrained state at the same layer"),
+               "linear CKA of mean-pooled embeddings with the pretrained state at the same layer", label="CKA with pretrained (mean)"),
     MetricSpec("cka_debiased", "similarity", True, "test sentences", "metrics.cka_from_grams",
-               "debiased linear CKA (U-centred Grams) with the pretrained state at the same layer", _VS),
+               "debiased linear CKA (U-centred Grams) with the pretrained state at the same layer", _VS, label="debiased CKA"),
     MetricSpec("cka_std", "similarity", True, "test sentences", "metrics.standardise",
-               "debiased linear CKA after per-dimension standardisation over the sentences", _VS),
+               "debiased linear CKA after per-dimension standardisation over the sentences", _VS, label="standardised CKA"),
     MetricSpec("procrustes", "similarity", True, "test sentences", "metrics.procrustes_similarity",
-               "orthogonal Procrustes similarity, nuclear norm of X^T Y (Ding et al. 2021)", _VS),
+               "orthogonal Procrustes similarity, nuclear norm of X^T Y (Ding et al. 2021)", _VS, label="Procrustes similarity"),
     MetricSpec("procrustes_heldout", "similarity", True, "test sentences", "metrics.procrustes_similarity",
-               "Procrustes rotation fitted on other sentences (probe pool), scored on the test sentences", _VS),
+               "Procrustes rotation fitted on other sentences (probe pool), scored on the test sentences", _VS, label="held-out Procrustes"),
     MetricSpec("mutual_knn", "similarity", True, "test sentences", "metrics.mutual_knn",
-               "mutual 10-nearest-neighbour alignment (Huh et al. 2024); chance k/(n-1)", _VS),
+               "mutual 10-nearest-neighbour alignment (Huh et al. 2024); chance k/(n-1)", _VS, label="mutual k-NN"),
     *(MetricSpec(f"{m}_null_{stat}", "similarity", True, "permutations of the test sentences",
                  "similarity.same_layer_similarities", f"{label} of {m} with the sentence rows of one side shuffled",
-                 _VS)
+                 _VS, label=f"{m} null, {stat}")
       for m in ("cka", "cka_debiased", "procrustes", "mutual_knn")
       for stat, label in (("mean", "mean"), ("q95", "95th percentile"))),
     # between fine-tuning seeds (seeds.between_seed_rows): one row per pair of seeds, seed = the pair's first
     *(MetricSpec(f"{m}_{pool}_between_seeds", "similarity", True, "test sentences", definition,
-                 f"{label} between two fine-tuning seeds at the same layer ({pool} pooling), one row per pair of seeds")
+                 f"{label} between two fine-tuning seeds at the same layer ({pool} pooling), one row per pair of seeds",
+                 label=f"{m}, seed vs seed ({pool})")
       for m, definition, label in (("cka", "metrics.linear_cka", "linear CKA"),
                                    ("cka_debiased", "metrics.cka_from_grams", "debiased linear CKA"),
                                    ("cka_std", "metrics.standardise", "debiased CKA of standardised embeddings"),
@@ -180,54 +184,54 @@ REGISTRY: tuple[MetricSpec, ...] = (
       for pool in ("cls", "mean")),
     # probes
     MetricSpec("probe_acc", "probes", True, "test sentences", "probes.probe_accuracy",
-               "logistic-regression probe accuracy", _POOL),
+               "logistic-regression probe accuracy", _POOL, label="linear probe"),
     MetricSpec("mlp_probe_acc", "probes", True, "test sentences", "probes.mlp_probe_accuracy",
-               "the original study's dense+tanh probe accuracy", _POOL),
+               "the original study's dense+tanh probe accuracy", _POOL, label="MLP probe"),
     MetricSpec("probe_chance_acc", "probes", True, "test sentences", "probes.probe_accuracy",
-               "chance baseline: the probe trained on permuted labels, scored on the true labels", _POOL),
+               "chance baseline: the probe trained on permuted labels, scored on the true labels", _POOL, label="chance (permuted labels)"),
     MetricSpec("control_acc", "probes", True, "covered test sentences", "controls.control_task_accuracy",
-               "control task (Hewitt & Liang 2019): labels a random function of the first content word", _POOL),
+               "control task (Hewitt & Liang 2019): labels a random function of the first content word", _POOL, label="control task"),
     MetricSpec("selectivity", "probes", True, "covered test sentences", "probes.selectivity",
-               "probe accuracy minus control-task accuracy on the same test sentences (Hewitt & Liang 2019)", _POOL),
+               "probe accuracy minus control-task accuracy on the same test sentences (Hewitt & Liang 2019)", _POOL, label="selectivity"),
     MetricSpec("control_coverage", "probes", False, "test sentences", "controls.covered",
-               "share of test sentences whose key type occurs at least twice in the probe pool"),
+               "share of test sentences whose key type occurs at least twice in the probe pool", label="control coverage"),
     MetricSpec("probe_majority_baseline", "probes", False, "test sentences", "stats.majority_baseline",
-               "accuracy of always answering the most frequent probe-pool class"),
+               "accuracy of always answering the most frequent probe-pool class", label="majority class"),
     MetricSpec("lexical_probe_acc", "probes", False, "test sentences", "controls.lexical_probe_accuracy",
-               "lexical baseline: TF-IDF word 1-2-gram logistic regression on the same sentences"),
+               "lexical baseline: TF-IDF word 1-2-gram logistic regression on the same sentences", label="lexical baseline"),
     MetricSpec("mdl_compression", "probes", True, "probe-pool sentences per code", "mdl.mdl_subsampled",
-               "online-code MDL compression on the probe pool (Voita & Titov 2020)", _POOL),
+               "online-code MDL compression on the probe pool (Voita & Titov 2020)", _POOL, label="MDL compression"),
     # memorisation: the same probe and code on fine-tuning sentences, at equal n
     MetricSpec("probe_acc_seen", "memorisation", True, "test sentences", "probes.probe_accuracy",
-               "probe accuracy when trained on fine-tuning sentences (as many as the probe pool)", _POOL),
+               "probe accuracy when trained on fine-tuning sentences (as many as the probe pool)", _POOL, label="probe, fine-tuning sentences"),
     MetricSpec("mdl_compression_seen", "memorisation", True, "fine-tuning sentences per code", "mdl.mdl_subsampled",
-               "MDL compression coded on fine-tuning sentences (as many as the probe pool's code)", _POOL),
+               "MDL compression coded on fine-tuning sentences (as many as the probe pool's code)", _POOL, label="MDL, fine-tuning sentences"),
     # class geometry
     MetricSpec("silhouette", "class geometry", True, "test sentences", "probes.class_geometry",
-               "silhouette of the two classes, cosine distance (Rousseeuw 1987)", _POOL),
+               "silhouette of the two classes, cosine distance (Rousseeuw 1987)", _POOL, label="silhouette"),
     MetricSpec("silhouette_perm", "class geometry", True, "test sentences", "probes.class_geometry",
-               "silhouette with permuted labels (null)", _POOL),
+               "silhouette with permuted labels (null)", _POOL, label="silhouette, permuted labels"),
     MetricSpec("centroid_angle", "class geometry", True, "test sentences", "probes.class_geometry",
-               "angle in degrees between the class centroids", _POOL),
+               "angle in degrees between the class centroids", _POOL, label="centroid angle"),
     MetricSpec("centroid_margin", "class geometry", True, "test sentences", "probes.class_geometry",
-               "mean cosine to the own-class minus the other-class centroid", _POOL),
+               "mean cosine to the own-class minus the other-class centroid", _POOL, label="centroid margin"),
     # state comparisons and correlations
     MetricSpec("effect", "tests", True, "test sentences (paired)", "stats.permutation_test",
-               "mean paired difference, state minus pretrained", _TEST),
+               "mean paired difference, state minus pretrained", _TEST, label="mean paired difference"),
     MetricSpec("rank_biserial", "tests", True, "test sentences (paired)", "stats.rank_test",
-               "rank-biserial effect size of the Wilcoxon signed-rank test (Kerby 2014)", _TEST),
+               "rank-biserial effect size of the Wilcoxon signed-rank test (Kerby 2014)", _TEST, label="rank-biserial"),
     MetricSpec("test_p", "tests", True, "test sentences (paired)", "stats.rank_test",
-               "p-value of the Wilcoxon signed-rank test", _TEST),
+               "p-value of the Wilcoxon signed-rank test", _TEST, label="p-value"),
     MetricSpec("test_p_holm", "tests", True, "test sentences (paired)", "stats.holm",
-               "Holm-adjusted p-value, one family: every test of the study (stats.adjust_family)", _TEST),
+               "Holm-adjusted p-value, one family: every test of the study (stats.adjust_family)", _TEST, label="Holm p-value"),
     MetricSpec("reference_sd", "tests", True, "test sentences", "numpy.std",
-               "between-sentence SD of the per-sentence metric in the reference (pretrained) state", _TEST),
+               "between-sentence SD of the per-sentence metric in the reference (pretrained) state", _TEST, label="reference SD"),
     MetricSpec("spearman_convergence_probe", "tests", False, "layers", "stats.spearman_ci",
-               "Spearman correlation between mean token cosine and probe accuracy across layers"),
+               "Spearman correlation between mean token cosine and probe accuracy across layers", label="cosine-probe correlation"),
     MetricSpec("spearman_convergence_probe_p", "tests", False, "layers", "stats.spearman_ci",
-               "exact permutation p-value of that correlation"),
+               "exact permutation p-value of that correlation", label="correlation p-value"),
     MetricSpec("spearman_convergence_probe_p_holm", "tests", False, "layers", "stats.holm",
-               "that p-value, Holm-adjusted with every other test of the study (stats.adjust_family)"),
+               "that p-value, Holm-adjusted with every other test of the study (stats.adjust_family)", label="correlation Holm p"),
 )
 
 #: The p-values of the tidy tables and the metric holding each one's adjusted value: ONE correction
@@ -249,6 +253,33 @@ def lookup(metric: str) -> MetricSpec:
     raise KeyError(f"metric {metric!r} is not declared in layerwise.schema.REGISTRY")
 
 
+#: The registry entry of each per-sentence metric (``per_sentence`` table; the state tests' suffixes).
+PER_SENTENCE_SPECS = {"token_cosine": "token_cosine_sentence_mean", "token_cosine_var": "token_cosine_var_mean",
+                      "intra_similarity": "intra_similarity", "cov_trace": "cov_trace",
+                      "cov_trace_scaled": "cov_trace_scaled"}
+#: Words of the name suffixes, for :func:`label`.
+SUFFIX_WORDS = {"_content": "content tokens", "_std": "standardised", "_std_content": "standardised, content tokens",
+                "_cls": "first token", "_mean": "mean pooling"}
+
+
+def label(metric: str) -> str:
+    """A short readable name of a tidy metric or a per-sentence metric (``token_cosine_var_content``):
+    the registry's ``label``, with the suffix's words in parentheses; the name itself when undeclared."""
+    base, suffix = metric, ""
+    if metric not in _BY_NAME and metric not in PER_SENTENCE_SPECS:
+        for s in sorted(SUFFIX_WORDS, key=len, reverse=True):
+            stem = metric[:-len(s)]
+            if metric.endswith(s) and (s in VARIANTS and stem in PER_SENTENCE_SPECS
+                                       or stem in _BY_NAME and s in _BY_NAME[stem].suffixes):
+                base, suffix = stem, s
+                break
+    name = PER_SENTENCE_SPECS.get(base, base)
+    if name not in _BY_NAME:
+        return metric
+    text = _BY_NAME[name].label
+    return f"{text} ({SUFFIX_WORDS[suffix]})" if suffix else text
+
+
 def families() -> list[str]:
     """The metric families in registry order."""
     return list(dict.fromkeys(m.family for m in REGISTRY))
@@ -257,10 +288,10 @@ def families() -> list[str]:
 def registry_markdown() -> str:
     """The registry as a Markdown table (docs/architecture.md holds this text between the markers
     ``<!-- registry:start -->`` and ``<!-- registry:end -->``; a test keeps them equal)."""
-    lines = ["| metric | suffixes | family | per layer | n counts | definition | description |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| metric | label | suffixes | family | per layer | n counts | definition | description |",
+             "|---|---|---|---|---|---|---|---|"]
     for m in REGISTRY:
         suffixes = ", ".join(f"`{s}`" for s in m.suffixes) or "-"
-        lines.append(f"| `{m.name}` | {suffixes} | {m.family} | {'yes' if m.per_layer else 'no'} | {m.n} | "
+        lines.append(f"| `{m.name}` | {m.label} | {suffixes} | {m.family} | {'yes' if m.per_layer else 'no'} | {m.n} | "
                      f"`{m.definition}` | {m.description} |")
     return "\n".join(lines)
