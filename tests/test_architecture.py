@@ -74,3 +74,27 @@ def test_no_pickle_and_no_loader_strings():
         text = path.read_text(encoding="utf-8")
         assert "pickle" not in text, path.name
         assert "pipeline:load_study" not in text, path.name
+
+
+def test_every_module_imports_on_its_own():
+    """Each module imports first, in a fresh interpreter state for layerwise (catches circular imports
+    that only show when a module other than the usual entry point is imported first)."""
+    import subprocess
+    import sys
+
+    names = sorted(p.stem for p in SRC.glob("*.py") if p.stem != "__init__")
+    script = (
+        "import importlib, sys\n"
+        "failed = []\n"
+        f"for name in {names!r}:\n"
+        "    for key in [k for k in sys.modules if k == 'layerwise' or k.startswith('layerwise.')]:\n"
+        "        del sys.modules[key]\n"
+        "    try:\n"
+        "        importlib.import_module('layerwise.' + name)\n"
+        "    except Exception as exc:\n"
+        "        failed.append(f'{name}: {type(exc).__name__}: {exc}')\n"
+        "print('\\n'.join(failed))\n"
+        "sys.exit(1 if failed else 0)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr[-2000:]

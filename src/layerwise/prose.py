@@ -3,7 +3,6 @@ by hand): the chapters call these and show them with :func:`say`."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -12,52 +11,8 @@ import pandas as pd
 from .schema import state_order
 
 from .claims import ALPHA  # the one significance level (layerwise.claims)
+from .prose_format import _effect_digits, _states, fmt, fmt_ci, fmt_p, fmt_signed, series  # noqa: F401  (re-exported)
 from .prose_seeds import seed_floor_sentence, seed_floor_verdicts, similarity_floor_sentence  # noqa: F401  (re-exported)
-
-
-def fmt(x: float | None, digits: int = 2) -> str:
-    """A number for prose: ``digits`` decimals (no "-0.00"), thousands separated and no decimals from
-    1000 on, n/a for NaN/None."""
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "n/a"
-    x = float(x)
-    if abs(x) >= 1000:
-        return f"{x:,.0f}"
-    text = f"{x:.{digits}f}"
-    return text.lstrip("-") if float(text) == 0 else text
-
-
-def fmt_signed(x: float, digits: int = 2) -> str:
-    """:func:`fmt` with an explicit sign (``+0.39``, ``-0.12``, ``0.00``)."""
-    text = fmt(x, digits)
-    return text if text.startswith("-") or text == "n/a" or float(text.replace(",", "")) == 0 else "+" + text
-
-
-def fmt_ci(value: float, low: float | None, high: float | None, digits: int = 2) -> str:
-    """``0.83 (95% CI 0.80 to 0.86)``, or just the value when there is no interval."""
-    if low is None or high is None or any(isinstance(v, float) and math.isnan(v) for v in (low, high)):
-        return fmt(value, digits)
-    return f"{fmt(value, digits)} (95% CI {fmt(low, digits)} to {fmt(high, digits)})"
-
-
-def fmt_p(p: float) -> str:
-    """A p-value for prose."""
-    if p is None or (isinstance(p, float) and math.isnan(p)):
-        return "p = n/a"
-    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
-
-
-def series(tidy: pd.DataFrame, metric: str, state: str, model: str | None = None) -> pd.DataFrame:
-    """The per-layer rows (layer >= 0) of one metric and state, sorted by layer."""
-    df = tidy[(tidy["metric"] == metric) & (tidy["state"] == state) & (tidy["layer"] >= 0)]
-    if model is not None:
-        df = df[df["model"] == model]
-    return df.sort_values("layer").reset_index(drop=True)
-
-
-def _states(tidy: pd.DataFrame, metric: str) -> list[str]:
-    """The states that have ``metric``, in the canonical order."""
-    return state_order(tidy.loc[tidy["metric"] == metric, "state"])
 
 
 def _at(df: pd.DataFrame, layer: int) -> pd.Series:
@@ -160,13 +115,6 @@ def study_sentence(study) -> str:
         text += f" Token statistics use {n_sent} test sentences"
         text += f" (up to {int(n.max()):,} token pairs per layer and state)." if not n.empty else "."
     return text
-
-
-def _effect_digits(*values: float) -> int:
-    """Decimals that show two significant digits of the smallest non-zero magnitude among ``values``
-    (at least 2): a difference of -0.0014 is not printed as -0.00."""
-    mags = [abs(v) for v in values if v == v and v not in (None, 0) and abs(v) != float("inf")]
-    return 2 if not mags else max(2, min(6, 1 - math.floor(math.log10(min(mags)))))
 
 
 def effect_text(v) -> str:

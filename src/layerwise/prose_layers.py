@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from . import claims
-from .prose import _effect_digits, _states, fmt, fmt_ci, fmt_signed, series
+from .prose_format import _effect_digits, _states, fmt, fmt_ci, fmt_signed, series
 from .prose_seeds import seed_floor_verdicts
 
 
