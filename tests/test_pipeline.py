@@ -19,6 +19,7 @@ from layerwise import data, extract, finetune, models, pipeline, report, schema
 from layerwise.config import load_params
 from layerwise.repro import PROJECT_ROOT, is_done
 from layerwise.testing import NUM_LAYERS, TINY_ARCHS, tiny_model_dir, write_tiny_jsonl
+from test_original import check_executed_chapters
 
 STATES = {"pretrained", "finetuned", "random"}
 TIDY_COLUMNS = ["model", "state", "layer", "metric", "value", "ci_low", "ci_high", "n"]
@@ -39,6 +40,8 @@ def _write_study(root: Path, arch: str) -> Path:
             "analysis": {"num_sentences": 20, "batch_size": 8, "max_length": 64, "token_sample": 64,
                          "sample_sentences": 10, "baseline_pairs": 200, "cosine_sample": 200, "probe_seeds": 2,
                          "bootstrap": 100, "seed_layers": [1, 2]}}
+    if arch == "camembert":  # the original study's model: its chapters show the published figures beside ours
+        spec["original_study"] = "camembert"
     path = root / "params" / f"tiny-{arch}.yml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
@@ -210,6 +213,9 @@ def test_real_chapters_execute_on_real_studies(studies, tmp_path):
                 if '{.content-visible when-format="html"}' in data.get("text/markdown", ""):
                     charts += 1
     assert charts >= 20
+    # the original study beside ours: shown for the tiny CamemBERT (original_study: camembert), absent without
+    check_executed_chapters(tmp_path / "report" / "tiny-camembert", shown=True)
+    check_executed_chapters(tmp_path / "report" / "tiny-flaubert", shown=False)
     # the params files were read as the user wrote them
     assert load_params(params[0]).name == "tiny-camembert"
 

@@ -217,7 +217,8 @@ def test_chapter_code_hash_is_derived_from_the_chapter_imports(tmp_path):
     assert all({"charts", "prose", "study"} <= set(ms) for ms in mods.values())
     assert "report" not in {m for ms in mods.values() for m in ms}  # chapters never ask the orchestrator
     template = report.CHAPTERS_DIR / "geometry.ipynb"
-    assert notebooks.chapter_code_hash(template) == code_hash("charts", "findings", "prose", "study", "notebooks")
+    assert notebooks.chapter_code_hash(template) == code_hash("charts", "findings", "original", "prose", "study",
+                                                                  "notebooks")
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("%matplotlib inline\nimport layerwise.stats\nfrom layerwise.metrics import x"),
                 nbformat.v4.new_code_cell("from layerwise import charts as c, not_a_module\nimport os"),

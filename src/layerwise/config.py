@@ -24,6 +24,9 @@ EMBEDDED_DATASETS = ("embedded:demo-fr",)
 LOCAL_DATA_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
 State = Literal["pretrained", "finetuned", "random"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
+#: the original study's models (``original_study:`` in a params file; their published figures are in
+#: :mod:`layerwise.original`)
+ORIGINAL_STUDIES = ("camembert", "flaubert")
 
 
 class _Strict(BaseModel):
@@ -223,6 +226,9 @@ class StudyParams(_Strict):
     dataset: DatasetSpec
     finetune: FinetuneSpec = Field(default_factory=FinetuneSpec)
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
+    original_study: str | None = Field(None, description="the original study's model this study runs "
+                                       "(camembert or flaubert): the report sets its published figures beside "
+                                       "ours (layerwise.original); none by default. Feeds no cache key")
 
     _path: Path | None = PrivateAttr(default=None)
 
@@ -237,6 +243,14 @@ class StudyParams(_Strict):
         if isinstance(ft, dict) and "seed" in ft and isinstance(ds, dict) and "selection_seed" not in ds:
             data = {**data, "dataset": {**ds, "selection_seed": ft["seed"]}}
         return data
+
+    @field_validator("original_study")
+    @classmethod
+    def _known_original(cls, value: str | None) -> str | None:
+        if value is not None and value not in ORIGINAL_STUDIES:
+            raise ValueError(f"unknown original study (allowed: {', '.join(ORIGINAL_STUDIES)}; "
+                             "or leave the key out)")
+        return value
 
     @property
     def path(self) -> Path | None:
