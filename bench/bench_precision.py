@@ -99,7 +99,9 @@ def run_both(params, inputs, texts, geometry, states, reps: int):
 def deviations(a: pd.DataFrame, b: pd.DataFrame, keys: list[str] = KEYS) -> pd.DataFrame:
     """One row per tidy row: fp32 value, bf16 value, the CI half-width, deviation / half-width or the
     relative deviation."""
-    m = a.merge(b, on=keys, suffixes=("_32", "_16"))
+    # rows that share their keys (between-seed rows carry the pair's first seed) pair up in order
+    a, b = (x.assign(_nth=x.groupby(keys, dropna=False).cumcount()) for x in (a, b))
+    m = a.merge(b, on=[*keys, "_nth"], suffixes=("_32", "_16"))
     m["dev"] = (m["value_16"] - m["value_32"]).abs()
     m["half"] = (m["ci_high_32"] - m["ci_low_32"]) / 2
     m["has_ci"] = np.isfinite(m["half"]) & (m["half"] > 0)
@@ -246,11 +248,12 @@ def report(args, header: str, dev, changed, ok, deciding, times, n_texts) -> str
     if changed:
         lines += ["Raw orderings that changed:", "", *changed_table(changed, args.v32, args.v16, args.fp32_tidy), ""]
     lines += _study_lines(args)
-    lines += [f"**Decision: `auto` analysis uses {'bf16 where the device computes it natively (CPU with avx512_bf16 '
-              'or AMX, CUDA with bf16)' if ok else 'fp32'}** (layerwise.precision.AUTO_ANALYSIS_BF16 = {ok}): "
-              + ("no row moved beyond its half-width (or tolerance) and no verdict of the report changed"
-                 if ok else "decided by the rows and verdicts listed") + "; load average at the end "
-              f"{[round(x, 2) for x in os.getloadavg()]}.", ""]
+    chosen = ("bf16 where the device computes it natively (CPU with avx512_bf16 or AMX, CUDA with bf16)"
+              if ok else "fp32")
+    why = ("no row moved beyond its half-width (or tolerance) and no verdict of the report changed" if ok
+           else "decided by the rows and verdicts listed")
+    lines += [f"**Decision: `auto` analysis uses {chosen}** (layerwise.precision.AUTO_ANALYSIS_BF16 = {ok}): {why}; "
+              f"load average at the end {[round(x, 2) for x in os.getloadavg()]}.", ""]
     if not deciding.empty:
         top = deciding.assign(score=deciding["dev_over_half"].fillna(deciding["rel_dev"])).sort_values(
             "score", ascending=False)

@@ -159,3 +159,13 @@ def test_statistics_are_computed_from_upcast_hidden_states(monkeypatch):
     assert {n for n, _ in seen} == {"layer_statistics", "word_vectors"}
     assert all(dtype == torch.float32 for _, dtype in seen), seen
     assert res.tidy["value"].dtype == np.float64 and np.isfinite(res.tidy["value"].dropna()).all()
+
+
+def test_auto_analysis_is_the_decision_the_benchmark_wrote():
+    """``AUTO_ANALYSIS_BF16`` is what bench/bench_precision.py decided from the report's verdicts
+    (bench/RESULTS-precision.md names the value); changing one without the other fails here."""
+    from layerwise.repro import PROJECT_ROOT
+
+    text = (PROJECT_ROOT / "bench" / "RESULTS-precision.md").read_text(encoding="utf-8")
+    assert f"layerwise.precision.AUTO_ANALYSIS_BF16 = {P.AUTO_ANALYSIS_BF16}" in text
+    assert ("Report verdicts compared" in text) or "--no-study" in text
