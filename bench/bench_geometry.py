@@ -12,7 +12,7 @@ French demo corpus (630 reviews), three measurements, each side by side in one r
    and per mode) for 500 and 4000 sentences (demo reviews cycled), engine and forward-only, minus the
    stored first-token / mean-pooled arrays.
 
-Run:  python bench/bench_geometry.py [--precision bf16] [--threads 1] [--reps 3] [--seed-sentences 40] [--sizes 500 4000]
+Run:  python bench/bench_geometry.py [--precision auto|fp32|bf16] [--threads 1] [--reps 3] [--seed-sentences 40] [--sizes 500 4000]
 Writes bench/RESULTS-geometry.md (``--no-write`` to only print). ``--quick`` for a smoke run.
 """
 
@@ -36,6 +36,8 @@ import numpy as np  # noqa: E402
 HERE = Path(__file__).parent
 MAX_LENGTH = 512          # the seed's truncation, so that both ways see the same tokens (demo.yml uses 128;
 PRECISION = "fp32"        # --precision: the engine's forward passes (the seed's way always runs fp32)
+DEFAULT_NOTE = " (the default, `auto`, on this machine)"
+PRECISION_ASKED = "auto"  # what --precision said (auto: the default analysis precision on this machine)
 BATCH_SIZE = 32           # with dynamic padding only the 19 demo reviews above 128 tokens cost more)
 
 
@@ -254,7 +256,7 @@ def report(args, over, seed, mem) -> str:
              "1000, 180 sampled sentences, 5000 baseline pairs, 5000 sampled cosines), every sentence feeding the "
              f"token statistics unless said otherwise (the worst case). Machine: {platform.machine()}, "
              f"{os.cpu_count()} CPU cores (shared with other jobs), torch {torch.__version__}, "
-             f"{args.threads} torch thread(s), engine precision {PRECISION} (memory children: fp32); date {time.strftime('%Y-%m-%d %H:%M')}.", ""]
+             f"{args.threads} torch thread(s), engine precision {PRECISION}{DEFAULT_NOTE if PRECISION_ASKED == 'auto' else ''} (memory children: fp32); date {time.strftime('%Y-%m-%d %H:%M')}.", ""]
     if over:
         target = "met" if over["overhead_median_pair"] <= 0.15 else "MISSED"
         lines += ["### All statistics vs a forward-only pass (target: at most +15 %)", "",
@@ -334,8 +336,9 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", type=int, nargs="*", default=[500, 4000])
     ap.add_argument("--skip", nargs="*", default=[], choices=["overhead", "seed", "memory"])
     ap.add_argument("--quick", action="store_true", help="small sizes, one repetition (smoke run)")
-    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"],
-                    help="the engine's precision (the seed's way stays fp32, as the original study)")
+    ap.add_argument("--precision", default="auto", choices=["fp32", "bf16", "auto"],
+                    help="the engine's precision (default auto: the run's default on this machine, "
+                         "layerwise.precision.resolve; the seed's way stays fp32, as the original study)")
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--child-mode", default="engine", help=argparse.SUPPRESS)
@@ -346,8 +349,11 @@ def main(argv=None) -> int:
     import torch
     from threadpoolctl import threadpool_limits
 
-    global PRECISION
-    PRECISION = args.precision
+    global PRECISION, PRECISION_ASKED
+    from layerwise.precision import resolve
+
+    PRECISION_ASKED = args.precision
+    PRECISION = resolve(args.precision, torch.device("cpu"), purpose="analysis")
     torch.set_num_threads(args.threads)
     threadpool_limits(limits=args.threads, user_api="blas")
     if args.quick:
@@ -370,9 +376,10 @@ def main(argv=None) -> int:
     text = report(args, over, seed, mem)
     print(text)
     if not args.no_write and not args.quick:
-        out = HERE / ("RESULTS-geometry.md" if PRECISION == "fp32" else f"RESULTS-geometry-{PRECISION}.md")
-        out.write_text(text.replace("## geometry", f"## geometry ({PRECISION})", 1) if PRECISION != "fp32" else text,
-                       encoding="utf-8")
+        default = PRECISION_ASKED == "auto"
+        out = HERE / ("RESULTS-geometry.md" if default else f"RESULTS-geometry-{PRECISION}.md")
+        out.write_text(text.replace("## geometry", f"## geometry ({'default precision, ' if default else ''}"
+                                                   f"{PRECISION})", 1), encoding="utf-8")
         print(f"wrote {out}")
     return 0
 

@@ -6,13 +6,22 @@ settings) runs once in fp32 and once in bf16, interleaved, in one process. Then:
 
 * every tidy row: ``|bf16 - fp32|`` against the row's CI half-width (``(ci_high - ci_low) / 2`` of the
   fp32 row) where the row has a CI, else the relative deviation ``|bf16 - fp32| / max(|fp32|, 1e-12)``;
-* the verdicts of the report's sign/ordering-based sentences (``layerwise.prose``: trend direction
-  first -> last layer, layer of the maximum and minimum, per state and metric; sign of the difference
-  between states per layer; the layer where two states differ most);
-* the decision: ``auto`` may use bf16 for the analysis iff no row with a CI moved by more than its
-  half-width, no row without a CI moved by more than ``--rel-tol`` relative AND ``--abs-tol`` absolute
-  (a histogram quantile near 0 moving by one bin, 6e-5, is not a change) and no verdict changed. The rows
-  that decided it are listed. ``layerwise.precision.AUTO_ANALYSIS_BF16`` records the decision.
+* raw orderings, for information: trend direction first -> last layer, the layer of the maximum and
+  minimum per state and metric, the sign of the difference between states per layer, the layer where
+  two states differ most (these flip on exact or near ties, e.g. random-weight norms equal at every
+  layer, without any sentence of the report changing);
+* the report's verdicts (unless ``--no-study``): the whole demo study (pretrained, random and every
+  fine-tuned seed, whose checkpoints come from the fine-tuning cache; similarities, probes, the state
+  comparisons) is computed through the caches (``pipeline.load_study``) once with ``analysis.precision:
+  fp32`` and once with ``bf16``; every tidy row of both (``Study.tidy_all``: aggregate and per-seed) is
+  compared as above, and every verdict the report prints (``report_verdicts.py``: the claims' change,
+  seed-floor, best-layer, lexical, chance and similarity-floor verdicts, and the Findings list);
+* the decision (the rule of issue #13): ``auto`` may use bf16 for the analysis iff no row with a CI
+  moved by more than its half-width, no row without a CI moved by more than ``--rel-tol`` relative AND
+  ``--abs-tol`` absolute (a histogram quantile near 0 moving by one bin, 6e-5, is not a change) and no
+  verdict of the report changed. The rows and verdicts that decided it are listed.
+  ``layerwise.precision.AUTO_ANALYSIS_BF16`` records the decision. With ``--no-study`` the rule is
+  applied to the engine's rows and the raw orderings of ``--states`` (stricter, no probes).
 
 Also timed side by side: the engine's full pass per precision, and the forward pass alone.
 
@@ -55,11 +64,11 @@ def demo_inputs(params_path: Path, quick: bool):
 
 
 def load_state(params, inputs, state: str, progress: bool):
-    from layerwise.models import load_model
+    from layerwise.models import load_model, pick_device
     from layerwise.pipeline import finetuned
 
     path = str(finetuned(params, progress, inputs=inputs).path) if state == "finetuned" else inputs.source.path
-    return load_model(path, inputs.splits.num_labels, state=state, seed=params.analysis.seed)
+    return load_model(path, inputs.splits.num_labels, state=state, seed=params.analysis.seed, device=pick_device())
 
 
 def run_both(params, inputs, texts, geometry, states, reps: int):
@@ -87,10 +96,12 @@ def run_both(params, inputs, texts, geometry, states, reps: int):
     return {p: pd.concat(v, ignore_index=True) for p, v in tidy.items()}, times
 
 
-def deviations(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+def deviations(a: pd.DataFrame, b: pd.DataFrame, keys: list[str] = KEYS) -> pd.DataFrame:
     """One row per tidy row: fp32 value, bf16 value, the CI half-width, deviation / half-width or the
     relative deviation."""
-    m = a.merge(b, on=KEYS, suffixes=("_32", "_16"))
+    # rows that share their keys (between-seed rows carry the pair's first seed) pair up in order
+    a, b = (x.assign(_nth=x.groupby(keys, dropna=False).cumcount()) for x in (a, b))
+    m = a.merge(b, on=[*keys, "_nth"], suffixes=("_32", "_16"))
     m["dev"] = (m["value_16"] - m["value_32"]).abs()
     m["half"] = (m["ci_high_32"] - m["ci_low_32"]) / 2
     m["has_ci"] = np.isfinite(m["half"]) & (m["half"] > 0)
@@ -132,6 +143,27 @@ def verdicts(tidy: pd.DataFrame) -> dict[str, str]:
     return out
 
 
+def study_verdicts(params_path: Path) -> tuple[pd.DataFrame, dict, dict, dict]:
+    """The demo study computed through the caches with fp32 and with bf16 analysis (fine-tuning as the
+    params say): the deviation of every tidy row, the report's verdicts of each, and the wall times."""
+    from report_verdicts import report_verdicts
+
+    from layerwise import pipeline
+    from layerwise.config import load_params
+
+    params = load_params(params_path)
+    studies, seconds = {}, {}
+    for prec in ("fp32", "bf16"):
+        one = params.model_copy(update={"analysis": params.analysis.model_copy(update={"precision": prec})})
+        t0 = time.perf_counter()
+        studies[prec] = pipeline.load_study(one, progress=False)
+        seconds[prec] = time.perf_counter() - t0
+    keys = [*KEYS, "seed"]
+    a, b = (studies[p].tidy_all.astype({"seed": "float64"}) for p in ("fp32", "bf16"))
+    dev = deviations(a, b, keys)
+    return dev, report_verdicts(studies["fp32"]), report_verdicts(studies["bf16"]), seconds
+
+
 def decide(dev: pd.DataFrame, changed: list[str], rel_tol: float, abs_tol: float) -> tuple[bool, pd.DataFrame]:
     over_ci = dev["has_ci"] & (dev["dev_over_half"] > 1)
     over_rel = ~dev["has_ci"] & (dev["rel_dev"] > rel_tol) & (dev["dev"] > abs_tol)
@@ -164,35 +196,64 @@ def changed_table(changed: list[str], v32: dict, v16: dict, fp32: pd.DataFrame) 
     return lines
 
 
+def _rows_line(dev: pd.DataFrame, args) -> str:
+    ci, no_ci = dev[dev["has_ci"]], dev[~dev["has_ci"]]
+    return (f"Tidy rows compared: {len(dev)} ({len(ci)} with a CI, {len(no_ci)} without). "
+            f"With a CI: median |bf16 - fp32| / half-width {ci['dev_over_half'].median():.3g}, max "
+            f"{ci['dev_over_half'].max():.3g}, {int((ci['dev_over_half'] > 1).sum())} above 1. "
+            f"Without a CI: median relative deviation {no_ci['rel_dev'].median():.3g}, max {no_ci['rel_dev'].max():.3g}, "
+            f"{int(((no_ci['rel_dev'] > args.rel_tol) & (no_ci['dev'] > args.abs_tol)).sum())} above {args.rel_tol:g} "
+            f"relative and {args.abs_tol:g} absolute.")
+
+
+def _study_lines(args) -> list[str]:
+    """The whole-study part: rows of both studies, the report's verdicts by kind, those that changed."""
+    from collections import Counter
+
+    if args.study is None:
+        return ["Report verdicts: not compared (`--no-study`); the decision rests on the engine's rows and the "
+                "raw orderings above.", ""]
+    dev, r32, r16, seconds = args.study
+    kinds = Counter(k.split("/")[0] for k in r32)
+    changed = sorted(k for k in set(r32) | set(r16) if r32.get(k) != r16.get(k))
+    lines = [f"**Whole demo study** (`pipeline.load_study` through the caches, every state and fine-tuned seed, "
+             f"similarities, probes, state comparisons; fp32 {seconds['fp32']:.0f} s, bf16 {seconds['bf16']:.0f} s "
+             "wall, cache hits when an entry existed). " + _rows_line(dev, args), "",
+             f"Report verdicts compared (as the chapters print them, from `claims`, `prose_seeds` and "
+             f"`findings`): {len(r32)} ({', '.join(f'{v} {k}' for k, v in sorted(kinds.items()))}); "
+             f"**changed: {len(changed)}**.", ""]
+    if changed:
+        lines += ["| report verdict | fp32 | bf16 |", "|---|---|---|"]
+        lines += [f"| {k} | {r32.get(k, '(absent)')} | {r16.get(k, '(absent)')} |" for k in changed] + [""]
+    return lines
+
+
 def report(args, header: str, dev, changed, ok, deciding, times, n_texts) -> str:
     med = {k: float(np.median(v)) for k, v in times.items()}
-    ci, no_ci = dev[dev["has_ci"]], dev[~dev["has_ci"]]
     lines = ["## precision (fp32 vs bf16 analysis)", "", header, "",
              f"`python bench/bench_precision.py --threads {args.threads} --states {' '.join(args.states)}"
-             f"{' --quick' if args.quick else ''}`: {n_texts} sentences, states {', '.join(args.states)}, "
-             f"{args.reps} repetition(s) interleaved.", "",
+             f"{' --quick' if args.quick else ''}{' --no-study' if args.study is None else ''}`: {n_texts} sentences, "
+             f"states {', '.join(args.states)}, {args.reps} repetition(s) interleaved.", "",
              "| pass | fp32 (s) | bf16 (s) | fp32 / bf16 |", "|---|---|---|---|",
              f"| engine (run_state, every statistic) | {med['engine_fp32']:.2f} | {med['engine_bf16']:.2f} | "
              f"{med['engine_fp32'] / med['engine_bf16']:.2f}x |",
              f"| forward pass only (forward_batches) | {med['forward_fp32']:.2f} | {med['forward_bf16']:.2f} | "
              f"{med['forward_fp32'] / med['forward_bf16']:.2f}x |", "",
-             f"Tidy rows compared: {len(dev)} ({len(ci)} with a CI, {len(no_ci)} without). "
-             f"With a CI: median |bf16 - fp32| / half-width {ci['dev_over_half'].median():.3g}, max "
-             f"{ci['dev_over_half'].max():.3g}, {int((ci['dev_over_half'] > 1).sum())} above 1. "
-             f"Without a CI: median relative deviation {no_ci['rel_dev'].median():.3g}, max {no_ci['rel_dev'].max():.3g}, "
-             f"{int(((no_ci['rel_dev'] > args.rel_tol) & (no_ci['dev'] > args.abs_tol)).sum())} above {args.rel_tol:g} "
-             f"relative and {args.abs_tol:g} absolute.", "",
-             f"Verdicts compared: {args.n_verdicts}; changed: {len(changed)}"
-             + (f" ({', '.join(changed[:20])})" if changed else "") + f". Of them, verdicts as the prose prints "
-             f"them (trend direction, signs between states, the maximum / minimum that `trend_sentence` names at "
-             f"2 digits): {len(args.printed_changed)} changed"
-             + (f" ({', '.join(args.printed_changed[:20])})" if args.printed_changed else "") + "; the others are "
-             "raw layer orderings (argmax / argmin / largest difference), which change on near-ties.", "",
-             f"**Decision: `auto` analysis uses {'bf16' if ok else 'fp32'}** "
-             f"(layerwise.precision.AUTO_ANALYSIS_BF16 = {ok}); load average at the end "
-             f"{[round(x, 2) for x in os.getloadavg()]}.", ""]
+             f"Engine rows of these states: " + _rows_line(args.engine_dev, args), "",
+             f"Raw orderings (for information, not verdicts of the report): {args.n_verdicts} compared; "
+             f"{len(changed)} changed" + (f" ({', '.join(changed[:20])})" if changed else "") + f"; of them "
+             f"{len(args.printed_changed)} as the prose prints them (trend direction, signs between states, the "
+             f"maximum / minimum that `trend_sentence` names at 2 digits)"
+             + (f" ({', '.join(args.printed_changed[:20])})" if args.printed_changed else "") + ".", ""]
     if changed:
-        lines += ["Verdicts that changed:", "", *changed_table(changed, args.v32, args.v16, args.fp32_tidy), ""]
+        lines += ["Raw orderings that changed:", "", *changed_table(changed, args.v32, args.v16, args.fp32_tidy), ""]
+    lines += _study_lines(args)
+    chosen = ("bf16 where the device computes it natively (CPU with avx512_bf16 or AMX, CUDA with bf16)"
+              if ok else "fp32")
+    why = ("no row moved beyond its half-width (or tolerance) and no verdict of the report changed" if ok
+           else "decided by the rows and verdicts listed")
+    lines += [f"**Decision: `auto` analysis uses {chosen}** (layerwise.precision.AUTO_ANALYSIS_BF16 = {ok}): {why}; "
+              f"load average at the end {[round(x, 2) for x in os.getloadavg()]}.", ""]
     if not deciding.empty:
         top = deciding.assign(score=deciding["dev_over_half"].fillna(deciding["rel_dev"])).sort_values(
             "score", ascending=False)
@@ -210,7 +271,8 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--rel-tol", type=float, default=0.01, help="relative deviation allowed for rows without a CI")
     ap.add_argument("--abs-tol", type=float, default=1e-3, help="absolute deviation allowed for rows without a CI")
-    ap.add_argument("--quick", action="store_true", help="64 sentences (smoke run)")
+    ap.add_argument("--quick", action="store_true", help="64 sentences, no whole study (smoke run)")
+    ap.add_argument("--no-study", action="store_true", help="compare the engine's rows only (no report verdicts)")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
 
@@ -223,13 +285,19 @@ def main(argv=None) -> int:
     head = header_markdown(header())
     print(head, flush=True)
     tidy, times = run_both(params, inputs, texts, geometry, args.states, args.reps)
-    dev = deviations(tidy["fp32"], tidy["bf16"])
+    args.engine_dev = deviations(tidy["fp32"], tidy["bf16"])
     v32, v16 = verdicts(tidy["fp32"]), verdicts(tidy["bf16"])
     args.n_verdicts, args.v32, args.v16, args.fp32_tidy = len(v32), v32, v16, tidy["fp32"]
     changed = sorted(k for k in v32 if v16.get(k) != v32[k])
     args.printed_changed = [k for k in changed if "/printed-" in k or k.endswith(("/trend", "/sign"))]
-    ok, deciding = decide(dev, changed, args.rel_tol, args.abs_tol)
-    text = report(args, head, dev, changed, ok, deciding, times, len(texts))
+    args.study = None if (args.no_study or args.quick) else study_verdicts(Path(args.params))
+    if args.study is None:   # the engine's rows and every raw ordering decide
+        ok, deciding = decide(args.engine_dev, changed, args.rel_tol, args.abs_tol)
+    else:                    # every row of the whole study and the report's verdicts decide
+        dev, r32, r16, _ = args.study
+        report_changed = sorted(k for k in set(r32) | set(r16) if r32.get(k) != r16.get(k))
+        ok, deciding = decide(dev, report_changed, args.rel_tol, args.abs_tol)
+    text = report(args, head, args.engine_dev, changed, ok, deciding, times, len(texts))
     print(text)
     if not args.no_write:
         (HERE / "RESULTS-precision.md").write_text(text + "\n", encoding="utf-8")

@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).parent
-ORDER = ("finetune", "geometry", "geometry-bf16", "probes", "similarity", "report", "precision", "roofline", "cold")
+ORDER = ("finetune", "geometry", "geometry-bf16", "probes", "similarity", "report", "precision", "roofline", "variants",
+         "cold")
 #: benchmarks that are one script with arguments: name -> (script, arguments)
 VARIANTS = {"geometry-bf16": ("geometry", ["--precision", "bf16", "--skip", "memory"])}
 

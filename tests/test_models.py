@@ -65,6 +65,24 @@ def test_device_pick(monkeypatch):
     assert pick_device().type == "cpu"
 
 
+def test_device_pick_with_a_mocked_device_list(monkeypatch):
+    """cuda when torch sees a GPU, else mps, else cpu; LAYERWISE_DEVICE wins over all of them."""
+    import torch
+
+    monkeypatch.delenv("LAYERWISE_DEVICE", raising=False)
+    mps = getattr(torch.backends, "mps", None)
+    for cuda, apple, expected in ((True, True, "cuda"), (False, True, "mps"), (False, False, "cpu")):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda cuda=cuda: cuda)
+        if mps is not None:
+            monkeypatch.setattr(mps, "is_available", lambda apple=apple: apple)
+        elif apple:
+            continue
+        assert pick_device().type == expected
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("LAYERWISE_DEVICE", "cuda:1")
+    assert pick_device() == torch.device("cuda:1")
+
+
 def test_model_source_resolves_once_what_the_caches_key(tiny_dirs, tmp_path):
     params = parse_params({"name": "d", "model": {"id": str(tiny_dirs["bert"])}, "dataset": {"source": "x.jsonl"}})
     src = model_source(params)

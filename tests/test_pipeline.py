@@ -244,6 +244,45 @@ def two_seeds(tmp_path_factory):
     torch.set_num_threads(threads)
 
 
+def test_a_cold_run_records_every_phase(tmp_path):
+    """``layerwise run`` on a cold cache (tiny BERT, two seeds) records the wall time of every phase
+    (issue #13): fine-tuning per seed, the engine per state, similarities, probes, the chapter, the
+    preview; each non-negative, the shares summing to 1; a warm rerun records no work and keeps the file."""
+    import json
+
+    import torch
+
+    path = _write_study(tmp_path, TINY_ARCHS[0])
+    spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    spec["finetune"]["seeds"] = [3, 4]
+    path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    old = os.getcwd()
+    try:
+        os.chdir(tmp_path)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("LAYERWISE_CACHE", str(tmp_path / "cache"))
+            summary = report.run([path], out_dir=tmp_path / "report", progress=False, chapters=("geometry",),
+                                 chapters_dir=PROJECT_ROOT / "chapters")
+            saved = (tmp_path / "report/_layerwise/phases.json").read_text(encoding="utf-8")
+            warm = report.run([path], out_dir=tmp_path / "report", progress=False, chapters=("geometry",),
+                              chapters_dir=PROJECT_ROOT / "chapters")
+    finally:
+        os.chdir(old)
+        torch.set_num_threads(threads)
+    names = [r["phase"] for r in summary.phases]
+    assert names[:2] == ["fine-tuning seed 3", "fine-tuning seed 4"], names
+    expected = {"engine pretrained", "engine random", "similarities", "probes", "study files",
+                f"chapter {spec['name']}/geometry", "preview", "other"}
+    assert expected <= set(names) and len([n for n in names if n.startswith("engine finetuned")]) == 2, names
+    assert all(r["seconds"] >= 0 for r in summary.phases)
+    assert sum(r["share"] for r in summary.phases) == pytest.approx(1.0, abs=1e-3)
+    assert json.loads(saved)["phases"] == summary.phases
+    assert [r["phase"] for r in warm.phases] == ["other"]  # nothing computed, nothing executed
+    assert (tmp_path / "report/_layerwise/phases.json").read_text(encoding="utf-8") == saved
+
+
 def test_seeds_pretrained_and_random_once_each_seed_trained(two_seeds):
     _, study, calls = two_seeds
     assert calls["_train"] == 2                       # one fine-tuning per seed

@@ -129,3 +129,43 @@ def test_reproduce_page_names_precision_device_and_cpu_flags(tmp_path):
     page = reproduce_markdown([params], {"alpha": manifest}, cwd=tmp_path)
     assert "| analysis precision | `fp32` |" in page and "| fine-tuning precision | `bf16` |" in page
     assert "Test CPU" in page and "avx512_bf16" in page and "| device | `cpu` |" in page
+
+
+def test_statistics_are_computed_from_upcast_hidden_states(monkeypatch):
+    """Whatever the model computes in, the engine's kernels receive float32 hidden states (upcast in
+    :mod:`layerwise.extract`) and return float sums the host accumulates in float64: a model whose
+    weights are bf16 (hidden states in bf16) still feeds the statistics float32."""
+    import numpy as np
+
+    from layerwise import extract, kernels
+    from layerwise.models import load_model
+    from layerwise.testing import tiny_model_dir, tiny_texts
+
+    torch.set_num_threads(1)
+    model, tok = load_model(str(tiny_model_dir("bert")), 2)
+    model = model.to(torch.bfloat16)
+    seen = []
+    for name in ("layer_statistics", "word_vectors"):
+        def spy(h, *args, __f=getattr(kernels, name), __name=name, **kwargs):
+            seen.append((__name, h.dtype))
+            return __f(h, *args, **kwargs)
+        monkeypatch.setattr(kernels, name, spy)
+    raw = next(extract.forward_batches(model, tok, tiny_texts(4, seed=1), batch_size=4, max_length=32,
+                                       precision="bf16"))[3]
+    assert raw[-1].dtype == torch.bfloat16                 # the model's own hidden states are bf16
+    res = extract.run_state(model, tok, tiny_texts(8, seed=3), state="pretrained", model_name="tiny", progress=False,
+                            settings=AnalysisSpec(precision="bf16", token_sample=20, sample_sentences=8,
+                                                  baseline_pairs=50, cosine_sample=50, batch_size=4, max_length=32))
+    assert {n for n, _ in seen} == {"layer_statistics", "word_vectors"}
+    assert all(dtype == torch.float32 for _, dtype in seen), seen
+    assert res.tidy["value"].dtype == np.float64 and np.isfinite(res.tidy["value"].dropna()).all()
+
+
+def test_auto_analysis_is_the_decision_the_benchmark_wrote():
+    """``AUTO_ANALYSIS_BF16`` is what bench/bench_precision.py decided from the report's verdicts
+    (bench/RESULTS-precision.md names the value); changing one without the other fails here."""
+    from layerwise.repro import PROJECT_ROOT
+
+    text = (PROJECT_ROOT / "bench" / "RESULTS-precision.md").read_text(encoding="utf-8")
+    assert f"layerwise.precision.AUTO_ANALYSIS_BF16 = {P.AUTO_ANALYSIS_BF16}" in text
+    assert ("Report verdicts compared" in text) or "--no-study" in text

@@ -74,6 +74,32 @@ def test_run_executes_every_chapter(project):
     assert not list((root / "report").rglob(".lw-run-*")), "temporary files left behind"
 
 
+def test_run_records_each_phase_with_its_share(project):
+    """The run's phases (issue #13): each chapter executed and the study files, with ``other`` for the
+    rest; non-negative seconds, shares summing to 1, written to _layerwise/phases.json."""
+    root, _, summary = project
+    names = [r["phase"] for r in summary.phases]
+    assert {"chapter alpha/geometry", "chapter alpha/probing", "study files", "other"} <= set(names), names
+    assert all(r["seconds"] >= 0 and 0 <= r["share"] <= 1 for r in summary.phases)
+    assert abs(sum(r["share"] for r in summary.phases) - 1) < 1e-3
+    recorded = sum(r["seconds"] for r in summary.phases)
+    assert recorded == pytest.approx(summary.seconds, rel=0.01, abs=0.01)
+    saved = json.loads((root / "report/_layerwise/phases.json").read_text(encoding="utf-8"))
+    assert saved["phases"] == summary.phases
+
+
+def test_phase_table_sums_repeats_and_never_goes_negative():
+    from layerwise import phases
+
+    rows = phases.table([("a", 1.0), ("b", 2.0), ("a", 1.0)], total=5.0)
+    assert [(r["phase"], r["seconds"]) for r in rows] == [("a", 2.0), ("b", 2.0), ("other", 1.0)]
+    assert [r["share"] for r in rows] == [0.4, 0.4, 0.2]
+    parallel = phases.table([("a", 3.0), ("b", 3.0)], total=4.0)  # workers overlap: other is 0
+    assert parallel[-1] == {"phase": "other", "seconds": 0.0, "share": 0.0}
+    assert sum(r["share"] for r in parallel) == pytest.approx(1.0)
+    assert "a 3.0 s (50 %)" in phases.line(parallel)
+
+
 def test_run_writes_the_study_directory_the_chapters_read(project):
     root, params, _ = project
     written = read_study(root / "report/_layerwise/studies/alpha")

@@ -21,7 +21,7 @@ import pandas as pd
 from .config import StudyParams, load_params
 from .data import Splits, load_splits
 from .finetune import FinetuneResult, finetune, finetune_entry, load_finetune_metrics
-from . import seeds
+from . import phases, seeds
 from .models import ModelSource, model_source
 from .schema import TABLES
 from .study import Study
@@ -119,7 +119,7 @@ def _write_geometry(params: StudyParams, inputs: StudyInputs, key: str, entry: P
     from .precision import machine
 
     splits = inputs.splits
-    ft = {s: finetuned(params, progress, inputs=inputs, seed=s).path
+    ft = {s: _timed_finetune(params, progress, inputs, s)
           for s in params.finetune.seeds} if "finetuned" in params.analysis.states else {}
     texts, labels, split, index = _selection_texts(splits)
     geometry = np.zeros(len(texts), dtype=bool)
@@ -133,6 +133,7 @@ def _write_geometry(params: StudyParams, inputs: StudyInputs, key: str, entry: P
             t0 = time.perf_counter()
             res = _run_engine(params, inputs, state, ft, texts, geometry, device, progress)
             timings[state] = time.perf_counter() - t0
+            phases.record(f"engine {state}", timings[state])
             for t in tables:
                 tables[t].append(getattr(res, t))
             emb = {"cls": res.cls, "mean": res.mean, "label": labels, "split": split, "index": index,
@@ -140,7 +141,8 @@ def _write_geometry(params: StudyParams, inputs: StudyInputs, key: str, entry: P
             np.savez(tmp / f"embeddings_{state}.npz", **emb)
             test_only[state] = {k: (v[split == "test"] if isinstance(v, np.ndarray) and len(v) == len(split) else v)
                                 for k, v in emb.items()}
-        cka = _similarities(params, test_only, tables["tidy"])
+        with phases.timed("similarities"):
+            cka = _similarities(params, test_only, tables["tidy"])
         for t, parts in tables.items():
             seeds.tag(pd.concat(parts, ignore_index=True)).to_parquet(tmp / f"{t}.parquet", index=False)
         cka.to_parquet(tmp / "cka.parquet", index=False)
@@ -151,6 +153,13 @@ def _write_geometry(params: StudyParams, inputs: StudyInputs, key: str, entry: P
                     "timings_s": timings, "device": str(device), **provenance(),
                     "machine": machine(device, analysis_precision(params))}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+
+
+def _timed_finetune(params: StudyParams, progress: bool, inputs: StudyInputs, seed: int) -> Path:
+    """The fine-tuned checkpoint of ``seed`` (trained or read from the cache), its wall time recorded
+    as the phase ``fine-tuning seed <seed>``."""
+    with phases.timed(f"fine-tuning seed {seed}"):
+        return finetuned(params, progress, inputs=inputs, seed=seed).path
 
 
 def _run_engine(params: StudyParams, inputs: StudyInputs, state: str, ft: dict[int, Path], texts, geometry,
@@ -203,8 +212,14 @@ def probe(params: StudyParams, analysis_entry: Path | None = None, progress: boo
     key = content_hash({"analysis": entry_key(analysis_entry), "code": code_hash("probe_study", "comparisons", "stats"),
                         "settings": a.probe_payload()})
     return cached_entry(cache_root() / "probes", params.name, key,
-                        lambda entry: _write_probes(params, analysis_entry, key, entry),
+                        lambda entry: _timed_probes(params, analysis_entry, key, entry),
                         what="the probe results", progress=progress)
+
+
+def _timed_probes(params: StudyParams, analysis_entry: Path, key: str, entry: Path) -> None:
+    """:func:`_write_probes`, its wall time recorded as the phase ``probes``."""
+    with phases.timed("probes"):
+        _write_probes(params, analysis_entry, key, entry)
 
 
 def _write_probes(params: StudyParams, analysis_entry: Path, key: str, entry: Path) -> None:

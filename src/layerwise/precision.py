@@ -29,10 +29,10 @@ from .errors import LayerwiseError
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 #: CPU flags (``/proc/cpuinfo``) with native bf16 matrix products.
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
-#: Whether ``auto`` analysis uses bf16 where the device supports it. False: on the demo (MiniLM, 630
-#: reviews, pretrained and random states; bench/RESULTS-precision.md) no tidy row moved by more than
-#: 0.05 of its CI half-width, but 5 of 400 ordering verdicts changed (the layer of the maximum or
-#: minimum of near-flat series: random-weight norms, a cosine quantile), so bf16 stays opt-in.
+#: Whether ``auto`` analysis uses bf16 where the device supports it. False, by the issue's rule (a row
+#: beyond its CI half-width or any changed report verdict keeps fp32): on the whole demo study
+#: (bench/RESULTS-precision.md) no row with a CI moved beyond its half-width, but 3 of the 412 verdicts
+#: the report prints changed (a best-layer set and two lexical-baseline comparisons), so bf16 stays opt-in.
 AUTO_ANALYSIS_BF16 = False
 _CPUINFO = Path("/proc/cpuinfo")
 

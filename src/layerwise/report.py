@@ -24,7 +24,11 @@ sentences that state results are :mod:`layerwise.prose`.
    the chapter and the cell, and the failed notebook is kept in ``report/_layerwise/failed/``;
 5. writes ``report/_layerwise/chapters.yml`` (the book's chapter list, read by ``_quarto.yml`` through
    ``metadata-files``), ``report/_layerwise/reproduce.md`` and ``report/_layerwise/report.json``;
-6. builds the pip-only HTML preview (``layerwise.preview``) unless ``preview=False``.
+6. builds the pip-only HTML preview (``layerwise.preview``) unless ``preview=False``;
+7. logs the wall time of each phase of the run (:mod:`layerwise.phases`: fine-tuning per seed, the
+   engine per state, similarities, probes, each chapter executed, the preview, other) with its share,
+   and, when the run did any of that work, writes them to ``report/_layerwise/phases.json``
+   (``RunSummary.phases``).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import LayerwiseError
+from . import phases as run_phases
 from .notebooks import NOTEBOOK_FORMAT, Job, chapter_code_hash, execute, kernel_name
 from .pipeline import load_study as compute_study
 from .prose import fmt
@@ -73,6 +78,8 @@ class RunSummary:
     manifest: Path | None = None
     preview: Path | None = None
     seconds: float = 0.0
+    #: each phase's wall time and share of ``seconds`` (:func:`layerwise.phases.table`)
+    phases: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def notebooks(self) -> list[Path]:
@@ -101,13 +108,17 @@ def study_dir(out_dir: Path, name: str) -> Path:
     return out_dir / META_DIR / "studies" / name
 
 
-def _write_one(load_study: StudyLoader, params_path, directory: Path, progress: bool) -> tuple[str, dict[str, Any]]:
-    """Compute (or read) one study and write it to ``directory``: its key and manifest (a module-level
-    function: :mod:`layerwise.parallel` runs it in a worker process)."""
+def _write_one(load_study: StudyLoader, params_path, directory: Path, progress: bool
+               ) -> tuple[str, dict[str, Any], list[tuple[str, float]]]:
+    """Compute (or read) one study and write it to ``directory``: its key, manifest and the phases
+    recorded while computing it (a module-level function: :mod:`layerwise.parallel` runs it in a
+    worker process)."""
+    run_phases.take()
     study = load_study(params_path, progress=progress)
     if not _study_current(directory, study):
-        write_study(study, directory)
-    return study.key, dict(study.manifest)
+        with run_phases.timed("study files"):
+            write_study(study, directory)
+    return study.key, dict(study.manifest), run_phases.take()
 
 
 def write_studies(params_list: Sequence, out_dir: Path, load_study: StudyLoader, progress: bool, jobs: int = 1
@@ -127,8 +138,11 @@ def write_studies(params_list: Sequence, out_dir: Path, load_study: StudyLoader,
         results = run_parallel(_write_one, calls, jobs)
     else:
         results = [_write_one(*call) for call in calls]
-    keys = {params.name: key for params, (key, _) in zip(params_list, results)}
-    manifests = {params.name: manifest for params, (_, manifest) in zip(params_list, results)}
+    keys = {params.name: key for params, (key, _, _) in zip(params_list, results)}
+    manifests = {params.name: manifest for params, (_, manifest, _) in zip(params_list, results)}
+    for _, _, recorded in results:  # back in this process's records (run() collects them)
+        for name, seconds in recorded:
+            run_phases.record(name, seconds)
     return keys, manifests
 
 
@@ -196,7 +210,8 @@ def execute_jobs(jobs: Sequence[Job], *, force: bool, cwd: Path, failed_dir: Pat
             summary.skipped.append(job.output)
             continue
         kernel = kernel or kernel_name()
-        execute(job, kernel=kernel, cwd=cwd, failed_dir=failed_dir, label_prefix=job.model, library=library)
+        with run_phases.timed(f"chapter {job.label}"):
+            execute(job, kernel=kernel, cwd=cwd, failed_dir=failed_dir, label_prefix=job.model, library=library)
         summary.executed.append(job.output)
     bar.close()
     return summary
@@ -388,6 +403,7 @@ def _run(params_paths: Sequence[str | Path], out_dir: Path, force: bool, preview
          load_study: StudyLoader | None, chapters: Sequence[str], comparison: bool, chapters_dir: Path,
          progress: bool, profile: str | None, cwd: Path, jobs: int = 1) -> RunSummary:
     t0 = time.perf_counter()
+    run_phases.take()  # records left by earlier calls in this process
     params_list = _load_all_params(params_paths, chapters, comparison, chapters_dir)
     keys, manifests = write_studies(params_list, out_dir, load_study or compute_study, progress, jobs)
     comparison = comparison and len(params_list) > 1  # one model: the comparison would repeat its chapters
@@ -407,9 +423,26 @@ def _run(params_paths: Sequence[str | Path], out_dir: Path, force: bool, preview
     if preview:
         summary.preview = _preview(out_dir, notebook_jobs, progress=progress)
     summary.seconds = time.perf_counter() - t0
+    _record_phases(summary, meta / "phases.json", progress)
     if progress:
         print(f"layerwise: {summary}", file=sys.stderr)
     return summary
+
+
+def _record_phases(summary: RunSummary, path: Path, progress: bool) -> None:
+    """Put the run's phases in ``summary.phases``, log them in one line, and write them to ``path``
+    (atomically) when the run did any work: a run with nothing to change writes nothing."""
+    import logging
+
+    recorded = run_phases.take()
+    summary.phases = run_phases.table(recorded, summary.seconds)
+    text = run_phases.line(summary.phases)
+    logging.getLogger(__name__).info(text)
+    if progress:
+        print(f"layerwise: {text}", file=sys.stderr)
+    if recorded:
+        atomic_write_json(path, {"seconds": round(summary.seconds, 3), "phases": summary.phases,
+                                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
 
 
 def _preview(out_dir: Path, jobs: Sequence[Job], *, progress: bool) -> Path:
@@ -425,7 +458,8 @@ def _preview(out_dir: Path, jobs: Sequence[Job], *, progress: bool) -> Path:
                           "code": code_hash("preview")}) + "\n"
     if index.is_file() and _same_text(stamp_file, stamp):
         return index
-    index = build_preview(out_dir)
+    with run_phases.timed("preview"):
+        index = build_preview(out_dir)
     _write_if_changed(stamp_file, stamp)
     if progress:
         print(quarto_hint(), file=sys.stderr)
