@@ -98,26 +98,30 @@ def test_probe_chance_verdict_known_answers():
     assert claims.probe_chance_verdict(only, "probe_acc_cls", 3).word == "not measured"
 
 
-def test_scalar_threshold_is_the_reference_half_width():
-    ref = pd.DataFrame([{"value": 0.30, "ci_low": 0.28, "ci_high": 0.34}])
-    assert claims.scalar_threshold(ref) == pytest.approx(0.03)
-    assert np.isnan(claims.scalar_threshold(ref.assign(ci_low=np.nan)))
+def test_scalar_threshold_is_the_per_sentence_rule_from_the_interval():
+    # a mean over n = 100 sentences with SD 0.5 has the half-width 1.96 x 0.05 = 0.098: delta = 0.1 x 0.5
+    ref = pd.DataFrame([{"value": 0.30, "ci_low": 0.30 - 0.098, "ci_high": 0.30 + 0.098, "n": 100}])
+    assert claims.scalar_threshold(ref) == pytest.approx(0.05, rel=1e-3)
+    # no interval: half a unit of the last printed digit
+    assert claims.scalar_threshold(ref.assign(ci_low=np.nan)) == pytest.approx(0.005)
+    assert claims.scalar_threshold(ref.assign(ci_low=np.nan), digits=1) == pytest.approx(0.05)
     assert np.isnan(claims.scalar_threshold(ref.iloc[0:0]))
 
 
 def test_tiny_consistent_scalar_change_is_negligible_not_changed():
-    # the demo's adjusted cosine at layer 0: three seeds move by ~+0.00005, all the same way, while the
-    # pretrained value's interval is +-0.01: the seed rule alone would say "changed"
+    # the demo's adjusted cosine at layer 0: three seeds move by ~+0.00005, all the same way: the seed
+    # rule alone would say "changed"; with an interval (+-0.01 over 180 sentences) or without one
+    # (printed at 2 digits) the change is negligible
     rows = [{"model": "m", "state": "pretrained", "layer": 0, "metric": "token_cosine_adjusted", "value": 0.10,
              "ci_low": 0.09, "ci_high": 0.11, "n": 180, "seed": None}]
     for seed, d in ((42, 4e-5), (43, 5e-5), (44, 6e-5)):
         rows.append({"model": "m", "state": "finetuned", "layer": 0, "metric": "token_cosine_adjusted",
                      "value": 0.10 + d, "ci_low": 0.09 + d, "ci_high": 0.11 + d, "n": 180, "seed": seed})
     tidy = pd.DataFrame(rows)
-    (v,) = prose.seed_floor_verdicts(tidy, "token_cosine_adjusted")
-    assert v.detail["delta"] == pytest.approx(0.01)
-    assert v.word in ("negligible", "unchanged") and v.word != "changed"
-    big = tidy.copy()
-    big.loc[big["state"] == "finetuned", "value"] += 0.2
-    (w,) = prose.seed_floor_verdicts(big, "token_cosine_adjusted")
-    assert w.word == "changed"
+    for table in (tidy, tidy.assign(ci_low=np.nan, ci_high=np.nan)):
+        (v,) = prose.seed_floor_verdicts(table, "token_cosine_adjusted")
+        assert v.detail["delta"] > 1e-3 and v.word != "changed"
+        big = table.copy()
+        big.loc[big["state"] == "finetuned", "value"] += 0.2
+        (w,) = prose.seed_floor_verdicts(big, "token_cosine_adjusted")
+        assert w.word == "changed"

@@ -94,7 +94,12 @@ def test_scalar_statistic_is_judged_only_against_its_seed_floor():
     t = _frame(base + agg + [r for rs in seeds for r in rs])
     s = prose.change_claim(t[t["seed"].isna()], "y", "the rank", tidy_all=t)
     assert "beyond the seed-to-seed variation (3 fine-tuning seeds) at layer 2" in s and "largest at layer 2: +1.00" in s
-    assert "no negligible-size threshold" in s
+    # no interval on the reference: the size rule is half a unit of the printed digit, cleared by +1.00
+    assert "no negligible-size threshold" not in s
+    tiny = [_rows("finetuned", "y", [1.0, 2.0 + d, 3.0], seed=s) for s, d in ((42, 1.9e-4), (43, 2e-4), (44, 2.1e-4))]
+    t_tiny = _frame(base + agg + [r for rs in tiny for r in rs])
+    layer1 = [v for v in prose.seed_floor_verdicts(t_tiny, "y") if v.detail["layer"] == 1]
+    assert layer1[0].word == "negligible"  # +0.0002, same sign in every seed, does not show at 2 digits
     noisy = [_rows("finetuned", "y", [1.0, 2.0, 3.0 + d], seed=s) for s, d in ((42, -1.0), (43, 1.0), (44, 3.0))]
     t = _frame(base + agg + [r for rs in noisy for r in rs])
     assert "does not change the rank beyond the seed-to-seed variation" in prose.change_claim(

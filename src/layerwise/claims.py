@@ -204,15 +204,24 @@ def negligible_threshold(reference_sd: float, fraction: float = NEGLIGIBLE_SD) -
     return fraction * sd if sd == sd and sd >= 0 else float("nan")
 
 
-def scalar_threshold(reference: pd.DataFrame) -> float:
-    """delta for a statistic without per-sentence tests (a scalar per layer, e.g. the adjusted cosine,
-    the effective rank, a probe accuracy): the half-width of the reference (pretrained) value's own 95 %
-    interval at that layer, ``(ci_high - ci_low) / 2``: a change smaller than the sampling uncertainty of
-    the value it changes is negligible. NaN (no size rule) when the reference row has no interval."""
+def scalar_threshold(reference: pd.DataFrame, digits: int = 2, level: float = 0.95) -> float:
+    """delta for a statistic without per-sentence tests (one value per layer: a probe accuracy, the
+    anisotropy-adjusted cosine, the effective rank): the per-sentence rule's delta, ``NEGLIGIBLE_SD`` x the
+    between-sentence SD, with the SD recovered from the reference (pretrained) row's own interval,
+    ``SD = half-width x sqrt(n) / z`` (exact for a mean over n sentences; larger, so stricter, when the
+    interval also covers retrainings). A reference row without an interval: half a unit of the last
+    printed digit (``0.5 x 10**-digits``), the tolerance of :func:`layer_trend`: a change that does not
+    show in the printed value is negligible. NaN when there is no single reference row."""
+    from scipy.stats import norm
+
     if len(reference) != 1:
         return math.nan
     low, high = float(reference["ci_low"].iloc[0]), float(reference["ci_high"].iloc[0])
-    return (high - low) / 2 if np.isfinite(low) and np.isfinite(high) else math.nan
+    n = float(reference["n"].iloc[0]) if "n" in reference.columns else math.nan
+    if not (np.isfinite(low) and np.isfinite(high) and np.isfinite(n) and n > 0):
+        return 0.5 * 10.0 ** -digits
+    sd = (high - low) / 2 * math.sqrt(n) / float(norm.ppf(0.5 + level / 2))
+    return NEGLIGIBLE_SD * sd
 
 
 def effect_verdict(effect: float, p_adjusted: float, delta: float, *, alpha: float = ALPHA, subject: str = "",

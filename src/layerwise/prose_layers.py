@@ -128,8 +128,10 @@ def seed_clause(floor: list[claims.Verdict]) -> str:
 
 
 def change_claim(tidy: pd.DataFrame, metric: str, what: str, *, tidy_all: pd.DataFrame | None = None,
-                 verdict_metric: str | None = None, state: str = "finetuned", model: str | None = None) -> str:
-    """What fine-tuning changed in ``what`` and where, against its floors. With ``verdict_metric`` (a
+                 verdict_metric: str | None = None, state: str = "finetuned", model: str | None = None,
+                 digits: int = 2) -> str:
+    """What fine-tuning changed in ``what`` and where, against its floors (``digits``: how the statistic is
+    printed, the size rule of a scalar without interval). With ``verdict_metric`` (a
     per-sentence metric): the paired tests (``claims.state_change_verdicts``: size before significance)
     and the seed floor of that metric; without: the seed floor of ``metric`` itself (per-seed
     differences, ``claims.seed_change``), the only verdict a scalar statistic has."""
@@ -145,7 +147,7 @@ def change_claim(tidy: pd.DataFrame, metric: str, what: str, *, tidy_all: pd.Dat
             return f"Fine-tuning does not change {what}: in paired per-sentence tests it is {tested}."
         return (f"In paired per-sentence tests (mean difference per sentence), {what} after fine-tuning is "
                 f"{tested}; {seed_clause(floor)}.")
-    floor = seed_floor_verdicts(tidy_all, metric, state=state, model=model)
+    floor = seed_floor_verdicts(tidy_all, metric, state=state, model=model, digits=digits)
     if not floor:
         return ""
     if all(v.word == "not measured" for v in floor):
@@ -172,7 +174,8 @@ def metric_paragraph(tidy: pd.DataFrame, metric: str, what: str, *, tidy_all: pd
     """A result paragraph: the fine-tuning claim (:func:`change_claim`; ``tested`` names the statistic
     of ``verdict_metric`` when it differs from ``what``, e.g. the per-sentence mean against the median),
     then what the layers do with the numbers (:func:`layers_sentence`)."""
-    claim = change_claim(tidy, metric, tested or what, tidy_all=tidy_all, verdict_metric=verdict_metric, model=model)
+    claim = change_claim(tidy, metric, tested or what, tidy_all=tidy_all, verdict_metric=verdict_metric, model=model,
+                         digits=digits)
     layers = layers_sentence(tidy, metric, what, states=states, digits=digits, model=model)
     return " ".join(s for s in (_cap(claim) if claim else "", layers if claim else _cap(layers)) if s)
 

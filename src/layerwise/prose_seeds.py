@@ -11,7 +11,8 @@ import pandas as pd
 from . import claims
 
 
-def _per_layer_differences(tidy: pd.DataFrame, metric: str, reference: str, state: str) -> dict[int, tuple]:
+def _per_layer_differences(tidy: pd.DataFrame, metric: str, reference: str, state: str,
+                           digits: int = 2) -> dict[int, tuple]:
     """``{layer: (per-seed difference rows, delta)}`` for ``metric``: a per-sentence metric reads its
     paired ``effect_<metric>`` rows per seed (delta from ``reference_sd_<metric>``); a scalar metric the
     per-seed value minus the reference's (:func:`claims.difference_rows`; delta from the reference row's
@@ -34,18 +35,19 @@ def _per_layer_differences(tidy: pd.DataFrame, metric: str, reference: str, stat
     for layer, g in rows.groupby("layer"):
         ref = g[g["state"] == reference]
         if len(ref):
-            out[int(layer)] = (claims.difference_rows(g, reference, state), claims.scalar_threshold(ref))
+            out[int(layer)] = (claims.difference_rows(g, reference, state), claims.scalar_threshold(ref, digits))
     return out
 
 
 def seed_floor_verdicts(tidy: pd.DataFrame, metric: str, *, reference: str = "pretrained", state: str = "finetuned",
-                        model: str | None = None) -> list[claims.Verdict]:
+                        model: str | None = None, digits: int = 2) -> list[claims.Verdict]:
     """:func:`claims.seed_change` at every layer of ``metric`` (``tidy``: aggregate and per-seed rows,
-    ``Study.tidy_all``). A NaN delta (no reference SD) gives delta 0: the size rule is skipped."""
+    ``Study.tidy_all``). A NaN delta (no reference SD) gives delta 0: the size rule is skipped;
+    ``digits``: the printed precision of a scalar statistic without interval (:func:`claims.scalar_threshold`)."""
     if model is not None:
         tidy = tidy[tidy["model"] == model]
     out = []
-    for layer, (diff, delta) in _per_layer_differences(tidy, metric, reference, state).items():
+    for layer, (diff, delta) in _per_layer_differences(tidy, metric, reference, state, digits).items():
         delta = 0.0 if not delta == delta else delta
         v = claims.seed_change(diff, delta, subject=f"{metric}, layer {layer}")
         out.append(claims.Verdict(v.word, v.subject, v.rows, v.n, {**v.detail, "layer": layer}))
