@@ -238,14 +238,14 @@ def test_cka_heatmap_leaves_out_undefined_layers_and_keeps_the_state_order():
 
 
 def test_cones_are_drawn_at_the_first_middle_and_last_layers(study):
-    assert sorted(study.cones["layer"].unique()) == [0, 1, 3]          # L = 3
+    assert sorted(study.cones["layer"].unique()) == [1, 2, 3]          # L = 3: first, middle, last transformer layers
     for chart in (charts.class_cones(study.cones), charts.centroid_scatter(study.cones)):
         spec = chart.to_dict()
         assert spec["facet"]["column"]["field"] == "layer" and spec["facet"]["row"]["field"] == "state"
-        assert "layers 0, 1 and 3" in spec["title"]
+        assert "layers 1, 2 and 3" in spec["title"]
     assert "layer 3" in charts.class_cones(study.cones, 3).to_dict()["title"]
     with pytest.raises(LayerwiseError, match="layer"):
-        charts.class_cones(study.cones, [2])
+        charts.class_cones(study.cones, [0])
 
 
 def test_captions_agree_with_the_charts():

@@ -3,12 +3,16 @@ negligible one under "did not change", and one fine-tuning seed says seed variat
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from layerwise import claims, findings
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _row(metric, value, layer=2, state="finetuned", lo=np.nan, hi=np.nan, n=100):
@@ -92,3 +96,19 @@ def test_a_change_within_seed_variation_is_not_a_finding():
     assert spread.changed.empty
     row = spread.unchanged[spread.unchanged["statistic"] == findings._describe("token_cosine")].iloc[0]
     assert "not beyond the seed-to-seed variation" in row["verdict"]
+
+
+def test_class_names_come_from_params_then_the_selection_and_stay_out_of_the_keys(tmp_path):
+    from layerwise.config import load_params
+    from layerwise.errors import LayerwiseError
+
+    params = load_params(ROOT / "params" / "demo.yml")
+    assert params.dataset.class_names == ["negative", "positive"]
+    plain = params.model_copy(update={"dataset": params.dataset.model_copy(update={"class_names": None})})
+    assert params.data_payload() == plain.data_payload()  # display only: the selection hash does not move
+    manifest = {"selection": {"label_names": ["0", "1"]}}
+    assert findings.class_names(SimpleNamespace(manifest=manifest, params=params)) == ["negative", "positive"]
+    assert findings.class_names(SimpleNamespace(manifest=manifest, params=plain)) == ["0", "1"]
+    three = params.model_copy(update={"dataset": params.dataset.model_copy(update={"class_names": ["a", "b", "c"]})})
+    with pytest.raises(LayerwiseError, match="class_names"):
+        findings.class_names(SimpleNamespace(manifest=manifest, params=three))

@@ -187,7 +187,7 @@ def test_probe_study_tables():
     assert len(correct) == 3 * 2 * 3 * 60 + 3 * 60
     # cones: first token, test rows, at the first, middle and last layers (0, 1, 2 of L = 2)
     assert list(cones.columns) == probes.CONE_COLUMNS
-    assert set(cones["layer"]) == {0, 1, 2} and len(cones) == 3 * 3 * 60
+    assert set(cones["layer"]) == {1, 2} and len(cones) == 3 * 2 * 60
     assert sorted(set(cones["sentence"])) == list(range(220, 280))    # rows of the stored arrays
     ref = cones[(cones.state == "finetuned")].iloc[0]
     assert ref.cos_ref == pytest.approx(1.0, abs=1e-6)
@@ -242,11 +242,11 @@ def test_probe_settings_from_the_analysis_spec():
 
 
 def test_default_cone_layers_are_the_first_middle_and_last():
-    emb = fake_embeddings(n_layers=8, d=4)                 # hidden states 0..7: L = 7, middle 3
+    emb = fake_embeddings(n_layers=8, d=4)                 # hidden states 0..7: L = 7: first 1, middle 4
     st = probes.ProbeSettings(seeds=1, retrainings=2, n_boot=20, n_perm=1, mlp=False, mdl=False, poolings=("cls",))
     _, cones, _ = probes.probe_study(emb, "toy", st)
-    assert sorted(set(cones.layer)) == [0, 3, 7]
+    assert sorted(set(cones.layer)) == [1, 4, 7]   # not 0: the first token is one vector there
     assert len(cones) == 3 * 3 * cones.sentence.nunique()    # bounded: three layers per state, one row per test sentence
     st = probes.ProbeSettings(layers=[3, 5, 7], seeds=1, retrainings=2, n_boot=20, n_perm=1, mlp=False, mdl=False,
                               poolings=("cls",))
-    assert sorted(set(probes.probe_study(emb, "toy", st).cones.layer)) == [3, 7]   # only where the probes ran
+    assert sorted(set(probes.probe_study(emb, "toy", st).cones.layer)) == [7]   # only where the probes ran

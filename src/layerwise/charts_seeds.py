@@ -52,14 +52,14 @@ def seed_band(tidy: pd.DataFrame, metric: str, *, reference: str = "pretrained",
     df = seed_band_frame(tidy, metric, reference, state, band)
     what = "min-max over seeds" if band == "minmax" else "95 % CI over seeds and sentences"
     base = alt.Chart().encode(x=_x(False), color=_color(df, "state"))
-    area = base.mark_area(opacity=0.25).encode(y=alt.Y("low:Q", title=y_title or metric), y2="high:Q")
+    area = base.mark_area(opacity=0.25).encode(y=alt.Y("low:Q", title=y_title or schema_label(metric)), y2="high:Q")
     line = base.mark_line(point=True).encode(
         y="value:Q", tooltip=["model:N", "state:N", "layer:O", alt.Tooltip("value:Q", format=".4g"),
                               alt.Tooltip("low:Q", format=".4g"), alt.Tooltip("high:Q", format=".4g"), "seeds:Q"])
     seeds = int(df["seeds"].max())
     return alt.layer(area, line, data=df).properties(
         width=WIDTH, height=HEIGHT,
-        title=title or f"{metric}: {state} over {seeds} seed{'s' if seeds > 1 else ''} ({what}) and {reference}")
+        title=title or f"{schema_label(metric)}: {state} over {seeds} seed{'s' if seeds > 1 else ''} ({what}) and {reference}")
 
 
 def between_seed_band(tidy: pd.DataFrame, pooling: str, measures) -> pd.DataFrame:

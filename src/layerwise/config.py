@@ -66,6 +66,9 @@ class DatasetSpec(_Strict):
     domain_column: str | None = None
     test_fraction: float = Field(0.2, gt=0, lt=1, description="Used when the data has no test split.")
     encoding: str = Field("utf-8", min_length=1, description="text encoding of local CSV/TSV/JSON files")
+    class_names: list[str] | None = Field(
+        None, description="display names of the classes in charts and text, by label id (e.g. [negative, positive] "
+                          "for 0/1 labels); default: the dataset's label names. Display only: not in any cache key")
 
     @field_validator("encoding")
     @classmethod
@@ -277,7 +280,8 @@ class StudyParams(_Strict):
     def data_payload(self) -> dict[str, Any]:
         """What determines the selected examples (for cache keys)."""
         # (the default encoding stays out of the key, so entries cached before the field existed still match)
-        dataset = self.dataset.model_dump(exclude={"encoding"} if self.dataset.encoding == "utf-8" else None)
+        exclude = {"class_names"} | ({"encoding"} if self.dataset.encoding == "utf-8" else set())
+        dataset = self.dataset.model_dump(exclude=exclude)
         # (num_probe enters only when set, so entries cached before the field existed still match)
         probe = {"num_probe": self.finetune.num_probe} if self.finetune.num_probe else {}
         # (the selection seed keeps its old place in the key: today's selections keep their hashes)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from . import claims
+from .errors import LayerwiseError
 from .prose import fmt, fmt_ci, fmt_signed
 from .prose_layers import best_layers_clause, layer_span
 from .prose_seeds import seed_floor_verdicts
@@ -296,6 +297,16 @@ def summary_markdown(findings: list[Findings]) -> str:
 
 
 def class_names(study) -> list[str] | None:
-    """The dataset's class names (the data selection's ``label_names`` in the study's manifest), by id."""
+    """The classes' display names by id: the params' ``dataset.class_names`` when set, else the data
+    selection's ``label_names`` (the study's manifest). A ``class_names`` list whose length differs from the
+    number of classes is an error naming the field."""
     names = ((getattr(study, "manifest", None) or {}).get("selection") or {}).get("label_names")
+    params = getattr(study, "params", None)
+    given = getattr(getattr(params, "dataset", None), "class_names", None)
+    if given:
+        if names and len(given) != len(names):
+            raise LayerwiseError(f"dataset.class_names has {len(given)} names for {len(names)} classes ({names})",
+                                 where=str(getattr(params, "path", None) or "params"),
+                                 fix=f"give one display name per class id, in id order ({len(names)} names)")
+        return [str(n) for n in given]
     return [str(n) for n in names] if names else None

@@ -44,7 +44,7 @@ class ProbeTables(NamedTuple):
 class ProbeSettings:
     """What :func:`probe_study` computes (defaults: the pipeline's). Layer lists: None = every layer
     0..L, except ``mlp_layers``/``mdl_layers`` (None = ``layers``) and ``cone_layers`` (None = the
-    first, middle and last layers: 0, L // 2 and L; cones only at probed layers)."""
+    first, middle and last transformer layers: 1, (L + 1) // 2 and L; cones only at probed layers)."""
 
     layers: tuple[int, ...] | None = None           # layers of the linear probes and class geometry
     seeds: int = 5                                   # MLP seeds (80 % subsamples + inits)
@@ -138,7 +138,10 @@ def _plan_layers(embeddings: dict, st: ProbeSettings) -> _Layers:
 
     layers = pick(st.layers, "layers")
     last = n_layers - 1
-    default_cones = sorted({0, last // 2, last})      # first, middle and last: where the class cone forms
+    # first, middle and last transformer layers: where the class cone forms (not layer 0: the first token's
+    # embedding output is the same vector for every sentence, so its cosine to any reference is 1)
+    first = 1 if last >= 1 else 0
+    default_cones = sorted({first, max(first, (last + 1) // 2), last})
     return _Layers(needed, layers, pick(st.mlp_layers if st.mlp_layers is not None else layers, "mlp_layers"),
                    pick(st.mdl_layers if st.mdl_layers is not None else layers, "mdl_layers"),
                    pick(st.cone_layers if st.cone_layers is not None else default_cones, "cone_layers"))
