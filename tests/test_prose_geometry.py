@@ -107,6 +107,7 @@ def test_cka_diagonal_sentence_has_no_threshold_verdict():
     text = prose.cka_diagonal_sentence(tidy, "cls")
     assert "falls in finetuned (layer 1 → 3: finetuned 0.993 → 0.215)" in text
     assert "0.9 " not in text and "carries no verdict" in text
+    assert prose.cka_diagonal_sentence(tidy, "cls", label="M").startswith("M: through the layers, the biased")
 
 
 def test_standardised_sentence_numbers_from_the_table():

@@ -81,8 +81,8 @@ def cka_diagonal_sentence(tidy: pd.DataFrame, pooling: str = "cls", state: str =
     pool = "first-token" if pooling == "cls" else "mean-pooled"
     text = layers_sentence(tidy, metric, f"the biased linear CKA of the {pool} embeddings with pretrained",
                            states=[state], digits=3, model=model)
-    start = f"{label}: " if label else ""
-    return (f"{start}{text} Biased CKA is high even between unrelated representations, so it carries no verdict "
+    text = f"{label}: {text[:1].lower() + text[1:]}" if label else text
+    return (f"{text} Biased CKA is high even between unrelated representations, so it carries no verdict "
             f"here; whether fine-tuning changed the similarity is judged on the debiased CKA against its floors.")
 
 
