@@ -62,7 +62,7 @@ def standardised_sentence(tidy: pd.DataFrame, layer: int | None = None, model: s
             within.append(f"{state} {fmt(cos.value, 3)} against {fmt(std.value, 3)}")
     if not base:
         return ""
-    text = (f"Standardising each dimension (z-scores over the corpus) moves the anisotropy baseline, the expected "
+    text = (f"Standardising each dimension (z-scores per layer) moves the anisotropy baseline, the expected "
             f"cosine of random token pairs, at layer {lay} (raw → standardised): {'; '.join(base)}")
     if within:
         text += (f"; the standardised within-sentence mean cosine against the standardised baseline: "
