@@ -91,7 +91,7 @@ def test_prose_on_the_synthetic_study():
     assert "12 covered" in table.loc["test", "used for"]
     grid = prose.grid_table(s.tidy, [1, 2, 3])
     assert list(grid.index) == list(schema.STATES) and grid.loc["finetuned", "layer 3"] == 0.9
-    assert "rho = 0.80" in prose.convergence_sentence(s.tidy)
+    assert "rho = 0.80" in prose.convergence_paragraph(s.tidy)
 
 
 def test_prose_takes_the_state_order_from_the_schema_not_the_charts():

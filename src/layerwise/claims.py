@@ -414,3 +414,53 @@ def layer_trend(rows: pd.DataFrame, tolerance: float, subject: str = "") -> Verd
     else:
         word = "peaks" if v.max() - max(first, last) > tolerance else "dips"
     return Verdict(word, subject, s, len(v), detail)
+
+
+# --------------------------------------------------------------------------------------------------
+# A statistic against its own permuted-label null; a correlation over layers (issue #15)
+# --------------------------------------------------------------------------------------------------
+
+def null_verdict(observed: pd.DataFrame, null: pd.DataFrame, subject: str = "") -> Verdict:
+    """Above-chance structure of a statistic with a permuted-label null stored as its own row (e.g.
+    ``silhouette_cls`` against ``silhouette_perm_cls``, whose interval is the 2.5/97.5 % quantiles of the
+    statistic over label permutations): "above chance" iff the observed value exceeds the null's upper
+    interval end (a one-sided permutation test at 2.5 %, the rule of :func:`probe_chance_verdict`); "at
+    chance" otherwise; "not measured" when either row is missing or NaN. One row each (same model, state,
+    layer); ``n`` = the observed row's ``n``."""
+    rows = pd.concat([observed, null], ignore_index=True)
+    if len(observed) != 1 or len(null) != 1:
+        return Verdict("not measured", subject, rows, 0, {"reason": "need one observed and one null row"})
+    value, upper = float(observed["value"].iloc[0]), float(null["ci_high"].iloc[0])
+    n = int(observed["n"].iloc[0])
+    if not (np.isfinite(value) and np.isfinite(upper)):
+        return Verdict("not measured", subject, rows, n, {"reason": "undefined value"})
+    return Verdict("above chance" if value > upper else "at chance", subject, rows, n,
+                   {"value": value, "null_value": float(null["value"].iloc[0]), "null_upper": upper,
+                    "layer": int(observed["layer"].iloc[0])})
+
+
+def null_verdicts(tidy: pd.DataFrame, metric: str, null_metric: str, state: str,
+                  model: str | None = None) -> list[Verdict]:
+    """:func:`null_verdict` at every layer (``layer >= 0``) of ``metric`` for ``state`` (aggregate rows:
+    pass ``Study.tidy``)."""
+    rows = tidy[(tidy["state"] == state) & (tidy["layer"] >= 0)]
+    if model is not None:
+        rows = rows[rows["model"] == model]
+    obs, null = rows[rows["metric"] == metric], rows[rows["metric"] == null_metric]
+    return [null_verdict(o, null[(null["model"] == m) & (null["layer"] == layer)], f"{metric} {state}, {m} layer {layer}")
+            for (m, layer), o in obs.groupby(["model", "layer"], sort=True)]
+
+
+def correlation_verdict(row: pd.DataFrame, subject: str = "") -> Verdict:
+    """A correlation (one tidy row with a 95 % interval, e.g. ``spearman_convergence_probe``):
+    "significant" iff its interval excludes 0, "not significant" otherwise, "not measured" when the value
+    or an interval end is NaN. The interval decides, not the p-value, so the printed interval and the
+    verdict always agree. ``n``: the row's ``n`` (points correlated)."""
+    if len(row) != 1:
+        return Verdict("not measured", subject, row, 0, {"reason": "need one row"})
+    r = row.iloc[0]
+    value, low, high = float(r["value"]), float(r["ci_low"]), float(r["ci_high"])
+    if not all(np.isfinite([value, low, high])):
+        return Verdict("not measured", subject, row, int(r["n"]), {"reason": "undefined value or interval"})
+    word = "significant" if low > 0 or high < 0 else "not significant"
+    return Verdict(word, subject, row, int(r["n"]), {"value": value, "low": low, "high": high})

@@ -15,11 +15,6 @@ from .prose_format import _effect_digits, _states, fmt, fmt_ci, fmt_p, fmt_signe
 from .prose_seeds import seed_floor_sentence, seed_floor_verdicts, similarity_floor_sentence  # noqa: F401  (re-exported)
 
 
-def _at(df: pd.DataFrame, layer: int) -> pd.Series:
-    """The row of a per-layer series at ``layer``."""
-    return df[df["layer"] == layer].iloc[0]
-
-
 def trend_sentence(tidy: pd.DataFrame, metric: str, what: str, *, states: Sequence[str] | None = None,
                    digits: int = 2, model: str | None = None) -> str:
     """How ``metric`` moves through the layers, per state: first, last, maximum and minimum layer."""
@@ -77,28 +72,6 @@ def change_sentence(tidy: pd.DataFrame, metric: str, what: str, *, state: str = 
                    if judged else "")
 
 
-def compare_at_sentence(tidy: pd.DataFrame, metrics: Mapping[str, str], layer: int | None = None, *,
-                        states: Sequence[str] | None = None, digits: int = 2, model: str | None = None) -> str:
-    """Several metrics side by side at one layer (default: the last), per state; e.g. raw vs
-    standardised cosines."""
-    first = next(iter(metrics))
-    sub = tidy[(tidy["metric"] == first) & (tidy["layer"] >= 0)]
-    if sub.empty:
-        return ""
-    lay = int(sub["layer"].max()) if layer is None else int(layer)
-    parts = []
-    for state in states or _states(tidy, first):
-        vals = []
-        for metric, label in metrics.items():
-            s = series(tidy, metric, state, model)
-            row = s[s["layer"] == lay]
-            if not row.empty:
-                vals.append(f"{label} {fmt(row.value.iloc[0], digits)}")
-        if vals:
-            parts.append(f"{state}: " + ", ".join(vals))
-    return f"At layer {lay}, " + "; ".join(parts) + "." if parts else ""
-
-
 def study_sentence(study) -> str:
     """What was analysed: the model, its depth, the states and the sample sizes."""
     p = study.params
@@ -154,29 +127,6 @@ def significance_sentence(tidy: pd.DataFrame, metric: str, what: str, *, state: 
             f"with 95% CI; Holm-adjusted over all {claims.family_size(tidy)} tests of the study, {alpha:g} "
             f"level; a difference is negligible below {claims.NEGLIGIBLE_SD:g} pretrained between-sentence "
             f"SD): " + _verdict_groups(verdicts) + ".")
-
-
-def self_similarity_sentence(tidy: pd.DataFrame, model: str | None = None) -> str:
-    """Self-similarity (Ethayarajh 2019) per state: raw at the first and last layer and
-    anisotropy-adjusted at the last layer, with CIs, and the number of words."""
-    parts, n_words = [], 0
-    for state in _states(tidy, "self_similarity"):
-        raw, adj = series(tidy, "self_similarity", state, model), series(tidy, "self_similarity_adjusted", state, model)
-        if raw.empty:
-            continue
-        first, last = raw.iloc[0], raw.iloc[-1]
-        n_words = max(n_words, int(last.n))
-        text = (f"{state} {fmt_ci(first.value, first.ci_low, first.ci_high)} at layer {int(first.layer)} and "
-                f"{fmt_ci(last.value, last.ci_low, last.ci_high)} at layer {int(last.layer)}")
-        if not adj.empty:
-            a = adj.iloc[-1]
-            text += f" (adjusted for anisotropy: {fmt_ci(a.value, a.ci_low, a.ci_high)})"
-        parts.append(text)
-    if not parts:
-        return ""
-    return (f"Self-similarity, the mean cosine between occurrences of the same word in different sentences "
-            f"({n_words:,} frequent words): " + "; ".join(parts) + ". The lower it is, the more a word's "
-            "vector depends on its context.")
 
 
 def _finetune_row(m: Mapping[str, Any]) -> dict[str, Any]:
@@ -413,83 +363,6 @@ def convergence_table(tidy: pd.DataFrame, name: str = "spearman_convergence_prob
         "p-value": [fmt_p(v) for v in df["p"]], "layers": df["n"].astype(int)}).set_index(["model", "state"])
 
 
-def convergence_sentence(tidy: pd.DataFrame, name: str = "spearman_convergence_probe",
-                         model: str | None = None) -> str:
-    """Is the convergence of the token cosines through the layers linked to probe accuracy? (the
-    original study's question), as the Spearman correlation over layers per state."""
-    df = tidy[tidy["metric"] == name]
-    if model is not None:
-        df = df[df["model"] == model]
-    if df.empty:
-        return "The convergence-performance correlation was not computed (too few layers)."
-    p = tidy[tidy["metric"] == f"{name}_p"].set_index(["model", "state"])["value"]
-    order = state_order(df["state"])
-    df = df.assign(_o=df["state"].map(order.index)).sort_values(["model", "_o"])
-    parts = []
-    for r in df.itertuples():
-        pv = p.get((r.model, r.state), float("nan"))
-        parts.append(f"{r.state}: rho = {fmt_ci(r.value, r.ci_low, r.ci_high)} over {int(r.n)} layers ({fmt_p(pv)})")
-    return ("Spearman correlation, across layers, between the mean within-sentence token cosine and the "
-            "first-token probe accuracy: " + "; ".join(parts) + ". With so few layers, only a strong "
-            "monotone link reaches significance, and a shared trend through depth is enough to produce one.")
-
-
-def cka_sentence(tidy: pd.DataFrame, pooling: str = "cls", state: str = "finetuned", threshold: float = 0.9,
-                 model: str | None = None, label: str | None = None) -> str:
-    """How far up the layers ``state`` stays similar to pretrained (linear CKA on the diagonal);
-    ``label`` (a model's name) starts the sentence."""
-    s = series(tidy, f"cka_{pooling}_vs_pretrained", state, model)
-    if s.empty:
-        return ""
-    above = s[s["value"] >= threshold]["layer"].astype(int).tolist()
-    low = s.loc[s["value"].idxmin()]
-    kept = (f"CKA stays at or above {threshold} at {len(above)} of {len(s)} layers"
-            + (f" (up to layer {max(above)})" if above else ""))
-    start = f"{label}: linear CKA" if label else "Linear CKA"
-    return (f"{start} between {state} and pretrained, layer by layer ({pooling} pooling): {kept}; "
-            f"the lowest value is {fmt(low.value, 3)} at layer {int(low.layer)}.")
-
-
-def class_geometry_sentence(tidy: pd.DataFrame, pooling: str = "cls", layer: int | None = None,
-                            model: str | None = None) -> str:
-    """Silhouette against its permuted-label baseline and the angle between class centroids."""
-    parts = []
-    for state in _states(tidy, f"silhouette_{pooling}"):
-        s = series(tidy, f"silhouette_{pooling}", state, model)
-        if s.empty:
-            continue
-        lay = int(s["layer"].max()) if layer is None else layer
-        sil = _at(s, lay)
-        perm = series(tidy, f"silhouette_perm_{pooling}", state, model)
-        ang = series(tidy, f"centroid_angle_{pooling}", state, model)
-        text = f"{state}: silhouette {fmt_ci(sil.value, sil.ci_low, sil.ci_high, 3)}"
-        if not perm.empty and lay in set(perm["layer"]):
-            text += f" against {fmt(_at(perm, lay).value, 3)} with permuted labels"
-        if not ang.empty and lay in set(ang["layer"]):
-            text += f", centroid angle {fmt(_at(ang, lay).value, 1)} degrees"
-        parts.append(text)
-    if not parts:
-        return ""
-    lay = layer if layer is not None else int(tidy.loc[tidy["metric"] == f"silhouette_{pooling}", "layer"].max())
-    return f"Class geometry of the first-token embeddings at layer {lay}: " + "; ".join(parts) + "."
-
-
-def rogue_sentence(tidy: pd.DataFrame, layer: int | None = None, model: str | None = None) -> str:
-    """Share of the expected cosine carried by the top 3 dimensions, per state, at one layer."""
-    parts = []
-    for state in _states(tidy, "rogue_top3_share"):
-        s = series(tidy, "rogue_top3_share", state, model)
-        if s.empty:
-            continue
-        lay = int(s["layer"].max()) if layer is None else layer
-        parts.append(f"{fmt(100 * _at(s, lay).value, 0)}% ({state})")
-    if not parts:
-        return ""
-    lay = layer if layer is not None else int(tidy.loc[tidy["metric"] == "rogue_top3_share", "layer"].max())
-    return (f"At layer {lay}, the three dimensions that contribute most to the expected cosine of random "
-            f"token pairs carry " + ", ".join(parts) + " of it.")
-
-
 def models_best_sentence(tidy: pd.DataFrame, metric: str = "probe_acc_cls", state: str = "finetuned",
                          what: str = "first-token probe accuracy", correct: pd.DataFrame | None = None) -> str:
     """The comparison: per model, the best layer (or the best-layer set, ``claims.best_layers`` on the
@@ -530,3 +403,5 @@ def say(*sentences: str):
 
 from .prose_layers import (change_claim, effects_sentence, layer_span, layers_sentence,  # noqa: E402,F401
                            metric_paragraph, probe_paragraph, tests_note)
+from .prose_geometry import (class_geometry_paragraph, cka_diagonal_sentence, convergence_paragraph,  # noqa: E402,F401
+                             self_similarity_paragraph, standardised_sentence)
