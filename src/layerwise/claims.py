@@ -153,25 +153,15 @@ def chance_verdicts(tidy: pd.DataFrame, measure: str, pooling: str = "cls", stat
 
 
 def probe_chance_verdict(tidy: pd.DataFrame, metric: str, layer: int, state: str = "finetuned") -> Verdict:
-    """Above-chance accuracy of a probe: "above chance" iff the probe's accuracy (``metric``, e.g.
-    ``probe_acc_cls``) exceeds the upper end of its permuted-label probe's interval
-    (``probe_chance_acc_<pooling>``: the 97.5th percentile of the accuracies of probes trained on permuted
-    labels over the same resamples, a one-sided test at 2.5 %); "at chance" otherwise; "not measured" when
-    either row is missing. Same rule as :func:`chance_verdict`, with the null's upper interval end as its
-    quantile. ``n`` = test sentences."""
+    """Above-chance accuracy of a probe: :func:`null_verdict` of the probe's accuracy (``metric``, e.g.
+    ``probe_acc_cls``) against its permuted-label probe (``probe_chance_acc_<pooling>``, whose interval is
+    the spread of probes trained on permuted labels over the same resamples): "above chance" iff the
+    accuracy exceeds the null's upper interval end (97.5th percentile, one-sided at 2.5 %). ``n`` = test
+    sentences."""
     chance = metric.replace("probe_acc", "probe_chance_acc")
     at = tidy[(tidy["state"] == state) & (tidy["layer"] == layer)]
-    obs, null = at[at["metric"] == metric], at[at["metric"] == chance]
-    rows = pd.concat([obs, null], ignore_index=True)
-    subject = f"{metric} {state} layer {layer} vs permuted labels"
-    if len(obs) != 1 or len(null) != 1:
-        return Verdict("not measured", subject, rows, 0, {"reason": "need one probe and one permuted-label row"})
-    value, upper = float(obs["value"].iloc[0]), float(null["ci_high"].iloc[0])
-    n = int(obs["n"].iloc[0])
-    if not (np.isfinite(value) and np.isfinite(upper)):
-        return Verdict("not measured", subject, rows, n, {"reason": "undefined value"})
-    return Verdict("above chance" if value > upper else "at chance", subject, rows, n,
-                   {"value": value, "null_value": float(null["value"].iloc[0]), "null_upper": upper})
+    return null_verdict(at[at["metric"] == metric], at[at["metric"] == chance],
+                        f"{metric} {state} layer {layer} vs permuted labels")
 
 
 # ==================================================================================================
