@@ -112,3 +112,37 @@ def test_class_names_come_from_params_then_the_selection_and_stay_out_of_the_key
     three = params.model_copy(update={"dataset": params.dataset.model_copy(update={"class_names": ["a", "b", "c"]})})
     with pytest.raises(LayerwiseError, match="class_names"):
         findings.class_names(SimpleNamespace(manifest=manifest, params=three))
+
+
+def _scalar_study(seeds: dict[int, float]):
+    """A study whose only statistic is the effective rank at layer 2: pretrained 250 (CI 245 to 255, n 100)
+    and one fine-tuned row per seed at 250 + the seed's shift."""
+    rows = [{**_row("erank", 250.0, state="pretrained", lo=245.0, hi=255.0), "seed": None}]
+    rows += [{**_row("erank", 250.0 + d, lo=245.0 + d, hi=255.0 + d), "seed": s} for s, d in seeds.items()]
+    mean = 250.0 + float(np.mean(list(seeds.values())))
+    rows.append({**_row("erank", mean, lo=mean - 5, hi=mean + 5), "seed": None})
+    tidy_all = pd.DataFrame(rows)
+    return SimpleNamespace(tidy=tidy_all[tidy_all["seed"].isna()].drop(columns="seed"), tidy_all=tidy_all,
+                           probe_correct=None, params=SimpleNamespace(name="m", display_name="Model M"))
+
+
+def test_scalar_statistics_are_judged_on_their_seed_floor():
+    name = findings._describe("erank")
+    moved = findings.model_findings(_scalar_study({42: 20.0, 43: 21.0, 44: 22.0}))
+    assert list(moved.changed["statistic"]) == [name]
+    row = moved.changed.iloc[0]
+    assert row["verdict"] == "changed" and row["seed floor"] == "changed" and row["n"] == 3
+    assert row["largest at layer"] == 2 and float(row["size / floor"]) > 1
+    # seeds that disagree in sign: not a change, listed under "did not change"
+    spread = findings.model_findings(_scalar_study({42: -20.0, 43: 5.0, 44: 60.0}))
+    assert spread.changed.empty and name in list(spread.unchanged["statistic"])
+    c = spread.conclusion(probes=False)
+    assert f"Not changed: {name} (not beyond the seed-to-seed variation at any layer)" in c
+    assert "moved in the mean over seeds" not in c
+    assert "changed at layer 2, most at layer 2" in moved.conclusion(probes=False)   # one layer: "layer"
+    # a consistent shift too small to matter (0.1 x the SD behind the interval: 0.1 x 5 x 10 / 1.96 = 2.6): negligible
+    tiny = findings.model_findings(_scalar_study({42: 0.50, 43: 0.52, 44: 0.54}))
+    assert tiny.changed.empty
+    # one seed: nothing to judge, the statistic is not listed at all
+    one = findings.model_findings(_scalar_study({42: 20.0}))
+    assert one.changed.empty and name not in list(one.unchanged["statistic"])

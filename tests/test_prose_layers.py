@@ -148,7 +148,7 @@ def _findings_study(seed_rows=None):
 def test_conclusion_lists_the_change_and_what_did_not_change():
     f = findings.model_findings(_findings_study())
     c = f.conclusion(probes=False)
-    assert c.startswith(f"Fine-tuning changed {findings._describe('token_cosine')} (higher at layers 0")
+    assert c.startswith(f"Fine-tuning changed {findings._describe('token_cosine')} (higher at layer 0")
     assert claims.SEED_VARIATION_NOT_MEASURED in c                        # one run
     assert f"Not changed: {findings._describe('cov_trace')} (negligible)." in c
     assert 2 <= c.count(". ") + 1 <= 4

@@ -18,7 +18,7 @@ import pandas as pd
 
 from . import claims
 from .errors import LayerwiseError
-from .prose import fmt, fmt_ci, fmt_signed
+from .prose import _effect_digits, fmt, fmt_ci, fmt_signed
 from .prose_layers import best_layers_clause, layer_span
 from .prose_seeds import seed_floor_verdicts
 from .schema import PER_SENTENCE_METRICS, lookup
@@ -28,10 +28,17 @@ MEAN_METRIC = {"token_cosine": "token_cosine_sentence_mean", "token_cosine_var":
 #: the probes whose change fine-tuning makes (first token and mean pooling)
 PROBES = ("probe_acc_cls", "probe_acc_mean")
 PROBE_NAMES = {"probe_acc_cls": "first-token probe accuracy", "probe_acc_mean": "mean-pooled probe accuracy"}
+#: statistics with one value per layer (no per-sentence test), judged on the seed floor alone
+#: (claims.seed_change with claims.scalar_threshold), listed when several fine-tuning seeds were run
+SCALARS = ("token_cosine_adjusted", "anisotropy_baseline", "self_similarity", "self_similarity_adjusted",
+           "rogue_top3_share", "norm_mean", "erank", "isoscore", "silhouette_cls", "mdl_compression_cls")
+#: the statistics the probing chapter's conclusion speaks of (the others: the geometry chapter's)
+PROBING_SCALARS = ("silhouette_cls", "mdl_compression_cls")
 #: what the order of the findings means (printed above the table)
 RANKING = ("Changes are ranked by *size / floor*: the difference divided by the smallest difference its test "
            "could tell from none (for a per-sentence statistic, the negligible-effect threshold; for a probe, "
-           "the half-width of its paired 95% CI). A precisely measured small difference can therefore rank "
+           "the half-width of its paired 95% CI; for a statistic with one value per layer, the half-width of "
+           "its interval over seeds and sentences). A precisely measured small difference can therefore rank "
            "above a larger but noisier one: the rank says how clearly it changed, not how much.")
 COLUMNS = ("statistic", "layers", "largest at layer", "finetuned", "pretrained", "difference", "n", "verdict",
            "size / floor", "seed floor", "random vs pretrained", "chance")
@@ -56,9 +63,10 @@ class Findings:
         """The findings as sentences, largest change first."""
         out = []
         for r in self.changed.itertuples(index=False):
-            out.append(f"**{r.statistic[0].upper() + r.statistic[1:]}**: {r.verdict} after fine-tuning at layers "
-                       f"{r.layers}; largest at layer {r._2}: fine-tuned {r.finetuned} against pretrained "
-                       f"{r.pretrained}, difference {r.difference}, n = {r.n}, {r._8} times its floor.")
+            n = f"over {r.n} seeds" if r.verdict == "changed" else f"n = {r.n}"   # a scalar's floor: seeds
+            out.append(f"**{r.statistic[0].upper() + r.statistic[1:]}**: {r.verdict} after fine-tuning at "
+                       f"{_at(r.layers)}; largest at layer {r._2}: fine-tuned {r.finetuned} against pretrained "
+                       f"{r.pretrained}, difference {r.difference}, {n}, {r._8} times its floor.")
         if not self.changed.empty and self.seeds < 2:
             out.append(f"Each change is against one fine-tuning run: {claims.SEED_VARIATION_NOT_MEASURED}.")
         if not self.unchanged.empty:
@@ -73,26 +81,30 @@ class Findings:
         """A chapter's conclusion in 2-4 sentences: (probes) where the label is best read; what fine-tuning
         changed and where; what moved but not beyond the seed-to-seed variation, and what did not move;
         (probes) the random-weights observation. Every word from the findings' verdicts."""
-        is_probe = self.changed["statistic"].isin(PROBE_NAMES.values()) == probes
-        mine = self.changed[is_probe]
-        kept = self.unchanged[self.unchanged["statistic"].isin(PROBE_NAMES.values()) == probes]
+        probing = [*PROBE_NAMES.values(), *(_describe(m) for m in PROBING_SCALARS)]
+        mine = self.changed[self.changed["statistic"].isin(probing) == probes]
+        kept = self.unchanged[self.unchanged["statistic"].isin(probing) == probes]
         out = []
         if probes and self.best_layers:
             out.append("By paired comparison on the test sentences, the label is best read at "
                        + " and at ".join(self.best_layers) + ".")
-        changes = [f"{r.statistic} ({r.verdict} at layers {r.layers}, most at layer {r._2}: "
+        changes = [f"{r.statistic} ({r.verdict} at {_at(r.layers)}, most at layer {r._2}: "
                    f"{_signed(r.difference)})" for r in mine.itertuples(index=False)]
         floor = (f"each largest change clears the seed-to-seed variation ({self.seeds} seeds)" if self.seeds > 1 else
                  f"each against one run: {claims.SEED_VARIATION_NOT_MEASURED}")
         out.append(f"Fine-tuning changed {_and(changes)}; {floor}." if changes else
                    "Fine-tuning changed none of these statistics beyond its floors.")
-        seeds = [r.statistic for r in kept.itertuples(index=False) if "seed-to-seed" in r.verdict]
-        other = [f"{r.statistic} ({r.verdict})" for r in kept.itertuples(index=False) if "seed-to-seed" not in r.verdict]
+        seeds = [r.statistic for r in kept.itertuples(index=False) if "in the mean over seeds" in r.verdict]
+        other: dict[str, list[str]] = {}
+        for r in kept.itertuples(index=False):
+            if "in the mean over seeds" not in r.verdict:
+                other.setdefault(r.verdict, []).append(r.statistic)
         if seeds:
             out.append(f"{_and(seeds)[:1].upper() + _and(seeds)[1:]} moved in the mean over seeds but not beyond "
                        "the seed-to-seed variation.")
         if other:
-            out.append(f"Not changed: {_and(other)}.")
+            out.append("Not changed: " + "; ".join(f"{_and(names)} ({verdict})" for verdict, names in other.items())
+                       + ".")
         if probes:
             out += [o[len("Observation: "):][:1].upper() + o[len("Observation: ") + 1:]
                     if o.startswith("Observation: ") else o for o in self.observations]
@@ -106,6 +118,11 @@ class Findings:
 
             text += "\n\n" + RANKING + "\n\n" + markdown_table(self.changed[list(COLUMNS)])
         return text
+
+
+def _at(layers: str) -> str:
+    """``layer 5`` or ``layers 2 and 4–6`` from a table's layer text."""
+    return f"layer {layers}" if str(layers).isdigit() else f"layers {layers}"
 
 
 def _and(items: list[str]) -> str:
@@ -188,6 +205,36 @@ def sentence_metric_rows(tidy: pd.DataFrame, tidy_all: pd.DataFrame | None = Non
     return changed, unchanged
 
 
+def scalar_rows(tidy: pd.DataFrame, tidy_all: pd.DataFrame) -> tuple[list[dict], list[dict]]:
+    """Changed and unchanged rows of the statistics with one value per layer (:data:`SCALARS`), from
+    their seed floor (``claims.seed_change`` through ``prose_seeds.seed_floor_verdicts``: the interval over
+    seeds and sentences excludes 0, every seed moves the same way, and the change clears
+    ``claims.scalar_threshold``). Not listed with one seed: nothing can be judged."""
+    changed, unchanged = [], []
+    for metric in SCALARS:
+        floor = [v for v in seed_floor_verdicts(tidy_all, metric) if v.word != "not measured"]
+        if not floor:
+            continue
+        moved = [v for v in floor if v.word == "changed"]
+        if not moved:
+            unchanged.append({"statistic": _describe(metric), "n": floor[0].n,
+                              "verdict": "not beyond the seed-to-seed variation at any layer"})
+            continue
+        top = max(moved, key=lambda v: abs(v.detail["mean"]) / max((v.detail["ci_high"] - v.detail["ci_low"]) / 2,
+                                                                    1e-300))
+        layer, half = top.detail["layer"], (top.detail["ci_high"] - top.detail["ci_low"]) / 2
+        digits = max(3, _effect_digits(top.detail["mean"]))
+        changed.append({
+            "statistic": _describe(metric), "layers": _layers(v.detail["layer"] for v in moved),
+            "largest at layer": layer, "finetuned": _value(tidy, metric, "finetuned", layer),
+            "pretrained": _value(tidy, metric, "pretrained", layer),
+            "difference": fmt_ci(top.detail["mean"], top.detail["ci_low"], top.detail["ci_high"], digits),
+            "n": top.n, "verdict": top.word, "size / floor": fmt(abs(top.detail["mean"]) / half, 1),
+            "_rank": abs(top.detail["mean"]) / half, "seed floor": top.word,
+            "random vs pretrained": _value(tidy, metric, "random", layer), "chance": "-"})
+    return changed, unchanged
+
+
 def _chance_text(tidy: pd.DataFrame, metric: str, layer: int) -> str:
     """The chance floor of a probe: the fine-tuned probe against its permuted-label probe
     (claims.probe_chance_verdict)."""
@@ -258,7 +305,9 @@ def model_findings(study) -> Findings:
     tidy_all = study.tidy_all if hasattr(study, "tidy_all") else tidy
     changed, unchanged = sentence_metric_rows(tidy, tidy_all)
     p_changed, p_unchanged = probe_rows(tidy, getattr(study, "probe_correct", None), tidy_all)
-    changed = sorted(changed + p_changed, key=lambda r: -r["_rank"])
+    s_changed, s_unchanged = scalar_rows(tidy, tidy_all)
+    p_unchanged = p_unchanged + s_unchanged
+    changed = sorted(changed + p_changed + s_changed, key=lambda r: -r["_rank"])
     within_seeds = [r for r in changed if r["seed floor"] in ("unchanged", "negligible")]
     changed = [r for r in changed if r not in within_seeds]   # a change must clear the seed floor when measured
     unchanged += [{"statistic": r["statistic"], "n": r["n"],
