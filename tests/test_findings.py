@@ -143,6 +143,9 @@ def test_scalar_statistics_are_judged_on_their_seed_floor():
     # a consistent shift too small to matter (0.1 x the SD behind the interval: 0.1 x 5 x 10 / 1.96 = 2.6): negligible
     tiny = findings.model_findings(_scalar_study({42: 0.50, 43: 0.52, 44: 0.54}))
     assert tiny.changed.empty
+    # every seed moved by exactly the same amount (a tiny model, an interval of zero width): still listed
+    same = findings.model_findings(_scalar_study({42: 20.0, 43: 20.0, 44: 20.0}))
+    assert same.changed.iloc[0]["size / floor"].startswith("unbounded")
     # one seed: nothing to judge, the statistic is not listed at all
     one = findings.model_findings(_scalar_study({42: 20.0}))
     assert one.changed.empty and name not in list(one.unchanged["statistic"])

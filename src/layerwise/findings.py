@@ -12,6 +12,7 @@ state), chance (the permuted-label probe).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -205,6 +206,13 @@ def sentence_metric_rows(tidy: pd.DataFrame, tidy_all: pd.DataFrame | None = Non
     return changed, unchanged
 
 
+def _scalar_rank(v: claims.Verdict) -> float:
+    """|mean change| over the half-width of its seed-and-sentence interval (inf for a zero-width interval:
+    every seed moved by exactly the same amount)."""
+    half = (v.detail["ci_high"] - v.detail["ci_low"]) / 2
+    return abs(v.detail["mean"]) / half if half > 0 else math.inf
+
+
 def scalar_rows(tidy: pd.DataFrame, tidy_all: pd.DataFrame) -> tuple[list[dict], list[dict]]:
     """Changed and unchanged rows of the statistics with one value per layer (:data:`SCALARS`), from
     their seed floor (``claims.seed_change`` through ``prose_seeds.seed_floor_verdicts``: the interval over
@@ -220,17 +228,17 @@ def scalar_rows(tidy: pd.DataFrame, tidy_all: pd.DataFrame) -> tuple[list[dict],
             unchanged.append({"statistic": _describe(metric), "n": floor[0].n,
                               "verdict": "not beyond the seed-to-seed variation at any layer"})
             continue
-        top = max(moved, key=lambda v: abs(v.detail["mean"]) / max((v.detail["ci_high"] - v.detail["ci_low"]) / 2,
-                                                                    1e-300))
-        layer, half = top.detail["layer"], (top.detail["ci_high"] - top.detail["ci_low"]) / 2
+        top = max(moved, key=_scalar_rank)
+        layer, rank = top.detail["layer"], _scalar_rank(top)
         digits = max(3, _effect_digits(top.detail["mean"]))
         changed.append({
             "statistic": _describe(metric), "layers": _layers(v.detail["layer"] for v in moved),
             "largest at layer": layer, "finetuned": _value(tidy, metric, "finetuned", layer),
             "pretrained": _value(tidy, metric, "pretrained", layer),
             "difference": fmt_ci(top.detail["mean"], top.detail["ci_low"], top.detail["ci_high"], digits),
-            "n": top.n, "verdict": top.word, "size / floor": fmt(abs(top.detail["mean"]) / half, 1),
-            "_rank": abs(top.detail["mean"]) / half, "seed floor": top.word,
+            "n": top.n, "verdict": top.word,
+            "size / floor": fmt(rank, 1) if math.isfinite(rank) else "unbounded (zero-width interval)",
+            "_rank": rank, "seed floor": top.word,
             "random vs pretrained": _value(tidy, metric, "random", layer), "chance": "-"})
     return changed, unchanged
 
