@@ -126,15 +126,26 @@ def chance_verdict(observed: pd.DataFrame, null_q95: pd.DataFrame, subject: str 
     percentile of its permutation null (a one-sided test at 5 %), "at chance" otherwise, "not
     measured" when either is missing or NaN. One row each (same model, state, layer); ``n`` = the
     observed row's sentences."""
-    rows = pd.concat([observed, null_q95], ignore_index=True)
-    if len(observed) != 1 or len(null_q95) != 1:
+    return _beyond_null(observed, null_q95, "value", subject,
+                        lambda null: {"null_q95": float(null["value"].iloc[0]),
+                                      "permutations": int(null["n"].iloc[0])},
+                        nan_reason="undefined value (constant representation)")
+
+
+def _beyond_null(observed: pd.DataFrame, null: pd.DataFrame, bound: str, subject: str, detail, *,
+                 nan_reason: str = "undefined value") -> Verdict:
+    """The one chance rule: "above chance" iff the observed row's value exceeds the null row's ``bound``
+    column (its 95th-percentile value, or its upper interval end); "at chance" otherwise; "not measured"
+    without exactly one row each or with a NaN. ``detail(null)``: what the verdict adds about the null."""
+    rows = pd.concat([observed, null], ignore_index=True)
+    if len(observed) != 1 or len(null) != 1:
         return Verdict("not measured", subject, rows, 0, {"reason": "need one observed and one null row"})
-    value, q95 = float(observed["value"].iloc[0]), float(null_q95["value"].iloc[0])
+    value, limit = float(observed["value"].iloc[0]), float(null[bound].iloc[0])
     n = int(observed["n"].iloc[0])
-    if not (np.isfinite(value) and np.isfinite(q95)):
-        return Verdict("not measured", subject, rows, n, {"reason": "undefined value (constant representation)"})
-    return Verdict("above chance" if value > q95 else "at chance", subject, rows, n,
-                   {"value": value, "null_q95": q95, "permutations": int(null_q95["n"].iloc[0])})
+    if not (np.isfinite(value) and np.isfinite(limit)):
+        return Verdict("not measured", subject, rows, n, {"reason": nan_reason})
+    return Verdict("above chance" if value > limit else "at chance", subject, rows, n,
+                   {"value": value, **detail(null)})
 
 
 def chance_verdicts(tidy: pd.DataFrame, measure: str, pooling: str = "cls", state: str = "finetuned",
@@ -417,16 +428,9 @@ def null_verdict(observed: pd.DataFrame, null: pd.DataFrame, subject: str = "") 
     interval end (a one-sided permutation test at 2.5 %, the rule of :func:`probe_chance_verdict`); "at
     chance" otherwise; "not measured" when either row is missing or NaN. One row each (same model, state,
     layer); ``n`` = the observed row's ``n``."""
-    rows = pd.concat([observed, null], ignore_index=True)
-    if len(observed) != 1 or len(null) != 1:
-        return Verdict("not measured", subject, rows, 0, {"reason": "need one observed and one null row"})
-    value, upper = float(observed["value"].iloc[0]), float(null["ci_high"].iloc[0])
-    n = int(observed["n"].iloc[0])
-    if not (np.isfinite(value) and np.isfinite(upper)):
-        return Verdict("not measured", subject, rows, n, {"reason": "undefined value"})
-    return Verdict("above chance" if value > upper else "at chance", subject, rows, n,
-                   {"value": value, "null_value": float(null["value"].iloc[0]), "null_upper": upper,
-                    "layer": int(observed["layer"].iloc[0])})
+    return _beyond_null(observed, null, "ci_high", subject,
+                        lambda nr: {"null_value": float(nr["value"].iloc[0]), "null_upper": float(nr["ci_high"].iloc[0]),
+                                    "layer": int(observed["layer"].iloc[0])})
 
 
 def null_verdicts(tidy: pd.DataFrame, metric: str, null_metric: str, state: str,

@@ -178,6 +178,26 @@ def _random_text(tidy: pd.DataFrame, metric: str, layer: int) -> str:
     return "not measured"
 
 
+def _over_half(value: float, low: float, high: float) -> float:
+    """|value| over the half-width of its interval (inf for a zero-width interval): how clearly it differs
+    from none, the ``size / floor`` of probes and of statistics with one value per layer."""
+    half = (high - low) / 2
+    return abs(value) / half if half > 0 else math.inf
+
+
+def _change_row(tidy: pd.DataFrame, name: str, moved: list, top, *, values: str, difference: str, rank: float,
+                seed_floor: str, random: str, chance: str = "-") -> dict:
+    """One row of the Findings table (:data:`COLUMNS` and the ``_rank`` it is sorted by): ``moved``, the
+    verdicts of the changed layers; ``top``, the one ranked first; ``values``, the metric whose per-state
+    values at that layer the row shows."""
+    layer = top.detail["layer"]
+    return {"statistic": name, "layers": _layers(v.detail["layer"] for v in moved), "largest at layer": layer,
+            "finetuned": _value(tidy, values, "finetuned", layer), "pretrained": _value(tidy, values, "pretrained", layer),
+            "difference": difference, "n": top.n, "verdict": top.word,
+            "size / floor": fmt(rank, 1) if math.isfinite(rank) else "unbounded (zero-width interval)",
+            "_rank": rank, "seed floor": seed_floor, "random vs pretrained": random, "chance": chance}
+
+
 def sentence_metric_rows(tidy: pd.DataFrame, tidy_all: pd.DataFrame | None = None) -> tuple[list[dict], list[dict]]:
     """Changed and unchanged rows of the per-sentence statistics (claims.state_change_verdicts);
     ``tidy_all``: aggregate and per-seed rows (``Study.tidy_all``) for the seed floor."""
@@ -193,24 +213,18 @@ def sentence_metric_rows(tidy: pd.DataFrame, tidy_all: pd.DataFrame | None = Non
             unchanged.append({"statistic": _describe(metric), "verdict": " or ".join(words), "n": verdicts[0].n})
             continue
         top = max(moved, key=lambda v: abs(v.detail["effect"]) / v.detail["delta"] if v.detail["delta"] > 0 else 0)
-        layer, delta, mean = top.detail["layer"], top.detail["delta"], MEAN_METRIC.get(metric, metric)
-        changed.append({
-            "statistic": _describe(metric), "layers": _layers(v.detail["layer"] for v in moved),
-            "largest at layer": layer, "finetuned": _value(tidy, mean, "finetuned", layer),
-            "pretrained": _value(tidy, mean, "pretrained", layer),
-            "difference": fmt_ci(top.detail["effect"], top.detail["low"], top.detail["high"], 3),
-            "n": top.n, "verdict": top.word, "size / floor": fmt(abs(top.detail["effect"]) / delta, 1),
-            "_rank": abs(top.detail["effect"]) / delta,
-            "seed floor": _seed_floor(tidy_all, metric, layer), "random vs pretrained": _random_text(tidy, metric, layer),
-            "chance": "-"})
+        layer = top.detail["layer"]
+        changed.append(_change_row(
+            tidy, _describe(metric), moved, top, values=MEAN_METRIC.get(metric, metric),
+            difference=fmt_ci(top.detail["effect"], top.detail["low"], top.detail["high"], 3),
+            rank=abs(top.detail["effect"]) / top.detail["delta"], seed_floor=_seed_floor(tidy_all, metric, layer),
+            random=_random_text(tidy, metric, layer)))
     return changed, unchanged
 
 
 def _scalar_rank(v: claims.Verdict) -> float:
-    """|mean change| over the half-width of its seed-and-sentence interval (inf for a zero-width interval:
-    every seed moved by exactly the same amount)."""
-    half = (v.detail["ci_high"] - v.detail["ci_low"]) / 2
-    return abs(v.detail["mean"]) / half if half > 0 else math.inf
+    """|mean change| over the half-width of its seed-and-sentence interval (:func:`_over_half`)."""
+    return _over_half(v.detail["mean"], v.detail["ci_low"], v.detail["ci_high"])
 
 
 def scalar_rows(tidy: pd.DataFrame, tidy_all: pd.DataFrame) -> tuple[list[dict], list[dict]]:
@@ -229,17 +243,12 @@ def scalar_rows(tidy: pd.DataFrame, tidy_all: pd.DataFrame) -> tuple[list[dict],
                               "verdict": "not beyond the seed-to-seed variation at any layer"})
             continue
         top = max(moved, key=_scalar_rank)
-        layer, rank = top.detail["layer"], _scalar_rank(top)
         digits = max(3, _effect_digits(top.detail["mean"]))
-        changed.append({
-            "statistic": _describe(metric), "layers": _layers(v.detail["layer"] for v in moved),
-            "largest at layer": layer, "finetuned": _value(tidy, metric, "finetuned", layer),
-            "pretrained": _value(tidy, metric, "pretrained", layer),
-            "difference": fmt_ci(top.detail["mean"], top.detail["ci_low"], top.detail["ci_high"], digits),
-            "n": top.n, "verdict": top.word,
-            "size / floor": fmt(rank, 1) if math.isfinite(rank) else "unbounded (zero-width interval)",
-            "_rank": rank, "seed floor": top.word,
-            "random vs pretrained": _value(tidy, metric, "random", layer), "chance": "-"})
+        changed.append(_change_row(
+            tidy, _describe(metric), moved, top, values=metric,
+            difference=fmt_ci(top.detail["mean"], top.detail["ci_low"], top.detail["ci_high"], digits),
+            rank=_scalar_rank(top), seed_floor=top.word,
+            random=_value(tidy, metric, "random", top.detail["layer"])))
     return changed, unchanged
 
 
@@ -272,17 +281,15 @@ def probe_rows(tidy: pd.DataFrame, correct: pd.DataFrame | None, tidy_all: pd.Da
             unchanged.append({"statistic": name, "verdict": "tied at every layer", "n": verdicts[0].n})
             continue
 
+
         def size(v):
-            half = (v.detail["diff_ci"][1] - v.detail["diff_ci"][0]) / 2
-            return abs(v.detail["diff"]) / half if half > 0 else float("inf")
+            return _over_half(v.detail["diff"], *v.detail["diff_ci"])
         top = max(moved, key=size)
         layer = top.detail["layer"]
-        changed.append({
-            "statistic": name, "layers": _layers(v.detail["layer"] for v in moved), "largest at layer": layer,
-            "finetuned": _value(tidy, metric, "finetuned", layer), "pretrained": _value(tidy, metric, "pretrained", layer),
-            "difference": fmt_ci(top.detail["diff"], *top.detail["diff_ci"], 3), "n": top.n, "verdict": top.word,
-            "size / floor": fmt(size(top), 1), "_rank": size(top), "seed floor": _seed_floor(tidy_all, metric, layer),
-            "random vs pretrained": _value(tidy, metric, "random", layer), "chance": _chance_text(tidy, metric, layer)})
+        changed.append(_change_row(
+            tidy, name, moved, top, values=metric, difference=fmt_ci(top.detail["diff"], *top.detail["diff_ci"], 3),
+            rank=size(top), seed_floor=_seed_floor(tidy_all, metric, layer),
+            random=_value(tidy, metric, "random", layer), chance=_chance_text(tidy, metric, layer)))
     return changed, unchanged
 
 

@@ -120,6 +120,14 @@ def _validate_embeddings(embeddings: dict, poolings: Sequence[str]) -> tuple[int
 _Layers = namedtuple("_Layers", "needed probe mlp mdl cones")  # poolings read; layers of each probe family
 
 
+def cone_layers(last: int) -> list[int]:
+    """The default layers of the class cones: the first, middle and last transformer layers of a model
+    whose last layer is ``last`` (where the class cone forms; not layer 0, where the first token's embedding
+    output is the same vector for every sentence, so its cosine to any reference is 1)."""
+    first = 1 if last >= 1 else 0
+    return sorted({first, max(first, (last + 1) // 2), last})
+
+
 def _plan_layers(embeddings: dict, st: ProbeSettings) -> _Layers:
     bad = [p for p in (*st.poolings, *st.mlp_poolings, *st.mdl_poolings) if p not in POOLINGS]
     if bad:
@@ -138,10 +146,7 @@ def _plan_layers(embeddings: dict, st: ProbeSettings) -> _Layers:
 
     layers = pick(st.layers, "layers")
     last = n_layers - 1
-    # first, middle and last transformer layers: where the class cone forms (not layer 0: the first token's
-    # embedding output is the same vector for every sentence, so its cosine to any reference is 1)
-    first = 1 if last >= 1 else 0
-    default_cones = sorted({first, max(first, (last + 1) // 2), last})
+    default_cones = cone_layers(last)
     return _Layers(needed, layers, pick(st.mlp_layers if st.mlp_layers is not None else layers, "mlp_layers"),
                    pick(st.mdl_layers if st.mdl_layers is not None else layers, "mdl_layers"),
                    pick(st.cone_layers if st.cone_layers is not None else default_cones, "cone_layers"))
