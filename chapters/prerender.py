@@ -17,9 +17,12 @@ def main() -> int:
     try:
         from layerwise.cli import main as layerwise_main
     except ImportError:
-        for candidate in (ROOT / ".venv" / "bin" / "python", ROOT / ".venv" / "Scripts" / "python.exe"):
-            if candidate.exists() and Path(sys.executable).resolve() != candidate.resolve():
-                return subprocess.call([str(candidate), str(Path(__file__).resolve())])
+        venv = ROOT / ".venv"
+        # a venv's python is a link to the base interpreter: compare the environments, not the executables
+        if Path(sys.prefix).resolve() != venv.resolve():
+            for candidate in (venv / "bin" / "python", venv / "Scripts" / "python.exe"):
+                if candidate.exists():
+                    return subprocess.call([str(candidate), str(Path(__file__).resolve())])
         print(f"error: layerwise is not installed for {sys.executable}. Fix: run `make install` "
               "(creates .venv) or `pip install -e .` in the Python that Quarto uses.", file=sys.stderr)
         return 2

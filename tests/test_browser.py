@@ -1,7 +1,8 @@
 """The HTML preview in a real browser (headless Debian Chromium) with the network blocked: every page
-(chapters, index, Methods, Reproduce; and the Quarto book's pages in ``_book/`` where Quarto is
-installed) loads nothing from outside its own folder, logs no script or console error, shows no error
-output, and draws exactly the charts its executed notebook holds (the expected number is counted in
+(chapters, index, Methods, Reproduce; the Quarto book's pages get the same checks in test_quarto.py,
+where Quarto is installed) loads nothing from outside its own folder, logs no script or console error,
+shows no error output, has no table or chart wider than its text column, and draws exactly the charts
+its executed notebook holds (the expected number is counted in
 ``report/<model>/<chapter>.ipynb``, never typed here). Screenshots of each page are written to
 artifacts/screenshots/ (test artefacts, git-ignored)."""
 
@@ -27,15 +28,15 @@ pytestmark = pytest.mark.browser
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
 SCREENSHOTS = PROJECT_ROOT / "artifacts" / "screenshots"
-BOOK = PROJECT_ROOT / "_book"
 #: (tag, attribute) pairs that make the browser request a file
 REQUEST_ATTRS = {("script", "src"), ("img", "src"), ("iframe", "src"), ("embed", "src"), ("source", "src"),
                  ("audio", "src"), ("video", "src"), ("link", "href"), ("object", "data")}
-#: Chromium with every network request failing (name resolution mapped to nothing) and nothing running
+#: Chromium with every network request failing (name resolution mapped to nothing, but for the test server
+#: on 127.0.0.1) and nothing running
 #: in the background.
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-default-apps",
-         "--host-resolver-rules=MAP * ~NOTFOUND", "--virtual-time-budget=10000", "--hide-scrollbars"]
+         "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--virtual-time-budget=10000", "--hide-scrollbars"]
 
 if CHROMIUM is None and os.environ.get("CI", "").lower() == "true":
     raise RuntimeError("chromium is missing in CI (CI=true): the browser test is never skipped there; "
@@ -45,13 +46,15 @@ if CHROMIUM is None:
                 allow_module_level=True)
 
 
-def browse(page: Path, profile: Path, screenshot: Path | None = None, height: int = 4000) -> str:
-    """Load ``page`` offline, let its scripts run (virtual time), return the resulting DOM."""
+def browse(page: Path | str, profile: Path, screenshot: Path | None = None, height: int = 4000) -> str:
+    """Load ``page`` (a file, or a URL served on 127.0.0.1) offline, let its scripts run (virtual time),
+    return the resulting DOM."""
     args = [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", f"--window-size=1280,{height}", "--dump-dom"]
     if screenshot is not None:
         screenshot.parent.mkdir(parents=True, exist_ok=True)
         args.append(f"--screenshot={screenshot}")
-    res = subprocess.run([*args, page.resolve().as_uri()], capture_output=True, text=True, timeout=120)
+    url = page if isinstance(page, str) else page.resolve().as_uri()
+    res = subprocess.run([*args, url], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "<html" in res.stdout, res.stderr[-2000:]
     return res.stdout
@@ -70,6 +73,7 @@ class Dom(HTMLParser):
         self.charts: dict[str, dict] = {}
         self.errors: list[str] | None = None
         self.resources: list[str] | None = None
+        self.overflow: list[str] | None = None
         self.requests: list[str] = []
         self.links: list[str] = []
         self.error_outputs = 0
@@ -82,6 +86,8 @@ class Dom(HTMLParser):
             self.errors = json.loads(a["data-lw-errors"])
         if tag == "html" and "data-lw-resources" in a:
             self.resources = json.loads(a["data-lw-resources"])
+        if tag == "html" and "data-lw-overflow" in a:
+            self.overflow = json.loads(a["data-lw-overflow"])
         self.requests += [a[attr] for t, attr in REQUEST_ATTRS if t == tag and a.get(attr)]
         if tag == "a" and a.get("href"):
             self.links.append(a["href"])
@@ -126,13 +132,18 @@ def expected_charts(notebook: Path) -> int:
     return n
 
 
-def outside(urls: list[str], page: Path, root: Path) -> list[str]:
+def outside(urls: list[str], page: Path, root: Path, origin: str | None = None) -> list[str]:
     """The URLs (absolute, or relative to ``page``) that are not files inside ``root``; fragments and
-    ``data:`` URIs are the page's own."""
+    ``data:`` URIs are the page's own. ``origin``: the server that serves ``root`` (its URLs map to files
+    under ``root``)."""
     bad = []
     for url in urls:
         if url.startswith(("data:", "#", "about:blank")):
             continue
+        if origin and url == origin + "/favicon.ico":   # the browser's own request to a server, not the page's
+            continue
+        if origin and url.startswith(origin + "/"):
+            url = (root / unquote(urlsplit(url).path).lstrip("/")).resolve().as_uri()
         if "://" in url and not url.startswith("file://"):
             bad.append(url)
             continue
@@ -142,13 +153,19 @@ def outside(urls: list[str], page: Path, root: Path) -> list[str]:
     return bad
 
 
-def check_page(page: Path, root: Path, profile: Path, charts: int, shots: Path = SCREENSHOTS) -> Dom:
-    """Load ``page`` offline and assert what the module doc says; ``charts``: how many it must draw."""
-    dom = Dom(browse(page, profile, shots / f"{page.stem}.png"))
+def check_page(page: Path, root: Path, profile: Path, charts: int, shots: Path = SCREENSHOTS,
+               origin: str | None = None) -> Dom:
+    """Load ``page`` offline (from disk, or from ``origin``, a server on 127.0.0.1 that serves ``root``)
+    and assert what the module doc says; ``charts``: how many it must draw. Every table and chart fits
+    the page's text column."""
+    url = f"{origin}/{page.relative_to(root).as_posix()}" if origin else page
+    dom = Dom(browse(url, profile, shots / f"{page.stem}.png"))
     assert dom.errors == [], f"{page.name}: {dom.errors}"
     assert dom.resources is not None, f"{page.name}: the page does not record its resources"
-    assert outside(dom.resources + dom.requests, page, root) == [], f"{page.name}: requests outside {root}"
-    assert [u for u in outside(dom.links, page, root) if not u.startswith("http")] == [], f"{page.name}: broken links"
+    assert outside(dom.resources + dom.requests, page, root, origin) == [], f"{page.name}: requests outside {root}"
+    assert [u for u in outside(dom.links, page, root, origin) if not u.startswith("http")] == [], \
+        f"{page.name}: broken links"
+    assert dom.overflow == [], f"{page.name}: wider than the text column: {dom.overflow}"
     assert dom.error_outputs == 0, f"{page.name}: error/stderr outputs shown"
     assert len(dom.charts) == charts, f"{page.name}: {len(dom.charts)} charts on the page, {charts} in its notebook"
     for cid, chart in dom.charts.items():
@@ -190,18 +207,6 @@ def test_every_page_renders_offline_without_errors(preview):
         check_page(page, index.parent, profile, expected)
 
 
-@pytest.mark.quarto
-def test_book_pages_render_offline(tmp_path):
-    """The Quarto book (``quarto render`` into ``_book/``): the same checks on every page."""
-    if shutil.which("quarto") is None:
-        pytest.skip("quarto is not installed: the book's pages are checked where it is")
-    if not (BOOK / "index.html").is_file():
-        pytest.skip("no _book/index.html: run `quarto render` first")
-    for page in sorted(BOOK.rglob("*.html")):
-        notebook = PROJECT_ROOT / page.relative_to(BOOK).with_suffix(".ipynb")
-        check_page(page, BOOK, tmp_path / "profile", expected_charts(notebook) if notebook.is_file() else 0)
-
-
 def test_the_harness_sees_blocked_requests_and_console_errors(tmp_path, preview):
     """Known answer for the checks above: a page that loads a script from a CDN and a stylesheet from
     outside its folder, logs an error, and has a chart that is not drawn."""
@@ -234,3 +239,9 @@ def test_the_harness_sees_blocked_requests_and_console_errors(tmp_path, preview)
                      "</head><body><p>text</p></body></html>")
     with pytest.raises(AssertionError, match="requests outside"):
         check_page(quiet, site, tmp_path / "profile", 0, shots=tmp_path)
+    wide = site / "wide.html"  # a table wider than the text column; a narrow one beside it
+    wide.write_text(f'<!DOCTYPE html><html><head>{ERROR_RECORDER}</head><body><main style="width: 600px">'
+                    '<table style="width: 900px"><tr><td>wide</td></tr></table>'
+                    '<table style="width: 500px"><tr><td>narrow</td></tr></table></main></body></html>')
+    dom = Dom(browse(wide, tmp_path / "profile"))
+    assert dom.overflow == ["table: 900 px in 600 px"]

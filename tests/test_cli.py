@@ -64,6 +64,23 @@ def test_prerender_without_profile_params_is_one_clear_error(tmp_path):
     assert not (tmp_path / "report").exists()
 
 
+def test_prerender_from_a_python_without_layerwise_uses_the_project_venv(tmp_path):
+    """Quarto runs chapters/prerender.py with the Python on PATH, often the system's, whose venvs link
+    their ``python`` to it: the script must still hand over to the project's .venv (known failure: it
+    compared the resolved executables, equal for a venv, and gave up)."""
+    base = getattr(sys, "_base_executable", None)
+    venv = ROOT / ".venv" / "bin" / "python"
+    if not venv.exists() or not base or Path(sys.prefix).resolve() != (ROOT / ".venv").resolve():
+        pytest.skip("runs where the tests run in the project's .venv (make test)")
+    if subprocess.run([base, "-c", "import layerwise"], capture_output=True).returncode == 0:
+        pytest.skip("the base Python has layerwise installed too")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "QUARTO_PROFILE": "nothing"}
+    r = subprocess.run([base, str(ROOT / "chapters" / "prerender.py")], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 2 and "no params files for the Quarto profile(s) ['nothing']" in r.stderr, r.stderr
+    assert "not installed" not in r.stderr
+
+
 def test_report_module_has_no_command_line_of_its_own():
     """One command line (cli.py): `python -m layerwise.report` is gone, `layerwise prerender` replaces it."""
     from layerwise import cli, report

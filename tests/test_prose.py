@@ -100,3 +100,19 @@ def test_prose_takes_the_state_order_from_the_schema_not_the_charts():
 
     imported = {n.module for n in ast.walk(ast.parse(inspect.getsource(prose))) if isinstance(n, ast.ImportFrom)}
     assert "charts" not in imported and "schema" in imported
+
+
+def test_finetune_table_mean_row_is_the_mean_of_the_seeds():
+    """Known answer (the reviewer's build): seeds trained in 393, 423 and 254 s; the "mean over seeds"
+    row shows their mean, 357 s, not their sum (1,070 s); a seed that recorded no time is left out."""
+    def run(acc, seconds):
+        return {"accuracy": acc, "accuracy_ci": [acc - 0.05, acc + 0.05], "macro_f1": acc,
+                "macro_f1_ci": [acc - 0.05, acc + 0.05], "majority_baseline": 0.5, "binomial_p": 1e-4,
+                "n_test": 180, "train_seconds": seconds}
+    seeds = {"42": run(0.80, 393.0), "43": run(0.82, 423.0), "44": run(0.78, 254.0)}
+    table = prose.finetune_table({"seeds": seeds, **seeds["42"]})
+    assert table.loc["mean over seeds", "training time (s)"] == "357"
+    assert table.loc["seed 43", "training time (s)"] == "423"
+    seeds["44"]["train_seconds"] = None
+    table = prose.finetune_table({"seeds": seeds, **seeds["42"]})
+    assert table.loc["mean over seeds", "training time (s)"] == "408"

@@ -7,8 +7,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
@@ -317,35 +315,35 @@ def test_profiles_name_params_and_the_book_reads_the_generated_list(tmp_path):
         report.quarto_prerender(tmp_path, env={"QUARTO_PROFILE": "nothing"})
 
 
-@pytest.mark.quarto
-@pytest.mark.skipif(shutil.which("quarto") is None, reason="quarto is not on PATH (it cannot be installed here; "
-                    "the book is rendered where Quarto is available)")
-def test_quarto_renders_the_book(tmp_path):
-    """The whole book (HTML and typst PDF) on the synthetic study, through Quarto's own pre-render.
+def test_pages_never_include_a_generated_file():
+    """Quarto expands ``{{< include >}}`` while it lists the book's inputs, before pre-render: an include
+    of a file that ``layerwise run`` writes fails on a fresh clone. Every include names a file of the
+    repository (outside ``report/``); generated files come through ``lw-include`` (expanded when the page
+    is rendered), whose targets are files the run writes into ``report/_layerwise/``."""
+    import re
 
-    The project copy's pre-render script calls ``report.quarto_prerender`` with the synthetic study
-    as a Python callable (``load_study``) instead of the pipeline: the study is injected in Python,
-    never through a string or an environment variable. ``chapters/prerender.py`` itself (which runs
-    ``layerwise prerender``) is tested in test_cli.py."""
-    proj = tmp_path / "book"
-    proj.mkdir()
-    for f in ("_quarto.yml", "index.qmd"):
-        shutil.copy(PROJECT_ROOT / f, proj / f)
-    shutil.copytree(PROJECT_ROOT / "chapters", proj / "chapters")
-    (proj / "chapters/prerender.py").write_text(
-        "import sys\n"
-        f"sys.path.insert(0, {str(TESTS)!r})\n"
-        "from report_fakes import load_fake_study\n"
-        "from layerwise.report import quarto_prerender\n"
-        "quarto_prerender(load_study=load_fake_study)\n")
-    write_params(proj / "params", "alpha", "Alpha model")
-    (proj / "_quarto-demo.yml").write_text("layerwise:\n  params:\n    - params/alpha.yml\n")
-    (proj / "_quarto-flue.yml").write_text("layerwise:\n  params: []\n")
-    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
-    for fmt, out in (("html", "_book/index.html"), ("typst", None)):
-        res = subprocess.run(["quarto", "render", "--to", fmt], cwd=proj, env=env, capture_output=True, text=True,
-                             timeout=900)
-        assert res.returncode == 0, res.stderr[-3000:]
-    html = (proj / "_book/report/alpha/geometry.html").read_text()
-    assert "lw-chart" in html and not CDN.search(html)
-    assert list((proj / "_book").glob("*.pdf")), "no PDF written"
+    written = {"summary.md", "reproduce.md"}
+    pages = [p for p in PROJECT_ROOT.rglob("*.qmd") if not {".venv", "_book", ".quarto"} & set(p.parts)
+             and "report" not in p.relative_to(PROJECT_ROOT).parts[:1]]
+    assert len(pages) >= 4
+    seen = set()
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        for name in re.findall(r"\{\{<\s*include\s+(\S+)\s*>\}\}", text):
+            target = (page.parent / name).resolve()
+            assert target.is_file() and "report" not in target.relative_to(PROJECT_ROOT).parts, (page.name, name)
+        for name in re.findall(r"\{\{<\s*lw-include\s+(\S+)\s*>\}\}", text):
+            assert name.startswith("report/_layerwise/") and name.rsplit("/", 1)[1] in written, (page.name, name)
+            seen.add(name.rsplit("/", 1)[1])
+    assert seen == written
+    extension = PROJECT_ROOT / "_extensions" / "lw-include"
+    assert "lw-include.lua" in (extension / "_extension.yml").read_text(encoding="utf-8")
+    assert '["lw-include"]' in (extension / "lw-include.lua").read_text(encoding="utf-8")
+
+
+def test_a_render_leaves_the_tracked_gitignore_alone():
+    """Quarto appends ``**/*.quarto_ipynb`` to ``.gitignore`` when the line is missing (a dirty clone
+    after every render); the line is there."""
+    lines = (PROJECT_ROOT / ".gitignore").read_text(encoding="utf-8").splitlines()
+    assert "**/*.quarto_ipynb" in lines
+

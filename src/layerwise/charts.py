@@ -5,8 +5,8 @@ Every chart function takes the tidy frames of ``docs/architecture.md`` ("Result 
 never from raw rows, so the data embedded in a chart stays far below Altair's 5000-row limit
 (``render.MAX_ROWS``).
 
-Rendering lives in :mod:`layerwise.render` (offline HTML with the Vega libraries inlined once per
-page, plus SVG). :func:`enable`, which the chapters call, and the renderer functions the benchmarks use
+Rendering lives in :mod:`layerwise.render` (offline HTML that loads the report's one Vega bundle file,
+plus SVG). :func:`enable`, which the chapters call, and the renderer functions the benchmarks use
 (:func:`mimebundle`, :func:`javascript_bundle`, :func:`reset_library`, :func:`chart_rows`,
 :func:`to_svg`) are re-exported from there.
 """
@@ -29,8 +29,12 @@ from .charts_seeds import between_seed_band, seed_band, seed_band_frame, similar
 
 #: Colours of the model states, in the canonical order of ``schema.STATES`` (same in every chart).
 STATE_COLORS = ("#4c78a8", "#f58518", "#9d9d9d")
-#: Width of the text column of the Quarto HTML page and of the A4 PDF page: no chart is wider.
-TEXT_WIDTH = 700
+#: The text column of the Quarto book's HTML page at a 1280 px viewport (cosmo theme), in px: no chart or
+#: table of the report may be wider (``tests/test_book_layout.py``).
+BOOK_COLUMN = 678
+#: Width every chart is laid out to: the book's column less a margin for the browser's text metrics,
+#: which draw labels a little wider than vl-convert's SVG measures them (the A4 PDF scales the SVG).
+TEXT_WIDTH = 640
 #: What a panel's y axis (title and labels), the space between facet panels and the padding around a chart take.
 AXIS_PX, GAP_PX, PAD_PX = 72, 20, 10
 HEIGHT = 240

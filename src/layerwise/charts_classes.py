@@ -93,12 +93,15 @@ def class_cones(cones: pd.DataFrame, layers: Sequence[int] | int | None = None, 
     df, shown = _cone_rows(cones, layers, ["cos_ref"], seed, labels)
     df["jitter"] = np.random.default_rng(seed).uniform(-0.4, 0.4, len(df))
     ch = alt.Chart().mark_circle(size=14, opacity=0.6).encode(
-        x=alt.X("cos_ref:Q", title="cosine to the reference sentence", scale=alt.Scale(zero=False)),
+        # a short axis title and 3 ticks: each panel's own x axis is no wider than the panel (a wider
+        # title or label widens every panel's cell, and the chart past the text column)
+        x=alt.X("cos_ref:Q", title="cosine to reference", scale=alt.Scale(zero=False),
+                axis=alt.Axis(tickCount=3, labelFlush=True)),
         y=alt.Y("label:N", title=None),
         yOffset=alt.YOffset("jitter:Q", scale=alt.Scale(domain=[-0.5, 0.5])),
         color=_class_color(df),
         tooltip=["state:N", "layer:O", "sentence:Q", "label:N", alt.Tooltip("cos_ref:Q", format=".3f")],
-    ).properties(width=panel_width(len(shown), left=150, axis_each=False) - 10, height=80)
+    ).properties(width=panel_width(len(shown), left=160, axis_each=False) - 10, height=80)
     return alt.layer(ch, data=df).facet(**_facet(df)).resolve_scale(x="independent").properties(
         title=title or f"Class cones at {_layer_words(shown)}: cosine to one reference sentence")
 
@@ -129,7 +132,7 @@ def centroid_scatter(cones: pd.DataFrame, layers: Sequence[int] | int | None = N
         color=_class_color(df[df["kind"] == "point"]),
         tooltip=["state:N", "layer:O", "sentence:Q", "label:N", alt.Tooltip("cos_own_centroid:Q", format=".4f"),
                  alt.Tooltip("cos_other_centroid:Q", format=".4f")]).transform_filter(alt.datum.kind == "point")
-    side = min(170, panel_width(len(shown), left=150, axis_each=True))
+    side = min(170, panel_width(len(shown), left=190, axis_each=True))
     return alt.layer(line, pts, data=df).properties(width=side, height=side).facet(**_facet(df)).resolve_scale(
         x="independent", y="independent").properties(
         title=title or f"Reference-free class geometry at {_layer_words(shown)}")

@@ -43,6 +43,11 @@ RANKING = ("Changes are ranked by *size / floor*: the difference divided by the 
            "above a larger but noisier one: the rank says how clearly it changed, not how much.")
 COLUMNS = ("statistic", "layers", "largest at layer", "finetuned", "pretrained", "difference", "n", "verdict",
            "size / floor", "seed floor", "random vs pretrained", "chance")
+#: the table of changes as the report prints it (:meth:`Findings.table`): the tidy columns above folded
+#: into six, with relative widths, so that it fits the HTML text column and an A4 page
+TABLE_COLUMNS = ("statistic", "changed at layers", "finetuned vs pretrained", "difference at the largest",
+                 "size / floor", "floors")
+TABLE_WIDTHS = (18, 13, 19, 22, 6, 22)
 
 
 @dataclass
@@ -59,6 +64,21 @@ class Findings:
     #: where the label is best read (``claims.best_layers`` of the first-token probe, fine-tuned then
     #: pretrained), as clauses of :func:`layerwise.prose_layers.best_layers_clause`
     best_layers: list[str] = field(default_factory=list)
+
+    def table(self) -> pd.DataFrame:
+        """The changes as the report prints them (:data:`TABLE_COLUMNS`): the layers with the largest one,
+        the two states' values there, the verdict and difference with its CI and n (or seeds), the rank,
+        and the floors (seed-to-seed, random weights, chance for a probe)."""
+        rows = []
+        for r in self.changed.to_dict("records"):
+            floors = [f"seeds: {r['seed floor']}", f"random: {r['random vs pretrained']}"]
+            if r["chance"] != "-":
+                floors.append(f"chance: {r['chance']}")
+            rows.append(dict(zip(TABLE_COLUMNS, (
+                r["statistic"], f"{r['layers']} (largest at {r['largest at layer']})",
+                f"{r['finetuned']} vs {r['pretrained']}", f"{r['verdict']}: {r['difference']}; {_n(r)}",
+                r["size / floor"], "; ".join(floors)))))
+        return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
 
     def sentences(self) -> list[str]:
         """The findings as sentences, largest change first."""
@@ -117,8 +137,14 @@ class Findings:
         if not self.changed.empty:
             from .render import markdown_table
 
-            text += "\n\n" + RANKING + "\n\n" + markdown_table(self.changed[list(COLUMNS)])
+            text += "\n\n" + RANKING + "\n\n" + markdown_table(self.table(), widths=TABLE_WIDTHS)
         return text
+
+
+def _n(row: dict) -> str:
+    """What a change is measured over: its seeds (a statistic with one value per layer, whose verdict is
+    "changed") or its n."""
+    return f"{row['n']} seeds" if row["verdict"] == "changed" else f"n = {row['n']}"
 
 
 def _at(layers: str) -> str:

@@ -37,35 +37,11 @@ TEMPLATE_NAME = "layerwise_preview.html.j2"
 #: Records uncaught errors (scripts, failed resource loads), unhandled rejections and console.error
 #: into the ``data-lw-errors`` attribute of <html>, as a JSON list, and the URL of every network
 #: resource the page requested, failed ones included, into ``data-lw-resources`` (Chromium's resource
-#: timing lists no ``file://`` loads: the browser test checks those in the DOM's attributes).
-ERROR_RECORDER = """<script type="text/javascript">
-(function () {
-  var errors = [];
-  function record(kind, message) {
-    errors.push(kind + ": " + message);
-    document.documentElement.setAttribute("data-lw-errors", JSON.stringify(errors));
-  }
-  document.documentElement.setAttribute("data-lw-errors", "[]");
-  var resources = [];
-  document.documentElement.setAttribute("data-lw-resources", "[]");
-  try {
-    new PerformanceObserver(function (list) {
-      list.getEntries().forEach(function (e) { resources.push(e.name); });
-      document.documentElement.setAttribute("data-lw-resources", JSON.stringify(resources));
-    }).observe({type: "resource", buffered: true});
-  } catch (e) { record("error", "no PerformanceObserver: " + e); }
-  window.addEventListener("error", function (e) {
-    var target = e.target && e.target !== window ? (e.target.src || e.target.href || e.target.tagName) : "";
-    record("error", (e.message || "resource failed to load") + (target ? " [" + target + "]" : ""));
-  }, true);
-  window.addEventListener("unhandledrejection", function (e) { record("unhandledrejection", String(e.reason)); });
-  var original = console.error;
-  console.error = function () {
-    record("console.error", Array.prototype.map.call(arguments, String).join(" "));
-    return original.apply(console, arguments);
-  };
-})();
-</script>"""
+#: timing lists no ``file://`` loads: the browser test checks those in the DOM's attributes), and the
+#: tables and charts wider than their text column into ``data-lw-overflow``. One file
+#: (``resources/error-recorder.html``): the preview carries it, and the Quarto book's test profile
+#: (``_quarto-test.yml``) adds it to the book's pages; the published book does not.
+ERROR_RECORDER = (Path(__file__).parent / "resources" / "error-recorder.html").read_text(encoding="utf-8").strip()
 
 TEMPLATE = """{%- extends 'index.html.j2' -%}
 {%- block html_head_js -%}

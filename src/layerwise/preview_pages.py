@@ -4,7 +4,8 @@ glyphs.
 
 The Methods and Reproduce pages are the book's Quarto Markdown (``chapters/*.qmd``) rendered with
 nbconvert's Markdown renderer (mistune), after the Quarto-only syntax is resolved:
-``{{< include path >}}`` (read from the report folder being previewed), ``:::`` divs (HTML-only
+``{{< include path >}}`` and the project's ``{{< lw-include path >}}`` (generated files, read from the
+report folder being previewed), ``:::`` divs (HTML-only
 content kept, content for other formats dropped, callouts as note boxes), ``@fig-...`` references and
 links to ``.qmd``/``.ipynb`` pages (to their preview pages). Math stays TeX source (the preview adds
 no math library): display math in a block, inline math as code.
@@ -27,7 +28,11 @@ _H2_RE = re.compile(r'<h2 id="([^"]+)"[^>]*>(.*?)</h2>', re.S)
 TOC_SLOT = '<div class="lw-toc-slot"></div>'
 _DIV_OPEN_RE = re.compile(r"^(:{3,})\s*\{([^}]*)\}\s*$")
 _DIV_CLOSE_RE = re.compile(r"^(:{3,})\s*$")
-_INCLUDE_RE = re.compile(r"\{\{<\s*include\s+(\S+)\s*>\}\}")
+#: ``include`` (path relative to the page) and ``lw-include`` (the project's shortcode for generated files,
+#: path relative to the project: ``_extensions/lw-include``)
+_INCLUDE_RE = re.compile(r"\{\{<\s*(lw-include|include)\s+(\S+)\s*>\}\}")
+#: a heading's Quarto attributes (``## Title {.unnumbered}``), which the preview drops
+_HEADING_ATTRS_RE = re.compile(r"^(#{1,6} [^\n{]*?)\s*\{[^}\n]*\}[ \t]*$", re.M)
 _SHORTCODE_RE = re.compile(r"\{\{<.*?>\}\}")
 _LINK_RE = re.compile(r"\[([^\]]+)\]\(([^)\s#]+\.(?:qmd|ipynb))(#[^)\s]*)?\)")
 _URL_RE = re.compile(r"(?<![<(\"])(https?://[^\s)<>]+?)([.,;]?)(\s|\)|$)")
@@ -113,16 +118,18 @@ def _fenced_divs(text: str) -> str:
 
 
 def _includes(text: str, source: Path, report_dir: Path) -> str:
-    """``{{< include path >}}`` replaced by the file's text (a path into the project's ``report/``
-    is read from ``report_dir``, the report being previewed); other shortcodes dropped."""
+    """``{{< include path >}}`` (relative to ``source``) and ``{{< lw-include path >}}`` (relative to the
+    project) replaced by the file's text (a path into the project's ``report/`` is read from
+    ``report_dir``, the report being previewed); other shortcodes dropped."""
     def one(m: re.Match) -> str:
-        path = (source.parent / m.group(1)).resolve()
+        kind, name = m.groups()
+        path = ((PROJECT_ROOT if kind == "lw-include" else source.parent) / name).resolve()
         try:
             path = Path(report_dir) / path.relative_to((PROJECT_ROOT / "report").resolve())
         except ValueError:
             pass
         if not path.is_file():
-            return f"*(`{m.group(1)}` is written by `layerwise run`; it is not there yet.)*"
+            return f"*(`{name}` is written by `layerwise run`; it is not there yet.)*"
         return path.read_text(encoding="utf-8")
 
     return _SHORTCODE_RE.sub("", _INCLUDE_RE.sub(one, text))
@@ -173,6 +180,7 @@ def markdown_html(text: str, *, source: Path | None = None, report_dir: Path | N
     text = re.sub(r"\A---\n.*?\n---\n", "", text, flags=re.S)
     if source is not None:
         text = _includes(text, source, report_dir or PROJECT_ROOT / "report")
+    text = _HEADING_ATTRS_RE.sub(r"\1", text)
     text = _links(_fenced_divs(text), link_map or {})
     text = link_refs(text, refs or {}, page)
     text, saved = _math(text)

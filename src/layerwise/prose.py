@@ -130,26 +130,35 @@ def significance_sentence(tidy: pd.DataFrame, metric: str, what: str, *, state: 
 
 
 def _finetune_row(m: Mapping[str, Any]) -> dict[str, Any]:
+    """One row of :func:`finetune_table`: four columns, so that the table (with a model and a run column
+    in the comparison) keeps to the report's six (``render.MAX_TABLE_COLUMNS``); the number of test
+    examples is in :func:`finetune_sentence`."""
     acc_ci = m.get("accuracy_ci") or [float("nan")] * 2
     f1_ci = m.get("macro_f1_ci") or [float("nan")] * 2
+    p = m.get("binomial_p", float("nan"))
+    baseline = fmt(m.get("majority_baseline"), 3)
     return {"test accuracy": fmt_ci(m.get("accuracy", float("nan")), *acc_ci, digits=3),
             "macro-F1": fmt_ci(m.get("macro_f1", float("nan")), *f1_ci, digits=3),
-            "majority baseline": fmt(m.get("majority_baseline"), 3),
-            "binomial p (vs baseline)": fmt_p(m.get("binomial_p", float("nan"))),
-            "test examples": m.get("n_test", ""),
+            "majority baseline (binomial p)": f"{baseline} ({fmt_p(p)})" if p == p else baseline,
             "training time (s)": fmt(m.get("train_seconds"), 0) if m.get("train_seconds") else "n/a"}
+
+
+def _mean_seconds(metrics: list[Mapping[str, Any]]) -> float | None:
+    """The mean training time of the runs that recorded one (None when none did)."""
+    seconds = [float(m["train_seconds"]) for m in metrics if m.get("train_seconds")]
+    return sum(seconds) / len(seconds) if seconds else None
 
 
 def _seed_mean(per_seed: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """The mean over seeds of accuracy and macro-F1 with the seed-and-sentence interval
-    (``stats.seed_sentence_interval``); the training time is the sum."""
+    (``stats.seed_sentence_interval``); the training time is the mean over the seeds that recorded one."""
     import numpy as np
 
     from .stats import se_from_ci, seed_sentence_interval
 
     ms = list(per_seed.values())
     out: dict[str, Any] = {"majority_baseline": ms[0].get("majority_baseline"), "n_test": ms[0].get("n_test", ""),
-                           "binomial_p": float("nan"), "train_seconds": sum(m.get("train_seconds") or 0 for m in ms)}
+                           "binomial_p": float("nan"), "train_seconds": _mean_seconds(ms)}
     for k in ("accuracy", "macro_f1"):
         v = np.array([m.get(k, np.nan) for m in ms], dtype=float)
         ci = np.array([m.get(f"{k}_ci") or [np.nan, np.nan] for m in ms], dtype=float)
@@ -160,10 +169,10 @@ def _seed_mean(per_seed: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
 
 def finetune_table(finetune: Mapping[str, Any] | Mapping[str, Mapping[str, Any]], *, per_model: bool = False
                    ) -> pd.DataFrame:
-    """The fine-tuning scores as a table: accuracy and macro-F1 with CIs, majority baseline, binomial
-    p-value, training time (one row per model when ``per_model``). Several fine-tuning seeds
+    """The fine-tuning scores as a table: accuracy and macro-F1 with CIs, majority baseline with the
+    binomial p-value, training time (one row per model when ``per_model``). Several fine-tuning seeds
     (``finetune["seeds"]``): one row per seed, then the mean over seeds (its CI combines seed and
-    sentence variation, ``stats.seed_sentence_interval``; training time: the total)."""
+    sentence variation, ``stats.seed_sentence_interval``; training time: the mean)."""
     items = finetune.items() if per_model else [("", finetune)]
     rows, index = [], []
     for model, m in items:
