@@ -248,7 +248,7 @@ def test_a_full_disk_during_fine_tuning_is_one_line_and_leaves_no_half_written_c
     status, _, err = _cli(capsys, "finetune", str(params), "-q")
     line = _error_line(err)
     assert status == 2 and "cannot write the fine-tuning checkpoint: no space left on the device" in line
-    assert ".work" in line and "LAYERWISE_CACHE" in line and "resumes" in line
+    assert ".work" in line and "LAYERWISE_CACHE" in line and "resumes from the last complete checkpoint" in line
     work = next((cache / "finetune").glob("*.work"))
     checkpoints = sorted(p.name for p in work.glob("checkpoint-*"))
     from layerwise.trainer import checkpoint_complete

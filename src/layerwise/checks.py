@@ -261,9 +261,14 @@ def check_cache() -> tuple[Path, int | None]:
     from .repro import CACHE_ELSEWHERE, cache_root
 
     root = cache_root()
-    with disk.writing("the cache folder", root, CACHE_ELSEWHERE):
+    try:
         with tempfile.TemporaryFile(dir=root):
             pass
+    except OSError as exc:  # (named by the folder, not by the probe file's random name)
+        err = disk.fault(OSError(exc.errno, exc.strerror), "the cache folder", root, CACHE_ELSEWHERE)
+        if err is None:
+            raise
+        raise err from None
     return root, disk.free_bytes(root)
 
 

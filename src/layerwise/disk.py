@@ -86,11 +86,12 @@ def _within(path: Path, folder: Path) -> bool:
 
 
 def fault(exc: BaseException, what: str, path: str | os.PathLike, elsewhere: str, *, within: bool = False,
-          verb: str = "write") -> LayerwiseError | None:
+          verb: str = "write", then: str = "then run again") -> LayerwiseError | None:
     """The one-line error of a failed write of ``what`` (e.g. "the fine-tuning checkpoint") under ``path``:
     the file the system named (else ``path``), the reason, the fix (``elsewhere``: how to write somewhere
     else, e.g. "set LAYERWISE_CACHE to a folder on another disk"); None when ``exc`` is no disk fault, or,
-    with ``within``, when the file the system named is not under ``path`` (someone else's fault)."""
+    with ``within``, when the file the system named is not under ``path`` (someone else's fault). ``then``:
+    what to do once there is space."""
     how = kind(exc)
     named = getattr(exc, "filename", None)
     if how is None or (within and named and not _within(Path(named), Path(path))):
@@ -100,7 +101,7 @@ def fault(exc: BaseException, what: str, path: str | os.PathLike, elsewhere: str
         free = free_bytes(where)
         shown = f", {human(free)} free" if free is not None else ""
         return LayerwiseError(f"cannot {verb} {what}: no space left on the device{shown}", str(where),
-                              f"free some space on that disk, or {elsewhere}; then run again")
+                              f"free some space on that disk, or {elsewhere}; {then}")
     if how == "file":
         blocker = _blocking_file(where)
         if blocker is None:
@@ -115,7 +116,7 @@ def fault(exc: BaseException, what: str, path: str | os.PathLike, elsewhere: str
 
 @contextlib.contextmanager
 def writing(what: str, path: str | os.PathLike, elsewhere: str, cleanup: Callable[[], None] | None = None, *,
-            within: bool = False) -> Iterator[None]:
+            within: bool = False, then: str = "then run again") -> Iterator[None]:
     """Run the body, which writes ``what`` under ``path``; a disk fault in it runs ``cleanup`` (removes
     what is half-written) and becomes :func:`fault`'s one-line error (the original error goes to the log
     file); with ``within``, only faults of files under ``path``. Errors already explained
@@ -125,7 +126,7 @@ def writing(what: str, path: str | os.PathLike, elsewhere: str, cleanup: Callabl
     except LayerwiseError:
         raise
     except Exception as exc:  # noqa: BLE001 - only disk faults are translated, the rest is re-raised
-        err = fault(exc, what, path, elsewhere, within=within)
+        err = fault(exc, what, path, elsewhere, within=within, then=then)
         if err is None:
             raise
         if cleanup is not None:

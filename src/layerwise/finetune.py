@@ -234,8 +234,9 @@ def _train(params: StudyParams, plan: _CacheEntryPlan, *, save, progress: bool,
     main = trainer.is_world_process_zero()
     resume = _resume_point(plan.work, main, progress)
     t0 = time.perf_counter()
-    with disk.writing("the fine-tuning checkpoint", plan.work, f"{CACHE_ELSEWHERE} (a rerun resumes from the last "
-                      "complete checkpoint)", cleanup=lambda: last_checkpoint(plan.work, remove_incomplete=main)):
+    with disk.writing("the fine-tuning checkpoint", plan.work, CACHE_ELSEWHERE,
+                      cleanup=lambda: last_checkpoint(plan.work, remove_incomplete=main),
+                      then="then run again: the training resumes from the last complete checkpoint"):
         out = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     train_seconds = time.perf_counter() - t0
     step = int(trainer.state.global_step)
