@@ -28,6 +28,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     import yaml
 
     from .checks import run_checks
+    from .duplicates import DuplicateReport
 
     for path in args.params:
         report = run_checks(_params(path))
@@ -40,19 +41,11 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"# data: {len(splits.train)} train / {pool}{len(splits.test)} test examples, "
               f"labels {splits.label_names}, selection {splits.selection['hash']}")
         print(f"# label mapping: {report.label_mapping()}")
-        print(f"# duplicates: {_duplicates_line(splits.selection.get('duplicates') or {})}")
+        print(f"# duplicates: {DuplicateReport.from_dict(splits.selection.get('duplicates') or {}).sentence()}")
         print(f"# cache: {report.space()}")
         for warning in report.warnings:
             print(f"# warning: {warning}")
     return 0
-
-
-def _duplicates_line(dup: dict) -> str:
-    """What the selection did with repeated texts, for ``check``."""
-    from .duplicates import DuplicateReport
-
-    fields = set(DuplicateReport.__dataclass_fields__)
-    return DuplicateReport(**{k: v for k, v in dup.items() if k in fields}).sentence()
 
 
 def cmd_clean(args: argparse.Namespace) -> int:

@@ -277,6 +277,15 @@ def load_splits(params: StudyParams, num_train: int | None = None, num_test: int
     return Splits(train=train, test=test, label_names=names, selection=selection, probe=probe)
 
 
+def duplicates_note(params: StudyParams, splits: Splits) -> str | None:
+    """The warning a run logs when the selection removed repeated texts or found near-duplicates (None
+    when it did neither); ``check`` prints the same sentence on its own line instead."""
+    dup = splits.selection.get("duplicates") or {}
+    if not (dup.get("removed") or dup.get("near_test")):
+        return None
+    return f"{params.where}: " + DuplicateReport.from_dict(dup).sentence()
+
+
 def check_class_names(params: StudyParams, names: list[str]) -> None:
     """``dataset.class_names`` (display names, optional) gives one name per class of the data."""
     given = params.dataset.class_names
@@ -289,8 +298,8 @@ def check_class_names(params: StudyParams, names: list[str]) -> None:
 
 def _duplicate_report(params: StudyParams, train_all, test_all, held_out: bool, dropped: int,
                       parts: tuple) -> DuplicateReport:
-    """What the selection did with repeated texts (logged as a warning when there were any) and how many
-    test sentences have a near-duplicate among the fine-tuning and probe sentences."""
+    """What the selection did with repeated texts and how many test sentences have a near-duplicate among
+    the fine-tuning and probe sentences (``check`` prints it, a run logs it: :func:`duplicates_note`)."""
     ds = params.dataset
     sources = [train_all] if held_out else [train_all, test_all]
     keys = [normalise(t) for d in sources for t in d[ds.text_column]]
@@ -298,8 +307,5 @@ def _duplicate_report(params: StudyParams, train_all, test_all, held_out: bool, 
     groups, _ = duplicate_groups(keys)
     train, probe, test = parts
     near = near_duplicates(list(test["text"]), list(train["text"]) + (list(probe["text"]) if len(probe) else []))
-    report = DuplicateReport(removed=dropped, groups=groups, conflicting=conflicting_labels(keys, labels),
-                             near_test=near)
-    if dropped or near:
-        log.warning("%s: %s", params.where, report.sentence())
-    return report
+    return DuplicateReport(removed=dropped, groups=groups, conflicting=conflicting_labels(keys, labels),
+                           near_test=near)

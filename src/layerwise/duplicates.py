@@ -108,6 +108,11 @@ class DuplicateReport:
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "shingle": SHINGLE}
 
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> "DuplicateReport":
+        """The report :meth:`as_dict` wrote (a selection's ``duplicates``); fields it lacks take defaults."""
+        return cls(**{k: v for k, v in record.items() if k in cls.__dataclass_fields__})
+
     def sentence(self) -> str:
         """One line for ``check`` and the log."""
         text = (f"{self.removed} repeated rows removed ({self.groups} texts occur more than once, compared after "

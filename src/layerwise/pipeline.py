@@ -41,14 +41,17 @@ class StudyInputs:
 
 
 def resolve_inputs(params: StudyParams) -> StudyInputs:
-    """Load the params' data selection and resolve their model, once for a whole run (a warning when
-    ``analysis.num_sentences`` is more than the test sentences: :func:`checks.sentences_note`)."""
+    """Load the params' data selection and resolve their model, once for a whole run; warnings (the log and
+    the terminal) when the selection removed repeated texts or found near-duplicates
+    (:func:`data.duplicates_note`) and when ``analysis.num_sentences`` is more than the test sentences
+    (:func:`checks.sentences_note`)."""
     from .checks import sentences_note
+    from .data import duplicates_note
 
     splits = load_splits(params)
-    note = sentences_note(params, len(splits.test))
-    if note:
-        log.warning(note)
+    for note in (duplicates_note(params, splits), sentences_note(params, len(splits.test))):
+        if note:
+            log.warning(note)
     return StudyInputs(splits, model_source(params))
 
 
