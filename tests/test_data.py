@@ -50,7 +50,9 @@ def test_selection_is_deterministic_and_seeded(tmp_path):
 
 def test_separate_split_files_and_multiclass(tmp_path):
     reviews(50, ("a", "b", "c")).to_csv(tmp_path / "train.csv", index=False)
-    reviews(20, ("a", "b", "c")).to_csv(tmp_path / "test.csv", index=False)
+    test = reviews(20, ("a", "b", "c"))
+    test["review"] = "test " + test["review"]  # (the same texts as train's would be removed from train)
+    test.to_csv(tmp_path / "test.csv", index=False)
     p = parse_params({"name": "t", "model": {"id": "embedded:minilm"},
                       "dataset": {"data_files": {"train": str(tmp_path / "train.csv"), "test": str(tmp_path / "test.csv")},
                                   "text_column": "review", "label_column": "polarity"},

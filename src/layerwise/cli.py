@@ -1,4 +1,4 @@
-"""The ``layerwise`` command: check, prepare, finetune, analyze, probe, export, run, prerender, preview.
+"""The ``layerwise`` command: check, prepare, finetune, analyze, probe, export, run, prerender, preview, clean.
 
 Every :class:`~layerwise.errors.LayerwiseError` becomes one ``error: ... Fix: ...`` line on stderr and
 exit status 2; Ctrl-C prints ``interrupted`` and exits 130 (a rerun resumes). ``prerender`` is
@@ -28,6 +28,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     import yaml
 
     from .checks import run_checks
+    from .duplicates import DuplicateReport
 
     for path in args.params:
         report = run_checks(_params(path))
@@ -40,6 +41,26 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"# data: {len(splits.train)} train / {pool}{len(splits.test)} test examples, "
               f"labels {splits.label_names}, selection {splits.selection['hash']}")
         print(f"# label mapping: {report.label_mapping()}")
+        print(f"# duplicates: {DuplicateReport.from_dict(splits.selection.get('duplicates') or {}).sentence()}")
+        print(f"# cache: {report.space()}")
+        for warning in report.warnings:
+            print(f"# warning: {warning}")
+    return 0
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    from .disk import damaged_copies, human, sweep_damaged
+    from .repro import cache_root
+
+    root = cache_root()
+    removed = sweep_damaged(root, keep_days=args.keep_days, dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    for path, size in removed:
+        print(f"{verb} {path} ({human(size)})")
+    gone = {path for path, _ in removed}
+    kept = [path for path, _, _ in damaged_copies(root) if path not in gone]
+    print(f"{verb} {len(removed)} damaged cache copies ({human(sum(n for _, n in removed))}); {len(kept)} kept; "
+          f"cache {root}")
     return 0
 
 
@@ -134,7 +155,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 DESCRIPTION = """Layer-by-layer statistics of BERT-like encoders, before and after fine-tuning.
 
-commands: check, prepare, finetune, analyze, probe, export, run, prerender, preview
+commands: check, prepare, finetune, analyze, probe, export, run, prerender, preview, clean
 (`layerwise COMMAND --help` for each)."""
 
 EPILOG = """examples:
@@ -174,6 +195,9 @@ COMMANDS = {
     "prerender": ("Quarto's pre-render step: `run` for the params files of the active profile(s)",
                   "Quarto's pre-render step: `run` (without the preview) for the params files named by the "
                   "active profile(s) (QUARTO_PROFILE)."),
+    "clean": ("remove the damaged cache entries kept aside for inspection, with their sizes",
+              "Remove the damaged cache entries that were moved aside (<entry>.damaged-<time>-<pid>; kept "
+              "7 days, then swept at the next start) and print each one's size and the total."),
     "preview": ("build the pip-only HTML preview of executed chapters",
                 "Convert the executed chapters of a report folder into self-contained HTML pages."),
 }
@@ -190,6 +214,7 @@ EXAMPLES = {
     "run": "layerwise run --params params/demo.yml --out report",
     "prerender": "quarto render --profile demo   (runs `layerwise prerender` through chapters/prerender.py)",
     "preview": "layerwise preview report   (then open report/preview/index.html)",
+    "clean": "layerwise clean --dry-run",
 }
 
 
@@ -257,6 +282,10 @@ def _add_report_commands(sub) -> None:
                    "(one GPU each when several are visible, else a share of the CPU cores)")
     s = _sub(sub, "prerender", cmd_prerender)
     s.add_argument("--project-dir", help="the Quarto project (default: the current directory)")
+    s = _sub(sub, "clean", cmd_clean)
+    s.add_argument("--keep-days", type=float, default=0, help="keep the copies moved aside in the last N days "
+                   "(default 0: remove them all)")
+    s.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
     s = _sub(sub, "preview", cmd_preview)
     s.add_argument("report_dir", nargs="?", default="report",
                    help="the report folder written by `layerwise run` (default: report)")
@@ -293,9 +322,22 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logs.setup(verbose=args.verbose, quiet=args.quiet, log_file=_log_file(args), libraries=args.command != "preview")
     try:
-        return args.func(args)
+        status = args.func(args)
+        from .repro import damage_outcomes
+
+        damage_outcomes()  # whether each damaged entry moved aside was recomputed (warnings)
+        return status
     except LayerwiseError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a disk fault outside the writes that explain their own (a library's cache)
+        from .disk import fault
+
+        err = fault(exc, "this file", exc.filename or ".", "point the cache of the tool that wrote it (HF_HOME, "
+                    "LAYERWISE_CACHE) at a writable disk with space", verb="read or write")
+        if err is None:
+            raise
+        print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

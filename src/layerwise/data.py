@@ -12,6 +12,7 @@ import numpy as np
 
 from .checks import check_local_files, local_read_error, split_file
 from .config import StudyParams
+from .duplicates import DuplicateReport, conflicting_labels, duplicate_groups, first_copies, near_duplicates, normalise
 from .errors import LayerwiseError
 from .repro import content_hash
 
@@ -153,10 +154,13 @@ def _check_labels(labels: list[Any], index: list[int], what: str, where: str) ->
 
 
 def _check_sizes(params: StudyParams, num_train: int, num_test: int, n_train: int, n_test: int,
-                 held_out: bool) -> None:
+                 held_out: bool, dropped: int = 0) -> None:
     """Enough rows for ``num_train`` and ``num_test``, the error naming the field at fault. With the
-    test examples held out of the train split, both come from its ``n_train`` rows."""
+    test examples held out of the train split, both come from its ``n_train`` rows. The counts are of
+    distinct texts: ``dropped`` repeated rows are not counted (the message says so)."""
     ds, where = params.dataset, params.where
+    if dropped:
+        where = f"{where} (after {dropped} duplicate rows were removed)"
     if not held_out:
         for field_name, want, have, split in (("finetune.num_train", num_train, n_train, ds.train_split),
                                               ("finetune.num_test", num_test, n_test, ds.test_split)):
@@ -181,26 +185,34 @@ def _check_sizes(params: StudyParams, num_train: int, num_test: int, n_train: in
 
 def _orders(raw, params: StudyParams, num_train: int, num_test: int):
     """The cleaned train and test sources (with their ``index`` column), their shuffled row orders
-    and whether the test rows were held out of the train split (when the source has no test split)."""
+    without repeated texts (:func:`duplicates.first_copies`: the first copy of each text in the order
+    is kept, and a training row whose text is a selected test sentence is dropped), whether the test
+    rows were held out of the train split (when the source has no test split) and the rows dropped.
+    Without repeated texts the orders are the plain shuffles (so selections, and keys, stay as they were)."""
     ds = params.dataset
     where = params.where
     if ds.train_split not in raw:
         raise LayerwiseError(f"field 'dataset.train_split': split {ds.train_split!r} not found "
                              f"(splits: {', '.join(raw)})", where, "set dataset.train_split to one of them")
     train_all = _clean_split(raw[ds.train_split], params, ds.train_split)
+    train_keys = [normalise(t) for t in train_all[ds.text_column]]
     rng = np.random.default_rng(params.dataset.selection_seed)
     if ds.test_split in raw:
         test_all = _clean_split(raw[ds.test_split], params, ds.test_split)
-        test_order = rng.permutation(len(test_all))
-        train_order = rng.permutation(len(train_all))
+        test_keys = [normalise(t) for t in test_all[ds.text_column]]
+        test_order, dropped_test = first_copies(rng.permutation(len(test_all)), test_keys)
+        train_order, dropped = first_copies(rng.permutation(len(train_all)), train_keys,
+                                            taken={test_keys[i] for i in test_order[:num_test]})
+        dropped += dropped_test
         held_out = False
+        _check_sizes(params, num_train, num_test, len(train_order), len(test_order), held_out, dropped)
     else:
-        order = rng.permutation(len(train_all))
+        order, dropped = first_copies(rng.permutation(len(train_all)), train_keys)
         test_all = train_all
         test_order, train_order = order[:num_test], order[num_test:]
         held_out = True
-    _check_sizes(params, num_train, num_test, len(train_all), len(test_all), held_out)
-    return train_all, test_all, train_order, test_order, held_out
+        _check_sizes(params, num_train, num_test, len(order), len(order), held_out, dropped)
+    return train_all, test_all, train_order, test_order, held_out, dropped
 
 
 def _tidy(d, ds, mapping: dict[Any, int]):
@@ -238,13 +250,14 @@ def load_splits(params: StudyParams, num_train: int | None = None, num_test: int
     num_probe = params.finetune.num_probe
     where = params.where
     raw = load_raw(params)
-    train_all, test_all, train_order, test_order, held_out = _orders(raw, params, num_train, num_test)
+    train_all, test_all, train_order, test_order, held_out, dropped = _orders(raw, params, num_train, num_test)
     _check_probe_size(params, num_train, num_probe, len(train_order))
     label_feature = raw[ds.train_split].features.get(ds.label_column)
     names, mapping = _label_mapping(list(train_all[ds.label_column]) + list(test_all[ds.label_column]), label_feature)
     if len(names) < 2:
         raise LayerwiseError(f"field 'dataset.label_column': column {ds.label_column!r} has a single class",
                              where, "a classification study needs at least two labels")
+    check_class_names(params, names)
     train = _tidy(train_all.select(train_order[:num_train]), ds, mapping)
     test = _tidy(test_all.select(test_order[:num_test]), ds, mapping)
     probe = _tidy(train_all.select(train_order[num_train:num_train + num_probe]), ds, mapping)
@@ -258,4 +271,41 @@ def load_splits(params: StudyParams, num_train: int | None = None, num_test: int
         selection["probe_index"] = list(probe["index"])
     selection["hash"] = content_hash({"payload": params.data_payload(), "num_train": num_train,
                                       "num_test": num_test, **selection})
+    # (after the hash: what the selection did with repeated texts is in its rows already)
+    selection["duplicates"] = _duplicate_report(params, train_all, test_all, held_out, dropped,
+                                                (train, probe, test)).as_dict()
     return Splits(train=train, test=test, label_names=names, selection=selection, probe=probe)
+
+
+def duplicates_note(params: StudyParams, splits: Splits) -> str | None:
+    """The warning a run logs when the selection removed repeated texts or found near-duplicates (None
+    when it did neither); ``check`` prints the same sentence on its own line instead."""
+    dup = splits.selection.get("duplicates") or {}
+    if not (dup.get("removed") or dup.get("near_test")):
+        return None
+    return f"{params.where}: " + DuplicateReport.from_dict(dup).sentence()
+
+
+def check_class_names(params: StudyParams, names: list[str]) -> None:
+    """``dataset.class_names`` (display names, optional) gives one name per class of the data."""
+    given = params.dataset.class_names
+    if given and len(given) != len(names):
+        shown = f"{len(given)} name" + ("s" if len(given) != 1 else "")
+        raise LayerwiseError(f"field 'dataset.class_names': {shown} ({given}) for the {len(names)} classes of the "
+                             f"data ({names})", params.where,
+                             f"give one display name per class, in this order: {len(names)} names, or remove the field")
+
+
+def _duplicate_report(params: StudyParams, train_all, test_all, held_out: bool, dropped: int,
+                      parts: tuple) -> DuplicateReport:
+    """What the selection did with repeated texts and how many test sentences have a near-duplicate among
+    the fine-tuning and probe sentences (``check`` prints it, a run logs it: :func:`duplicates_note`)."""
+    ds = params.dataset
+    sources = [train_all] if held_out else [train_all, test_all]
+    keys = [normalise(t) for d in sources for t in d[ds.text_column]]
+    labels = [v for d in sources for v in d[ds.label_column]]
+    groups, _ = duplicate_groups(keys)
+    train, probe, test = parts
+    near = near_duplicates(list(test["text"]), list(train["text"]) + (list(probe["text"]) if len(probe) else []))
+    return DuplicateReport(removed=dropped, groups=groups, conflicting=conflicting_labels(keys, labels),
+                           near_test=near)

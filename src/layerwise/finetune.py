@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from . import disk
 from .config import StudyParams
 from .data import Splits, load_splits
 from .errors import LayerwiseError
@@ -51,7 +52,7 @@ from .models import ModelSource, load_model, load_tokenizer, model_source, pick_
 from .precision import resolve as resolve_precision
 from .locks import entry_path
 from .prepared import TrainData, check_replaceable, load_prepared, tokenize
-from .repro import atomic_dir, atomic_write_json, cache_root, content_hash, is_done, provenance
+from .repro import CACHE_ELSEWHERE, atomic_dir, atomic_write_json, cache_root, content_hash, is_done, provenance
 from .stats import classification_metrics
 from .trainer import (EvalRecorder, build_trainer, checkpoint_step, history, is_main_process, last_checkpoint,
                       work_lock)
@@ -172,7 +173,8 @@ def finetune(params: StudyParams, *, num_train: int | None = None, num_test: int
     if save is not None:
         check_replaceable(Path(save).expanduser(), "manifest.json", MANIFEST_KIND, "-s/--save")
     if not is_done(plan.entry):
-        with work_lock(plan.work, enabled=is_main_process(), progress=progress):
+        with disk.writing("the fine-tuning work folder", plan.work, CACHE_ELSEWHERE), \
+                work_lock(plan.work, enabled=is_main_process(), progress=progress):
             if not is_done(plan.entry):  # (another run may have finished it while this one waited)
                 with quiet_transformers():
                     return _train(params, plan, save=save, progress=progress, save_steps=save_steps)
@@ -232,7 +234,10 @@ def _train(params: StudyParams, plan: _CacheEntryPlan, *, save, progress: bool,
     main = trainer.is_world_process_zero()
     resume = _resume_point(plan.work, main, progress)
     t0 = time.perf_counter()
-    out = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    with disk.writing("the fine-tuning checkpoint", plan.work, CACHE_ELSEWHERE,
+                      cleanup=lambda: last_checkpoint(plan.work, remove_incomplete=main),
+                      then="then run again: the training resumes from the last complete checkpoint"):
+        out = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     train_seconds = time.perf_counter() - t0
     step = int(trainer.state.global_step)
     y_pred, y_true, eval_loss = _final_evaluation(trainer, recorder, test)
@@ -250,7 +255,8 @@ def _train(params: StudyParams, plan: _CacheEntryPlan, *, save, progress: bool,
         "cache_key": plan.key,
     })
     if main:
-        _write_entry(params, plan, trainer, tokenizer, metrics, curve)
+        with disk.writing("the fine-tuned model's cache entry", plan.entry, CACHE_ELSEWHERE):
+            _write_entry(params, plan, trainer, tokenizer, metrics, curve)
         _copy_to(plan.entry, save)
     trainer.accelerator.wait_for_everyone()
     return FinetuneResult(plan.entry, {**metrics, "history": curve}, cached=False)
@@ -281,7 +287,8 @@ def _copy_to(entry: Path, save: str | os.PathLike | None) -> None:
     if dest.resolve() == entry.resolve():
         return
     check_replaceable(dest, "manifest.json", MANIFEST_KIND, "-s/--save")
-    with atomic_dir(dest) as tmp:
+    with disk.writing("the copy of the fine-tuned model (-s/--save)", dest, "give -s/--save a folder on a writable "
+                      "disk with space"), atomic_dir(dest) as tmp:
         shutil.copytree(entry, tmp, dirs_exist_ok=True)
 
 

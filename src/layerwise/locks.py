@@ -24,7 +24,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from .repro import is_done
+from . import disk
+from .repro import CACHE_ELSEWHERE, is_done
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,9 @@ def entry_lock(parent: str | os.PathLike, key: str, *, what: str = "this entry",
 def cached_entry(parent: str | os.PathLike, name: str, key: str, compute, *, what: str,
                  progress: bool = True, enabled: bool = True) -> Path:
     """The complete entry of ``key`` in ``parent``; computed once by ``compute(entry)`` (which writes
-    ``entry`` with :func:`layerwise.repro.atomic_dir`) under :func:`entry_lock` when there is none."""
+    ``entry`` with :func:`layerwise.repro.atomic_dir`) under :func:`entry_lock` when there is none. A disk
+    fault while it is written is one :class:`LayerwiseError` naming the entry and ``what``
+    (:func:`layerwise.disk.writing`)."""
     found = find_entry(parent, key)
     if found is not None:
         return found
@@ -98,5 +101,6 @@ def cached_entry(parent: str | os.PathLike, name: str, key: str, compute, *, wha
         if found is not None:
             return found
         entry = Path(parent) / f"{name}-{key}"
-        compute(entry)
+        with disk.writing(what, entry, CACHE_ELSEWHERE):  # (atomic_dir removes the half-written entry)
+            compute(entry)
         return entry

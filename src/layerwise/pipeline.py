@@ -20,13 +20,13 @@ import pandas as pd
 
 from .config import StudyParams, load_params
 from .data import Splits, load_splits
-from .finetune import FinetuneResult, finetune, finetune_entry, load_finetune_metrics
+from .finetune import FinetuneResult, finetune, finetune_entry
 from . import phases, seeds
 from .models import ModelSource, model_source
 from .schema import TABLES
 from .study import Study
 from .locks import cached_entry, entry_key
-from .repro import atomic_dir, cache_root, code_hash, content_hash, provenance
+from .repro import atomic_dir, cache_root, code_hash, content_hash, damage_outcomes, provenance
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +41,18 @@ class StudyInputs:
 
 
 def resolve_inputs(params: StudyParams) -> StudyInputs:
-    """Load the params' data selection and resolve their model, once for a whole run."""
-    return StudyInputs(load_splits(params), model_source(params))
+    """Load the params' data selection and resolve their model, once for a whole run; warnings (the log and
+    the terminal) when the selection removed repeated texts or found near-duplicates
+    (:func:`data.duplicates_note`) and when ``analysis.num_sentences`` is more than the test sentences
+    (:func:`checks.sentences_note`)."""
+    from .checks import sentences_note
+    from .data import duplicates_note
+
+    splits = load_splits(params)
+    for note in (duplicates_note(params, splits), sentences_note(params, len(splits.test))):
+        if note:
+            log.warning(note)
+    return StudyInputs(splits, model_source(params))
 
 
 def finetuned(params: StudyParams, progress: bool = True, *, inputs: StudyInputs | None = None,
@@ -284,12 +294,14 @@ def load_study(params_path: str | Path | StudyParams, progress: bool = True) -> 
     selection and the model are resolved once, for every step). ``Study.tidy`` is the aggregate view
     (fine-tuned = mean over seeds), ``Study.tidy_seeds`` the per-seed rows (:mod:`layerwise.seeds`)."""
     params = params_path if isinstance(params_path, StudyParams) else load_params(params_path)
-    a_entry = analyze(params, progress, inputs=resolve_inputs(params))
+    inputs = resolve_inputs(params)
+    a_entry = analyze(params, progress, inputs=inputs)
     p_entry = probe(params, a_entry, progress)
     manifest = json.loads((a_entry / "manifest.json").read_text())
     full = pd.concat([pd.read_parquet(a_entry / "tidy.parquet"), pd.read_parquet(p_entry / "tidy.parquet")],
                      ignore_index=True)
-    ft_metrics = _finetune_metrics(manifest)
+    ft_metrics = _finetune_metrics(params, manifest, inputs, progress)
+    damage_outcomes()  # whether each damaged entry moved aside was recomputed (warnings)
     manifest["cache_entries"] = {"analysis": str(a_entry), "probes": str(p_entry),
                                  "finetune": manifest.get("finetuned")}
     read = {t: pd.read_parquet(a_entry / f"{t}.parquet") for t in ("per_sentence", "cosine_sample", "rogue", "cka")}
@@ -304,16 +316,21 @@ def load_study(params_path: str | Path | StudyParams, progress: bool = True) -> 
     return Study(params=params, finetune=ft_metrics, manifest=manifest, **tables)
 
 
-def _finetune_metrics(manifest: dict[str, Any]) -> dict[str, Any]:
+def _finetune_metrics(params: StudyParams, manifest: dict[str, Any], inputs: StudyInputs,
+                      progress: bool) -> dict[str, Any]:
     """The fine-tuning metrics of the first seed (as before seeds), with ``seeds``: every seed's metrics
-    (``{seed: metrics}``, history left out) when the study has fine-tuned seeds."""
+    (``{seed: metrics}``, history left out) when the study has fine-tuned seeds. Each seed's entry is
+    found by its key (:func:`finetuned`): one found damaged is retrained, since the report needs its
+    metrics (the geometry results that were computed from it keep their key)."""
     if not manifest.get("finetuned"):
         return {}
-    ft_metrics = load_finetune_metrics(Path(manifest["finetuned"]))
+    per_seed = {str(s): finetuned(params, progress, inputs=inputs, seed=s) for s in params.finetune.seeds}
+    first = per_seed[str(params.finetune.seed)]
+    manifest["finetuned"] = str(first.path)
+    manifest["finetuned_seeds"] = {s: str(r.path) for s, r in per_seed.items()}
+    ft_metrics = dict(first.metrics)
     manifest["finetune_precision"] = ft_metrics.get("precision")
-    per_seed = manifest.get("finetuned_seeds") or {}
-    ft_metrics["seeds"] = {str(s): {k: v for k, v in load_finetune_metrics(Path(p)).items() if k != "history"}
-                           for s, p in per_seed.items()}
+    ft_metrics["seeds"] = {s: {k: v for k, v in r.metrics.items() if k != "history"} for s, r in per_seed.items()}
     return ft_metrics
 
 

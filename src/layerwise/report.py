@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import disk
 from .errors import LayerwiseError
 from . import phases as run_phases
 from .notebooks import NOTEBOOK_FORMAT, Job, chapter_code_hash, execute, kernel_name
@@ -262,6 +263,17 @@ def _machine_rows(machine: Mapping[str, Any], finetune_precision: str | None) ->
     return rows
 
 
+def _duplicate_rows(dup: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """The Reproduce page's row on repeated texts (:mod:`layerwise.duplicates`): copies removed before the
+    split, test sentences with a near-duplicate among the fine-tuning and probe sentences."""
+    if not dup:
+        return []
+    text = (f"{dup.get('removed', 0)} repeated rows removed before the split ({dup.get('normalisation', '')}); "
+            f"{dup.get('near_test', 0)} test sentences with a near-duplicate in fine-tuning or probe "
+            f"(character {dup.get('shingle', 5)}-gram Jaccard >= {dup.get('near_threshold', '')}; kept)")
+    return [("repeated texts", text)]
+
+
 def reproduce_markdown(params_list: Sequence, manifests: Mapping[str, Mapping[str, Any]], *,
                        profile: str | None = None, cwd: Path) -> str:
     """The reproduce page's generated part: per model the params file, model, data selection, cache
@@ -290,6 +302,7 @@ def reproduce_markdown(params_list: Sequence, manifests: Mapping[str, Mapping[st
             counts += [f"{sel[k]} {k.split('_')[1]}" for k in ("num_train", "num_test") if k in sel]
             rows.append(("data selection", f"`{sel.get('hash', '')}`" + (f" ({', '.join(counts)} examples)"
                                                                           if counts else "")))
+            rows += _duplicate_rows(sel.get("duplicates"))
         for k, v in (m.get("cache_entries") or {}).items():
             if v:
                 rows.append((f"cache entry ({k})", f"`{Path(v).name}`"))
@@ -381,22 +394,17 @@ def run(params_paths: Sequence[str | Path], out_dir: Path = Path("report"), forc
     :class:`~layerwise.study.Study`: :func:`layerwise.pipeline.load_study` (through the caches) by
     default; tests pass a synthetic one. ``jobs``: studies computed at once in worker processes (the
     chapters run after every study is written). A run with nothing to change writes nothing (so it
-    works on a read-only report folder); when a write is refused, one :class:`LayerwiseError` names
-    the path."""
-    import errno
-
+    works on a read-only report folder); when a write to it fails (read-only, no permission, no space),
+    one :class:`LayerwiseError` names the path (:func:`layerwise.disk.writing`)."""
     cwd = Path.cwd()
     out_dir = Path(out_dir)
     out_dir = out_dir if out_dir.is_absolute() else cwd / out_dir
-    try:
+    # (a fault of the cache is explained where it is written: only the report folder's are this one's)
+    with disk.writing("to the report folder", out_dir, "write the report elsewhere: layerwise run --out DIR",
+                      within=True):
         return _run(params_paths, out_dir, force, preview, load_study=load_study, chapters=chapters,
                     comparison=comparison, chapters_dir=chapters_dir, progress=progress, profile=profile, cwd=cwd,
                     jobs=jobs)
-    except OSError as exc:
-        if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
-            raise
-        raise LayerwiseError(f"cannot write to the report folder ({exc.strerror})", str(exc.filename or out_dir),
-                             "make it writable, or write the report elsewhere: layerwise run --out DIR") from None
 
 
 def _run(params_paths: Sequence[str | Path], out_dir: Path, force: bool, preview: bool, *,

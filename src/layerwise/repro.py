@@ -21,13 +21,19 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal, NamedTuple, TypeVar
 
+from . import disk
 from .errors import LayerwiseError
 
 log = logging.getLogger(__name__)
+#: how a disk fault in the cache is fixed besides freeing the disk (:func:`layerwise.disk.fault`)
+CACHE_ELSEWHERE = "set LAYERWISE_CACHE to a writable folder on a disk with space"
 T = TypeVar("T")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DONE = "DONE.json"
 _SWEPT: set[str] = set()
+#: damaged entries moved aside by this process (entry -> where it went), for :func:`damage_outcomes`
+_MOVED: dict[str, Path] = {}
+DAMAGED_MARK = disk.DAMAGED_MARK
 _TRACKED = ("torch", "transformers", "datasets", "numpy", "scipy", "scikit-learn", "pandas",
             "altair", "papermill", "tokenizers", "accelerate", "layerwise")
 
@@ -65,14 +71,19 @@ def file_hash(path: str | os.PathLike, length: int = 16) -> str:
 
 
 def cache_root() -> Path:
-    """Root of every cache: ``$LAYERWISE_CACHE`` or ``<project>/.cache/layerwise``. The first call of a
-    process sweeps the temp folders that dead processes left in it (:func:`sweep_stale`)."""
+    """Root of every cache: ``$LAYERWISE_CACHE`` or ``<project>/.cache/layerwise``, created when missing
+    (a path that cannot be a folder is one :class:`LayerwiseError`). The first call of a process sweeps the
+    temp folders that dead processes left in it (:func:`sweep_stale`) and the damaged entries moved aside
+    more than :data:`layerwise.disk.DAMAGED_KEEP_DAYS` days ago."""
     root = Path(os.environ.get("LAYERWISE_CACHE", PROJECT_ROOT / ".cache" / "layerwise"))
-    root.mkdir(parents=True, exist_ok=True)
+    what = "the cache folder" + (" (LAYERWISE_CACHE)" if "LAYERWISE_CACHE" in os.environ else "")
+    with disk.writing(what, root, CACHE_ELSEWHERE):
+        root.mkdir(parents=True, exist_ok=True)
     if str(root) not in _SWEPT:
         _SWEPT.add(str(root))
         for folder in [root, *_subdirs(root)]:
             sweep_stale(folder)
+        disk.sweep_damaged(root)
     return root
 
 
@@ -292,9 +303,11 @@ def _inode(path: Path) -> int | None:
 
 
 def move_aside(entry: str | os.PathLike, reason: str) -> Path | None:
-    """Rename a damaged entry to ``<entry>.damaged-<time>`` (kept for inspection, never deleted) and log
-    one warning line naming both. Returns the new path (None when another process moved it first).
-    Raises :class:`LayerwiseError` when the entry cannot be moved (a read-only cache)."""
+    """Rename a damaged entry to ``<entry>.damaged-<time>-<pid>`` (kept for inspection
+    :data:`layerwise.disk.DAMAGED_KEEP_DAYS` days, then swept; ``layerwise clean`` sweeps it sooner) and log
+    one warning line naming both; :func:`damage_outcomes` later says whether it was recomputed. Returns
+    the new path (None when another process moved it first). Raises :class:`LayerwiseError` when the
+    entry cannot be moved (a read-only cache)."""
     entry = Path(entry)
     aside = entry.with_name(f"{entry.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
     try:
@@ -304,8 +317,28 @@ def move_aside(entry: str | os.PathLike, reason: str) -> Path | None:
     except OSError as exc:
         raise LayerwiseError(f"damaged cache entry ({reason}) cannot be moved aside ({exc.strerror})",
                              str(entry), f"remove it by hand (rm -r '{entry}') and run again") from None
-    log.warning("damaged cache entry %s (%s): moved aside to %s; it will be recomputed", entry, reason, aside.name)
+    log.warning("damaged cache entry %s (%s): moved aside to %s (kept %d days; `layerwise clean` removes it)",
+                entry, reason, aside.name, disk.DAMAGED_KEEP_DAYS)
+    _MOVED[str(entry)] = aside
     return aside
+
+
+def damage_outcomes() -> list[str]:
+    """What became of the damaged entries this process moved aside since the last call: one warning line
+    each, logged and returned: recomputed (a complete entry of the same key is there now), or not
+    recomputed because nothing this command ran needed it."""
+    lines = []
+    for entry, aside in sorted(_MOVED.items()):
+        path = Path(entry)
+        key = path.name.rpartition("-")[2]
+        done = [p for p in path.parent.glob(f"*{key}") if p.name == key or p.name.endswith(f"-{key}")]
+        done = [p for p in done if p.is_dir() and is_done(p)]
+        lines.append(f"damaged cache entry {path.name}: " + ("recomputed" if done else
+                     "not recomputed: nothing this command ran needed it (a later step that needs it "
+                     "recomputes it)") + f"; the damaged copy is {aside}")
+        log.warning(lines[-1])
+    _MOVED.clear()
+    return lines
 
 
 def _read_errors() -> tuple[type[BaseException], ...]:
