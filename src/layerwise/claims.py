@@ -25,7 +25,8 @@ import pandas as pd
 
 #: The verdict words the report may print; every verdict's ``word`` is one of them.
 WORDS = ("higher", "lower", "changed", "unchanged", "negligible", "significant", "not significant", "best",
-         "tied", "above chance", "at chance", "not measured", "rises", "falls", "peaks", "dips", "flat")
+         "tied", "above chance", "at chance", "not measured", "rises", "falls", "peaks", "dips", "flat", "changed, size unclear",
+         "no change beyond δ", "not established")
 
 
 @dataclass(frozen=True)
@@ -57,68 +58,155 @@ def _seeds(rows: pd.DataFrame) -> int:
     return int(rows["seed"].nunique()) if "seed" in rows.columns else len(rows)
 
 
-def difference_rows(rows: pd.DataFrame, reference: str = "pretrained", state: str = "finetuned") -> pd.DataFrame:
+def difference_rows(rows: pd.DataFrame, reference: str = "pretrained", state: str = "finetuned",
+                    level: float = 0.95) -> pd.DataFrame:
     """Rows of one metric at one layer (one ``reference`` row, one ``state`` row per seed) -> one row per
-    seed whose value is the state's value minus the reference's (no sentence interval: ci NaN). For
-    statistics that have no paired per-sentence difference (``effect_*`` rows already are differences)."""
-    ref = rows.loc[rows["state"] == reference, "value"]
+    seed whose value is the state's value minus the reference's. For statistics without a paired
+    per-sentence difference (``effect_*`` rows already are differences). The difference's sentence
+    interval is ``+- z sqrt(SE_state^2 + SE_reference^2)`` from each row's own interval
+    (:func:`layerwise.stats.se_from_ci`; conservative when, as on the same sentences, the two errors are
+    positively correlated); NaN when neither row has an interval."""
+    from scipy.stats import norm
+
+    from .stats import se_from_ci
+
+    ref = rows.loc[rows["state"] == reference]
     if ref.empty:
         raise ValueError(f"no {reference!r} row to subtract")
     out = rows[rows["state"] == state].copy()
-    out["value"] = out["value"] - float(ref.mean())
-    out[["ci_low", "ci_high"]] = np.nan
+    out["value"] = out["value"] - float(ref["value"].mean())
+    se_ref = float(np.mean(se_from_ci(ref["ci_low"].to_numpy(float), ref["ci_high"].to_numpy(float), level)))
+    se = np.sqrt(se_from_ci(out["ci_low"].to_numpy(float), out["ci_high"].to_numpy(float), level) ** 2 + se_ref ** 2)
+    half = np.where(se > 0, float(norm.ppf(0.5 + level / 2)) * se, np.nan)
+    out["ci_low"], out["ci_high"] = out["value"].to_numpy(float) - half, out["value"].to_numpy(float) + half
     return out
 
 
-def seed_change(differences: pd.DataFrame, delta: float, level: float = 0.95, subject: str = "") -> Verdict:
-    """Floor rule (a): a scalar statistic at a layer is "changed" by fine-tuning iff (1) the
-    seed-and-sentence interval (:func:`layerwise.stats.seed_sentence_interval`) of the mean difference,
-    fine-tuned minus pretrained over the seeds, excludes 0, (2) every seed's difference has the same
-    sign and (3) ``|mean difference| > delta`` (the metric's negligibility threshold). (1) and (2) without
-    (3): "negligible"; otherwise "unchanged". With one seed: "not measured" (seed variation not measured).
+# --------------------------------------------------------------------------------------------------
+# The answer model of a difference (issue 22): four outcomes, chance judged apart
+# --------------------------------------------------------------------------------------------------
 
-    ``differences``: one row per seed (tidy rows, e.g. ``effect_*``, or :func:`difference_rows`), the
-    sentence interval of each in ``ci_low``/``ci_high`` (NaN: no sentence term). ``n`` = seeds."""
-    from .stats import se_from_ci, seed_sentence_interval
+#: the outcomes of a difference (fine-tuned - pretrained, random - pretrained), Lakens et al. 2018's grid
+CHANGED, SIZE_UNCLEAR, NO_CHANGE, NOT_ESTABLISHED = ("changed", "changed, size unclear", "no change beyond δ",
+                                                     "not established")
+OUTCOMES = (CHANGED, SIZE_UNCLEAR, NO_CHANGE, NOT_ESTABLISHED)
+#: the level of the equivalence (TOST) interval: two one-sided tests at 5 % each
+EQUIVALENCE_LEVEL = 0.90
 
-    d = differences["value"].to_numpy(dtype=float)
-    S = _seeds(differences)
-    if S < 2:
-        return Verdict("not measured", subject, differences, S, {"reason": SEED_VARIATION_NOT_MEASURED})
-    se = se_from_ci(differences["ci_low"].to_numpy(float), differences["ci_high"].to_numpy(float), level)
-    ci = seed_sentence_interval(d, se, level)
-    excludes = bool(ci.low > 0 or ci.high < 0)
-    same_sign = bool(np.all(d > 0) or np.all(d < 0))
-    detail = {"mean": float(ci.estimate), "ci_low": float(ci.low), "ci_high": float(ci.high), "delta": delta,
-              "ci_excludes_0": excludes, "same_sign": same_sign, "seeds": S}
-    if excludes and same_sign:
-        word = "changed" if abs(float(ci.estimate)) > delta else "negligible"
+
+def difference_outcome(values, sentence_se=0.0, delta: float = math.nan, *, level: float = 0.95, subject: str = "",
+                       rows: pd.DataFrame | None = None) -> Verdict:
+    """The answer model of a difference D (one value per fine-tuning seed, e.g. fine-tuned - pretrained),
+    with I the seed-and-sentence interval of its mean (:func:`layerwise.stats.seed_sentence_interval`,
+    ``sentence_se`` each seed's sentence SE) and ``delta`` the statistic's declared margin
+    (``schema.MARGINS``). The equivalence-testing grid (Lakens, Scheel & Isager 2018; TOST: Schuirmann
+    1987), in order:
+
+    * **changed**: the 95% I lies wholly beyond +-delta (``low > delta`` or ``high < -delta``);
+    * **no change beyond δ**: the 90% I lies within (-delta, delta) (two one-sided tests at 5%);
+    * **changed, size unclear**: the 95% I excludes 0 but overlaps +-delta;
+    * **not established**: anything else (printed "not established with k seeds"); the detail keeps the
+      direction when every seed moved the same way and the minimum detectable effect from the seed SD,
+      (t_{k-1,.975} + t_{k-1,.80}) s / sqrt(k) (:func:`layerwise.stats.minimum_detectable_effect`).
+
+    A NaN delta (none declared) allows neither "changed" nor "no change": excluding 0 is "changed, size
+    unclear". A zero-width interval (identical seeds, no sentence term) is judged like any other: at
+    |D| > delta "changed", within delta "no change beyond δ". One seed: the sentence-only interval,
+    ``seed_variation_measured`` False. ``equivalence_reachable``: whether the sentences alone allow a 90%
+    half-width below delta (z_{.95} SE_sent < delta); when not, the test set is too small for "no change".
+    One run without a sentence interval: "not measured" (no variance is known).
+    ``low``/``high``: the interval that decides (90% for "no change beyond δ", else 95%). Chance is a
+    separate verdict (:func:`chance_verdict`, :func:`null_verdict`), never an outcome."""
+    from scipy.stats import norm
+
+    from .stats import minimum_detectable_effect, seed_sentence_interval
+
+    d = np.asarray(values, dtype=float).reshape(-1)
+    rows = pd.DataFrame() if rows is None else rows
+    se = np.broadcast_to(np.nan_to_num(np.asarray(sentence_se, dtype=float), nan=0.0), d.shape)
+    keep = np.isfinite(d)
+    d, se = d[keep], se[keep]
+    if d.size == 0 or (d.size == 1 and not np.any(se > 0)):
+        return Verdict("not measured", subject, rows, int(d.size), {"reason": "no finite difference, or one run "
+                                                                    "without a sentence interval"})
+    wide, narrow = seed_sentence_interval(d, se, level), seed_sentence_interval(d, se, EQUIVALENCE_LEVEL)
+    lo, hi, lo90, hi90 = (float(x) for x in (wide.low, wide.high, narrow.low, narrow.high))
+    has_delta = bool(np.isfinite(delta) and delta >= 0)
+    if has_delta and (lo > delta or hi < -delta):
+        word = CHANGED
+    elif has_delta and -delta < lo90 and hi90 < delta:
+        word = NO_CHANGE
+    elif lo > 0 or hi < 0:
+        word = SIZE_UNCLEAR
     else:
-        word = "unchanged"
-    return Verdict(word, subject, differences, S, detail)
+        word = NOT_ESTABLISHED
+    floor = float(norm.ppf(0.5 + EQUIVALENCE_LEVEL / 2) * np.sqrt(np.mean(se ** 2)))
+    direction = "up" if np.all(d > 0) else "down" if np.all(d < 0) else None
+    decide = (lo90, hi90, EQUIVALENCE_LEVEL) if word == NO_CHANGE else (lo, hi, level)
+    detail = {"mean": float(wide.estimate), "ci_low": lo, "ci_high": hi, "ci90_low": lo90, "ci90_high": hi90,
+              "low": decide[0], "high": decide[1], "deciding_level": decide[2], "delta": float(delta),
+              "seeds": int(d.size), "per_seed": [float(x) for x in d], "direction": direction,
+              "mde": minimum_detectable_effect(d, level), "seed_variation_measured": bool(d.size > 1),
+              "equivalence_reachable": bool(has_delta and floor < delta)}
+    return Verdict(word, subject, rows, int(d.size), detail)
 
 
-def seed_similarity_change(vs_reference: pd.DataFrame, between_seeds: pd.DataFrame, level: float = 0.95,
-                           subject: str = "") -> Verdict:
-    """Floor rule (b): a similarity at a layer shows change iff similarity(pretrained, fine-tuned seed s)
-    is below the lower bound of the interval of similarity(seed s, seed s') over the pairs of seeds,
-    for every seed s: "changed", else "unchanged". The pairs' interval is
-    :func:`layerwise.stats.seed_sentence_interval` over the pair values (pairs share seeds, so it is
-    approximate), with their sentence intervals when given. Fewer than two seeds (no pair): "not
-    measured". ``n`` = seeds. Above-chance structure is a separate verdict (:func:`chance_verdict`)."""
-    from .stats import se_from_ci, seed_sentence_interval
+def outcome_label(v: Verdict, unit: str = "seed") -> str:
+    """The outcome as printed: "not established with 3 seeds" (``unit``: what is counted, "seed" or
+    "random draw"; one: "with one random draw"), "no change beyond δ = 0.05", "changed", "changed, size
+    unclear"."""
+    d = v.detail
+    if v.word == NOT_ESTABLISHED:
+        k = d.get("seeds", v.n)
+        return f"not established with {'one' if k == 1 else k} {unit}{'s' if k != 1 else ''}"
+    if v.word == NO_CHANGE:
+        return f"no change beyond δ = {d['delta']:.3g}"
+    return v.word
+
+
+def seed_change(differences: pd.DataFrame, delta: float, level: float = 0.95, subject: str = "") -> Verdict:
+    """:func:`difference_outcome` of per-seed difference rows (tidy rows, e.g. ``effect_*``, or
+    :func:`difference_rows`), each seed's sentence SE from its interval (``ci_low``/``ci_high``, NaN: no
+    sentence term, :func:`layerwise.stats.se_from_ci`). ``n`` = seeds."""
+    from .stats import se_from_ci
+
+    se = se_from_ci(differences["ci_low"].to_numpy(float), differences["ci_high"].to_numpy(float), level)
+    return difference_outcome(differences["value"].to_numpy(float), se, delta, level=level, subject=subject,
+                              rows=differences)
+
+
+def seed_similarity_change(vs_reference: pd.DataFrame, between_seeds: pd.DataFrame, delta: float = math.nan,
+                           level: float = 0.95, subject: str = "") -> Verdict:
+    """The answer model for a similarity to the reference (e.g. debiased CKA with pretrained): "no change"
+    means as similar to pretrained as the fine-tuning seeds are to each other. Per seed s, D_s =
+    sim(reference, s) - mean of sim(s, s') over the pairs holding s (``between_seeds``: one row per pair,
+    ``seed`` its first seed, ``seed_b`` its second when present, else the pairs in
+    ``itertools.combinations`` order of the seeds), then :func:`difference_outcome` with ``delta`` (the
+    margin of ``cka_debiased``). The D_s share pairs, so the interval is approximate. Fewer than two seeds
+    (no pair): "not measured"."""
+    from itertools import combinations
 
     rows = pd.concat([vs_reference, between_seeds], ignore_index=True)
     S = _seeds(vs_reference)
     if S < 2 or between_seeds.empty:
         return Verdict("not measured", subject, rows, S, {"reason": SEED_VARIATION_NOT_MEASURED})
-    pairs = between_seeds["value"].to_numpy(dtype=float)
-    se = se_from_ci(between_seeds["ci_low"].to_numpy(float), between_seeds["ci_high"].to_numpy(float), level)
-    ci = seed_sentence_interval(pairs, se, level)
-    worst = float(vs_reference["value"].max())
-    detail = {"seed_pairs_mean": float(ci.estimate), "seed_pairs_low": float(ci.low),
-              "max_vs_reference": worst, "seeds": S, "pairs": len(pairs)}
-    return Verdict("changed" if worst < float(ci.low) else "unchanged", subject, rows, S, detail)
+    seeds = sorted(vs_reference["seed"].tolist()) if "seed" in vs_reference.columns else list(range(S))
+    pairs = list(combinations(seeds, 2))
+    if "seed_b" in between_seeds.columns:
+        pairs = list(zip(between_seeds["seed"], between_seeds["seed_b"]))
+    elif "seed" in between_seeds.columns:
+        between_seeds = between_seeds.sort_values("seed", kind="stable")
+        if [int(x) for x in between_seeds["seed"]] != [int(a) for a, _ in pairs]:
+            pairs = []
+    if len(pairs) != len(between_seeds):
+        return Verdict("not measured", subject, rows, S, {"reason": "pairs of seeds do not match the seeds"})
+    pair_values = between_seeds["value"].to_numpy(float)
+    own = vs_reference.set_index("seed")["value"] if "seed" in vs_reference.columns else \
+        pd.Series(vs_reference["value"].to_numpy(float), index=seeds)
+    d = [float(own[s]) - float(np.mean([v for (a, b), v in zip(pairs, pair_values) if s in (a, b)])) for s in seeds]
+    v = difference_outcome(d, 0.0, delta, level=level, subject=subject, rows=rows)
+    return Verdict(v.word, subject, rows, S, {**v.detail, "seed_pairs_mean": float(np.mean(pair_values)),
+                                              "vs_reference_mean": float(own.mean())})
 
 
 def chance_verdict(observed: pd.DataFrame, null_q95: pd.DataFrame, subject: str = "") -> Verdict:
@@ -203,26 +291,6 @@ def negligible_threshold(reference_sd: float, fraction: float = NEGLIGIBLE_SD) -
     """delta = ``fraction`` x the reference state's between-sentence SD (NaN when the SD is unknown)."""
     sd = float(reference_sd) if reference_sd is not None else float("nan")
     return fraction * sd if sd == sd and sd >= 0 else float("nan")
-
-
-def scalar_threshold(reference: pd.DataFrame, digits: int = 2, level: float = 0.95) -> float:
-    """delta for a statistic without per-sentence tests (one value per layer: a probe accuracy, the
-    anisotropy-adjusted cosine, the effective rank): the per-sentence rule's delta, ``NEGLIGIBLE_SD`` x the
-    between-sentence SD, with the SD recovered from the reference (pretrained) row's own interval,
-    ``SD = half-width x sqrt(n) / z`` (exact for a mean over n sentences; larger, so stricter, when the
-    interval also covers retrainings). A reference row without an interval: half a unit of the last
-    printed digit (``0.5 x 10**-digits``), the tolerance of :func:`layer_trend`: a change that does not
-    show in the printed value is negligible. NaN when there is no single reference row."""
-    from scipy.stats import norm
-
-    if len(reference) != 1:
-        return math.nan
-    low, high = float(reference["ci_low"].iloc[0]), float(reference["ci_high"].iloc[0])
-    n = float(reference["n"].iloc[0]) if "n" in reference.columns else math.nan
-    if not (np.isfinite(low) and np.isfinite(high) and np.isfinite(n) and n > 0):
-        return 0.5 * 10.0 ** -digits
-    sd = (high - low) / 2 * math.sqrt(n) / float(norm.ppf(0.5 + level / 2))
-    return NEGLIGIBLE_SD * sd
 
 
 def effect_verdict(effect: float, p_adjusted: float, delta: float, *, alpha: float = ALPHA, subject: str = "",

@@ -13,7 +13,7 @@ import pandas as pd
 
 from . import claims
 from .prose_format import _effect_digits, _states, fmt, fmt_ci, fmt_signed, series
-from .prose_seeds import seed_floor_verdicts
+from .prose_seeds import outcome_groups, seed_floor_verdicts
 
 
 def layer_span(layers: Sequence[int]) -> str:
@@ -112,60 +112,38 @@ def tested_clause(verdicts: list[claims.Verdict]) -> str:
     return _and(parts) if parts else ""
 
 
-def seed_clause(floor: list[claims.Verdict]) -> str:
-    """The seed-to-seed floor (``claims.seed_change`` per layer) in a few words."""
-    if not floor or all(v.word == "not measured" for v in floor):
+def seed_clause(floor: list[claims.Verdict], digits: int = 3) -> str:
+    """The answer model's outcomes per layer (``claims.seed_change`` through
+    :func:`layerwise.prose_seeds.seed_floor_verdicts`) in one clause (:func:`layerwise.prose_seeds.outcome_groups`)."""
+    floor = [v for v in floor if v.word != "not measured"]
+    if not floor:
         return claims.SEED_VARIATION_NOT_MEASURED
-    by: dict[str, list[int]] = {}
-    for v in floor:
-        by.setdefault(v.word, []).append(v.detail["layer"])
     seeds = max(v.n for v in floor)
-    if not by.get("changed"):
-        return f"not beyond the seed-to-seed variation at any layer ({seeds} fine-tuning seeds)"
-    text = f"changed beyond the seed-to-seed variation at {layer_span(by['changed'])} ({seeds} fine-tuning seeds)"
-    rest = sorted(set(v.detail["layer"] for v in floor) - set(by["changed"]))
-    return text + (f", not at {layer_span(rest)}" if rest else "")
+    over = f"across {seeds} fine-tuning seeds" if seeds > 1 else claims.SEED_VARIATION_NOT_MEASURED
+    return f"{over}: {outcome_groups(floor, digits)}"
 
 
 def change_claim(tidy: pd.DataFrame, metric: str, what: str, *, tidy_all: pd.DataFrame | None = None,
                  verdict_metric: str | None = None, state: str = "finetuned", model: str | None = None,
                  digits: int = 2) -> str:
-    """What fine-tuning changed in ``what`` and where, against its floors (``digits``: how the statistic is
-    printed, the size rule of a scalar without interval). With ``verdict_metric`` (a
-    per-sentence metric): the paired tests (``claims.state_change_verdicts``: size before significance)
-    and the seed floor of that metric; without: the seed floor of ``metric`` itself (per-seed
-    differences, ``claims.seed_change``), the only verdict a scalar statistic has."""
+    """What fine-tuning did to ``what``, layer by layer, in the answer model's outcomes
+    (:func:`layerwise.claims.difference_outcome` through :func:`seed_clause`). With ``verdict_metric`` (a
+    per-sentence metric): its per-seed paired effects decide, and the paired per-sentence tests
+    (``claims.state_change_verdicts``, size before significance) are printed first as a description of
+    these checkpoints; without: the per-seed differences of ``metric`` itself. ``digits``: how the
+    statistic is printed."""
     tidy_all = tidy if tidy_all is None else tidy_all
     if verdict_metric is not None:
         verdicts = claims.state_change_verdicts(tidy, verdict_metric, state, model=model)
         if not verdicts:
             return ""
-        moved = [v for v in verdicts if v.word in ("higher", "lower")]
         floor = seed_floor_verdicts(tidy_all, verdict_metric, state=state, model=model)
-        tested = tested_clause(verdicts)
-        if not moved:
-            return f"Fine-tuning does not change {what}: in paired per-sentence tests it is {tested}."
-        return (f"In paired per-sentence tests (mean difference per sentence), {what} after fine-tuning is "
-                f"{tested}; {seed_clause(floor)}.")
-    floor = seed_floor_verdicts(tidy_all, metric, state=state, model=model, digits=digits)
-    if not floor:
+        return (f"Fine-tuned against pretrained, {what} is, in paired per-sentence tests on these checkpoints, "
+                f"{tested_clause(verdicts)}; {seed_clause(floor)}.")
+    floor = seed_floor_verdicts(tidy_all, metric, state=state, model=model)
+    if not [v for v in floor if v.word != "not measured"]:
         return ""
-    if all(v.word == "not measured" for v in floor):
-        return f"Whether fine-tuning changed {what} is not judged: {claims.SEED_VARIATION_NOT_MEASURED}."
-    changed = [v for v in floor if v.word == "changed"]
-    if not changed:
-        return (f"Fine-tuning does not change {what} beyond the seed-to-seed variation "
-                f"({max(v.n for v in floor)} fine-tuning seeds) at any layer.")
-    top = max(changed, key=lambda v: abs(v.detail["mean"]))
-    digits = _effect_digits(top.detail["mean"])
-    size = "" if top.detail["delta"] > 0 else "; this statistic has no negligible-size threshold"
-    rest = sorted({v.detail["layer"] for v in floor} - {v.detail["layer"] for v in changed})
-    return (f"Fine-tuning changes {what} beyond the seed-to-seed variation ({max(v.n for v in floor)} fine-tuning "
-            f"seeds) at {layer_span([v.detail['layer'] for v in changed])}"
-            + (f", not at {layer_span(rest)}" if rest else "")
-            + f"; largest at layer {top.detail['layer']}: {fmt_signed(top.detail['mean'], digits)}, 95% CI "
-            f"{fmt_signed(top.detail['ci_low'], digits)} to {fmt_signed(top.detail['ci_high'], digits)} over seeds "
-            f"and sentences{size}.")
+    return f"Fine-tuned against pretrained, {what}: {seed_clause(floor, max(3, digits))}."
 
 
 def metric_paragraph(tidy: pd.DataFrame, metric: str, what: str, *, tidy_all: pd.DataFrame | None = None,
@@ -240,12 +218,14 @@ def probe_change_claim(tidy: pd.DataFrame, correct: pd.DataFrame, pooling: str =
         return ""
     pool = "first-token" if pooling == "cls" else "mean-pooled"
     if state != "finetuned":
-        return f"{_cap(state)} weights against pretrained on the same probe: {_versus_groups(verdicts)}."
+        floor = [v for v in seed_floor_verdicts(tidy if tidy_all is None else tidy_all, metric, state=state,
+                                                model=model, correct=correct) if v.word != "not measured"]
+        draws = "one random draw" if max((v.n for v in floor), default=1) == 1 else f"{floor[0].n} random draws"
+        return f"{_cap(state)} weights against pretrained on the same probe ({draws}): {outcome_groups(floor)}."
     text = (f"Fine-tuned against pretrained on the same {verdicts[0].n} test sentences, the {pool} probe "
             f"accuracy is {_versus_groups(verdicts)}")
-    floor = seed_floor_verdicts(tidy if tidy_all is None else tidy_all, metric, state=state, model=model)
-    if not any(v.word in ("higher", "lower") for v in verdicts):
-        return text + "."
+    floor = seed_floor_verdicts(tidy if tidy_all is None else tidy_all, metric, state=state, model=model,
+                                correct=correct)
     return text + f"; {seed_clause(floor)}."
 
 

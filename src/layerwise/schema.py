@@ -295,3 +295,76 @@ def registry_markdown() -> str:
         lines.append(f"| `{m.name}` | {m.label} | {suffixes} | {m.family} | {'yes' if m.per_layer else 'no'} | {m.n} | "
                      f"`{m.definition}` | {m.description} |")
     return "\n".join(lines)
+
+
+# ==================================================================================================
+# Margins: the delta of each judged statistic (issue 22), declared before looking at the data
+# ==================================================================================================
+
+@dataclass(frozen=True)
+class Margin:
+    """The margin delta of a statistic in the answer model of :func:`layerwise.claims.difference_outcome`:
+    a difference within +-delta is too small to matter. ``value``: in the statistic's natural units, or,
+    when ``relative``, a fraction of the pretrained value at that layer (statistics whose scale depends on
+    the model); ``why``: the one-line justification that chapters/methods.qmd prints."""
+
+    value: float
+    why: str
+    relative: bool = False
+
+    def text(self) -> str:
+        """How Methods prints it: ``0.05`` or ``10% of the pretrained value``."""
+        return f"{self.value:.0%} of the pretrained value" if self.relative else f"{self.value:g}"
+
+    def delta(self, reference: float) -> float:
+        """delta at a layer: ``value``, or ``value x |reference|`` when relative (NaN reference: NaN)."""
+        return self.value * abs(float(reference)) if self.relative else self.value
+
+
+_COSINE = "a cosine lies in [-1, 1]; 0.05 is 2.5% of that range, below what the cosine charts let a reader separate"
+_SCALE = "its scale depends on the model (width, norms), so the margin is 10% of the pretrained value"
+#: delta per registry name (base name; suffixes share it). Every statistic the Findings judge has one.
+MARGINS: dict[str, Margin] = {
+    "token_cosine_sentence_mean": Margin(0.05, _COSINE),
+    "token_cosine_var_mean": Margin(0.10, "a spread of cosines; " + _SCALE, relative=True),
+    "intra_similarity": Margin(0.05, _COSINE),
+    "cov_trace": Margin(0.10, "a spread in squared-norm units; " + _SCALE, relative=True),
+    "cov_trace_scaled": Margin(0.10, "a ratio whose level depends on the model; " + _SCALE, relative=True),
+    "token_cosine_adjusted": Margin(0.05, _COSINE),
+    "anisotropy_baseline": Margin(0.05, _COSINE),
+    "self_similarity": Margin(0.05, _COSINE),
+    "self_similarity_adjusted": Margin(0.05, _COSINE),
+    "rogue_top3_share": Margin(0.05, "a share in [0, 1]: five percentage points of the cosine"),
+    "norm_mean": Margin(0.10, "a norm; " + _SCALE, relative=True),
+    "erank": Margin(0.10, "a dimension count bounded by the model's width; " + _SCALE, relative=True),
+    "isoscore": Margin(0.05, "a score in [0, 1]: 5% of its range"),
+    "silhouette": Margin(0.05, "in [-1, 1]; a fifth of 0.25, below which Kaufman and Rousseeuw (1990) see no "
+                               "substantial class structure"),
+    "centroid_angle": Margin(5.0, "degrees in [0, 180]: a 5° turn of the class centroids"),
+    "mdl_compression": Margin(0.05, "a ratio to the uniform code's length: 5% of that length"),
+    "probe_acc": Margin(0.03, "three accuracy points, the declared accuracy margin, below the seed-to-seed spread "
+                              "of BERT fine-tuning on small tasks (Dodge et al. 2020)"),
+    "cka_debiased": Margin(0.05, "a similarity to pretrained within 0.05 of the similarity between fine-tuning "
+                                 "seeds is no change (the seeds set what 'the same' means)"),
+}
+
+
+def margin(metric: str) -> Margin | None:
+    """The declared margin of a tidy metric, a per-sentence metric (``token_cosine_var_content``) or its
+    paired effect (``effect_token_cosine``); None when none is declared."""
+    name = metric[len("effect_"):] if metric.startswith("effect_") else metric
+    stem = name[:-len("_content")] if name.endswith("_content") else name
+    if stem in PER_SENTENCE_SPECS:
+        return MARGINS.get(PER_SENTENCE_SPECS[stem])
+    try:
+        return MARGINS.get(lookup(name).name)
+    except KeyError:
+        return None
+
+
+def margins_markdown() -> str:
+    """The margins as the Methods table (chapters/methods.qmd holds this text between
+    ``<!-- margins:start -->`` and ``<!-- margins:end -->``; a test keeps them equal)."""
+    lines = ["| statistic | δ | why |", "|---|---|---|"]
+    lines += [f"| {_BY_NAME[name].label} | {m.text()} | {m.why} |" for name, m in MARGINS.items()]
+    return "\n".join(lines)
