@@ -64,3 +64,23 @@ def layout_problems(notebook: Path) -> tuple[list[str], int, int]:
                     problems.append(f"{notebook.name} cell {i}: chart {name} is {width:.0f} px wide "
                                     f"(the column: {BOOK_COLUMN} px)")
     return problems, charts, tables
+
+
+#: what an executed chapter may not print: a claim of no change that is not the answer model's equivalence
+#: outcome "no change beyond δ" (issue 22: a failed test is not evidence of no change)
+NO_CHANGE_RE = re.compile(r"\b(did not change|does not change|do not change|not changed|unchanged|no change"
+                          r"(?! beyond δ))", re.I)
+
+
+def no_change_problems(notebook: Path) -> list[str]:
+    """Every place an executed chapter (Markdown cells and Markdown outputs) says "no change", "did not
+    change", "unchanged" ... for anything but the equivalence outcome."""
+    nb = nbformat.read(notebook, as_version=4)
+    out = []
+    for i, cell in enumerate(nb.cells):
+        texts = [cell.source] if cell.cell_type == "markdown" else [
+            _text(o.get("data", {}).get("text/markdown", "")) for o in cell.get("outputs", [])]
+        for text in texts:
+            out += [f"{notebook.name} cell {i}: {m.group(0)!r} in {text[max(0, m.start() - 80):m.end() + 40]!r}"
+                    for m in NO_CHANGE_RE.finditer(text)]
+    return out

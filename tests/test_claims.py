@@ -98,14 +98,62 @@ def test_probe_chance_verdict_known_answers():
     assert claims.probe_chance_verdict(only, "probe_acc_cls", 3).word == "not measured"
 
 
-def test_scalar_threshold_is_the_per_sentence_rule_from_the_interval():
-    # a mean over n = 100 sentences with SD 0.5 has the half-width 1.96 x 0.05 = 0.098: delta = 0.1 x 0.5
-    ref = pd.DataFrame([{"value": 0.30, "ci_low": 0.30 - 0.098, "ci_high": 0.30 + 0.098, "n": 100}])
-    assert claims.scalar_threshold(ref) == pytest.approx(0.05, rel=1e-3)
-    # no interval: half a unit of the last printed digit
-    assert claims.scalar_threshold(ref.assign(ci_low=np.nan)) == pytest.approx(0.005)
-    assert claims.scalar_threshold(ref.assign(ci_low=np.nan), digits=1) == pytest.approx(0.05)
-    assert np.isnan(claims.scalar_threshold(ref.iloc[0:0]))
+# ------------------------------------------------------------------ the answer model (issue 22)
+def test_answer_model_known_answers_one_case_per_outcome():
+    """Each outcome from a case built for it (Lakens et al. 2018's grid; delta = 0.05)."""
+    # equivalent: three seeds near 0, tight sentence intervals -> the 90% interval lies within +-0.05
+    eq = claims.difference_outcome([0.004, -0.003, 0.001], 0.005, 0.05)
+    assert eq.word == claims.NO_CHANGE and claims.outcome_label(eq) == "no change beyond δ = 0.05"
+    assert eq.detail["deciding_level"] == 0.90 and -0.05 < eq.detail["low"] < eq.detail["high"] < 0.05
+    # the reviewer's layer-6 token cosine: every seed moved up, one weakly -> not established, direction kept
+    weak = claims.difference_outcome([0.383, 0.346, 0.080], 0.01, 0.05)
+    assert weak.word == claims.NOT_ESTABLISHED and claims.outcome_label(weak) == "not established with 3 seeds"
+    assert weak.detail["direction"] == "up" and weak.detail["per_seed"] == pytest.approx([0.383, 0.346, 0.080])
+    s = np.std([0.383, 0.346, 0.080], ddof=1)
+    assert weak.detail["mde"] == pytest.approx((4.302653 + 1.060660) * s / np.sqrt(3), rel=1e-5)
+    # a large clear change: the 95% interval wholly beyond +0.05
+    big = claims.difference_outcome([0.30, 0.32, 0.29], 0.01, 0.05)
+    assert big.word == claims.CHANGED and big.detail["low"] > 0.05 and big.detail["deciding_level"] == 0.95
+    # small but certain: excludes 0, overlaps +0.05
+    small = claims.difference_outcome([0.051, 0.049, 0.050], 0.002, 0.05)
+    assert small.word == claims.SIZE_UNCLEAR and small.detail["low"] > 0 and small.detail["low"] < 0.05
+    # zero-width interval (identical seeds, no sentence term): a defined outcome, no error
+    assert claims.difference_outcome([0.2, 0.2, 0.2], 0.0, 0.05).word == claims.CHANGED
+    assert claims.difference_outcome([0.01, 0.01, 0.01], 0.0, 0.05).word == claims.NO_CHANGE
+    assert claims.difference_outcome([0.0, 0.0, 0.0], 0.0, float("nan")).word == claims.NOT_ESTABLISHED
+    # no margin declared: size is never judged
+    assert claims.difference_outcome([0.30, 0.32, 0.29], 0.01).word == claims.SIZE_UNCLEAR
+    # seeds that disagree in sign: not established, no direction
+    mixed = claims.difference_outcome([0.30, -0.02, 0.25], 0.0, 0.05)
+    assert mixed.word == claims.NOT_ESTABLISHED and mixed.detail["direction"] is None
+
+
+def test_answer_model_says_when_no_change_is_out_of_reach():
+    # 180 test sentences, a paired accuracy difference with SE 0.026: z_.95 x 0.026 = 0.043 > delta 0.03
+    v = claims.difference_outcome([0.01, 0.0, 0.02], 0.026, 0.03)
+    assert v.word == claims.NOT_ESTABLISHED and not v.detail["equivalence_reachable"]
+    assert "too few test sentences for no change beyond δ" in prose.outcome_clause(v)
+    assert claims.difference_outcome([0.01, 0.0, 0.02], 0.005, 0.03).detail["equivalence_reachable"]
+
+
+def test_similarity_inside_its_null_is_at_chance_beside_its_outcome():
+    obs = pd.DataFrame([{"model": "m", "state": "finetuned", "layer": 3, "metric": "cka_debiased_cls_vs_pretrained",
+                         "value": 0.02, "ci_low": np.nan, "ci_high": np.nan, "n": 180}])
+    null = obs.assign(metric="cka_debiased_null_q95_cls_vs_pretrained", value=0.04, n=200)
+    v = claims.chance_verdict(obs, null)
+    assert v.word == "at chance" and v.word not in claims.OUTCOMES          # chance is never an outcome
+
+
+def test_every_judged_statistic_declares_its_margin_and_methods_prints_them():
+    from layerwise import findings, schema
+
+    judged = [*schema.PER_SENTENCE_METRICS, *findings.PROBES, *findings.SCALARS, "cka_debiased_cls_vs_pretrained"]
+    assert all(schema.margin(m) is not None for m in judged), [m for m in judged if schema.margin(m) is None]
+    assert schema.margin("probe_acc_cls").value == 0.03 and schema.margin("effect_token_cosine_content").value == 0.05
+    assert schema.margin("erank").delta(250.0) == pytest.approx(25.0)
+    text = (ROOT / "chapters" / "methods.qmd").read_text()
+    block = text.split("<!-- margins:start -->")[1].split("<!-- margins:end -->")[0].strip()
+    assert block == schema.margins_markdown()
 
 
 def test_tiny_consistent_scalar_change_is_negligible_not_changed():
@@ -120,7 +168,7 @@ def test_tiny_consistent_scalar_change_is_negligible_not_changed():
     tidy = pd.DataFrame(rows)
     for table in (tidy, tidy.assign(ci_low=np.nan, ci_high=np.nan)):
         (v,) = prose.seed_floor_verdicts(table, "token_cosine_adjusted")
-        assert v.detail["delta"] > 1e-3 and v.word != "changed"
+        assert v.detail["delta"] == 0.05 and v.word != "changed"
         big = table.copy()
         big.loc[big["state"] == "finetuned", "value"] += 0.2
         (w,) = prose.seed_floor_verdicts(big, "token_cosine_adjusted")

@@ -1,5 +1,6 @@
-"""Known answers for the findings (layerwise.findings): a large change is listed as a finding, a
-negligible one under "did not change", and one fine-tuning seed says seed variation was not measured."""
+"""Known answers for the findings (layerwise.findings), in the answer model of layerwise.claims: a large
+change is listed as a finding, an equivalent one as "no change beyond δ", seeds that cannot decide as "not
+established with k seeds", and one fine-tuning seed says seed variation was not measured."""
 
 from __future__ import annotations
 
@@ -27,36 +28,37 @@ def _study(seed_rows: bool = False):
                  _row(f"test_p_{metric}", 1e-9), _row(f"test_p_holm_{metric}", 1e-8),
                  _row(f"reference_sd_{metric}", 0.1)]
     rows += [_row("token_cosine_sentence_mean", 0.8, state="finetuned", lo=0.78, hi=0.82),
-             _row("token_cosine_sentence_mean", 0.3, state="pretrained", lo=0.28, hi=0.32)]
+             _row("token_cosine_sentence_mean", 0.3, state="pretrained", lo=0.28, hi=0.32),
+             _row("cov_trace", 1.0, state="pretrained", lo=0.9, hi=1.1)]           # delta = 10% of 1.0
     tidy = pd.DataFrame(rows)
     params = SimpleNamespace(name="m", display_name="Model M")
     return SimpleNamespace(tidy=tidy, probe_correct=None, params=params)
 
 
-def test_large_change_is_a_finding_and_negligible_did_not_change():
+def test_large_change_is_a_finding_and_equivalent_is_no_change_beyond_delta():
     f = findings.model_findings(_study())
     assert list(f.changed["statistic"]) == [findings._describe("token_cosine")]
     top = f.changed.iloc[0]
-    assert top["verdict"] == "higher" and top["largest at layer"] == 2 and top["n"] == 100
-    assert top["size / floor"] == "50.0"                                     # 0.5 / (0.1 x 0.1)
-    assert "0.80" in top["finetuned"] and "0.30" in top["pretrained"]
+    assert top["verdict"] == "changed" and top["largest at layer"] == 2 and top["n"] == 1
+    assert top["finetuned"] == "0.800" and top["pretrained"] == "0.300"
+    assert top["difference"] == "+0.500, 95% CI +0.490 to +0.510"
     assert list(f.unchanged["statistic"]) == [findings._describe("cov_trace")]
-    assert f.unchanged.iloc[0]["verdict"] == "negligible"
+    assert f.unchanged.iloc[0]["outcomes"] == "no change beyond δ: 2"
     text = f.markdown()
-    assert "higher after fine-tuning" in text and "Did not change" in text and "negligible" in text
+    assert "changed" in text and "no change beyond δ" in text and "Did not change" not in text
+    assert list(f.table().columns) == list(findings.TABLE_COLUMNS) and len(findings.TABLE_COLUMNS) <= 6
 
 
 def test_one_seed_says_seed_variation_not_measured():
     f = findings.model_findings(_study())
     assert f.seeds == 1
-    assert f.changed.iloc[0]["seed floor"] == claims.SEED_VARIATION_NOT_MEASURED
     assert claims.SEED_VARIATION_NOT_MEASURED in f.markdown()
 
 
 def test_summary_table_across_models():
     f = findings.model_findings(_study())
     md = findings.summary_markdown([f, f])
-    assert md.count("| Model M |") == 2 and "not measured (one seed)" in md
+    assert md.count("| Model M |") == 2 and "1 (seed variation not measured)" in md
 
 
 def test_random_weights_matching_pretrained_is_an_observation():
@@ -72,7 +74,8 @@ def test_random_weights_matching_pretrained_is_an_observation():
                          "correct": float(h)} for i, h in enumerate(hit)]
             tidy.append(_row("probe_acc_cls", float(hit.mean()), layer, state))
     obs = findings.random_observations(pd.DataFrame(tidy), pd.DataFrame(correct))
-    assert len(obs) == 1 and "random weights match the pretrained model" in obs[0]
+    assert len(obs) == 1 and "random weights (one random draw)" in obs[0]
+    assert "no change beyond δ: 0–2" in obs[0]          # 3 of 200 sentences differ: within 0.03
 
 
 def _seeded_study(per_seed_effects):
@@ -85,17 +88,23 @@ def _seeded_study(per_seed_effects):
     return SimpleNamespace(**vars(study), tidy_all=tidy_all)
 
 
-def test_a_change_within_seed_variation_is_not_a_finding():
-    """Seeds that agree (0.49, 0.50, 0.51): the change clears the seed floor and stays a finding. Seeds
-    that disagree (0.05, 0.50, 0.95, the paired test on the seed mean still significant): the same
-    statistic moves to "did not change", naming the seed-to-seed variation."""
+def test_seeds_that_cannot_decide_give_not_established_with_their_direction():
+    """Seeds that agree (0.49, 0.50, 0.51): "changed". Three seeds that all moved up, one weakly (0.08,
+    0.35, 0.38, the reviewer's layer-6 token cosine): "not established with 3 seeds", the direction and the
+    per-seed values said, never "did not change"."""
     agree = findings.model_findings(_seeded_study([0.49, 0.50, 0.51]))
     assert agree.seeds == 3 and list(agree.changed["statistic"]) == [findings._describe("token_cosine")]
-    assert agree.changed.iloc[0]["seed floor"] == "changed"
-    spread = findings.model_findings(_seeded_study([0.05, 0.50, 0.95]))
-    assert spread.changed.empty
-    row = spread.unchanged[spread.unchanged["statistic"] == findings._describe("token_cosine")].iloc[0]
-    assert "not beyond the seed-to-seed variation" in row["verdict"]
+    assert agree.changed.iloc[0]["verdict"] == "changed" and agree.changed.iloc[0]["n"] == 3
+    weak = findings.model_findings(_seeded_study([0.38, 0.35, 0.08]))
+    assert weak.changed.empty
+    row = weak.unchanged[weak.unchanged["statistic"] == findings._describe("token_cosine")].iloc[0]
+    assert row["outcomes"] == "not established with 3 seeds: 2" and row["verdict"] == "not established with 3 seeds"
+    text = weak.markdown()
+    assert "Did not change" not in text and "did not change" not in text
+    from layerwise import prose
+
+    sentence = prose.seed_floor_sentence(_seeded_study([0.38, 0.35, 0.08]).tidy_all, "token_cosine", "the cosine")
+    assert "every seed moved up: +0.380, +0.350, +0.080" in sentence and "the smallest change 3 seeds detect" in sentence
 
 
 def test_class_names_come_from_params_then_the_selection_and_stay_out_of_the_keys(tmp_path):
@@ -126,26 +135,36 @@ def _scalar_study(seeds: dict[int, float]):
                            probe_correct=None, params=SimpleNamespace(name="m", display_name="Model M"))
 
 
-def test_scalar_statistics_are_judged_on_their_seed_floor():
+def test_scalar_statistics_are_judged_by_the_answer_model():
     name = findings._describe("erank")
-    moved = findings.model_findings(_scalar_study({42: 20.0, 43: 21.0, 44: 22.0}))
+    moved = findings.model_findings(_scalar_study({42: 40.0, 43: 41.0, 44: 42.0}))   # delta = 10% of 250
     assert list(moved.changed["statistic"]) == [name]
     row = moved.changed.iloc[0]
-    assert row["verdict"] == "changed" and row["seed floor"] == "changed" and row["n"] == 3
-    assert row["largest at layer"] == 2 and float(row["size / floor"]) > 1
-    # seeds that disagree in sign: not a change, listed under "did not change"
+    assert row["verdict"] == "changed" and row["n"] == 3 and row["largest at layer"] == 2
+    # seeds that disagree in sign: not established, listed with its outcome
     spread = findings.model_findings(_scalar_study({42: -20.0, 43: 5.0, 44: 60.0}))
     assert spread.changed.empty and name in list(spread.unchanged["statistic"])
     c = spread.conclusion(probes=False)
-    assert f"Not changed: {name} (not beyond the seed-to-seed variation at any layer)" in c
-    assert "moved in the mean over seeds" not in c
-    assert "changed at layer 2, most at layer 2" in moved.conclusion(probes=False)   # one layer: "layer"
-    # a consistent shift too small to matter (0.1 x the SD behind the interval: 0.1 x 5 x 10 / 1.96 = 2.6): negligible
-    tiny = findings.model_findings(_scalar_study({42: 0.50, 43: 0.52, 44: 0.54}))
-    assert tiny.changed.empty
-    # every seed moved by exactly the same amount (a tiny model, an interval of zero width): still listed
-    same = findings.model_findings(_scalar_study({42: 20.0, 43: 20.0, 44: 20.0}))
-    assert same.changed.iloc[0]["size / floor"].startswith("unbounded")
-    # one seed: nothing to judge, the statistic is not listed at all
-    one = findings.model_findings(_scalar_study({42: 20.0}))
-    assert one.changed.empty and name not in list(one.unchanged["statistic"])
+    assert f"Outcomes of the others: {name}: not established with 3 seeds: 2." in c
+
+
+def test_no_change_is_printed_only_for_the_equivalence_outcome():
+    """Findings, conclusions, summary and seed prose of synthetic studies covering every outcome: the
+    words "no change", "did not change", "does not change", "not changed" and "unchanged" appear only as
+    the equivalence outcome "no change beyond δ"."""
+    import re
+
+    from layerwise import prose
+
+    banned = re.compile(r"\b(did not change|does not change|do not change|not changed|unchanged|no change"
+                        r"(?! beyond δ))", re.I)
+    studies = [_study(), _seeded_study([0.49, 0.50, 0.51]), _seeded_study([0.38, 0.35, 0.08]),
+               _seeded_study([0.001, -0.002, 0.0]), _scalar_study({42: -20.0, 43: 5.0, 44: 60.0}),
+               _scalar_study({42: 0.1, 43: -0.1, 44: 0.0})]
+    for study in studies:
+        f = findings.model_findings(study)
+        texts = [f.markdown(), f.conclusion(True), f.conclusion(False), findings.summary_markdown([f])]
+        tidy_all = getattr(study, "tidy_all", study.tidy)
+        texts += [prose.seed_floor_sentence(tidy_all, m, "it") for m in ("token_cosine", "erank", "cov_trace")]
+        for text in texts:
+            assert not banned.search(text), banned.search(text).group(0) + " in: " + text

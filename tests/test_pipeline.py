@@ -19,7 +19,7 @@ from layerwise import data, extract, finetune, models, pipeline, report, schema
 from layerwise.config import load_params
 from layerwise.repro import PROJECT_ROOT, is_done
 from layerwise.testing import NUM_LAYERS, TINY_ARCHS, tiny_model_dir, write_tiny_jsonl
-from book_layout import layout_problems
+from book_layout import layout_problems, no_change_problems
 from test_original import check_executed_chapters
 
 STATES = {"pretrained", "finetuned", "random"}
@@ -218,6 +218,8 @@ def test_real_chapters_execute_on_real_studies(studies, tmp_path):
     checked = [layout_problems(p) for p in notebooks]
     assert [p for problems, _, _ in checked for p in problems] == []
     assert sum(c for _, c, _ in checked) >= 20 and sum(t for _, _, t in checked) >= 5
+    # "no change" is printed only for the answer model's equivalence outcome (issue 22)
+    assert [p for nb_path in notebooks for p in no_change_problems(nb_path)] == []
     # the original study beside ours: shown for the tiny CamemBERT (original_study: camembert), absent without
     check_executed_chapters(tmp_path / "report" / "tiny-camembert", shown=True)
     check_executed_chapters(tmp_path / "report" / "tiny-flaubert", shown=False)

@@ -72,6 +72,17 @@ def test_run_executes_every_chapter(project):
     assert not list((root / "report").rglob(".lw-run-*")), "temporary files left behind"
 
 
+def test_chapters_say_no_change_only_for_the_equivalence_outcome(project):
+    from book_layout import no_change_problems
+
+    root, _, _ = project
+    assert [p for nb_path in _notebooks(root) for p in no_change_problems(nb_path)] == []
+    found = [o["data"]["text/markdown"] for nb_path in _notebooks(root)
+             for c in nbformat.read(nb_path, as_version=4).cells for o in c.get("outputs", [])
+             if "text/markdown" in o.get("data", {})]
+    assert any("## " not in m and "outcome by layer" in m for m in found)      # each chapter's Findings table
+
+
 def test_run_records_each_phase_with_its_share(project):
     """The run's phases (issue #13): each chapter executed and the study files, with ``other`` for the
     rest; non-negative seconds, shares summing to 1, written to _layerwise/phases.json."""

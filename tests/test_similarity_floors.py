@@ -195,29 +195,39 @@ def _rows(values, state="finetuned", metric="effect_token_cosine", layer=3, ci=N
     return out
 
 
-def test_rule_a_changed_negligible_unchanged_not_measured():
-    assert claims.seed_change(_rows([0.30, 0.32, 0.29]), delta=0.05).word == "changed"
-    assert claims.seed_change(_rows([0.010, 0.012, 0.011]), delta=0.05).word == "negligible"
+def test_seed_change_reads_tidy_rows_into_the_answer_model():
+    assert claims.seed_change(_rows([0.30, 0.32, 0.29]), delta=0.05).word == claims.CHANGED
+    assert claims.seed_change(_rows([0.010, 0.012, 0.011]), delta=0.05).word == claims.NO_CHANGE
     v = claims.seed_change(_rows([0.30, -0.02, 0.25]), delta=0.05)
-    assert v.word == "unchanged" and not v.detail["same_sign"]
-    # wide sentence intervals: the CI of the mean difference includes 0
+    assert v.word == claims.NOT_ESTABLISHED and v.detail["direction"] is None
+    # wide sentence intervals: the interval of the mean difference includes 0
     wide = claims.seed_change(_rows([0.10, 0.12, 0.11], ci=[(-0.3, 0.5)] * 3), delta=0.05)
-    assert wide.word == "unchanged" and not wide.detail["ci_excludes_0"]
-    one = claims.seed_change(_rows([0.30]), delta=0.05)
+    assert wide.word == claims.NOT_ESTABLISHED and wide.detail["direction"] == "up"
+    one = claims.seed_change(_rows([0.30]), delta=0.05)                 # one run, no interval: nothing known
     assert one.word == "not measured" and one.detail["reason"] == claims.SEED_VARIATION_NOT_MEASURED
     assert one.n == 1 and len(one.rows) == 1
+    run = claims.seed_change(_rows([0.30], ci=[(0.28, 0.32)]), delta=0.05)  # one run with its sentence interval
+    assert run.word == claims.CHANGED and not run.detail["seed_variation_measured"]
     values = pd.concat([_rows([0.5], state="pretrained", metric="erank"), _rows([0.9, 0.95], metric="erank")])
     d = claims.difference_rows(values)
-    assert d["value"].tolist() == pytest.approx([0.4, 0.45])
-    assert claims.seed_change(d, delta=0.1).word == "changed"
+    assert d["value"].tolist() == pytest.approx([0.4, 0.45]) and d["ci_low"].isna().all()
+    assert claims.seed_change(d, delta=0.1).word == claims.CHANGED
+    # the difference's sentence interval: sqrt(SE_state^2 + SE_reference^2)
+    with_ci = pd.concat([_rows([0.5], state="pretrained", metric="erank", ci=[(0.5 - 1.96 * 0.03, 0.5 + 1.96 * 0.03)]),
+                         _rows([0.9], metric="erank", ci=[(0.9 - 1.96 * 0.04, 0.9 + 1.96 * 0.04)])])
+    d = claims.difference_rows(with_ci)
+    assert d["ci_high"].iloc[0] - 0.4 == pytest.approx(1.959964 * 0.05, rel=1e-3)
 
 
-def test_rule_b_similarity_change_against_seed_to_seed_similarity():
-    pairs = _rows([0.95, 0.96, 0.94], metric="cka_debiased_cls_vs_seed")
-    low = claims.seed_similarity_change(_rows([0.60, 0.62, 0.58], metric="cka_debiased_cls_vs_pretrained"), pairs)
-    assert low.word == "changed" and low.n == 3 and len(low.rows) == 6
-    same = claims.seed_similarity_change(_rows([0.95, 0.93, 0.96], metric="cka_debiased_cls_vs_pretrained"), pairs)
-    assert same.word == "unchanged"
+def test_similarity_to_pretrained_against_the_similarity_between_seeds():
+    pairs = _rows([0.95, 0.96, 0.94], metric="cka_debiased_cls_between_seeds")
+    pairs["seed"] = [0, 0, 1]                                            # pairs (0, 1), (0, 2), (1, 2)
+    low = claims.seed_similarity_change(_rows([0.60, 0.62, 0.58], metric="cka_debiased_cls_vs_pretrained"), pairs, 0.05)
+    assert low.word == claims.CHANGED and low.n == 3 and len(low.rows) == 6 and low.detail["mean"] < -0.3
+    same = claims.seed_similarity_change(_rows([0.95, 0.94, 0.96], metric="cka_debiased_cls_vs_pretrained"), pairs, 0.05)
+    assert same.word == claims.NO_CHANGE
+    # D_s: seed 0's similarity to pretrained minus its mean similarity to seeds 1 and 2
+    assert low.detail["per_seed"][0] == pytest.approx(0.60 - (0.95 + 0.96) / 2)
     one = claims.seed_similarity_change(_rows([0.6], metric="cka_debiased_cls_vs_pretrained"), pairs.iloc[:0])
     assert one.word == "not measured"
 

@@ -114,7 +114,7 @@ def difference_outcome(values, sentence_se=0.0, delta: float = math.nan, *, leve
     |D| > delta "changed", within delta "no change beyond δ". One seed: the sentence-only interval,
     ``seed_variation_measured`` False. ``equivalence_reachable``: whether the sentences alone allow a 90%
     half-width below delta (z_{.95} SE_sent < delta); when not, the test set is too small for "no change".
-    One run without a sentence interval: "not measured" (no variance is known).
+    (:func:`seed_change`: one run without a sentence interval is "not measured", no variance is known.)
     ``low``/``high``: the interval that decides (90% for "no change beyond δ", else 95%). Chance is a
     separate verdict (:func:`chance_verdict`, :func:`null_verdict`), never an outcome."""
     from scipy.stats import norm
@@ -126,9 +126,8 @@ def difference_outcome(values, sentence_se=0.0, delta: float = math.nan, *, leve
     se = np.broadcast_to(np.nan_to_num(np.asarray(sentence_se, dtype=float), nan=0.0), d.shape)
     keep = np.isfinite(d)
     d, se = d[keep], se[keep]
-    if d.size == 0 or (d.size == 1 and not np.any(se > 0)):
-        return Verdict("not measured", subject, rows, int(d.size), {"reason": "no finite difference, or one run "
-                                                                    "without a sentence interval"})
+    if d.size == 0:
+        return Verdict("not measured", subject, rows, 0, {"reason": "no finite difference"})
     wide, narrow = seed_sentence_interval(d, se, level), seed_sentence_interval(d, se, EQUIVALENCE_LEVEL)
     lo, hi, lo90, hi90 = (float(x) for x in (wide.low, wide.high, narrow.low, narrow.high))
     has_delta = bool(np.isfinite(delta) and delta >= 0)
@@ -167,10 +166,14 @@ def outcome_label(v: Verdict, unit: str = "seed") -> str:
 def seed_change(differences: pd.DataFrame, delta: float, level: float = 0.95, subject: str = "") -> Verdict:
     """:func:`difference_outcome` of per-seed difference rows (tidy rows, e.g. ``effect_*``, or
     :func:`difference_rows`), each seed's sentence SE from its interval (``ci_low``/``ci_high``, NaN: no
-    sentence term, :func:`layerwise.stats.se_from_ci`). ``n`` = seeds."""
+    sentence term, :func:`layerwise.stats.se_from_ci`). ``n`` = seeds. One row without an interval: "not
+    measured" (no variance is known)."""
     from .stats import se_from_ci
 
-    se = se_from_ci(differences["ci_low"].to_numpy(float), differences["ci_high"].to_numpy(float), level)
+    low, high = differences["ci_low"].to_numpy(float), differences["ci_high"].to_numpy(float)
+    if len(differences) == 1 and not np.isfinite(high - low).any():
+        return Verdict("not measured", subject, differences, 1, {"reason": SEED_VARIATION_NOT_MEASURED})
+    se = se_from_ci(low, high, level)
     return difference_outcome(differences["value"].to_numpy(float), se, delta, level=level, subject=subject,
                               rows=differences)
 

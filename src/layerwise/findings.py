@@ -102,6 +102,13 @@ class Findings:
     def _repr_markdown_(self) -> str:
         return self.markdown()
 
+    def view(self, probes: bool | None = None):
+        """One chapter's Findings for a notebook cell (``IPython.display.Markdown`` of :meth:`markdown`):
+        the probing chapter's statistics (``probes=True``) or the geometry chapter's (False)."""
+        from IPython.display import Markdown
+
+        return Markdown(self.markdown(probes))
+
     def conclusion(self, probes: bool) -> str:
         """A chapter's conclusion in 2-4 sentences: (probes) where the label is best read; which statistics
         fine-tuning changed and where; which it did not (the outcomes by layer); (probes) the random-weights

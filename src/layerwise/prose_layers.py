@@ -141,8 +141,10 @@ def change_claim(tidy: pd.DataFrame, metric: str, what: str, *, tidy_all: pd.Dat
         return (f"Fine-tuned against pretrained, {what} is, in paired per-sentence tests on these checkpoints, "
                 f"{tested_clause(verdicts)}; {seed_clause(floor)}.")
     floor = seed_floor_verdicts(tidy_all, metric, state=state, model=model)
-    if not [v for v in floor if v.word != "not measured"]:
+    if not floor:
         return ""
+    if all(v.word == "not measured" for v in floor):
+        return f"Whether fine-tuning changed {what} is not judged: {claims.SEED_VARIATION_NOT_MEASURED}."
     return f"Fine-tuned against pretrained, {what}: {seed_clause(floor, max(3, digits))}."
 
 
@@ -220,6 +222,8 @@ def probe_change_claim(tidy: pd.DataFrame, correct: pd.DataFrame, pooling: str =
     if state != "finetuned":
         floor = [v for v in seed_floor_verdicts(tidy if tidy_all is None else tidy_all, metric, state=state,
                                                 model=model, correct=correct) if v.word != "not measured"]
+        if not floor:
+            return ""
         draws = "one random draw" if max((v.n for v in floor), default=1) == 1 else f"{floor[0].n} random draws"
         return f"{_cap(state)} weights against pretrained on the same probe ({draws}): {outcome_groups(floor)}."
     text = (f"Fine-tuned against pretrained on the same {verdicts[0].n} test sentences, the {pool} probe "
