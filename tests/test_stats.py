@@ -329,3 +329,66 @@ def test_minimum_detectable_effect_known_answer():
                                                                                rel=1e-5)
     assert stats.minimum_detectable_effect([0.3, 0.3, 0.3]) == 0.0
     assert np.isnan(stats.minimum_detectable_effect([0.3]))
+
+
+# --------------------------------------------------------- intervals that respect their statistic (issue 22)
+def test_bca_interval_matches_scipy_and_reduces_to_the_percentile_interval():
+    rng = np.random.default_rng(5)
+    x = rng.exponential(size=60)
+    boots = np.var(x[rng.integers(0, x.size, size=(20_000, x.size))], axis=1, ddof=1)
+    jack = np.array([np.var(np.delete(x, i), ddof=1) for i in range(x.size)])
+    low, high = stats.bca_interval(np.var(x, ddof=1), boots, jack)
+    ref = sps.bootstrap((x,), lambda a, axis=-1: np.var(a, axis=axis, ddof=1), method="BCa", n_resamples=20_000,
+                        rng=np.random.default_rng(6)).confidence_interval
+    assert low == pytest.approx(ref.low, rel=0.05) and high == pytest.approx(ref.high, rel=0.05)
+    # replicates centred on the estimate (half below), symmetric jackknife: z0 = 0, a = 0 -> percentile
+    b = np.linspace(-1, 1, 2001)
+    assert stats.bca_interval(0.0, b, [-1.0, 1.0]) == pytest.approx(tuple(np.quantile(b, [0.025, 0.975])))
+
+
+def test_respect_range_known_answers():
+    assert stats.respect_range(0.06, -0.14, 0.26, (0.0, 1.0)) == (0.0, 0.26)           # IsoScore
+    assert stats.respect_range(0.67, 0.30, 1.04, (-1.0, 1.0)) == (0.30, 1.0)            # debiased CKA
+    assert stats.respect_range(0.25, -0.05, 0.55, (-1.0, 1.0)) == (-0.05, 0.55)         # silhouette: in range
+    assert stats.respect_range(5.77, 6.63, 8.33, (0.0, 180.0)) == (5.77, 8.33)          # angle: misses estimate
+    assert stats.respect_range(68.7, -1.6, 139.0, (0.0, 180.0)) == (0.0, 139.0)
+    low, high = stats.respect_range(0.5, np.nan, np.nan, (0.0, 1.0))
+    assert np.isnan(low) and np.isnan(high)
+
+
+def test_centroid_angle_interval_contains_its_estimate_for_a_small_true_angle():
+    """Two classes around nearly the same direction (true angle about 3°), noisy: the angle between the
+    sample centroids is biased upwards and its percentile interval missed the estimate; the BCa interval,
+    kept around the estimate, always contains it and stays in [0, 180]."""
+    from layerwise import probes
+
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        d, n = 50, 90
+        base = np.zeros(d)
+        base[0] = 1.0
+        other = base.copy()
+        other[1] = 0.05
+        X = np.vstack([base + 0.4 * rng.standard_normal((n, d)), other + 0.4 * rng.standard_normal((n, d))])
+        y = np.repeat([0, 1], n)
+        g = probes.class_geometry(X, y, n_perm=10, n_boot=500, seed=seed)
+        low, high = g["centroid_angle_ci"]
+        assert 0.0 <= low <= g["centroid_angle"] <= high <= 180.0
+
+
+def test_seed_aggregates_stay_in_their_range():
+    """The demo's cases: IsoScore seeds 0.011 / 0.013 / 0.154 (the t-interval reached -0.14), debiased CKA
+    between seeds 0.83 / 0.53 / 0.64 (reached 1.04) and silhouettes: every aggregate interval lies in the
+    statistic's range and contains its estimate."""
+    from layerwise import seeds as seeds_mod
+
+    rows = []
+    for metric, values in (("isoscore", [0.011, 0.013, 0.154]), ("cka_debiased_cls_between_seeds", [0.83, 0.53, 0.64]),
+                           ("silhouette_cls", [0.289, 0.357, 0.095]), ("centroid_angle_cls", [84.4, 89.1, 32.6])):
+        rows += [{**schema.tidy_row("m", "finetuned", 6, metric, v), "seed": s} for s, v in zip((42, 43, 44), values)]
+    agg = seeds_mod.aggregate_tidy(pd.DataFrame(rows).astype({"seed": "Int64"}))
+    for r in agg.itertuples():
+        lo, hi = schema.value_range(r.metric)
+        assert lo <= r.ci_low <= r.value <= r.ci_high <= hi, r
+    assert agg.set_index("metric").loc["isoscore", "ci_low"] == 0.0
+    assert agg.set_index("metric").loc["cka_debiased_cls_between_seeds", "ci_high"] == 1.0

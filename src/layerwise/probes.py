@@ -243,6 +243,21 @@ def _mean_pairwise_angle(centroids: np.ndarray) -> np.ndarray:
     return np.mean(angles, axis=0)
 
 
+def _angle_interval(angle: float, boots: np.ndarray, X: np.ndarray, yi: np.ndarray, sums: np.ndarray,
+                    counts: np.ndarray, level: float) -> tuple[float, float]:
+    """The centroid angle's interval: BCa (:func:`layerwise.stats.bca_interval`) from the bootstrap angles
+    and the jackknife angles (each sentence left out of its class's centroid, vectorised), then kept in
+    [0, 180] and around the estimate (:func:`layerwise.stats.respect_range`). The angle between noisy
+    centroids is biased upwards, so a percentile interval can miss its estimate (the demo's pretrained
+    layer 6: 5.8° with a percentile interval of 6.6° to 8.3°)."""
+    from .stats import bca_interval, respect_range
+
+    loo = np.repeat((sums / counts[:, None])[None], len(yi), axis=0)          # [n, K, d]
+    loo[np.arange(len(yi)), yi] = (sums[yi] - X) / (counts[yi] - 1)[:, None]
+    low, high = bca_interval(angle, boots, _mean_pairwise_angle(loo), level)
+    return respect_range(angle, low, high, (0.0, 180.0))
+
+
 def class_geometry(X, y, *, n_perm: int = 1000, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
     """Reference-free class geometry of a set of sentence embeddings (rows of ``X``, labels ``y``).
 
@@ -250,7 +265,7 @@ def class_geometry(X, y, *, n_perm: int = 1000, n_boot: int = 1000, seed: int = 
 
     * ``centroid_angle`` (degrees): angle between the class centroids c_k = mean of the class's rows,
       arccos(c_a . c_b / |c_a||c_b|) (mean over class pairs when K > 2), on the raw (uncentred) vectors,
-      with ``centroid_angle_ci`` (percentile bootstrap over sentences). Two clusters around orthogonal
+      with ``centroid_angle_ci`` (BCa bootstrap over sentences, :func:`_angle_interval`). Two clusters around orthogonal
       axes give 90; around opposite directions, 180; anisotropic embeddings (a shared mean direction) give
       small angles even when the classes are separable.
     * ``cos_own_centroid`` [n]: cos(x_i, own-class centroid computed without x_i) (leave-one-out, so a
@@ -284,7 +299,8 @@ def class_geometry(X, y, *, n_perm: int = 1000, n_boot: int = 1000, seed: int = 
     wc = np.einsum("bn,nk->bk", w, onehot)                  # [B, K]
     ok = np.all(wc > 0, axis=1)
     bc = np.einsum("bn,nk,nd->bkd", w[ok], onehot, X, optimize=True) / wc[ok][:, :, None]
-    angle_ci = tuple(float(v) for v in np.quantile(_mean_pairwise_angle(bc), q)) if ok.any() else (np.nan, np.nan)
+    angle_ci = _angle_interval(angle, _mean_pairwise_angle(bc), X, yi, sums, counts, level) if ok.any() \
+        else (np.nan, np.nan)
 
     loo = (sums[yi] - X) / (counts[yi] - 1)[:, None]        # own centroid without the sentence
     Xu = _unit(X)

@@ -368,3 +368,32 @@ def margins_markdown() -> str:
     lines = ["| statistic | δ | why |", "|---|---|---|"]
     lines += [f"| {_BY_NAME[name].label} | {m.text()} | {m.why} |" for name, m in MARGINS.items()]
     return "\n".join(lines)
+
+
+#: The range of each bounded statistic (registry base name -> (low, high)); its intervals are kept inside
+#: it and around their estimate (:func:`layerwise.stats.respect_range`; Methods, "Intervals").
+RANGES: dict[str, tuple[float, float]] = {
+    **{name: (-1.0, 1.0) for name in ("token_cosine_mean", "token_cosine_sentence_mean", "anisotropy_baseline",
+                                      "intra_similarity", "self_similarity", "token_cosine_mean_std", "silhouette",
+                                      "silhouette_perm", "centroid_margin", "cka_debiased", "cka_std")},
+    **{name: (0.0, 1.0) for name in ("isoscore", "rogue_top3_share", "cka_cls_vs_pretrained", "cka_mean_vs_pretrained",
+                                     "procrustes", "procrustes_heldout", "mutual_knn", "probe_acc", "mlp_probe_acc",
+                                     "probe_chance_acc", "control_acc", "probe_acc_seen", "lexical_probe_acc")},
+    "centroid_angle": (0.0, 180.0),
+}
+
+
+def value_range(metric: str) -> tuple[float, float] | None:
+    """The declared range of a tidy metric (:data:`RANGES`), or None when it is unbounded or undeclared.
+    Between-seed rows share their measure's range."""
+    name = metric
+    for m in ("cka_debiased", "cka_std", "procrustes", "mutual_knn"):
+        if metric.startswith(m + "_") and metric.endswith("_between_seeds"):
+            return RANGES.get(m)
+    if metric.startswith("cka_") and metric.endswith("_between_seeds"):
+        return (0.0, 1.0)
+    try:
+        name = lookup(metric).name
+    except KeyError:
+        return None
+    return RANGES.get(name)

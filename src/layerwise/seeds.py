@@ -61,8 +61,10 @@ def _is_seed(df: pd.DataFrame) -> pd.Series:
 def aggregate_tidy(tidy: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     """The aggregate view (contract columns) of a tidy table with a ``seed`` column: rows without a
     seed as they are, plus for each (model, state, layer, metric) of per-seed rows that has no aggregate
-    row yet, the mean over the seeds with the seed-and-sentence interval (one seed: its row)."""
-    from .stats import se_from_ci, seed_sentence_interval
+    row yet, the mean over the seeds with the seed-and-sentence interval (one seed: its row), kept inside
+    the statistic's range (``schema.RANGES``, :func:`layerwise.stats.respect_range`, said in Methods)."""
+    from .schema import value_range
+    from .stats import respect_range, se_from_ci, seed_sentence_interval
 
     per_seed = _is_seed(tidy)
     base = tidy[~per_seed]
@@ -77,9 +79,10 @@ def aggregate_tidy(tidy: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
         v = g["value"].to_numpy(float)
         se = se_from_ci(g["ci_low"].to_numpy(float), g["ci_high"].to_numpy(float), level)
         ci = seed_sentence_interval(v, se, level) if np.isfinite(v).all() else None
+        low, high = respect_range(float(np.mean(v)), float(ci.low) if ci else np.nan,
+                                  float(ci.high) if ci else np.nan, value_range(key[3]))
         rows.append({**dict(zip(["model", "state", "layer", "metric"], key)),
-                     "value": float(np.mean(v)), "ci_low": float(ci.low) if ci else np.nan,
-                     "ci_high": float(ci.high) if ci else np.nan, "n": int(g["n"].max())})
+                     "value": float(np.mean(v)), "ci_low": low, "ci_high": high, "n": int(g["n"].max())})
     out = pd.concat([base[TIDY_COLUMNS], pd.DataFrame(rows, columns=TIDY_COLUMNS)], ignore_index=True)
     return tidy_frame(out)
 

@@ -105,6 +105,52 @@ def bootstrap_mean_ci(values, n_boot: int = 1000, level: float = 0.95, seed: int
     return (est, float(lo), float(hi))
 
 
+def bca_interval(estimate: float, boots, jackknife, level: float = 0.95) -> tuple[float, float]:
+    """Bias-corrected and accelerated (BCa) bootstrap interval (Efron 1987; DiCiccio & Efron 1996, eq. 2.3)
+    from the statistic on the sample (``estimate``), its bootstrap replicates ``boots`` and its
+    leave-one-out (jackknife) values ``jackknife``:
+
+        z0 = Phi^-1(#{boot < estimate} / B + #{boot == estimate} / 2B)   (bias correction)
+        a = sum (m - J_i)^3 / (6 (sum (m - J_i)^2)^1.5), m = mean J_i      (acceleration)
+        alpha_j = Phi(z0 + (z0 + z_j) / (1 - a (z0 + z_j))), z_j = Phi^-1((1 -/+ level) / 2)
+
+    and the interval is the alpha_1 and alpha_2 quantiles of the replicates. Unlike the percentile
+    interval it corrects for the statistic's bias (a biased statistic's percentile interval can miss its
+    own estimate: the centroid angle between noisy centroids is biased upwards). The bias proportion is
+    kept within [1 / 2B, 1 - 1 / 2B], so z0 stays finite. NaN replicates are dropped; fewer than two:
+    (NaN, NaN). Known answers (``tests/test_stats.py``): within Monte-Carlo error of
+    ``scipy.stats.bootstrap(method="BCa")`` for the variance of a skewed sample; the percentile interval
+    when the replicates are centred on the estimate and the jackknife is symmetric."""
+    b = np.asarray(boots, dtype=np.float64).reshape(-1)
+    b = b[np.isfinite(b)]
+    jk = np.asarray(jackknife, dtype=np.float64).reshape(-1)
+    jk = jk[np.isfinite(jk)]
+    if b.size < 2:
+        return (np.nan, np.nan)
+    prop = np.clip(np.mean(b < estimate) + 0.5 * np.mean(b == estimate), 0.5 / b.size, 1 - 0.5 / b.size)
+    z0 = sps.norm.ppf(prop)
+    d = jk.mean() - jk if jk.size > 1 else np.zeros(1)
+    den = 6.0 * np.sum(d ** 2) ** 1.5
+    a = float(np.sum(d ** 3) / den) if den > 0 else 0.0
+    z = sps.norm.ppf([(1 - level) / 2, (1 + level) / 2])
+    alpha = sps.norm.cdf(z0 + (z0 + z) / (1 - a * (z0 + z)))
+    low, high = np.quantile(b, alpha)
+    return (float(low), float(high))
+
+
+def respect_range(estimate: float, low: float, high: float, bounds: tuple[float, float] | None) -> tuple[float, float]:
+    """An interval clipped to its statistic's range ``bounds`` (``schema.RANGES``) and widened to contain its
+    ``estimate`` (both said in Methods); NaN ends stay NaN. Known answers: (0.06, -0.14, 0.26) in [0, 1]
+    gives (0, 0.26); (5.8, 6.6, 8.3) gives (5.8, 8.3)."""
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return (low, high)
+    if np.isfinite(estimate):
+        low, high = min(low, estimate), max(high, estimate)
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+    return (float(low), float(high))
+
+
 def replicate_mean_ci(values, replicate, level: float = 0.95) -> tuple[float, float, float]:
     """Mean of ``values`` with a CI from independent replicates of the whole sampling: ``replicate``
     labels each value with the independent draw it comes from (e.g. a disjoint group of sampled tokens
@@ -496,16 +542,11 @@ def seed_sentence_interval(values, sentence_se=0.0, level: float = 0.95) -> Seed
         half-width = sqrt(t_{S-1, (1+level)/2}^2 s^2 / S + z_{(1+level)/2}^2 SE_sent^2)
 
     so adding a variance component can never narrow the interval: it is never narrower than the
-    seed-only t-interval (``t s / sqrt(S)``) nor than the sentence-only normal interval (``z SE_sent``).
-    (The Welch-Satterthwaite degrees of freedom used before treated the sentence term as known and gave
-    intervals up to a quarter narrower than the seed-only one at S = 3, with coverage 0.92.) With S = 1
-    the seed variation is not measured: the interval is the sentence-only ``v +- z SE_sent``, flagged
-    ``seed_variation_measured=False``. ``df`` is S - 1 (the seed term's t quantile).
-
-    References: Bouthillier et al. 2021, "Accounting for variance in machine learning benchmarks"
-    (seeds and data sampling as separate sources); Graybill & Wang 1980, "Confidence intervals on
-    nonnegative linear combinations of variances" (one quantile per component); Dodge et al. 2020,
-    "Fine-tuning pretrained language models: weight initializations, data orders, and early stopping".
+    seed-only t-interval (``t s / sqrt(S)``) nor than the sentence-only normal interval (``z SE_sent``),
+    unlike Welch-Satterthwaite degrees of freedom (0.75x the seed-only width at S = 3, coverage 0.92).
+    S = 1: the sentence-only ``v +- z SE_sent``, ``seed_variation_measured=False``. ``df`` = S - 1.
+    References: Bouthillier et al. 2021 (seeds and data sampling as separate variance sources); Graybill
+    & Wang 1980 (one quantile per variance component); Dodge et al. 2020 (seed-to-seed spread of BERT).
 
     Known answers (``tests/test_stats.py``): never narrower than the seed-only interval; simulated
     coverage of the true mean >= 0.945 at S = 3 and S = 5 over sentence/seed variance ratios 0.05 to 10;
@@ -533,11 +574,9 @@ def seed_sentence_interval(values, sentence_se=0.0, level: float = 0.95) -> Seed
 def minimum_detectable_effect(values, level: float = 0.95, power: float = 0.80) -> float:
     """The smallest mean difference a one-sample t-test over the S seeds' values detects with probability
     ``power`` at two-sided ``level``, from the observed seed SD s (a design quantity, not post-hoc power):
+    MDE = (t_{S-1, (1+level)/2} + t_{S-1, power}) s / sqrt(S)
 
-        MDE = (t_{S-1, (1+level)/2} + t_{S-1, power}) s / sqrt(S)
-
-    (e.g. Bloom 1995, "Minimum detectable effects"; Cohen 1988 for the normal version
-    ``(z_{.975} + z_{.80}) sigma / sqrt(n)``). NaN with fewer than two values; 0 for identical values.
+    (Bloom 1995, "Minimum detectable effects"). NaN with fewer than two values; 0 for identical values.
     Known answer: S = 3, s = 1 gives (4.303 + 1.061) / sqrt(3) = 3.097."""
     v = _as_1d(values, "minimum_detectable_effect")
     v = v[~np.isnan(v)]
