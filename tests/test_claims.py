@@ -173,3 +173,34 @@ def test_tiny_consistent_scalar_change_is_negligible_not_changed():
         big.loc[big["state"] == "finetuned", "value"] += 0.2
         (w,) = prose.seed_floor_verdicts(big, "token_cosine_adjusted")
         assert w.word == "changed"
+
+
+def _profile(per_seed: dict[int, list[float]]) -> pd.DataFrame:
+    return pd.DataFrame([{"model": "m", "state": "finetuned", "layer": layer, "metric": "cka_debiased_cls_vs_pretrained",
+                          "value": v, "ci_low": np.nan, "ci_high": np.nan, "n": 180, "seed": s}
+                         for s, values in per_seed.items() for layer, v in enumerate(values)])
+
+
+def test_seed_apart_names_a_built_outlier_and_no_seed_when_exchangeable():
+    rng = np.random.default_rng(0)
+    base = np.array([1.0, 0.99, 0.96, 0.94, 0.70, 0.25, 0.12])
+    exchangeable = {s: list(base + 0.01 * rng.standard_normal(7)) for s in (42, 43, 44)}
+    v = claims.seed_apart(_profile(exchangeable), 0.05)
+    assert v.word == "no seed stands apart" and max(v.detail["counts"].values()) < 2
+    # the demo's seed 44: much closer to pretrained at layers 4-6
+    outlier = {42: [1.0, 0.99, 0.97, 0.94, 0.65, 0.19, 0.08], 43: [1.0, 0.99, 0.98, 0.93, 0.65, 0.17, 0.08],
+               44: [1.0, 0.99, 0.93, 0.96, 0.88, 0.48, 0.28]}
+    v = claims.seed_apart(_profile(outlier), 0.05)
+    assert v.word == "stands apart" and v.detail["seed"] == 44 and v.detail["layers"] == [4, 5, 6]
+    assert "Seed 44 stands apart at layers 4, 5, 6" in prose.seed_apart_sentence(_profile(outlier))
+    assert prose.seed_apart_sentence(_profile(exchangeable)).startswith("No seed stands apart")
+    assert claims.seed_apart(_profile({42: [0.5], 43: [0.6]}), 0.05).word == "not measured"
+
+
+def test_leave_one_seed_out_sensitivity():
+    v = claims.difference_outcome([0.30, 0.32, 0.29, 0.31], 0.01, 0.05)
+    assert v.word == claims.CHANGED and v.detail["leave_one_out"] == [claims.CHANGED] * 4
+    weak = claims.difference_outcome([0.38, 0.35, 0.08], 0.01, 0.05)
+    assert len(weak.detail["leave_one_out"]) == 3
+    assert "analyses leaving one seed out" in prose.outcome_clause(weak)
+    assert "leave_one_out" not in claims.difference_outcome([0.3, 0.32], 0.01, 0.05).detail   # two seeds: none

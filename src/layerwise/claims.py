@@ -1,15 +1,19 @@
 """The verdict rules of the report, in one place.
 
-Every sentence or table of the report that says "higher", "lower", "changed", "best", "significant",
-"negligible" (or that a floor was not measured) takes its verdict from a function of this module.
-A verdict is a :class:`Verdict`: the word, the tidy rows it rests on and their ``n``, so a reader (and
-a test) can trace each claim to its data. The prose module turns verdicts into sentences; it never
-decides a verdict itself.
+Every sentence or table of the report that says "higher", "lower", "changed", "no change beyond δ",
+"not established", "best", "significant", "negligible", "stands apart" (or that a floor was not measured)
+takes its verdict from a function of this module. A verdict is a :class:`Verdict`: the word, the tidy rows
+it rests on and their ``n``, so a reader (and a test) can trace each claim to its data. The prose module
+turns verdicts into sentences; it never decides a verdict itself.
 
 Sections (each added by the issue that defines its rules):
 
-* effect size before significance, best layers by paired comparison (held-out probing issue);
-* floors: chance (permutation nulls), seed-to-seed variation, random weights (seeds issue);
+* the answer model of a difference (issue 22): changed / changed, size unclear / no change beyond δ /
+  not established with k seeds (:func:`difference_outcome`), against the similarity between seeds for a
+  similarity (:func:`seed_similarity_change`), leave-one-seed-out sensitivity, the seed that stands apart
+  (:func:`seed_apart`); chance judged apart (permutation nulls);
+* effect size before significance, a description of the checkpoints at hand (issue #11), best layers by
+  paired comparison (held-out probing issue);
 * the shape of a statistic through the layers: rises, falls, peaks, dips, flat (issue #15).
 """
 
@@ -24,9 +28,9 @@ import numpy as np
 import pandas as pd
 
 #: The verdict words the report may print; every verdict's ``word`` is one of them.
-WORDS = ("higher", "lower", "changed", "unchanged", "negligible", "significant", "not significant", "best",
+WORDS = ("higher", "lower", "changed", "negligible", "significant", "not significant", "best",
          "tied", "above chance", "at chance", "not measured", "rises", "falls", "peaks", "dips", "flat", "changed, size unclear",
-         "no change beyond δ", "not established")
+         "no change beyond δ", "not established", "stands apart", "no seed stands apart")
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,7 @@ EQUIVALENCE_LEVEL = 0.90
 
 
 def difference_outcome(values, sentence_se=0.0, delta: float = math.nan, *, level: float = 0.95, subject: str = "",
-                       rows: pd.DataFrame | None = None) -> Verdict:
+                       rows: pd.DataFrame | None = None, leave_one_out: bool = True) -> Verdict:
     """The answer model of a difference D (one value per fine-tuning seed, e.g. fine-tuned - pretrained),
     with I the seed-and-sentence interval of its mean (:func:`layerwise.stats.seed_sentence_interval`,
     ``sentence_se`` each seed's sentence SE) and ``delta`` the statistic's declared margin
@@ -115,8 +119,9 @@ def difference_outcome(values, sentence_se=0.0, delta: float = math.nan, *, leve
     ``seed_variation_measured`` False. ``equivalence_reachable``: whether the sentences alone allow a 90%
     half-width below delta (z_{.95} SE_sent < delta); when not, the test set is too small for "no change".
     (:func:`seed_change`: one run without a sentence interval is "not measured", no variance is known.)
-    ``low``/``high``: the interval that decides (90% for "no change beyond δ", else 95%). Chance is a
-    separate verdict (:func:`chance_verdict`, :func:`null_verdict`), never an outcome."""
+    ``low``/``high``: the interval that decides (90% for "no change beyond δ", else 95%).
+    ``leave_one_out`` (k >= 3 seeds): the outcome of each analysis without one seed, in seed order
+    (sensitivity: "changed in 2 of 3 leave-one-out analyses"). Chance is a separate verdict (:func:`chance_verdict`, :func:`null_verdict`), never an outcome."""
     from scipy.stats import norm
 
     from .stats import minimum_detectable_effect, seed_sentence_interval
@@ -147,6 +152,9 @@ def difference_outcome(values, sentence_se=0.0, delta: float = math.nan, *, leve
               "seeds": int(d.size), "per_seed": [float(x) for x in d], "direction": direction,
               "mde": minimum_detectable_effect(d, level), "seed_variation_measured": bool(d.size > 1),
               "equivalence_reachable": bool(has_delta and floor < delta)}
+    if leave_one_out and d.size >= 3:
+        detail["leave_one_out"] = [difference_outcome(np.delete(d, i), np.delete(se, i), delta, level=level,
+                                                      leave_one_out=False).word for i in range(d.size)]
     return Verdict(word, subject, rows, int(d.size), detail)
 
 
@@ -210,6 +218,37 @@ def seed_similarity_change(vs_reference: pd.DataFrame, between_seeds: pd.DataFra
     v = difference_outcome(d, 0.0, delta, level=level, subject=subject, rows=rows)
     return Verdict(v.word, subject, rows, S, {**v.detail, "seed_pairs_mean": float(np.mean(pair_values)),
                                               "vs_reference_mean": float(own.mean())})
+
+
+def seed_apart(profile: pd.DataFrame, margin: float, min_layers: int = 2, subject: str = "") -> Verdict:
+    """The declared rule for a seed that stands apart (issue 22; with 3 seeds leave-one-out always finds a
+    farthest seed, so naming one needs a rule). ``profile``: per-seed rows of one statistic (e.g. debiased
+    CKA with pretrained) at several layers (``seed``, ``layer``, ``value``, ``ci_low``/``ci_high``). At a
+    layer, seed s lies apart when its value is outside the other seeds' range widened by m = max(``margin``,
+    the mean half-width of the other seeds' sentence intervals); s "stands apart" when it lies apart at
+    ``min_layers`` or more layers (the seed with most such layers; ties: the first). Otherwise "no seed
+    stands apart"; fewer than three seeds: "not measured". ``detail``: ``seed``, ``layers`` (where it lies
+    apart), ``counts`` per seed."""
+    seeds = sorted(int(x) for x in profile["seed"].dropna().unique()) if "seed" in profile.columns else []
+    if len(seeds) < 3:
+        return Verdict("not measured", subject, profile, len(seeds), {"reason": "fewer than three seeds"})
+    apart: dict[int, list[int]] = {s: [] for s in seeds}
+    for layer, g in profile.groupby("layer"):
+        v = g.set_index(g["seed"].astype(int))
+        if v["value"].isna().any() or len(v) != len(seeds):
+            continue
+        half = ((v["ci_high"] - v["ci_low"]) / 2).fillna(0.0)
+        for s in seeds:
+            others = v.drop(index=s)
+            m = max(float(margin), float(half.drop(index=s).mean()))
+            if not others["value"].min() - m <= v.loc[s, "value"] <= others["value"].max() + m:
+                apart[s].append(int(layer))
+    counts = {s: len(ls) for s, ls in apart.items()}
+    top = max(seeds, key=lambda s: counts[s])
+    if counts[top] < min_layers:
+        return Verdict("no seed stands apart", subject, profile, len(seeds), {"counts": counts, "margin": margin})
+    return Verdict("stands apart", subject, profile, len(seeds), {"seed": top, "layers": apart[top], "counts": counts,
+                                                                  "margin": margin})
 
 
 def chance_verdict(observed: pd.DataFrame, null_q95: pd.DataFrame, subject: str = "") -> Verdict:

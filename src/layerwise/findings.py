@@ -22,7 +22,7 @@ from . import claims
 from .errors import LayerwiseError
 from .prose import fmt, fmt_signed
 from .prose_layers import best_layers_clause, layer_span
-from .prose_seeds import outcome_clause, seed_floor_verdicts, similarity_outcomes
+from .prose_seeds import outcome_clause, seed_apart_sentence, seed_floor_verdicts, similarity_outcomes
 from .schema import PER_SENTENCE_METRICS, lookup
 
 #: the tidy metric holding the per-sentence mean (with its CI) of each per-sentence statistic
@@ -46,7 +46,7 @@ RANKING = ("Each statistic's outcome at every layer follows the answer model of 
            "δ, else 95%). Statistics with a change come first, ordered by difference over the half-width of that "
            "interval: the order says how clearly it changed, not how much. Chance is a separate judgement.")
 COLUMNS = ("statistic", "metric", "outcomes", "largest at layer", "finetuned", "pretrained", "difference", "n",
-           "verdict", "size / floor", "random vs pretrained", "chance")
+           "verdict", "size / floor", "random vs pretrained", "chance", "sensitivity")
 #: the table of the findings as the report prints it (:meth:`Findings.table`): six columns, with relative
 #: widths, so that it fits the HTML text column and an A4 page
 TABLE_COLUMNS = ("statistic", "outcome by layer", "finetuned vs pretrained", "difference (deciding interval)",
@@ -69,6 +69,8 @@ class Findings:
     #: where the label is best read (``claims.best_layers`` of the first-token probe, fine-tuned then
     #: pretrained), as clauses of :func:`layerwise.prose_layers.best_layers_clause`
     best_layers: list[str] = field(default_factory=list)
+    #: which fine-tuning seed stands apart, by the declared rule (:func:`layerwise.claims.seed_apart`)
+    seed_notes: list[str] = field(default_factory=list)
 
     def _rows(self, probes: bool | None = None) -> pd.DataFrame:
         both = pd.concat([self.changed, self.unchanged], ignore_index=True)
@@ -90,14 +92,14 @@ class Findings:
         rows = self._rows(probes)
         changed = rows[rows["statistic"].isin(self.changed["statistic"])]
         out = [f"**{r.statistic[0].upper() + r.statistic[1:]}**: {r.outcomes}; largest at layer {r._3}: "
-               f"{r.verdict}, {r.difference}." for r in changed.itertuples(index=False)]
+               f"{r.verdict}, {r.difference}{r.sensitivity}." for r in changed.itertuples(index=False)]
         if self.seeds < 2:
             out.append(f"Each outcome is against one fine-tuning run: {claims.SEED_VARIATION_NOT_MEASURED}.")
         rest = rows[~rows["statistic"].isin(self.changed["statistic"])]
         if not rest.empty:
             out.append("Without a change at any layer: " + "; ".join(f"{r.statistic} ({r.outcomes})"
                                                                     for r in rest.itertuples(index=False)) + ".")
-        return out + (self.observations if probes is not False else [])
+        return out + self.seed_notes + (self.observations if probes is not False else [])
 
     def _repr_markdown_(self) -> str:
         return self.markdown()
@@ -126,6 +128,7 @@ class Findings:
         if not kept.empty:
             out.append("Outcomes of the others: " + "; ".join(f"{r.statistic}: {r.outcomes}"
                                                              for r in kept.itertuples(index=False)) + ".")
+        out += self.seed_notes[:1]
         if probes:
             out += [o[len("Observation: "):][:1].upper() + o[len("Observation: ") + 1:]
                     if o.startswith("Observation: ") else o for o in self.observations]
@@ -208,7 +211,9 @@ def _outcome_row(tidy: pd.DataFrame, name: str, metric: str, values: str, verdic
             "pretrained": _value(tidy, values, "pretrained", layer, digits),
             "difference": outcome_clause(top, digits).split(" (", 1)[1].rstrip(")").split(";")[0],
             "n": top.n, "verdict": claims.outcome_label(top), "size / floor": _size(top) if moved else -1.0,
-            "random vs pretrained": random, "chance": chance(layer) if chance else "-", "_changed": bool(moved)}
+            "random vs pretrained": random, "chance": chance(layer) if chance else "-", "_changed": bool(moved),
+            "sensitivity": "".join(f"; {p}" for p in outcome_clause(top, digits).rstrip(")").split("; ")
+                                   if "leaving one seed out" in p)}
 
 
 def _random_text(tidy_all: pd.DataFrame, metric: str, correct, layers: list[int]) -> dict[int, str]:
@@ -302,8 +307,9 @@ def model_findings(study) -> Findings:
         [b for b in (best_layers_clause(tidy, correct, "probe_acc_cls", s, digits=3).replace(f"{s} ", f"the {s} "
                                                                                               f"model's ", 1)
                      for s in ("finetuned", "pretrained")) if b]
+    apart = [t for t in (seed_apart_sentence(tidy_all, pooling) for pooling in SIMILARITIES) if t]
     return Findings(study.params.name, study.params.display_name, changed, unchanged,
-                    random_observations(tidy, correct, tidy_all=tidy_all), seeds, best)
+                    random_observations(tidy, correct, tidy_all=tidy_all), seeds, best, apart)
 
 
 def summary_markdown(findings: list[Findings]) -> str:

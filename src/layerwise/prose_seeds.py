@@ -115,6 +115,9 @@ def outcome_clause(v: claims.Verdict, digits: int = 3) -> str:
         extra.append(f"the smallest change {d['seeds']} seeds detect: {fmt(d['mde'], digits)}")
     if v.word == claims.NOT_ESTABLISHED and d.get("delta") == d.get("delta") and not d.get("equivalence_reachable"):
         extra.append("too few test sentences for no change beyond δ to be shown")
+    if d.get("leave_one_out"):
+        same = sum(w == v.word for w in d["leave_one_out"])
+        extra.append(f"the same outcome in {same} of {len(d['leave_one_out'])} analyses leaving one seed out")
     if not d.get("seed_variation_measured", True):
         extra.append("one run: seed variation not measured")
     return f"{claims.outcome_label(v)} ({'; '.join([ci, *extra])})"
@@ -205,3 +208,24 @@ def similarity_floor_sentence(tidy: pd.DataFrame, pooling: str = "cls", measure:
                  f"{outcome_groups(floor, 2)}" if floor else
                  f"{claims.SEED_VARIATION_NOT_MEASURED}, so no layer is judged against it")
     return f"{what[:1].upper() + what[1:]}: " + "; ".join(parts) + f" (permutation null); {seed_text}."
+
+
+def seed_apart_sentence(tidy: pd.DataFrame, pooling: str = "cls", measure: str = "cka_debiased") -> str:
+    """Which fine-tuning seed stands apart, by the declared rule (:func:`claims.seed_apart`) on the per-seed
+    profile of ``measure`` with pretrained over the layers, the margin the measure's δ; "" with fewer than
+    three seeds. ``tidy``: ``Study.tidy_all``."""
+    from .schema import margin
+
+    if "seed" not in tidy.columns:
+        return ""
+    rows = tidy[tidy["seed"].notna() & (tidy["metric"] == f"{measure}_{pooling}_vs_pretrained") & (tidy["layer"] >= 0)]
+    m = margin(f"{measure}_{pooling}_vs_pretrained")
+    v = claims.seed_apart(rows, m.value if m else 0.0)
+    if v.word == "not measured":
+        return ""
+    what = f"its {'first-token' if pooling == 'cls' else 'mean-pooled'} similarity to pretrained (debiased CKA)"
+    rule = (f"a seed stands apart when {what} lies outside the other seeds' range by more than "
+            f"{fmt(v.detail['margin'], 2)} (or their sentence interval) at 2 or more layers")
+    if v.word == "no seed stands apart":
+        return f"No seed stands apart ({rule})."
+    return f"Seed {v.detail['seed']} stands apart at {_layers(v.detail['layers'])} ({rule})."
