@@ -168,3 +168,17 @@ def test_no_change_is_printed_only_for_the_equivalence_outcome():
         texts += [prose.seed_floor_sentence(tidy_all, m, "it") for m in ("token_cosine", "erank", "cov_trace")]
         for text in texts:
             assert not banned.search(text), banned.search(text).group(0) + " in: " + text
+
+
+def test_effect_heatmap_marks_the_outcome_over_seeds():
+    """With several seeds the heatmap marks the answer model's outcome (C changed, ? not established),
+    not the per-sentence Holm star, so the figure and the Findings say the same."""
+    from layerwise import charts
+
+    for effects, mark in (([0.49, 0.50, 0.51], "C"), ([0.38, 0.35, 0.08], "?")):
+        study = _seeded_study(effects)
+        data = charts.effect_heatmap(study.tidy, "finetuned", tidy_all=study.tidy_all).data
+        assert data.set_index("label").loc[charts.schema_label("token_cosine"), "star"] == mark
+    one = _study()
+    data = charts.effect_heatmap(one.tidy, "finetuned").data                    # one run: the Holm star
+    assert data.set_index("label").loc[charts.schema_label("token_cosine"), "star"] == "*"

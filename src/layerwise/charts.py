@@ -454,11 +454,14 @@ def cosine_histograms(cosine_sample: pd.DataFrame, layers: Sequence[int] | None 
 
 
 def effect_heatmap(tidy: pd.DataFrame, state: str = "finetuned", alpha: float = 0.05, *,
-                   metrics: Mapping[str, str] | None = None, title: str | None = None) -> alt.Chart:
+                   metrics: Mapping[str, str] | None = None, title: str | None = None,
+                   tidy_all: pd.DataFrame | None = None) -> alt.Chart:
     """Effect of ``state`` against pretrained per layer and per-sentence metric: the mean paired
     difference (``effect_<metric>``), a star where :func:`layerwise.claims.effect_verdict` says "higher"
     or "lower" (family-adjusted p-value ``test_p_holm_<metric>`` below ``alpha`` AND the effect not
-    negligible against ``reference_sd_<metric>``)."""
+    negligible against ``reference_sd_<metric>``). With ``tidy_all`` of several fine-tuning seeds the
+    per-sentence tests are a description of the checkpoints and the mark is the answer model's outcome
+    over the seeds (:data:`OUTCOME_MARKS`, :func:`layerwise.claims.difference_outcome`)."""
     from . import claims
 
     _need(tidy, ["state", "layer", "metric", "value"], "charts.effect_heatmap")
@@ -484,6 +487,9 @@ def effect_heatmap(tidy: pd.DataFrame, state: str = "finetuned", alpha: float = 
     words = [claims.effect_verdict(v, p_, claims.negligible_threshold(sd_), alpha=alpha).word
              for v, p_, sd_ in zip(eff["value"], eff["p_holm"], eff["sd"])]
     eff["star"] = ["*" if w in ("higher", "lower") else "" for w in words]
+    seeded = tidy_all is not None and "seed" in tidy_all.columns and tidy_all["seed"].nunique() > 1
+    if seeded:
+        eff["star"] = _outcome_marks(tidy_all, eff, state)
     eff = eff[["label", "layer", "value", "relative", "p_holm", "star"]].reset_index(drop=True)
     rows = list(dict.fromkeys(eff["label"]))
     left = 6 * max(len(r) for r in rows) + 10                    # the row names, never cut (labelLimit 0)
@@ -497,7 +503,22 @@ def effect_heatmap(tidy: pd.DataFrame, state: str = "finetuned", alpha: float = 
     text = base.mark_text(fontSize=14, dy=4).encode(text="star:N")
     return alt.layer(rect, text, data=eff).properties(
         width=min(WIDTH, panel_width(1, left=left)), height=max(24 * len(rows), 60),
-        title=title or f"{state} minus pretrained, per sentence (* Holm-adjusted p < {alpha}, not negligible)")
+        title=title or (f"{state} minus pretrained (marks: outcome over seeds)" if seeded else
+                        f"{state} minus pretrained, per sentence (* Holm-adjusted p < {alpha}, not negligible)"))
+
+
+#: the heatmap's mark for each outcome of the answer model (the chapter's text gives the key)
+OUTCOME_MARKS = {"changed": "C", "changed, size unclear": "c", "no change beyond δ": "=", "not established": "?"}
+
+
+def _outcome_marks(tidy_all: pd.DataFrame, eff: pd.DataFrame, state: str) -> list[str]:
+    """The answer model's outcome (``prose_seeds.seed_floor_verdicts``) of each (metric, layer) cell of
+    ``eff``, as its :data:`OUTCOME_MARKS` mark."""
+    from .prose_seeds import seed_floor_verdicts
+
+    marks = {(base, v.detail["layer"]): OUTCOME_MARKS.get(v.word, "") for base in eff["base"].unique()
+             for v in seed_floor_verdicts(tidy_all, base, state=state)}
+    return [marks.get((b, int(layer)), "") for b, layer in zip(eff["base"], eff["layer"])]
 
 
 def finetune_curves(history: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Mapping[str, Any]]], *,

@@ -328,14 +328,16 @@ def summary_markdown(params_list: Sequence, out_dir: Path, manifests: Mapping[st
 
     found = [model_findings(read_study(study_dir(out_dir, p.name))) for p in params_list]
     lines = ["## Findings across the models", "",
-             "The largest change fine-tuning made in each model (the chapters' Findings sections list them all):",
+             "The most clearly measured change fine-tuning made in each model, in the answer model of the Methods "
+             "(the chapters' Findings sections list every statistic):",
              "", table(found), "## Limitations", ""]
     for params, f in zip(params_list, found):
         sel = (manifests.get(params.name) or {}).get("selection") or {}
         sizes = ", ".join(f"{len(sel[k])} {k.split('_')[0]}" for k in ("train_index", "probe_index", "test_index")
                           if isinstance(sel.get(k), list))
         lines.append(f"- {params.display_name} (`{params.model.id}`): {sizes or 'sizes in the Reproduce appendix'} "
-                     f"sentences; {'seed variation measured' if f.seeds > 1 else 'one fine-tuning seed, so seed variation is not measured'}.")
+                     f"sentences; {f'{f.seeds} fine-tuning seeds' if f.seeds > 1 else 'one fine-tuning seed, so seed variation is not measured'}; "
+                     "the random-weights state is one random draw.")
     lines += ["- Not measured: other tasks, other languages' models, other fine-tuning settings; intervals cover the "
               "test sentences (and probe retrainings), not the choice of corpus.", ""]
     return "\n".join(lines)
