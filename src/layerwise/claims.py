@@ -118,6 +118,7 @@ def difference_outcome(values, sentence_se=0.0, delta: float = math.nan, *, leve
     |D| > delta "changed", within delta "no change beyond δ". One seed: the sentence-only interval,
     ``seed_variation_measured`` False. ``equivalence_reachable``: whether the sentences alone allow a 90%
     half-width below delta (z_{.95} SE_sent < delta); when not, the test set is too small for "no change".
+    ``sentence_term``: False when no seed has a sentence interval (the interval covers the seeds only).
     (:func:`seed_change`: one run without a sentence interval is "not measured", no variance is known.)
     ``low``/``high``: the interval that decides (90% for "no change beyond δ", else 95%).
     ``leave_one_out`` (k >= 3 seeds): the outcome of each analysis without one seed, in seed order
@@ -151,7 +152,7 @@ def difference_outcome(values, sentence_se=0.0, delta: float = math.nan, *, leve
               "low": decide[0], "high": decide[1], "deciding_level": decide[2], "delta": float(delta),
               "seeds": int(d.size), "per_seed": [float(x) for x in d], "direction": direction,
               "mde": minimum_detectable_effect(d, level), "seed_variation_measured": bool(d.size > 1),
-              "equivalence_reachable": bool(has_delta and floor < delta)}
+              "equivalence_reachable": bool(has_delta and floor < delta), "sentence_term": bool(np.any(se > 0))}
     if leave_one_out and d.size >= 3:
         detail["leave_one_out"] = [difference_outcome(np.delete(d, i), np.delete(se, i), delta, level=level,
                                                       leave_one_out=False).word for i in range(d.size)]

@@ -115,6 +115,8 @@ def outcome_clause(v: claims.Verdict, digits: int = 3) -> str:
         extra.append(f"the smallest change {d['seeds']} seeds detect: {fmt(d['mde'], digits)}")
     if v.word == claims.NOT_ESTABLISHED and d.get("delta") == d.get("delta") and not d.get("equivalence_reachable"):
         extra.append("too few test sentences for no change beyond δ to be shown")
+    if not d.get("sentence_term", True) and d.get("seeds", 1) > 1:
+        extra.append("over the seeds only: this statistic has no sentence interval")
     if d.get("leave_one_out"):
         same = sum(w == v.word for w in d["leave_one_out"])
         extra.append(f"the same outcome in {same} of {len(d['leave_one_out'])} analyses leaving one seed out")
