@@ -314,8 +314,10 @@ def test_seeds_per_seed_rows_and_the_aggregate_view(two_seeds):
         if metric != "effect_token_cosine":          # (effect rows: the paired test on seed means)
             se = stats.se_from_ci(per["ci_low"].to_numpy(), per["ci_high"].to_numpy())
             ci = stats.seed_sentence_interval(per["value"].to_numpy(), se)
-            assert agg["ci_low"].iloc[0] == pytest.approx(float(ci.low))
-            assert agg["ci_high"].iloc[0] == pytest.approx(float(ci.high))
+            low, high = stats.respect_range(float(ci.estimate), float(ci.low), float(ci.high),
+                                            schema.value_range(metric))          # kept in the statistic's range
+            assert agg["ci_low"].iloc[0] == pytest.approx(low)
+            assert agg["ci_high"].iloc[0] == pytest.approx(high)
     # pretrained and random: one row per layer and metric, no per-seed rows
     pre = study.tidy[(study.tidy.metric == "erank") & (study.tidy.state == "pretrained")]
     assert len(pre) == NUM_LAYERS + 1
