@@ -182,3 +182,18 @@ def test_effect_heatmap_marks_the_outcome_over_seeds():
     one = _study()
     data = charts.effect_heatmap(one.tidy, "finetuned").data                    # one run: the Holm star
     assert data.set_index("label").loc[charts.schema_label("token_cosine"), "star"] == "*"
+
+
+def test_seed_accuracy_scatter_pairs_each_seed_with_its_accuracy():
+    from layerwise import charts, charts_seeds
+
+    rows = [{"model": "m", "state": "finetuned", "layer": layer, "metric": "cka_debiased_cls_vs_pretrained",
+             "value": v, "ci_low": np.nan, "ci_high": np.nan, "n": 180, "seed": s}
+            for s, values in {42: [1.0, 0.6, 0.1], 44: [1.0, 0.9, 0.3]}.items() for layer, v in enumerate(values)]
+    tidy_all = pd.DataFrame(rows).astype({"seed": "Int64"})
+    finetune = {"seeds": {"42": {"accuracy": 0.75}, "44": {"accuracy": 0.70}}}
+    df = charts_seeds.seed_accuracy_frame(tidy_all, finetune)
+    assert len(df) == 4 and set(df["layer"]) == {1, 2}                          # layer 0 left out
+    assert df.set_index(["seed", "layer"]).loc[("44", 2), ["accuracy", "value"]].tolist() == [0.70, 0.3]
+    chart = charts.seed_accuracy_scatter(tidy_all, finetune)
+    assert "against each seed's accuracy (2 seeds, no test)" in chart.to_dict()["title"]

@@ -25,7 +25,8 @@ from .render import chart_rows, enable, javascript_bundle, mimebundle, reset_lib
 from .schema import QUANTILES, STATES, state_order
 from .schema import label as schema_label
 from .charts_classes import CLASS_COLORS, bounded, centroid_scatter, class_cones  # noqa: F401  (re-exported)
-from .charts_seeds import between_seed_band, seed_band, seed_band_frame, similarity_floors  # noqa: F401  (re-exported)
+from .charts_seeds import (between_seed_band, seed_accuracy_scatter, seed_band, seed_band_frame,  # noqa: F401
+                           similarity_floors)
 
 #: Colours of the model states, in the canonical order of ``schema.STATES`` (same in every chart).
 STATE_COLORS = ("#4c78a8", "#f58518", "#9d9d9d")

@@ -121,3 +121,57 @@ def similarity_floors(tidy: pd.DataFrame, pooling: str = "cls", reference: str =
                                                                 columns=cols).resolve_scale(y="independent").properties(
         title=title or f"Similarity with {reference}, same layer, and its chance band "
                        f"({ {'cls': 'first token', 'mean': 'mean pooling'}.get(pooling, pooling)})")
+
+
+def seed_accuracy_frame(tidy: pd.DataFrame, finetune: dict, metric: str = "cka_debiased_cls_vs_pretrained",
+                        state: str = "finetuned") -> pd.DataFrame:
+    """One row per (fine-tuning seed, layer >= 1): the seed's test ``accuracy`` (``finetune["seeds"]``; one
+    run: ``finetune["accuracy"]``) and its ``value`` of ``metric`` at that layer (per-seed rows of
+    ``Study.tidy_all``; one run: the aggregate row)."""
+    per_seed = {str(k): v for k, v in (finetune.get("seeds") or {}).items()} or {"run": finetune}
+    rows = tidy[(tidy["metric"] == metric) & (tidy["state"] == state) & (tidy["layer"] >= 1)]
+    has_seed = "seed" in rows.columns and rows["seed"].notna().any()
+    out = []
+    for seed, m in per_seed.items():
+        sel = rows[rows["seed"].astype("string") == seed] if has_seed else rows
+        out += [{"seed": seed, "layer": int(r.layer), "accuracy": float(m.get("accuracy", np.nan)),
+                 "value": float(r.value)} for r in sel.itertuples()]
+    if not out:
+        raise LayerwiseError(f"no per-seed {metric!r} rows with a fine-tuning accuracy", "charts.seed_accuracy_scatter",
+                             "pass Study.tidy_all and Study.finetune of a study with a fine-tuned state")
+    return pd.DataFrame(out)
+
+
+#: the similarity the seed-accuracy scatter draws: the first of these the study has
+SEED_ACCURACY_METRICS = ("cka_debiased_cls_vs_pretrained", "cka_cls_vs_pretrained")
+
+
+def seed_accuracy_scatter(tidy: pd.DataFrame, finetune: dict, metric: str | None = None, *,
+                          title: str | None = None) -> alt.Chart:
+    """Each layer's change against each fine-tuning seed's accuracy (after Mosbach et al. 2021): one point
+    per seed and layer, x the seed's test accuracy, y its ``metric`` (by default the debiased CKA with
+    pretrained, else the first of :data:`SEED_ACCURACY_METRICS` the study has: lower = changed more),
+    colour the layer, the seed written beside its last-layer point. A description: with a handful of
+    seeds no test is made."""
+    from .charts import HEIGHT, WIDTH
+
+    from .schema import lookup
+
+    have = set(tidy.loc[(tidy["state"] == "finetuned") & tidy["value"].notna(), "metric"])
+    metric = metric or next((m for m in SEED_ACCURACY_METRICS if m in have), SEED_ACCURACY_METRICS[0])
+    df = seed_accuracy_frame(tidy, finetune, metric)
+    name = schema_label(metric)
+    if name == metric and metric.endswith("_vs_pretrained"):     # e.g. "debiased CKA with pretrained (first token)"
+        name = f"{lookup(metric).label} with pretrained ({'first token' if '_cls_' in metric else 'mean pooling'})"
+    x = alt.X("accuracy:Q", title="the seed's test accuracy", scale=alt.Scale(zero=False))
+    points = alt.Chart(df).mark_point(filled=True, size=60).encode(
+        x=x, y=alt.Y("value:Q", title=name),
+        color=alt.Color("layer:O", title="layer", scale=alt.Scale(scheme="viridis")),
+        tooltip=["seed:N", "layer:O", alt.Tooltip("accuracy:Q", format=".3f"), alt.Tooltip("value:Q", format=".3f")])
+    last = df[df["layer"] == df["layer"].max()]                      # the seed written once, at the last layer
+    labels = alt.Chart(last).mark_text(dx=8, fontSize=10, align="left").encode(x=x, y="value:Q", text="seed:N")
+    seeds = df["seed"].nunique()
+    return alt.layer(points, labels).properties(
+        width=WIDTH, height=HEIGHT,
+        title=title or f"{name[:1].upper() + name[1:]} against each seed's accuracy ({seeds} seed{'s' if seeds > 1 else ''}, "
+                       "no test)")
