@@ -1,4 +1,4 @@
-"""Benchmark of ``layerwise.probes.probe_study`` (and the statistics table builders) at the demo's size.
+"""Benchmark of ``layerwise.measure.probes.probe_study`` (and the statistics table builders) at the demo's size.
 
 The demo study (params/demo.yml) stores, per state, first-token and mean-pooled embeddings of
 450 train + 180 test sentences, MiniLM-L6 (7 hidden states of 384 dims), for 3 states.
@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from layerwise import comparisons, probes
-from layerwise.schema import PER_SENTENCE_METRICS, POOLINGS, STATES, VARIANTS, tidy_row
+from layerwise.measure import comparisons, probes
+from layerwise.core.schema import PER_SENTENCE_METRICS, POOLINGS, STATES, VARIANTS, tidy_row
 
 SIGNAL = {"pretrained": 0.02, "finetuned": 0.04, "random": 0.005}   # class separation per layer step
 

@@ -1,4 +1,4 @@
-"""Benchmark of the report step (``layerwise.report`` / ``charts`` / ``preview``), side by side in one run.
+"""Benchmark of the report step (``layerwise.book.report`` / ``charts`` / ``preview``), side by side in one run.
 
 1. Chart output size per chapter: our bundle (vega libraries inlined once per notebook + SVG) against
    Altair's offline alternative ``alt.renderers.enable("html", template="inline")`` (libraries inlined
@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import altair as alt  # noqa: E402
 
-from layerwise import charts, report  # noqa: E402
+from layerwise.book import charts, report  # noqa: E402
 from report_fakes import fake_study, load_fake_study, write_params  # noqa: E402
 
 
@@ -101,7 +101,7 @@ def run_synthetic(tmp: Path) -> list[str]:
         t0 = time.perf_counter()
         s2 = report.run([params], preview=False, **kw)
         t_skip = time.perf_counter() - t0
-        from layerwise.preview import build_preview
+        from layerwise.book.preview import build_preview
 
         t0 = time.perf_counter()
         build_preview(tmp / "report")

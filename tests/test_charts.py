@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from layerwise import charts, render, schema
-from layerwise.errors import LayerwiseError
+from layerwise.book import charts, render
+from layerwise.core import schema
+from layerwise.core.errors import LayerwiseError
 from report_fakes import fake_study
 
 CDN = re.compile(r"cdn\.jsdelivr|unpkg\.com|cdnjs|googleapis|<script[^>]+src=|<link[^>]+href=[\"']?https?:", re.I)
@@ -170,8 +171,8 @@ def _chapter_charts(study):
 
     import nbformat
 
-    from layerwise import findings
-    from layerwise.study import combine, original_layers
+    from layerwise.words import findings
+    from layerwise.study.study import combine, original_layers
 
     out = {}
     for name in ("geometry", "probing", "comparison"):

@@ -1,4 +1,4 @@
-"""The verdict rules of layerwise.claims, section "size before significance": known answers, the one
+"""The verdict rules of layerwise.words.claims, section "size before significance": known answers, the one
 correction family, and that chapters/methods.qmd states the negligible-effect threshold."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from layerwise import claims, comparisons, prose, stats
+from layerwise.words import claims, prose
+from layerwise.measure import comparisons, stats
 
 ROOT = Path(__file__).resolve().parents[1]
 

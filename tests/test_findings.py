@@ -1,4 +1,4 @@
-"""Known answers for the findings (layerwise.findings): a large change is listed as a finding, a
+"""Known answers for the findings (layerwise.words.findings): a large change is listed as a finding, a
 negligible one under "did not change", and one fine-tuning seed says seed variation was not measured."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from layerwise import claims, findings
+from layerwise.words import claims, findings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -99,8 +99,8 @@ def test_a_change_within_seed_variation_is_not_a_finding():
 
 
 def test_class_names_come_from_params_then_the_selection_and_stay_out_of_the_keys(tmp_path):
-    from layerwise.config import load_params
-    from layerwise.errors import LayerwiseError
+    from layerwise.inputs.config import load_params
+    from layerwise.core.errors import LayerwiseError
 
     params = load_params(ROOT / "params" / "demo.yml")
     assert params.dataset.class_names == ["negative", "positive"]

@@ -1,11 +1,11 @@
-"""Each batched kernel of layerwise.kernels equals the layerwise.metrics definition it names, on a padded
+"""Each batched kernel of layerwise.measure.kernels equals the layerwise.measure.metrics definition it names, on a padded
 batch (right and left padding, garbage in the padding rows, a one-token sentence, special tokens)."""
 
 import numpy as np
 import pytest
 import torch
 
-from layerwise import kernels, metrics
+from layerwise.measure import kernels, metrics
 
 LENGTHS = [5, 1, 3, 7, 2]
 D = 6

@@ -1,11 +1,11 @@
-"""Known answers for every metric of layerwise.metrics (definitions: docs/metrics-references.md)."""
+"""Known answers for every metric of layerwise.measure.metrics (definitions: docs/metrics-references.md)."""
 
 import numpy as np
 import pytest
 from scipy.stats import ortho_group
 
-from layerwise import metrics as M
-from layerwise.errors import LayerwiseError
+from layerwise.measure import metrics as M
+from layerwise.core.errors import LayerwiseError
 
 
 @pytest.fixture(autouse=True)

@@ -15,10 +15,15 @@ import pandas as pd
 import pytest
 import yaml
 
-from layerwise import data, extract, finetune, models, pipeline, report, schema
-from layerwise.config import load_params
-from layerwise.repro import PROJECT_ROOT, is_done
-from layerwise.testing import NUM_LAYERS, TINY_ARCHS, tiny_model_dir, write_tiny_jsonl
+from layerwise.inputs import data
+from layerwise.measure import extract
+from layerwise.model import finetune, models
+from layerwise.study.study import pipeline
+from layerwise.book import report
+from layerwise.core import schema
+from layerwise.inputs.config import load_params
+from layerwise.core.repro import PROJECT_ROOT, is_done
+from layerwise.model.testing import NUM_LAYERS, TINY_ARCHS, tiny_model_dir, write_tiny_jsonl
 from book_layout import layout_problems
 from test_original import check_executed_chapters
 
@@ -296,7 +301,7 @@ def test_seeds_pretrained_and_random_once_each_seed_trained(two_seeds):
 
 
 def test_seeds_per_seed_rows_and_the_aggregate_view(two_seeds):
-    from layerwise import stats
+    from layerwise.measure import stats
 
     _, study, _ = two_seeds
     assert list(study.tidy.columns) == TIDY_COLUMNS   # the chapters' view is unchanged
@@ -325,7 +330,7 @@ def test_seeds_per_seed_rows_and_the_aggregate_view(two_seeds):
 
 
 def test_seeds_floor_rule_and_prose(two_seeds, tmp_path):
-    from layerwise import claims, prose
+    from layerwise.words import claims, prose
 
     _, study, _ = two_seeds
     text = prose.seed_floor_sentence(study.tidy_all, "token_cosine", "the mean token cosine")
@@ -352,7 +357,7 @@ def test_seeds_old_one_seed_key_is_accepted(tmp_path):
 
 
 def test_seeds_charts_draw_the_seed_band(two_seeds):
-    from layerwise import charts
+    from layerwise.book import charts
 
     _, study, _ = two_seeds
     frame = charts.seed_band_frame(study.tidy_all, "erank")

@@ -1,4 +1,4 @@
-"""Known answers for layerwise.probes: probes on separable / permuted / XOR data, MDL code lengths,
+"""Known answers for layerwise.measure.probes: probes on separable / permuted / XOR data, MDL code lengths,
 class geometry on constructed clusters, the cone view, and the shape of probe_study's tables."""
 
 import numpy as np
@@ -6,10 +6,11 @@ import pandas as pd
 import pytest
 from sklearn.metrics import silhouette_score
 
-from layerwise import probes, schema
-from layerwise.errors import LayerwiseError
-from layerwise.config import AnalysisSpec
-from layerwise.schema import POOLINGS, STATES, TIDY_COLUMNS
+from layerwise.measure import probes
+from layerwise.core import schema
+from layerwise.core.errors import LayerwiseError
+from layerwise.inputs.config import AnalysisSpec
+from layerwise.core.schema import POOLINGS, STATES, TIDY_COLUMNS
 
 
 def blobs(n=300, d=20, sep=8.0, seed=0):

@@ -1,4 +1,4 @@
-"""Known answers for layerwise.stats: CIs, tests (calibrated under H0, powerful under a planted shift),
+"""Known answers for layerwise.measure.stats: CIs, tests (calibrated under H0, powerful under a planted shift),
 Holm's correction against hand-worked values, and the tidy table builders."""
 
 import numpy as np
@@ -6,8 +6,9 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from layerwise import comparisons, schema, stats
-from layerwise.errors import LayerwiseError
+from layerwise.measure import comparisons, stats
+from layerwise.core import schema
+from layerwise.core.errors import LayerwiseError
 
 # ---------------------------------------------------------------------------------------------- CIs
 
