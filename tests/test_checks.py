@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from layerwise import cli
-from layerwise.inputs.checks import position_limit, run_checks
+from layerwise.inputs.checks import position_limit
+from layerwise.study.preflight import run_checks
 from layerwise.inputs.config import load_params
 
 BASE = {"name": "t", "model": {"id": "embedded:minilm"},

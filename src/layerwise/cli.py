@@ -27,7 +27,7 @@ def _params(path: str):
 def cmd_check(args: argparse.Namespace) -> int:
     import yaml
 
-    from .inputs.checks import run_checks
+    from .study.preflight import run_checks
     from .inputs.duplicates import DuplicateReport
 
     for path in args.params:

@@ -35,6 +35,7 @@ import altair as alt
 from pathlib import Path
 
 from ..core.errors import LayerwiseError
+from ..words.markdown import markdown_table
 
 #: Altair refuses to embed more rows than this (``MaxRowsError``); our charts stay well below.
 MAX_ROWS = 5000
@@ -137,31 +138,6 @@ def html_branch(markdown: str) -> str | None:
 #: the most columns a table of the report may have: wider tables do not fit A4 in the PDF (Quarto's typst
 #: book) nor the HTML text column
 MAX_TABLE_COLUMNS = 6
-
-
-def markdown_table(df, widths=None) -> str:
-    """A DataFrame as a Markdown pipe table (the index is dropped unless it is named; ``|`` escaped).
-
-    ``widths``: relative column widths, written as the number of dashes of each column's separator. When
-    a line of the table is longer than 72 characters, pandoc (so Quarto, in HTML and in the PDF) gives
-    the table the full text width and each column its share of it, wrapping the cells; without
-    ``widths`` every column gets the same share."""
-    import pandas as pd
-
-    if df.index.name is not None or isinstance(df.index, pd.MultiIndex):
-        df = df.reset_index()
-
-    def cell(v) -> str:
-        text = "" if v is None or (isinstance(v, float) and v != v) else str(v)
-        return text.replace("|", "\\|").replace("\n", " ")
-
-    head = "| " + " | ".join(cell(c) for c in df.columns) + " |"
-    if widths is not None and len(widths) != len(df.columns):
-        raise LayerwiseError(f"{len(widths)} column widths for {len(df.columns)} columns", "render.markdown_table",
-                             "give one width per column")
-    rule = "|" + "|".join("-" * max(3, int(w)) for w in (widths or [3] * len(df.columns))) + "|"
-    rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join([head, rule, *rows]) + "\n"
 
 
 def reset_library() -> None:

@@ -135,7 +135,7 @@ class Findings:
         """The Findings section body: the sentences, then the table of changes with one line on its order."""
         text = "\n\n".join(self.sentences())
         if not self.changed.empty:
-            from ..book.render import markdown_table
+            from .markdown import markdown_table
 
             text += "\n\n" + RANKING + "\n\n" + markdown_table(self.table(), widths=TABLE_WIDTHS)
         return text
@@ -370,7 +370,7 @@ def model_findings(study) -> Findings:
 def summary_markdown(findings: list[Findings]) -> str:
     """The index's one-table summary across the models of the run: per model the largest change,
     how many statistics changed and did not, and the observations."""
-    from ..book.render import markdown_table
+    from .markdown import markdown_table
 
     rows = []
     for f in findings:
