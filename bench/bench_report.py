@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 import altair as alt  # noqa: E402
 
 from layerwise.book import charts, report  # noqa: E402
+from layerwise.words import claims  # noqa: E402
 from report_fakes import fake_study, load_fake_study, write_params  # noqa: E402
 
 
@@ -54,7 +55,7 @@ def geometry_charts(s):
             charts.layer_lines(t, "isoscore", title="x"), charts.cka_heatmap(s.cka),
             charts.layer_lines(t, {"cka_cls_vs_pretrained": "a", "cka_mean_vs_pretrained": "b"}, title="x",
                                dash="metric"),
-            charts.effect_heatmap(t)]
+            charts.effect_heatmap(t, verdicts=claims.effect_words(t))]
 
 
 def sizes(s) -> tuple[list[str], dict]:

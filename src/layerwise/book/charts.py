@@ -24,79 +24,10 @@ from ..core.errors import LayerwiseError
 from .render import chart_rows, enable, javascript_bundle, mimebundle, reset_library, to_svg  # noqa: F401
 from ..core.schema import QUANTILES, STATES, state_order
 from ..core.schema import label as schema_label
+from .chart_kit import (AXIS_PX, BOOK_COLUMN, GAP_PX, HEIGHT, PAD_PX, STATE_COLORS, TEXT_WIDTH,  # noqa: F401
+                        WIDTH, color_by, layer_axis, metric_rows, need_columns, panel_width)
 from .charts_classes import CLASS_COLORS, bounded, centroid_scatter, class_cones  # noqa: F401  (re-exported)
 from .charts_seeds import between_seed_band, seed_band, seed_band_frame, similarity_floors  # noqa: F401  (re-exported)
-
-#: Colours of the model states, in the canonical order of ``schema.STATES`` (same in every chart).
-STATE_COLORS = ("#4c78a8", "#f58518", "#9d9d9d")
-#: The text column of the Quarto book's HTML page at a 1280 px viewport (cosmo theme), in px: no chart or
-#: table of the report may be wider (``tests/test_book_layout.py``).
-BOOK_COLUMN = 678
-#: Width every chart is laid out to: the book's column less a margin for the browser's text metrics,
-#: which draw labels a little wider than vl-convert's SVG measures them (the A4 PDF scales the SVG).
-TEXT_WIDTH = 640
-#: What a panel's y axis (title and labels), the space between facet panels and the padding around a chart take.
-AXIS_PX, GAP_PX, PAD_PX = 72, 20, 10
-HEIGHT = 240
-
-
-def panel_width(columns: int = 1, *, axis_each: bool = False, left: int = AXIS_PX) -> int:
-    """Width of each of ``columns`` side-by-side panels so that the whole chart (``left`` for the first
-    y axis, the gaps, one more y axis per panel when ``axis_each``: independent y scales) fits
-    :data:`TEXT_WIDTH`. Legends go below the plot (``render``), so they take no width."""
-    columns = max(1, int(columns))
-    gaps = (columns - 1) * (GAP_PX + (AXIS_PX if axis_each else 0))
-    return int((TEXT_WIDTH - PAD_PX - left - gaps) // columns)
-
-
-#: Width of a one-panel chart.
-WIDTH = panel_width(1) - 40
-
-
-# --------------------------------------------------------------------------------------------------
-# helpers
-# --------------------------------------------------------------------------------------------------
-
-def _need(df: pd.DataFrame, columns: Sequence[str], where: str) -> None:
-    """Raise a LayerwiseError naming the columns a table lacks."""
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise LayerwiseError(f"table lacks column(s) {missing}", where,
-                             "pass the table named in docs/architecture.md (Result tables)")
-
-
-def _rows(tidy: pd.DataFrame, metrics: Sequence[str], where: str) -> pd.DataFrame:
-    """The tidy rows of ``metrics`` (a copy); a LayerwiseError when there are none."""
-    _need(tidy, ["model", "state", "layer", "metric", "value"], where)
-    df = tidy[tidy["metric"].isin(list(metrics))]
-    if df.empty:
-        raise LayerwiseError(f"no rows for metric(s) {list(metrics)}", where,
-                             "run the analysis that produces them (layerwise analyze / probe) or pick another metric")
-    return df.copy()
-
-
-def _state_scale(values) -> alt.Scale:
-    """Colour scale of the states present: the fixed palette, in the canonical order."""
-    order = state_order(values)
-    palette = dict(zip(STATES, STATE_COLORS))
-    extra = iter(["#54a24b", "#e45756", "#72b7b2", "#b279a2"])
-    return alt.Scale(domain=order, range=[palette.get(s) or next(extra) for s in order])
-
-
-def _channel_args(df: pd.DataFrame, field: str) -> dict[str, Any]:
-    """Shorthand, scale and sort of a colour-like channel on ``field``."""
-    if field == "state":
-        return {"shorthand": "state:N", "scale": _state_scale(df["state"]), "sort": state_order(df["state"])}
-    return {"shorthand": f"{field}:N", "scale": alt.Scale(scheme="dark2"),  # not the states' blue/orange
-            "sort": list(dict.fromkeys(df[field]))}
-
-
-def _color(df: pd.DataFrame, field: str, title: str | None = None) -> alt.Color:
-    """Colour by ``field``: the fixed state palette for states, category10 otherwise (legend symbols
-    drawn opaque, whatever the mark's opacity)."""
-    return alt.Color(title=title or field, legend=alt.Legend(symbolOpacity=1, symbolType="circle"),
-                     **_channel_args(df, field))
-
 
 def _metric_labels(metrics: str | Sequence[str] | Mapping[str, str]) -> dict[str, str]:
     """``{metric: label}`` from a name, a list of names or a mapping."""
@@ -116,13 +47,6 @@ def add_depth(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def _x(relative_depth: bool) -> alt.X:
-    """The layer axis (integers) or the relative-depth axis (0..1)."""
-    if relative_depth:
-        return alt.X("depth:Q", title="relative depth (layer / last layer)", scale=alt.Scale(domain=[0, 1]))
-    return alt.X("layer:Q", title="layer (0 = embeddings)", axis=alt.Axis(tickMinStep=1, format="d"))
-
-
 # --------------------------------------------------------------------------------------------------
 # aggregation (so that charts never carry raw rows)
 # --------------------------------------------------------------------------------------------------
@@ -132,7 +56,7 @@ def quantiles_from_tidy(tidy: pd.DataFrame, prefix: str = "token_cosine", varian
     model, state and layer: columns model, state, layer, q05, q25, q50, q75, q95[, mean]."""
     names = {f"{prefix}_{q}{variant}": q for q in QUANTILES}
     names[f"{prefix}_mean{variant}"] = "mean"
-    df = _rows(tidy, list(names), "charts.quantiles_from_tidy")
+    df = metric_rows(tidy, list(names), "charts.quantiles_from_tidy")
     df["stat"] = df["metric"].map(names)
     wide = df.pivot_table(index=["model", "state", "layer"], columns="stat", values="value", aggfunc="first")
     missing = [q for q in QUANTILES if q not in wide.columns]
@@ -145,7 +69,7 @@ def quantiles_from_tidy(tidy: pd.DataFrame, prefix: str = "token_cosine", varian
 def quantiles_from_values(df: pd.DataFrame, value: str = "value",
                           by: Sequence[str] = ("model", "state", "layer")) -> pd.DataFrame:
     """Quantiles q05..q95, mean and n of ``value`` per group (e.g. per-sentence covariance traces)."""
-    _need(df, [*by, value], "charts.quantiles_from_values")
+    need_columns(df, [*by, value], "charts.quantiles_from_values")
     g = df.groupby(list(by), sort=True)[value]
     out = g.quantile(list(QUANTILES.values())).unstack()
     out.columns = list(QUANTILES)
@@ -158,7 +82,7 @@ def histogram(df: pd.DataFrame, value: str = "value", by: Sequence[str] = ("mode
               bins: int = 40, range_: tuple[float, float] | None = None) -> pd.DataFrame:
     """Binned densities of ``value`` per group (one row per group and bin: ``bin_start``, ``bin_end``,
     ``density``); the same bin edges for every group."""
-    _need(df, [*by, value], "charts.histogram")
+    need_columns(df, [*by, value], "charts.histogram")
     v = df[value].to_numpy(dtype=float)
     lo, hi = range_ if range_ is not None else (float(np.nanmin(v)), float(np.nanmax(v)))
     if not hi > lo:
@@ -184,7 +108,7 @@ def box_chart(q: pd.DataFrame, *, title: str, y_title: str, color: str = "state"
               width: int = WIDTH, height: int = HEIGHT) -> alt.Chart:
     """Box plots from precomputed quantiles: whisker rule q05..q95, box q25..q75, median tick; one box
     per layer and ``color`` value, side by side (``xOffset``)."""
-    _need(q, ["layer", color, *QUANTILES], "charts.box_chart")
+    need_columns(q, ["layer", color, *QUANTILES], "charts.box_chart")
     sort = state_order(q[color]) if color == "state" else list(dict.fromkeys(q[color]))
     tooltip = [alt.Tooltip(f"{color}:N"), alt.Tooltip("layer:O")] + [
         alt.Tooltip(f"{c}:Q", format=".3f") for c in (*QUANTILES, *(["mean"] if "mean" in q.columns else []))]
@@ -193,8 +117,8 @@ def box_chart(q: pd.DataFrame, *, title: str, y_title: str, color: str = "state"
         xOffset=alt.XOffset(f"{color}:N", sort=sort),
         tooltip=tooltip,
     )
-    rule = base.mark_rule().encode(y=alt.Y("q05:Q", title=y_title), y2="q95:Q", color=_color(q, color))
-    box = base.mark_bar(opacity=0.85).encode(y="q25:Q", y2="q75:Q", color=_color(q, color))
+    rule = base.mark_rule().encode(y=alt.Y("q05:Q", title=y_title), y2="q95:Q", color=color_by(q, color))
+    box = base.mark_bar(opacity=0.85).encode(y="q25:Q", y2="q75:Q", color=color_by(q, color))
     tick = base.mark_tick(color="black", thickness=2).encode(y="q50:Q")
     layers = alt.layer(rule, box, tick, data=q)
     if column:
@@ -219,7 +143,7 @@ def per_sentence_boxes(per_sentence: pd.DataFrame, metric: str, *, title: str | 
                        y_title: str | None = None, column: str | None = None) -> alt.Chart:
     """Box plots (quantiles computed here) of a per-sentence statistic per layer, states side by side:
     e.g. ``cov_trace`` (the original study's covariance analysis) or ``token_cosine_var``."""
-    _need(per_sentence, ["model", "state", "layer", "metric", "value"], "charts.per_sentence_boxes")
+    need_columns(per_sentence, ["model", "state", "layer", "metric", "value"], "charts.per_sentence_boxes")
     df = per_sentence[per_sentence["metric"] == metric]
     if df.empty:
         raise LayerwiseError(f"no per-sentence rows for metric {metric!r}", "charts.per_sentence_boxes",
@@ -240,7 +164,7 @@ def layer_lines(tidy: pd.DataFrame, metrics: str | Sequence[str] | Mapping[str, 
     scale unless they show different metrics (``independent_y=None``). ``extra``: more layers (with their
     own data: reference rules) drawn in every panel."""
     labels = _metric_labels(metrics)
-    df = _rows(tidy, list(labels), "charts.layer_lines")
+    df = metric_rows(tidy, list(labels), "charts.layer_lines")
     df = df[df["layer"] >= 0]
     df["metric"] = pd.Categorical(df["metric"].map(labels), categories=list(dict.fromkeys(labels.values())))
     df["metric"] = df["metric"].astype(str)
@@ -256,7 +180,7 @@ def layer_lines(tidy: pd.DataFrame, metrics: str | Sequence[str] | Mapping[str, 
     keep = [c for c in ("model", "state", "layer", "depth", "metric", "value", "ci_low", "ci_high", "n")
             if c in df.columns]
     df = df[keep].reset_index(drop=True)
-    x = _x(relative_depth)
+    x = layer_axis(relative_depth)
     yscale = alt.Scale(type="log" if log_y else "linear", zero=zero)
     tooltip = [alt.Tooltip(f"{c}:N") for c in ("model", "state", "metric") if c in df.columns] + [
         alt.Tooltip("layer:O"), alt.Tooltip("value:Q", format=".4g"),
@@ -268,10 +192,10 @@ def layer_lines(tidy: pd.DataFrame, metrics: str | Sequence[str] | Mapping[str, 
                                            legend=alt.Legend(symbolType="stroke", symbolStrokeColor="black"))
     base = alt.Chart().encode(**enc)
     band = base.mark_area(opacity=0.12 if dash else 0.18).encode(y=alt.Y("ci_low:Q", scale=yscale), y2="ci_high:Q",
-                                                                 color=_color(df, color),
+                                                                 color=color_by(df, color),
                                                **({"detail": detail[0]} if detail else {}))
     line = base.mark_line(point=not dash).encode(y=alt.Y("value:Q", title=y_title, scale=yscale),
-                                                 color=_color(df, color), tooltip=tooltip)
+                                                 color=color_by(df, color), tooltip=tooltip)
     has_ci = bool(df[["ci_low", "ci_high"]].notna().all(axis=1).any())
     layers = alt.layer(band, line, *extra, data=df) if has_ci else alt.layer(line, *extra, data=df)
     if column or row:
@@ -297,7 +221,7 @@ def cka_heatmap(cka: pd.DataFrame, pooling: str = "cls", pairs: Sequence[tuple[s
     pairs in the order of ``schema.STATES`` (pretrained vs finetuned first), the same layer axes in every
     panel. Layers where CKA is undefined everywhere (the first token at layer 0: the same vector for
     every sentence, so no variance) are left out and named in the subtitle."""
-    _need(cka, ["model", "pooling", "state_a", "state_b", "layer_a", "layer_b", "value"], "charts.cka_heatmap")
+    need_columns(cka, ["model", "pooling", "state_a", "state_b", "layer_a", "layer_b", "value"], "charts.cka_heatmap")
     df = cka[cka["pooling"] == pooling]
     if model is not None:
         df = df[df["model"] == model]
@@ -380,7 +304,7 @@ def original_grid(tidy: pd.DataFrame, layers: Sequence[int], metric: str = "prob
               rows: Sequence[str] = ("state",), title: str | None = None) -> alt.Chart:
     """The original study's states x layers grid: a heat map of ``metric`` (probe accuracy on the first
     token) at the chosen layers, the value printed in each cell."""
-    df = _rows(tidy, [metric], "charts.original_grid")
+    df = metric_rows(tidy, [metric], "charts.original_grid")
     df = df[df["layer"].isin([int(v) for v in layers])].copy()
     if df.empty:
         raise LayerwiseError(f"no {metric} rows at layers {list(layers)}", "charts.original_grid",
@@ -411,7 +335,7 @@ def _pick_layer(df: pd.DataFrame, layer: int | None) -> int:
 def rogue_dims(rogue: pd.DataFrame, layer: int | None = None, top: int = 10, *, title: str | None = None) -> alt.Chart:
     """Rogue dimensions: the share of the expected random-pair cosine carried by each of the top
     dimensions at one layer, one panel per state."""
-    _need(rogue, ["state", "layer", "dim", "contribution"], "charts.rogue_dims")
+    need_columns(rogue, ["state", "layer", "dim", "contribution"], "charts.rogue_dims")
     layer = _pick_layer(rogue, layer)
     df = rogue[rogue["layer"] == layer].copy()
     if "share" not in df.columns:
@@ -423,7 +347,7 @@ def rogue_dims(rogue: pd.DataFrame, layer: int | None = None, top: int = 10, *, 
     bars = alt.Chart().mark_bar().encode(
         x=alt.X("dim:N", sort=alt.EncodingSortField("rank"), title="dimension (by rank)"),
         y=alt.Y("share:Q", title="share of the expected cosine", axis=alt.Axis(format="%")),
-        color=_color(df, "state"),
+        color=color_by(df, "state"),
         tooltip=["state:N", "dim:N", "rank:Q", alt.Tooltip("share:Q", format=".1%"),
                  alt.Tooltip("contribution:Q", format=".4g")],
     ).properties(width=panel_width(df["state"].nunique()), height=HEIGHT * 3 // 4)
@@ -436,7 +360,7 @@ def cosine_histograms(cosine_sample: pd.DataFrame, layers: Sequence[int] | None 
                       title: str | None = None) -> alt.Chart:
     """Distribution of the bounded sample of within-sentence pairwise cosines at a few layers (binned
     densities, one step line per state)."""
-    _need(cosine_sample, ["model", "state", "layer", "value"], "charts.cosine_histograms")
+    need_columns(cosine_sample, ["model", "state", "layer", "value"], "charts.cosine_histograms")
     all_layers = sorted(cosine_sample["layer"].unique())
     if layers is None:
         layers = sorted({all_layers[0], all_layers[len(all_layers) // 2], all_layers[-1]})
@@ -446,22 +370,22 @@ def cosine_histograms(cosine_sample: pd.DataFrame, layers: Sequence[int] | None 
     ch = alt.Chart().mark_line(interpolate="step-after").encode(
         x=alt.X("bin_start:Q", title="pairwise token cosine"),
         y=alt.Y("density:Q", title="density"),
-        color=_color(h, "state"),
+        color=color_by(h, "state"),
         tooltip=["state:N", "layer:O", alt.Tooltip("bin_mid:Q", format=".2f"), alt.Tooltip("density:Q", format=".3f")],
     ).properties(width=panel_width(len(layers)), height=HEIGHT * 2 // 3)
     return alt.layer(ch, data=h).facet(column=alt.Column("layer:O", title="layer")).properties(
         title=title or "Within-sentence token cosines (bounded sample)")
 
 
-def effect_heatmap(tidy: pd.DataFrame, state: str = "finetuned", alpha: float = 0.05, *,
+def effect_heatmap(tidy: pd.DataFrame, state: str = "finetuned", alpha: float = 0.05, *, verdicts: pd.DataFrame,
                    metrics: Mapping[str, str] | None = None, title: str | None = None) -> alt.Chart:
     """Effect of ``state`` against pretrained per layer and per-sentence metric: the mean paired
-    difference (``effect_<metric>``), a star where :func:`layerwise.words.claims.effect_verdict` says "higher"
-    or "lower" (family-adjusted p-value ``test_p_holm_<metric>`` below ``alpha`` AND the effect not
-    negligible against ``reference_sd_<metric>``)."""
-    from ..words import claims
-
-    _need(tidy, ["state", "layer", "metric", "value"], "charts.effect_heatmap")
+    difference (``effect_<metric>``), a star where ``verdicts`` says "higher" or "lower" (columns
+    ``metric``, ``layer``, ``word``: :func:`layerwise.words.claims.effect_words`, the family-adjusted
+    p-value ``test_p_holm_<metric>`` below ``alpha`` AND the effect not negligible against
+    ``reference_sd_<metric>``). The chart draws the verdicts; it does not make them."""
+    need_columns(tidy, ["state", "layer", "metric", "value"], "charts.effect_heatmap")
+    need_columns(verdicts, ["metric", "layer", "word"], "charts.effect_heatmap")
     eff = tidy[(tidy["state"] == state) & tidy["metric"].str.startswith("effect_")].copy()
     if eff.empty:
         raise LayerwiseError(f"no effect_* rows for state {state!r}", "charts.effect_heatmap",
@@ -475,15 +399,12 @@ def effect_heatmap(tidy: pd.DataFrame, state: str = "finetuned", alpha: float = 
     p = tidy[(tidy["state"] == state) & tidy["metric"].str.startswith("test_p_holm_")].copy()
     p["base"] = p["metric"].str.removeprefix("test_p_holm_")
     eff = eff.merge(p[["base", "layer", "value"]].rename(columns={"value": "p_holm"}), on=["base", "layer"], how="left")
-    sd = tidy[(tidy["state"] == state) & tidy["metric"].str.startswith("reference_sd_")].copy()
-    sd["base"] = sd["metric"].str.removeprefix("reference_sd_")
-    eff = eff.merge(sd[["base", "layer", "value"]].rename(columns={"value": "sd"}), on=["base", "layer"], how="left")
     # a signed, scale-free colour: the effect divided by the largest |effect| of its metric
     scale = eff.groupby("base")["value"].transform(lambda v: np.nanmax(np.abs(v)) or 1.0)
     eff["relative"] = eff["value"] / scale
-    words = [claims.effect_verdict(v, p_, claims.negligible_threshold(sd_), alpha=alpha).word
-             for v, p_, sd_ in zip(eff["value"], eff["p_holm"], eff["sd"])]
-    eff["star"] = ["*" if w in ("higher", "lower") else "" for w in words]
+    marked = verdicts[verdicts["word"].isin(["higher", "lower"])]
+    marked = set(zip(marked["metric"], marked["layer"].astype(int)))
+    eff["star"] = ["*" if (b, int(layer)) in marked else "" for b, layer in zip(eff["base"], eff["layer"])]
     eff = eff[["label", "layer", "value", "relative", "p_holm", "star"]].reset_index(drop=True)
     rows = list(dict.fromkeys(eff["label"]))
     left = 6 * max(len(r) for r in rows) + 10                    # the row names, never cut (labelLimit 0)

@@ -13,6 +13,7 @@ import pandas as pd
 from ..core.errors import LayerwiseError
 from .render import MAX_ROWS
 from ..core.schema import state_order
+from .chart_kit import need_columns, panel_width
 
 #: Colours of the classes (distinct from the states')
 CLASS_COLORS = ("#54a24b", "#b279a2", "#e45756", "#72b7b2")
@@ -87,9 +88,7 @@ def class_cones(cones: pd.DataFrame, layers: Sequence[int] | int | None = None, 
     """The original study's cone view: cosine of every test sentence's first-token embedding to one
     reference sentence, coloured by class, one panel per state (rows) and layer (columns: the table's
     first, middle and last cone layers), deterministic jitter; a bounded seeded subset of sentences."""
-    from .charts import panel_width
-
-    _need_cols(cones, ["model", "state", "layer", "sentence", "label", "cos_ref"], "charts.class_cones")
+    need_columns(cones, ["model", "state", "layer", "sentence", "label", "cos_ref"], "charts.class_cones")
     df, shown = _cone_rows(cones, layers, ["cos_ref"], seed, labels)
     df["jitter"] = np.random.default_rng(seed).uniform(-0.4, 0.4, len(df))
     ch = alt.Chart().mark_circle(size=14, opacity=0.6).encode(
@@ -111,9 +110,7 @@ def centroid_scatter(cones: pd.DataFrame, layers: Sequence[int] | int | None = N
     """Reference-free class geometry: each test sentence's cosine to its own class centroid (x) and to
     the other class's centroid (y), coloured by class, one panel per state (rows) and layer (columns).
     Points below the diagonal are closer to their own class."""
-    from .charts import panel_width
-
-    _need_cols(cones, ["state", "layer", "label", "cos_own_centroid", "cos_other_centroid"], "charts.centroid_scatter")
+    need_columns(cones, ["state", "layer", "label", "cos_own_centroid", "cos_other_centroid"], "charts.centroid_scatter")
     df, shown = _cone_rows(cones, layers, ["cos_own_centroid", "cos_other_centroid"], seed, labels)
     cols = ["cos_own_centroid", "cos_other_centroid"]
     ends = df.groupby(["state", "layer"])[cols].agg(["min", "max"])      # the diagonal, per panel
@@ -136,9 +133,3 @@ def centroid_scatter(cones: pd.DataFrame, layers: Sequence[int] | int | None = N
     return alt.layer(line, pts, data=df).properties(width=side, height=side).facet(**_facet(df)).resolve_scale(
         x="independent", y="independent").properties(
         title=title or f"Reference-free class geometry at {_layer_words(shown)}")
-
-
-def _need_cols(df: pd.DataFrame, columns: Sequence[str], where: str) -> None:
-    from .charts import _need
-
-    _need(df, columns, where)

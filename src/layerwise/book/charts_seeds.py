@@ -12,6 +12,7 @@ import pandas as pd
 
 from ..core.errors import LayerwiseError
 from ..core.schema import label as schema_label
+from .chart_kit import HEIGHT, WIDTH, color_by, layer_axis, metric_rows, panel_width
 
 WHERE = "charts.seed_band"
 
@@ -47,11 +48,9 @@ def seed_band(tidy: pd.DataFrame, metric: str, *, reference: str = "pretrained",
     """The fine-tuned state's mean over seeds with its seed-to-seed band (min-max over the seeds, or the
     CI over seeds and sentences with ``band="ci"``) beside the pretrained line. ``tidy``: aggregate and
     per-seed rows (``Study.tidy_all``); with one seed the band is that seed's sentence CI."""
-    from .charts import HEIGHT, WIDTH, _color, _x
-
     df = seed_band_frame(tidy, metric, reference, state, band)
     what = "min-max over seeds" if band == "minmax" else "95 % CI over seeds and sentences"
-    base = alt.Chart().encode(x=_x(False), color=_color(df, "state"))
+    base = alt.Chart().encode(x=layer_axis(False), color=color_by(df, "state"))
     area = base.mark_area(opacity=0.25).encode(y=alt.Y("low:Q", title=y_title or schema_label(metric)), y2="high:Q")
     line = base.mark_line(point=True).encode(
         y="value:Q", tooltip=["model:N", "state:N", "layer:O", alt.Tooltip("value:Q", format=".4g"),
@@ -82,12 +81,10 @@ def similarity_floors(tidy: pd.DataFrame, pooling: str = "cls", reference: str =
     (``<measure>_null_mean_...``) to its 95th percentile (``<measure>_null_q95_...``). With per-seed rows
     (``Study.tidy_all``) the fine-tuned state also gets its seed-to-seed band: min to max over the pairs
     of seeds of ``<measure>_<pooling>_between_seeds``."""
-    from .charts import HEIGHT, _color, _rows, _x, panel_width
-
     suffix = f"_{pooling}_vs_{reference}"
     names = {f"{m}{suffix}": (m, "value") for m in measures}
     names.update({f"{m}_null_{s}{suffix}": (m, f"null_{s}") for m in measures for s in ("mean", "q95")})
-    df = _rows(tidy, list(names), "charts.similarity_floors")
+    df = metric_rows(tidy, list(names), "charts.similarity_floors")
     df = df[(df["layer"] >= 0) & (df["seed"].isna() if "seed" in df.columns else True)]
     if states is not None:
         df = df[df["state"].isin(list(states))]
@@ -104,7 +101,7 @@ def similarity_floors(tidy: pd.DataFrame, pooling: str = "cls", reference: str =
     seeds = between_seed_band(tidy, pooling, measures)            # the seed-to-seed band, with per-seed rows
     wide = wide.merge(seeds.assign(state="finetuned"), how="left", on=["model", "state", "measure", "layer"]) \
         if len(seeds) else wide.assign(seeds_low=np.nan, seeds_high=np.nan)
-    base = alt.Chart().encode(x=_x(False), color=_color(wide, "state"))
+    base = alt.Chart().encode(x=layer_axis(False), color=color_by(wide, "state"))
     band = base.mark_area(opacity=0.2).encode(y=alt.Y("null_mean:Q", title="similarity"), y2="null_q95:Q")
     seed_band_ = base.mark_area(opacity=0.35).encode(y="seeds_low:Q", y2="seeds_high:Q")
     line = base.mark_line(point=True).encode(

@@ -25,9 +25,9 @@ from typing import Any
 import altair as alt
 import pandas as pd
 
-from .charts import STATE_COLORS, WIDTH, HEIGHT
+from .chart_kit import HEIGHT, STATE_COLORS, WIDTH
 from ..words.prose import fmt, fmt_ci, fmt_signed
-from .render import markdown_table
+from ..words.markdown import markdown_table
 from ..core.schema import STATES, state_order
 
 #: where a published value comes from

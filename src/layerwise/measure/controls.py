@@ -22,6 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from ..core.errors import LayerwiseError
+from .probes import ProbeResult, checked_splits, correct_matrix, logistic, probe_draws, probe_result
 
 #: Function words skipped by :func:`lexical_key` (French and English articles, pronouns, prepositions,
 #: auxiliaries, negation); words of fewer than 3 letters are skipped as well.
@@ -75,9 +76,7 @@ def control_task_accuracy(Xtr, ytr, keys_tr, Xte, keys_te, *, seeds: int = 20, m
     ``probes.probe_accuracy``, same bootstrap resamples of the training rows) trained on (Xtr, c_tr) and
     scored on the covered test rows (:func:`covered`) against c_te. Returns ``(ProbeResult, covered mask)``;
     the result is NaN when no test row is covered."""
-    from .probes import ProbeResult, _checked, _logistic, correct_matrix, probe_draws, probe_result
-
-    Xtr, ytr, Xte, _ = _checked(Xtr, ytr, Xte, np.zeros(len(Xte), dtype=int), seeds, "control_task_accuracy")
+    Xtr, ytr, Xte, _ = checked_splits(Xtr, ytr, Xte, np.zeros(len(Xte), dtype=int), seeds, "control_task_accuracy")
     if len(keys_tr) != len(ytr) or len(keys_te) != len(Xte):
         raise LayerwiseError("one key per sentence is needed", where="control_task_accuracy",
                              fix="pass lexical_keys(texts) of the training and test sentences")
@@ -87,7 +86,7 @@ def control_task_accuracy(Xtr, ytr, keys_tr, Xte, keys_te, *, seeds: int = 20, m
         return ProbeResult(np.nan, np.nan, np.nan, 0, np.full(seeds, np.nan), nan), cov
     labels = [control_labels(keys_tr, np.asarray(keys_te)[cov], ytr, np.random.default_rng([seed, s, 2]))
               for s in range(seeds)]
-    correct = correct_matrix(lambda rs: _logistic(C, rs), Xtr, Xte[cov], probe_draws(ytr, seeds, seed),
+    correct = correct_matrix(lambda rs: logistic(C, rs), Xtr, Xte[cov], probe_draws(ytr, seeds, seed),
                              lambda b: labels[b][0], lambda b: labels[b][1])
     return probe_result(correct, crossed=True, n_boot=n_boot, seed=seed, level=level), cov
 
@@ -117,8 +116,6 @@ def lexical_probe_accuracy(texts_tr, ytr, texts_te, yte, *, seeds: int = 20, n_b
     each training resample only. Choosing C (the layer probes keep C = 1) makes the reference harder to
     beat, not easier. Trained on the same bootstrap resamples as ``probes.probe_accuracy``, scored on the
     same test sentences, same crossed CI. Returns a ``probes.ProbeResult``."""
-    from .probes import correct_matrix, probe_draws, probe_result
-
     ytr, yte = np.asarray(ytr), np.asarray(yte)
     Xtr, Xte = np.asarray(texts_tr, dtype=object), np.asarray(texts_te, dtype=object)
     if Xtr.shape != ytr.shape or Xte.shape != yte.shape or ytr.size == 0 or yte.size == 0:

@@ -1,7 +1,7 @@
 """MDL probing: the online (prequential) code length of the labels given the representations (Voita &
 Titov 2020), and its subsampled version whose spread gives the CI.
 
-Sentences: the probe study (``probes.probe_study``) codes the labels of the probe pool (sentences the
+Sentences: the probe study (``probe_study.probe_study``) codes the labels of the probe pool (sentences the
 fine-tuning never saw); its memorisation check codes, at equal n, the labels of fine-tuning sentences.
 MDL compression grows with n, so two values are compared only at equal n.
 """
@@ -122,7 +122,7 @@ def mdl_online(X, y, seed: int = 0, fractions: Sequence[float] = MDL_FRACTIONS,
 
 
 
-def _stratified_draw(y: np.ndarray, size: int, rng: np.random.Generator, replace: bool) -> np.ndarray:
+def stratified_draw(y: np.ndarray, size: int, rng: np.random.Generator, replace: bool) -> np.ndarray:
     """``size`` indices drawn per class in proportion to the class counts of ``y`` (each class at least
     one), with or without replacement; sorted."""
     classes, counts = np.unique(y, return_counts=True)
@@ -154,7 +154,7 @@ def mdl_subsampled(X, y, size: int, subsamples: int = 10, seed: int = 0, level: 
     values = np.empty(subsamples)
     for s in range(subsamples):
         rng = np.random.default_rng([seed, s, 17])
-        idx = _stratified_draw(y, size, rng, replace=False)
+        idx = stratified_draw(y, size, rng, replace=False)
         values[s] = mdl_online(X[idx], y[idx], seed=int(rng.integers(2 ** 31 - 1)), C=C).compression
     lo, hi = np.quantile(values, [(1 - level) / 2, (1 + level) / 2]) if subsamples > 1 else (np.nan, np.nan)
     return float(values.mean()), float(lo), float(hi), values

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.errors import LayerwiseError
-from .mdl import MDL_C_GRID, MDL_FRACTIONS, MDLResult, _stratified_draw, check_xy as _check_xy, mdl_online  # noqa: F401
+from .mdl import MDL_C_GRID, MDL_FRACTIONS, MDLResult, stratified_draw, check_xy as _check_xy, mdl_online  # noqa: F401
 from .stats import bootstrap_mean_ci
 
 __all__ = ["ProbeResult", "probe_accuracy", "mlp_probe_accuracy", "selectivity", "correct_matrix", "class_geometry",
@@ -85,13 +85,13 @@ def probe_draws(ytr: np.ndarray, seeds: int, seed: int, *, resample: str = "boot
     draws = []
     for s in range(seeds):
         rng = np.random.default_rng([seed, s])
-        idx = (_stratified_draw(ytr, size or ytr.size, rng, replace=True) if resample == "bootstrap"
+        idx = (stratified_draw(ytr, size or ytr.size, rng, replace=True) if resample == "bootstrap"
                else _subsample(ytr, subsample, rng))
         draws.append((idx, int(rng.integers(2 ** 31 - 1))))
     return draws
 
 
-def _logistic(C: float = 1.0, random_state: int = 0):
+def logistic(C: float = 1.0, random_state: int = 0):
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -148,7 +148,7 @@ def probe_result(correct: np.ndarray, *, crossed: bool, n_boot: int, seed: int, 
     return ProbeResult(acc, lo, hi, int(correct.shape[1]), correct.mean(axis=1), correct)
 
 
-def _checked(Xtr, ytr, Xte, yte, seeds: int, where: str):
+def checked_splits(Xtr, ytr, Xte, yte, seeds: int, where: str):
     Xtr, ytr = _check_xy(Xtr, ytr, where)
     Xte, yte = _check_xy(Xte, yte, where)
     if Xtr.shape[1] != Xte.shape[1]:
@@ -164,7 +164,7 @@ def _checked(Xtr, ytr, Xte, yte, seeds: int, where: str):
 
 def _run_probe(make, Xtr, ytr, Xte, yte, *, seeds: int, n_boot: int, permuted: bool, resample: str,
                subsample: float, seed: int, level: float, where: str, size: int | None = None) -> ProbeResult:
-    Xtr, ytr, Xte, yte = _checked(Xtr, ytr, Xte, yte, seeds, where)
+    Xtr, ytr, Xte, yte = checked_splits(Xtr, ytr, Xte, yte, seeds, where)
     draws = probe_draws(ytr, seeds, seed, resample=resample, subsample=subsample, size=size)
     perms = [np.random.default_rng([seed, s, 1]).permutation(ytr.size) for s in range(seeds)] if permuted else None
     correct = correct_matrix(make, Xtr, Xte, draws, (lambda b: ytr[perms[b]]) if permuted else (lambda b: ytr),
@@ -187,7 +187,7 @@ def probe_accuracy(Xtr, ytr, Xte, yte, *, seeds: int = 20, n_boot: int = 1000, p
     scored against the true test labels; its accuracy sits at chance whatever the probe's capacity, so it
     is not a control task (that is :func:`layerwise.measure.controls.control_task_accuracy`).
     """
-    return _run_probe(lambda rs: _logistic(C, rs), Xtr, ytr, Xte, yte, seeds=seeds, n_boot=n_boot, permuted=permuted,
+    return _run_probe(lambda rs: logistic(C, rs), Xtr, ytr, Xte, yte, seeds=seeds, n_boot=n_boot, permuted=permuted,
                       resample=resample, subsample=subsample, seed=seed, level=level, where="probe_accuracy", size=size)
 
 
@@ -347,12 +347,3 @@ def cone_view(X, y, ref_index: int = 0) -> pd.DataFrame:
                              fix="pick a row of X")
     Xu = _unit(X)
     return pd.DataFrame({"sentence": np.arange(X.shape[0]), "label": y, "cos_ref": Xu @ Xu[ref_index]})
-
-
-def __getattr__(name: str):
-    """The probe study lives in :mod:`layerwise.measure.probe_study` (``probes.probe_study`` still works)."""
-    from . import probe_study as _study
-
-    if name in ("probe_study", "ProbeSettings", "ProbeTables", "CONE_COLUMNS"):
-        return getattr(_study, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -280,6 +280,24 @@ def state_change_verdicts(tidy: pd.DataFrame, metric: str, state: str = "finetun
     return out
 
 
+def effect_words(tidy: pd.DataFrame, state: str = "finetuned", alpha: float = ALPHA) -> pd.DataFrame:
+    """The :func:`effect_verdict` word of every ``effect_<metric>`` row of ``state`` (its family-adjusted
+    ``test_p_holm_<metric>`` and its ``reference_sd_<metric>``): columns ``metric`` (without the
+    ``effect_`` prefix), ``layer``, ``word``. What :func:`layerwise.book.charts.effect_heatmap` marks."""
+    rows = tidy[tidy["state"] == state]
+
+    def by(prefix: str, name: str) -> pd.DataFrame:
+        sub = rows[rows["metric"].str.startswith(prefix)]
+        return pd.DataFrame({"metric": sub["metric"].str.removeprefix(prefix), "layer": sub["layer"],
+                             name: sub["value"]})
+
+    eff = by("effect_", "effect").merge(by("test_p_holm_", "p_holm"), on=["metric", "layer"], how="left")
+    eff = eff.merge(by("reference_sd_", "sd"), on=["metric", "layer"], how="left")
+    eff["word"] = [effect_verdict(v, p_, negligible_threshold(sd_), alpha=alpha).word
+                   for v, p_, sd_ in zip(eff["effect"], eff["p_holm"], eff["sd"])]
+    return eff[["metric", "layer", "word"]].reset_index(drop=True)
+
+
 # --------------------------------------------------------------------------------------------------
 # Best layers by paired comparison (held-out probing issue)
 # --------------------------------------------------------------------------------------------------
