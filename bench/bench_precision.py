@@ -148,7 +148,7 @@ def study_verdicts(params_path: Path) -> tuple[pd.DataFrame, dict, dict, dict]:
     params say): the deviation of every tidy row, the report's verdicts of each, and the wall times."""
     from report_verdicts import report_verdicts
 
-    from layerwise.study.study import pipeline
+    from layerwise.study import pipeline
     from layerwise.inputs.config import load_params
 
     params = load_params(params_path)

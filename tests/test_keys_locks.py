@@ -20,7 +20,7 @@ import yaml
 from layerwise.measure import extract
 from layerwise.model import finetune
 from layerwise.core import locks
-from layerwise.study.study import pipeline
+from layerwise.study import pipeline
 from layerwise.inputs.config import GEOMETRY_FIELDS, PROBE_FIELDS, UNKEYED_FIELDS, load_params
 from layerwise.core.repro import atomic_dir, is_done
 from layerwise.model.testing import tiny_model_dir, write_tiny_jsonl

@@ -18,7 +18,7 @@ import yaml
 from layerwise.inputs import data
 from layerwise.measure import extract
 from layerwise.model import finetune, models
-from layerwise.study.study import pipeline
+from layerwise.study import pipeline
 from layerwise.book import report
 from layerwise.core import schema
 from layerwise.inputs.config import load_params

@@ -23,7 +23,7 @@ from layerwise import cli
 from layerwise.core import disk, locks, repro
 from layerwise.inputs import duplicates
 from layerwise.model import finetune
-from layerwise.study.study import pipeline
+from layerwise.study import pipeline
 from layerwise.book import report
 from layerwise.inputs.config import load_params, parse_params
 from layerwise.inputs.data import load_splits
