@@ -173,14 +173,14 @@ def _chapter_charts(study):
     import nbformat
 
     from layerwise.words import findings
-    from layerwise.study.study import combine, original_layers
+    from layerwise.study.study import combine, original_layers_of
 
     out = {}
     for name in ("geometry", "probing", "comparison"):
         nb = nbformat.read(Path(__file__).parents[1] / "chapters" / f"{name}.ipynb", 4)
         env = {"charts": charts, "claims": claims, "findings": findings, "schema": schema, "study": study,
                "studies": [study],
-               "tidy": combine([study]) if name == "comparison" else study.tidy, "original_layers": original_layers}
+               "tidy": combine([study]) if name == "comparison" else study.tidy, "original_layers_of": original_layers_of}
         for cell in nb.cells:
             if cell.cell_type == "code" and "#| label: fig-" in cell.source:
                 *pre, last = ast.parse(cell.source).body

@@ -10,15 +10,13 @@ import subprocess
 import sys
 import threading
 import time
-import zipfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from layerwise.core import repro
 from layerwise.core.errors import LayerwiseError
-from layerwise.core.repro import DONE, DamagedEntry, atomic_dir, is_done, read_entry, sweep_stale, verify_entry
+from layerwise.core.repro import DONE, atomic_dir, is_done, sweep_stale, verify_entry
 
 
 def make_entry(path: Path, files: dict[str, bytes]) -> Path:
@@ -84,36 +82,6 @@ def test_legacy_entry_without_file_records_is_trusted(tmp_path):
     (entry / "x").write_text("1")
     (entry / DONE).write_text(json.dumps({"finished": "2024"}))
     assert is_done(entry)
-
-
-def test_read_entry_moves_aside_on_read_error_and_names_the_entry(tmp_path):
-    entry = make_entry(tmp_path / "e", {"embeddings.npz": b"not a zip at all"})
-
-    def read(e):
-        with np.load(e / "embeddings.npz") as z:
-            return dict(z)
-
-    with pytest.raises(DamagedEntry) as exc:
-        read_entry(entry, read)
-    msg = str(exc.value)
-    assert str(entry) in msg and "moved aside" in msg and "Fix:" in msg and "\n" not in msg
-    assert exc.value.aside is not None and exc.value.aside.exists() and not entry.exists()
-    with pytest.raises(LayerwiseError, match="not complete"):
-        read_entry(entry, read)
-
-
-def test_read_entry_lets_programming_errors_through(tmp_path):
-    entry = make_entry(tmp_path / "e", {"a": b"1"})
-    with pytest.raises(ZeroDivisionError):
-        read_entry(entry, lambda e: 1 / 0)
-    assert entry.exists(), "a bug in the reader is not damage"
-    assert read_entry(entry, lambda e: (e / "a").read_bytes()) == b"1"
-
-
-def test_read_entry_catches_zip_errors(tmp_path):
-    entry = make_entry(tmp_path / "e", {"z.zip": b"PK\x03\x04garbage"})
-    with pytest.raises(DamagedEntry, match="BadZipFile|zip"):
-        read_entry(entry, lambda e: zipfile.ZipFile(e / "z.zip").namelist())
 
 
 def test_replacing_an_entry_never_leaves_a_moment_without_one(tmp_path):

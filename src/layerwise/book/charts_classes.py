@@ -47,7 +47,7 @@ def bounded(df: pd.DataFrame, by: str | Sequence[str] = "state", max_rows: int =
     return pd.concat(parts) if parts else df.copy()
 
 
-def cone_layers(cones: pd.DataFrame, layers: Sequence[int] | None = None) -> list[int]:
+def shown_layers(cones: pd.DataFrame, layers: Sequence[int] | None = None) -> list[int]:
     """The layers a cone chart shows: ``layers``, or the table's (at most :data:`MAX_CONE_LAYERS`: its
     first, middle and last when it has more); a LayerwiseError for a layer the table lacks."""
     have = sorted(int(v) for v in cones["layer"].unique())
@@ -65,7 +65,7 @@ def _cone_rows(cones: pd.DataFrame, layers: Sequence[int] | int | None, columns:
                labels: Sequence[str] | None) -> tuple[pd.DataFrame, list[int]]:
     """The rows of the chosen layers, at most ``MAX_ROWS`` in all (an equal seeded subset per state and
     layer), classes named."""
-    shown = cone_layers(cones, layers)
+    shown = shown_layers(cones, layers)
     df = cones[cones["layer"].isin(shown)][["state", "layer", "sentence", "label", *columns]]
     groups = max(1, df[["state", "layer"]].drop_duplicates().shape[0])
     df = bounded(df, ["state", "layer"], max_rows=min(1500, (MAX_ROWS - 200) // groups), seed=seed)

@@ -318,7 +318,7 @@ def reproduce_markdown(params_list: Sequence, manifests: Mapping[str, Mapping[st
     return "\n".join(lines)
 
 
-def summary_markdown(params_list: Sequence, out_dir: Path, manifests: Mapping[str, Mapping[str, Any]]) -> str:
+def summary_page(params_list: Sequence, out_dir: Path, manifests: Mapping[str, Mapping[str, Any]]) -> str:
     """``_layerwise/summary.md``, included by the index: the findings across the models of the run
     (:func:`layerwise.words.findings.summary_markdown`) and the limitations (model, data sizes, what is not
     measured)."""
@@ -423,7 +423,7 @@ def _run(params_paths: Sequence[str | Path], out_dir: Path, force: bool, preview
                            summary=RunSummary(), library=library)
     entries = book_chapters(params_list, out_dir, chapters, comparison, cwd)
     summary.chapters_yml = write_chapters_yml(meta / "chapters.yml", entries)
-    _write_if_changed(meta / "summary.md", summary_markdown(params_list, out_dir, manifests))
+    _write_if_changed(meta / "summary.md", summary_page(params_list, out_dir, manifests))
     summary.reproduce_md = meta / "reproduce.md"
     _write_if_changed(summary.reproduce_md, reproduce_markdown(params_list, manifests, profile=profile, cwd=cwd))
     summary.manifest = write_run_manifest(meta / "report.json", params_list, notebook_jobs, out_dir,

@@ -19,7 +19,7 @@ import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, NamedTuple, TypeVar
+from typing import Any, Iterator, Literal, NamedTuple
 
 from . import disk
 from .errors import LayerwiseError
@@ -27,7 +27,6 @@ from .errors import LayerwiseError
 log = logging.getLogger(__name__)
 #: how a disk fault in the cache is fixed besides freeing the disk (:func:`layerwise.core.disk.fault`)
 CACHE_ELSEWHERE = "set LAYERWISE_CACHE to a writable folder on a disk with space"
-T = TypeVar("T")
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 DONE = "DONE.json"
 _SWEPT: set[str] = set()
@@ -181,24 +180,13 @@ def provenance() -> dict[str, Any]:
 # swapping a new entry in, sweeping the temp folders of dead processes
 # ==================================================================================================
 
-#: errors that mean "the bytes on disk are not what the reader expected" (extended at first use with
-#: the pyarrow, safetensors and zipfile ones); anything else is a programming error and propagates
-_READ_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, EOFError)
 #: ``(entry, DONE.json inode, DONE.json mtime)`` of the entries this process has hashed
 _VERIFIED: set[tuple[str, int, int]] = set()
 #: temp folders without an owner tag (written before tags existed) are swept after this many seconds
 LEGACY_TEMP_TTL_S = 24 * 3600
 
 
-class DamagedEntry(LayerwiseError):
-    """A cache entry that could not be read; it has been moved aside (``aside``) and can be recomputed."""
-
-    def __init__(self, what: str, where: str | None = None, fix: str | None = None, aside: Path | None = None):
-        super().__init__(what, where, fix)
-        self.aside = aside
-
-
-class Verdict(NamedTuple):
+class EntryCheck(NamedTuple):
     """``state``: ``ok`` (complete and intact), ``absent`` (no ``DONE.json``: not finished) or
     ``damaged`` (``reason`` says what is wrong)."""
 
@@ -259,29 +247,29 @@ def _check_files(entry: Path, files: Any, hashes: bool) -> str:
     return ""
 
 
-def _verdict(entry: Path, hashes: bool | None) -> Verdict:
+def _verdict(entry: Path, hashes: bool | None) -> EntryCheck:
     done = entry / DONE
     if not done.is_file():
-        return Verdict("absent")
+        return EntryCheck("absent")
     try:
         record = json.loads(done.read_bytes().decode("utf-8"))
         key = _done_key(entry)
     except (OSError, ValueError) as exc:
-        return Verdict("damaged", f"{DONE} is unreadable ({type(exc).__name__})")
+        return EntryCheck("damaged", f"{DONE} is unreadable ({type(exc).__name__})")
     if not isinstance(record, dict):
-        return Verdict("damaged", f"{DONE} is not a JSON object")
+        return EntryCheck("damaged", f"{DONE} is not a JSON object")
     if "files" not in record:  # written before file records existed: trusted as before
-        return Verdict("ok")
+        return EntryCheck("ok")
     full = key not in _VERIFIED if hashes is None else hashes
     problem = _check_files(entry, record["files"], full)
     if problem:
-        return Verdict("damaged", problem)
+        return EntryCheck("damaged", problem)
     if full:
         _VERIFIED.add(key)
-    return Verdict("ok")
+    return EntryCheck("ok")
 
 
-def verify_entry(entry: str | os.PathLike, *, hashes: bool | None = None) -> Verdict:
+def verify_entry(entry: str | os.PathLike, *, hashes: bool | None = None) -> EntryCheck:
     """Check the cache entry at ``entry`` against its ``DONE.json``: every listed file present with its
     recorded size (always), and its SHA-256 (``hashes=True``; by default the first time this process
     sees the entry). Changes nothing on disk. A verdict of ``damaged`` is confirmed only when the
@@ -339,39 +327,6 @@ def damage_outcomes() -> list[str]:
         log.warning(lines[-1])
     _MOVED.clear()
     return lines
-
-
-def _read_errors() -> tuple[type[BaseException], ...]:
-    global _READ_ERRORS
-    import zipfile
-
-    extra: list[type[BaseException]] = [zipfile.BadZipFile]
-    for module, name in (("pyarrow", "ArrowException"), ("safetensors", "SafetensorError")):
-        with contextlib.suppress(ImportError, AttributeError):
-            extra.append(getattr(__import__(module), name))
-    _READ_ERRORS = tuple(dict.fromkeys((*_READ_ERRORS, *extra)))
-    return _READ_ERRORS
-
-
-def read_entry(entry: str | os.PathLike, read: Callable[[Path], T]) -> T:
-    """``read(entry)`` for a complete entry, verified first (:func:`verify_entry`). When the entry is
-    damaged, or ``read`` fails on its bytes (an I/O, decoding, Parquet, zip or safetensors error), the
-    entry is moved aside and :class:`DamagedEntry` is raised (one line naming the entry, the file
-    problem and the fix: run again to recompute). Programming errors in ``read`` propagate as they are."""
-    entry = Path(entry)
-    verdict = verify_entry(entry)
-    if verdict.state == "absent":
-        raise LayerwiseError("cache entry is not complete (no DONE.json)", str(entry), "run the step that writes it")
-    reason = verdict.reason
-    if verdict.state == "ok":
-        try:
-            return read(entry)
-        except _read_errors() as exc:
-            first = (str(exc).splitlines() or [""])[0][:200]
-            reason = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-    aside = move_aside(entry, reason)
-    raise DamagedEntry(f"damaged cache entry ({reason}); moved aside to {aside.name if aside else 'elsewhere'}",
-                       str(entry), "run the command again: the entry is recomputed", aside=aside)
 
 
 def _swap_in(new: Path, final: Path) -> None:

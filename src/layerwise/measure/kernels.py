@@ -22,7 +22,7 @@ import numpy as np
 from . import metrics
 
 __all__ = [
-    "RunningSums", "per_sentence_values", "DIMENSION_SUMS", "SENTENCE_SUMS", "BatchMasks", "batch_masks", "LayerStatistics", "layer_statistics", "pooled_embeddings", "variant_token_masks", "pair_masks", "token_sums", "unit_rows", "cosine_grams", "pair_cosine_moments",
+    "RunningSums", "per_sentence_values", "DIMENSION_SUMS", "SENTENCE_SUMS", "BatchMasks", "batch_masks", "LayerStatistics", "layer_statistics", "pooled_embeddings", "variant_token_masks", "pair_masks", "token_sums", "unit_token_rows", "cosine_grams", "pair_cosine_moments",
     "pair_cosine_values", "intra_similarity", "histogram_bins", "histogram_counts", "cov_trace_from_sums",
     "cov_trace_scaled_from_sums", "mean_sd_from_sums", "within_sentence_cosine_mean", "single_threaded_blas", "word_vectors",
 ]
@@ -72,7 +72,7 @@ def token_sums(weights, h):
     return torch.bmm(weights, h)
 
 
-def unit_rows(h, norms, valid):
+def unit_token_rows(h, norms, valid):
     """Rows divided by their norm (:func:`layerwise.measure.metrics.unit_rows`); padding rows are divided by 1
     (never read: every statistic masks them)."""
     import torch
@@ -247,7 +247,7 @@ def layer_statistics(h, masks: BatchMasks, bins: int, sample_pairs=None, pool_to
     sums = token_sums(masks.weights, h)                          # [B, 2, d]
     means = sums / masks.counts.clamp_min(1).unsqueeze(-1)
     mean_norm = means.norm(dim=-1)
-    units = unit_rows(h, norms, masks.valid)
+    units = unit_token_rows(h, norms, masks.valid)
     grams = cosine_grams(units)
     moments = [pair_cosine_moments(grams, masks.pair_weights[a], masks.n_pairs[:, a]) for a in (0, 1)]
     out = LayerStatistics(

@@ -48,9 +48,12 @@ def _as_2d(X, name: str = "X", min_rows: int = 1) -> np.ndarray:
 
 def unit_rows(X, zero_rows: str = "raise") -> np.ndarray:
     """Rows of ``X`` divided by their Euclidean norm, ``u_i = x_i / |x_i|`` (the dtype of a float
-    array is kept). A zero row has no direction: ``zero_rows="raise"`` (default) raises
-    :class:`LayerwiseError` (a zero vector in a cosine signals leaked padding), ``"nan"`` makes it a NaN
-    row, so that every cosine it enters is NaN and is left out downstream (never a cosine of 0).
+    array is kept): the package's one row normaliser. A zero row has no direction, and each caller says
+    what it means: ``zero_rows="raise"`` (default) raises :class:`LayerwiseError` (a zero vector in a
+    cosine signals leaked padding), ``"nan"`` makes it a NaN row, so that every cosine it enters is NaN
+    and is left out downstream (never a cosine of 0), ``"zero"`` keeps it a zero row, so that every
+    cosine it enters is 0 (the class geometry of :mod:`layerwise.measure.probes`, where a sentence or a
+    centroid at the origin is equally far from every direction).
 
     Known answers: every nonzero row gets norm 1; ``[3, 4]`` gives ``[0.6, 0.8]``.
     """
@@ -62,7 +65,10 @@ def unit_rows(X, zero_rows: str = "raise") -> np.ndarray:
         if zero_rows == "raise":
             raise LayerwiseError("a zero vector entered a cosine (padding or an empty representation?)",
                                  "layerwise.measure.metrics", "exclude padding positions before computing cosines")
-        return np.divide(X, norms, out=np.full_like(X, np.nan), where=norms > 0)
+        if zero_rows not in ("nan", "zero"):
+            raise LayerwiseError(f"zero_rows={zero_rows!r}", "metrics.unit_rows", "pass 'raise', 'nan' or 'zero'")
+        fill = np.full_like(X, np.nan) if zero_rows == "nan" else np.zeros_like(X)
+        return np.divide(X, norms, out=fill, where=norms > 0)
     return X / norms
 
 

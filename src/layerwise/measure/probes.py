@@ -38,6 +38,7 @@ import pandas as pd
 
 from ..core.errors import LayerwiseError
 from .mdl import MDL_C_GRID, MDL_FRACTIONS, MDLResult, stratified_draw, check_xy as _check_xy, mdl_online  # noqa: F401
+from .metrics import unit_rows
 from .stats import bootstrap_mean_ci
 
 __all__ = ["ProbeResult", "probe_accuracy", "mlp_probe_accuracy", "selectivity", "correct_matrix", "class_geometry",
@@ -228,7 +229,8 @@ def selectivity(real: ProbeResult, control: ProbeResult, n_boot: int = 1000, see
 # --------------------------------------------------------------------------------------------------
 
 def _unit(X: np.ndarray) -> np.ndarray:
-    return X / np.maximum(np.linalg.norm(X, axis=-1, keepdims=True), 1e-12)
+    """Unit rows; a zero row stays zero (its cosines are 0): :func:`layerwise.measure.metrics.unit_rows`."""
+    return unit_rows(X, zero_rows="zero")
 
 
 def _angle_deg(u: np.ndarray, v: np.ndarray) -> np.ndarray:

@@ -32,7 +32,7 @@ SEP = "@"
 BETWEEN = "_between_seeds"
 
 
-def label(seed: int) -> str:
+def state_label(seed: int) -> str:
     """The engine state of one fine-tuned seed."""
     return f"finetuned{SEP}{int(seed)}"
 
@@ -131,14 +131,14 @@ def between_seed_rows(test_embeddings: dict[str, dict[str, np.ndarray]], model_n
 
     parts = []
     for a, b in combinations(seeds, 2):
-        pair = {label(a): test_embeddings[label(a)], label(b): test_embeddings[label(b)]}
+        pair = {state_label(a): test_embeddings[state_label(a)], state_label(b): test_embeddings[state_label(b)]}
         for pooling in POOLINGS:
-            rows = pd.DataFrame(same_layer_similarities(pair, model_name, pooling, label(a), n_permutations=1,
+            rows = pd.DataFrame(same_layer_similarities(pair, model_name, pooling, state_label(a), n_permutations=1,
                                                         procrustes_permutations=0, k=k))
             if rows.empty:
                 continue
             rows = rows[~rows["metric"].str.contains("_null_")]
-            rows["metric"] = rows["metric"].str.replace(f"_vs_{label(a)}", BETWEEN, regex=False)
+            rows["metric"] = rows["metric"].str.replace(f"_vs_{state_label(a)}", BETWEEN, regex=False)
             parts.append(tidy_frame(rows).assign(state="finetuned", seed=pd.array([a] * len(rows), dtype="Int64")))
     return pd.concat(parts, ignore_index=True) if parts else per_seed_rows(pd.DataFrame(columns=TIDY_COLUMNS))
 

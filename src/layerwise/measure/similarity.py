@@ -196,7 +196,7 @@ def procrustes_permutation_null(X: np.ndarray, Y: np.ndarray, perms: np.ndarray)
     return _procrustes_null_from_factors(factors(X), factors(Y), perms)
 
 
-def _unit(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _frobenius_unit(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each matrix of ``[m, n, n]`` divided by its Frobenius norm (zero matrices stay 0) and a mask of
     the nonzero ones."""
     norms = np.sqrt(np.einsum("mij,mij->m", stack, stack))
@@ -209,11 +209,11 @@ def _state_inputs(r: np.ndarray, grams: np.ndarray, k: int) -> dict[str, np.ndar
     Grams, unit U-centred Grams, unit U-centred Grams of the standardised embeddings, the k-NN graphs
     (zero for a constant layer) and masks of the layers that vary."""
     n, n_layers, _ = r.shape
-    cka, ok = _unit(grams)
-    debiased, _ = _unit(metrics.u_centre(grams))
+    cka, ok = _frobenius_unit(grams)
+    debiased, _ = _frobenius_unit(metrics.u_centre(grams))
     sd = r.std(axis=0, keepdims=True)
     standardised = metrics.standardise(r, r.mean(axis=0, keepdims=True), sd)
-    std_unit, _ = _unit(metrics.u_centre(_gram_stack(standardised)))
+    std_unit, _ = _frobenius_unit(metrics.u_centre(_gram_stack(standardised)))
     knn = np.zeros((n_layers, n, n))
     for layer in range(n_layers):
         graph = metrics.knn_adjacency(r[:, layer], k) if ok[layer] else None

@@ -67,10 +67,10 @@ def finetuned(params: StudyParams, progress: bool = True, *, inputs: StudyInputs
 
 def engine_states(params: StudyParams) -> list[str]:
     """The engine's states: ``analysis.states`` with ``finetuned`` as one state per fine-tuning seed
-    (``seeds.label``); pretrained and random once."""
+    (``seeds.state_label``); pretrained and random once."""
     out = []
     for state in params.analysis.states:
-        out += [seeds.label(s) for s in params.finetune.seeds] if state == "finetuned" else [state]
+        out += [seeds.state_label(s) for s in params.finetune.seeds] if state == "finetuned" else [state]
     return out
 
 
@@ -199,7 +199,7 @@ def _similarities(params: StudyParams, test_only: dict, tidy_parts: list[pd.Data
     cka_rows, cka = similarity.cka_between_states(test_only, params.name)
     tidy_parts.append(cka_rows)
     cka = seeds.tag(seeds.tag(cka, "state_a", "seed_a"), "state_b", "seed_b")
-    ft_seeds = [s for s in params.finetune.seeds if seeds.label(s) in test_only]
+    ft_seeds = [s for s in params.finetune.seeds if seeds.state_label(s) in test_only]
     if len(ft_seeds) > 1:
         n = int(next(iter(test_only.values()))["cls"].shape[0])
         tidy_parts += [seeds.between_seed_rows(test_only, params.name, ft_seeds),

@@ -22,7 +22,7 @@ from ..inputs.config import StudyParams
 from ..core.errors import LayerwiseError
 from ..core.repro import atomic_dir, atomic_write_json, content_hash, is_done
 from ..core.schema import TABLES, TIDY_COLUMNS, n_layers
-from ..core.schema import original_layers as _original_layers
+from ..core.schema import original_layers
 
 
 #: the tables every study directory holds (``tidy_seeds`` came with seeds: older studies lack it)
@@ -120,10 +120,10 @@ def combine(studies: Sequence[Study], table: str = "tidy") -> pd.DataFrame:
     return pd.concat([getattr(s, table) for s in studies], ignore_index=True)
 
 
-def original_layers(studies: Sequence[Study]) -> list[int]:
+def original_layers_of(studies: Sequence[Study]) -> list[int]:
     """The original study's grid layers present in any of ``studies`` (sorted union of each model's
     :func:`layerwise.core.schema.original_layers`)."""
     found: set[int] = set()
     for s in studies:
-        found.update(_original_layers(s.params.analysis.original_layers, n_layers(s.tidy)))
+        found.update(original_layers(s.params.analysis.original_layers, n_layers(s.tidy)))
     return sorted(found)
