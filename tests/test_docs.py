@@ -75,3 +75,28 @@ def test_lookup_resolves_suffixes_and_rejects_unknown_names():
         schema.lookup("erank_mean")
     with pytest.raises(KeyError):
         schema.lookup("no_such_metric")
+
+
+def test_the_module_map_lists_every_module_once_by_its_folder():
+    text = ARCH.read_text(encoding="utf-8")
+    table = text[text.index("## Module map"):].split("\n## ")[0]
+    listed = re.findall(r"^\| `([\w/]+\.py)` \|", table, flags=re.M)
+    modules = sorted(str(p.relative_to(SRC)) for p in SRC.rglob("*.py")
+                     if p.stem != "__init__" and "resources" not in p.parts)
+    assert sorted(listed) == modules
+    assert len(listed) == len(set(listed))
+
+
+def test_the_layers_table_is_the_import_contract():
+    """The folders of the "Layers" table, bottom to top, are the layers of pyproject.toml's contract."""
+    import tomllib
+
+    text = ARCH.read_text(encoding="utf-8")
+    table = text[text.index("## Layers"):].split("\n## ")[0]
+    folders = re.findall(r"^\| `(\w+)/` \|", table, flags=re.M)
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["importlinter"]["contracts"]
+    layers = next(c for c in contracts if c["type"] == "layers")["layers"]
+    groups = [{f.strip() for f in layer.split("|")} for layer in reversed(layers)]   # bottom to top
+    listed = folders + ["cli"]
+    assert [set(listed[sum(map(len, groups[:i])):][:len(g)]) for i, g in enumerate(groups)] == groups
+    assert {p.name for p in SRC.iterdir() if (p / "__init__.py").is_file()} == set(folders)
