@@ -270,6 +270,18 @@ def test_a_chapter_needs_only_its_study_directory(tmp_path):
     assert text.startswith("tiny ") and int(text.split()[1]) == len(read_study(study).tidy)
 
 
+def test_reading_a_damaged_study_moves_nothing(tmp_path):
+    """read_study is a reader: a damaged study is an error naming the damage, and the directory stays
+    where it is (only the writer, ``layerwise run``, replaces it)."""
+    study = write_fake_study(tmp_path / "studies" / "tiny")
+    (study / "tidy.parquet").write_bytes(b"truncated")
+    before = sorted(p.name for p in (tmp_path / "studies").iterdir())
+    with pytest.raises(LayerwiseError, match="damaged"):
+        read_study(study)
+    assert sorted(p.name for p in (tmp_path / "studies").iterdir()) == before
+    assert (study / "tidy.parquet").read_bytes() == b"truncated"
+
+
 def test_templates_are_thin_and_clean():
     for name in (*report.MODEL_CHAPTERS, report.COMPARISON):
         nb = nbformat.read(report.CHAPTERS_DIR / f"{name}.ipynb", as_version=4)

@@ -20,7 +20,7 @@ import pandas as pd
 
 from ..inputs.config import StudyParams
 from ..core.errors import LayerwiseError
-from ..core.repro import atomic_dir, atomic_write_json, content_hash, is_done
+from ..core.repro import atomic_dir, atomic_write_json, content_hash, verify_entry
 from ..core.schema import TABLES, TIDY_COLUMNS, n_layers
 from ..core.schema import original_layers
 
@@ -89,9 +89,15 @@ def write_study(study: Study, directory: str | Path) -> Path:
 
 
 def read_study(directory: str | Path) -> Study:
-    """The study written by :func:`write_study` in ``directory``."""
+    """The study written by :func:`write_study` in ``directory``. A reader: it checks the files against
+    ``DONE.json`` and moves or deletes nothing (a damaged study is an error here; ``layerwise run``,
+    the writer, replaces it)."""
     directory = Path(directory)
-    if not is_done(directory):
+    check = verify_entry(directory)
+    if check.state == "damaged":
+        raise LayerwiseError(f"the study is damaged ({check.reason})", str(directory),
+                             "rerun `layerwise run` to write it again")
+    if check.state != "ok":
         raise LayerwiseError("no complete study in this directory", str(directory),
                              "run `layerwise run --params <file>` first (it writes report/_layerwise/studies/)")
     try:
