@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from layerwise.inputs.config import load_params, parse_params
+from layerwise.inputs.config import StudyParams, load_params, parse_params
 from layerwise.measure.probe_study import cone_layers
 from layerwise.study.study import Study, write_study
 from layerwise.core.repro import content_hash
@@ -173,15 +173,16 @@ def fake_study(params=None, n_layers: int = 4, seed: int = 0) -> Study:
     return Study(params=params, manifest=manifest, **tables)
 
 
-def load_fake_study(params_path, progress: bool = False) -> Study:
-    """Same signature as ``layerwise.study.pipeline.load_study``; the values depend on the params' name."""
-    params = load_params(params_path)
+def load_fake_study(params, progress: bool = False) -> Study:
+    """Same signature as ``layerwise.study.pipeline.load_study`` (parsed params or a params file); the
+    values depend on the params' name."""
+    params = params if isinstance(params, StudyParams) else load_params(params)
     return fake_study(params, seed=sum(map(ord, params.name)) % 97)
 
 
-def load_broken_study(params_path, progress: bool = False) -> Study:
+def load_broken_study(params, progress: bool = False) -> Study:
     """A study whose tidy table lacks the token-cosine quantiles: the geometry chapter's first chart fails."""
-    study = load_fake_study(params_path, progress)
+    study = load_fake_study(params, progress)
     study.tidy = study.tidy[~study.tidy["metric"].str.startswith("token_cosine_q")].reset_index(drop=True)
     return study
 

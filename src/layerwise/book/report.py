@@ -58,7 +58,7 @@ META_DIR = "_layerwise"
 CHAPTER_TITLES = {"geometry": "Geometry", "probing": "Probing and class geometry",
                   "comparison": "Comparison across models"}
 
-#: What ``run`` calls to get one model's study: ``(params_path, progress=...) -> Study``.
+#: What ``run`` calls to get one model's study: ``(params, progress=...) -> Study`` (the params parsed once, by ``run``).
 #: :func:`layerwise.study.pipeline.load_study` by default; tests pass a synthetic one (a Python callable).
 StudyLoader = Callable[..., Study]
 
@@ -109,13 +109,13 @@ def study_dir(out_dir: Path, name: str) -> Path:
     return out_dir / META_DIR / "studies" / name
 
 
-def _write_one(load_study: StudyLoader, params_path, directory: Path, progress: bool
+def _write_one(load_study: StudyLoader, params, directory: Path, progress: bool
                ) -> tuple[str, dict[str, Any], list[tuple[str, float]]]:
     """Compute (or read) one study and write it to ``directory``: its key, manifest and the phases
     recorded while computing it (a module-level function: :mod:`layerwise.core.parallel` runs it in a
     worker process)."""
     run_phases.take()
-    study = load_study(params_path, progress=progress)
+    study = load_study(params, progress=progress)
     if not _study_current(directory, study):
         with run_phases.timed("study files"):
             write_study(study, directory)
@@ -132,7 +132,7 @@ def write_studies(params_list: Sequence, out_dir: Path, load_study: StudyLoader,
         for params in params_list:
             print(f"layerwise: study {params.name} ({params.display_name}): computing or reading the cached results",
                   file=sys.stderr)
-    calls = [(load_study, params.path, study_dir(out_dir, params.name), progress) for params in params_list]
+    calls = [(load_study, params, study_dir(out_dir, params.name), progress) for params in params_list]  # parsed once
     if jobs > 1 and len(calls) > 1:
         from ..core.parallel import run_parallel
 
@@ -390,7 +390,7 @@ def run(params_paths: Sequence[str | Path], out_dir: Path = Path("report"), forc
         comparison: bool = True, chapters_dir: Path = CHAPTERS_DIR, progress: bool = True,
         profile: str | None = None, jobs: int = 1) -> RunSummary:
     """Run the study for every params file, write it for the chapters and execute the report's
-    chapters (see the module doc). ``load_study(params_path, progress=...)`` returns one model's
+    chapters (see the module doc). ``load_study(params, progress=...)`` (the parsed params) returns one model's
     :class:`~layerwise.study.study.Study`: :func:`layerwise.study.pipeline.load_study` (through the caches) by
     default; tests pass a synthetic one. ``jobs``: studies computed at once in worker processes (the
     chapters run after every study is written). A run with nothing to change writes nothing (so it
