@@ -369,3 +369,25 @@ def test_seeds_charts_draw_the_seed_band(two_seeds):
     with_seeds = charts.similarity_floors(study.tidy_all).to_dict()["spec"]["layer"]
     assert len(with_seeds) == 3 and "seeds_low" in str(with_seeds[1])   # null band, seed band, line
     assert len(charts.similarity_floors(study.tidy).to_dict()["spec"]["layer"]) == 2
+
+
+def test_the_finetuning_plan_is_made_once_per_seed(monkeypatch):
+    """The analysis key, the training on a miss and the metrics read all take each seed's plan from the
+    run's inputs (:meth:`pipeline.StudyInputs.plan`): one plan per seed per run."""
+    from types import SimpleNamespace
+
+    made = []
+
+    def plan(params, *, splits, source):
+        made.append(params.finetune.seed)
+        return SimpleNamespace(entry=Path(f"/cache/finetune/demo-{params.finetune.seed:016x}"))
+
+    monkeypatch.setattr(pipeline, "plan_finetune", plan)
+    monkeypatch.setattr(pipeline, "finetune", lambda params, progress, plan: SimpleNamespace(path=plan.entry))
+    params = load_params(PROJECT_ROOT / "params" / "demo.yml")
+    inputs = pipeline.StudyInputs(SimpleNamespace(selection={"hash": "h"}), SimpleNamespace(key="k"))
+    key = pipeline._analysis_key(params, inputs)
+    assert pipeline._analysis_key(params, inputs) == key
+    for seed in params.finetune.seeds:
+        assert pipeline.finetuned(params, False, inputs=inputs, seed=seed).path == inputs.plans[seed].entry
+    assert sorted(made) == sorted(params.finetune.seeds)

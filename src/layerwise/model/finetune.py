@@ -104,7 +104,7 @@ def _hyper(params: StudyParams, num_train: int | None, num_test: int | None, epo
 
 
 @dataclass(frozen=True)
-class _CacheEntryPlan:
+class FinetunePlan:
     """Everything a fine-tuning needs before the model is loaded, and its cache entry."""
 
     source: ModelSource
@@ -123,9 +123,12 @@ class _CacheEntryPlan:
         return others[0] if others else own
 
 
-def _plan(params: StudyParams, *, num_train: int | None, num_test: int | None, epochs: float | None,
-          data: str | os.PathLike | None, checkpoint: str | None, splits: Splits | None,
-          source: ModelSource | None) -> _CacheEntryPlan:
+def plan_finetune(params: StudyParams, *, num_train: int | None = None, num_test: int | None = None,
+                  epochs: float | None = None, data: str | os.PathLike | None = None, checkpoint: str | None = None,
+                  splits: Splits | None = None, source: ModelSource | None = None) -> FinetunePlan:
+    """What :func:`finetune` will do for these arguments, decided once: the model source, the
+    hyper-parameters, the training data, the cache key and entry (nothing is loaded but the data
+    selection when ``splits`` is not given; nothing is trained)."""
     if source is not None and checkpoint:
         raise ValueError("give the model as source= or as checkpoint=, not both")
     if splits is not None and (data is not None or num_train is not None or num_test is not None):
@@ -140,7 +143,7 @@ def _plan(params: StudyParams, *, num_train: int | None, num_test: int | None, e
     payload = {"format": FINETUNE_FORMAT, "model": source.key, "selection": dat.selection["hash"], "hyper": hp,
                "prepared": dat.prepared["data_hash"] if dat.prepared else None}
     key = content_hash(payload)
-    return _CacheEntryPlan(source, hp, dat, payload, key, entry_path(cache_root() / "finetune", params.name, key))
+    return FinetunePlan(source, hp, dat, payload, key, entry_path(cache_root() / "finetune", params.name, key))
 
 
 def finetune_entry(params: StudyParams, *, num_train: int | None = None, num_test: int | None = None,
@@ -149,15 +152,15 @@ def finetune_entry(params: StudyParams, *, num_train: int | None = None, num_tes
                    source: ModelSource | None = None) -> Path:
     """The cache entry that :func:`finetune` would return for these arguments (nothing is trained;
     the entry may not exist yet)."""
-    return _plan(params, num_train=num_train, num_test=num_test, epochs=epochs, data=data, checkpoint=checkpoint,
-                 splits=splits, source=source).entry
+    return plan_finetune(params, num_train=num_train, num_test=num_test, epochs=epochs, data=data,
+                         checkpoint=checkpoint, splits=splits, source=source).entry
 
 
 def finetune(params: StudyParams, *, num_train: int | None = None, num_test: int | None = None,
              epochs: float | None = None, save: str | os.PathLike | None = None,
              data: str | os.PathLike | None = None, checkpoint: str | None = None, progress: bool = True,
              save_steps: int | None = None, splits: Splits | None = None,
-             source: ModelSource | None = None) -> FinetuneResult:
+             source: ModelSource | None = None, plan: FinetunePlan | None = None) -> FinetuneResult:
     """Fine-tune the params' model (or ``checkpoint``) on the params' data (or the prepared ``data``
     directory), cached: the same inputs return the existing entry at once (``cached=True``).
 
@@ -167,9 +170,10 @@ def finetune(params: StudyParams, *, num_train: int | None = None, num_test: int
     not enter the cache key). An interrupted run resumes from the last complete checkpoint of the work
     directory (``metrics["resumed_from_step"]``). ``splits`` (the params' selection, from
     ``data.load_splits(params)``) and ``source`` (``models.model_source(params)``): what the caller
-    already loaded, so that nothing is loaded twice."""
-    plan = _plan(params, num_train=num_train, num_test=num_test, epochs=epochs, data=data, checkpoint=checkpoint,
-                 splits=splits, source=source)
+    already loaded, so that nothing is loaded twice; ``plan``: the :func:`plan_finetune` of these params
+    already made (the study pipeline plans each seed once), in place of the other inputs."""
+    plan = plan or plan_finetune(params, num_train=num_train, num_test=num_test, epochs=epochs, data=data,
+                                 checkpoint=checkpoint, splits=splits, source=source)
     if save is not None:
         check_replaceable(Path(save).expanduser(), "manifest.json", MANIFEST_KIND, "-s/--save")
     if not is_done(plan.entry):
@@ -212,7 +216,7 @@ def _final_evaluation(trainer, recorder: EvalRecorder, test) -> tuple[np.ndarray
             float(pred.metrics.get("eval_loss", math.nan)))
 
 
-def _train(params: StudyParams, plan: _CacheEntryPlan, *, save, progress: bool,
+def _train(params: StudyParams, plan: FinetunePlan, *, save, progress: bool,
            save_steps: int | None) -> FinetuneResult:
     """Train, evaluate and write the cache entry of ``plan`` (resuming from the work directory)."""
     from transformers import set_seed
@@ -262,7 +266,7 @@ def _train(params: StudyParams, plan: _CacheEntryPlan, *, save, progress: bool,
     return FinetuneResult(plan.entry, {**metrics, "history": curve}, cached=False)
 
 
-def _write_entry(params: StudyParams, plan: _CacheEntryPlan, trainer, tokenizer, metrics: dict[str, Any],
+def _write_entry(params: StudyParams, plan: FinetunePlan, trainer, tokenizer, metrics: dict[str, Any],
                  curve: list[dict[str, Any]]) -> None:
     """Write the finished model, metrics, history and manifest atomically; drop the work directory."""
     with atomic_dir(plan.entry) as tmp:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import pandas as pd
 
 from ..inputs.config import StudyParams, load_params
 from ..inputs.data import Splits, load_splits
-from ..model.finetune import FinetuneResult, finetune, finetune_entry
+from ..model.finetune import FinetunePlan, FinetuneResult, finetune, plan_finetune
 from ..core import phases
 from ..measure import seeds
 from ..model.models import ModelSource, model_source
@@ -35,10 +35,18 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class StudyInputs:
     """What every step of a study reads, resolved once per run: the data selection (whose hash keys
-    the caches) and the pretrained model's source (path, revision, weights key)."""
+    the caches), the pretrained model's source (path, revision, weights key) and, made on first use,
+    the fine-tuning plan of each seed (:meth:`plan`)."""
 
     splits: Splits
     source: ModelSource
+    plans: dict[int, FinetunePlan] = field(default_factory=dict, compare=False, repr=False)
+
+    def plan(self, params: StudyParams, seed: int) -> FinetunePlan:
+        """The fine-tuning plan of ``seed`` (its cache key and entry), made once per run."""
+        if seed not in self.plans:
+            self.plans[seed] = plan_finetune(params.for_seed(seed), splits=self.splits, source=self.source)
+        return self.plans[seed]
 
 
 def resolve_inputs(params: StudyParams) -> StudyInputs:
@@ -61,8 +69,8 @@ def finetuned(params: StudyParams, progress: bool = True, *, inputs: StudyInputs
     """The fine-tuned checkpoint of one fine-tuning seed (default: the first) of these params (trained
     once, then read from the cache; every seed is its own entry)."""
     inputs = inputs or resolve_inputs(params)
-    one = params.for_seed(params.finetune.seed if seed is None else seed)
-    return finetune(one, progress=progress, splits=inputs.splits, source=inputs.source)
+    seed = params.finetune.seed if seed is None else seed
+    return finetune(params.for_seed(seed), progress=progress, plan=inputs.plan(params, seed))
 
 
 def engine_states(params: StudyParams) -> list[str]:
@@ -81,7 +89,7 @@ GEOMETRY_LAYOUT = 2
 def _analysis_key(params: StudyParams, inputs: StudyInputs) -> str:
     """The geometry engine's cache key: weights, selection, the engine's settings, the fine-tuned
     entries (named by their own keys: nothing is trained to compute them) and the engine's code."""
-    ft = [entry_key(finetune_entry(params.for_seed(s), splits=inputs.splits, source=inputs.source))
+    ft = [entry_key(inputs.plan(params, s).entry)
           for s in params.finetune.seeds] if "finetuned" in params.analysis.states else None
     return content_hash({"model": inputs.source.key, "selection": inputs.splits.selection["hash"],
                          "analysis": {**params.analysis.geometry_payload(), "precision": analysis_precision(params)},
