@@ -22,8 +22,10 @@ from ..inputs.config import StudyParams, load_params
 from ..inputs.data import Splits, load_splits
 from ..model.finetune import FinetunePlan, FinetuneResult, finetune, plan_finetune
 from ..core import phases
+from ..core.precision import machine
+from ..core.precision import resolve as resolve_precision
 from ..measure import seeds
-from ..model.models import ModelSource, model_source
+from ..model.models import ModelSource, model_source, pick_device
 from ..core.schema import TABLES
 from .study import Study
 from ..core.locks import cached_entry, entry_key
@@ -41,6 +43,10 @@ class StudyInputs:
     splits: Splits
     source: ModelSource
     plans: dict[int, FinetunePlan] = field(default_factory=dict, compare=False, repr=False)
+    #: the engine's device and precision (``analysis.precision`` with ``auto`` resolved on that device),
+    #: picked once per run; the geometry key holds the precision, the entry's manifest records both
+    device: Any = None
+    precision: str | None = None
 
     def plan(self, params: StudyParams, seed: int) -> FinetunePlan:
         """The fine-tuning plan of ``seed`` (its cache key and entry), made once per run."""
@@ -61,7 +67,9 @@ def resolve_inputs(params: StudyParams) -> StudyInputs:
     for note in (duplicates_note(params, splits), sentences_note(params, len(splits.test))):
         if note:
             log.warning(note)
-    return StudyInputs(splits, model_source(params))
+    device = pick_device()
+    return StudyInputs(splits, model_source(params), device=device,
+                       precision=resolve_precision(params.analysis.precision, device, purpose="analysis"))
 
 
 def finetuned(params: StudyParams, progress: bool = True, *, inputs: StudyInputs | None = None,
@@ -92,17 +100,9 @@ def _analysis_key(params: StudyParams, inputs: StudyInputs) -> str:
     ft = [entry_key(inputs.plan(params, s).entry)
           for s in params.finetune.seeds] if "finetuned" in params.analysis.states else None
     return content_hash({"model": inputs.source.key, "selection": inputs.splits.selection["hash"],
-                         "analysis": {**params.analysis.geometry_payload(), "precision": analysis_precision(params)},
+                         "analysis": {**params.analysis.geometry_payload(), "precision": inputs.precision},
                          "finetuned": ft, "layout": GEOMETRY_LAYOUT,
                          "code": code_hash("measure.extract", "measure.similarity", "model.models", "measure.seeds")})
-
-
-def analysis_precision(params: StudyParams) -> str:
-    """The engine's precision on this run's device (``auto`` resolved: the cache key never holds it)."""
-    from ..model.models import pick_device
-    from ..core.precision import resolve
-
-    return resolve(params.analysis.precision, pick_device(), purpose="analysis")
 
 
 def _selection_texts(splits) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
@@ -134,16 +134,13 @@ def analyze(params: StudyParams, progress: bool = True, *, inputs: StudyInputs |
 def _write_geometry(params: StudyParams, inputs: StudyInputs, key: str, entry: Path, progress: bool) -> None:
     """Compute the geometry entry ``entry`` (key ``key``): every state's forward passes (pretrained and
     random once, the fine-tuned state once per seed), then the similarities between states and seeds."""
-    from ..model.models import pick_device
-    from ..core.precision import machine
-
     splits = inputs.splits
     ft = {s: _timed_finetune(params, progress, inputs, s)
           for s in params.finetune.seeds} if "finetuned" in params.analysis.states else {}
     texts, labels, split, index = _selection_texts(splits)
     geometry = np.zeros(len(texts), dtype=bool)
     geometry[np.flatnonzero(split == "test")[: params.analysis.num_sentences]] = True
-    device = pick_device()
+    device = inputs.device
     tables: dict[str, list[pd.DataFrame]] = {t: [] for t in ("tidy", "per_sentence", "cosine_sample", "rogue")}
     test_only: dict[str, dict[str, np.ndarray]] = {}
     timings: dict[str, float] = {}
@@ -170,7 +167,7 @@ def _write_geometry(params: StudyParams, inputs: StudyInputs, key: str, entry: P
                     "selection": splits.selection, "cache_key": key, "finetuned": first,
                     "finetuned_seeds": {str(s): str(p) for s, p in ft.items()},
                     "timings_s": timings, "device": str(device), **provenance(),
-                    "machine": machine(device, analysis_precision(params))}
+                    "machine": machine(device, inputs.precision)}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
 
 
