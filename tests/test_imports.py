@@ -42,10 +42,14 @@ KNOWN_PRIVATE_IMPORTS = {
 
 def test_the_import_contracts_of_pyproject_hold():
     """``lint-imports`` (import-linter) with the contracts of pyproject.toml: the folders' layers and
-    "charts never judge"."""
-    from importlinter.cli import lint_imports
+    "charts never judge". In a child process: import-linter's command configures logging with
+    ``dictConfig``, which would disable the loggers of this process (and the log checks of later tests)."""
+    import subprocess
 
-    assert lint_imports(config_filename=str(ROOT / "pyproject.toml"), no_cache=True) == 0
+    script = ("import sys; from importlinter.cli import lint_imports; "
+              f"sys.exit(lint_imports(config_filename={str(ROOT / 'pyproject.toml')!r}, no_cache=True))")
+    res = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
 
 
 # --------------------------------------------------------------------------------------------------
