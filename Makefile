@@ -23,6 +23,7 @@ report: $(STAMP)
 	$(BIN)/layerwise run --params $(PARAMS) -j $(JOBS)
 
 test: $(STAMP)
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

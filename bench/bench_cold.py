@@ -8,7 +8,7 @@ folder (cold), in a subprocess:
   42, 43, ...; the pretrained and random states are computed once). ``--jobs`` is passed to
   ``layerwise run -j`` (it parallelises studies, not the seeds of one study).
 
-Each run records the wall time of its phases (``report/_layerwise/phases.json``, :mod:`layerwise.phases`:
+Each run records the wall time of its phases (``report/_layerwise/phases.json``, :mod:`layerwise.core.phases`:
 fine-tuning per seed, the engine per state, similarities, probes, chapters, other); the benchmark
 prints them for each variant with their share of the run.
 
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import yaml
 
-from layerwise.phases import markdown as phase_table
+from layerwise.core.phases import markdown as phase_table
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent

@@ -81,10 +81,10 @@ def side_by_side(params, seed_steps: int, rounds: int) -> dict:
     """Median training-step time of each way (see the module docstring)."""
     from transformers import set_seed
 
-    from layerwise.data import load_splits
-    from layerwise.models import load_model, quiet_transformers, resolve_model
-    from layerwise.prepared import tokenize
-    from layerwise.trainer import build_trainer
+    from layerwise.inputs.data import load_splits
+    from layerwise.model.models import load_model, quiet_transformers, resolve_model
+    from layerwise.model.prepared import tokenize
+    from layerwise.model.trainer import build_trainer
 
     spec = params.finetune
     splits = load_splits(params)
@@ -140,8 +140,8 @@ def main() -> int:
 
     import torch
 
-    from layerwise.config import load_params
-    from layerwise.finetune import finetune
+    from layerwise.inputs.config import load_params
+    from layerwise.model.finetune import finetune
 
     cache = tempfile.mkdtemp(prefix="layerwise-bench-cache-")
     os.environ["LAYERWISE_CACHE"] = cache

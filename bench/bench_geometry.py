@@ -1,4 +1,4 @@
-"""Benchmark of the geometry engine (``layerwise.extract.run_state``) on the embedded MiniLM-L6 and the
+"""Benchmark of the geometry engine (``layerwise.measure.extract.run_state``) on the embedded MiniLM-L6 and the
 French demo corpus (630 reviews), three measurements, each side by side in one run:
 
 1. overhead: every statistic together vs a forward-only pass over the same batches (same tokenization,
@@ -42,7 +42,7 @@ BATCH_SIZE = 32           # with dynamic padding only the 19 demo reviews above 
 
 
 def demo_texts() -> list[str]:
-    from layerwise.data import demo_corpus_files
+    from layerwise.inputs.data import demo_corpus_files
 
     texts = []
     for f in demo_corpus_files():
@@ -51,14 +51,14 @@ def demo_texts() -> list[str]:
 
 
 def load_minilm():
-    from layerwise.models import embedded_minilm_dir, load_model
+    from layerwise.model.models import embedded_minilm_dir, load_model
 
     return load_model(str(embedded_minilm_dir()), 2)
 
 
 def demo_settings(**kw):
     """The engine's settings: an ``AnalysisSpec`` as params/demo.yml's analysis, with overrides."""
-    from layerwise.config import AnalysisSpec
+    from layerwise.inputs.config import AnalysisSpec
 
     base = dict(token_sample=1000, sample_sentences=180, baseline_pairs=5000, cosine_sample=5000, seed=0,
                 batch_size=BATCH_SIZE, max_length=MAX_LENGTH, precision=PRECISION)
@@ -69,7 +69,7 @@ def demo_settings(**kw):
 # ------------------------------------------------------------------------------------------ overhead
 def forward_only(model, tok, texts) -> float:
     """The engine's own batch loop (``extract.forward_batches``, which ``run_state`` iterates) alone."""
-    from layerwise import extract
+    from layerwise.measure import extract
 
     t0 = time.perf_counter()
     for _ in extract.forward_batches(model, tok, texts, batch_size=BATCH_SIZE, max_length=MAX_LENGTH,
@@ -79,7 +79,7 @@ def forward_only(model, tok, texts) -> float:
 
 
 def engine(model, tok, texts, **kw) -> float:
-    from layerwise import extract
+    from layerwise.measure import extract
 
     t0 = time.perf_counter()
     extract.run_state(model, tok, texts, state="pretrained", model_name="bench", settings=demo_settings(**kw),
@@ -172,7 +172,7 @@ def bench_seed(model, tok, texts, k: int, full_all: float | None) -> dict:
     # demo.yml's analysis: token statistics on the 180 test sentences, embeddings of all 630
     gm = np.zeros(n, bool)
     gm[rng.choice(n, size=min(180, n), replace=False)] = True
-    from layerwise import extract
+    from layerwise.measure import extract
 
     t0 = time.perf_counter()
     extract.run_state(model, tok, texts, state="pretrained", model_name="bench", geometry_mask=gm,
@@ -190,7 +190,7 @@ def memory_child(n: int, threads: int, what: str = "engine") -> None:
     import torch
 
     torch.set_num_threads(threads)
-    from layerwise import extract
+    from layerwise.measure import extract
 
     texts = demo_texts()
     texts = [texts[i % len(texts)] for i in range(n)]
@@ -250,7 +250,7 @@ def report(args, over, seed, mem) -> str:
 
     mb = 1024 * 1024
     lines = ["## geometry", "",
-             "`bench/bench_geometry.py` (`layerwise.extract.run_state`), embedded MiniLM-L6 (BERT, 6 layers, 384 "
+             "`bench/bench_geometry.py` (`layerwise.measure.extract.run_state`), embedded MiniLM-L6 (BERT, 6 layers, 384 "
              f"dims), French demo corpus, batch {BATCH_SIZE}, max_length {MAX_LENGTH} (the seed's truncation; batches "
              "are padded to their longest sentence), params/demo.yml's other analysis settings (token sample "
              "1000, 180 sampled sentences, 5000 baseline pairs, 5000 sampled cosines), every sentence feeding the "
@@ -338,7 +338,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="small sizes, one repetition (smoke run)")
     ap.add_argument("--precision", default="auto", choices=["fp32", "bf16", "auto"],
                     help="the engine's precision (default auto: the run's default on this machine, "
-                         "layerwise.precision.resolve; the seed's way stays fp32, as the original study)")
+                         "layerwise.core.precision.resolve; the seed's way stays fp32, as the original study)")
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--child-mode", default="engine", help=argparse.SUPPRESS)
@@ -350,7 +350,7 @@ def main(argv=None) -> int:
     from threadpoolctl import threadpool_limits
 
     global PRECISION, PRECISION_ASKED
-    from layerwise.precision import resolve
+    from layerwise.core.precision import resolve
 
     PRECISION_ASKED = args.precision
     PRECISION = resolve(args.precision, torch.device("cpu"), purpose="analysis")

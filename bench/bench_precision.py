@@ -20,7 +20,7 @@ settings) runs once in fp32 and once in bf16, interleaved, in one process. Then:
   moved by more than its half-width, no row without a CI moved by more than ``--rel-tol`` relative AND
   ``--abs-tol`` absolute (a histogram quantile near 0 moving by one bin, 6e-5, is not a change) and no
   verdict of the report changed. The rows and verdicts that decided it are listed.
-  ``layerwise.precision.AUTO_ANALYSIS_BF16`` records the decision. With ``--no-study`` the rule is
+  ``layerwise.core.precision.AUTO_ANALYSIS_BF16`` records the decision. With ``--no-study`` the rule is
   applied to the engine's rows and the raw orderings of ``--states`` (stricter, no probes).
 
 Also timed side by side: the engine's full pass per precision, and the forward pass alone.
@@ -49,8 +49,8 @@ KEYS = ["model", "state", "layer", "metric"]
 
 
 def demo_inputs(params_path: Path, quick: bool):
-    from layerwise.config import load_params
-    from layerwise.pipeline import _selection_texts, resolve_inputs
+    from layerwise.inputs.config import load_params
+    from layerwise.study.pipeline import _selection_texts, resolve_inputs
 
     params = load_params(params_path)
     inputs = resolve_inputs(params)
@@ -64,8 +64,8 @@ def demo_inputs(params_path: Path, quick: bool):
 
 
 def load_state(params, inputs, state: str, progress: bool):
-    from layerwise.models import load_model, pick_device
-    from layerwise.pipeline import finetuned
+    from layerwise.model.models import load_model, pick_device
+    from layerwise.study.pipeline import finetuned
 
     path = str(finetuned(params, progress, inputs=inputs).path) if state == "finetuned" else inputs.source.path
     return load_model(path, inputs.splits.num_labels, state=state, seed=params.analysis.seed, device=pick_device())
@@ -73,7 +73,7 @@ def load_state(params, inputs, state: str, progress: bool):
 
 def run_both(params, inputs, texts, geometry, states, reps: int):
     """tidy frames per precision, and the timings (engine, forward-only) per precision."""
-    from layerwise import extract
+    from layerwise.measure import extract
 
     tidy = {"fp32": [], "bf16": []}
     times = {k: [] for k in ("engine_fp32", "engine_bf16", "forward_fp32", "forward_bf16")}
@@ -114,7 +114,7 @@ def deviations(a: pd.DataFrame, b: pd.DataFrame, keys: list[str] = KEYS) -> pd.D
 
 def verdicts(tidy: pd.DataFrame) -> dict[str, str]:
     """The sign/ordering-based verdicts of the report's prose, by a readable key."""
-    from layerwise import prose
+    from layerwise.words import prose
 
     out: dict[str, str] = {}
     per_layer = tidy[tidy["layer"] >= 0]
@@ -148,8 +148,8 @@ def study_verdicts(params_path: Path) -> tuple[pd.DataFrame, dict, dict, dict]:
     params say): the deviation of every tidy row, the report's verdicts of each, and the wall times."""
     from report_verdicts import report_verdicts
 
-    from layerwise import pipeline
-    from layerwise.config import load_params
+    from layerwise.study import pipeline
+    from layerwise.inputs.config import load_params
 
     params = load_params(params_path)
     studies, seconds = {}, {}
@@ -252,7 +252,7 @@ def report(args, header: str, dev, changed, ok, deciding, times, n_texts) -> str
               if ok else "fp32")
     why = ("no row moved beyond its half-width (or tolerance) and no verdict of the report changed" if ok
            else "decided by the rows and verdicts listed")
-    lines += [f"**Decision: `auto` analysis uses {chosen}** (layerwise.precision.AUTO_ANALYSIS_BF16 = {ok}): {why}; "
+    lines += [f"**Decision: `auto` analysis uses {chosen}** (layerwise.core.precision.AUTO_ANALYSIS_BF16 = {ok}): {why}; "
               f"load average at the end {[round(x, 2) for x in os.getloadavg()]}.", ""]
     if not deciding.empty:
         top = deciding.assign(score=deciding["dev_over_half"].fillna(deciding["rel_dev"])).sort_values(

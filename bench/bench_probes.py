@@ -1,4 +1,4 @@
-"""Benchmark of ``layerwise.probes.probe_study`` (and the statistics table builders) at the demo's size.
+"""Benchmark of ``layerwise.measure.probe_study.probe_study`` (and the statistics table builders) at the demo's size.
 
 The demo study (params/demo.yml) stores, per state, first-token and mean-pooled embeddings of
 450 train + 180 test sentences, MiniLM-L6 (7 hidden states of 384 dims), for 3 states.
@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from layerwise import comparisons, probes
-from layerwise.schema import PER_SENTENCE_METRICS, POOLINGS, STATES, VARIANTS, tidy_row
+from layerwise.measure import comparisons, probe_study
+from layerwise.core.schema import PER_SENTENCE_METRICS, POOLINGS, STATES, VARIANTS, tidy_row
 
 SIGNAL = {"pretrained": 0.02, "finetuned": 0.04, "random": 0.005}   # class separation per layer step
 
@@ -91,10 +91,10 @@ def main() -> None:
         t0 = time.perf_counter()
         real = args.npz_dir is not None and (args.npz_dir / "per_sentence.parquet").exists()
         name = pd.read_parquet(args.npz_dir / "tidy.parquet")["model"].iloc[0] if real else "bench"
-        settings = probes.ProbeSettings(seeds=args.seeds, n_boot=args.n_boot, mlp=not args.no_mlp,
+        settings = probe_study.ProbeSettings(seeds=args.seeds, n_boot=args.n_boot, mlp=not args.no_mlp,
                                         mdl=not args.no_mdl, seed=0, mlp_poolings=tuple(args.mlp_poolings.split(",")),
                                         mlp_solver=args.mlp_solver, blas_threads=args.blas_threads or None)
-        tidy, cones, _ = probes.probe_study(emb, name, settings, timings=timings)
+        tidy, cones, _ = probe_study.probe_study(emb, name, settings, timings=timings)
         t_probe = time.perf_counter() - t0
         # statistics: the real per-sentence and geometry tables next to real embeddings, else synthetic ones
         # of the demo's size (180 sentences x 7 layers x 10 metrics)

@@ -1,4 +1,4 @@
-"""Benchmark of the report step (``layerwise.report`` / ``charts`` / ``preview``), side by side in one run.
+"""Benchmark of the report step (``layerwise.book.report`` / ``charts`` / ``preview``), side by side in one run.
 
 1. Chart output size per chapter: our bundle (vega libraries inlined once per notebook + SVG) against
    Altair's offline alternative ``alt.renderers.enable("html", template="inline")`` (libraries inlined
@@ -33,7 +33,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import altair as alt  # noqa: E402
 
-from layerwise import charts, report  # noqa: E402
+from layerwise.book import charts, report  # noqa: E402
+from layerwise.words import prose_seeds  # noqa: E402
 from report_fakes import fake_study, load_fake_study, write_params  # noqa: E402
 
 
@@ -54,7 +55,7 @@ def geometry_charts(s):
             charts.layer_lines(t, "isoscore", title="x"), charts.cka_heatmap(s.cka),
             charts.layer_lines(t, {"cka_cls_vs_pretrained": "a", "cka_mean_vs_pretrained": "b"}, title="x",
                                dash="metric"),
-            charts.effect_heatmap(t)]
+            charts.effect_heatmap(t, marks=prose_seeds.effect_marks(t)[0], key="marks")]
 
 
 def sizes(s) -> tuple[list[str], dict]:
@@ -101,7 +102,7 @@ def run_synthetic(tmp: Path) -> list[str]:
         t0 = time.perf_counter()
         s2 = report.run([params], preview=False, **kw)
         t_skip = time.perf_counter() - t0
-        from layerwise.preview import build_preview
+        from layerwise.book.preview import build_preview
 
         t0 = time.perf_counter()
         build_preview(tmp / "report")

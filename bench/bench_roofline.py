@@ -61,7 +61,7 @@ def matmul_peak(n: int, precision: str, dev, reps: int) -> float:
 def load(attn: str = "sdpa", dev=None):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from layerwise.models import embedded_minilm_dir
+    from layerwise.model.models import embedded_minilm_dir
 
     path = str(embedded_minilm_dir())
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2, attn_implementation=attn)
@@ -74,7 +74,7 @@ def non_embedding_params(model) -> int:
 
 def forward_pass(model, tok, texts, precision: str, batch_size: int, dev) -> tuple[float, int]:
     """Seconds of the engine's forward loop and the tokens it computed (padding included)."""
-    from layerwise import extract
+    from layerwise.measure import extract
 
     tokens = 0
     _sync(dev)
@@ -100,7 +100,7 @@ def train_steps(model, batches, precision: str, dev, opt=None, profile=None) -> 
     """Seconds per step (median, after one warm-up step), tokens per step."""
     import torch
 
-    from layerwise.precision import autocast
+    from layerwise.core.precision import autocast
 
     model.train()
     opt = opt or torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -124,7 +124,7 @@ def train_steps(model, batches, precision: str, dev, opt=None, profile=None) -> 
 def demo(quick: bool):
     import json
 
-    from layerwise.data import demo_corpus_files
+    from layerwise.inputs.data import demo_corpus_files
 
     rows = []
     for f in demo_corpus_files():
@@ -275,7 +275,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from layerwise.models import pick_device
+    from layerwise.model.models import pick_device
     from machine import header, header_markdown
 
     dev = pick_device()

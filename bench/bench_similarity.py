@@ -16,7 +16,7 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from layerwise import similarity
+from layerwise.measure import similarity
 
 
 def demo_embeddings(n=180, layers=7, d=384, seed=0):
@@ -84,7 +84,7 @@ def main():
 
 
 def _biased_only(emb):
-    from layerwise import metrics
+    from layerwise.measure import metrics
 
     states = list(emb)
     for pooling in ("cls", "mean"):

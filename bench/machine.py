@@ -8,8 +8,8 @@ import os
 
 
 def header(device=None, precision: str | None = None) -> dict:
-    from layerwise.models import pick_device
-    from layerwise.precision import machine
+    from layerwise.model.models import pick_device
+    from layerwise.core.precision import machine
 
     m = machine(device if device is not None else pick_device(), precision)
     m["loadavg"] = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None

@@ -1,5 +1,5 @@
 """The verdicts the report prints, read from a study with the library's own claim functions
-(``layerwise.claims``, ``layerwise.prose_seeds``, ``layerwise.findings``), as ``{key: verdict}`` with
+(``layerwise.words.claims``, ``layerwise.words.prose_seeds``, ``layerwise.words.findings``), as ``{key: verdict}`` with
 the numbers left out: what bench_precision compares between an fp32 and a bf16 analysis.
 
 * per-state change verdicts (``claims.state_change_verdicts``: fine-tuned and random against
@@ -33,7 +33,7 @@ def _per_sentence_metrics(tidy: pd.DataFrame) -> list[str]:
 
 
 def change_verdicts(tidy: pd.DataFrame, tidy_all: pd.DataFrame) -> dict[str, str]:
-    from layerwise import claims, prose_seeds
+    from layerwise.words import claims, prose_seeds
 
     out: dict[str, str] = {}
     states = set(tidy["state"])
@@ -51,7 +51,7 @@ def change_verdicts(tidy: pd.DataFrame, tidy_all: pd.DataFrame) -> dict[str, str
 
 
 def probe_verdicts(tidy: pd.DataFrame, correct: pd.DataFrame | None) -> dict[str, str]:
-    from layerwise import claims
+    from layerwise.words import claims
 
     out: dict[str, str] = {}
     if correct is None or correct.empty:
@@ -68,7 +68,8 @@ def probe_verdicts(tidy: pd.DataFrame, correct: pd.DataFrame | None) -> dict[str
 
 
 def similarity_verdicts(tidy_all: pd.DataFrame) -> dict[str, str]:
-    from layerwise import claims, similarity
+    from layerwise.words import claims
+    from layerwise.measure import similarity
 
     has_seed = "seed" in tidy_all.columns
     aggregate = tidy_all[tidy_all["seed"].isna()] if has_seed else tidy_all
@@ -88,7 +89,7 @@ def similarity_verdicts(tidy_all: pd.DataFrame) -> dict[str, str]:
 
 
 def findings_verdicts(study) -> dict[str, str]:
-    from layerwise import findings
+    from layerwise.words import findings
 
     f = findings.model_findings(study)
     out = {f"findings/changed/{r['statistic']}": f"{r['verdict']} at layers {r['layers']}, largest at layer "
@@ -99,7 +100,7 @@ def findings_verdicts(study) -> dict[str, str]:
 
 
 def report_verdicts(study) -> dict[str, str]:
-    """Every verdict the report prints for ``study`` (a :class:`layerwise.study.Study`), by key."""
+    """Every verdict the report prints for ``study`` (a :class:`layerwise.study.study.Study`), by key."""
     tidy, tidy_all = study.tidy, study.tidy_all
     return {**change_verdicts(tidy, tidy_all), **probe_verdicts(tidy, getattr(study, "probe_correct", None)),
             **similarity_verdicts(tidy_all), **findings_verdicts(study)}

@@ -1,9 +1,9 @@
 """The layout limits of an executed chapter, read from the notebook papermill wrote (no Quarto needed):
 
 - every chart's SVG (the PDF's figure, written next to the notebook; the HTML draws the same spec) is at
-  most :data:`layerwise.charts.BOOK_COLUMN` px wide: the book's HTML text column at a 1280 px viewport;
+  most :data:`layerwise.book.charts.BOOK_COLUMN` px wide: the book's HTML text column at a 1280 px viewport;
 - every Markdown pipe table the PDF shows (in a Markdown cell, or in a ``text/markdown`` output outside
-  its HTML-only branch) has at most :data:`layerwise.render.MAX_TABLE_COLUMNS` columns: wider tables do
+  its HTML-only branch) has at most :data:`layerwise.book.render.MAX_TABLE_COLUMNS` columns: wider tables do
   not fit A4.
 """
 
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import nbformat
 
-from layerwise.charts import BOOK_COLUMN
-from layerwise.render import HTML_BRANCH, MAX_TABLE_COLUMNS, OTHER_BRANCH
+from layerwise.book.charts import BOOK_COLUMN
+from layerwise.book.render import HTML_BRANCH, MAX_TABLE_COLUMNS, OTHER_BRANCH
 
 _SVG_RE = re.compile(r"!\[[^\]]*\]\(([^)\s]+\.svg)\)")
 _WIDTH_RE = re.compile(r'<svg[^>]*\swidth="([\d.]+)')

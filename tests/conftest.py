@@ -20,7 +20,7 @@ os.environ.setdefault("LAYERWISE_CACHE", str(_PROJECT / ".cache" / "layerwise-te
 
 import pytest  # noqa: E402
 
-from layerwise.testing import TINY_ARCHS, tiny_model_dir  # noqa: E402
+from layerwise.model.testing import TINY_ARCHS, tiny_model_dir  # noqa: E402
 
 
 @pytest.fixture(scope="session", params=TINY_ARCHS)

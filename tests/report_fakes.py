@@ -3,9 +3,9 @@
 Every table of docs/architecture.md ("Result tables") with the documented columns and metric names,
 small (a 4-layer model, a dozen sentences), with plausible values: the fine-tuned state's last layers
 converge, the random state is flat. ``load_fake_study`` has the signature of
-``layerwise.pipeline.load_study`` and is passed to ``report.run(..., load_study=load_fake_study)``
+``layerwise.study.pipeline.load_study`` and is passed to ``report.run(..., load_study=load_fake_study)``
 (a Python callable: the run writes the study directory, the chapters read only that directory);
-``write_fake_study`` writes a study directory directly (``layerwise.study.write_study``).
+``write_fake_study`` writes a study directory directly (``layerwise.study.study.write_study``).
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from layerwise.config import load_params, parse_params
-from layerwise.probe_study import cone_layers
-from layerwise.study import Study, write_study
-from layerwise.repro import content_hash
+from layerwise.inputs.config import StudyParams, load_params, parse_params
+from layerwise.measure.probe_study import cone_layers
+from layerwise.study.study import Study, write_study
+from layerwise.core.repro import content_hash
 
 STATES = ("pretrained", "finetuned", "random")
 PER_SENTENCE = ("token_cosine", "token_cosine_var", "intra_similarity", "cov_trace", "cov_trace_scaled")
@@ -160,7 +160,7 @@ def fake_tables(model: str = "tiny", n_layers: int = 4, n_sentences: int = 12, s
 
 
 def fake_study(params=None, n_layers: int = 4, seed: int = 0) -> Study:
-    """A synthetic :class:`layerwise.study.Study` (``params``: a StudyParams or None)."""
+    """A synthetic :class:`layerwise.study.study.Study` (``params``: a StudyParams or None)."""
     if params is None:
         params = parse_params({"name": "tiny", "model": {"id": "embedded:minilm", "label": "Tiny"},
                                "dataset": {"source": "embedded:demo-fr"}})
@@ -173,15 +173,16 @@ def fake_study(params=None, n_layers: int = 4, seed: int = 0) -> Study:
     return Study(params=params, manifest=manifest, **tables)
 
 
-def load_fake_study(params_path, progress: bool = False) -> Study:
-    """Same signature as ``layerwise.pipeline.load_study``; the values depend on the params' name."""
-    params = load_params(params_path)
+def load_fake_study(params, progress: bool = False) -> Study:
+    """Same signature as ``layerwise.study.pipeline.load_study`` (parsed params or a params file); the
+    values depend on the params' name."""
+    params = params if isinstance(params, StudyParams) else load_params(params)
     return fake_study(params, seed=sum(map(ord, params.name)) % 97)
 
 
-def load_broken_study(params_path, progress: bool = False) -> Study:
+def load_broken_study(params, progress: bool = False) -> Study:
     """A study whose tidy table lacks the token-cosine quantiles: the geometry chapter's first chart fails."""
-    study = load_fake_study(params_path, progress)
+    study = load_fake_study(params, progress)
     study.tidy = study.tidy[~study.tidy["metric"].str.startswith("token_cosine_q")].reset_index(drop=True)
     return study
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pandas as pd
 
-from layerwise import claims, prose
-from layerwise.schema import tidy_frame, tidy_row
+from layerwise.words import claims, prose
+from layerwise.core.schema import tidy_frame, tidy_row
 
 
 def _tables(acc_by_layer: dict[int, float], n: int = 400, seed: int = 0, shared: bool = True):

@@ -18,10 +18,10 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from layerwise import report
-from layerwise.preview import chapter_pages
-from layerwise.render import HTML_BRANCH
-from layerwise.repro import PROJECT_ROOT
+from layerwise.book import report
+from layerwise.book.preview import chapter_pages
+from layerwise.book.render import HTML_BRANCH
+from layerwise.core.repro import PROJECT_ROOT
 from report_fakes import load_fake_study, write_params
 
 pytestmark = pytest.mark.browser
@@ -210,7 +210,7 @@ def test_every_page_renders_offline_without_errors(preview):
 def test_the_harness_sees_blocked_requests_and_console_errors(tmp_path, preview):
     """Known answer for the checks above: a page that loads a script from a CDN and a stylesheet from
     outside its folder, logs an error, and has a chart that is not drawn."""
-    from layerwise.preview import ERROR_RECORDER
+    from layerwise.book.preview import ERROR_RECORDER
 
     site = tmp_path / "site"
     site.mkdir()

@@ -11,8 +11,9 @@ import pytest
 import yaml
 
 from layerwise import cli
-from layerwise.checks import position_limit, run_checks
-from layerwise.config import load_params
+from layerwise.inputs.checks import position_limit
+from layerwise.study.preflight import run_checks
+from layerwise.inputs.config import load_params
 
 BASE = {"name": "t", "model": {"id": "embedded:minilm"},
         "finetune": {"num_train": 30, "num_test": 10, "max_length": 64}, "analysis": {"max_length": 64}}

@@ -1,4 +1,4 @@
-"""The verdict rules of layerwise.claims, section "size before significance": known answers, the one
+"""The verdict rules of layerwise.words.claims, section "size before significance": known answers, the one
 correction family, and that chapters/methods.qmd states the negligible-effect threshold."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from layerwise import claims, comparisons, prose, stats
+from layerwise.words import claims, prose
+from layerwise.measure import comparisons, stats
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -145,7 +146,8 @@ def test_similarity_inside_its_null_is_at_chance_beside_its_outcome():
 
 
 def test_every_judged_statistic_declares_its_margin_and_methods_prints_them():
-    from layerwise import findings, schema
+    from layerwise.words import findings
+    from layerwise.core import schema
 
     judged = [*schema.PER_SENTENCE_METRICS, *findings.PROBES, *findings.SCALARS, "cka_debiased_cls_vs_pretrained"]
     assert all(schema.margin(m) is not None for m in judged), [m for m in judged if schema.margin(m) is None]

@@ -82,8 +82,9 @@ def test_prerender_from_a_python_without_layerwise_uses_the_project_venv(tmp_pat
 
 
 def test_report_module_has_no_command_line_of_its_own():
-    """One command line (cli.py): `python -m layerwise.report` is gone, `layerwise prerender` replaces it."""
-    from layerwise import cli, report
+    """One command line (cli.py): `python -m layerwise.book.report` is gone, `layerwise prerender` replaces it."""
+    from layerwise import cli
+    from layerwise.book import report
 
     assert not hasattr(report, "main")
     assert "prerender" in cli.build_parser().format_help()
@@ -128,7 +129,7 @@ def test_trainer_and_library_chatter_go_to_the_log_file(tmp_path, monkeypatch, c
     """The Trainer's metric records (``{'eval_loss': ...}``) and library logs stay off the terminal;
     the log file gets them; progress bars stay (stderr)."""
     from layerwise import cli
-    from layerwise.testing import tiny_model_dir, write_tiny_jsonl
+    from layerwise.model.testing import tiny_model_dir, write_tiny_jsonl
 
     model = tiny_model_dir("bert")
     monkeypatch.setenv("LAYERWISE_CACHE", str(tmp_path / "cache"))

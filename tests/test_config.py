@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from layerwise.config import load_params, parse_params
-from layerwise.errors import LayerwiseError
+from layerwise.inputs.config import load_params, parse_params
+from layerwise.core.errors import LayerwiseError
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = {"name": "t", "model": {"id": "embedded:minilm"}, "dataset": {"source": "embedded:demo-fr"}}

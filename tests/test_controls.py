@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import silhouette_samples
 
-from layerwise import controls, mdl, probes
-from layerwise.errors import LayerwiseError
+from layerwise.measure import controls, mdl, probes
+from layerwise.core.errors import LayerwiseError
 
 
 def test_lexical_key_and_coverage():
@@ -106,7 +106,7 @@ def _memorising(n_seen, n_unseen, d, rng, memorise=True):
 
 
 def test_memorisation_mdl_is_high_on_fine_tuning_sentences_and_the_state_reports_the_unseen_value():
-    from layerwise.probe_study import ProbeSettings, probe_study
+    from layerwise.measure.probe_study import ProbeSettings, probe_study
 
     rng = np.random.default_rng(0)
     n_ft, n_pool, n_te, d = 200, 150, 100, 20
@@ -132,7 +132,7 @@ def test_memorisation_mdl_is_high_on_fine_tuning_sentences_and_the_state_reports
 def test_mdl_subsampled_draws_without_replacement():
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(100, 3)), rng.integers(0, 2, 100)
-    idx = mdl._stratified_draw(y, 80, np.random.default_rng(1), replace=False)
+    idx = mdl.stratified_draw(y, 80, np.random.default_rng(1), replace=False)
     assert idx.size == 80 and np.unique(idx).size == 80
     mean, lo, hi, values = mdl.mdl_subsampled(X, y, 80, subsamples=5)
     assert values.shape == (5,) and lo <= mean <= hi and mean == pytest.approx(values.mean())

@@ -3,7 +3,7 @@
 import json
 from collections import Counter
 
-from layerwise.data import RESOURCES, demo_corpus_files
+from layerwise.inputs.data import RESOURCES, demo_corpus_files
 
 
 def rows():

@@ -4,9 +4,9 @@
 import pandas as pd
 import pytest
 
-from layerwise.config import parse_params
-from layerwise.data import load_splits
-from layerwise.errors import LayerwiseError
+from layerwise.inputs.config import parse_params
+from layerwise.inputs.data import load_splits
+from layerwise.core.errors import LayerwiseError
 
 
 def reviews(n=60, labels=("neg", "pos")):
@@ -161,7 +161,7 @@ def test_probe_pool_is_disjoint_from_fine_tuning_and_test(tmp_path):
 def test_demo_params_split_the_corpus_in_three():
     from pathlib import Path
 
-    from layerwise.config import load_params
+    from layerwise.inputs.config import load_params
 
     p = load_params(Path(__file__).parents[1] / "params" / "demo.yml")
     ft = p.finetune

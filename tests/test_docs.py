@@ -10,16 +10,21 @@ from pathlib import Path
 
 import pytest
 
-from layerwise import schema
+from layerwise.core import schema
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCH = ROOT / "docs" / "architecture.md"
 METHODS = ROOT / "chapters" / "methods.qmd"
-REF = re.compile(r"`src/layerwise/(\w+)\.py:([\w.]+)`")
+REF = re.compile(r"`src/layerwise/([\w/]+)\.py:([\w.]+)`")
+SRC = ROOT / "src" / "layerwise"
+#: a module's short name (the registry's ``definition`` says ``metrics.effective_rank``) -> its dotted path
+SHORT = {p.stem: ".".join(p.relative_to(SRC).with_suffix("").parts) for p in SRC.rglob("*.py")
+         if p.stem != "__init__" and "resources" not in p.parts}
 
 
 def _resolve(module: str, qualname: str):
-    obj = importlib.import_module(f"layerwise.{module}")
+    """``module``: a path under src/layerwise (``measure/metrics``) or a short name (``metrics``)."""
+    obj = importlib.import_module("layerwise." + (module.replace("/", ".") if "/" in module else SHORT[module]))
     for part in qualname.split("."):
         obj = getattr(obj, part)
     return obj
@@ -32,7 +37,7 @@ def test_every_named_function_exists():
     for module, name in refs:
         try:
             _resolve(module, name)
-        except (ImportError, AttributeError):
+        except (ImportError, AttributeError, KeyError):
             missing.append(f"{module}.py:{name}")
     assert missing == []
 
@@ -41,7 +46,7 @@ def test_the_erank_trace_runs_from_params_to_chart():
     text = ARCH.read_text(encoding="utf-8")
     trace = text[text.index("## One statistic traced"):]
     steps = REF.findall(trace.split("\n## ")[0])
-    modules = [m for m, _ in steps]
+    modules = [m.rpartition("/")[2] for m, _ in steps]
     assert modules[0] == "config" and "extract" in modules and "metrics" in modules and modules[-1] == "charts"
 
 
@@ -49,7 +54,7 @@ def test_the_metric_list_is_the_registry():
     text = ARCH.read_text(encoding="utf-8")
     start, end = text.index("<!-- registry:start -->"), text.index("<!-- registry:end -->")
     assert text[start + len("<!-- registry:start -->"):end].strip() == schema.registry_markdown().strip(), \
-        "regenerate the table: python -c 'from layerwise import schema; print(schema.registry_markdown())'"
+        "regenerate the table: python -c 'from layerwise.core import schema; print(schema.registry_markdown())'"
 
 
 @pytest.mark.parametrize("spec", schema.REGISTRY, ids=lambda m: m.name)
@@ -70,3 +75,28 @@ def test_lookup_resolves_suffixes_and_rejects_unknown_names():
         schema.lookup("erank_mean")
     with pytest.raises(KeyError):
         schema.lookup("no_such_metric")
+
+
+def test_the_module_map_lists_every_module_once_by_its_folder():
+    text = ARCH.read_text(encoding="utf-8")
+    table = text[text.index("## Module map"):].split("\n## ")[0]
+    listed = re.findall(r"^\| `([\w/]+\.py)` \|", table, flags=re.M)
+    modules = sorted(str(p.relative_to(SRC)) for p in SRC.rglob("*.py")
+                     if p.stem != "__init__" and "resources" not in p.parts)
+    assert sorted(listed) == modules
+    assert len(listed) == len(set(listed))
+
+
+def test_the_layers_table_is_the_import_contract():
+    """The folders of the "Layers" table, bottom to top, are the layers of pyproject.toml's contract."""
+    import tomllib
+
+    text = ARCH.read_text(encoding="utf-8")
+    table = text[text.index("## Layers"):].split("\n## ")[0]
+    folders = re.findall(r"^\| `(\w+)/` \|", table, flags=re.M)
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["importlinter"]["contracts"]
+    layers = next(c for c in contracts if c["type"] == "layers")["layers"]
+    groups = [{f.strip() for f in layer.split("|")} for layer in reversed(layers)]   # bottom to top
+    listed = folders + ["cli"]
+    assert [set(listed[sum(map(len, groups[:i])):][:len(g)]) for i, g in enumerate(groups)] == groups
+    assert {p.name for p in SRC.iterdir() if (p / "__init__.py").is_file()} == set(folders)

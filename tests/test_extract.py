@@ -1,6 +1,6 @@
 """The geometry engine against a naive reference (one sentence at a time, no padding, metrics.py),
 padding exclusion (FlauBERT zeroes pad rows), batch-size independence, tables and CKA between states
-(layerwise.similarity)."""
+(layerwise.measure.similarity)."""
 
 from types import SimpleNamespace
 
@@ -9,12 +9,13 @@ import pandas as pd
 import pytest
 import torch
 
-from layerwise import extract, metrics, similarity, tokens
-from layerwise.config import AnalysisSpec
-from layerwise.errors import LayerwiseError
-from layerwise.models import load_model
-from layerwise.schema import PER_SENTENCE_METRICS, QUANTILES, TIDY_COLUMNS, VARIANTS
-from layerwise.testing import tiny_model_dir, tiny_texts
+from layerwise.measure import extract, metrics, similarity
+from layerwise.inputs import tokens
+from layerwise.inputs.config import AnalysisSpec
+from layerwise.core.errors import LayerwiseError
+from layerwise.model.models import load_model
+from layerwise.core.schema import PER_SENTENCE_METRICS, QUANTILES, TIDY_COLUMNS, VARIANTS
+from layerwise.model.testing import tiny_model_dir, tiny_texts
 
 MAX_LEN = 64
 # varied lengths, a one-word review (one content token) and an empty one (no content token)
@@ -382,7 +383,7 @@ def test_self_similarity_equals_naive_reference(models, arch):
     """Self-similarity (Ethayarajh 2019) from the engine's single pass equals metrics.self_similarity on
     word vectors (mean of subword vectors) of sentences run alone; words are the tokenizer's groups
     (word_ids() for BERT and CamemBERT, </w> markers for FlauBERT's slow tokenizer)."""
-    from layerwise import tokens
+    from layerwise.inputs import tokens
 
     model, tok = models[arch]
     texts = tiny_texts(30, seed=5)

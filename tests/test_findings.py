@@ -1,4 +1,4 @@
-"""Known answers for the findings (layerwise.findings), in the answer model of layerwise.claims: a large
+"""Known answers for the findings (layerwise.words.findings), in the answer model of layerwise.words.claims: a large
 change is listed as a finding, an equivalent one as "no change beyond δ", seeds that cannot decide as "not
 established with k seeds", and one fine-tuning seed says seed variation was not measured."""
 
@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from layerwise import claims, findings
+from layerwise.words import claims, findings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -101,15 +101,15 @@ def test_seeds_that_cannot_decide_give_not_established_with_their_direction():
     assert row["outcomes"] == "not established with 3 seeds: 2" and row["verdict"] == "not established with 3 seeds"
     text = weak.markdown()
     assert "Did not change" not in text and "did not change" not in text
-    from layerwise import prose
+    from layerwise.words import prose
 
     sentence = prose.seed_floor_sentence(_seeded_study([0.38, 0.35, 0.08]).tidy_all, "token_cosine", "the cosine")
     assert "every seed moved up: +0.380, +0.350, +0.080" in sentence and "the smallest change 3 seeds detect" in sentence
 
 
 def test_class_names_come_from_params_then_the_selection_and_stay_out_of_the_keys(tmp_path):
-    from layerwise.config import load_params
-    from layerwise.errors import LayerwiseError
+    from layerwise.inputs.config import load_params
+    from layerwise.core.errors import LayerwiseError
 
     params = load_params(ROOT / "params" / "demo.yml")
     assert params.dataset.class_names == ["negative", "positive"]
@@ -154,7 +154,7 @@ def test_no_change_is_printed_only_for_the_equivalence_outcome():
     the equivalence outcome "no change beyond δ"."""
     import re
 
-    from layerwise import prose
+    from layerwise.words import prose
 
     banned = re.compile(r"\b(did not change|does not change|do not change|not changed|unchanged|no change"
                         r"(?! beyond δ))", re.I)
@@ -173,19 +173,24 @@ def test_no_change_is_printed_only_for_the_equivalence_outcome():
 def test_effect_heatmap_marks_the_outcome_over_seeds():
     """With several seeds the heatmap marks the answer model's outcome (C changed, ? not established),
     not the per-sentence Holm star, so the figure and the Findings say the same."""
-    from layerwise import charts
+    from layerwise.book import charts
+
+    from layerwise.words.prose_seeds import effect_marks
 
     for effects, mark in (([0.49, 0.50, 0.51], "C"), ([0.38, 0.35, 0.08], "?")):
         study = _seeded_study(effects)
-        data = charts.effect_heatmap(study.tidy, "finetuned", tidy_all=study.tidy_all).data
+        marks, key = effect_marks(study.tidy, "finetuned", tidy_all=study.tidy_all)
+        data = charts.effect_heatmap(study.tidy, "finetuned", marks=marks, key=key).data
         assert data.set_index("label").loc[charts.schema_label("token_cosine"), "star"] == mark
+        assert "outcome over seeds" in key
     one = _study()
-    data = charts.effect_heatmap(one.tidy, "finetuned").data                    # one run: the Holm star
+    marks, key = effect_marks(one.tidy, "finetuned")                            # one run: the Holm star
+    data = charts.effect_heatmap(one.tidy, "finetuned", marks=marks, key=key).data
     assert data.set_index("label").loc[charts.schema_label("token_cosine"), "star"] == "*"
 
 
 def test_seed_accuracy_scatter_pairs_each_seed_with_its_accuracy():
-    from layerwise import charts, charts_seeds
+    from layerwise.book import charts, charts_seeds
 
     rows = [{"model": "m", "state": "finetuned", "layer": layer, "metric": "cka_debiased_cls_vs_pretrained",
              "value": v, "ci_low": np.nan, "ci_high": np.nan, "n": 180, "seed": s}

@@ -18,15 +18,16 @@ import numpy as np
 import pytest
 import yaml
 
-from layerwise import data as data_module
-from layerwise import finetune as ft
-from layerwise import prepared, stats, trainer
-from layerwise.config import load_params, parse_params
-from layerwise.data import load_splits
-from layerwise.errors import LayerwiseError
-from layerwise.models import model_source
-from layerwise.repro import code_hash, import_closure, is_done
-from layerwise.testing import write_tiny_jsonl
+from layerwise.inputs import data as data_module
+from layerwise.model import finetune as ft
+from layerwise.model import prepared, trainer
+from layerwise.measure import stats
+from layerwise.inputs.config import load_params, parse_params
+from layerwise.inputs.data import load_splits
+from layerwise.core.errors import LayerwiseError
+from layerwise.model.models import model_source
+from layerwise.core.repro import code_hash, import_closure, is_done
+from layerwise.model.testing import write_tiny_jsonl
 
 METRIC_KEYS = {"accuracy", "accuracy_ci", "macro_f1", "macro_f1_ci", "majority_baseline", "majority_class",
                "binomial_p", "n_test", "n_train", "train_seconds", "global_step", "history", "eval_loss"}
@@ -280,8 +281,8 @@ def test_prepare_then_finetune_from_prepared_data(tiny_dirs, tmp_path, cache):
 CHILD = textwrap.dedent("""
     import sys, time
     from transformers import Trainer
-    from layerwise.config import load_params
-    from layerwise.finetune import finetune
+    from layerwise.inputs.config import load_params
+    from layerwise.model.finetune import finetune
 
     step = Trainer.training_step
     def slow_step(self, *args, **kwargs):  # a slow run, so that the kill lands in the middle
@@ -383,8 +384,8 @@ def test_a_second_run_of_the_same_entry_waits_for_the_first(tiny_dirs, tmp_path,
 
 #: ``repro.code_hash`` of the training path (finetune, trainer, prepared and every package module
 #: they import), recorded per ``FINETUNE_FORMAT``.
-TRAINING_CODE_HASHES = {3: "8605b1f159cfe309"}  # format 3: precision in the key; re-recorded for issue 28 (disk faults explained, repeated texts removed before the split: a corpus without repeats has the same selection, one with repeats a new selection hash, hence a new key; no weight, metric or layout change); re-recorded for issue 22 (stats gained the seed-and-sentence interval's new form, BCa and range helpers; the training path uses only stats.classification_metrics, unchanged: no weight, metric or layout change)
-TRAINING_PATH = ("finetune", "trainer", "prepared")
+TRAINING_CODE_HASHES = {3: "97b3d5bc80d2969a"}  # format 3: precision in the key; re-recorded for issue 28 (disk faults explained, repeated texts removed before the split: a corpus without repeats has the same selection, one with repeats a new selection hash, hence a new key; no weight, metric or layout change); re-recorded for issue 22 (stats gained the seed-and-sentence interval's new form, BCa and range helpers; the training path uses only stats.classification_metrics, unchanged: no weight, metric or layout change); re-recorded for issue 21 (modules moved into subpackages, module names in the hash and import lines changed; merged with issue 22: the training path is unchanged, no weight, metric or layout change)
+TRAINING_PATH = ("model.finetune", "model.trainer", "model.prepared")
 
 
 def test_finetune_format_version_guards_training_code():
@@ -397,8 +398,9 @@ def test_finetune_format_version_guards_training_code():
     assert recorded == now, (
         f"the code of the fine-tuning path changed ({', '.join(import_closure(*TRAINING_PATH))}): its hash is "
         f"{now!r}, recorded for FINETUNE_FORMAT {version}: {recorded!r}. Bump FINETUNE_FORMAT in "
-        f"src/layerwise/finetune.py (to {version + 1}) so that older cache entries are retrained, and record "
+        f"src/layerwise/model/finetune.py (to {version + 1}) so that older cache entries are retrained, and record "
         f"the new hash in tests/test_finetune.py: TRAINING_CODE_HASHES[{version + 1}] = {now!r}. "
         "Only when the change provably alters no weight, metric or entry layout (comments, renames), "
         f"update TRAINING_CODE_HASHES[{version}] instead.")
-    assert set(import_closure(*TRAINING_PATH)) >= {"finetune", "trainer", "prepared", "stats", "models", "data"}
+    assert set(import_closure(*TRAINING_PATH)) >= {"model.finetune", "model.trainer", "model.prepared", "measure.stats", "model.models",
+                                                 "inputs.data"}

@@ -17,8 +17,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from layerwise import notebooks, repro, report
-from layerwise.errors import LayerwiseError
+from layerwise.book import notebooks, report
+from layerwise.core import repro
+from layerwise.core.errors import LayerwiseError
 from report_fakes import load_fake_study, write_params
 
 TESTS = Path(__file__).resolve().parent
@@ -111,7 +112,8 @@ CHILD = """
 import sys
 from pathlib import Path
 sys.path[:0] = sys.argv[2:]
-from layerwise import cli, notebooks
+from layerwise import cli
+from layerwise.book import notebooks
 
 def cmd(args):
     job = notebooks.Job("nap", None, Path("nap.ipynb"), Path("report/nap.ipynb"), {}, "Nap", {})

@@ -1,11 +1,11 @@
-"""Each batched kernel of layerwise.kernels equals the layerwise.metrics definition it names, on a padded
+"""Each batched kernel of layerwise.measure.kernels equals the layerwise.measure.metrics definition it names, on a padded
 batch (right and left padding, garbage in the padding rows, a one-token sentence, special tokens)."""
 
 import numpy as np
 import pytest
 import torch
 
-from layerwise import kernels, metrics
+from layerwise.measure import kernels, metrics
 
 LENGTHS = [5, 1, 3, 7, 2]
 D = 6
@@ -50,7 +50,7 @@ def test_masks_count_tokens_and_pairs(batch):
 
 def test_pair_cosine_values_equal_pairwise_cosines_upper(batch):
     h, masks, sentences, _ = batch
-    grams = kernels.cosine_grams(kernels.unit_rows(h, h.norm(dim=-1), masks.valid))
+    grams = kernels.cosine_grams(kernels.unit_token_rows(h, h.norm(dim=-1), masks.valid))
     for v in (0, 1):
         expected = np.concatenate([metrics.pairwise_cosines_upper(variant_rows(r, s, v))
                                    for r, s in sentences if len(variant_rows(r, s, v)) >= 2])
@@ -60,7 +60,7 @@ def test_pair_cosine_values_equal_pairwise_cosines_upper(batch):
 
 def test_unit_rows_equal_metrics_unit_rows(batch):
     h, masks, sentences, _ = batch
-    units = kernels.unit_rows(h, h.norm(dim=-1), masks.valid)
+    units = kernels.unit_token_rows(h, h.norm(dim=-1), masks.valid)
     for b, (rows, _) in enumerate(sentences):
         np.testing.assert_allclose(units[b][masks.valid[b]].numpy(), metrics.unit_rows(rows), atol=1e-6)
 

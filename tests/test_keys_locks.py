@@ -17,10 +17,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from layerwise import extract, finetune, locks, pipeline
-from layerwise.config import GEOMETRY_FIELDS, PROBE_FIELDS, UNKEYED_FIELDS, load_params
-from layerwise.repro import atomic_dir, is_done
-from layerwise.testing import tiny_model_dir, write_tiny_jsonl
+from layerwise.measure import extract
+from layerwise.model import finetune
+from layerwise.core import locks
+from layerwise.study import pipeline
+from layerwise.inputs.config import GEOMETRY_FIELDS, PROBE_FIELDS, UNKEYED_FIELDS, load_params
+from layerwise.core.repro import atomic_dir, is_done
+from layerwise.model.testing import tiny_model_dir, write_tiny_jsonl
 
 
 # --------------------------------------------------------------------------------------------------
@@ -65,8 +68,8 @@ CHILD = """
 import sys, time
 from pathlib import Path
 sys.path[:0] = sys.argv[3:]
-from layerwise import locks
-from layerwise.repro import atomic_dir
+from layerwise.core import locks
+from layerwise.core.repro import atomic_dir
 
 def compute(entry):
     with open(sys.argv[2], "a") as fh:

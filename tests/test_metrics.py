@@ -1,11 +1,11 @@
-"""Known answers for every metric of layerwise.metrics (definitions: docs/metrics-references.md)."""
+"""Known answers for every metric of layerwise.measure.metrics (definitions: docs/metrics-references.md)."""
 
 import numpy as np
 import pytest
 from scipy.stats import ortho_group
 
-from layerwise import metrics as M
-from layerwise.errors import LayerwiseError
+from layerwise.measure import metrics as M
+from layerwise.core.errors import LayerwiseError
 
 
 @pytest.fixture(autouse=True)
@@ -244,6 +244,9 @@ def test_metrics_unit_rows_zero_rows():
     with pytest.raises(LayerwiseError, match="zero vector"):
         M.unit_rows(np.zeros((1, 2)))
     assert np.isnan(M.unit_rows(np.zeros((1, 2)), zero_rows="nan")).all()
+    np.testing.assert_array_equal(M.unit_rows(np.array([[0.0, 0.0], [0.0, 2.0]]), zero_rows="zero"), [[0, 0], [0, 1]])
+    with pytest.raises(LayerwiseError):
+        M.unit_rows(np.zeros((1, 2)), zero_rows="clamp")
 
 
 def test_isoscore_equals_the_authors_package():

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from layerwise.config import parse_params
-from layerwise.errors import LayerwiseError
-from layerwise.models import check_model_available, load_model, model_source, pick_device, resolve_model, weights_key
+from layerwise.inputs.config import parse_params
+from layerwise.core.errors import LayerwiseError
+from layerwise.model.models import check_model_available, load_model, model_source, pick_device, resolve_model, weights_key
 
 
 def num_hidden_states(model) -> int:

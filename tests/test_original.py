@@ -1,4 +1,4 @@
-"""The original study's published figures beside ours (layerwise.original): the data are the published
+"""The original study's published figures beside ours (layerwise.book.original): the data are the published
 ones, the comparison computes the right differences, layers a model lacks are left out, the params field
 validates and feeds no cache key, and the chapters show the section only when the params name an
 original study (a tiny CamemBERT-class model, end to end)."""
@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 from IPython.display import Markdown
 
-from layerwise import config, original, render
-from layerwise.config import parse_params
-from layerwise.errors import LayerwiseError
-from layerwise.repro import PROJECT_ROOT
+from layerwise.inputs import config
+from layerwise.book import original, render
+from layerwise.inputs.config import parse_params
+from layerwise.core.errors import LayerwiseError
+from layerwise.core.repro import PROJECT_ROOT
 from report_fakes import fake_study
 
 #: where the seed study's summary lives: beside the repository (CI clones it next to shared/)

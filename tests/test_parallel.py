@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from layerwise.parallel import Slot, plan_slots, run_parallel, visible_gpus
+from layerwise.core.parallel import Slot, plan_slots, run_parallel, visible_gpus
 
 
 def test_visible_gpus_from_the_environment_or_the_count():
@@ -57,8 +57,8 @@ def test_worker_errors_reach_the_caller():
 def test_run_jobs_2_writes_the_same_studies_as_jobs_1(tmp_path):
     from report_fakes import load_fake_study, write_params
 
-    from layerwise.report import study_dir, write_studies
-    from layerwise.config import load_params
+    from layerwise.book.report import study_dir, write_studies
+    from layerwise.inputs.config import load_params
 
     params = [load_params(write_params(tmp_path, name)) for name in ("alpha", "beta")]
     one = write_studies(params, tmp_path / "j1", load_fake_study, False, jobs=1)

@@ -15,10 +15,15 @@ import pandas as pd
 import pytest
 import yaml
 
-from layerwise import data, extract, finetune, models, pipeline, report, schema
-from layerwise.config import load_params
-from layerwise.repro import PROJECT_ROOT, is_done
-from layerwise.testing import NUM_LAYERS, TINY_ARCHS, tiny_model_dir, write_tiny_jsonl
+from layerwise.inputs import data
+from layerwise.measure import extract
+from layerwise.model import finetune, models
+from layerwise.study import pipeline
+from layerwise.book import report
+from layerwise.core import schema
+from layerwise.inputs.config import load_params
+from layerwise.core.repro import PROJECT_ROOT, is_done
+from layerwise.model.testing import NUM_LAYERS, TINY_ARCHS, tiny_model_dir, write_tiny_jsonl
 from book_layout import layout_problems, no_change_problems
 from test_original import check_executed_chapters
 
@@ -298,7 +303,7 @@ def test_seeds_pretrained_and_random_once_each_seed_trained(two_seeds):
 
 
 def test_seeds_per_seed_rows_and_the_aggregate_view(two_seeds):
-    from layerwise import stats
+    from layerwise.measure import stats
 
     _, study, _ = two_seeds
     assert list(study.tidy.columns) == TIDY_COLUMNS   # the chapters' view is unchanged
@@ -329,7 +334,7 @@ def test_seeds_per_seed_rows_and_the_aggregate_view(two_seeds):
 
 
 def test_seeds_floor_rule_and_prose(two_seeds, tmp_path):
-    from layerwise import claims, prose
+    from layerwise.words import claims, prose
 
     _, study, _ = two_seeds
     text = prose.seed_floor_sentence(study.tidy_all, "token_cosine", "the mean token cosine")
@@ -356,7 +361,7 @@ def test_seeds_old_one_seed_key_is_accepted(tmp_path):
 
 
 def test_seeds_charts_draw_the_seed_band(two_seeds):
-    from layerwise import charts
+    from layerwise.book import charts
 
     _, study, _ = two_seeds
     frame = charts.seed_band_frame(study.tidy_all, "erank")
@@ -368,3 +373,25 @@ def test_seeds_charts_draw_the_seed_band(two_seeds):
     with_seeds = charts.similarity_floors(study.tidy_all).to_dict()["spec"]["layer"]
     assert len(with_seeds) == 3 and "seeds_low" in str(with_seeds[1])   # null band, seed band, line
     assert len(charts.similarity_floors(study.tidy).to_dict()["spec"]["layer"]) == 2
+
+
+def test_the_finetuning_plan_is_made_once_per_seed(monkeypatch):
+    """The analysis key, the training on a miss and the metrics read all take each seed's plan from the
+    run's inputs (:meth:`pipeline.StudyInputs.plan`): one plan per seed per run."""
+    from types import SimpleNamespace
+
+    made = []
+
+    def plan(params, *, splits, source):
+        made.append(params.finetune.seed)
+        return SimpleNamespace(entry=Path(f"/cache/finetune/demo-{params.finetune.seed:016x}"))
+
+    monkeypatch.setattr(pipeline, "plan_finetune", plan)
+    monkeypatch.setattr(pipeline, "finetune", lambda params, progress, plan: SimpleNamespace(path=plan.entry))
+    params = load_params(PROJECT_ROOT / "params" / "demo.yml")
+    inputs = pipeline.StudyInputs(SimpleNamespace(selection={"hash": "h"}), SimpleNamespace(key="k"))
+    key = pipeline._analysis_key(params, inputs)
+    assert pipeline._analysis_key(params, inputs) == key
+    for seed in params.finetune.seeds:
+        assert pipeline.finetuned(params, False, inputs=inputs, seed=seed).path == inputs.plans[seed].entry
+    assert sorted(made) == sorted(params.finetune.seeds)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from layerwise import precision as P
-from layerwise.config import GEOMETRY_FIELDS, AnalysisSpec, FinetuneSpec
-from layerwise.errors import LayerwiseError
+from layerwise.core import precision as P
+from layerwise.inputs.config import GEOMETRY_FIELDS, AnalysisSpec, FinetuneSpec
+from layerwise.core.errors import LayerwiseError
 
 CPUINFO = "processor\t: 0\nmodel name\t: Test CPU 9000\nflags\t\t: fpu sse avx512f avx512_bf16 amx_tile\n"
 AMX = ["avx512f", "amx_bf16", "amx_tile"]
@@ -94,9 +94,9 @@ def test_engine_in_bf16_upcasts_and_stays_close_to_fp32():
     states (float64 sums), finite, and close to the fp32 run; autocast does not leak out of the forward."""
     import numpy as np
 
-    from layerwise import extract
-    from layerwise.models import load_model
-    from layerwise.testing import tiny_model_dir, tiny_texts
+    from layerwise.measure import extract
+    from layerwise.model.models import load_model
+    from layerwise.model.testing import tiny_model_dir, tiny_texts
 
     torch.set_num_threads(1)
     model, tok = load_model(str(tiny_model_dir("bert")), 2)
@@ -119,8 +119,8 @@ def test_engine_in_bf16_upcasts_and_stays_close_to_fp32():
 def test_reproduce_page_names_precision_device_and_cpu_flags(tmp_path):
     from report_fakes import write_params
 
-    from layerwise.config import load_params
-    from layerwise.report import reproduce_markdown
+    from layerwise.inputs.config import load_params
+    from layerwise.book.report import reproduce_markdown
 
     params = load_params(write_params(tmp_path, "alpha"))
     manifest = {"device": "cpu", "finetune_precision": "bf16",
@@ -133,13 +133,13 @@ def test_reproduce_page_names_precision_device_and_cpu_flags(tmp_path):
 
 def test_statistics_are_computed_from_upcast_hidden_states(monkeypatch):
     """Whatever the model computes in, the engine's kernels receive float32 hidden states (upcast in
-    :mod:`layerwise.extract`) and return float sums the host accumulates in float64: a model whose
+    :mod:`layerwise.measure.extract`) and return float sums the host accumulates in float64: a model whose
     weights are bf16 (hidden states in bf16) still feeds the statistics float32."""
     import numpy as np
 
-    from layerwise import extract, kernels
-    from layerwise.models import load_model
-    from layerwise.testing import tiny_model_dir, tiny_texts
+    from layerwise.measure import extract, kernels
+    from layerwise.model.models import load_model
+    from layerwise.model.testing import tiny_model_dir, tiny_texts
 
     torch.set_num_threads(1)
     model, tok = load_model(str(tiny_model_dir("bert")), 2)
@@ -164,8 +164,8 @@ def test_statistics_are_computed_from_upcast_hidden_states(monkeypatch):
 def test_auto_analysis_is_the_decision_the_benchmark_wrote():
     """``AUTO_ANALYSIS_BF16`` is what bench/bench_precision.py decided from the report's verdicts
     (bench/RESULTS-precision.md names the value); changing one without the other fails here."""
-    from layerwise.repro import PROJECT_ROOT
+    from layerwise.core.repro import PROJECT_ROOT
 
     text = (PROJECT_ROOT / "bench" / "RESULTS-precision.md").read_text(encoding="utf-8")
-    assert f"layerwise.precision.AUTO_ANALYSIS_BF16 = {P.AUTO_ANALYSIS_BF16}" in text
+    assert f"layerwise.core.precision.AUTO_ANALYSIS_BF16 = {P.AUTO_ANALYSIS_BF16}" in text
     assert ("Report verdicts compared" in text) or "--no-study" in text

@@ -12,10 +12,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from layerwise.preview import build_preview, chapter_pages
-from layerwise.preview_figures import cell_options, link_refs, number_figures
-from layerwise.preview_pages import markdown_html
-from layerwise.render import HTML_BRANCH, OTHER_BRANCH, chart_html, library_tag
+from layerwise.book.preview import build_preview, chapter_pages
+from layerwise.book.preview_figures import cell_options, link_refs, number_figures
+from layerwise.book.preview_pages import markdown_html
+from layerwise.book.render import HTML_BRANCH, OTHER_BRANCH, chart_html, library_tag
 
 SPEC = {"$schema": "https://vega.github.io/schema/vega-lite/v5.json", "data": {"values": [{"x": 1}]},
         "mark": "point", "encoding": {"x": {"field": "x", "type": "quantitative"}}}

@@ -1,4 +1,4 @@
-"""Known answers for layerwise.probes: probes on separable / permuted / XOR data, MDL code lengths,
+"""Known answers for layerwise.measure.probes: probes on separable / permuted / XOR data, MDL code lengths,
 class geometry on constructed clusters, the cone view, and the shape of probe_study's tables."""
 
 import numpy as np
@@ -6,10 +6,11 @@ import pandas as pd
 import pytest
 from sklearn.metrics import silhouette_score
 
-from layerwise import probes, schema
-from layerwise.errors import LayerwiseError
-from layerwise.config import AnalysisSpec
-from layerwise.schema import POOLINGS, STATES, TIDY_COLUMNS
+from layerwise.measure import probe_study, probes
+from layerwise.core import schema
+from layerwise.core.errors import LayerwiseError
+from layerwise.inputs.config import AnalysisSpec
+from layerwise.core.schema import POOLINGS, STATES, TIDY_COLUMNS
 
 
 def blobs(n=300, d=20, sep=8.0, seed=0):
@@ -159,7 +160,7 @@ def fake_embeddings(n_train=120, n_test=60, n_layers=3, d=16, seed=0, n_probe=0)
 def test_probe_study_tables():
     emb = fake_embeddings(n_train=100, n_probe=120)
     timings = {}
-    tidy, cones, correct = probes.probe_study(emb, "toy", probes.ProbeSettings(seeds=2, retrainings=3, n_boot=100,
+    tidy, cones, correct = probe_study.probe_study(emb, "toy", probe_study.ProbeSettings(seeds=2, retrainings=3, n_boot=100,
                                                                               n_perm=5, mdl_subsamples=2),
                                               timings=timings)
     assert list(tidy.columns) == TIDY_COLUMNS
@@ -182,11 +183,11 @@ def test_probe_study_tables():
     assert (tidy.loc[tidy.metric == "mdl_compression_seen_cls", "n"] == 96).all()     # equal n
     assert set(timings) >= {"probe", "control", "mlp", "mdl", "geometry", "memorisation", "lexical"}
     # per-sentence correctness: every linear probe's test rows, plus the lexical baseline
-    assert list(correct.columns) == probes.probe_study.__globals__["CORRECT_COLUMNS"]
+    assert list(correct.columns) == probe_study.probe_study.__globals__["CORRECT_COLUMNS"]
     assert set(correct["sentence"]) == set(range(220, 280))
     assert len(correct) == 3 * 2 * 3 * 60 + 3 * 60
     # cones: first token, test rows, at the first, middle and last layers (0, 1, 2 of L = 2)
-    assert list(cones.columns) == probes.CONE_COLUMNS
+    assert list(cones.columns) == probe_study.CONE_COLUMNS
     assert set(cones["layer"]) == {1, 2} and len(cones) == 3 * 2 * 60
     assert sorted(set(cones["sentence"])) == list(range(220, 280))    # rows of the stored arrays
     ref = cones[(cones.state == "finetuned")].iloc[0]
@@ -196,57 +197,57 @@ def test_probe_study_tables():
 def test_probes_train_on_the_probe_pool_only():
     """The probe pool is the only training set: relabelling the fine-tuning rows changes no probe or MDL value
     (but the memorisation rows); without a probe pool the fine-tuning rows are the fallback."""
-    st = probes.ProbeSettings(layers=[2], seeds=1, retrainings=3, n_boot=50, n_perm=5, mdl_subsamples=2, mlp=False,
+    st = probe_study.ProbeSettings(layers=[2], seeds=1, retrainings=3, n_boot=50, n_perm=5, mdl_subsamples=2, mlp=False,
                               poolings=("cls",))
     emb = fake_embeddings(n_train=80, n_probe=80)
     flipped = {s: {**e, "label": np.where(e["split"] == "train", 1 - e["label"], e["label"])} for s, e in emb.items()}
-    a, b = probes.probe_study(emb, "toy", st).tidy, probes.probe_study(flipped, "toy", st).tidy
+    a, b = probe_study.probe_study(emb, "toy", st).tidy, probe_study.probe_study(flipped, "toy", st).tidy
     keep = ~a.metric.str.contains("seen")
     pd.testing.assert_frame_equal(a[keep].reset_index(drop=True), b[keep].reset_index(drop=True))
     assert not np.allclose(a[~keep].value, b[~keep].value)
     old = fake_embeddings(n_train=80)                      # no probe pool: fine-tuning rows, no memorisation rows
-    tidy = probes.probe_study(old, "toy", st).tidy
+    tidy = probe_study.probe_study(old, "toy", st).tidy
     assert not tidy.metric.str.contains("seen").any() and (tidy.loc[tidy.metric == "mdl_compression_cls", "n"] == 64).all()
 
 
 def test_probe_study_options_and_errors():
     emb = fake_embeddings()
-    st = probes.ProbeSettings(layers=[2], seeds=1, n_boot=100, mlp=False, mdl=False, n_perm=2, poolings=("cls",),
+    st = probe_study.ProbeSettings(layers=[2], seeds=1, n_boot=100, mlp=False, mdl=False, n_perm=2, poolings=("cls",),
                               cone_layers=[0, 2])
-    tidy, cones, _ = probes.probe_study(emb, "toy", st)
+    tidy, cones, _ = probe_study.probe_study(emb, "toy", st)
     assert set(tidy.layer) == {-1, 2}
     assert not tidy.metric.str.startswith(("mlp", "mdl")).any()
     assert set(cones.layer) == {2}                   # cones only where the cls probes ran
     with pytest.raises(LayerwiseError, match="out of range"):
-        probes.probe_study(emb, "toy", probes.ProbeSettings(layers=[7]))
+        probe_study.probe_study(emb, "toy", probe_study.ProbeSettings(layers=[7]))
     with pytest.raises(LayerwiseError, match="unknown pooling"):
-        probes.probe_study(emb, "toy", probes.ProbeSettings(poolings=("max",)))
+        probe_study.probe_study(emb, "toy", probe_study.ProbeSettings(poolings=("max",)))
     bad = {"pretrained": {k: v for k, v in emb["pretrained"].items() if k != "split"}}
     with pytest.raises(LayerwiseError, match="lack"):
-        probes.probe_study(bad, "toy")
+        probe_study.probe_study(bad, "toy")
     only_train = {"pretrained": {**emb["pretrained"], "split": np.array(["train"] * 180)}}
     with pytest.raises(LayerwiseError, match="split"):
-        probes.probe_study(only_train, "toy")
+        probe_study.probe_study(only_train, "toy")
 
 
 def test_probe_settings_from_the_analysis_spec():
     spec = AnalysisSpec(probe_seeds=3, bootstrap=200, seed=7)
-    st = probes.ProbeSettings.from_analysis(spec)
+    st = probe_study.ProbeSettings.from_analysis(spec)
     assert (st.seeds, st.retrainings, st.n_boot, st.seed) == (3, 20, 200, 7)
-    assert st == probes.ProbeSettings(seeds=3, n_boot=200, seed=7)          # the rest: the defaults
-    assert probes.ProbeSettings.from_analysis(AnalysisSpec(probe_retrainings=4)).retrainings == 4
-    assert probes.ProbeSettings.from_analysis(spec, mlp=False).mlp is False
-    assert probes.ProbeSettings(layers=[1, 2]).layers == (1, 2)             # frozen, hashable
+    assert st == probe_study.ProbeSettings(seeds=3, n_boot=200, seed=7)          # the rest: the defaults
+    assert probe_study.ProbeSettings.from_analysis(AnalysisSpec(probe_retrainings=4)).retrainings == 4
+    assert probe_study.ProbeSettings.from_analysis(spec, mlp=False).mlp is False
+    assert probe_study.ProbeSettings(layers=[1, 2]).layers == (1, 2)             # frozen, hashable
     with pytest.raises(AttributeError):
         st.seeds = 9
 
 
 def test_default_cone_layers_are_the_first_middle_and_last():
     emb = fake_embeddings(n_layers=8, d=4)                 # hidden states 0..7: L = 7: first 1, middle 4
-    st = probes.ProbeSettings(seeds=1, retrainings=2, n_boot=20, n_perm=1, mlp=False, mdl=False, poolings=("cls",))
-    _, cones, _ = probes.probe_study(emb, "toy", st)
+    st = probe_study.ProbeSettings(seeds=1, retrainings=2, n_boot=20, n_perm=1, mlp=False, mdl=False, poolings=("cls",))
+    _, cones, _ = probe_study.probe_study(emb, "toy", st)
     assert sorted(set(cones.layer)) == [1, 4, 7]   # not 0: the first token is one vector there
     assert len(cones) == 3 * 3 * cones.sentence.nunique()    # bounded: three layers per state, one row per test sentence
-    st = probes.ProbeSettings(layers=[3, 5, 7], seeds=1, retrainings=2, n_boot=20, n_perm=1, mlp=False, mdl=False,
+    st = probe_study.ProbeSettings(layers=[3, 5, 7], seeds=1, retrainings=2, n_boot=20, n_perm=1, mlp=False, mdl=False,
                               poolings=("cls",))
-    assert sorted(set(probes.probe_study(emb, "toy", st).cones.layer)) == [7]   # only where the probes ran
+    assert sorted(set(probe_study.probe_study(emb, "toy", st).cones.layer)) == [7]   # only where the probes ran

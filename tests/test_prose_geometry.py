@@ -1,4 +1,4 @@
-"""Claim-first paragraphs of layerwise.prose_geometry and the rules they rest on (claims.null_verdict,
+"""Claim-first paragraphs of layerwise.words.prose_geometry and the rules they rest on (claims.null_verdict,
 claims.correlation_verdict): known answers on small tables, each assertion one a wrong rule would fail."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from layerwise import claims, prose
+from layerwise.words import claims, prose
 
 
 def _row(state, metric, layer, value, low=np.nan, high=np.nan, n=100, seed=None):

@@ -1,4 +1,4 @@
-"""Claim-first paragraphs (layerwise.prose_layers) and the layer-shape rule (claims.layer_trend): known
+"""Claim-first paragraphs (layerwise.words.prose_layers) and the layer-shape rule (claims.layer_trend): known
 answers on small tables, each assertion one that a wrong rule would fail."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from layerwise import claims, findings, prose
-from layerwise.prose_layers import layer_span
+from layerwise.words import claims, findings, prose
+from layerwise.words.prose_layers import layer_span
 
 
 def _rows(state, metric, values, seed=None, ci=0.0):

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from layerwise.repro import PROJECT_ROOT
+from layerwise.core.repro import PROJECT_ROOT
 
 pytestmark = pytest.mark.quarto
 
@@ -72,7 +72,7 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def book(tmp_path_factory):
     """(project copy, the render's completed process): ``quarto render --profile test`` on a fresh copy."""
-    from layerwise.testing import tiny_model_dir
+    from layerwise.model.testing import tiny_model_dir
 
     proj = tmp_path_factory.mktemp("quarto") / "project"
     proj.mkdir()

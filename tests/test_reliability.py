@@ -19,11 +19,16 @@ import pandas as pd
 import pytest
 import yaml
 
-from layerwise import cli, disk, duplicates, finetune, locks, pipeline, repro, report
-from layerwise.config import load_params, parse_params
-from layerwise.data import load_splits
-from layerwise.errors import LayerwiseError
-from layerwise.testing import tiny_dataset, tiny_model_dir
+from layerwise import cli
+from layerwise.core import disk, locks, repro
+from layerwise.inputs import duplicates
+from layerwise.model import finetune
+from layerwise.study import pipeline
+from layerwise.book import report
+from layerwise.inputs.config import load_params, parse_params
+from layerwise.inputs.data import load_splits
+from layerwise.core.errors import LayerwiseError
+from layerwise.model.testing import tiny_dataset, tiny_model_dir
 
 # --------------------------------------------------------------------------------------------------
 # tiny data and params
@@ -251,7 +256,7 @@ def test_a_full_disk_during_fine_tuning_is_one_line_and_leaves_no_half_written_c
     assert ".work" in line and "LAYERWISE_CACHE" in line and "resumes from the last complete checkpoint" in line
     work = next((cache / "finetune").glob("*.work"))
     checkpoints = sorted(p.name for p in work.glob("checkpoint-*"))
-    from layerwise.trainer import checkpoint_complete
+    from layerwise.model.trainer import checkpoint_complete
 
     assert checkpoints and all(checkpoint_complete(work / c) for c in checkpoints), checkpoints
     assert not [p for p in (cache / "finetune").iterdir() if not p.name.endswith(".work")]  # no entry yet
@@ -355,7 +360,7 @@ def _entry(path: Path, payload: bytes = b"abc") -> Path:
 def test_a_damaged_entry_is_reported_as_recomputed_or_not_needed(tmp_path, caplog):
     entry = _entry(tmp_path / "study-k1")
     (entry / "a.bin").write_bytes(b"ab")
-    with caplog.at_level(logging.WARNING, logger="layerwise.repro"):
+    with caplog.at_level(logging.WARNING, logger="layerwise.core.repro"):
         assert not repro.is_done(entry)
         [line] = repro.damage_outcomes()
         assert "not recomputed: nothing this command ran needed it" in line

@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from layerwise import notebooks, report
-from layerwise.errors import LayerwiseError
-from layerwise.repro import PROJECT_ROOT, code_hash
-from layerwise.study import read_study
+from layerwise.book import notebooks, report
+from layerwise.core.errors import LayerwiseError
+from layerwise.core.repro import PROJECT_ROOT, code_hash
+from layerwise.study.study import read_study
 from report_fakes import load_broken_study, load_fake_study, write_fake_study, write_params
 
 TESTS = Path(__file__).resolve().parent
@@ -98,7 +98,7 @@ def test_run_records_each_phase_with_its_share(project):
 
 
 def test_phase_table_sums_repeats_and_never_goes_negative():
-    from layerwise import phases
+    from layerwise.core import phases
 
     rows = phases.table([("a", 1.0), ("b", 2.0), ("a", 1.0)], total=5.0)
     assert [(r["phase"], r["seconds"]) for r in rows] == [("a", 2.0), ("b", 2.0), ("other", 1.0)]
@@ -123,7 +123,7 @@ def test_run_writes_the_study_directory_the_chapters_read(project):
 def test_chart_outputs_have_html_and_svg_and_one_library(project):
     """Every chart is one text/markdown output with an HTML branch (raw HTML: the chart; the Vega
     bundle's <script src> on the first chart only) and a non-HTML branch (an SVG next to the notebook)."""
-    from layerwise import render
+    from layerwise.book import render
 
     root, _, _ = project
     library = root / "report/_layerwise/vega" / render.LIBRARY_FILE
@@ -202,7 +202,7 @@ def test_unchanged_inputs_are_skipped_and_a_missing_notebook_is_rebuilt(project)
 
 def test_input_hash_follows_template_params_and_results(project, tmp_path):
     root, params, _ = project
-    p = __import__("layerwise.config", fromlist=["load_params"]).load_params(params)
+    p = __import__("layerwise.inputs.config", fromlist=["load_params"]).load_params(params)
     base = dict(chapters=("geometry",), comparison=False, chapters_dir=report.CHAPTERS_DIR, cwd=root)
     h0 = report.chapter_jobs([p], {"alpha": "k1"}, root / "report", **base)[0].input_hash
     assert report.chapter_jobs([p], {"alpha": "k1"}, root / "report", **base)[0].input_hash == h0
@@ -213,7 +213,7 @@ def test_input_hash_follows_template_params_and_results(project, tmp_path):
     assert report.chapter_jobs([p], {"alpha": "k1"}, root / "report", **{**base, "chapters_dir": copy})[0].input_hash != h0
     edited = tmp_path / "alpha.yml"
     edited.write_text(Path(params).read_text() + "# a comment\n")
-    p2 = __import__("layerwise.config", fromlist=["load_params"]).load_params(edited)
+    p2 = __import__("layerwise.inputs.config", fromlist=["load_params"]).load_params(edited)
     assert report.chapter_jobs([p2], {"alpha": "k1"}, root / "report", **base)[0].input_hash != h0
 
 
@@ -249,17 +249,17 @@ def test_prepare_template_relabels_and_titles(tmp_path):
 def test_chapter_code_hash_is_derived_from_the_chapter_imports(tmp_path):
     mods = {n: notebooks.chapter_modules(report.CHAPTERS_DIR / f"{n}.ipynb")
             for n in (*report.MODEL_CHAPTERS, report.COMPARISON)}
-    assert all({"charts", "prose", "study"} <= set(ms) for ms in mods.values())
-    assert "report" not in {m for ms in mods.values() for m in ms}  # chapters never ask the orchestrator
+    assert all({"book.charts", "words.prose", "study.study"} <= set(ms) for ms in mods.values())
+    assert "book.report" not in {m for ms in mods.values() for m in ms}  # chapters never ask the orchestrator
     template = report.CHAPTERS_DIR / "geometry.ipynb"
-    assert notebooks.chapter_code_hash(template) == code_hash("charts", "findings", "original", "prose", "study",
-                                                                  "notebooks")
+    assert notebooks.chapter_code_hash(template) == code_hash("book.charts", "words.findings", "book.original",
+                                                              "words.prose", "study.study", "book.notebooks")
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("%matplotlib inline\nimport layerwise.stats\nfrom layerwise.metrics import x"),
-                nbformat.v4.new_code_cell("from layerwise import charts as c, not_a_module\nimport os"),
-                nbformat.v4.new_markdown_cell("from layerwise import prose")]
+    nb.cells = [nbformat.v4.new_code_cell("%matplotlib inline\nimport layerwise.measure.stats\nfrom layerwise.measure.metrics import x"),
+                nbformat.v4.new_code_cell("from layerwise.book import charts as c, not_a_module\nimport os"),
+                nbformat.v4.new_markdown_cell("from layerwise.words import prose")]
     nbformat.write(nb, tmp_path / "t.ipynb")
-    assert notebooks.chapter_modules(tmp_path / "t.ipynb") == ["charts", "metrics", "stats"]
+    assert notebooks.chapter_modules(tmp_path / "t.ipynb") == ["book.charts", "measure.metrics", "measure.stats"]
 
 
 def test_a_chapter_needs_only_its_study_directory(tmp_path):
@@ -268,7 +268,7 @@ def test_a_chapter_needs_only_its_study_directory(tmp_path):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_raw_cell("---\ntitle: t\n---"),
                 nbformat.v4.new_code_cell('study_dir = ""', metadata={"tags": ["parameters"]}),
-                nbformat.v4.new_code_cell("from layerwise.study import read_study\n"
+                nbformat.v4.new_code_cell("from layerwise.study.study import read_study\n"
                                           "study = read_study(study_dir)\nprint(study.name, len(study.tidy))")]
     nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
                    "language_info": {"name": "python"}}
@@ -279,6 +279,18 @@ def test_a_chapter_needs_only_its_study_directory(tmp_path):
     assert job.is_current() and not list(job.output.parent.glob(".lw-run-*"))
     text = "".join(o.get("text", "") for c in nbformat.read(out, as_version=4).cells for o in c.get("outputs", []))
     assert text.startswith("tiny ") and int(text.split()[1]) == len(read_study(study).tidy)
+
+
+def test_reading_a_damaged_study_moves_nothing(tmp_path):
+    """read_study is a reader: a damaged study is an error naming the damage, and the directory stays
+    where it is (only the writer, ``layerwise run``, replaces it)."""
+    study = write_fake_study(tmp_path / "studies" / "tiny")
+    (study / "tidy.parquet").write_bytes(b"truncated")
+    before = sorted(p.name for p in (tmp_path / "studies").iterdir())
+    with pytest.raises(LayerwiseError, match="damaged"):
+        read_study(study)
+    assert sorted(p.name for p in (tmp_path / "studies").iterdir()) == before
+    assert (study / "tidy.parquet").read_bytes() == b"truncated"
 
 
 def test_templates_are_thin_and_clean():

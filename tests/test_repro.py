@@ -10,15 +10,13 @@ import subprocess
 import sys
 import threading
 import time
-import zipfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from layerwise import repro
-from layerwise.errors import LayerwiseError
-from layerwise.repro import DONE, DamagedEntry, atomic_dir, is_done, read_entry, sweep_stale, verify_entry
+from layerwise.core import repro
+from layerwise.core.errors import LayerwiseError
+from layerwise.core.repro import DONE, atomic_dir, is_done, sweep_stale, verify_entry
 
 
 def make_entry(path: Path, files: dict[str, bytes]) -> Path:
@@ -54,7 +52,7 @@ def test_damaged_entry_is_moved_aside_with_one_warning(tmp_path, caplog, damage,
     entry = make_entry(tmp_path / "e", {"a.bin": b"abc", "sub/b.txt": b"hello"})
     damage(entry)
     fresh_process_view()
-    with caplog.at_level(logging.WARNING, logger="layerwise.repro"):
+    with caplog.at_level(logging.WARNING, logger="layerwise.core.repro"):
         assert not is_done(entry)
     assert not entry.exists()
     aside = [p for p in tmp_path.iterdir() if p.name.startswith("e.damaged-")]
@@ -84,36 +82,6 @@ def test_legacy_entry_without_file_records_is_trusted(tmp_path):
     (entry / "x").write_text("1")
     (entry / DONE).write_text(json.dumps({"finished": "2024"}))
     assert is_done(entry)
-
-
-def test_read_entry_moves_aside_on_read_error_and_names_the_entry(tmp_path):
-    entry = make_entry(tmp_path / "e", {"embeddings.npz": b"not a zip at all"})
-
-    def read(e):
-        with np.load(e / "embeddings.npz") as z:
-            return dict(z)
-
-    with pytest.raises(DamagedEntry) as exc:
-        read_entry(entry, read)
-    msg = str(exc.value)
-    assert str(entry) in msg and "moved aside" in msg and "Fix:" in msg and "\n" not in msg
-    assert exc.value.aside is not None and exc.value.aside.exists() and not entry.exists()
-    with pytest.raises(LayerwiseError, match="not complete"):
-        read_entry(entry, read)
-
-
-def test_read_entry_lets_programming_errors_through(tmp_path):
-    entry = make_entry(tmp_path / "e", {"a": b"1"})
-    with pytest.raises(ZeroDivisionError):
-        read_entry(entry, lambda e: 1 / 0)
-    assert entry.exists(), "a bug in the reader is not damage"
-    assert read_entry(entry, lambda e: (e / "a").read_bytes()) == b"1"
-
-
-def test_read_entry_catches_zip_errors(tmp_path):
-    entry = make_entry(tmp_path / "e", {"z.zip": b"PK\x03\x04garbage"})
-    with pytest.raises(DamagedEntry, match="BadZipFile|zip"):
-        read_entry(entry, lambda e: zipfile.ZipFile(e / "z.zip").namelist())
 
 
 def test_replacing_an_entry_never_leaves_a_moment_without_one(tmp_path):
@@ -215,19 +183,24 @@ def test_import_scan_equals_the_parser_on_every_module():
     parenthesised, aliased and function-local imports."""
     import ast
 
-    from layerwise import repro
+    from layerwise.core import repro
+
+    from importlib.util import resolve_name
 
     def parsed(module):
         found = set()
-        for node in ast.walk(ast.parse((repro.PACKAGE_DIR / f"{module}.py").read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and (node.level == 1 or (node.module or "").startswith("layerwise")):
-                base = (node.module or "").removeprefix("layerwise").lstrip(".")
-                found.update([base.split(".")[0]] if base else [a.name for a in node.names])
+        package = "layerwise." + module.rpartition(".")[0] if "." in module else "layerwise"
+        for node in ast.walk(ast.parse(repro.module_path(module).read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("layerwise")):
+                base = resolve_name("." * node.level + (node.module or ""), package) if node.level else node.module
+                found |= repro.package_modules(base.removeprefix("layerwise").lstrip("."),
+                                               [a.name for a in node.names])
             elif isinstance(node, ast.Import):
-                found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("layerwise."))
-        return {m for m in found if (repro.PACKAGE_DIR / f"{m}.py").is_file()}
+                found |= {a.name.removeprefix("layerwise.") for a in node.names if a.name.startswith("layerwise.")}
+        return found
 
-    modules = sorted(p.stem for p in repro.PACKAGE_DIR.glob("*.py") if p.stem != "__init__")
+    modules = sorted(".".join(p.relative_to(repro.PACKAGE_DIR).with_suffix("").parts)
+                     for p in repro.PACKAGE_DIR.rglob("*.py") if p.stem != "__init__" and "resources" not in p.parts)
     assert len(modules) > 30
     for module in modules:
         assert repro._package_imports(module) == parsed(module), module

@@ -9,10 +9,13 @@ import pandas as pd
 import pytest
 from scipy.stats import ortho_group
 
-from layerwise import charts, claims, schema, similarity, stats
-from layerwise import metrics as M
-from layerwise.errors import LayerwiseError
-from layerwise.metrics import _hsic_unbiased
+from layerwise.book import charts
+from layerwise.words import claims
+from layerwise.core import schema
+from layerwise.measure import similarity, stats
+from layerwise.measure import metrics as M
+from layerwise.core.errors import LayerwiseError
+from layerwise.measure.metrics import _hsic_unbiased
 
 
 @pytest.fixture(autouse=True)

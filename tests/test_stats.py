@@ -1,4 +1,4 @@
-"""Known answers for layerwise.stats: CIs, tests (calibrated under H0, powerful under a planted shift),
+"""Known answers for layerwise.measure.stats: CIs, tests (calibrated under H0, powerful under a planted shift),
 Holm's correction against hand-worked values, and the tidy table builders."""
 
 import numpy as np
@@ -6,8 +6,9 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from layerwise import comparisons, schema, stats
-from layerwise.errors import LayerwiseError
+from layerwise.measure import comparisons, stats
+from layerwise.core import schema
+from layerwise.core.errors import LayerwiseError
 
 # ---------------------------------------------------------------------------------------------- CIs
 
@@ -360,7 +361,7 @@ def test_centroid_angle_interval_contains_its_estimate_for_a_small_true_angle():
     """Two classes around nearly the same direction (true angle about 3°), noisy: the angle between the
     sample centroids is biased upwards and its percentile interval missed the estimate; the BCa interval,
     kept around the estimate, always contains it and stays in [0, 180]."""
-    from layerwise import probes
+    from layerwise.measure import probes
 
     for seed in range(5):
         rng = np.random.default_rng(seed)
@@ -380,7 +381,7 @@ def test_seed_aggregates_stay_in_their_range():
     """The demo's cases: IsoScore seeds 0.011 / 0.013 / 0.154 (the t-interval reached -0.14), debiased CKA
     between seeds 0.83 / 0.53 / 0.64 (reached 1.04) and silhouettes: every aggregate interval lies in the
     statistic's range and contains its estimate."""
-    from layerwise import seeds as seeds_mod
+    from layerwise.measure import seeds as seeds_mod
 
     rows = []
     for metric, values in (("isoscore", [0.011, 0.013, 0.154]), ("cka_debiased_cls_between_seeds", [0.83, 0.53, 0.64]),

@@ -7,10 +7,10 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from layerwise import testing
-from layerwise.errors import LayerwiseError
-from layerwise.repro import file_hash
-from layerwise.testing import learn_bpe, tiny_dataset, tiny_labels, tiny_model_dir, tiny_texts
+from layerwise.model import testing
+from layerwise.core.errors import LayerwiseError
+from layerwise.core.repro import file_hash
+from layerwise.model.testing import learn_bpe, tiny_dataset, tiny_labels, tiny_model_dir, tiny_texts
 
 SHORT = "Ce film est une réussite."
 LONG = "Franchement, ce livre ne vaut pas son prix et je le déconseille vivement à tout le monde !"

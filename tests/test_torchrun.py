@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from layerwise.testing import tiny_model_dir, write_tiny_jsonl
+from layerwise.model.testing import tiny_model_dir, write_tiny_jsonl
 
 TRAIN, TEST, BATCH = 32, 8, 8
 

@@ -2,6 +2,6 @@
 
 __version__ = "0.1.0"
 
-from .errors import LayerwiseError  # noqa: E402
+from .core.errors import LayerwiseError  # noqa: E402
 
 __all__ = ["LayerwiseError", "__version__"]

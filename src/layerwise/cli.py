@@ -1,9 +1,9 @@
 """The ``layerwise`` command: check, prepare, finetune, analyze, probe, export, run, prerender, preview, clean.
 
-Every :class:`~layerwise.errors.LayerwiseError` becomes one ``error: ... Fix: ...`` line on stderr and
+Every :class:`~layerwise.core.errors.LayerwiseError` becomes one ``error: ... Fix: ...`` line on stderr and
 exit status 2; Ctrl-C prints ``interrupted`` and exits 130 (a rerun resumes). ``prerender`` is
 Quarto's pre-render step (``chapters/prerender.py`` calls it). Library chatter goes to a log file
-(:mod:`layerwise.logs`).
+(:mod:`layerwise.core.logs`).
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import LayerwiseError
+from .core.errors import LayerwiseError
 
 DEFAULT_PARAMS = "params/demo.yml"
 
 
 def _params(path: str):
-    from .config import load_params
+    from .inputs.config import load_params
 
     return load_params(path)
 
@@ -27,8 +27,8 @@ def _params(path: str):
 def cmd_check(args: argparse.Namespace) -> int:
     import yaml
 
-    from .checks import run_checks
-    from .duplicates import DuplicateReport
+    from .study.preflight import run_checks
+    from .inputs.duplicates import DuplicateReport
 
     for path in args.params:
         report = run_checks(_params(path))
@@ -49,8 +49,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
-    from .disk import damaged_copies, human, sweep_damaged
-    from .repro import cache_root
+    from .core.disk import damaged_copies, human, sweep_damaged
+    from .core.repro import cache_root
 
     root = cache_root()
     removed = sweep_damaged(root, keep_days=args.keep_days, dry_run=args.dry_run)
@@ -65,7 +65,7 @@ def cmd_clean(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from .prepared import prepare
+    from .model.prepared import prepare
 
     out = prepare(_params(args.params), args.out, num_train=args.num_train, num_test=args.num_test,
                   checkpoint=args.checkpoint)
@@ -74,7 +74,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from .finetune import finetune
+    from .model.finetune import finetune
 
     params = _params(args.params)
     seeds = params.finetune.seeds
@@ -102,7 +102,7 @@ def _print_finetune(res, seed: int | None) -> None:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from .pipeline import analyze
+    from .study.pipeline import analyze
 
     entry = analyze(_params(args.params), progress=not args.quiet)
     print(f"geometry results: {entry}")
@@ -110,7 +110,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    from .pipeline import probe
+    from .study.pipeline import probe
 
     entry = probe(_params(args.params), progress=not args.quiet)
     print(f"probe results: {entry}")
@@ -118,7 +118,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .pipeline import export_tables, load_study
+    from .study.pipeline import export_tables, load_study
 
     written = export_tables(load_study(args.params, progress=not args.quiet), args.out)
     for name, path in written.items():
@@ -127,7 +127,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .report import run
+    from .book.report import run
 
     params = [Path(p) for p in (args.params or [DEFAULT_PARAMS])]
     run(params, out_dir=Path(args.out), force=args.force, preview=not args.no_preview, progress=not args.quiet,
@@ -138,14 +138,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_prerender(args: argparse.Namespace) -> int:
     """Quarto's pre-render: ``layerwise run`` for the params files of the active profile(s)
     (``QUARTO_PROFILE``), without the preview."""
-    from .report import quarto_prerender
+    from .book.report import quarto_prerender
 
     quarto_prerender(Path(args.project_dir) if args.project_dir else None)
     return 0
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
-    from .preview import build_preview, quarto_hint
+    from .book.preview import build_preview, quarto_hint
 
     index = build_preview(Path(args.report_dir))
     print(f"preview: {index}")
@@ -306,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _log_file(args: argparse.Namespace) -> Path:
     """Where library chatter goes: the report's ``_layerwise/layerwise.log`` for run/prerender, else
     ``$LAYERWISE_CACHE/layerwise.log``."""
-    from .repro import PROJECT_ROOT
+    from .core.repro import PROJECT_ROOT
 
     if args.command == "run":
         return Path(args.out) / "_layerwise" / "layerwise.log"
@@ -316,14 +316,14 @@ def _log_file(args: argparse.Namespace) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from . import logs
+    from .core import logs
 
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logs.setup(verbose=args.verbose, quiet=args.quiet, log_file=_log_file(args), libraries=args.command != "preview")
     try:
         status = args.func(args)
-        from .repro import damage_outcomes
+        from .core.repro import damage_outcomes
 
         damage_outcomes()  # whether each damaged entry moved aside was recomputed (warnings)
         return status
@@ -331,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # a disk fault outside the writes that explain their own (a library's cache)
-        from .disk import fault
+        from .core.disk import fault
 
         err = fault(exc, "this file", exc.filename or ".", "point the cache of the tool that wrote it (HF_HOME, "
                     "LAYERWISE_CACHE) at a writable disk with space", verb="read or write")

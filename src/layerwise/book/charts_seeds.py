@@ -1,0 +1,171 @@
+"""Charts of the floors (re-exported by :mod:`layerwise.book.charts`): the band of the fine-tuned state over
+its fine-tuning seeds beside the pretrained line, and the same-layer similarity with its chance band and
+its seed-to-seed band."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+from ..core.errors import LayerwiseError
+from ..core.schema import label as schema_label
+from ..core.schema import lookup
+from .chart_kit import HEIGHT, WIDTH, color_by, layer_axis, metric_rows, panel_width
+
+WHERE = "charts.seed_band"
+
+
+def seed_band_frame(tidy: pd.DataFrame, metric: str, reference: str = "pretrained", state: str = "finetuned",
+                    band: str = "minmax") -> pd.DataFrame:
+    """Per layer: ``value`` of the reference (aggregate rows) and of ``state`` (the mean over seeds), and
+    for ``state`` the band ``low``..``high``: the min and max over the seeds (``band="minmax"``) or the
+    seed-and-sentence CI of the mean (``band="ci"``); ``seeds`` = the number of seeds."""
+    if band not in ("minmax", "ci"):
+        raise LayerwiseError(f"unknown band {band!r}", WHERE, "use band='minmax' or band='ci'")
+    rows = tidy[(tidy["metric"] == metric) & (tidy["layer"] >= 0) & tidy["state"].isin([reference, state])]
+    if rows.empty:
+        raise LayerwiseError(f"no rows for metric {metric!r}", WHERE, "pass Study.tidy_all and a computed metric")
+    is_seed = rows["seed"].notna() if "seed" in rows.columns else pd.Series(False, index=rows.index)
+    agg, per = rows[~is_seed].copy(), rows[is_seed]
+    agg["low"], agg["high"] = agg["ci_low"], agg["ci_high"]
+    agg["seeds"] = 1
+    if len(per):
+        stat = per.groupby(["model", "layer"])["value"].agg(["min", "max", "count"])
+        sel = agg["state"] == state
+        idx = pd.MultiIndex.from_frame(agg.loc[sel, ["model", "layer"]])
+        agg.loc[sel, "seeds"] = stat["count"].reindex(idx).fillna(1).to_numpy()
+        if band == "minmax":
+            agg.loc[sel, "low"] = stat["min"].reindex(idx).to_numpy()
+            agg.loc[sel, "high"] = stat["max"].reindex(idx).to_numpy()
+    agg.loc[agg["state"] == reference, ["low", "high"]] = float("nan")
+    return agg[["model", "state", "layer", "value", "low", "high", "seeds"]].reset_index(drop=True)
+
+
+def seed_band(tidy: pd.DataFrame, metric: str, *, reference: str = "pretrained", state: str = "finetuned",
+              band: str = "minmax", title: str | None = None, y_title: str | None = None) -> alt.Chart:
+    """The fine-tuned state's mean over seeds with its seed-to-seed band (min-max over the seeds, or the
+    CI over seeds and sentences with ``band="ci"``) beside the pretrained line. ``tidy``: aggregate and
+    per-seed rows (``Study.tidy_all``); with one seed the band is that seed's sentence CI."""
+    df = seed_band_frame(tidy, metric, reference, state, band)
+    what = "min-max over seeds" if band == "minmax" else "95 % CI over seeds and sentences"
+    base = alt.Chart().encode(x=layer_axis(False), color=color_by(df, "state"))
+    area = base.mark_area(opacity=0.25).encode(y=alt.Y("low:Q", title=y_title or schema_label(metric)), y2="high:Q")
+    line = base.mark_line(point=True).encode(
+        y="value:Q", tooltip=["model:N", "state:N", "layer:O", alt.Tooltip("value:Q", format=".4g"),
+                              alt.Tooltip("low:Q", format=".4g"), alt.Tooltip("high:Q", format=".4g"), "seeds:Q"])
+    seeds = int(df["seeds"].max())
+    return alt.layer(area, line, data=df).properties(
+        width=WIDTH, height=HEIGHT,
+        title=title or f"{schema_label(metric)}: {state} over {seeds} seed{'s' if seeds > 1 else ''} ({what}) and {reference}")
+
+
+def between_seed_band(tidy: pd.DataFrame, pooling: str, measures) -> pd.DataFrame:
+    """``measure``, ``layer``, ``seeds_low``, ``seeds_high``: the min and max over pairs of seeds of the
+    same-layer similarity between fine-tuning seeds (``<measure>_<pooling>_between_seeds``)."""
+    names = {f"{m}_{pooling}_between_seeds": m for m in measures}
+    rows = tidy[tidy["metric"].isin(list(names)) & (tidy["layer"] >= 0)]
+    # (only the per-seed rows: the aggregate view holds the mean over pairs, not their spread)
+    rows = rows[rows["seed"].notna()] if "seed" in rows.columns else rows.iloc[0:0]
+    out = rows.assign(measure=rows["metric"].map(names)).groupby(["model", "measure", "layer"])["value"].agg(
+        seeds_low="min", seeds_high="max").reset_index()
+    return out
+
+
+def similarity_floors(tidy: pd.DataFrame, pooling: str = "cls", reference: str = "pretrained",
+                      measures: Sequence[str] = ("cka", "cka_debiased", "procrustes", "mutual_knn"), *,
+                      states: Sequence[str] | None = None, title: str | None = None) -> alt.Chart:
+    """Same-layer similarity of each state with ``reference`` per layer (one panel per measure, at most 4
+    states per panel), with the chance band of its permutation null drawn as an area from the null mean
+    (``<measure>_null_mean_...``) to its 95th percentile (``<measure>_null_q95_...``). With per-seed rows
+    (``Study.tidy_all``) the fine-tuned state also gets its seed-to-seed band: min to max over the pairs
+    of seeds of ``<measure>_<pooling>_between_seeds``."""
+    suffix = f"_{pooling}_vs_{reference}"
+    names = {f"{m}{suffix}": (m, "value") for m in measures}
+    names.update({f"{m}_null_{s}{suffix}": (m, f"null_{s}") for m in measures for s in ("mean", "q95")})
+    df = metric_rows(tidy, list(names), "charts.similarity_floors")
+    df = df[(df["layer"] >= 0) & (df["seed"].isna() if "seed" in df.columns else True)]
+    if states is not None:
+        df = df[df["state"].isin(list(states))]
+    if df["state"].nunique() > 4:
+        raise LayerwiseError(f"{df['state'].nunique()} states: at most 4 series per panel", "charts.similarity_floors",
+                             "pass states=[...] (at most 4)")
+    df["measure"] = df["metric"].map(lambda m: names[m][0])
+    df["stat"] = df["metric"].map(lambda m: names[m][1])
+    wide = df.pivot_table(index=["model", "state", "measure", "layer"], columns="stat", values="value",
+                          aggfunc="first", dropna=False).reset_index().rename_axis(columns=None)
+    for c in ("value", "null_mean", "null_q95"):
+        if c not in wide.columns:
+            wide[c] = np.nan
+    seeds = between_seed_band(tidy, pooling, measures)            # the seed-to-seed band, with per-seed rows
+    wide = wide.merge(seeds.assign(state="finetuned"), how="left", on=["model", "state", "measure", "layer"]) \
+        if len(seeds) else wide.assign(seeds_low=np.nan, seeds_high=np.nan)
+    base = alt.Chart().encode(x=layer_axis(False), color=color_by(wide, "state"))
+    band = base.mark_area(opacity=0.2).encode(y=alt.Y("null_mean:Q", title="similarity"), y2="null_q95:Q")
+    seed_band_ = base.mark_area(opacity=0.35).encode(y="seeds_low:Q", y2="seeds_high:Q")
+    line = base.mark_line(point=True).encode(
+        y="value:Q", tooltip=["state:N", "measure:N", "layer:O", alt.Tooltip("value:Q", format=".3f"),
+                              alt.Tooltip("null_mean:Q", format=".3f"), alt.Tooltip("null_q95:Q", format=".3f")])
+    order = [m for m in measures if m in set(wide["measure"])]
+    names = {m: "linear CKA" if m == "cka" else schema_label(m) for m in order}     # readable panel names
+    wide["measure"] = wide["measure"].map(names)
+    marks = (band, seed_band_, line) if len(seeds) else (band, line)
+    cols = min(2, len(order))                       # 2 x 2 panels: each wide enough to read, within the text column
+    return alt.layer(*marks, data=wide).properties(width=panel_width(cols, axis_each=True), height=HEIGHT * 2 // 3
+                                                        ).facet(facet=alt.Facet("measure:N", title=None,
+                                                                                sort=[names[m] for m in order]),
+                                                                columns=cols).resolve_scale(y="independent").properties(
+        title=title or f"Similarity with {reference}, same layer, and its chance band "
+                       f"({ {'cls': 'first token', 'mean': 'mean pooling'}.get(pooling, pooling)})")
+
+
+def seed_accuracy_frame(tidy: pd.DataFrame, finetune: dict, metric: str = "cka_debiased_cls_vs_pretrained",
+                        state: str = "finetuned") -> pd.DataFrame:
+    """One row per (fine-tuning seed, layer >= 1): the seed's test ``accuracy`` (``finetune["seeds"]``; one
+    run: ``finetune["accuracy"]``) and its ``value`` of ``metric`` at that layer (per-seed rows of
+    ``Study.tidy_all``; one run: the aggregate row)."""
+    per_seed = {str(k): v for k, v in (finetune.get("seeds") or {}).items()} or {"run": finetune}
+    rows = tidy[(tidy["metric"] == metric) & (tidy["state"] == state) & (tidy["layer"] >= 1)]
+    has_seed = "seed" in rows.columns and rows["seed"].notna().any()
+    out = []
+    for seed, m in per_seed.items():
+        sel = rows[rows["seed"].astype("string") == seed] if has_seed else rows
+        out += [{"seed": seed, "layer": int(r.layer), "accuracy": float(m.get("accuracy", np.nan)),
+                 "value": float(r.value)} for r in sel.itertuples()]
+    if not out:
+        raise LayerwiseError(f"no per-seed {metric!r} rows with a fine-tuning accuracy", "charts.seed_accuracy_scatter",
+                             "pass Study.tidy_all and Study.finetune of a study with a fine-tuned state")
+    return pd.DataFrame(out)
+
+
+#: the similarity the seed-accuracy scatter draws: the first of these the study has
+SEED_ACCURACY_METRICS = ("cka_debiased_cls_vs_pretrained", "cka_cls_vs_pretrained")
+
+
+def seed_accuracy_scatter(tidy: pd.DataFrame, finetune: dict, metric: str | None = None, *,
+                          title: str | None = None) -> alt.Chart:
+    """Each layer's change against each fine-tuning seed's accuracy (after Mosbach et al. 2021): one point
+    per seed and layer, x the seed's test accuracy, y its ``metric`` (by default the debiased CKA with
+    pretrained, else the first of :data:`SEED_ACCURACY_METRICS` the study has: lower = changed more),
+    colour the layer, the seed written beside its last-layer point. A description: with a handful of
+    seeds no test is made."""
+    have = set(tidy.loc[(tidy["state"] == "finetuned") & tidy["value"].notna(), "metric"])
+    metric = metric or next((m for m in SEED_ACCURACY_METRICS if m in have), SEED_ACCURACY_METRICS[0])
+    df = seed_accuracy_frame(tidy, finetune, metric)
+    name = schema_label(metric)
+    if name == metric and metric.endswith("_vs_pretrained"):     # e.g. "debiased CKA with pretrained (first token)"
+        name = f"{lookup(metric).label} with pretrained ({'first token' if '_cls_' in metric else 'mean pooling'})"
+    x = alt.X("accuracy:Q", title="the seed's test accuracy", scale=alt.Scale(zero=False))
+    points = alt.Chart(df).mark_point(filled=True, size=60).encode(
+        x=x, y=alt.Y("value:Q", title=name),
+        color=alt.Color("layer:O", title="layer", scale=alt.Scale(scheme="viridis")),
+        tooltip=["seed:N", "layer:O", alt.Tooltip("accuracy:Q", format=".3f"), alt.Tooltip("value:Q", format=".3f")])
+    last = df[df["layer"] == df["layer"].max()]                      # the seed written once, at the last layer
+    labels = alt.Chart(last).mark_text(dx=8, fontSize=10, align="left").encode(x=x, y="value:Q", text="seed:N")
+    seeds = df["seed"].nunique()
+    return alt.layer(points, labels).properties(
+        width=WIDTH, height=HEIGHT,
+        title=title or f"{name[:1].upper() + name[1:]} against each seed's accuracy ({seeds} seed{'s' if seeds > 1 else ''}, "
+                       "no test)")

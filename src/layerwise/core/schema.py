@@ -1,0 +1,399 @@
+"""The table contract: the tidy columns, the model states and their order, the variants and poolings,
+the original study's probe layers, and the metric registry.
+
+Every module that writes or reads a result table takes its names from here; tests import them
+instead of retyping them. The registry follows lm-evaluation-harness's metric specs: a metric is
+declared once, with its family, whether it is per layer, what ``n`` counts, the reference definition
+(in :mod:`layerwise.measure.metrics`, :mod:`layerwise.measure.stats` or :mod:`layerwise.measure.probes`) it implements and a
+one-line description. ``docs/architecture.md`` and ``chapters/methods.qmd`` are checked against it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+#: Columns of the tidy results table, in order (one row per model, state, layer, metric).
+TIDY_COLUMNS = ["model", "state", "layer", "metric", "value", "ci_low", "ci_high", "n"]
+_TIDY_DTYPES = {"model": str, "state": str, "layer": np.int64, "metric": str, "value": np.float64,
+                "ci_low": np.float64, "ci_high": np.float64, "n": np.int64}
+#: Model states in their canonical order (charts, tables and prose all use it).
+STATES = ("pretrained", "finetuned", "random")
+#: Sentence poolings of the stored embeddings: first token and mean over non-pad tokens.
+POOLINGS = ("cls", "mean")
+#: Token variants of the geometry metrics: every valid token, special tokens excluded.
+VARIANTS = ("", "_content")
+#: Per-sentence metrics of the geometry engine (``per_sentence`` table, state comparisons).
+PER_SENTENCE_METRICS = ("token_cosine", "token_cosine_var", "intra_similarity", "cov_trace", "cov_trace_scaled")
+#: Quantiles of the within-sentence cosine distribution (name -> probability).
+QUANTILES = {"q05": 0.05, "q25": 0.25, "q50": 0.50, "q75": 0.75, "q95": 0.95}
+#: The layers of the original (student) study's probe grid (BERT-base depth: 12 layers).
+ORIGINAL_LAYERS = (5, 7, 9, 11, 12)
+#: The tables of a study (``study.write_study``), each a Parquet file.
+TABLES = ("tidy", "per_sentence", "cosine_sample", "rogue", "cka", "cones", "probe_correct", "tidy_seeds")
+
+
+def state_order(values: Iterable) -> list[str]:
+    """Known states in the canonical order, then any other value sorted."""
+    present = list(dict.fromkeys(str(v) for v in values))
+    return [s for s in STATES if s in present] + sorted(s for s in present if s not in STATES)
+
+
+def original_layers(wanted: Sequence[int], n_layers: int) -> list[int]:
+    """The original study's grid layers (``wanted``, e.g. ``params.analysis.original_layers``) that a
+    model with ``n_layers`` hidden states (embedding output included) has, plus its last layer; at
+    least three layers (evenly spaced ones are added to shallow models)."""
+    last = n_layers - 1
+    layers = {int(v) for v in wanted if 0 <= int(v) <= last} | {last}
+    if len(layers) < 3:
+        layers |= {round(last / 3), round(2 * last / 3)}
+    return sorted(layers)
+
+
+def n_layers(tidy: pd.DataFrame) -> int:
+    """Hidden states per model in a tidy table (embedding output included): max layer + 1."""
+    return int(tidy.loc[tidy["layer"] >= 0, "layer"].max()) + 1
+
+
+def tidy_row(model: str, state: str, layer: int, metric: str, value: float, ci_low: float = np.nan,
+             ci_high: float = np.nan, n: int = 0) -> dict:
+    """One row of the tidy results table."""
+    return {"model": model, "state": state, "layer": int(layer), "metric": metric, "value": float(value),
+            "ci_low": float(ci_low), "ci_high": float(ci_high), "n": int(n)}
+
+
+def tidy_frame(rows: Iterable[dict] | pd.DataFrame) -> pd.DataFrame:
+    """Rows -> tidy DataFrame with the contract's columns and dtypes (an empty frame keeps them)."""
+    df = rows[TIDY_COLUMNS] if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows), columns=TIDY_COLUMNS)
+    return df.astype(_TIDY_DTYPES)
+
+
+# ==================================================================================================
+# The metric registry
+# ==================================================================================================
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric of the tidy table.
+
+    ``name``: the base name (variants and poolings are suffixes, see :func:`lookup`); ``family``:
+    the chapter section it belongs to; ``per_layer``: one row per layer (else ``layer == -1``);
+    ``n``: what the row's ``n`` counts; ``definition``: ``module.function`` of the reference
+    definition; ``suffixes``: the suffixes the name takes (``_content``, ``_std``, ``_cls``/``_mean``);
+    ``description``: one line for readers; ``label``: a short name for chart axes, legends and heatmap rows
+    (:func:`label` adds the suffix's words).
+    """
+
+    name: str
+    family: str
+    per_layer: bool
+    n: str
+    definition: str
+    description: str
+    suffixes: tuple[str, ...] = ()
+    label: str = ""
+
+
+_TOKEN = ("_content",)
+_POOL = ("_cls", "_mean")
+_VS = ("_cls_vs_pretrained", "_mean_vs_pretrained")
+_TEST = tuple(f"_{m}{v}" for m in PER_SENTENCE_METRICS for v in VARIANTS)
+
+REGISTRY: tuple[MetricSpec, ...] = (
+    # within-sentence token cosines (the original study's cosine analysis)
+    MetricSpec("token_cosine_mean", "token cosines", True, "within-sentence token pairs",
+               "metrics.pairwise_cosines_upper", "mean cosine over every within-sentence token pair", _TOKEN, label="mean token cosine"),
+    MetricSpec("token_cosine_sd", "token cosines", True, "within-sentence token pairs",
+               "metrics.pairwise_cosines_upper", "standard deviation of the within-sentence pair cosines", _TOKEN, label="SD of token cosines"),
+    *(MetricSpec(f"token_cosine_{q}", "token cosines", True, "within-sentence token pairs",
+                 "metrics.quantiles_from_histogram", f"{int(p * 100)}th percentile of the pair cosines", _TOKEN,
+                 label=f"token cosine, {int(p * 100)}th percentile")
+      for q, p in QUANTILES.items()),
+    MetricSpec("token_cosine_min", "token cosines", True, "within-sentence token pairs",
+               "metrics.pairwise_cosines_upper", "smallest within-sentence pair cosine", _TOKEN, label="min token cosine"),
+    MetricSpec("token_cosine_max", "token cosines", True, "within-sentence token pairs",
+               "metrics.pairwise_cosines_upper", "largest within-sentence pair cosine", _TOKEN, label="max token cosine"),
+    MetricSpec("token_cosine_sentence_mean", "token cosines", True, "sentences",
+               "metrics.pairwise_cosines_upper", "mean over sentences of each sentence's mean pair cosine", _TOKEN, label="token cosine"),
+    MetricSpec("token_cosine_var_mean", "token cosines", True, "sentences",
+               "metrics.pairwise_cosines_upper", "mean over sentences of each sentence's pair-cosine variance", _TOKEN, label="variance of token cosines"),
+    # anisotropy
+    MetricSpec("anisotropy_baseline", "anisotropy", True, "random cross-sentence token pairs",
+               "metrics.paired_cosines", "mean cosine of random token pairs from different sentences",
+               ("_content", "_std", "_std_content"), label="anisotropy baseline"),
+    MetricSpec("intra_similarity", "anisotropy", True, "sentences", "metrics.intra_similarity",
+               "mean cosine between a sentence's tokens and their mean (Ethayarajh 2019)", _TOKEN, label="intra-sentence similarity"),
+    MetricSpec("token_cosine_adjusted", "anisotropy", True, "within-sentence token pairs",
+               "metrics.pairwise_cosines_upper", "mean pair cosine minus the anisotropy baseline",
+               ("_content", "_std", "_std_content"), label="adjusted token cosine"),
+    MetricSpec("intra_similarity_adjusted", "anisotropy", True, "sentences", "metrics.intra_similarity",
+               "intra-sentence similarity minus the anisotropy baseline", _TOKEN, label="adjusted intra-sentence sim."),
+    MetricSpec("self_similarity", "anisotropy", True, "words (occurring in >= 5 sentences)", "metrics.self_similarity",
+               "mean cosine between occurrences of the same word in different sentences (Ethayarajh 2019)", label="self-similarity"),
+    MetricSpec("self_similarity_adjusted", "anisotropy", True, "words (occurring in >= 5 sentences)",
+               "metrics.self_similarity", "self-similarity minus the content-token anisotropy baseline", label="adjusted self-similarity"),
+    MetricSpec("token_cosine_mean_std", "anisotropy", True, "within-sentence token pairs (sampled sentences)",
+               "metrics.standardise", "mean pair cosine after per-dimension standardisation", _TOKEN, label="standardised token cosine"),
+    # spread
+    MetricSpec("cov_trace", "spread", True, "sentences", "metrics.cov_trace",
+               "mean over sentences of the trace of the token covariance", _TOKEN, label="covariance trace"),
+    MetricSpec("cov_trace_scaled", "spread", True, "sentences", "metrics.cov_trace_scaled",
+               "covariance trace divided by the mean squared token norm", _TOKEN, label="scale-free cov. trace"),
+    MetricSpec("norm_mean", "spread", True, "tokens", "numpy.linalg.norm", "mean token vector norm", _TOKEN, label="mean token norm"),
+    # dimensionality
+    MetricSpec("erank", "dimensionality", True, "sampled tokens", "metrics.effective_rank",
+               "effective rank of the centred token sample (Roy & Vetterli 2007)", _TOKEN, label="effective rank"),
+    MetricSpec("erank_uncentred", "dimensionality", True, "sampled tokens", "metrics.effective_rank",
+               "effective rank of the token sample, not centred", _TOKEN, label="uncentred effective rank"),
+    MetricSpec("isoscore", "dimensionality", True, "sampled tokens", "metrics.isoscore",
+               "IsoScore of the token sample (Rudman et al. 2022)", _TOKEN, label="IsoScore"),
+    MetricSpec("rogue_top3_share", "rogue dimensions", True, "random cross-sentence token pairs",
+               "metrics.cosine_contributions", "share of the mean random-pair cosine from the top 3 dimensions", _TOKEN, label="top-3 dimension share"),
+    # similarity between states
+    MetricSpec("cka_cls_vs_pretrained", "similarity", True, "test sentences", "metrics.linear_cka",
+               "linear CKA of first-token embeddings with the pretrained state at the same layer", label="CKA with pretrained (first token)"),
+    MetricSpec("cka_mean_vs_pretrained", "similarity", True, "test sentences", "metrics.linear_cka",
+               "linear CKA of mean-pooled embeddings with the pretrained state at the same layer", label="CKA with pretrained (mean)"),
+    MetricSpec("cka_debiased", "similarity", True, "test sentences", "metrics.cka_from_grams",
+               "debiased linear CKA (U-centred Grams) with the pretrained state at the same layer", _VS, label="debiased CKA"),
+    MetricSpec("cka_std", "similarity", True, "test sentences", "metrics.standardise",
+               "debiased linear CKA after per-dimension standardisation over the sentences", _VS, label="standardised CKA"),
+    MetricSpec("procrustes", "similarity", True, "test sentences", "metrics.procrustes_similarity",
+               "orthogonal Procrustes similarity, nuclear norm of X^T Y (Ding et al. 2021)", _VS, label="Procrustes similarity"),
+    MetricSpec("procrustes_heldout", "similarity", True, "test sentences", "metrics.procrustes_similarity",
+               "Procrustes rotation fitted on other sentences (probe pool), scored on the test sentences", _VS, label="held-out Procrustes"),
+    MetricSpec("mutual_knn", "similarity", True, "test sentences", "metrics.mutual_knn",
+               "mutual 10-nearest-neighbour alignment (Huh et al. 2024); chance k/(n-1)", _VS, label="mutual k-NN"),
+    *(MetricSpec(f"{m}_null_{stat}", "similarity", True, "permutations of the test sentences",
+                 "similarity.same_layer_similarities", f"{label} of {m} with the sentence rows of one side shuffled",
+                 _VS, label=f"{m} null, {stat}")
+      for m in ("cka", "cka_debiased", "procrustes", "mutual_knn")
+      for stat, label in (("mean", "mean"), ("q95", "95th percentile"))),
+    # between fine-tuning seeds (seeds.between_seed_rows): one row per pair of seeds, seed = the pair's first
+    *(MetricSpec(f"{m}_{pool}_between_seeds", "similarity", True, "test sentences", definition,
+                 f"{label} between two fine-tuning seeds at the same layer ({pool} pooling), one row per pair of seeds",
+                 label=f"{m}, seed vs seed ({pool})")
+      for m, definition, label in (("cka", "metrics.linear_cka", "linear CKA"),
+                                   ("cka_debiased", "metrics.cka_from_grams", "debiased linear CKA"),
+                                   ("cka_std", "metrics.standardise", "debiased CKA of standardised embeddings"),
+                                   ("procrustes", "metrics.procrustes_similarity", "Procrustes similarity"),
+                                   ("mutual_knn", "metrics.mutual_knn", "mutual k-NN alignment"))
+      for pool in ("cls", "mean")),
+    # probes
+    MetricSpec("probe_acc", "probes", True, "test sentences", "probes.probe_accuracy",
+               "logistic-regression probe accuracy", _POOL, label="linear probe"),
+    MetricSpec("mlp_probe_acc", "probes", True, "test sentences", "probes.mlp_probe_accuracy",
+               "the original study's dense+tanh probe accuracy", _POOL, label="MLP probe"),
+    MetricSpec("probe_chance_acc", "probes", True, "test sentences", "probes.probe_accuracy",
+               "chance baseline: the probe trained on permuted labels, scored on the true labels", _POOL, label="chance (permuted labels)"),
+    MetricSpec("control_acc", "probes", True, "covered test sentences", "controls.control_task_accuracy",
+               "control task (Hewitt & Liang 2019): labels a random function of the first content word", _POOL, label="control task"),
+    MetricSpec("selectivity", "probes", True, "covered test sentences", "probes.selectivity",
+               "probe accuracy minus control-task accuracy on the same test sentences (Hewitt & Liang 2019)", _POOL, label="selectivity"),
+    MetricSpec("control_coverage", "probes", False, "test sentences", "controls.covered",
+               "share of test sentences whose key type occurs at least twice in the probe pool", label="control coverage"),
+    MetricSpec("probe_majority_baseline", "probes", False, "test sentences", "stats.majority_baseline",
+               "accuracy of always answering the most frequent probe-pool class", label="majority class"),
+    MetricSpec("lexical_probe_acc", "probes", False, "test sentences", "controls.lexical_probe_accuracy",
+               "lexical baseline: TF-IDF word 1-2-gram logistic regression on the same sentences", label="lexical baseline"),
+    MetricSpec("mdl_compression", "probes", True, "probe-pool sentences per code", "mdl.mdl_subsampled",
+               "online-code MDL compression on the probe pool (Voita & Titov 2020)", _POOL, label="MDL compression"),
+    # memorisation: the same probe and code on fine-tuning sentences, at equal n
+    MetricSpec("probe_acc_seen", "memorisation", True, "test sentences", "probes.probe_accuracy",
+               "probe accuracy when trained on fine-tuning sentences (as many as the probe pool)", _POOL, label="probe, fine-tuning sentences"),
+    MetricSpec("mdl_compression_seen", "memorisation", True, "fine-tuning sentences per code", "mdl.mdl_subsampled",
+               "MDL compression coded on fine-tuning sentences (as many as the probe pool's code)", _POOL, label="MDL, fine-tuning sentences"),
+    # class geometry
+    MetricSpec("silhouette", "class geometry", True, "test sentences", "probes.class_geometry",
+               "silhouette of the two classes, cosine distance (Rousseeuw 1987)", _POOL, label="silhouette"),
+    MetricSpec("silhouette_perm", "class geometry", True, "test sentences", "probes.class_geometry",
+               "silhouette with permuted labels (null)", _POOL, label="silhouette, permuted labels"),
+    MetricSpec("centroid_angle", "class geometry", True, "test sentences", "probes.class_geometry",
+               "angle in degrees between the class centroids", _POOL, label="centroid angle"),
+    MetricSpec("centroid_margin", "class geometry", True, "test sentences", "probes.class_geometry",
+               "mean cosine to the own-class minus the other-class centroid", _POOL, label="centroid margin"),
+    # state comparisons and correlations
+    MetricSpec("effect", "tests", True, "test sentences (paired)", "stats.permutation_test",
+               "mean paired difference, state minus pretrained", _TEST, label="mean paired difference"),
+    MetricSpec("rank_biserial", "tests", True, "test sentences (paired)", "stats.rank_test",
+               "rank-biserial effect size of the Wilcoxon signed-rank test (Kerby 2014)", _TEST, label="rank-biserial"),
+    MetricSpec("test_p", "tests", True, "test sentences (paired)", "stats.rank_test",
+               "p-value of the Wilcoxon signed-rank test", _TEST, label="p-value"),
+    MetricSpec("test_p_holm", "tests", True, "test sentences (paired)", "stats.holm",
+               "Holm-adjusted p-value, one family: every test of the study (stats.adjust_family)", _TEST, label="Holm p-value"),
+    MetricSpec("reference_sd", "tests", True, "test sentences", "numpy.std",
+               "between-sentence SD of the per-sentence metric in the reference (pretrained) state", _TEST, label="reference SD"),
+    MetricSpec("spearman_convergence_probe", "tests", False, "layers", "stats.spearman_ci",
+               "Spearman correlation between mean token cosine and probe accuracy across layers", label="cosine-probe correlation"),
+    MetricSpec("spearman_convergence_probe_p", "tests", False, "layers", "stats.spearman_ci",
+               "exact permutation p-value of that correlation", label="correlation p-value"),
+    MetricSpec("spearman_convergence_probe_p_holm", "tests", False, "layers", "stats.holm",
+               "that p-value, Holm-adjusted with every other test of the study (stats.adjust_family)", label="correlation Holm p"),
+)
+
+#: The p-values of the tidy tables and the metric holding each one's adjusted value: ONE correction
+#: family covers every row of these metrics in a study (:func:`layerwise.measure.stats.adjust_family`); a new
+#: test's p-value metric is declared here (base names; the suffix of a row carries over).
+P_VALUES = {"test_p": "test_p_holm", "spearman_convergence_probe_p": "spearman_convergence_probe_p_holm"}
+
+_BY_NAME = {m.name: m for m in REGISTRY}
+
+
+def lookup(metric: str) -> MetricSpec:
+    """The registry entry of a tidy metric name (base name plus one of its declared suffixes);
+    ``KeyError`` for an undeclared name."""
+    if metric in _BY_NAME:
+        return _BY_NAME[metric]
+    for spec in sorted(REGISTRY, key=lambda m: -len(m.name)):
+        if metric.startswith(spec.name) and metric[len(spec.name):] in spec.suffixes:
+            return spec
+    raise KeyError(f"metric {metric!r} is not declared in layerwise.core.schema.REGISTRY")
+
+
+#: The registry entry of each per-sentence metric (``per_sentence`` table; the state tests' suffixes).
+PER_SENTENCE_SPECS = {"token_cosine": "token_cosine_sentence_mean", "token_cosine_var": "token_cosine_var_mean",
+                      "intra_similarity": "intra_similarity", "cov_trace": "cov_trace",
+                      "cov_trace_scaled": "cov_trace_scaled"}
+#: Words of the name suffixes, for :func:`label`.
+SUFFIX_WORDS = {"_content": "content tokens", "_std": "standardised", "_std_content": "standardised, content tokens",
+                "_cls": "first token", "_mean": "mean pooling"}
+
+
+def label(metric: str) -> str:
+    """A short readable name of a tidy metric or a per-sentence metric (``token_cosine_var_content``):
+    the registry's ``label``, with the suffix's words in parentheses; the name itself when undeclared."""
+    base, suffix = metric, ""
+    if metric not in _BY_NAME and metric not in PER_SENTENCE_SPECS:
+        for s in sorted(SUFFIX_WORDS, key=len, reverse=True):
+            stem = metric[:-len(s)]
+            if metric.endswith(s) and (s in VARIANTS and stem in PER_SENTENCE_SPECS
+                                       or stem in _BY_NAME and s in _BY_NAME[stem].suffixes):
+                base, suffix = stem, s
+                break
+    name = PER_SENTENCE_SPECS.get(base, base)
+    if name not in _BY_NAME:
+        return metric
+    text = _BY_NAME[name].label
+    return f"{text} ({SUFFIX_WORDS[suffix]})" if suffix else text
+
+
+def families() -> list[str]:
+    """The metric families in registry order."""
+    return list(dict.fromkeys(m.family for m in REGISTRY))
+
+
+def registry_markdown() -> str:
+    """The registry as a Markdown table (docs/architecture.md holds this text between the markers
+    ``<!-- registry:start -->`` and ``<!-- registry:end -->``; a test keeps them equal)."""
+    lines = ["| metric | label | suffixes | family | per layer | n counts | definition | description |",
+             "|---|---|---|---|---|---|---|---|"]
+    for m in REGISTRY:
+        suffixes = ", ".join(f"`{s}`" for s in m.suffixes) or "-"
+        lines.append(f"| `{m.name}` | {m.label} | {suffixes} | {m.family} | {'yes' if m.per_layer else 'no'} | {m.n} | "
+                     f"`{m.definition}` | {m.description} |")
+    return "\n".join(lines)
+
+
+# ==================================================================================================
+# Margins: the delta of each judged statistic (issue 22), declared before looking at the data
+# ==================================================================================================
+
+@dataclass(frozen=True)
+class Margin:
+    """The margin delta of a statistic in the answer model of :func:`layerwise.words.claims.difference_outcome`:
+    a difference within +-delta is too small to matter. ``value``: in the statistic's natural units, or,
+    when ``relative``, a fraction of the pretrained value at that layer (statistics whose scale depends on
+    the model); ``why``: the one-line justification that chapters/methods.qmd prints."""
+
+    value: float
+    why: str
+    relative: bool = False
+
+    def text(self) -> str:
+        """How Methods prints it: ``0.05`` or ``10% of the pretrained value``."""
+        return f"{self.value:.0%} of the pretrained value" if self.relative else f"{self.value:g}"
+
+    def delta(self, reference: float) -> float:
+        """delta at a layer: ``value``, or ``value x |reference|`` when relative (NaN reference: NaN)."""
+        return self.value * abs(float(reference)) if self.relative else self.value
+
+
+_COSINE = "a cosine lies in [-1, 1]; 0.05 is 2.5% of that range, below what the cosine charts let a reader separate"
+_SCALE = "its scale depends on the model (width, norms), so the margin is 10% of the pretrained value"
+#: delta per registry name (base name; suffixes share it). Every statistic the Findings judge has one.
+MARGINS: dict[str, Margin] = {
+    "token_cosine_sentence_mean": Margin(0.05, _COSINE),
+    "token_cosine_var_mean": Margin(0.10, "a spread of cosines; " + _SCALE, relative=True),
+    "intra_similarity": Margin(0.05, _COSINE),
+    "cov_trace": Margin(0.10, "a spread in squared-norm units; " + _SCALE, relative=True),
+    "cov_trace_scaled": Margin(0.10, "a ratio whose level depends on the model; " + _SCALE, relative=True),
+    "token_cosine_adjusted": Margin(0.05, _COSINE),
+    "anisotropy_baseline": Margin(0.05, _COSINE),
+    "self_similarity": Margin(0.05, _COSINE),
+    "self_similarity_adjusted": Margin(0.05, _COSINE),
+    "rogue_top3_share": Margin(0.05, "a share in [0, 1]: five percentage points of the cosine"),
+    "norm_mean": Margin(0.10, "a norm; " + _SCALE, relative=True),
+    "erank": Margin(0.10, "a dimension count bounded by the model's width; " + _SCALE, relative=True),
+    "isoscore": Margin(0.05, "a score in [0, 1]: 5% of its range"),
+    "silhouette": Margin(0.05, "in [-1, 1]; a fifth of 0.25, below which Kaufman and Rousseeuw (1990) see no "
+                               "substantial class structure"),
+    "centroid_angle": Margin(5.0, "degrees in [0, 180]: a 5° turn of the class centroids"),
+    "mdl_compression": Margin(0.05, "a ratio to the uniform code's length: 5% of that length"),
+    "probe_acc": Margin(0.03, "three accuracy points, the declared accuracy margin, below the seed-to-seed spread "
+                              "of BERT fine-tuning on small tasks (Dodge et al. 2020)"),
+    "cka_debiased": Margin(0.05, "a similarity to pretrained within 0.05 of the similarity between fine-tuning "
+                                 "seeds is no change (the seeds set what 'the same' means)"),
+}
+
+
+def margin(metric: str) -> Margin | None:
+    """The declared margin of a tidy metric, a per-sentence metric (``token_cosine_var_content``) or its
+    paired effect (``effect_token_cosine``); None when none is declared."""
+    name = metric[len("effect_"):] if metric.startswith("effect_") else metric
+    stem = name[:-len("_content")] if name.endswith("_content") else name
+    if stem in PER_SENTENCE_SPECS:
+        return MARGINS.get(PER_SENTENCE_SPECS[stem])
+    try:
+        return MARGINS.get(lookup(name).name)
+    except KeyError:
+        return None
+
+
+def margins_markdown() -> str:
+    """The margins as the Methods table (chapters/methods.qmd holds this text between
+    ``<!-- margins:start -->`` and ``<!-- margins:end -->``; a test keeps them equal)."""
+    lines = ["| statistic | δ | why |", "|---|---|---|"]
+    lines += [f"| {_BY_NAME[name].label} | {m.text()} | {m.why} |" for name, m in MARGINS.items()]
+    return "\n".join(lines)
+
+
+#: The range of each bounded statistic (registry base name -> (low, high)); its intervals are kept inside
+#: it and around their estimate (:func:`layerwise.measure.stats.respect_range`; Methods, "Intervals").
+RANGES: dict[str, tuple[float, float]] = {
+    **{name: (-1.0, 1.0) for name in ("token_cosine_mean", "token_cosine_sentence_mean", "anisotropy_baseline",
+                                      "intra_similarity", "self_similarity", "token_cosine_mean_std", "silhouette",
+                                      "silhouette_perm", "centroid_margin", "cka_debiased", "cka_std")},
+    **{name: (0.0, 1.0) for name in ("isoscore", "rogue_top3_share", "cka_cls_vs_pretrained", "cka_mean_vs_pretrained",
+                                     "procrustes", "procrustes_heldout", "mutual_knn", "probe_acc", "mlp_probe_acc",
+                                     "probe_chance_acc", "control_acc", "probe_acc_seen", "lexical_probe_acc")},
+    "centroid_angle": (0.0, 180.0),
+}
+
+
+def value_range(metric: str) -> tuple[float, float] | None:
+    """The declared range of a tidy metric (:data:`RANGES`), or None when it is unbounded or undeclared.
+    Between-seed rows share their measure's range."""
+    name = metric
+    for m in ("cka_debiased", "cka_std", "procrustes", "mutual_knn"):
+        if metric.startswith(m + "_") and metric.endswith("_between_seeds"):
+            return RANGES.get(m)
+    if metric.startswith("cka_") and metric.endswith("_between_seeds"):
+        return (0.0, 1.0)
+    try:
+        name = lookup(metric).name
+    except KeyError:
+        return None
+    return RANGES.get(name)

@@ -1,0 +1,348 @@
+"""The findings of one model's study, in the answer model of :mod:`layerwise.words.claims` (issue 22): for each
+judged statistic, the outcome of fine-tuned against pretrained at every layer ("changed", "changed, size
+unclear", "no change beyond δ", "not established with k seeds", :func:`layerwise.words.claims.difference_outcome`),
+the estimate with its deciding interval, random weights against pretrained (one random draw) and chance,
+judged apart. Each chapter opens with them and the index carries a one-table summary across the models of
+the run (:func:`summary_markdown`).
+
+The judged statistics: the per-sentence statistics (per-seed paired effects), the probes (per-seed
+accuracy differences, the sentence term paired on the test sentences), the statistics with one value per
+layer (:data:`SCALARS`) and the similarity to pretrained (debiased CKA against the similarity between
+seeds). Order: statistics with a change first, by |difference| over the half-width of its deciding interval.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from . import claims
+from ..core.errors import LayerwiseError
+from .prose import fmt, fmt_signed
+from .prose_layers import best_layers_clause, layer_span
+from .prose_seeds import outcome_clause, seed_apart_sentence, seed_floor_verdicts, similarity_outcomes
+from ..core.schema import PER_SENTENCE_METRICS, lookup
+
+#: the tidy metric holding the per-sentence mean (with its CI) of each per-sentence statistic
+MEAN_METRIC = {"token_cosine": "token_cosine_sentence_mean", "token_cosine_var": "token_cosine_var_mean"}
+#: the probes whose change fine-tuning makes (first token and mean pooling)
+PROBES = ("probe_acc_cls", "probe_acc_mean")
+PROBE_NAMES = {"probe_acc_cls": "first-token probe accuracy", "probe_acc_mean": "mean-pooled probe accuracy"}
+#: statistics with one value per layer, judged on their per-seed differences
+SCALARS = ("token_cosine_adjusted", "anisotropy_baseline", "self_similarity", "self_similarity_adjusted",
+           "rogue_top3_share", "norm_mean", "erank", "isoscore", "silhouette_cls", "centroid_angle_cls",
+           "mdl_compression_cls")
+#: the similarity to pretrained, per pooling (name, pooling)
+SIMILARITIES = {"cls": "similarity to pretrained (debiased CKA, first token)",
+                "mean": "similarity to pretrained (debiased CKA, mean pooling)"}
+#: the statistics the probing chapter's Findings and conclusion speak of (the others: the geometry chapter's)
+PROBING_STATISTICS = ("probe_acc_cls", "probe_acc_mean", "silhouette_cls", "centroid_angle_cls", "mdl_compression_cls")
+#: what the order of the findings means (printed above the table)
+RANKING = ("Each statistic's outcome at every layer follows the answer model of the Methods: fine-tuned minus "
+           "pretrained over the fine-tuning seeds, with an interval that combines seeds and sentences, against the "
+           "statistic's declared margin δ. The printed interval is the one that decides (90% for no change beyond "
+           "δ, else 95%). Statistics with a change come first, ordered by difference over the half-width of that "
+           "interval: the order says how clearly it changed, not how much. Chance is a separate judgement.")
+COLUMNS = ("statistic", "metric", "outcomes", "largest at layer", "finetuned", "pretrained", "difference", "n",
+           "verdict", "size / floor", "random vs pretrained", "chance", "sensitivity")
+#: the table of the findings as the report prints it (:meth:`Findings.table`): six columns, with relative
+#: widths, so that it fits the HTML text column and an A4 page
+TABLE_COLUMNS = ("statistic", "outcome by layer", "finetuned vs pretrained", "difference (deciding interval)",
+                 "random vs pretrained", "chance")
+TABLE_WIDTHS = (16, 24, 16, 20, 14, 10)
+
+
+@dataclass
+class Findings:
+    """One model's findings: ``changed`` (statistics with a "changed" or "changed, size unclear" layer) and
+    ``unchanged`` (the others: no change beyond δ or not established at every layer), tidy rows of
+    :data:`COLUMNS`, ordered by ``size / floor``; ``observations`` (sentences); ``seeds`` (fine-tuning seeds)."""
+
+    model: str
+    title: str
+    changed: pd.DataFrame
+    unchanged: pd.DataFrame
+    observations: list[str] = field(default_factory=list)
+    seeds: int = 1
+    #: where the label is best read (``claims.best_layers`` of the first-token probe, fine-tuned then
+    #: pretrained), as clauses of :func:`layerwise.words.prose_layers.best_layers_clause`
+    best_layers: list[str] = field(default_factory=list)
+    #: which fine-tuning seed stands apart, by the declared rule (:func:`layerwise.words.claims.seed_apart`)
+    seed_notes: list[str] = field(default_factory=list)
+
+    def _rows(self, probes: bool | None = None) -> pd.DataFrame:
+        both = pd.concat([self.changed, self.unchanged], ignore_index=True)
+        return both if probes is None else both[both["metric"].isin(PROBING_STATISTICS) == probes]
+
+    def table(self, probes: bool | None = None) -> pd.DataFrame:
+        """The findings as the report prints them (:data:`TABLE_COLUMNS`, six columns): the outcome at every
+        layer, the two states' values and the difference with its deciding interval at the largest layer,
+        random weights against pretrained and chance there. ``probes``: only the probing chapter's
+        statistics (True), only the geometry chapter's (False), or all (None)."""
+        rows = [dict(zip(TABLE_COLUMNS, (r["statistic"], r["outcomes"],
+                                         f"layer {r['largest at layer']}: {r['finetuned']} vs {r['pretrained']}",
+                                         r["difference"], r["random vs pretrained"], r["chance"])))
+                for r in self._rows(probes).to_dict("records")]
+        return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
+
+    def sentences(self, probes: bool | None = None) -> list[str]:
+        """The findings as sentences, clearest change first; one sentence for the statistics without one."""
+        rows = self._rows(probes)
+        changed = rows[rows["statistic"].isin(self.changed["statistic"])]
+        out = [f"**{r.statistic[0].upper() + r.statistic[1:]}**: {r.outcomes}; largest at layer {r._3}: "
+               f"{r.verdict}, {r.difference}{r.sensitivity}." for r in changed.itertuples(index=False)]
+        if self.seeds < 2:
+            out.append(f"Each outcome is against one fine-tuning run: {claims.SEED_VARIATION_NOT_MEASURED}.")
+        rest = rows[~rows["statistic"].isin(self.changed["statistic"])]
+        if not rest.empty:
+            out.append("Without a change at any layer: " + "; ".join(f"{r.statistic} ({r.outcomes})"
+                                                                    for r in rest.itertuples(index=False)) + ".")
+        return out + self.seed_notes + (self.observations if probes is not False else [])
+
+    def _repr_markdown_(self) -> str:
+        return self.markdown()
+
+    def view(self, probes: bool | None = None):
+        """One chapter's Findings for a notebook cell (``IPython.display.Markdown`` of :meth:`markdown`):
+        the probing chapter's statistics (``probes=True``) or the geometry chapter's (False)."""
+        from IPython.display import Markdown
+
+        return Markdown(self.markdown(probes))
+
+    def conclusion(self, probes: bool) -> str:
+        """A chapter's conclusion in 2-4 sentences: (probes) where the label is best read; which statistics
+        fine-tuning changed and where; which it did not (the outcomes by layer); (probes) the random-weights
+        observation. Every outcome word from :func:`layerwise.words.claims.difference_outcome`."""
+        rows = self._rows(probes)
+        mine = rows[rows["statistic"].isin(self.changed["statistic"])]
+        kept = rows[~rows["statistic"].isin(self.changed["statistic"])]
+        out = []
+        if probes and self.best_layers:
+            out.append("By paired comparison on the test sentences, the label is best read at "
+                       + " and at ".join(self.best_layers) + ".")
+        changes = [f"{r.statistic} (largest at layer {r._3}: {_signed(r.difference)})" for r in mine.itertuples(index=False)]
+        out.append(f"Fine-tuning changed {_and(changes)}." if changes else
+                   "Fine-tuning changed none of these statistics at any layer by the answer model.")
+        if not kept.empty:
+            out.append("Outcomes of the others: " + "; ".join(f"{r.statistic}: {r.outcomes}"
+                                                             for r in kept.itertuples(index=False)) + ".")
+        out += self.seed_notes[:1]
+        if probes:
+            out += [o[len("Observation: "):][:1].upper() + o[len("Observation: ") + 1:]
+                    if o.startswith("Observation: ") else o for o in self.observations]
+        return " ".join(out)
+
+    def markdown(self, probes: bool | None = None) -> str:
+        """The Findings section body: the sentences, then the table with one line on its order."""
+        from .markdown import markdown_table
+
+        text = "\n\n".join(self.sentences(probes))
+        table = self.table(probes)
+        if not table.empty:
+            text += "\n\n" + RANKING + "\n\n" + markdown_table(table, widths=TABLE_WIDTHS)
+        return text
+
+
+def _at(layers: str) -> str:
+    """``layer 5`` or ``layers 2 and 4–6`` from a table's layer text."""
+    return f"layer {layers}" if str(layers).isdigit() else f"layers {layers}"
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _describe(metric: str) -> str:
+    """A reader's name of a statistic (the registry's description)."""
+    try:
+        return lookup(MEAN_METRIC.get(metric, metric)).description
+    except KeyError:
+        return metric.replace("_", " ")
+
+
+def _value(tidy: pd.DataFrame, metric: str, state: str, layer: int, digits: int = 3) -> str:
+    """A state's value of ``metric`` at ``layer``, for the table."""
+    r = tidy[(tidy["metric"] == metric) & (tidy["state"] == state) & (tidy["layer"] == layer)]
+    if r.empty and metric in MEAN_METRIC.values():  # a study without the per-sentence mean: the pair mean
+        r = tidy[(tidy["metric"] == metric.replace("_sentence_mean", "_mean").replace("_var_mean", "_sd"))
+                 & (tidy["state"] == state) & (tidy["layer"] == layer)]
+    return "not measured" if r.empty else fmt(r["value"].iloc[0], digits)
+
+
+def _layers(layers) -> str:
+    """``2, 4–6``: the layers, consecutive ones as a range."""
+    return layer_span(list(layers)).split(" ", 1)[1]
+
+
+def _signed(ci_text: str) -> str:
+    """The value of a difference text with its sign: ``+0.163`` from ``+0.163 (95% CI ...)``."""
+    value = str(ci_text).split(" (")[0]
+    return value if value.startswith(("-", "+")) else "+" + value
+
+
+def _size(v: claims.Verdict) -> float:
+    """|difference| over the half-width of its deciding interval (inf for a zero-width interval)."""
+    half = (v.detail["high"] - v.detail["low"]) / 2
+    return abs(v.detail["mean"]) / half if half > 0 else math.inf
+
+
+def outcomes_text(verdicts: list[claims.Verdict], unit: str = "seed") -> str:
+    """The outcome at every layer, grouped in :data:`layerwise.words.claims.OUTCOMES` order: "changed: 6;
+    changed, size unclear: 2, 4, 5; no change beyond δ: 0, 1; not established with 3 seeds: 3"."""
+    groups: dict[str, list[claims.Verdict]] = {}
+    for v in verdicts:
+        groups.setdefault(v.word, []).append(v)
+    return "; ".join(f"{claims.outcome_label(groups[w][0], unit).split(' = ')[0]}: "
+                     f"{_layers(v.detail['layer'] for v in groups[w])}" for w in claims.OUTCOMES if w in groups)
+
+
+def _outcome_row(tidy: pd.DataFrame, name: str, metric: str, values: str, verdicts: list[claims.Verdict], *,
+                 random: str = "-", chance=None, digits: int = 3) -> dict:
+    """One row of :data:`COLUMNS` from one statistic's per-layer outcomes: the largest layer is the changed
+    one with the clearest difference (else the largest |difference|); ``chance(layer)`` its chance text."""
+    moved = [v for v in verdicts if v.word == claims.CHANGED] or \
+        [v for v in verdicts if v.word == claims.SIZE_UNCLEAR]
+    top = max(moved or verdicts, key=lambda v: abs(v.detail["mean"]))
+    layer = top.detail["layer"]
+    return {"statistic": name, "metric": metric, "outcomes": outcomes_text(verdicts), "largest at layer": layer,
+            "finetuned": _value(tidy, values, "finetuned", layer, digits),
+            "pretrained": _value(tidy, values, "pretrained", layer, digits),
+            "difference": outcome_clause(top, digits).split(" (", 1)[1].rstrip(")").split(";")[0],
+            "n": top.n, "verdict": claims.outcome_label(top), "size / floor": _size(top) if moved else -1.0,
+            "random vs pretrained": random, "chance": chance(layer) if chance else "-", "_changed": bool(moved),
+            "sensitivity": "".join(f"; {p}" for p in outcome_clause(top, digits).rstrip(")").split("; ")
+                                   if "leaving one seed out" in p)}
+
+
+def _random_text(tidy_all: pd.DataFrame, metric: str, correct, layers: list[int]) -> dict[int, str]:
+    """Random weights against pretrained per layer (the answer model, one random draw), as table text."""
+    out = {}
+    for v in seed_floor_verdicts(tidy_all, metric, state="random", correct=correct):
+        if v.word != "not measured":
+            out[v.detail["layer"]] = f"{claims.outcome_label(v, 'random draw')} ({fmt_signed(v.detail['mean'], 3)})"
+    return out
+
+
+def _chance_probe(tidy: pd.DataFrame, metric: str):
+    def text(layer: int) -> str:
+        v = claims.probe_chance_verdict(tidy, metric, layer)
+        return v.word if v.word == "not measured" else f"{v.word} (permuted labels up to {fmt(v.detail['null_upper'], 2)})"
+    return text
+
+
+def _chance_null(tidy: pd.DataFrame, metric: str, null_metric: str):
+    def text(layer: int) -> str:
+        at = tidy[(tidy["state"] == "finetuned") & (tidy["layer"] == layer)]
+        return claims.null_verdict(at[at["metric"] == metric], at[at["metric"] == null_metric]).word
+    return text
+
+
+def _chance_similarity(tidy: pd.DataFrame, pooling: str):
+    def text(layer: int) -> str:
+        for v in claims.chance_verdicts(tidy, "cka_debiased", pooling):
+            if int(v.rows["layer"].iloc[0]) == layer:
+                return v.word
+        return "not measured"
+    return text
+
+
+def statistic_rows(tidy: pd.DataFrame, tidy_all: pd.DataFrame, correct: pd.DataFrame | None) -> list[dict]:
+    """One row per judged statistic (:data:`COLUMNS`): per-sentence statistics, probes, :data:`SCALARS`
+    and the similarity to pretrained; a statistic without a judged layer is left out."""
+    specs = [(m, _describe(m), MEAN_METRIC.get(m, m), None) for m in PER_SENTENCE_METRICS]
+    specs += [(m, PROBE_NAMES[m], m, _chance_probe(tidy, m)) for m in PROBES]
+    specs += [(m, _describe(m), m, _chance_null(tidy, m, m.replace("silhouette", "silhouette_perm"))
+               if m.startswith("silhouette") else None) for m in SCALARS]
+    rows = []
+    for metric, name, values, chance in specs:
+        verdicts = [v for v in seed_floor_verdicts(tidy_all, metric, correct=correct) if v.word != "not measured"]
+        if verdicts:
+            random = _random_text(tidy_all, metric, correct, [])
+            rows.append(_outcome_row(tidy, name, metric, values, verdicts, chance=chance))
+            rows[-1]["random vs pretrained"] = random.get(rows[-1]["largest at layer"], "-")
+    for pooling, name in SIMILARITIES.items():
+        verdicts = similarity_outcomes(tidy_all, pooling)
+        if verdicts:
+            metric = f"cka_debiased_{pooling}_vs_pretrained"
+            rows.append(_outcome_row(tidy, name, metric, metric, verdicts, chance=_chance_similarity(tidy, pooling),
+                                     digits=2))
+            top = next(v for v in verdicts if v.detail["layer"] == rows[-1]["largest at layer"])
+            rows[-1]["pretrained"] = f"{fmt(top.detail['seed_pairs_mean'], 2)} between seeds"
+            rows[-1]["random vs pretrained"] = _value(tidy, metric, "random", rows[-1]["largest at layer"], 2)
+    return rows
+
+
+def random_observations(tidy: pd.DataFrame, correct: pd.DataFrame | None, metric: str = "probe_acc_cls",
+                        tidy_all: pd.DataFrame | None = None) -> list[str]:
+    """Random weights against the pretrained model on the probe: the answer model per layer (one random
+    draw, the sentence term paired on the test sentences)."""
+    if correct is None or correct.empty or "random" not in set(correct["state"]):
+        return []
+    verdicts = [v for v in seed_floor_verdicts(tidy if tidy_all is None else tidy_all, metric, state="random",
+                                               correct=correct) if v.word != "not measured"]
+    if not verdicts:
+        return []
+    what = "the first-token probe" if metric.endswith("cls") else "the mean-pooling probe"
+    return [f"Observation: on {what}, random weights (one random draw) against the pretrained model: "
+            f"{outcomes_text(verdicts, 'random draw')}."]
+
+
+def model_findings(study) -> Findings:
+    """The findings of one model's study (:class:`layerwise.study.study.Study`)."""
+    tidy = study.tidy
+    tidy_all = study.tidy_all if hasattr(study, "tidy_all") else tidy
+    correct = getattr(study, "probe_correct", None)
+    rows = statistic_rows(tidy, tidy_all, correct)
+    rows.sort(key=lambda r: (not r["_changed"], -r["size / floor"]))
+    for r in rows:
+        r["size / floor"] = ("unbounded (zero-width interval)" if math.isinf(r["size / floor"]) else
+                             "-" if r["size / floor"] < 0 else fmt(r["size / floor"], 1))
+    frame = pd.DataFrame(rows, columns=[*COLUMNS, "_changed"])
+    changed = frame[frame["_changed"].astype(bool)].drop(columns="_changed").reset_index(drop=True)
+    unchanged = frame[~frame["_changed"].astype(bool)].drop(columns="_changed").reset_index(drop=True)
+    seeds = max(1, int(tidy_all["seed"].nunique())) if "seed" in tidy_all.columns else 1
+    best = [] if correct is None or correct.empty else \
+        [b for b in (best_layers_clause(tidy, correct, "probe_acc_cls", s, digits=3).replace(f"{s} ", f"the {s} "
+                                                                                              f"model's ", 1)
+                     for s in ("finetuned", "pretrained")) if b]
+    apart = [t for t in (seed_apart_sentence(tidy_all, pooling) for pooling in SIMILARITIES) if t]
+    return Findings(study.params.name, study.params.display_name, changed, unchanged,
+                    random_observations(tidy, correct, tidy_all=tidy_all), seeds, best, apart)
+
+
+def summary_markdown(findings: list[Findings]) -> str:
+    """The index's one-table summary across the models of the run: per model the clearest change (the
+    answer model's outcome with its deciding interval), how many statistics changed and how many did not
+    at any layer, the seeds, and the observations."""
+    from .markdown import markdown_table
+
+    rows = []
+    for f in findings:
+        top = f.changed.iloc[0] if not f.changed.empty else None
+        rows.append({"model": f.title, "clearest change": (f"{top['statistic']}: {top['verdict']} at layer "
+                                                          f"{top['largest at layer']} ({top['difference']})"
+                                                          if top is not None else "none"),
+                     "changed": len(f.changed), "without a change": len(f.unchanged),
+                     "seeds": f"{f.seeds}" if f.seeds > 1 else "1 (seed variation not measured)"})
+    notes = [o for f in findings for o in f.observations]
+    text = markdown_table(pd.DataFrame(rows))
+    return text + ("\n" + "\n\n".join(f"{f.title}. {o}" for f in findings for o in f.observations) + "\n"
+                   if notes else "")
+
+
+def class_names(study) -> list[str] | None:
+    """The classes' display names by id: the params' ``dataset.class_names`` when set, else the data
+    selection's ``label_names`` (the study's manifest). A ``class_names`` list whose length differs from the
+    number of classes is an error naming the field."""
+    names = ((getattr(study, "manifest", None) or {}).get("selection") or {}).get("label_names")
+    params = getattr(study, "params", None)
+    given = getattr(getattr(params, "dataset", None), "class_names", None)
+    if given:
+        if names and len(given) != len(names):
+            raise LayerwiseError(f"dataset.class_names has {len(given)} names for {len(names)} classes ({names})",
+                                 where=str(getattr(params, "path", None) or "params"),
+                                 fix=f"give one display name per class id, in id order ({len(names)} names)")
+        return [str(n) for n in given]
+    return [str(n) for n in names] if names else None

@@ -1,0 +1,63 @@
+"""Numbers and series for prose (shared by :mod:`layerwise.words.prose` and :mod:`layerwise.words.prose_layers`):
+how a value, a signed effect, an interval and a p-value are printed, and the per-layer series of one
+metric and state."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from ..core.schema import state_order
+
+
+def fmt(x: float | None, digits: int = 2) -> str:
+    """A number for prose: ``digits`` decimals (no "-0.00"), thousands separated and no decimals from
+    1000 on, n/a for NaN/None."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    x = float(x)
+    if abs(x) >= 1000:
+        return f"{x:,.0f}"
+    text = f"{x:.{digits}f}"
+    return text.lstrip("-") if float(text) == 0 else text
+
+
+def fmt_signed(x: float, digits: int = 2) -> str:
+    """:func:`fmt` with an explicit sign (``+0.39``, ``-0.12``, ``0.00``)."""
+    text = fmt(x, digits)
+    return text if text.startswith("-") or text == "n/a" or float(text.replace(",", "")) == 0 else "+" + text
+
+
+def fmt_ci(value: float, low: float | None, high: float | None, digits: int = 2) -> str:
+    """``0.83 (95% CI 0.80 to 0.86)``, or just the value when there is no interval."""
+    if low is None or high is None or any(isinstance(v, float) and math.isnan(v) for v in (low, high)):
+        return fmt(value, digits)
+    return f"{fmt(value, digits)} (95% CI {fmt(low, digits)} to {fmt(high, digits)})"
+
+
+def fmt_p(p: float) -> str:
+    """A p-value for prose."""
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return "p = n/a"
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def series(tidy: pd.DataFrame, metric: str, state: str, model: str | None = None) -> pd.DataFrame:
+    """The per-layer rows (layer >= 0) of one metric and state, sorted by layer."""
+    df = tidy[(tidy["metric"] == metric) & (tidy["state"] == state) & (tidy["layer"] >= 0)]
+    if model is not None:
+        df = df[df["model"] == model]
+    return df.sort_values("layer").reset_index(drop=True)
+
+
+def _states(tidy: pd.DataFrame, metric: str) -> list[str]:
+    """The states that have ``metric``, in the canonical order."""
+    return state_order(tidy.loc[tidy["metric"] == metric, "state"])
+
+
+def _effect_digits(*values: float) -> int:
+    """Decimals that show two significant digits of the smallest non-zero magnitude among ``values``
+    (at least 2): a difference of -0.0014 is not printed as -0.00."""
+    mags = [abs(v) for v in values if v == v and v not in (None, 0) and abs(v) != float("inf")]
+    return 2 if not mags else max(2, min(6, 1 - math.floor(math.log10(min(mags)))))

@@ -1,0 +1,143 @@
+"""Claim-first paragraphs for self-similarity, the anisotropy baseline under standardisation, the biased CKA
+diagonal, the class geometry and the convergence correlation (re-exported by :mod:`layerwise.words.prose`):
+what fine-tuning changed against its floors first, then what the layers do, then the numbers in one
+clause. Verdict words come from :mod:`layerwise.words.claims` only (``seed_change`` through
+:func:`layerwise.words.prose_layers.change_claim`, ``layer_trend``, ``null_verdicts``, ``correlation_verdict``);
+every number from the tidy tables."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from . import claims
+from .prose_format import _states, fmt, series
+from .prose_layers import _and, _cap, change_claim, layer_span, layers_sentence
+
+
+def _last_layer(tidy: pd.DataFrame, metric: str) -> int | None:
+    layers = tidy.loc[(tidy["metric"] == metric) & (tidy["layer"] >= 0), "layer"]
+    return None if layers.empty else int(layers.max())
+
+
+def _value_at(tidy: pd.DataFrame, metric: str, state: str, layer: int, model: str | None = None):
+    s = series(tidy, metric, state, model)
+    s = s[s["layer"] == layer]
+    return None if s.empty else s.iloc[0]
+
+
+def self_similarity_paragraph(tidy: pd.DataFrame, *, tidy_all: pd.DataFrame | None = None,
+                              model: str | None = None) -> str:
+    """Self-similarity (Ethayarajh 2019), raw and adjusted for anisotropy: whether fine-tuning changed
+    each beyond the seed floor (:func:`change_claim`, ``claims.seed_change``), then the shape of each
+    through the layers with the numbers."""
+    raw = series(tidy, "self_similarity", next(iter(_states(tidy, "self_similarity")), ""), model)
+    if raw.empty:
+        return ""
+    words = int(tidy.loc[tidy["metric"] == "self_similarity", "n"].max())
+    parts = [change_claim(tidy, "self_similarity", "self-similarity", tidy_all=tidy_all, model=model),
+             change_claim(tidy, "self_similarity_adjusted", "self-similarity adjusted for anisotropy",
+                          tidy_all=tidy_all, model=model),
+             layers_sentence(tidy, "self_similarity", f"self-similarity (the mean cosine between occurrences of "
+                             f"the same word in different sentences, {words:,} frequent words)", model=model),
+             layers_sentence(tidy, "self_similarity_adjusted", "self-similarity adjusted for anisotropy", model=model),
+             "The lower it is, the more a word's vector depends on its context."]
+    return " ".join(_cap(p) for p in parts if p and not p.startswith("No values"))
+
+
+def standardised_sentence(tidy: pd.DataFrame, layer: int | None = None, model: str | None = None) -> str:
+    """What standardising the dimensions does at one layer (default the last), descriptively (no
+    verdict): the anisotropy baseline raw → standardised per state, and the within-sentence mean cosine
+    standardised beside it."""
+    lay = _last_layer(tidy, "anisotropy_baseline_std") if layer is None else layer
+    if lay is None:
+        return ""
+    base, within = [], []
+    for state in _states(tidy, "anisotropy_baseline_std"):
+        raw = _value_at(tidy, "anisotropy_baseline", state, lay, model)
+        std = _value_at(tidy, "anisotropy_baseline_std", state, lay, model)
+        cos = _value_at(tidy, "token_cosine_mean_std", state, lay, model)
+        if raw is not None and std is not None:
+            base.append(f"{state} {fmt(raw.value, 3)} → {fmt(std.value, 3)}")
+        if cos is not None and std is not None:
+            within.append(f"{state} {fmt(cos.value, 3)} against {fmt(std.value, 3)}")
+    if not base:
+        return ""
+    text = (f"Standardising each dimension (z-scores per layer) moves the anisotropy baseline, the expected "
+            f"cosine of random token pairs, at layer {lay} (raw → standardised): {'; '.join(base)}")
+    if within:
+        text += (f"; the standardised within-sentence mean cosine against the standardised baseline: "
+                 f"{'; '.join(within)}")
+    return text + "."
+
+
+def cka_diagonal_sentence(tidy: pd.DataFrame, pooling: str = "cls", state: str = "finetuned", *,
+                          model: str | None = None, label: str | None = None) -> str:
+    """The biased linear CKA of ``state`` against pretrained layer by layer, descriptively (its shape,
+    ``claims.layer_trend``): biased CKA is high even between unrelated representations, so it carries no
+    verdict; the verdicts are the debiased CKA's against its floors (``prose.similarity_floor_sentence``)."""
+    metric = f"cka_{pooling}_vs_pretrained"
+    if series(tidy, metric, state, model).dropna(subset=["value"]).empty:
+        return ""
+    pool = "first-token" if pooling == "cls" else "mean-pooled"
+    text = layers_sentence(tidy, metric, f"the biased linear CKA of the {pool} embeddings with pretrained",
+                           states=[state], digits=3, model=model)
+    text = f"{label}: {text[:1].lower() + text[1:]}" if label else text
+    return (f"{text} Biased CKA is high even between unrelated representations, so it carries no verdict "
+            f"here; whether fine-tuning changed the similarity is judged on the debiased CKA against its floors.")
+
+
+def class_geometry_paragraph(tidy: pd.DataFrame, pooling: str = "cls", *, tidy_all: pd.DataFrame | None = None,
+                             model: str | None = None) -> str:
+    """Where the classes separate: per state, the layers whose silhouette is above its permuted-label
+    null (``claims.null_verdicts``); whether fine-tuning separated them beyond the seed floor
+    (:func:`change_claim` on the silhouette); the shape with the numbers; the centroid angle at the last
+    layer."""
+    metric, pool = f"silhouette_{pooling}", "first-token" if pooling == "cls" else "mean-pooled"
+    where = []
+    for state in _states(tidy, metric):
+        vs = [v for v in claims.null_verdicts(tidy, metric, f"silhouette_perm_{pooling}", state, model)
+              if v.word != "not measured"]
+        above = [v.detail["layer"] for v in vs if v.word == "above chance"]
+        if vs:
+            where.append(f"at {layer_span(above)} in {state}" if above else f"at no layer in {state}")
+    if not where:
+        return ""
+    parts = [f"The classes separate above chance in the {pool} embeddings (silhouette above the 97.5th "
+             f"percentile of its permuted-label null) {_and(where)}.",
+             _cap(change_claim(tidy, metric, "the silhouette", tidy_all=tidy_all, model=model, digits=3)),
+             layers_sentence(tidy, metric, "the silhouette", digits=3, model=model)]
+    lay = _last_layer(tidy, f"centroid_angle_{pooling}")
+    angles = [f"{s} {fmt(r.value, 1)}°" for s in _states(tidy, f"centroid_angle_{pooling}")
+              if (r := _value_at(tidy, f"centroid_angle_{pooling}", s, lay, model)) is not None] if lay is not None else []
+    if angles:
+        parts.append(f"Angle between the class centroids at layer {lay}: {', '.join(angles)}.")
+    return " ".join(p for p in parts if p)
+
+
+def convergence_paragraph(tidy: pd.DataFrame, name: str = "spearman_convergence_probe",
+                          model: str | None = None) -> str:
+    """The original study's question, is the convergence of the token cosines linked to probe accuracy?
+    One verdict per state (``claims.correlation_verdict``: the Spearman interval excludes 0), states
+    grouped by verdict, each with rho and its interval."""
+    df = tidy[tidy["metric"] == name]
+    if model is not None:
+        df = df[df["model"] == model]
+    if df.empty:
+        return "The convergence-performance correlation was not computed (too few layers)."
+    groups: dict[str, list[str]] = {}
+    for state in _states(tidy, name):
+        row = df[df["state"] == state]
+        v = claims.correlation_verdict(row, f"{name} {state}")
+        if v.word == "not measured":
+            groups.setdefault(v.word, []).append(state)
+            continue
+        d = v.detail
+        groups.setdefault(v.word, []).append(f"{state} (rho = {fmt(d['value'], 2)}, 95% CI {fmt(d['low'], 2)} to "
+                                             f"{fmt(d['high'], 2)})")
+    layers = int(df["n"].max())
+    order = ("significant", "not significant", "not measured")
+    parts = [f"{word} in {_and(groups[word])}" for word in order if word in groups]
+    return (f"The Spearman correlation across the {layers} layers between the mean within-sentence token cosine and "
+            f"the first-token probe accuracy (significant when its 95% interval excludes 0) is {'; '.join(parts)}. "
+            "With so few layers, only a strong monotone link reaches significance, and a trend both curves share "
+            "through depth is enough to produce one.")

@@ -1,0 +1,273 @@
+"""Paragraphs that lead with the claim (re-exported by :mod:`layerwise.words.prose`): what fine-tuning changed
+and where, against its floors, then what the layers do, then the supporting numbers in one compact
+clause ("pretrained 0.03 → 0.23, finetuned 0.03 → 0.57, random flat at 0.36"). Every verdict word comes
+from :mod:`layerwise.words.claims` (``state_change_verdicts``, ``seed_change`` through
+:func:`layerwise.words.prose_seeds.seed_floor_verdicts`, ``state_versus``, ``best_layers``, ``layer_trend``);
+every number from the tidy tables."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+
+from . import claims
+from .prose_format import _effect_digits, _states, fmt, fmt_ci, fmt_signed, series
+from .prose_seeds import outcome_groups, seed_floor_verdicts
+
+
+def layer_span(layers: Sequence[int]) -> str:
+    """``layer 4`` / ``layers 0, 2 and 4–6``: consecutive layers as a range."""
+    ls = sorted(int(v) for v in layers)
+    runs: list[list[int]] = []
+    for v in ls:
+        if runs and v == runs[-1][-1] + 1:
+            runs[-1].append(v)
+        else:
+            runs.append([v])
+    parts = [str(r[0]) if len(r) == 1 else (f"{r[0]}, {r[1]}" if len(r) == 2 else f"{r[0]}–{r[-1]}") for r in runs]
+    if len(ls) == 1:
+        return f"layer {parts[0]}"
+    return "layers " + (parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1])
+
+
+def _and(items: Sequence[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _cap(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def trend_verdict(tidy: pd.DataFrame, metric: str, state: str, digits: int = 2, model: str | None = None):
+    """:func:`layerwise.words.claims.layer_trend` of one state's series, the tolerance half a unit of the last
+    printed digit (values that print the same are flat)."""
+    return claims.layer_trend(series(tidy, metric, state, model), 0.5 * 10 ** -digits, f"{metric} ({state})")
+
+
+def profile_text(v: claims.Verdict, digits: int = 2) -> str:
+    """One state's numbers: ``0.03 → 0.23 (peak 0.24 at layer 5)``, ``flat at 0.36``."""
+    d = v.detail
+    if v.word == "flat":
+        return f"flat at {fmt(d['first'], digits)}"
+    text = f"{fmt(d['first'], digits)} → {fmt(d['last'], digits)}"
+    ends = (d["first_layer"], d["last_layer"])
+    extra = [f"{label} {fmt(d[key], digits)} at layer {d[key + '_layer']}"
+             for label, key in (("peak", "max"), ("low", "min"))
+             if d[key + "_layer"] not in ends and fmt(d[key], digits) not in (fmt(d["first"], digits),
+                                                                             fmt(d["last"], digits))]
+    return ", ".join([text, *extra])
+
+
+def layers_sentence(tidy: pd.DataFrame, metric: str, what: str, *, states: Sequence[str] | None = None,
+                    digits: int = 2, model: str | None = None) -> str:
+    """What the layers do to ``what``, states grouped by shape (``claims.layer_trend``), with every
+    state's numbers in one clause: "Through the layers, X rises in pretrained and finetuned and is flat
+    in random (layer 0 → 6: pretrained 0.03 → 0.23, finetuned 0.03 → 0.57, random flat at 0.36)."""
+    verdicts = {s: trend_verdict(tidy, metric, s, digits, model) for s in (states or _states(tidy, metric))}
+    verdicts = {s: v for s, v in verdicts.items() if v.word != "not measured"}
+    if not verdicts:
+        return f"No values of {what} were computed."
+    groups: dict[str, list[str]] = {}
+    for s, v in verdicts.items():
+        key = v.word + (f" at layer {v.detail['max_layer']}" if v.word == "peaks" else
+                        f" at layer {v.detail['min_layer']}" if v.word == "dips" else "")
+        groups.setdefault(key, []).append(s)
+    shapes = [f"{'is flat' if key == 'flat' else key} in {_and(ss)}" for key, ss in groups.items()]
+    any_v = next(iter(verdicts.values())).detail
+    numbers = "; ".join(f"{s} {profile_text(v, digits)}" for s, v in verdicts.items())
+    return (f"Through the layers, {what} {_and(shapes)} (layer {any_v['first_layer']} → {any_v['last_layer']}: "
+            f"{numbers}).")
+
+
+def _largest(verdicts: list[claims.Verdict]) -> claims.Verdict:
+    return max(verdicts, key=lambda v: abs(v.detail["effect"]))
+
+
+def _effect(v: claims.Verdict) -> str:
+    d = v.detail
+    digits = _effect_digits(d["effect"])
+    if d.get("low", float("nan")) != d.get("low", float("nan")):
+        return fmt_signed(d["effect"], digits)
+    return f"{fmt_signed(d['effect'], digits)}, 95% CI {fmt_signed(d['low'], digits)} to {fmt_signed(d['high'], digits)}"
+
+
+def tested_clause(verdicts: list[claims.Verdict]) -> str:
+    """The paired tests' verdicts grouped by word, the largest effect of a moved group with its CI:
+    "higher at layers 2–6 (largest at layer 6: +0.27, 95% CI ...), lower at layer 1 and negligible at
+    layer 0"."""
+    parts = []
+    for word in ("higher", "lower", "not significant", "negligible"):
+        group = [v for v in verdicts if v.word == word]
+        if not group:
+            continue
+        text = f"{word} at {layer_span([v.detail['layer'] for v in group])}"
+        if word in ("higher", "lower"):
+            top = _largest(group)
+            text += (f" ({_effect(top)})" if len(group) == 1 else
+                     f" (largest at layer {top.detail['layer']}: {_effect(top)})")
+        parts.append(text)
+    return _and(parts) if parts else ""
+
+
+def seed_clause(floor: list[claims.Verdict], digits: int = 3) -> str:
+    """The answer model's outcomes per layer (``claims.seed_change`` through
+    :func:`layerwise.words.prose_seeds.seed_floor_verdicts`) in one clause (:func:`layerwise.words.prose_seeds.outcome_groups`)."""
+    floor = [v for v in floor if v.word != "not measured"]
+    if not floor:
+        return claims.SEED_VARIATION_NOT_MEASURED
+    seeds = max(v.n for v in floor)
+    over = f"across {seeds} fine-tuning seeds" if seeds > 1 else claims.SEED_VARIATION_NOT_MEASURED
+    return f"{over}: {outcome_groups(floor, digits)}"
+
+
+def change_claim(tidy: pd.DataFrame, metric: str, what: str, *, tidy_all: pd.DataFrame | None = None,
+                 verdict_metric: str | None = None, state: str = "finetuned", model: str | None = None,
+                 digits: int = 2) -> str:
+    """What fine-tuning did to ``what``, layer by layer, in the answer model's outcomes
+    (:func:`layerwise.words.claims.difference_outcome` through :func:`seed_clause`). With ``verdict_metric`` (a
+    per-sentence metric): its per-seed paired effects decide, and the paired per-sentence tests
+    (``claims.state_change_verdicts``, size before significance) are printed first as a description of
+    these checkpoints; without: the per-seed differences of ``metric`` itself. ``digits``: how the
+    statistic is printed."""
+    tidy_all = tidy if tidy_all is None else tidy_all
+    if verdict_metric is not None:
+        verdicts = claims.state_change_verdicts(tidy, verdict_metric, state, model=model)
+        if not verdicts:
+            return ""
+        floor = seed_floor_verdicts(tidy_all, verdict_metric, state=state, model=model)
+        return (f"Fine-tuned against pretrained, {what} is, in paired per-sentence tests on these checkpoints, "
+                f"{tested_clause(verdicts)}; {seed_clause(floor)}.")
+    floor = seed_floor_verdicts(tidy_all, metric, state=state, model=model)
+    if not floor:
+        return ""
+    if all(v.word == "not measured" for v in floor):
+        return f"Whether fine-tuning changed {what} is not judged: {claims.SEED_VARIATION_NOT_MEASURED}."
+    return f"Fine-tuned against pretrained, {what}: {seed_clause(floor, max(3, digits))}."
+
+
+def metric_paragraph(tidy: pd.DataFrame, metric: str, what: str, *, tidy_all: pd.DataFrame | None = None,
+                     verdict_metric: str | None = None, tested: str | None = None, digits: int = 2,
+                     states: Sequence[str] | None = None, model: str | None = None) -> str:
+    """A result paragraph: the fine-tuning claim (:func:`change_claim`; ``tested`` names the statistic
+    of ``verdict_metric`` when it differs from ``what``, e.g. the per-sentence mean against the median),
+    then what the layers do with the numbers (:func:`layers_sentence`)."""
+    claim = change_claim(tidy, metric, tested or what, tidy_all=tidy_all, verdict_metric=verdict_metric, model=model,
+                         digits=digits)
+    layers = layers_sentence(tidy, metric, what, states=states, digits=digits, model=model)
+    return " ".join(s for s in (_cap(claim) if claim else "", layers if claim else _cap(layers)) if s)
+
+
+def effects_sentence(tidy: pd.DataFrame, metric: str, what: str, *, tidy_all: pd.DataFrame | None = None,
+                     state: str = "finetuned", model: str | None = None) -> str:
+    """One statistic's paired tests in one line, largest effect first: "The variance of the token
+    cosines: lower at layers 2, 4–6 (largest at layer 6: ...) and negligible at layers 0, 1 and 3;
+    changed beyond the seed-to-seed variation at ..."."""
+    verdicts = claims.state_change_verdicts(tidy, metric, state, model=model)
+    if not verdicts:
+        return ""
+    floor = seed_floor_verdicts(tidy if tidy_all is None else tidy_all, metric, state=state, model=model)
+    return f"{_cap(what)}: {tested_clause(verdicts)}; {seed_clause(floor)}."
+
+
+def tests_note(tidy: pd.DataFrame) -> str:
+    """How the paired tests decide, in one sentence (the rules of ``claims``)."""
+    return (f"Each verdict is a per-sentence paired test of finetuned against pretrained: negligible below "
+            f"{claims.NEGLIGIBLE_SD:g} pretrained between-sentence SD, else higher or lower when the Holm-adjusted "
+            f"p-value (one family of {claims.family_size(tidy)} tests) is below {claims.ALPHA:g}.")
+
+
+# --------------------------------------------------------------------------------------------------
+# Probes: fine-tuned against pretrained on the same test sentences, best layers, random weights
+# --------------------------------------------------------------------------------------------------
+
+def _probe_layers(correct: pd.DataFrame, metric: str, model: str | None) -> list[int]:
+    sel = correct["metric"] == metric
+    if model is not None:
+        sel &= correct["model"] == model
+    return sorted(int(v) for v in correct.loc[sel, "layer"].unique() if v >= 0)
+
+
+def _versus_groups(verdicts: list[claims.Verdict], digits: int = 3) -> str:
+    """``claims.state_versus`` verdicts grouped by word, the largest moved difference with its CI."""
+    parts = []
+    for word in ("higher", "lower", "tied"):
+        group = [v for v in verdicts if v.word == word]
+        if not group:
+            continue
+        text = f"{word} at {layer_span([v.detail['layer'] for v in group])}"
+        if word != "tied":
+            top = max(group, key=lambda v: abs(v.detail["diff"]))
+            lo, hi = top.detail["diff_ci"]
+            where = "" if len(group) == 1 else f"largest at layer {top.detail['layer']}: "
+            text += (f" ({where}{fmt_signed(top.detail['diff'], digits)}, 95% CI {fmt_signed(lo, digits)} to "
+                     f"{fmt_signed(hi, digits)})")
+        parts.append(text)
+    return _and(parts) if parts else ""
+
+
+def probe_change_claim(tidy: pd.DataFrame, correct: pd.DataFrame, pooling: str = "cls", *,
+                       tidy_all: pd.DataFrame | None = None, state: str = "finetuned", model: str | None = None) -> str:
+    """``state`` against pretrained on the probe, layer by layer, paired on the same test sentences
+    (``claims.state_versus``), then its seed floor (``claims.seed_change``)."""
+    metric = f"probe_acc_{pooling}"
+    verdicts = [claims.state_versus(correct, tidy, metric, layer, state, model=model)
+                for layer in _probe_layers(correct, metric, model)]
+    verdicts = [v for v in verdicts if v.word != "not measured"]
+    if not verdicts:
+        return ""
+    pool = "first-token" if pooling == "cls" else "mean-pooled"
+    if state != "finetuned":
+        floor = [v for v in seed_floor_verdicts(tidy if tidy_all is None else tidy_all, metric, state=state,
+                                                model=model, correct=correct) if v.word != "not measured"]
+        if not floor:
+            return ""
+        draws = "one random draw" if max((v.n for v in floor), default=1) == 1 else f"{floor[0].n} random draws"
+        return f"{_cap(state)} weights against pretrained on the same probe ({draws}): {outcome_groups(floor)}."
+    text = (f"Fine-tuned against pretrained on the same {verdicts[0].n} test sentences, the {pool} probe "
+            f"accuracy is {_versus_groups(verdicts)}")
+    floor = seed_floor_verdicts(tidy if tidy_all is None else tidy_all, metric, state=state, model=model,
+                                correct=correct)
+    return text + f"; {seed_clause(floor)}."
+
+
+def best_layers_clause(tidy: pd.DataFrame, correct: pd.DataFrame, metric: str, state: str,
+                       model: str | None = None, digits: int = 3) -> str:
+    """``claims.best_layers`` of one state in a few words: "finetuned: layer 6 (0.726)" or
+    "pretrained: layers 1–5, not separated (highest 0.649 at layer 3)"."""
+    v = claims.best_layers(correct, tidy, metric, state, model)
+    if v.word == "not measured":
+        return ""
+    top = v.rows[v.rows["layer"] == v.detail["top"]].iloc[0]
+    if v.word == "best":
+        return f"{state} layer {int(top.layer)} ({fmt_ci(top.value, top.ci_low, top.ci_high, digits)})"
+    return (f"{state} {layer_span(v.detail['layers'])}, not separated (highest {fmt(top.value, digits)} at layer "
+            f"{int(top.layer)})")
+
+
+def probe_paragraph(tidy: pd.DataFrame, correct: pd.DataFrame | None, pooling: str = "cls", *,
+                    tidy_all: pd.DataFrame | None = None, model: str | None = None) -> str:
+    """The probe result, claim first: what fine-tuning changed (paired, with the seed floor), the best
+    layers of every state, random weights against pretrained, and the references (chance, control
+    task, selectivity) at the fine-tuned model's highest layer. Without per-sentence correctness: the
+    older per-state sentence (``prose.probe_sentence``)."""
+    from .prose import _controls_text, best_layer, probe_sentence
+
+    metric = f"probe_acc_{pooling}"
+    if correct is None or correct.empty:
+        return probe_sentence(tidy, pooling, model)
+    states = _states(tidy, metric)
+    best = [b for b in (best_layers_clause(tidy, correct, metric, s, model) for s in states) if b]
+    parts = [probe_change_claim(tidy, correct, pooling, tidy_all=tidy_all, model=model)]
+    if best:
+        parts.append(f"Best layers (paired comparison on the same test sentences): {'; '.join(best)}.")
+    if "random" in states:
+        parts.append(probe_change_claim(tidy, correct, pooling, state="random", model=model))
+    top = best_layer(tidy, metric, "finetuned", model)
+    if top is not None:
+        refs = _controls_text(tidy, pooling, "finetuned", int(top.layer), model).strip(" ()")
+        if refs:
+            parts.append(f"References at the fine-tuned model's highest layer ({int(top.layer)}): {refs}.")
+    return " ".join(p for p in parts if p)
