@@ -5,6 +5,7 @@ established with k seeds", and one fine-tuning seed says seed variation was not 
 from __future__ import annotations
 
 from pathlib import Path
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -175,6 +176,7 @@ def test_effect_heatmap_marks_the_outcome_over_seeds():
     not the per-sentence Holm star, so the figure and the Findings say the same."""
     from layerwise.book import charts
 
+    from layerwise.book import render
     from layerwise.words.prose_seeds import effect_marks
 
     for effects, mark in (([0.49, 0.50, 0.51], "C"), ([0.38, 0.35, 0.08], "?")):
@@ -183,6 +185,8 @@ def test_effect_heatmap_marks_the_outcome_over_seeds():
         data = charts.effect_heatmap(study.tidy, "finetuned", marks=marks, key=key).data
         assert data.set_index("label").loc[charts.schema_label("token_cosine"), "star"] == mark
         assert "outcome over seeds" in key
+        svg = render.to_svg(charts.effect_heatmap(study.tidy, "finetuned", marks=marks, key=key))
+        assert float(re.search(r'<svg[^>]*\swidth="([\d.]+)"', svg).group(1)) <= charts.BOOK_COLUMN  # key fits
     one = _study()
     marks, key = effect_marks(one.tidy, "finetuned")                            # one run: the Holm star
     data = charts.effect_heatmap(one.tidy, "finetuned", marks=marks, key=key).data

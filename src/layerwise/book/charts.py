@@ -416,9 +416,10 @@ def effect_heatmap(tidy: pd.DataFrame, state: str = "finetuned", *, marks: pd.Da
         tooltip=["label:N", "layer:O", alt.Tooltip("value:Q", format=".4g", title="mean difference"),
                  alt.Tooltip("p_holm:Q", format=".3g", title="Holm p")])
     text = base.mark_text(fontSize=14, dy=4).encode(text="star:N")
+    # the key on a subtitle line of its own: in the title it made the chart wider than the text column
     return alt.layer(rect, text, data=eff).properties(
         width=min(WIDTH, panel_width(1, left=left)), height=max(24 * len(rows), 60),
-        title=title or f"{state} minus pretrained ({key})")
+        title=alt.TitleParams(title or f"{state} minus pretrained", subtitle=key))
 
 
 def finetune_curves(history: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Mapping[str, Any]]], *,
