@@ -3,7 +3,7 @@
 - every chart's SVG (the PDF's figure, written next to the notebook; the HTML draws the same spec) is at
   most :data:`layerwise.book.charts.BOOK_COLUMN` px wide: the book's HTML text column at a 1280 px viewport;
 - every Markdown pipe table the PDF shows (in a Markdown cell, or in a ``text/markdown`` output outside
-  its HTML-only branch) has at most :data:`layerwise.book.render.MAX_TABLE_COLUMNS` columns: wider tables do
+  its HTML-only branch) has at most :data:`layerwise.words.markdown.MAX_TABLE_COLUMNS` columns: wider tables do
   not fit A4.
 """
 
@@ -15,7 +15,8 @@ from pathlib import Path
 import nbformat
 
 from layerwise.book.charts import BOOK_COLUMN
-from layerwise.book.render import HTML_BRANCH, MAX_TABLE_COLUMNS, OTHER_BRANCH
+from layerwise.book.render import HTML_BRANCH, OTHER_BRANCH
+from layerwise.words.markdown import MAX_TABLE_COLUMNS
 
 _SVG_RE = re.compile(r"!\[[^\]]*\]\(([^)\s]+\.svg)\)")
 _WIDTH_RE = re.compile(r'<svg[^>]*\swidth="([\d.]+)')
@@ -36,7 +37,7 @@ def pdf_markdown(markdown: str) -> str:
 
 def table_widths(markdown: str) -> list[int]:
     """The number of columns of every pipe table in ``markdown`` (read from its separator row)."""
-    return [len([c for c in line.strip().strip("|").split("|")]) for line in markdown.splitlines()
+    return [len(line.strip().strip("|").split("|")) for line in markdown.splitlines()
             if _RULE_RE.match(line.strip()) and "|" in line]
 
 

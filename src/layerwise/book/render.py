@@ -135,11 +135,6 @@ def html_branch(markdown: str) -> str | None:
     return m.group(1) if m else None
 
 
-#: the most columns a table of the report may have: wider tables do not fit A4 in the PDF (Quarto's typst
-#: book) nor the HTML text column
-MAX_TABLE_COLUMNS = 6
-
-
 def reset_library() -> None:
     """Forget that the libraries were emitted (the next chart output inlines them again)."""
     global _LIBRARY_EMITTED

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from ..core.errors import LayerwiseError
 
+#: the most columns a table of the report may have: wider tables do not fit A4 in the PDF (Quarto's typst
+#: book) nor the HTML text column (``tests/book_layout.py`` checks the executed chapters)
+MAX_TABLE_COLUMNS = 6
+
 
 def markdown_table(df, widths=None) -> str:
     """A DataFrame as a Markdown pipe table (the index is dropped unless it is named; ``|`` escaped).

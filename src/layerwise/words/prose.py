@@ -132,7 +132,7 @@ def significance_sentence(tidy: pd.DataFrame, metric: str, what: str, *, state: 
 
 def _finetune_row(m: Mapping[str, Any]) -> dict[str, Any]:
     """One row of :func:`finetune_table`: four columns, so that the table (with a model and a run column
-    in the comparison) keeps to the report's six (``render.MAX_TABLE_COLUMNS``); the number of test
+    in the comparison) keeps to the report's six (``markdown.MAX_TABLE_COLUMNS``); the number of test
     examples is in :func:`finetune_sentence`."""
     acc_ci = m.get("accuracy_ci") or [float("nan")] * 2
     f1_ci = m.get("macro_f1_ci") or [float("nan")] * 2
