@@ -254,7 +254,10 @@ def _index_html(report_dir: Path, pages: list[dict[str, Any]], nav: tuple[str, s
     note = markdown_html("This is the pip-only preview of the executed chapters (nbconvert, code hidden; the "
                          "notebooks with their code are in `report/`). " + QUARTO_HINT)
     summary = report_dir / "_layerwise" / "summary.md"
-    findings = markdown_html(summary.read_text(encoding="utf-8"), link_map=links) if summary.is_file() else ""
+    # page 1's figures are linked from the project (<report>/_layerwise/figures/...); the preview is <report>/preview/
+    text = re.sub(r"\]\([^)\s]*?/_layerwise/figures/", "](../_layerwise/figures/",
+                  summary.read_text(encoding="utf-8")) if summary.is_file() else ""
+    findings = markdown_html(text, link_map=links) if text else ""
     intro_path = PROJECT_ROOT / INTRO
     intro = (markdown_html(demote_headings(intro_path.read_text(encoding="utf-8")), source=intro_path,
                            report_dir=report_dir, link_map=links) if intro_path.is_file() else "")

@@ -318,31 +318,6 @@ def reproduce_markdown(params_list: Sequence, manifests: Mapping[str, Mapping[st
     return "\n".join(lines)
 
 
-def summary_page(params_list: Sequence, out_dir: Path, manifests: Mapping[str, Mapping[str, Any]]) -> str:
-    """``_layerwise/summary.md``, included by the index: the findings across the models of the run
-    (:func:`layerwise.words.findings.summary_markdown`) and the limitations (model, data sizes, what is not
-    measured)."""
-    from ..words.findings import model_findings
-    from ..words.findings import summary_markdown as table
-    from ..study.study import read_study
-
-    found = [model_findings(read_study(study_dir(out_dir, p.name))) for p in params_list]
-    lines = ["## Findings across the models", "",
-             "The most clearly measured change fine-tuning made in each model, in the answer model of the Methods "
-             "(the chapters' Findings sections list every statistic):",
-             "", table(found), "## Limitations", ""]
-    for params, f in zip(params_list, found):
-        sel = (manifests.get(params.name) or {}).get("selection") or {}
-        sizes = ", ".join(f"{len(sel[k])} {k.split('_')[0]}" for k in ("train_index", "probe_index", "test_index")
-                          if isinstance(sel.get(k), list))
-        lines.append(f"- {params.display_name} (`{params.model.id}`): {sizes or 'sizes in the Reproduce appendix'} "
-                     f"sentences; {f'{f.seeds} fine-tuning seeds' if f.seeds > 1 else 'one fine-tuning seed, so seed variation is not measured'}; "
-                     "the random-weights state is one random draw.")
-    lines += ["- Not measured: other tasks, other languages' models, other fine-tuning settings; intervals cover the "
-              "test sentences (and probe retrainings), not the choice of corpus.", ""]
-    return "\n".join(lines)
-
-
 def _load_all_params(params_paths: Sequence[str | Path], chapters: Sequence[str], comparison: bool,
                      chapters_dir: Path) -> list:
     """The validated params of the run; every chapter template must exist and every model have its
@@ -425,7 +400,7 @@ def _run(params_paths: Sequence[str | Path], out_dir: Path, force: bool, preview
                            summary=RunSummary(), library=library)
     entries = book_chapters(params_list, out_dir, chapters, comparison, cwd)
     summary.chapters_yml = write_chapters_yml(meta / "chapters.yml", entries)
-    _write_if_changed(meta / "summary.md", summary_page(params_list, out_dir, manifests))
+    _write_summary(params_list, out_dir, manifests, cwd)
     summary.reproduce_md = meta / "reproduce.md"
     _write_if_changed(summary.reproduce_md, reproduce_markdown(params_list, manifests, profile=profile, cwd=cwd))
     summary.manifest = write_run_manifest(meta / "report.json", params_list, notebook_jobs, out_dir,
@@ -437,6 +412,18 @@ def _run(params_paths: Sequence[str | Path], out_dir: Path, force: bool, preview
     if progress:
         print(f"layerwise: {summary}", file=sys.stderr)
     return summary
+
+
+def _write_summary(params_list: Sequence, out_dir: Path, manifests: Mapping[str, Mapping[str, Any]],
+                   cwd: Path) -> None:
+    """Page 1, ``_layerwise/summary.md`` (:func:`layerwise.book.summary.summary_page`), and its figures; links
+    relative to the project (``cwd``), where the book's index includes the page."""
+    from .summary import summary_page
+    from ..study.study import read_study
+
+    studies = [read_study(study_dir(out_dir, p.name)) for p in params_list]
+    text = summary_page(studies, out_dir / META_DIR, manifests, link_base=_relative(out_dir, cwd))
+    _write_if_changed(out_dir / META_DIR / "summary.md", text)
 
 
 def _record_phases(summary: RunSummary, path: Path, progress: bool) -> None:

@@ -1,0 +1,251 @@
+"""Page 1's answer, layer by layer (issue 23): what fine-tuning changed in one model, in the answer model of
+:mod:`layerwise.words.claims` (every outcome word from :func:`layerwise.words.claims.difference_outcome`).
+
+Four questions are asked of every layer, each of one statistic (:data:`QUESTIONS`):
+
+* **similar to pretrained?** debiased CKA of the first token with the pretrained model, against the
+  similarity between fine-tuning seeds (:func:`layerwise.words.prose_seeds.similarity_outcomes`): "no change
+  beyond δ" = as similar to pretrained as the seeds are to each other;
+* **tokens converge?** the mean cosine between the tokens of a sentence (per-sentence, paired);
+* **classes apart?** the silhouette of the two classes' first-token vectors;
+* **label readable?** the first-token probe's accuracy on held-out test sentences.
+
+The layer table holds one outcome word and one number per cell; three sentences say what stayed, what
+changed and by how much (each statistic in its own units: no ranking across statistics), and where the label
+becomes readable against the lexical baseline and random weights. The seed that stands apart (by the declared
+rule of :func:`layerwise.words.claims.seed_apart`) is named with its accuracy and training loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from . import claims
+from .prose_format import fmt, fmt_signed
+from .prose_layers import layer_span
+from .prose_seeds import seed_floor_verdicts, similarity_outcomes
+
+#: the questions of page 1: (column, metric judged, what the cell's number is, digits)
+QUESTIONS = (
+    ("similar to pretrained", "cka_debiased_cls_vs_pretrained", "debiased CKA of the first token with the pretrained "
+     "model (mean over seeds); the outcome compares it with the similarity between fine-tuning seeds", 2),
+    ("tokens converge", "token_cosine", "change in the mean cosine between the tokens of a sentence", 3),
+    ("classes apart", "silhouette_cls", "change in the silhouette of the two classes (first token)", 3),
+    ("label readable", "probe_acc_cls", "the fine-tuned first-token probe's test accuracy; the outcome compares it "
+     "with the pretrained probe", 3),
+)
+#: each question's statistic by name, in its own units (the sentences' "from ... to ...")
+VALUE_METRICS = {"token_cosine": ("the mean cosine between a sentence's tokens", "token_cosine_sentence_mean"),
+                 "silhouette_cls": ("the first-token class silhouette", "silhouette_cls"),
+                 "probe_acc_cls": ("the first-token probe accuracy", "probe_acc_cls")}
+NOT_MEASURED = "not measured"
+
+
+@dataclass
+class Answer:
+    """One model's page-1 answer: the layer table (:data:`QUESTIONS`, one row per layer), the sentences
+    (what stayed, what changed, where the label is readable), the seed note and the verdicts behind them."""
+
+    model: str
+    title: str
+    table: pd.DataFrame
+    sentences: list[str]
+    seed_note: str = ""
+    seeds: int = 1
+    verdicts: dict[str, dict[int, claims.Verdict]] = field(default_factory=dict)
+
+    def legend(self) -> str:
+        """What each cell holds (printed under the table)."""
+        k = self.seeds
+        over = f"over {k} fine-tuning seeds" if k > 1 else "one fine-tuning run (seed variation not measured)"
+        return (f"Each cell: the outcome of fine-tuned against pretrained ({over}, answer model of the Methods) and "
+                "one number. " + " ".join(f"*{c}*: {what}." for c, _, what, _ in QUESTIONS))
+
+    def markdown(self) -> str:
+        """The answer as Markdown: the sentences, the seed note, the layer table and its legend."""
+        from .markdown import markdown_table
+
+        text = " ".join(self.sentences + ([self.seed_note] if self.seed_note else []))
+        return f"{text}\n\n{markdown_table(self.table)}\n\n{self.legend()}\n"
+
+
+def question_verdicts(study) -> dict[str, dict[int, claims.Verdict]]:
+    """The answer model's verdict of every question at every layer, ``{metric: {layer: Verdict}}``."""
+    tidy_all = study.tidy_all if hasattr(study, "tidy_all") else study.tidy
+    correct = getattr(study, "probe_correct", None)
+    out: dict[str, dict[int, claims.Verdict]] = {}
+    for _, metric, _, _ in QUESTIONS:
+        if metric.startswith("cka_debiased_"):
+            verdicts = similarity_outcomes(tidy_all, "cls")
+        else:
+            verdicts = seed_floor_verdicts(tidy_all, metric, correct=correct)
+        out[metric] = {int(v.detail["layer"]): v for v in verdicts if v.word != NOT_MEASURED}
+    return out
+
+
+def _value(tidy: pd.DataFrame, metric: str, state: str, layer: int) -> float:
+    r = tidy[(tidy["metric"] == metric) & (tidy["state"] == state) & (tidy["layer"] == layer)]
+    return float(r["value"].mean()) if len(r) else float("nan")
+
+
+def _number(tidy: pd.DataFrame, metric: str, v: claims.Verdict, digits: int) -> str:
+    """The one number of a cell (:data:`QUESTIONS`)."""
+    if metric.startswith("cka_debiased_"):
+        return fmt(v.detail["vs_reference_mean"], digits)
+    if metric.startswith("probe_acc"):
+        return fmt(_value(tidy, metric, "finetuned", v.detail["layer"]), digits)
+    return fmt_signed(v.detail["mean"], digits)
+
+
+def layer_table(study, verdicts: dict[str, dict[int, claims.Verdict]] | None = None) -> pd.DataFrame:
+    """One row per layer (every layer of the study), one column per question: "outcome (number)", or
+    "not measured"."""
+    verdicts = question_verdicts(study) if verdicts is None else verdicts
+    tidy = study.tidy
+    layers = sorted(int(x) for x in tidy.loc[tidy["layer"] >= 0, "layer"].unique())
+    rows = []
+    for layer in layers:
+        row = {"layer": str(layer)}
+        for column, metric, _, digits in QUESTIONS:
+            v = verdicts.get(metric, {}).get(layer)
+            row[column] = NOT_MEASURED if v is None else f"{v.word} ({_number(tidy, metric, v, digits)})"
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["layer", *(c for c, *_ in QUESTIONS)])
+
+
+def stayed_sentence(verdicts: dict[str, dict[int, claims.Verdict]], layers: list[int]) -> str:
+    """What stayed: the layers where every measured question's outcome is "no change beyond δ"."""
+    same = [layer for layer in layers
+            if (vs := [q[layer] for q in verdicts.values() if layer in q]) and all(v.word == claims.NO_CHANGE for v in vs)]
+    sim = verdicts.get(QUESTIONS[0][1], {})
+    cka = [f"{fmt(sim[layer].detail['vs_reference_mean'], 2)} at layer {layer}" for layer in same if layer in sim]
+    if not same:
+        return ("Stayed the same: no layer, by the answer model; no layer has the outcome no change beyond δ on "
+                "every question.")
+    return (f"Stayed the same: {layer_span(same)}, where every question measured has the outcome no change beyond "
+            f"δ" + (f" (debiased CKA with the pretrained model {', '.join(cka)})" if cka else "") + ".")
+
+
+def _moved(tidy: pd.DataFrame, metric: str, group: list[claims.Verdict]) -> str:
+    """One question's largest move within ``group``, in the statistic's own units."""
+    top = max(group, key=lambda v: abs(v.detail["mean"]))
+    layer = top.detail["layer"]
+    where = layer_span([v.detail["layer"] for v in group])
+    most = "" if len(group) == 1 else f"{'lowest' if metric.startswith('cka_') else 'most'} at layer {layer}: "
+    if metric.startswith("cka_debiased_"):
+        return (f"the similarity to pretrained at {where} ({most}debiased CKA "
+                f"{fmt(top.detail['vs_reference_mean'], 2)}, against {fmt(top.detail['seed_pairs_mean'], 2)} "
+                "between seeds)")
+    name, values = VALUE_METRICS[metric]
+    a, b = _value(tidy, values, "pretrained", layer), _value(tidy, values, "finetuned", layer)
+    return f"{name} at {where} ({most}{fmt(a, 3)} pretrained, {fmt(b, 3)} fine-tuned)"
+
+
+def changed_sentences(study, verdicts: dict[str, dict[int, claims.Verdict]]) -> list[str]:
+    """What changed and by how much (outcome changed or changed, size unclear), then what the seeds could not
+    establish; each question's largest move in its own units, never ranked across statistics. A similarity
+    above the seeds' own (fine-tuned closer to pretrained than the seeds to each other) is no move away from
+    pretrained: it is left out of these sentences (the table shows it)."""
+    out = []
+    for words, lead in (((claims.CHANGED, claims.SIZE_UNCLEAR), "Changed"),
+                        ((claims.NOT_ESTABLISHED,), None)):
+        parts = []
+        for _, metric, _, _ in QUESTIONS:
+            group = [v for v in verdicts.get(metric, {}).values() if v.word in words
+                     and not (metric.startswith("cka_") and v.detail["mean"] > 0)]
+            if group:
+                parts.append(_moved(study.tidy, metric, group))
+        if not parts:
+            continue
+        if lead is None:
+            k = max(v.detail.get("seeds", 1) for q in verdicts.values() for v in q.values())
+            lead = f"Not established with {k} seed{'s' if k != 1 else ''}"
+        out.append(f"{lead}: " + "; ".join(parts) + ".")
+    return out or ["Changed: nothing, by the answer model."]
+
+
+def _best(correct: pd.DataFrame, tidy: pd.DataFrame, metric: str, state: str) -> tuple[int, str] | None:
+    """The top layer of ``state``'s probe and its words: "0.726 at layer 6 (tied with layers 2, 3)"."""
+    best = claims.best_layers(correct, tidy, metric, state)
+    if best.word == NOT_MEASURED:
+        return None
+    top = best.detail["top"]
+    tied = [x for x in best.detail["layers"] if x != top]
+    return top, (f"{fmt(_value(tidy, metric, state, top), 3)} at layer {top}"
+                 + (f" (tied with {layer_span(tied)})" if tied else ""))
+
+
+def _lexical(correct: pd.DataFrame, tidy: pd.DataFrame, metric: str, state: str, layer: int) -> str:
+    """The probe at ``layer`` against the lexical baseline on the same test sentences (:func:`claims.versus`)."""
+    v = claims.versus(correct, tidy, (metric, layer), ("lexical_probe_acc", -1), state)
+    if v.word == NOT_MEASURED:
+        return ""
+    lo, hi = v.detail["diff_ci"]
+    return (f"{v.word} against the lexical baseline (paired difference {fmt_signed(v.detail['diff'], 3)}, 95% CI "
+            f"{fmt_signed(lo, 3)} to {fmt_signed(hi, 3)})")
+
+
+def readable_sentence(study) -> str:
+    """Where the label is best read (:func:`claims.best_layers` of the first-token probe, paired on the test
+    sentences), against the lexical baseline (:func:`claims.versus`), for the fine-tuned model, then the
+    pretrained model and random weights."""
+    correct = getattr(study, "probe_correct", None)
+    tidy, metric = study.tidy, "probe_acc_cls"
+    if correct is None or correct.empty:
+        return ""
+    lexical = _value(tidy, "lexical_probe_acc", "pretrained", -1)
+    base = f"a bag-of-words probe (TF-IDF, the lexical baseline) scores {fmt(lexical, 3)} on the same test sentences" \
+        if lexical == lexical else ""
+    out = []
+    for state, name in (("finetuned", "the fine-tuned model"), ("pretrained", "the pretrained model"),
+                        ("random", "random weights")):
+        best = _best(correct, tidy, metric, state)
+        if best is None:
+            continue
+        versus = _lexical(correct, tidy, metric, state, best[0])
+        if not out:
+            out.append(f"The label is best read by the first-token probe of {name}, {best[1]}"
+                       + (f"; {base}: {versus}" if versus else "") + ".")
+        else:
+            out.append(f"For {name}: {best[1]}" + (f", {versus}" if versus else "") + ".")
+    return " ".join(out)
+
+
+def seed_note(study) -> str:
+    """The seed that stands apart, by the declared rule, with its test accuracy and training loss against the
+    other seeds'; "" when no seed stands apart or fewer than three seeds."""
+    from ..core.schema import margin
+
+    tidy_all = study.tidy_all if hasattr(study, "tidy_all") else study.tidy
+    if "seed" not in tidy_all.columns:
+        return ""
+    metric = "cka_debiased_cls_vs_pretrained"
+    rows = tidy_all[tidy_all["seed"].notna() & (tidy_all["metric"] == metric) & (tidy_all["layer"] >= 0)]
+    m = margin(metric)
+    v = claims.seed_apart(rows, m.value if m else 0.0)
+    if v.word != "stands apart":
+        return "No fine-tuning seed stands apart (declared rule in the Methods)." if v.word != NOT_MEASURED else ""
+    seeds = (getattr(study, "finetune", None) or {}).get("seeds") or {}
+    s = str(v.detail["seed"])
+
+    def stats(key: str) -> str:
+        return f"{fmt(seeds[key].get('accuracy'), 3)} accuracy, training loss {fmt(seeds[key].get('train_loss'), 3)}"
+
+    others = "; ".join(f"seed {k}: {stats(k)}" for k in seeds if k != s)
+    own = f" ({stats(s)}; {others})" if s in seeds else ""
+    return (f"Seed {s} stands apart: its similarity to pretrained lies outside the other seeds' range at "
+            f"{layer_span(v.detail['layers'])}{own}.")
+
+
+def model_answer(study) -> Answer:
+    """The page-1 answer of one model's study (:class:`layerwise.study.study.Study`)."""
+    verdicts = question_verdicts(study)
+    table = layer_table(study, verdicts)
+    layers = [int(x) for x in table["layer"]]
+    sentences = [stayed_sentence(verdicts, layers), *changed_sentences(study, verdicts)]
+    readable = readable_sentence(study)
+    seeds = max([v.detail.get("seeds", 1) for q in verdicts.values() for v in q.values()] or [1])
+    return Answer(study.params.name, study.params.display_name, table, sentences + ([readable] if readable else []),
+                  seed_note(study), seeds, verdicts)
