@@ -107,7 +107,8 @@ def test_cka_diagonal_sentence_has_no_threshold_verdict():
                          ((1, 0.993), (2, 0.96), (3, 0.215))])
     text = prose.cka_diagonal_sentence(tidy, "cls")
     assert "falls in finetuned (layer 1 → 3: finetuned 0.993 → 0.215)" in text
-    assert "0.9 " not in text and "carries no verdict" in text
+    assert "0.9 " not in text and "judged on the debiased CKA" in text
+    assert "permutation null was not computed" in text                    # no null rows: no chance level claimed
     assert prose.cka_diagonal_sentence(tidy, "cls", label="M").startswith("M: through the layers, the biased")
 
 

@@ -514,6 +514,16 @@ def state_versus(correct: pd.DataFrame, tidy: pd.DataFrame, metric: str, layer: 
                                                           "diff_ci": (float(lo[0]), float(hi[0]))})
 
 
+def interval_versus(values, sentence_se, subject: str = "", rows: pd.DataFrame | None = None) -> Verdict:
+    """Two scores without paired per-sentence rows (e.g. the fine-tuned classifier, one value per seed, against
+    the lexical baseline): ``values`` the per-seed differences, ``sentence_se`` each one's SE from both sides'
+    own intervals. "higher" / "lower" when the seed-and-sentence 95% interval of the mean difference
+    (:func:`difference_outcome`, no margin) excludes 0, "tied" otherwise; ``detail`` adds ``paired`` False."""
+    v = difference_outcome(values, sentence_se, subject=subject, rows=rows, leave_one_out=False)
+    word = v.word if v.word == "not measured" else \
+        "higher" if v.detail["ci_low"] > 0 else "lower" if v.detail["ci_high"] < 0 else "tied"
+    return Verdict(word, subject, v.rows, v.n, {**v.detail, "paired": False})
+
 # --------------------------------------------------------------------------------------------------
 # The shape of a statistic through the layers (issue #15)
 # --------------------------------------------------------------------------------------------------

@@ -235,7 +235,8 @@ def _chance_probe(tidy: pd.DataFrame, metric: str):
 def _chance_null(tidy: pd.DataFrame, metric: str, null_metric: str):
     def text(layer: int) -> str:
         at = tidy[(tidy["state"] == "finetuned") & (tidy["layer"] == layer)]
-        return claims.null_verdict(at[at["metric"] == metric], at[at["metric"] == null_metric]).word
+        v = claims.null_verdict(at[at["metric"] == metric], at[at["metric"] == null_metric])
+        return v.word if v.word == "not measured" else f"{v.word} (permuted labels up to {fmt(v.detail['null_upper'], 3)})"
     return text
 
 
@@ -243,7 +244,7 @@ def _chance_similarity(tidy: pd.DataFrame, pooling: str):
     def text(layer: int) -> str:
         for v in claims.chance_verdicts(tidy, "cka_debiased", pooling):
             if int(v.rows["layer"].iloc[0]) == layer:
-                return v.word
+                return v.word if v.word == "not measured" else f"{v.word} (null 95th percentile {fmt(v.detail['null_q95'], 3)})"
         return "not measured"
     return text
 

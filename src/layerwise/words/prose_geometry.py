@@ -70,11 +70,35 @@ def standardised_sentence(tidy: pd.DataFrame, layer: int | None = None, model: s
     return text + "."
 
 
+def _range(values, digits: int = 2) -> str:
+    """``0.05–0.12`` (``0.05`` when both ends print the same)."""
+    lo, hi = fmt(min(values), digits), fmt(max(values), digits)
+    return lo if lo == hi else f"{lo}–{hi}"
+
+
+def cka_null_sentence(tidy: pd.DataFrame, pooling: str = "cls", state: str = "finetuned",
+                      model: str | None = None) -> str:
+    """Biased CKA against its permutation null (``claims.chance_verdicts`` on ``cka_null_q95_*``): the null's
+    95th percentile over the layers, then where the observed values lie above it (descriptive: it says the two
+    states share more than shuffled sentences do, not whether fine-tuning changed them)."""
+    rows = tidy if model is None else tidy[tidy["model"] == model]
+    vs = [v for v in claims.chance_verdicts(rows, "cka", pooling, state) if v.word != "not measured"]
+    if not vs:
+        return "Its permutation null was not computed, so no chance level is given for it."
+    by: dict[str, list[int]] = {}
+    for v in vs:
+        by.setdefault(v.word, []).append(int(v.rows["layer"].iloc[0]))
+    where = _and([f"{word} at {layer_span(ls)}" for word, ls in by.items()])
+    return (f"Its permutation null (the sentences of one side shuffled) reaches {_range([v.detail['null_q95'] for v in vs])} "
+            f"at the 95th percentile on these sentences ({layer_span(sorted(l for ls in by.values() for l in ls))}); "
+            f"the observed biased CKA is {where}.")
+
+
 def cka_diagonal_sentence(tidy: pd.DataFrame, pooling: str = "cls", state: str = "finetuned", *,
                           model: str | None = None, label: str | None = None) -> str:
     """The biased linear CKA of ``state`` against pretrained layer by layer, descriptively (its shape,
-    ``claims.layer_trend``): biased CKA is high even between unrelated representations, so it carries no
-    verdict; the verdicts are the debiased CKA's against its floors (``prose.similarity_floor_sentence``)."""
+    ``claims.layer_trend``), with its permutation null's computed level (:func:`cka_null_sentence`); the
+    verdicts on fine-tuning are the debiased CKA's against its floors (``prose.similarity_floor_sentence``)."""
     metric = f"cka_{pooling}_vs_pretrained"
     if series(tidy, metric, state, model).dropna(subset=["value"]).empty:
         return ""
@@ -82,8 +106,8 @@ def cka_diagonal_sentence(tidy: pd.DataFrame, pooling: str = "cls", state: str =
     text = layers_sentence(tidy, metric, f"the biased linear CKA of the {pool} embeddings with pretrained",
                            states=[state], digits=3, model=model)
     text = f"{label}: {text[:1].lower() + text[1:]}" if label else text
-    return (f"{text} Biased CKA is high even between unrelated representations, so it carries no verdict "
-            f"here; whether fine-tuning changed the similarity is judged on the debiased CKA against its floors.")
+    return (f"{text} {cka_null_sentence(tidy, pooling, state, model)} Whether fine-tuning changed the similarity "
+            f"is judged on the debiased CKA against its floors, not on the biased CKA.")
 
 
 def class_geometry_paragraph(tidy: pd.DataFrame, pooling: str = "cls", *, tidy_all: pd.DataFrame | None = None,
@@ -93,17 +117,18 @@ def class_geometry_paragraph(tidy: pd.DataFrame, pooling: str = "cls", *, tidy_a
     (:func:`change_claim` on the silhouette); the shape with the numbers; the centroid angle at the last
     layer."""
     metric, pool = f"silhouette_{pooling}", "first-token" if pooling == "cls" else "mean-pooled"
-    where = []
+    where, nulls = [], []
     for state in _states(tidy, metric):
         vs = [v for v in claims.null_verdicts(tidy, metric, f"silhouette_perm_{pooling}", state, model)
               if v.word != "not measured"]
         above = [v.detail["layer"] for v in vs if v.word == "above chance"]
+        nulls += [v.detail["null_upper"] for v in vs]
         if vs:
             where.append(f"at {layer_span(above)} in {state}" if above else f"at no layer in {state}")
     if not where:
         return ""
     parts = [f"The classes separate above chance in the {pool} embeddings (silhouette above the 97.5th "
-             f"percentile of its permuted-label null) {_and(where)}.",
+             f"percentile of its permuted-label null, {_range(nulls, 3)} here) {_and(where)}.",
              _cap(change_claim(tidy, metric, "the silhouette", tidy_all=tidy_all, model=model, digits=3)),
              layers_sentence(tidy, metric, "the silhouette", digits=3, model=model)]
     lay = _last_layer(tidy, f"centroid_angle_{pooling}")

@@ -190,7 +190,7 @@ def _probe_layers(correct: pd.DataFrame, metric: str, model: str | None) -> list
     return sorted(int(v) for v in correct.loc[sel, "layer"].unique() if v >= 0)
 
 
-def _versus_groups(verdicts: list[claims.Verdict], digits: int = 3) -> str:
+def versus_groups(verdicts: list[claims.Verdict], digits: int = 3) -> str:
     """``claims.state_versus`` verdicts grouped by word, the largest moved difference with its CI."""
     parts = []
     for word in ("higher", "lower", "tied"):
@@ -227,7 +227,7 @@ def probe_change_claim(tidy: pd.DataFrame, correct: pd.DataFrame, pooling: str =
         draws = "one random draw" if max((v.n for v in floor), default=1) == 1 else f"{floor[0].n} random draws"
         return f"{_cap(state)} weights against pretrained on the same probe ({draws}): {outcome_groups(floor)}."
     text = (f"Fine-tuned against pretrained on the same {verdicts[0].n} test sentences, the {pool} probe "
-            f"accuracy is {_versus_groups(verdicts)}")
+            f"accuracy is {versus_groups(verdicts)}")
     floor = seed_floor_verdicts(tidy if tidy_all is None else tidy_all, metric, state=state, model=model,
                                 correct=correct)
     return text + f"; {seed_clause(floor)}."

@@ -231,7 +231,10 @@ def similarity_floor_sentence(tidy: pd.DataFrame, pooling: str = "cls", measure:
     seed_text = (f"against the similarity between fine-tuning seeds (difference, {reference} minus seeds): "
                  f"{outcome_groups(floor, 2)}" if floor else
                  f"{claims.SEED_VARIATION_NOT_MEASURED}, so no layer is judged against it")
-    return f"{what[:1].upper() + what[1:]}: " + "; ".join(parts) + f" (permutation null); {seed_text}."
+    q95 = [v.detail["null_q95"] for v in chance]
+    lo, hi = fmt(min(q95), 3), fmt(max(q95), 3)
+    null = f"permutation null, 95th percentile {lo if lo == hi else f'{lo}–{hi}'}"
+    return f"{what[:1].upper() + what[1:]}: " + "; ".join(parts) + f" ({null}); {seed_text}."
 
 
 def seed_apart_sentence(tidy: pd.DataFrame, pooling: str = "cls", measure: str = "cka_debiased") -> str:
