@@ -25,6 +25,7 @@ import pandas as pd
 from . import claims
 from .prose_format import fmt, fmt_signed
 from .prose_layers import layer_span
+from .probe_comparisons import finetuned_vs_lexical
 from .prose_seeds import seed_floor_verdicts, similarity_outcomes
 
 #: the questions of page 1: (column, metric judged, what the cell's number is, digits)
@@ -210,7 +211,8 @@ def readable_sentence(study) -> str:
                        + (f"; {base}: {versus}" if versus else "") + ".")
         else:
             out.append(f"For {name}: {best[1]}" + (f", {versus}" if versus else "") + ".")
-    return " ".join(out)
+    own = finetuned_vs_lexical(study, brief=True)
+    return " ".join(out + ([own] if own else []))
 
 
 def seed_note(study) -> str:

@@ -62,12 +62,12 @@ def _se(low, high) -> np.ndarray:
     return se_from_ci(np.asarray(low, dtype=float), np.asarray(high, dtype=float))
 
 
-def finetuned_vs_lexical(study, model: str | None = None) -> str:
+def finetuned_vs_lexical(study, model: str | None = None, *, brief: bool = False) -> str:
     """The fine-tuned model's own classifier (its test accuracy, mean over the fine-tuning seeds) against the
     lexical baseline, by :func:`claims.interval_versus`. The classifier's per-sentence predictions are not
     stored, so the comparison is not paired: each seed's difference has the SE of its binomial interval and
     of the lexical baseline's interval combined (conservative on the same sentences), and the interval over
-    seeds and sentences decides."""
+    seeds and sentences decides. ``brief``: without the sentence on how it was compared (page 1)."""
     tidy, _ = _tables(study, model)
     ft, lex = study.finetune or {}, _lexical(tidy)
     if lex is None or "accuracy" not in ft:
@@ -86,10 +86,11 @@ def finetuned_vs_lexical(study, model: str | None = None) -> str:
     return (f"The fine-tuned model's own classifier scores {fmt(float(acc.mean()), 3)} on the test "
             f"sentences, {seeds}, and is {_AGAINST[v.word]} the lexical baseline, "
             f"{fmt_ci(lex.value, lex.ci_low, lex.ci_high, 3)} on the same {int(lex.n)} test sentences (difference "
-            f"{fmt_signed(d['mean'], 3)}, 95% CI {fmt_signed(d['ci_low'], 3)} to {fmt_signed(d['ci_high'], 3)}). "
+            f"{fmt_signed(d['mean'], 3)}, 95% CI {fmt_signed(d['ci_low'], 3)} to {fmt_signed(d['ci_high'], 3)})."
+            + ("" if brief else " ") + ("" if brief else
             f"The classifier's per-sentence predictions are not stored, so the comparison is not paired: {how} "
             f"decides, each seed's binomial interval combined with the lexical baseline's (conservative, both "
-            f"being scored on the same sentences).")
+            f"being scored on the same sentences)."))
 
 
 def best_pretrained_vs_lexical(study, pooling: str = "cls", model: str | None = None) -> str:
