@@ -266,3 +266,71 @@ def test_captions_agree_with_the_charts():
     for fig in ("fig-memorisation", "fig-memorisation-probe"):      # dashed/solid said in the caption: one panel each
         spec = built[fig][0].to_dict()
         assert "facet" not in spec or "dashed" not in cap[fig], fig
+
+
+# --------------------------------------------------------------------------------------------------
+# every fine-tuning seed in view
+# --------------------------------------------------------------------------------------------------
+
+def _seeded_tidy(seeds=(42, 43, 44)):
+    """Aggregate and per-seed rows of a probe accuracy and a similarity floor (4 layers)."""
+    rows = []
+    for layer in range(4):
+        for i, s in enumerate(seeds):
+            rows += [{"state": "finetuned", "layer": layer, "metric": "probe_acc_cls", "value": 0.6 + 0.01 * i, "seed": s},
+                     {"state": "finetuned", "layer": layer, "metric": "cka_cls_vs_pretrained", "value": 0.9 - 0.01 * i,
+                      "seed": s}]
+        for a, b in zip(seeds, seeds[1:]):
+            rows.append({"state": "finetuned", "layer": layer, "metric": "cka_cls_between_seeds", "value": 0.8 + 0.001 * b,
+                         "seed": a})
+        rows += [{"state": st, "layer": layer, "metric": m, "value": 0.5, "seed": pd.NA}
+                 for st in ("pretrained", "finetuned") for m in ("probe_acc_cls",)]
+        rows += [{"state": "finetuned", "layer": layer, "metric": m, "value": 0.1, "seed": pd.NA}
+                 for m in ("cka_cls_vs_pretrained", "cka_null_mean_cls_vs_pretrained", "cka_null_q95_cls_vs_pretrained")]
+    df = pd.DataFrame(rows).assign(model="m", ci_low=np.nan, ci_high=np.nan, n=20)
+    return df.astype({"seed": "Int64"})
+
+
+def _marks(spec) -> list[str]:
+    layers = spec["spec"]["layer"] if "spec" in spec else spec["layer"]
+    return [lay["mark"]["type"] if isinstance(lay["mark"], dict) else lay["mark"] for lay in layers]
+
+
+def test_with_few_seeds_each_seed_is_a_point_not_a_band():
+    assert charts.MIN_SEEDS_FOR_BAND == 5
+    few, many = _seeded_tidy(), _seeded_tidy(tuple(range(10, 16)))
+    spec = charts.seed_band(few, "probe_acc_cls").to_dict()
+    assert _marks(spec) == ["line", "point"] and "each seed a point" in spec["title"]
+    points = [d for d in spec["datasets"].values() if "seed" in d[0]]
+    assert sorted({r["seed"] for r in points[0]}) == ["42", "43", "44"] and len(points[0]) == 3 * 4
+    assert _marks(charts.seed_band(many, "probe_acc_cls").to_dict()) == ["area", "line"]    # five or more: the band
+    floors = charts.similarity_floors(few, measures=("cka",)).to_dict()
+    assert _marks(floors) == ["area", "point", "line"]                   # null band, each pair of seeds, line
+    assert "pair" in json.dumps(floors["spec"]["layer"][1])
+    assert _marks(charts.similarity_floors(many, measures=("cka",)).to_dict()) == ["area", "area", "line"]
+
+
+def test_training_curves_draw_every_seed():
+    hist = [{"step": 10, "loss": 0.7}, {"step": 20, "loss": 0.5, "eval_loss": 0.6, "eval_accuracy": 0.7}]
+    finetune = {"history": hist, "cache_key": "a",
+                "seeds": {s: {"cache_key": k, "history": hist} for s, k in (("42", "a"), ("43", "b"), ("44", "c"))}}
+    assert list(charts.seed_histories(finetune)) == ["seed 42", "seed 43", "seed 44"]
+    spec = charts.seed_curves(finetune).to_dict()
+    data = pd.DataFrame(next(iter(spec["datasets"].values())))
+    assert sorted(data["seed"].unique()) == ["seed 42", "seed 43", "seed 44"]
+    enc = spec["spec"]["layer"][0]["encoding"]
+    assert enc["color"]["field"] == "seed" and len(set(enc["color"]["scale"]["range"])) == 3
+    assert "subtitle" not in spec["title"] and _svg_width(render.to_svg(charts.seed_curves(finetune))) <= charts.TEXT_WIDTH
+    # a study written before the seeds kept their history: the first seed's, and the subtitle says so
+    old = {**finetune, "seeds": {s: {k: v for k, v in m.items() if k != "history"} for s, m in finetune["seeds"].items()}}
+    assert list(charts.seed_histories(old)) == ["seed 42"]
+    assert "seed 42 only, the first of 3" in charts.seed_curves(old).to_dict()["title"]["subtitle"]
+
+
+def test_first_seed_charts_say_which_seed(study):
+    for chart in (charts.cosine_histograms(study.cosine_sample, seeds=[44, 42, 43]),
+                  charts.rogue_dims(study.rogue, seeds=[44, 42, 43])):
+        sub = chart.to_dict()["title"]["subtitle"]
+        assert "seed 42 only, the first of 3" in sub[0], sub
+        assert _svg_width(render.to_svg(chart)) <= charts.TEXT_WIDTH
+    assert "subtitle" not in charts.rogue_dims(study.rogue, seeds=[42]).to_dict()["title"]

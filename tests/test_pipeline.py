@@ -371,7 +371,9 @@ def test_seeds_charts_draw_the_seed_band(two_seeds):
     assert ft.set_index("layer")["low"].to_dict() == pytest.approx(per.min().to_dict())
     assert charts.seed_band(study.tidy_all, "erank").to_dict()["layer"]
     with_seeds = charts.similarity_floors(study.tidy_all).to_dict()["spec"]["layer"]
-    assert len(with_seeds) == 3 and "seeds_low" in str(with_seeds[1])   # null band, seed band, line
+    # two seeds (fewer than MIN_SEEDS_FOR_BAND): null band, the pair of seeds as points, line
+    assert len(with_seeds) == 3 and "pair" in str(with_seeds[1]) and with_seeds[1]["mark"]["type"] == "point"
+    assert list(charts.seed_histories(study.finetune)) == ["seed 3", "seed 4"]     # every seed's training curve
     assert len(charts.similarity_floors(study.tidy).to_dict()["spec"]["layer"]) == 2
 
 

@@ -86,3 +86,26 @@ def layer_axis(relative_depth: bool) -> alt.X:
     if relative_depth:
         return alt.X("depth:Q", title="relative depth (layer / last layer)", scale=alt.Scale(domain=[0, 1]))
     return alt.X("layer:Q", title="layer (0 = embeddings)", axis=alt.Axis(tickMinStep=1, format="d"))
+
+
+def reference_rules(rules: Sequence[tuple[str, float, list[int], str]], field: str, x: float) -> list[alt.Chart]:
+    """Horizontal reference rules, each named on the chart at its right end (``field`` = ``x``):
+    ``(label, value, dash, colour)``."""
+    out = []
+    for lab, value, dash, colour in rules:
+        base = alt.Chart(pd.DataFrame({"label": [lab], "baseline": [value], field: [x]}))
+        out += [base.mark_rule(color=colour, strokeDash=dash, strokeWidth=1.2).encode(
+                    y="baseline:Q", tooltip=["label:N", alt.Tooltip("baseline:Q", format=".3f")]),
+                base.mark_text(align="right", dy=-6 if dash == [1, 0] else 9, fontSize=10, color=colour).encode(
+                    x=f"{field}:Q", y="baseline:Q", text="label:N")]
+    return out
+
+
+def seed_colors(n: int) -> list[str]:
+    """``n`` shades of the fine-tuned state's orange, dark to light (one per fine-tuning seed): the seeds
+    stay the fine-tuned colour and can still be told apart."""
+    dark, light = (0xa6, 0x4b, 0x00), (0xfd, 0xb8, 0x63)
+    if n <= 1:
+        return [STATE_COLORS[1]] * max(n, 0)
+    mix = [tuple(round(d + (lo - d) * i / (n - 1)) for d, lo in zip(dark, light)) for i in range(n)]
+    return ["#%02x%02x%02x" % c for c in mix]

@@ -26,9 +26,12 @@ from ..core.schema import QUANTILES, STATES, state_order
 from ..core.schema import label as schema_label
 from .chart_kit import (AXIS_PX, BOOK_COLUMN, GAP_PX, HEIGHT, PAD_PX, STATE_COLORS, TEXT_WIDTH,  # noqa: F401
                         WIDTH, color_by, layer_axis, metric_rows, need_columns, panel_width)
+from .chart_kit import reference_rules as _reference_rules
 from .charts_classes import CLASS_COLORS, bounded, centroid_scatter, class_cones  # noqa: F401  (re-exported)
-from .charts_seeds import (between_seed_band, seed_accuracy_scatter, seed_band, seed_band_frame,  # noqa: F401
-                           similarity_floors)
+from .charts_seeds import (MIN_SEEDS_FOR_BAND, between_seed_band, between_seed_values,  # noqa: F401
+                           first_seed_note, seed_accuracy_scatter, seed_band, seed_band_frame, seed_count,
+                           seed_histories, seed_points, similarity_floors)
+from .chart_kit import seed_colors
 
 def _metric_labels(metrics: str | Sequence[str] | Mapping[str, str]) -> dict[str, str]:
     """``{metric: label}`` from a name, a list of names or a mapping."""
@@ -260,19 +263,6 @@ def cka_heatmap(cka: pd.DataFrame, pooling: str = "cls", pairs: Sequence[tuple[s
         title=alt.Title(title or f"Linear CKA between states, layer by layer ({what})", subtitle=note))
 
 
-def _reference_rules(rules: Sequence[tuple[str, float, list[int], str]], field: str, x: float) -> list[alt.Chart]:
-    """Horizontal reference rules, each named on the chart at its right end (``field`` = ``x``):
-    ``(label, value, dash, colour)``."""
-    out = []
-    for lab, value, dash, colour in rules:
-        base = alt.Chart(pd.DataFrame({"label": [lab], "baseline": [value], field: [x]}))
-        out += [base.mark_rule(color=colour, strokeDash=dash, strokeWidth=1.2).encode(
-                    y="baseline:Q", tooltip=["label:N", alt.Tooltip("baseline:Q", format=".3f")]),
-                base.mark_text(align="right", dy=-6 if dash == [1, 0] else 9, fontSize=10, color=colour).encode(
-                    x=f"{field}:Q", y="baseline:Q", text="label:N")]
-    return out
-
-
 def probe_lines(tidy: pd.DataFrame, pooling: str = "cls", *, color: str = "state",
                 baseline: float | None = None, include_mlp: bool = True, relative_depth: bool = False,
                 column: str | None = "auto", title: str | None = None, lexical: bool = True) -> alt.Chart:
@@ -333,9 +323,11 @@ def _pick_layer(df: pd.DataFrame, layer: int | None) -> int:
     return int(df["layer"].max()) if layer is None else int(layer)
 
 
-def rogue_dims(rogue: pd.DataFrame, layer: int | None = None, top: int = 10, *, title: str | None = None) -> alt.Chart:
+def rogue_dims(rogue: pd.DataFrame, layer: int | None = None, top: int = 10, *, title: str | None = None,
+               seeds: Sequence[int] | None = None) -> alt.Chart:
     """Rogue dimensions: the share of the expected random-pair cosine carried by each of the top
-    dimensions at one layer, one panel per state."""
+    dimensions at one layer, one panel per state. The table holds the first fine-tuning seed's
+    dimensions (``seeds.first_seed``): with the study's ``seeds`` the subtitle says which seed."""
     need_columns(rogue, ["state", "layer", "dim", "contribution"], "charts.rogue_dims")
     layer = _pick_layer(rogue, layer)
     df = rogue[rogue["layer"] == layer].copy()
@@ -352,15 +344,18 @@ def rogue_dims(rogue: pd.DataFrame, layer: int | None = None, top: int = 10, *, 
         tooltip=["state:N", "dim:N", "rank:Q", alt.Tooltip("share:Q", format=".1%"),
                  alt.Tooltip("contribution:Q", format=".4g")],
     ).properties(width=panel_width(df["state"].nunique()), height=HEIGHT * 3 // 4)
+    note = first_seed_note(seeds, "(the dimensions of different runs do not match; the top-3 share averages "
+                                  "every seed)") if "finetuned" in set(df["state"]) else []
     return alt.layer(bars, data=df).facet(column=alt.Column("state:N", sort=state_order(df["state"]), title=None)
                                            ).resolve_scale(x="independent").properties(
-        title=title or f"Rogue dimensions at layer {layer}: top {top} contributions")
+        title=alt.TitleParams(title or f"Rogue dimensions at layer {layer}: top {top} contributions", subtitle=note or alt.Undefined))
 
 
 def cosine_histograms(cosine_sample: pd.DataFrame, layers: Sequence[int] | None = None, bins: int = 40, *,
-                      title: str | None = None) -> alt.Chart:
+                      title: str | None = None, seeds: Sequence[int] | None = None) -> alt.Chart:
     """Distribution of the bounded sample of within-sentence pairwise cosines at a few layers (binned
-    densities, one step line per state)."""
+    densities, one step line per state). The sample is the first fine-tuning seed's
+    (``seeds.first_seed``): with the study's ``seeds`` the subtitle says which seed."""
     need_columns(cosine_sample, ["model", "state", "layer", "value"], "charts.cosine_histograms")
     all_layers = sorted(cosine_sample["layer"].unique())
     if layers is None:
@@ -374,8 +369,9 @@ def cosine_histograms(cosine_sample: pd.DataFrame, layers: Sequence[int] | None 
         color=color_by(h, "state"),
         tooltip=["state:N", "layer:O", alt.Tooltip("bin_mid:Q", format=".2f"), alt.Tooltip("density:Q", format=".3f")],
     ).properties(width=panel_width(len(layers)), height=HEIGHT * 2 // 3)
+    note = first_seed_note(seeds, "(the sample of pairs is kept for that seed only)") if "finetuned" in set(h["state"]) else []
     return alt.layer(ch, data=h).facet(column=alt.Column("layer:O", title="layer")).properties(
-        title=title or "Within-sentence token cosines (bounded sample)")
+        title=alt.TitleParams(title or "Within-sentence token cosines (bounded sample)", subtitle=note or alt.Undefined))
 
 
 def effect_heatmap(tidy: pd.DataFrame, state: str = "finetuned", *, marks: pd.DataFrame, key: str,
@@ -423,33 +419,51 @@ def effect_heatmap(tidy: pd.DataFrame, state: str = "finetuned", *, marks: pd.Da
 
 
 def finetune_curves(history: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Mapping[str, Any]]], *,
-                    title: str | None = None) -> alt.Chart:
+                    key: str = "model", title: str | None = None, subtitle: str = "") -> alt.Chart:
     """Fine-tuning curves: training loss and evaluation loss (left), evaluation accuracy (right) against
-    the optimisation step. ``history`` is the ``finetune["history"]`` list, or ``{model: history}``."""
-    per_model = history if isinstance(history, Mapping) else {"model": history}
+    the optimisation step. ``history`` is the ``finetune["history"]`` list, or ``{name: history}`` where
+    ``key`` says what the names are: ``"model"``, or ``"seed"`` (:func:`seed_histories`: one colour per
+    seed, in shades of the fine-tuned orange, one dash per series)."""
+    per_model = history if isinstance(history, Mapping) else {key: history}
     rows = []
     for model, hist in per_model.items():
         for rec in hist or []:
-            for key, panel, series in (("loss", "loss", "training loss"), ("eval_loss", "loss", "evaluation loss"),
-                                       ("eval_accuracy", "accuracy", "evaluation accuracy")):
-                if key in rec and rec[key] is not None and "step" in rec:
-                    rows.append({"model": str(model), "step": int(rec["step"]),
+            for name, panel, series in (("loss", "loss", "training loss"), ("eval_loss", "loss", "evaluation loss"),
+                                        ("eval_accuracy", "accuracy", "evaluation accuracy")):
+                if name in rec and rec[name] is not None and "step" in rec:
+                    rows.append({key: str(model), "step": int(rec["step"]),
                                  "epoch": float(rec.get("epoch", np.nan)),
-                                 "panel": panel, "series": series, "value": float(rec[key])})
+                                 "panel": panel, "series": series, "value": float(rec[name])})
     if not rows:
         raise LayerwiseError("the fine-tuning history is empty", "charts.finetune_curves",
                              "fine-tune with logging (the finetune step records history.json)")
     df = pd.DataFrame(rows)
-    color = "model" if len(per_model) > 1 else "series"
-    enc: dict[str, Any] = {"color": alt.Color(f"{color}:N", title=color, scale=alt.Scale(
-        range=["#1b9e77", "#7570b3", "#e7298a"]) if color == "series" else alt.Undefined)}  # not the states' colours
-    if color == "model":
-        enc["strokeDash"] = alt.StrokeDash("series:N", title="series")
+    color = key if len(per_model) > 1 or key == "seed" else "series"
+    names = list(dict.fromkeys(df[color]))
+    scale = (alt.Scale(range=["#1b9e77", "#7570b3", "#e7298a"]) if color == "series"      # not the states' colours
+             else alt.Scale(domain=names, range=seed_colors(len(names))) if key == "seed" else alt.Undefined)
+    enc: dict[str, Any] = {"color": alt.Color(f"{color}:N", title=color, scale=scale, sort=names)}
+    if color != "series":
+        enc["strokeDash"] = alt.StrokeDash("series:N", title="series", legend=alt.Legend(
+            symbolType="stroke", symbolStrokeColor="black"))
     ch = alt.Chart().mark_line(point=True).encode(
         x=alt.X("step:Q", title="optimisation step"), y=alt.Y("value:Q", title=None),
-        tooltip=["model:N", "series:N", "step:Q", alt.Tooltip("epoch:Q", format=".2f"),
+        tooltip=[f"{key}:N", "series:N", "step:Q", alt.Tooltip("epoch:Q", format=".2f"),
                  alt.Tooltip("value:Q", format=".4f")], **enc,
     ).properties(width=panel_width(2, axis_each=True), height=HEIGHT * 3 // 4)
     return alt.layer(ch, data=df).facet(column=alt.Column("panel:N", title=None, sort=["loss", "accuracy"])
                                          ).resolve_scale(y="independent").properties(
-        title=title or "Fine-tuning: loss and accuracy during training")
+        title=alt.TitleParams(title or "Fine-tuning: loss and accuracy during training", subtitle=subtitle or alt.Undefined))
+
+
+def seed_curves(finetune: Mapping[str, Any], *, title: str | None = None) -> alt.Chart:
+    """The fine-tuning curves of every fine-tuning seed (:func:`seed_histories`), one colour per seed; a
+    study that kept only the first seed's history says so in the subtitle."""
+    histories = seed_histories(dict(finetune))
+    runs = len(finetune.get("seeds") or {}) or 1
+    note = "" if len(histories) >= runs else (
+        f"{', '.join(histories)} only, the first of {runs} fine-tuning seeds (this study kept its history only)")
+    what = f" ({len(histories)} fine-tuning seeds)" if len(histories) > 1 else \
+        "".join(f" ({k})" for k in histories if k.startswith("seed "))
+    return finetune_curves(histories, key="seed", subtitle=note,
+                           title=title or f"Fine-tuning: loss and accuracy during training{what}")

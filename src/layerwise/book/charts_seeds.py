@@ -16,6 +16,40 @@ from ..core.schema import lookup
 from .chart_kit import HEIGHT, WIDTH, color_by, layer_axis, metric_rows, panel_width
 
 WHERE = "charts.seed_band"
+#: with fewer fine-tuning seeds than this, a chart draws each seed's value as a point instead of a min-max
+#: band over the seeds (a band over two to four values suggests a spread it has not measured)
+MIN_SEEDS_FOR_BAND = 5
+
+
+def seed_count(tidy: pd.DataFrame, metrics: Sequence[str] | None = None, state: str = "finetuned") -> int:
+    """The number of fine-tuning seeds with per-seed rows of ``metrics`` (all metrics: None) for ``state``."""
+    if "seed" not in tidy.columns:
+        return 0
+    rows = tidy[tidy["seed"].notna() & (tidy["state"] == state)]
+    if metrics is not None:
+        rows = rows[rows["metric"].isin(list(metrics))]
+    return int(rows["seed"].nunique())
+
+
+def first_seed_note(seeds: Sequence[int] | None, why: str) -> list[str]:
+    """The subtitle lines of a chart drawn from the first fine-tuning seed only (``seeds.first_seed``
+    tables: the lowest seed): which seed, then ``why``; none with one seed (or none)."""
+    seeds = sorted(int(s) for s in seeds or ())
+    if len(seeds) < 2:
+        return []
+    return [f"fine-tuned: seed {seeds[0]} only, the first of {len(seeds)} fine-tuning seeds", why]
+
+
+def seed_histories(finetune: dict) -> dict[str, list]:
+    """``{"seed 42": history, ...}``: every fine-tuning seed's training history (``finetune["seeds"]``). A
+    study written before the seeds kept theirs has only the first seed's (``finetune["history"]``), named
+    after the seed whose cache key it has; empty without a history."""
+    per_seed = finetune.get("seeds") or {}
+    out = {f"seed {s}": list(m["history"]) for s, m in per_seed.items() if m.get("history")}
+    if not out and finetune.get("history"):
+        first = next((s for s, m in per_seed.items() if m.get("cache_key") == finetune.get("cache_key")), None)
+        out = {f"seed {first}" if first is not None else "fine-tuned": list(finetune["history"])}
+    return out
 
 
 def seed_band_frame(tidy: pd.DataFrame, metric: str, reference: str = "pretrained", state: str = "finetuned",
@@ -44,44 +78,67 @@ def seed_band_frame(tidy: pd.DataFrame, metric: str, reference: str = "pretraine
     return agg[["model", "state", "layer", "value", "low", "high", "seeds"]].reset_index(drop=True)
 
 
+def seed_points(tidy: pd.DataFrame, metric: str, state: str = "finetuned") -> pd.DataFrame:
+    """Each fine-tuning seed's value of ``metric`` per layer (``model``, ``state``, ``seed``, ``layer``,
+    ``value``): the points that replace the band with fewer than :data:`MIN_SEEDS_FOR_BAND` seeds."""
+    if "seed" not in tidy.columns:
+        return pd.DataFrame(columns=["model", "state", "seed", "layer", "value"])
+    rows = tidy[(tidy["metric"] == metric) & (tidy["state"] == state) & (tidy["layer"] >= 0) & tidy["seed"].notna()
+                & tidy["value"].notna()]
+    return rows.assign(seed=rows["seed"].astype(int).astype(str))[
+        ["model", "state", "seed", "layer", "value"]].reset_index(drop=True)
+
+
 def seed_band(tidy: pd.DataFrame, metric: str, *, reference: str = "pretrained", state: str = "finetuned",
               band: str = "minmax", title: str | None = None, y_title: str | None = None) -> alt.Chart:
     """The fine-tuned state's mean over seeds with its seed-to-seed band (min-max over the seeds, or the
     CI over seeds and sentences with ``band="ci"``) beside the pretrained line. ``tidy``: aggregate and
-    per-seed rows (``Study.tidy_all``); with one seed the band is that seed's sentence CI."""
+    per-seed rows (``Study.tidy_all``); with one seed the band is that seed's sentence CI; with two to
+    ``MIN_SEEDS_FOR_BAND - 1`` seeds (``band="minmax"``) each seed's value is a hollow point instead."""
     df = seed_band_frame(tidy, metric, reference, state, band)
-    what = "min-max over seeds" if band == "minmax" else "95 % CI over seeds and sentences"
+    seeds = int(df["seeds"].max())
+    points = seed_points(tidy, metric, state) if band == "minmax" and 1 < seeds < MIN_SEEDS_FOR_BAND else None
+    what = ("each seed a point" if points is not None else
+            "min-max over seeds" if band == "minmax" else "95 % CI over seeds and sentences")
     base = alt.Chart().encode(x=layer_axis(False), color=color_by(df, "state"))
     area = base.mark_area(opacity=0.25).encode(y=alt.Y("low:Q", title=y_title or schema_label(metric)), y2="high:Q")
     line = base.mark_line(point=True).encode(
-        y="value:Q", tooltip=["model:N", "state:N", "layer:O", alt.Tooltip("value:Q", format=".4g"),
-                              alt.Tooltip("low:Q", format=".4g"), alt.Tooltip("high:Q", format=".4g"), "seeds:Q"])
-    seeds = int(df["seeds"].max())
-    return alt.layer(area, line, data=df).properties(
+        y=alt.Y("value:Q", title=y_title or schema_label(metric)),
+        tooltip=["model:N", "state:N", "layer:O", alt.Tooltip("value:Q", format=".4g"),
+                 alt.Tooltip("low:Q", format=".4g"), alt.Tooltip("high:Q", format=".4g"), "seeds:Q"])
+    marks = [area, line]
+    if points is not None:
+        marks = [line, alt.Chart(points).mark_point(filled=False, size=45, strokeWidth=1.5).encode(
+            x=layer_axis(False), y="value:Q", color=color_by(df, "state"),
+            tooltip=["seed:N", "layer:O", alt.Tooltip("value:Q", format=".4g")])]
+    return alt.layer(*marks, data=df).properties(
         width=WIDTH, height=HEIGHT,
         title=title or f"{schema_label(metric)}: {state} over {seeds} seed{'s' if seeds > 1 else ''} ({what}) and {reference}")
+
+
+def between_seed_values(tidy: pd.DataFrame, pooling: str, measures) -> pd.DataFrame:
+    """``model``, ``measure``, ``layer``, ``value``: the same-layer similarity of each pair of fine-tuning
+    seeds (``<measure>_<pooling>_between_seeds``, per-seed rows only)."""
+    names = {f"{m}_{pooling}_between_seeds": m for m in measures}
+    rows = tidy[tidy["metric"].isin(list(names)) & (tidy["layer"] >= 0)]
+    # (only the per-seed rows: the aggregate view holds the mean over pairs, not their spread)
+    rows = rows[rows["seed"].notna() & rows["value"].notna()] if "seed" in rows.columns else rows.iloc[0:0]
+    return rows.assign(measure=rows["metric"].map(names))[["model", "measure", "layer", "value"]].reset_index(drop=True)
 
 
 def between_seed_band(tidy: pd.DataFrame, pooling: str, measures) -> pd.DataFrame:
     """``measure``, ``layer``, ``seeds_low``, ``seeds_high``: the min and max over pairs of seeds of the
     same-layer similarity between fine-tuning seeds (``<measure>_<pooling>_between_seeds``)."""
-    names = {f"{m}_{pooling}_between_seeds": m for m in measures}
-    rows = tidy[tidy["metric"].isin(list(names)) & (tidy["layer"] >= 0)]
-    # (only the per-seed rows: the aggregate view holds the mean over pairs, not their spread)
-    rows = rows[rows["seed"].notna()] if "seed" in rows.columns else rows.iloc[0:0]
-    out = rows.assign(measure=rows["metric"].map(names)).groupby(["model", "measure", "layer"])["value"].agg(
+    return between_seed_values(tidy, pooling, measures).groupby(["model", "measure", "layer"])["value"].agg(
         seeds_low="min", seeds_high="max").reset_index()
-    return out
 
 
-def similarity_floors(tidy: pd.DataFrame, pooling: str = "cls", reference: str = "pretrained",
-                      measures: Sequence[str] = ("cka", "cka_debiased", "procrustes", "mutual_knn"), *,
-                      states: Sequence[str] | None = None, title: str | None = None) -> alt.Chart:
-    """Same-layer similarity of each state with ``reference`` per layer (one panel per measure, at most 4
-    states per panel), with the chance band of its permutation null drawn as an area from the null mean
-    (``<measure>_null_mean_...``) to its 95th percentile (``<measure>_null_q95_...``). With per-seed rows
-    (``Study.tidy_all``) the fine-tuned state also gets its seed-to-seed band: min to max over the pairs
-    of seeds of ``<measure>_<pooling>_between_seeds``."""
+def _floors_frame(tidy: pd.DataFrame, pooling: str, reference: str, measures: Sequence[str],
+                  states: Sequence[str] | None) -> tuple[pd.DataFrame, str]:
+    """The rows of :func:`similarity_floors`: per state, measure and layer (``kind`` "state") the value,
+    the null's mean and 95th percentile and the fine-tuned state's range over pairs of seeds
+    (``seeds_low``..``seeds_high``); with two to ``MIN_SEEDS_FOR_BAND - 1`` seeds, one row per pair of
+    seeds instead (``kind`` "pair", its value in ``pair``). Also the seed marks drawn: "band", "points", ""."""
     suffix = f"_{pooling}_vs_{reference}"
     names = {f"{m}{suffix}": (m, "value") for m in measures}
     names.update({f"{m}_null_{s}{suffix}": (m, f"null_{s}") for m in measures for s in ("mean", "q95")})
@@ -99,24 +156,48 @@ def similarity_floors(tidy: pd.DataFrame, pooling: str = "cls", reference: str =
     for c in ("value", "null_mean", "null_q95"):
         if c not in wide.columns:
             wide[c] = np.nan
-    seeds = between_seed_band(tidy, pooling, measures)            # the seed-to-seed band, with per-seed rows
-    wide = wide.merge(seeds.assign(state="finetuned"), how="left", on=["model", "state", "measure", "layer"]) \
-        if len(seeds) else wide.assign(seeds_low=np.nan, seeds_high=np.nan)
+    wide = wide.assign(kind="state", pair=np.nan, seeds_low=np.nan, seeds_high=np.nan)
+    pairs = between_seed_values(tidy, pooling, measures)          # the seed-to-seed similarity, with per-seed rows
+    if pairs.empty:
+        return wide, ""
+    if seed_count(tidy, [f"{m}{suffix}" for m in measures]) < MIN_SEEDS_FOR_BAND:
+        return pd.concat([wide, pairs.rename(columns={"value": "pair"}).assign(state="finetuned", kind="pair")],
+                         ignore_index=True), "points"
+    band = between_seed_band(tidy, pooling, measures).assign(state="finetuned")
+    wide = wide.drop(columns=["seeds_low", "seeds_high"]).merge(band, how="left", on=["model", "state", "measure", "layer"])
+    return wide, "band"
+
+
+def similarity_floors(tidy: pd.DataFrame, pooling: str = "cls", reference: str = "pretrained",
+                      measures: Sequence[str] = ("cka", "cka_debiased", "procrustes", "mutual_knn"), *,
+                      states: Sequence[str] | None = None, title: str | None = None) -> alt.Chart:
+    """Same-layer similarity of each state with ``reference`` per layer (one panel per measure, at most 4
+    states per panel), with the chance band of its permutation null drawn as an area from the null mean
+    (``<measure>_null_mean_...``) to its 95th percentile (``<measure>_null_q95_...``). With per-seed rows
+    (``Study.tidy_all``) the fine-tuned state also gets its seed-to-seed similarity
+    (``<measure>_<pooling>_between_seeds``): each pair of seeds a hollow point with fewer than
+    :data:`MIN_SEEDS_FOR_BAND` seeds, else the band from its min to its max over the pairs."""
+    wide, seed_marks = _floors_frame(tidy, pooling, reference, measures, states)
     base = alt.Chart().encode(x=layer_axis(False), color=color_by(wide, "state"))
-    band = base.mark_area(opacity=0.2).encode(y=alt.Y("null_mean:Q", title="similarity"), y2="null_q95:Q")
-    seed_band_ = base.mark_area(opacity=0.35).encode(y="seeds_low:Q", y2="seeds_high:Q")
-    line = base.mark_line(point=True).encode(
+    own = base.transform_filter(alt.datum.kind == "state")
+    band = own.mark_area(opacity=0.2).encode(y=alt.Y("null_mean:Q", title="similarity"), y2="null_q95:Q")
+    line = own.mark_line(point=True).encode(
         y="value:Q", tooltip=["state:N", "measure:N", "layer:O", alt.Tooltip("value:Q", format=".3f"),
                               alt.Tooltip("null_mean:Q", format=".3f"), alt.Tooltip("null_q95:Q", format=".3f")])
+    seed_marks_ = {"band": [own.mark_area(opacity=0.35).encode(y="seeds_low:Q", y2="seeds_high:Q")],
+                   "points": [base.transform_filter(alt.datum.kind == "pair").mark_point(
+                       filled=False, size=40, strokeWidth=1.5).encode(
+                       y="pair:Q", tooltip=["measure:N", "layer:O", alt.Tooltip("pair:Q", format=".3f",
+                                                                                title="between two seeds")])],
+                   "": []}[seed_marks]
     order = [m for m in measures if m in set(wide["measure"])]
     names = {m: "linear CKA" if m == "cka" else schema_label(m) for m in order}     # readable panel names
     wide["measure"] = wide["measure"].map(names)
-    marks = (band, seed_band_, line) if len(seeds) else (band, line)
     cols = min(2, len(order))                       # 2 x 2 panels: each wide enough to read, within the text column
-    return alt.layer(*marks, data=wide).properties(width=panel_width(cols, axis_each=True), height=HEIGHT * 2 // 3
-                                                        ).facet(facet=alt.Facet("measure:N", title=None,
-                                                                                sort=[names[m] for m in order]),
-                                                                columns=cols).resolve_scale(y="independent").properties(
+    return alt.layer(band, *seed_marks_, line, data=wide).properties(
+        width=panel_width(cols, axis_each=True), height=HEIGHT * 2 // 3).facet(
+        facet=alt.Facet("measure:N", title=None, sort=[names[m] for m in order]), columns=cols).resolve_scale(
+        y="independent").properties(
         title=title or f"Similarity with {reference}, same layer, and its chance band "
                        f"({ {'cls': 'first token', 'mean': 'mean pooling'}.get(pooling, pooling)})")
 

@@ -325,7 +325,8 @@ def load_study(params_path: str | Path | StudyParams, progress: bool = True) -> 
 def _finetune_metrics(params: StudyParams, manifest: dict[str, Any], inputs: StudyInputs,
                       progress: bool) -> dict[str, Any]:
     """The fine-tuning metrics of the first seed (as before seeds), with ``seeds``: every seed's metrics
-    (``{seed: metrics}``, history left out) when the study has fine-tuned seeds. Each seed's entry is
+    (``{seed: metrics}``, each with its training history, small, so the report draws every seed's curves)
+    when the study has fine-tuned seeds. Each seed's entry is
     found by its key (:func:`finetuned`): one found damaged is retrained, since the report needs its
     metrics (the geometry results that were computed from it keep their key)."""
     if not manifest.get("finetuned"):
@@ -336,7 +337,7 @@ def _finetune_metrics(params: StudyParams, manifest: dict[str, Any], inputs: Stu
     manifest["finetuned_seeds"] = {s: str(r.path) for s, r in per_seed.items()}
     ft_metrics = dict(first.metrics)
     manifest["finetune_precision"] = ft_metrics.get("precision")
-    ft_metrics["seeds"] = {s: {k: v for k, v in r.metrics.items() if k != "history"} for s, r in per_seed.items()}
+    ft_metrics["seeds"] = {s: dict(r.metrics) for s, r in per_seed.items()}
     return ft_metrics
 
 
