@@ -169,6 +169,27 @@ def test_second_load_is_a_cache_hit(studies):
     assert calls == Counter({"load_raw": 1, "resolve_model": 1, "weights_key": 1}), calls
 
 
+def test_the_study_has_its_caveats(studies):
+    """``manifest["caveats"]`` (issue 23): the five topics, JSON-ready, with the tiny study's numbers; and
+    their sentences (a plain tiny BERT declares no pooling: no sentence for it)."""
+    import json
+
+    from layerwise.words.caveats import caveat_sentences
+
+    _, found, _ = studies
+    for arch, (_, study) in found.items():
+        caveats = study.manifest["caveats"]
+        assert set(caveats) == {"tokenizer", "first_token", "pooling", "provenance", "overlap"}, arch
+        assert json.loads(json.dumps(caveats)) == caveats
+        assert caveats["tokenizer"]["sentences"] == 80 and caveats["tokenizer"]["subwords_per_word"] >= 1, arch
+        seed = f"finetuned@{study.params.finetune.seed}"
+        assert set(caveats["first_token"]) == {"pretrained", "random", seed}, arch
+        assert [r["layer"] for r in caveats["first_token"]["pretrained"]] == list(range(NUM_LAYERS + 1)), arch
+        assert caveats["pooling"] is None and caveats["provenance"]["declared"] is False
+        assert caveats["overlap"]["parts"] == {"train": 35, "probe": 15, "test": 30}
+        assert set(caveat_sentences(study)) == {"tokenizer", "first_token", "provenance", "overlap"}, arch
+
+
 def test_a_cold_run_resolves_its_inputs_once(studies):
     """The first study of the fixture: fine-tuning receives the selection and the model the
     pipeline resolved (one load of the data, one resolution and one hash of the weights)."""

@@ -310,6 +310,7 @@ def load_study(params_path: str | Path | StudyParams, progress: bool = True) -> 
     damage_outcomes()  # whether each damaged entry moved aside was recomputed (warnings)
     manifest["cache_entries"] = {"analysis": str(a_entry), "probes": str(p_entry),
                                  "finetune": manifest.get("finetuned")}
+    manifest["caveats"] = _caveats(params, inputs, a_entry)
     read = {t: pd.read_parquet(a_entry / f"{t}.parquet") for t in ("per_sentence", "cosine_sample", "rogue", "cka")}
     read.update({t: pd.read_parquet(p_entry / f"{t}.parquet") for t in ("cones", "probe_correct")})
     views = {"tidy": seeds.aggregate_tidy(full), "tidy_seeds": seeds.per_seed_rows(full),
@@ -320,6 +321,15 @@ def load_study(params_path: str | Path | StudyParams, progress: bool = True) -> 
              "probe_correct": seeds.mean_over_seeds(read["probe_correct"], ["correct"])}
     tables = {t: _named(df, params.name) for t, df in views.items()}
     return Study(params=params, finetune=ft_metrics, manifest=manifest, **tables)
+
+
+def _caveats(params: StudyParams, inputs: StudyInputs, a_entry: Path) -> dict[str, Any]:
+    """The study's caveats (:func:`layerwise.study.caveat_step.study_caveats`: the tokenizer's fit, the first
+    token's constancy per state, the declared pooling, the corpus's provenance, the overlap of the parts),
+    from the geometry entry ``a_entry``; not part of any cache key of the study (nor of ``Study.key``)."""
+    from .caveat_step import study_caveats
+
+    return study_caveats(params, inputs.source, a_entry)
 
 
 def _finetune_metrics(params: StudyParams, manifest: dict[str, Any], inputs: StudyInputs,
