@@ -83,6 +83,27 @@ def test_chapters_say_no_change_only_for_the_equivalence_outcome(project):
     assert any("## " not in m and "outcome by layer" in m for m in found)      # each chapter's Findings table
 
 
+def test_page_one_answers_layer_by_layer(project):
+    """Page 1 (issue 23): the answer's table has one row per layer of the study, the figure is written beside
+    the page and linked from the project, and no executed chapter or page carries the false "high even"
+    sentence about biased CKA."""
+    from layerwise.study.study import read_study
+
+    root, _, _ = project
+    page = (root / "report/_layerwise/summary.md").read_text(encoding="utf-8")
+    assert page.startswith("## What fine-tuning changed, layer by layer")
+    study = read_study(root / "report/_layerwise/studies/alpha")
+    layers = sorted(int(x) for x in study.tidy.loc[study.tidy["layer"] >= 0, "layer"].unique())
+    header = "| layer | similar to pretrained | tokens converge | classes apart | label readable |"
+    table = page.split(header, 1)[1].split("\n\n", 1)[0].strip().splitlines()[1:]
+    assert [row.split("|")[1].strip() for row in table] == [str(x) for x in layers]
+    figure = root / "report/_layerwise/figures/alpha-answer.svg"
+    assert figure.read_text(encoding="utf-8").lstrip().startswith("<svg")
+    assert "](report/_layerwise/figures/alpha-answer.svg)" in page
+    texts = [page] + [json.dumps(nbformat.read(nb, as_version=4).cells) for nb in _notebooks(root)]
+    assert not [t for t in texts if "high even" in t]
+
+
 def test_run_records_each_phase_with_its_share(project):
     """The run's phases (issue #13): each chapter executed and the study files, with ``other`` for the
     rest; non-negative seconds, shares summing to 1, written to _layerwise/phases.json."""

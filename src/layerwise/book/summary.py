@@ -45,7 +45,7 @@ def model_section(study, meta: Path, link_base: str, heading: bool) -> list[str]
     """One model's part of page 1: the answer's sentences, the figure, the layer table with its legend and the
     caveats."""
     from ..words.answer import model_answer
-    from ..words.caveats import caveat_list
+    from ..words.caveats import caveats_markdown
     from ..words.markdown import markdown_table
 
     a = model_answer(study)
@@ -54,11 +54,8 @@ def model_section(study, meta: Path, link_base: str, heading: bool) -> list[str]
     figure = answer_figure(study, meta, link_base)
     lines += [figure, ""] if figure else []
     lines += [markdown_table(a.table), "", a.legend(), ""]
-    caveats = caveat_list(study)
-    if caveats:
-        lines += ["**What bears on these results** (computed from the data and the model):", ""]
-        lines += [f"- {c}" for c in caveats] + [""]
-    return lines
+    caveats = caveats_markdown(study)
+    return lines + ([caveats] if caveats else [])
 
 
 def summary_page(studies: Sequence, meta: Path, manifests: Mapping[str, Mapping[str, Any]], *,

@@ -69,10 +69,13 @@ class Study:
 
     @property
     def key(self) -> str:
-        """A hash naming the cached results this study was read from (its cache entries and keys)."""
+        """A hash naming what this study holds: the cached results it was read from (their entries and keys),
+        the caveats computed beside them and the fine-tuning metrics (with every seed's history), so that a
+        study written before any of them changed is rewritten and its chapters executed again."""
         entries = self.manifest.get("cache_entries") or {}
         return content_hash({"entries": {k: Path(v).name for k, v in entries.items() if v},
-                             "cache_key": self.manifest.get("cache_key")})
+                             "cache_key": self.manifest.get("cache_key"), "caveats": self.manifest.get("caveats"),
+                             "finetune": self.finetune})
 
 
 def write_study(study: Study, directory: str | Path) -> Path:

@@ -165,3 +165,25 @@ def caveat_list(study: Any) -> list[str]:
     """The sentences of :func:`caveat_sentences` in the fixed order :data:`ORDER`."""
     sentences = caveat_sentences(study)
     return [sentences[t] for t in ORDER if t in sentences]
+
+
+#: what bears on the random-weights observation of the probes (the first token barely varying, the model's own
+#: pooling): placed beside it in the Findings
+EXPLAIN_RANDOM = ("first_token", "pooling")
+
+
+def caveats_markdown(study: Any, topics: Sequence[str] = ORDER) -> str:
+    """The caveats of ``topics`` as a Markdown list under a bold lead line ("" when none is computed)."""
+    sentences = caveat_sentences(study)
+    items = [sentences[t] for t in topics if t in sentences]
+    if not items:
+        return ""
+    return "**What bears on these results** (computed from the data and the model):\n\n" + \
+        "\n".join(f"- {s}" for s in items) + "\n"
+
+
+def view(study: Any, topics: Sequence[str] = ORDER):
+    """:func:`caveats_markdown` for a notebook cell (``IPython.display.Markdown``)."""
+    from IPython.display import Markdown
+
+    return Markdown(caveats_markdown(study, topics))

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from . import claims
+from .caveats import EXPLAIN_RANDOM, caveat_sentences
 from ..core.errors import LayerwiseError
 from .prose import fmt, fmt_signed
 from .prose_layers import best_layers_clause, layer_span
@@ -309,8 +310,12 @@ def model_findings(study) -> Findings:
                                                                                               f"model's ", 1)
                      for s in ("finetuned", "pretrained")) if b]
     apart = [t for t in (seed_apart_sentence(tidy_all, pooling) for pooling in SIMILARITIES) if t]
-    return Findings(study.params.name, study.params.display_name, changed, unchanged,
-                    random_observations(tidy, correct, tidy_all=tidy_all), seeds, best, apart)
+    observations = random_observations(tidy, correct, tidy_all=tidy_all)
+    explain = caveat_sentences(study)
+    explain = [explain[t] for t in EXPLAIN_RANDOM if t in explain]
+    if observations and explain:  # the caveats that explain it, beside it
+        observations = [f"{o} What bears on it: {' '.join(explain)}" for o in observations]
+    return Findings(study.params.name, study.params.display_name, changed, unchanged, observations, seeds, best, apart)
 
 
 def summary_markdown(findings: list[Findings]) -> str:
