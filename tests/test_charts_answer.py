@@ -1,6 +1,6 @@
 """The report's page-1 figure (``charts_answer``): similarity to pretrained beside probe accuracy, every
-fine-tuning seed its own line, the random state, the permutation null, the seed-pair band, the lexical and
-majority rules; it fits the book's column and survives one seed, missing metrics and no random state."""
+fine-tuning seed its own line, the random state, the permutation null, the seed pairs (points below 5 seeds, a band
+from 5), the lexical and majority rules; it fits the book's column and survives one seed, missing metrics and no random state."""
 
 from __future__ import annotations
 
@@ -68,7 +68,10 @@ def test_the_figure_draws_every_seed_the_random_state_the_null_the_band_and_the_
     left, right = spec["hconcat"]
     assert "debiased CKA, first token" in " ".join(left["title"]["text"])
     assert "Probe accuracy (first token)" in " ".join(right["title"]["text"])
-    assert left["layer"][0]["mark"]["type"] == "area"             # the seed-pair band, under the lines
+    assert left["layer"][0]["mark"]["type"] == "point"            # 3 seeds: each pair of seeds a hollow point
+    assert left["layer"][0]["mark"]["filled"] is False
+    six = charts_answer.summary_figure(synthetic_tidy(seeds=tuple(range(10, 16)))).to_dict()
+    assert six["hconcat"][0]["layer"][0]["mark"]["type"] == "area"   # from MIN_SEEDS_FOR_BAND seeds: the band
     assert '"text"' in json.dumps(right)                          # the rules are named on the chart
     colors = dict(zip(left["layer"][1]["encoding"]["color"]["scale"]["domain"],
                       left["layer"][1]["encoding"]["color"]["scale"]["range"]))
@@ -76,7 +79,7 @@ def test_the_figure_draws_every_seed_the_random_state_the_null_the_band_and_the_
     assert len({colors[f"seed {s}"] for s in SEEDS}) == len(SEEDS)          # the seeds told apart
 
 
-def test_the_frames_hold_one_line_per_seed_and_the_band_spans_the_pairs():
+def test_the_frames_hold_one_line_per_seed_and_the_pairs_of_seeds():
     f = charts_answer.summary_frames(synthetic_tidy())
     assert f.seeds == [f"seed {s}" for s in SEEDS]
     sim = f.similarity
@@ -84,8 +87,14 @@ def test_the_frames_hold_one_line_per_seed_and_the_band_spans_the_pairs():
         assert sorted(sim.loc[sim["series"] == f"seed {s}", "layer"]) == [1, 2, 3]
         assert sorted(f.probe.loc[f.probe["series"] == f"seed {s}", "layer"]) == [0, 1, 2, 3]
     assert "fine-tuned" not in set(sim["series"])     # the mean over seeds is not drawn beside the seeds
-    band = sim[sim["series"] == charts_answer.BETWEEN].set_index("layer")
-    assert band.loc[1, "low"] == pytest.approx(0.8 + 0.043) and band.loc[1, "high"] == pytest.approx(0.8 + 0.044)
+    pairs = sim[sim["series"] == charts_answer.BETWEEN]
+    assert set(pairs["part"]) == {"points"}                       # fewer than MIN_SEEDS_FOR_BAND seeds
+    assert sorted(pairs.loc[pairs["layer"] == 1, "value"]) == pytest.approx([0.8 + 0.043, 0.8 + 0.044])
+    assert "hollow points: between seeds" in f.note
+    six = charts_answer.summary_frames(synthetic_tidy(seeds=tuple(range(10, 16))))
+    band = six.similarity[six.similarity["series"] == charts_answer.BETWEEN].set_index("layer")
+    assert set(band["part"]) == {"band"}
+    assert band.loc[1, "low"] == pytest.approx(0.8 + 0.011) and band.loc[1, "high"] == pytest.approx(0.8 + 0.015)
     null = sim[sim["series"] == charts_answer.NULL].set_index("layer")["value"]
     assert null.tolist() == pytest.approx([0.03] * 4)             # the highest of the states' nulls
     assert f.rules.set_index("series")["value"].to_dict() == {"lexical baseline": 0.7, "majority class": 0.5}

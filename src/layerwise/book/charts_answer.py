@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..core.schema import state_order
 from .chart_kit import HEIGHT, STATE_COLORS, layer_axis, panel_width, reference_rules, seed_colors
-from .charts_seeds import between_seed_band
+from .charts_seeds import MIN_SEEDS_FOR_BAND, between_seed_band, between_seed_values
 
 #: the names of the figure's parts (the ``series`` field of its data), besides "pretrained", "random" and
 #: "seed <n>" (one per fine-tuning seed)
@@ -51,7 +51,9 @@ class SummaryFrames:
         names = ", ".join(s.removeprefix("seed ") for s in self.seeds)
         if len(self.seeds) > 1:
             seeds = f"{len(self.seeds)} fine-tuning seeds ({names}), one line each"
-            seeds += f"; band: {BETWEEN} (min to max over pairs)" if BETWEEN in set(self.similarity["series"]) else ""
+            parts = set(self.similarity.loc[self.similarity["series"] == BETWEEN, "part"])
+            seeds += (f"; band: {BETWEEN} (min to max over pairs)" if "band" in parts else
+                      f"; hollow points: {BETWEEN} (one per pair of seeds)" if "points" in parts else "")
         else:
             seeds = f"one fine-tuning run ({names or 'seed unknown'}): seed variation not measured"
         return seeds + ("; dashed: the 95th percentile of the permutation null (chance level)" if NULL in set(self.similarity["series"]) else "")
@@ -100,6 +102,13 @@ def _band(tidy: pd.DataFrame, pooling: str) -> pd.DataFrame:
     return band.assign(series=BETWEEN, state="finetuned", part="band", value=(band["low"] + band["high"]) / 2)
 
 
+def _pair_points(tidy: pd.DataFrame, pooling: str) -> pd.DataFrame:
+    """Each pair of fine-tuning seeds' same-layer similarity, one point each (fewer than
+    ``MIN_SEEDS_FOR_BAND`` seeds: too few pairs for a band)."""
+    pts = between_seed_values(tidy, pooling, ["cka_debiased"])
+    return pts.assign(series=BETWEEN, state="finetuned", part="points", low=np.nan, high=np.nan)
+
+
 def _rules(tidy: pd.DataFrame, majority: float | None) -> pd.DataFrame:
     """The lexical baseline and the majority class (one value each), when the study has them."""
     def first(metric: str) -> float | None:
@@ -113,7 +122,8 @@ def _rules(tidy: pd.DataFrame, majority: float | None) -> pd.DataFrame:
 def summary_frames(study_or_tables: Any, pooling: str = "cls") -> SummaryFrames:
     """The frames of :func:`summary_figure`, from a ``Study`` (its ``tidy_all``, seeds and majority
     baseline) or a tidy table (aggregate rows, and per-seed rows with a ``seed`` column). A metric the
-    study lacks leaves its series out; with fewer than two seeds there is no seed-to-seed band."""
+    study lacks leaves its series out; with fewer than two seeds there is no seed-to-seed floor, with fewer
+    than ``MIN_SEEDS_FOR_BAND`` each pair of seeds is a point (part "points"), from that many on a band."""
     tidy, seeds, majority = _tables(study_or_tables)
     cols = ["series", "state", "part", "layer", "value", "low", "high"]
     sim = _lines(tidy, f"cka_debiased_{pooling}_vs_pretrained", seeds)
@@ -121,7 +131,9 @@ def summary_frames(study_or_tables: Any, pooling: str = "cls") -> SummaryFrames:
     probe = _lines(tidy, f"probe_acc_{pooling}", seeds)
     drawn = [s for s in dict.fromkeys([*sim["series"], *probe["series"]]) if s.startswith("seed ") or s == FINETUNED]
     drawn = sorted(drawn, key=lambda s: (not s.startswith("seed "), int(s[5:]) if s.startswith("seed ") else 0))
-    band = _band(tidy, pooling) if len([s for s in drawn if s.startswith("seed ")]) > 1 else pd.DataFrame(columns=cols)
+    k = len([s for s in drawn if s.startswith("seed ")])
+    band = pd.DataFrame(columns=cols) if k < 2 else _band(tidy, pooling) if k >= MIN_SEEDS_FOR_BAND else \
+        _pair_points(tidy, pooling)
     sim = pd.concat([sim, _null_line(tidy, pooling)[cols], band[cols] if len(band) else None], ignore_index=True)
     for df in (sim, probe):
         df["layer"] = df["layer"].astype(int)
@@ -156,7 +168,11 @@ def _panel(df: pd.DataFrame, frames: SummaryFrames, title: list[str], y_title: s
         marks.append(base.transform_filter(alt.datum.part == "band").mark_area(opacity=0.7).encode(
             y=alt.Y("low:Q", title=y_title, scale=y_scale), y2="high:Q",
             tooltip=["series:N", "layer:O", alt.Tooltip("low:Q", format=".3f"), alt.Tooltip("high:Q", format=".3f")]))
-    marks.append(base.transform_filter(alt.datum.part != "band").mark_line(
+    if (df["part"] == "points").any():
+        marks.append(base.transform_filter(alt.datum.part == "points").mark_point(filled=False, size=30).encode(
+            y=alt.Y("value:Q", title=y_title, scale=y_scale),
+            tooltip=["series:N", "layer:O", alt.Tooltip("value:Q", format=".3f")]))
+    marks.append(base.transform_filter((alt.datum.part != "band") & (alt.datum.part != "points")).mark_line(
         point=alt.OverlayMarkDef(size=18), strokeWidth=1.8).encode(
         y=alt.Y("value:Q", title=y_title, scale=y_scale), strokeDash=dash,
         tooltip=["series:N", "layer:O", alt.Tooltip("value:Q", format=".3f")]))

@@ -225,6 +225,18 @@ def build_preview(report_dir: str | Path = "report") -> Path:
     return out / "index.html"
 
 
+def _copy_figures(src: Path, dest: Path) -> None:
+    """Page 1's figures into the preview (a self-contained folder), those of earlier runs removed."""
+    wanted = {f.name: f for f in src.glob("*.svg")} if src.is_dir() else {}
+    for old in (set(dest.glob("*.svg")) if dest.is_dir() else set()) - {dest / n for n in wanted}:
+        old.unlink()
+    for name, f in wanted.items():
+        dest.mkdir(parents=True, exist_ok=True)
+        text = f.read_text(encoding="utf-8")
+        if not (dest / name).is_file() or (dest / name).read_text(encoding="utf-8") != text:
+            atomic_write_text(dest / name, text)
+
+
 def _appendix_html(p: dict[str, Any], nav: tuple[str, str], *, report_dir: Path, links: dict[str, str],
                    refs: dict) -> str:
     """The Methods or Reproduce page (its ``.qmd`` as HTML)."""
@@ -254,9 +266,10 @@ def _index_html(report_dir: Path, pages: list[dict[str, Any]], nav: tuple[str, s
     note = markdown_html("This is the pip-only preview of the executed chapters (nbconvert, code hidden; the "
                          "notebooks with their code are in `report/`). " + QUARTO_HINT)
     summary = report_dir / "_layerwise" / "summary.md"
-    # page 1's figures are linked from the project (<report>/_layerwise/figures/...); the preview is <report>/preview/
-    text = re.sub(r"\]\([^)\s]*?/_layerwise/figures/", "](../_layerwise/figures/",
+    # page 1's figures are linked from the project (<report>/_layerwise/figures/...): copied into the preview
+    text = re.sub(r"\]\([^)\s]*?/_layerwise/figures/", "](figures/",
                   summary.read_text(encoding="utf-8")) if summary.is_file() else ""
+    _copy_figures(report_dir / "_layerwise" / "figures", report_dir / PREVIEW_DIR / "figures")
     findings = markdown_html(text, link_map=links) if text else ""
     intro_path = PROJECT_ROOT / INTRO
     intro = (markdown_html(demote_headings(intro_path.read_text(encoding="utf-8")), source=intro_path,

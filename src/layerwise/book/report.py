@@ -450,7 +450,7 @@ def _preview(out_dir: Path, jobs: Sequence[Job], *, progress: bool) -> Path:
     meta = out_dir / META_DIR
     stamp_file, index = meta / "preview.key", out_dir / PREVIEW_DIR / "index.html"
     files = [j.output for j in jobs] + [meta / "reproduce.md", meta / "report.json", meta / "chapters.yml",
-                                      meta / "summary.md", *source_pages()]
+                                      meta / "summary.md", *sorted((meta / "figures").glob("*.svg")), *source_pages()]
     stamp = content_hash({"files": [file_hash(f) if f.is_file() else None for f in files],
                           "code": code_hash("book.preview")}) + "\n"
     if index.is_file() and _same_text(stamp_file, stamp):
