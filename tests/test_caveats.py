@@ -65,6 +65,8 @@ def test_the_embedded_minilm_tokenizer_fits_the_demo_sentences(minilm_dir):
     tok = AutoTokenizer.from_pretrained(str(minilm_dir))
     fit = caveats.tokenizer_fit(tok, ["Un livre magnifique, je le recommande.", "word " * 200], max_length=128)
     assert 1.0 <= fit["subwords_per_word"] < 4 and fit["truncated"] == 1
+    # what the tokenizer is: the English uncased WordPiece vocabulary of the MiniLM checkpoint
+    assert fit["tokenizer_class"].startswith("BertTokenizer") and fit["vocab_size"] == 30522 and fit["lowercase"]
 
 
 def test_the_embedded_minilm_declares_mean_pooling(minilm_dir):
@@ -175,6 +177,11 @@ def test_caveat_sentences_from_a_synthetic_manifest():
                                "test parts; 50% of the test part's 5-word sequences also occur in the fine-tuning "
                                "part (100% of test sentences hold at least one).")
     assert caveat_list(study) == [said[t] for t in ORDER]
+    named = _manifest()
+    named["caveats"]["tokenizer"].update(tokenizer_class="BertTokenizerFast", vocab_size=30522, lowercase=True)
+    said = caveat_sentences(SimpleNamespace(params=SimpleNamespace(display_name="Tiny"), manifest=named))
+    assert said["tokenizer"].startswith("The tokenizer (BertTokenizerFast, 30,522 entries, lower-cased) splits a "
+                                        "word into 2.04 subwords")
 
 
 def test_a_missing_caveat_gives_no_sentence():

@@ -69,7 +69,18 @@ def tokenizer_fit(tokenizer, texts: Sequence[str], max_length: int) -> dict[str,
             "tokens": n_tokens, "has_unknown_token": unk is not None, "unknown_tokens": n_unknown,
             "unknown_share": float(n_unknown / n_tokens) if n_tokens else 0.0,
             "max_length": int(max_length), "truncated": int(truncated),
-            "truncated_share": float(truncated / len(texts)) if texts else 0.0}
+            "truncated_share": float(truncated / len(texts)) if texts else 0.0, **vocabulary(tokenizer)}
+
+
+def vocabulary(tokenizer) -> dict[str, Any]:
+    """What the tokenizer is: ``tokenizer_class`` (its class name, e.g. ``BertTokenizerFast``: WordPiece),
+    ``vocab_size`` and ``lowercase`` (whether it lower-cases its input; None when it does not say)."""
+    size = getattr(tokenizer, "vocab_size", None)
+    lower = getattr(tokenizer, "do_lower_case", None)
+    if lower is None:
+        lower = (getattr(tokenizer, "init_kwargs", None) or {}).get("do_lower_case")
+    return {"tokenizer_class": type(tokenizer).__name__, "vocab_size": int(size) if isinstance(size, int) else None,
+            "lowercase": bool(lower) if lower is not None else None}
 
 
 def _hub_file(model_id: str, filename: str, revision: str | None) -> Path | None:

@@ -46,7 +46,11 @@ def tokenizer_sentence(fit: dict[str, Any]) -> str | None:
     unknown = ("it has no unknown token" if not fit.get("has_unknown_token", True) else "no token is unknown"
                if not fit.get("unknown_tokens") else f"{pct(fit['unknown_share'])} of tokens are unknown")
     cut = f"{fit['truncated']} of {fit['sentences']} sentences were cut at {fit['max_length']} tokens"
-    return f"The tokenizer splits a word into {fmt(fit['subwords_per_word'])} subwords on average; {unknown}; {cut}."
+    what = ", ".join(x for x in (fit.get("tokenizer_class"), f"{fit['vocab_size']:,} entries" if fit.get("vocab_size")
+                                 else None, {True: "lower-cased", False: "cased"}.get(fit.get("lowercase")) if
+                                 fit.get("lowercase") is not None else None) if x)
+    return (f"The tokenizer{f' ({what})' if what else ''} splits a word into {fmt(fit['subwords_per_word'])} subwords "
+            f"on average; {unknown}; {cut}.")
 
 
 def _constant(rows: list[dict[str, float]], threshold: float) -> list[int]:
