@@ -44,7 +44,7 @@ def answer_figure(study, meta: Path, link_base: str) -> str:
 def model_section(study, meta: Path, link_base: str, heading: bool) -> list[str]:
     """One model's part of page 1: the answer's sentences, the figure, the layer table with its legend and the
     caveats."""
-    from ..words.answer import model_answer
+    from ..words.answer import TABLE_WIDTHS, model_answer
     from ..words.caveats import caveats_markdown
     from ..words.markdown import markdown_table
 
@@ -53,7 +53,7 @@ def model_section(study, meta: Path, link_base: str, heading: bool) -> list[str]
     lines += [*(f"{s}\n" for s in a.sentences), *([a.seed_note, ""] if a.seed_note else [])]
     figure = answer_figure(study, meta, link_base)
     lines += [figure, ""] if figure else []
-    lines += [markdown_table(a.table), "", a.legend(), ""]
+    lines += [markdown_table(a.table, widths=TABLE_WIDTHS), "", a.legend(), ""]
     caveats = caveats_markdown(study)
     return lines + ([caveats] if caveats else [])
 

@@ -42,6 +42,8 @@ VALUE_METRICS = {"token_cosine": ("the mean cosine between a sentence's tokens",
                  "silhouette_cls": ("the first-token class silhouette", "silhouette_cls"),
                  "probe_acc_cls": ("the first-token probe accuracy", "probe_acc_cls")}
 NOT_MEASURED = "not measured"
+#: the layer table's relative column widths (the layer narrow, the four questions alike)
+TABLE_WIDTHS = (6, 23, 23, 23, 23)
 
 
 @dataclass
@@ -69,7 +71,7 @@ class Answer:
         from .markdown import markdown_table
 
         text = " ".join(self.sentences + ([self.seed_note] if self.seed_note else []))
-        return f"{text}\n\n{markdown_table(self.table)}\n\n{self.legend()}\n"
+        return f"{text}\n\n{markdown_table(self.table, widths=TABLE_WIDTHS)}\n\n{self.legend()}\n"
 
 
 def question_verdicts(study) -> dict[str, dict[int, claims.Verdict]]:

@@ -53,6 +53,8 @@ COLUMNS = ("statistic", "metric", "outcomes", "largest at layer", "finetuned", "
 TABLE_COLUMNS = ("statistic", "outcome by layer", "finetuned vs pretrained", "difference (deciding interval)",
                  "random vs pretrained", "chance")
 TABLE_WIDTHS = (16, 24, 16, 20, 14, 10)
+#: the index's table across the models (:func:`summary_markdown`): the clearest change gets the room
+SUMMARY_WIDTHS = (16, 48, 12, 14, 10)
 
 
 @dataclass
@@ -333,7 +335,7 @@ def summary_markdown(findings: list[Findings]) -> str:
                      "changed": len(f.changed), "without a change": len(f.unchanged),
                      "seeds": f"{f.seeds}" if f.seeds > 1 else "1 (seed variation not measured)"})
     notes = [o for f in findings for o in f.observations]
-    text = markdown_table(pd.DataFrame(rows))
+    text = markdown_table(pd.DataFrame(rows), widths=SUMMARY_WIDTHS)
     return text + ("\n" + "\n\n".join(f"{f.title}. {o}" for f in findings for o in f.observations) + "\n"
                    if notes else "")
 
