@@ -105,7 +105,7 @@ def test_seeds_that_cannot_decide_give_not_established_with_their_direction():
     from layerwise.words import prose
 
     sentence = prose.seed_floor_sentence(_seeded_study([0.38, 0.35, 0.08]).tidy_all, "token_cosine", "the cosine")
-    assert "every seed moved up: +0.380, +0.350, +0.080" in sentence and "the smallest change 3 seeds detect" in sentence
+    assert "every seed moved up: +0.4, +0.3, +0.1" in sentence and "smallest detectable change 0.5" in sentence
 
 
 def test_class_names_come_from_params_then_the_selection_and_stay_out_of_the_keys(tmp_path):
@@ -146,7 +146,8 @@ def test_scalar_statistics_are_judged_by_the_answer_model():
     spread = findings.model_findings(_scalar_study({42: -20.0, 43: 5.0, 44: 60.0}))
     assert spread.changed.empty and name in list(spread.unchanged["statistic"])
     c = spread.conclusion(probes=False)
-    assert f"Outcomes of the others: {name}: not established with 3 seeds: 2." in c
+    assert c.endswith("The other statistic shows no change beyond δ or is not established at every layer.")
+    assert {"statistic": name, "not established with 3 seeds": "2"} in spread.unchanged_table().to_dict("records")
 
 
 def test_no_change_is_printed_only_for_the_equivalence_outcome():

@@ -83,7 +83,7 @@ def _probe_study(best_hits, lexical_hits, mean_hits=None):
 
 def test_best_pretrained_against_lexical_known_answers():
     higher = pc.best_pretrained_vs_lexical(_probe_study(55, 30))
-    assert higher.startswith("The pretrained model's best first-token probe (layer 2: 0.917")
+    assert higher.startswith("The pretrained model's best first-token probe is at layer 2: 0.92, 95% CI 0.82 to 1.02.")
     assert "is higher than the lexical baseline (0.500), paired on the same 60 test sentences" in higher
     lower = pc.best_pretrained_vs_lexical(_probe_study(40, 58))
     assert "is lower than the lexical baseline" in lower
@@ -96,7 +96,8 @@ def test_pooling_sentence_names_layers_and_words():
     # the 5 sentences only the first token gets right all move the same way, a paired CI below 0
     text = pc.pooling_sentence(_probe_study(55, 30, mean_hits=50))
     assert text.startswith("Mean-pooled against first-token probes at the same layer, paired")
-    assert "pretrained: higher at layers 0, 1 (largest at layer 0: +0.500" in text and "lower at layer 2 (-0.083" in text
+    assert "pretrained: higher at layers 0, 1 (largest at layer 0: +0.50, 95% CI +0.37 to +0.63" in text \
+        and "lower at layer 2 (-0.08, 95% CI -0.15 to -0.02)" in text
     tied = pc.pooling_sentence(_probe_study(55, 30, mean_hits=54))             # one sentence apart: not separated
     assert "tied at layer 2" in tied
 

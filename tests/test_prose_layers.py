@@ -45,9 +45,9 @@ def test_layers_sentence_groups_states_and_says_flat():
     t = _frame(_rows("pretrained", "x", [0.03, 0.1, 0.24, 0.23]) + _rows("finetuned", "x", [0.03, 0.2, 0.4, 0.57])
                + _rows("random", "x", [0.361, 0.358, 0.36, 0.362]))
     s = prose.layers_sentence(t, "x", "the cosine")
-    assert s == ("Through the layers, the cosine rises in pretrained and finetuned and is flat in random "
-                 "(layer 0 → 3: pretrained 0.03 → 0.23, peak 0.24 at layer 2; finetuned 0.03 → 0.57; "
-                 "random flat at 0.36).")
+    assert s == ("Through the layers, the cosine rises in pretrained and finetuned and is flat in random. "
+                 "Layer 0 → 3: pretrained 0.03 → 0.23, peak 0.24 at layer 2; finetuned 0.03 → 0.57; "
+                 "random flat at 0.36.")
 
 
 def _tested(effects, seeds=None, sd=0.1):
@@ -67,8 +67,8 @@ def _tested(effects, seeds=None, sd=0.1):
 def test_change_claim_large_and_negligible():
     t = _tested([0.0005, 0.3])                                             # delta = 0.1 x 0.1 = 0.01
     s = prose.change_claim(t, "x", "the score", verdict_metric="x")
-    assert "higher at layer 1 (+0.30, 95% CI +0.30 to +0.30) and negligible at layer 0" in s
-    assert claims.SEED_VARIATION_NOT_MEASURED in s                           # one run: no seed floor
+    assert "higher at layer 1 and negligible at layer 0. Largest at layer 1: +0.3000, 95% CI +0.2990 to +0.3010" in s
+    assert claims.SEED_VARIATION_NOT_MEASURED in s.lower()                   # one run: no seed floor
     none = prose.change_claim(_tested([0.0005, -0.002]), "x", "the score", verdict_metric="x")
     assert "negligible at layers 0, 1" in none and "does not change" not in none   # description, not a verdict
     assert "higher" not in none and "lower" not in none
@@ -77,7 +77,7 @@ def test_change_claim_large_and_negligible():
 def test_a_change_within_the_seed_floor_is_not_called_a_change():
     agree = _tested([0.0, 0.3], seeds={42: [0.0, 0.29], 43: [0.0, 0.30], 44: [0.0, 0.31]})
     s = prose.change_claim(agree[agree["seed"].isna()], "x", "the score", tidy_all=agree, verdict_metric="x")
-    assert "across 3 fine-tuning seeds: changed, size unclear at layer 1" in s   # "x" declares no margin
+    assert "Across 3 fine-tuning seeds: changed, size unclear at layer 1" in s   # "x" declares no margin
     spread = _tested([0.0, 0.3], seeds={42: [0.0, -0.2], 43: [0.0, 0.3], 44: [0.0, 0.8]})
     s = prose.change_claim(spread[spread["seed"].isna()], "x", "the score", tidy_all=spread, verdict_metric="x")
     assert "not established with 3 seeds at layers 0, 1" in s and "changed" not in s.split("seeds:")[1]
@@ -93,14 +93,14 @@ def test_scalar_statistic_is_judged_only_against_its_seed_floor():
     agg = _rows("finetuned", "y", [1.0, 2.0, 4.0])
     t = _frame(base + agg + [r for rs in seeds for r in rs])
     s = prose.change_claim(t[t["seed"].isna()], "y", "the rank", tidy_all=t)
-    assert "changed, size unclear at layer 2 (+1.000, 95% CI" in s      # "y" declares no margin
+    assert "changed, size unclear at layer 2: +1.00, 95% CI +0.75 to +1.25" in s      # "y" declares no margin
     tiny = [_rows("finetuned", "y", [1.0, 2.0 + d, 3.0], seed=s) for s, d in ((42, 1.9e-4), (43, 2e-4), (44, 2.1e-4))]
     t_tiny = _frame(base + agg + [r for rs in tiny for r in rs])
     layer1 = [v for v in prose.seed_floor_verdicts(t_tiny, "y") if v.detail["layer"] == 1]
     assert layer1[0].word == claims.SIZE_UNCLEAR  # +0.0002 in every seed, no margin declared for "y"
     noisy = [_rows("finetuned", "y", [1.0, 2.0, 3.0 + d], seed=s) for s, d in ((42, -1.0), (43, 1.0), (44, 3.0))]
     t = _frame(base + agg + [r for rs in noisy for r in rs])
-    assert "not established with 3 seeds at layers 0, 1, 2" in prose.change_claim(
+    assert "not established with 3 seeds at layers 0–2" in prose.change_claim(
         t[t["seed"].isna()], "y", "the rank", tidy_all=t)
 
 
@@ -126,11 +126,11 @@ def test_probe_paragraph_names_the_changed_layer_and_the_best_layers():
     s = prose.probe_paragraph(tidy, correct, "cls")
     assert s.startswith("Fine-tuned against pretrained on the same 200 test sentences, the first-token probe "
                         "accuracy is higher at layer 2 (")
-    assert "tied at layers 0, 1" in s and claims.SEED_VARIATION_NOT_MEASURED in s
-    assert "finetuned layer 2 (" in s                                    # the one best layer, paired
-    assert "pretrained layers 0–2, not separated" in s                   # identical layers: a tied set, no argmax
-    assert "Random weights against pretrained on the same probe (one random draw): no change beyond δ = 0.03 at " \
-           "layers 0, 1, 2 (layer 0: 0.000, 90% CI 0.000 to 0.000" in s
+    assert "tied at layers 0, 1" in s and claims.SEED_VARIATION_NOT_MEASURED in s.lower()
+    assert "finetuned layer 2: " in s.lower()                                    # the one best layer, paired
+    assert "pretrained layers 0–2, tied" in s.lower()                   # identical layers: a tied set, no argmax
+    assert "Random weights against pretrained on the same probe, one random draw: no change beyond δ = 0.03 at " \
+           "layers 0–2, largest at layer 0: 0.000, 90% CI 0.000 to 0.000" in s
 
 
 def _findings_study(seed_rows=None):
@@ -147,11 +147,16 @@ def _findings_study(seed_rows=None):
 def test_conclusion_lists_the_change_and_what_did_not_change():
     f = findings.model_findings(_findings_study())
     c = f.conclusion(probes=False)
-    assert c.startswith(f"Fine-tuning changed {findings._describe('token_cosine')} (largest at layer 0: +0.300")
-    assert f"{findings._describe('cov_trace')}: not established with one seed: 0, 1" in c
+    assert c.startswith(f"Fine-tuning changed 1 of these 2 statistics; the clearest is "
+                        f"{findings._describe('token_cosine')}, changed at layer 0: +0.3000, 95% CI")
+    assert c.endswith("The other statistic shows no change beyond δ or is not established at every layer.")
+    assert f.unchanged_table().to_dict("records") == [{"statistic": findings._describe("cov_trace"),
+                                                       "not established with one seed": "0, 1"}]
+    assert f.markdown().startswith(c)                                   # the conclusion opens the Findings
     assert 2 <= c.count(". ") + 1 <= 4
     assert findings.RANKING in f.markdown()
     spread = findings.model_findings(_findings_study({42: [-0.2, 0.0], 43: [0.3, 0.0], 44: [0.8, 0.0]}))
     c = spread.conclusion(probes=False)
     assert "changed none of these statistics" in c
-    assert f"{findings._describe('token_cosine')}: no change beyond δ: 1; not established with 3 seeds: 0" in c
+    assert {"statistic": findings._describe("token_cosine"), "no change beyond δ": "1",
+            "not established with 3 seeds": "0"} in spread.unchanged_table().to_dict("records")

@@ -83,6 +83,25 @@ def test_chapters_say_no_change_only_for_the_equivalence_outcome(project):
     assert any("## " not in m and "outcome by layer" in m for m in found)      # each chapter's Findings table
 
 
+def test_chapter_prose_reads_short(project):
+    """Issue 24: the executed tiny-model chapters, counted by the repository's script
+    (:mod:`layerwise.book.prose_stats`): no sentence over 35 words, no parenthesis inside a parenthesis, at
+    most 2,000 words of prose per chapter, and each chapter's Findings open with its conclusion."""
+    from layerwise.book import prose_stats
+
+    root, _, _ = project
+    for nb_path in _notebooks(root):
+        stats = prose_stats.notebook_stats(nb_path)
+        notebook = json.loads(nb_path.read_text(encoding="utf-8"))
+        assert stats.sentences > 10, stats
+        assert stats.long_sentences == 0, (nb_path.name, prose_stats.long_sentences(notebook))
+        assert stats.nested_parentheses == 0, stats
+        assert stats.words <= 2000, stats
+        findings = [o["data"]["text/markdown"] for c in notebook["cells"] if "found.view" in "".join(c["source"])
+                    for o in c.get("outputs", []) if "text/markdown" in o.get("data", {})]
+        assert findings and "".join(findings[0]).startswith(("Fine-tuning changed", "By paired comparison"))
+
+
 def test_page_one_answers_layer_by_layer(project):
     """Page 1 (issue 23): the answer's table has one row per layer of the study, the figure is written beside
     the page and linked from the project, and no executed chapter or page carries the false "high even"

@@ -88,8 +88,9 @@ def first_token_sentence(first: dict[str, list[dict[str, float]]],
     if not clauses:
         return (f"The first token varies between sentences at every layer of every state (mean cosine between "
                 f"sentences below {fmt(threshold)}).")
-    return (f"The first token barely varies between sentences at {_and(clauses)} (mean cosine between sentences "
-            f"≥ {fmt(threshold)}): there its statistics describe one nearly fixed vector.")
+    return (f"The first token barely varies between sentences (mean cosine between sentences ≥ {fmt(threshold)}) "
+            "at these layers, where its statistics describe one nearly fixed vector: "
+            + "; ".join(clauses) + ".")
 
 
 def pooling_sentence(pooling: dict[str, Any] | None) -> str | None:

@@ -91,18 +91,31 @@ class Findings:
         return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
 
     def sentences(self, probes: bool | None = None) -> list[str]:
-        """The findings as sentences, clearest change first; one sentence for the statistics without one."""
+        """The findings as paragraphs, clearest change first: one sentence per changed statistic (its
+        largest layer with the deciding interval), then the statistics without a change as a small table
+        (:meth:`unchanged_table`), the seeds that stand apart and (probes) the observations."""
         rows = self._rows(probes)
         changed = rows[rows["statistic"].isin(self.changed["statistic"])]
-        out = [f"**{r.statistic[0].upper() + r.statistic[1:]}**: {r.outcomes}; largest at layer {r._3}: "
-               f"{r.verdict}, {r.difference}{r.sensitivity}." for r in changed.itertuples(index=False)]
+        out = [f"**{r.statistic[0].upper() + r.statistic[1:]}**: {r.verdict} at layer {r._3}: "
+               f"{r.difference}{r.sensitivity}." for r in changed.itertuples(index=False)]
         if self.seeds < 2:
             out.append(f"Each outcome is against one fine-tuning run: {claims.SEED_VARIATION_NOT_MEASURED}.")
-        rest = rows[~rows["statistic"].isin(self.changed["statistic"])]
+        rest = self.unchanged_table(probes)
         if not rest.empty:
-            out.append("Without a change at any layer: " + "; ".join(f"{r.statistic} ({r.outcomes})"
-                                                                    for r in rest.itertuples(index=False)) + ".")
+            from .markdown import markdown_table
+
+            out.append(f"Without a change at any layer, the outcome by layer:\n\n{markdown_table(rest)}")
         return out + self.seed_notes + (self.observations if probes is not False else [])
+
+    def unchanged_table(self, probes: bool | None = None) -> pd.DataFrame:
+        """The statistics without a change at any layer: one row each, one column per outcome with its
+        layers (:func:`outcomes_text`'s groups)."""
+        rows = self._rows(probes)
+        rest = rows[~rows["statistic"].isin(self.changed["statistic"])]
+        cells = [dict(part.rsplit(": ", 1) for part in str(r.outcomes).split("; ")) for r in rest.itertuples(index=False)]
+        columns = list(dict.fromkeys(k for c in cells for k in c))
+        return pd.DataFrame([{"statistic": r.statistic, **{k: c.get(k, "-") for k in columns}}
+                             for r, c in zip(rest.itertuples(index=False), cells)], columns=["statistic", *columns])
 
     def _repr_markdown_(self) -> str:
         return self.markdown()
@@ -115,33 +128,32 @@ class Findings:
         return Markdown(self.markdown(probes))
 
     def conclusion(self, probes: bool) -> str:
-        """A chapter's conclusion in 2-4 sentences: (probes) where the label is best read; which statistics
-        fine-tuning changed and where; which it did not (the outcomes by layer); (probes) the random-weights
-        observation. Every outcome word from :func:`layerwise.words.claims.difference_outcome`."""
+        """A chapter's conclusion in 2-3 sentences: (probes) where the label is best read; how many
+        statistics fine-tuning changed, the clearest with its deciding interval; how many it did not change
+        at any layer. Every outcome word from :func:`layerwise.words.claims.difference_outcome`."""
         rows = self._rows(probes)
         mine = rows[rows["statistic"].isin(self.changed["statistic"])]
-        kept = rows[~rows["statistic"].isin(self.changed["statistic"])]
         out = []
         if probes and self.best_layers:
             out.append("By paired comparison on the test sentences, the label is best read at "
                        + " and at ".join(self.best_layers) + ".")
-        changes = [f"{r.statistic} (largest at layer {r._3}: {_signed(r.difference)})" for r in mine.itertuples(index=False)]
-        out.append(f"Fine-tuning changed {_and(changes)}." if changes else
-                   "Fine-tuning changed none of these statistics at any layer by the answer model.")
-        if not kept.empty:
-            out.append("Outcomes of the others: " + "; ".join(f"{r.statistic}: {r.outcomes}"
-                                                             for r in kept.itertuples(index=False)) + ".")
-        out += self.seed_notes[:1]
-        if probes:
-            out += [o[len("Observation: "):][:1].upper() + o[len("Observation: ") + 1:]
-                    if o.startswith("Observation: ") else o for o in self.observations]
+        if mine.empty:
+            out.append("Fine-tuning changed none of these statistics at any layer by the answer model.")
+        else:
+            top = mine.iloc[0]
+            out.append(f"Fine-tuning changed {len(mine)} of these {len(rows)} statistics; the clearest is "
+                       f"{top['statistic']}, {top['verdict']} at layer {top['largest at layer']}: {top['difference']}.")
+        if len(rows) > len(mine):
+            rest = len(rows) - len(mine)
+            out.append(f"{f'The other {rest} show' if rest > 1 else 'The other statistic shows'} no change beyond δ "
+                       f"or {'are' if rest > 1 else 'is'} not established at every layer.")
         return " ".join(out)
 
     def markdown(self, probes: bool | None = None) -> str:
         """The Findings section body: the sentences, then the table with one line on its order."""
         from .markdown import markdown_table
 
-        text = "\n\n".join(self.sentences(probes))
+        text = "\n\n".join([self.conclusion(probes), *self.sentences(probes)])
         table = self.table(probes)
         if not table.empty:
             text += "\n\n" + RANKING + "\n\n" + markdown_table(table, widths=TABLE_WIDTHS)
@@ -312,6 +324,8 @@ def model_findings(study) -> Findings:
                                                                                               f"model's ", 1)
                      for s in ("finetuned", "pretrained")) if b]
     apart = [t for t in (seed_apart_sentence(tidy_all, pooling) for pooling in SIMILARITIES) if t]
+    rule = " A seed stands apart"
+    apart = [t.split(rule)[0] if i < len(apart) - 1 else t for i, t in enumerate(apart)]  # the rule once
     observations = random_observations(tidy, correct, tidy_all=tidy_all)
     explain = caveat_sentences(study)
     explain = [explain[t] for t in EXPLAIN_RANDOM if t in explain]

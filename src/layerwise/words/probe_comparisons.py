@@ -13,7 +13,7 @@ import pandas as pd
 
 from . import claims
 from ..core.schema import state_order
-from .prose_format import fmt, fmt_ci, fmt_signed, series
+from .prose_format import fmt, fmt_ci, fmt_interval, fmt_signed, series
 from .prose_layers import layer_span, versus_groups
 
 #: the widest 95% half-width of an accuracy on the control task's covered sentences that the report reads
@@ -109,10 +109,10 @@ def best_pretrained_vs_lexical(study, pooling: str = "cls", model: str | None = 
     where = (f"layer {top}" if best.word == "best" else
              f"layer {top}, the highest of the tied {layer_span(best.detail['layers'])}")
     lo, hi = v.detail["diff_ci"]
-    return (f"The pretrained model's best {_POOL[pooling]} probe ({where}: "
-            f"{fmt_ci(row.value, row.ci_low, row.ci_high, 3)}) is {_AGAINST[v.word]} the lexical baseline "
-            f"({fmt(lex.value, 3)}), paired on the same {v.n} test sentences (difference "
-            f"{fmt_signed(v.detail['diff'], 3)}, 95% CI {fmt_signed(lo, 3)} to {fmt_signed(hi, 3)}).")
+    return (f"The pretrained model's best {_POOL[pooling]} probe is at {where}: "
+            f"{fmt_interval(row.value, row.ci_low, row.ci_high, fallback=3, signed=False)}. It is "
+            f"{_AGAINST[v.word]} the lexical baseline ({fmt(lex.value, 3)}), paired on the same {v.n} test "
+            f"sentences: difference {fmt_interval(v.detail['diff'], lo, hi, fallback=3)}.")
 
 
 def pooling_sentence(study, model: str | None = None) -> str:

@@ -411,7 +411,7 @@ def say(*sentences: str):
     return Markdown(" ".join(s.strip() for s in sentences if s and s.strip()))
 
 
-from .prose_layers import (change_claim, effects_sentence, layer_span, layers_sentence,  # noqa: E402,F401
+from .prose_layers import (change_claim, effects_markdown, effects_sentence, layer_span, layers_sentence,  # noqa: E402,F401
                            metric_paragraph, probe_paragraph, tests_note)
 from .prose_geometry import (class_geometry_paragraph, cka_diagonal_sentence, convergence_paragraph,  # noqa: E402,F401
                              self_similarity_paragraph, standardised_sentence)

@@ -61,3 +61,27 @@ def _effect_digits(*values: float) -> int:
     (at least 2): a difference of -0.0014 is not printed as -0.00."""
     mags = [abs(v) for v in values if v == v and v not in (None, 0) and abs(v) != float("inf")]
     return 2 if not mags else max(2, min(6, 1 - math.floor(math.log10(min(mags)))))
+
+
+def ci_digits(low: float, high: float, fallback: int = 3) -> int:
+    """Decimals an interval supports: its half-width rounded by the Particle Data Group rule (two
+    significant digits when the half-width's first three digits are 100-354, else one), the value printed
+    to the same decimal (0 to 6 decimals); ``fallback`` without a finite, positive half-width."""
+    half = (high - low) / 2 if all(v == v and v is not None for v in (low, high)) else math.nan
+    if not (half == half) or half <= 0 or math.isinf(half):
+        return fallback
+    exponent = math.floor(math.log10(half))
+    lead = int(f"{half / 10 ** (exponent - 2):.0f}")  # the first three digits, 100-999 (1000 after rounding)
+    significant = 2 if lead <= 354 or lead >= 950 else 1
+    return max(0, min(6, significant - 1 - exponent - (lead >= 950)))
+
+
+def fmt_interval(value: float, low: float, high: float, level: float = 0.95, fallback: int = 3,
+                 signed: bool = True) -> str:
+    """``-0.016, 95% CI -0.021 to -0.011``: a signed value with its interval, both rounded to what the
+    interval supports (:func:`ci_digits`); the value alone without an interval."""
+    show = fmt_signed if signed else fmt
+    if any(v is None or v != v for v in (low, high)):
+        return show(value, fallback)
+    digits = ci_digits(low, high, fallback)
+    return f"{show(value, digits)}, {level:.0%} CI {show(low, digits)} to {show(high, digits)}"

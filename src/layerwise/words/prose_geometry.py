@@ -65,7 +65,7 @@ def standardised_sentence(tidy: pd.DataFrame, layer: int | None = None, model: s
     text = (f"Standardising each dimension (z-scores per layer) moves the anisotropy baseline, the expected "
             f"cosine of random token pairs, at layer {lay} (raw → standardised): {'; '.join(base)}")
     if within:
-        text += (f"; the standardised within-sentence mean cosine against the standardised baseline: "
+        text += (f". The standardised within-sentence mean cosine against the standardised baseline: "
                  f"{'; '.join(within)}")
     return text + "."
 

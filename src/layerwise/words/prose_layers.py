@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from . import claims
-from .prose_format import _effect_digits, _states, fmt, fmt_ci, fmt_signed, series
+from .prose_format import _effect_digits, _states, fmt, fmt_interval, fmt_signed, series
 from .prose_seeds import outcome_groups, seed_floor_verdicts
 
 
@@ -42,9 +42,16 @@ def _cap(text: str) -> str:
 
 
 def trend_verdict(tidy: pd.DataFrame, metric: str, state: str, digits: int = 2, model: str | None = None):
-    """:func:`layerwise.words.claims.layer_trend` of one state's series, the tolerance half a unit of the last
-    printed digit (values that print the same are flat)."""
-    return claims.layer_trend(series(tidy, metric, state, model), 0.5 * 10 ** -digits, f"{metric} ({state})")
+    """:func:`layerwise.words.claims.layer_trend` of one state's series. The tolerance is the larger of half a
+    unit of the last printed digit (values that print the same are flat) and the widest half-width of the
+    series' 95% intervals, where the rows have them: a trend verb only for a change that clears its
+    interval."""
+    rows = series(tidy, metric, state, model)
+    tolerance = 0.5 * 10 ** -digits
+    if {"ci_low", "ci_high"} <= set(rows.columns):
+        half = ((rows["ci_high"] - rows["ci_low"]) / 2).dropna()
+        tolerance = max(tolerance, float(half.max()) if len(half) else 0.0)
+    return claims.layer_trend(rows, tolerance, f"{metric} ({state})")
 
 
 def profile_text(v: claims.Verdict, digits: int = 2) -> str:
@@ -78,8 +85,8 @@ def layers_sentence(tidy: pd.DataFrame, metric: str, what: str, *, states: Seque
     shapes = [f"{'is flat' if key == 'flat' else key} in {_and(ss)}" for key, ss in groups.items()]
     any_v = next(iter(verdicts.values())).detail
     numbers = "; ".join(f"{s} {profile_text(v, digits)}" for s, v in verdicts.items())
-    return (f"Through the layers, {what} {_and(shapes)} (layer {any_v['first_layer']} → {any_v['last_layer']}: "
-            f"{numbers}).")
+    return (f"Through the layers, {what} {_and(shapes)}. Layer {any_v['first_layer']} → {any_v['last_layer']}: "
+            f"{numbers}.")
 
 
 def _largest(verdicts: list[claims.Verdict]) -> claims.Verdict:
@@ -88,28 +95,21 @@ def _largest(verdicts: list[claims.Verdict]) -> claims.Verdict:
 
 def _effect(v: claims.Verdict) -> str:
     d = v.detail
-    digits = _effect_digits(d["effect"])
-    if d.get("low", float("nan")) != d.get("low", float("nan")):
-        return fmt_signed(d["effect"], digits)
-    return f"{fmt_signed(d['effect'], digits)}, 95% CI {fmt_signed(d['low'], digits)} to {fmt_signed(d['high'], digits)}"
+    return fmt_interval(d["effect"], d.get("low", float("nan")), d.get("high", float("nan")),
+                        fallback=_effect_digits(d["effect"]))
 
 
 def tested_clause(verdicts: list[claims.Verdict]) -> str:
-    """The paired tests' verdicts grouped by word, the largest effect of a moved group with its CI:
-    "higher at layers 2–6 (largest at layer 6: +0.27, 95% CI ...), lower at layer 1 and negligible at
-    layer 0"."""
-    parts = []
-    for word in ("higher", "lower", "not significant", "negligible"):
-        group = [v for v in verdicts if v.word == word]
-        if not group:
-            continue
-        text = f"{word} at {layer_span([v.detail['layer'] for v in group])}"
-        if word in ("higher", "lower"):
-            top = _largest(group)
-            text += (f" ({_effect(top)})" if len(group) == 1 else
-                     f" (largest at layer {top.detail['layer']}: {_effect(top)})")
-        parts.append(text)
-    return _and(parts) if parts else ""
+    """The paired tests' verdicts grouped by word, then the largest moved effect with its CI as a second
+    sentence: "higher at layers 2–6, lower at layer 1 and negligible at layer 0. Largest at layer 6: +0.27,
+    95% CI ..." (the caller ends it with a full stop)."""
+    parts = [f"{word} at {layer_span([v.detail['layer'] for v in verdicts if v.word == word])}"
+             for word in ("higher", "lower", "not significant", "negligible") if any(v.word == word for v in verdicts)]
+    moved = [v for v in verdicts if v.word in ("higher", "lower")]
+    if not moved:
+        return _and(parts) if parts else ""
+    top = _largest(moved)
+    return f"{_and(parts)}. Largest at layer {top.detail['layer']}: {_effect(top)}"
 
 
 def seed_clause(floor: list[claims.Verdict], digits: int = 3) -> str:
@@ -117,10 +117,11 @@ def seed_clause(floor: list[claims.Verdict], digits: int = 3) -> str:
     :func:`layerwise.words.prose_seeds.seed_floor_verdicts`) in one clause (:func:`layerwise.words.prose_seeds.outcome_groups`)."""
     floor = [v for v in floor if v.word != "not measured"]
     if not floor:
-        return claims.SEED_VARIATION_NOT_MEASURED
+        return claims.SEED_VARIATION_NOT_MEASURED + "."
     seeds = max(v.n for v in floor)
     over = f"across {seeds} fine-tuning seeds" if seeds > 1 else claims.SEED_VARIATION_NOT_MEASURED
-    return f"{over}: {outcome_groups(floor, digits)}"
+    only = ", over the seeds only" if any(not v.detail.get("sentence_term", True) for v in floor) and seeds > 1 else ""
+    return f"{over}{only}: {outcome_groups(floor, digits)}"
 
 
 def change_claim(tidy: pd.DataFrame, metric: str, what: str, *, tidy_all: pd.DataFrame | None = None,
@@ -138,14 +139,14 @@ def change_claim(tidy: pd.DataFrame, metric: str, what: str, *, tidy_all: pd.Dat
         if not verdicts:
             return ""
         floor = seed_floor_verdicts(tidy_all, verdict_metric, state=state, model=model)
-        return (f"Fine-tuned against pretrained, {what} is, in paired per-sentence tests on these checkpoints, "
-                f"{tested_clause(verdicts)}; {seed_clause(floor)}.")
+        return (f"Fine-tuned against pretrained, {what} is {tested_clause(verdicts)}, in paired per-sentence tests "
+                f"on these checkpoints. {_cap(seed_clause(floor))}")
     floor = seed_floor_verdicts(tidy_all, metric, state=state, model=model)
     if not floor:
         return ""
     if all(v.word == "not measured" for v in floor):
         return f"Whether fine-tuning changed {what} is not judged: {claims.SEED_VARIATION_NOT_MEASURED}."
-    return f"Fine-tuned against pretrained, {what}: {seed_clause(floor, max(3, digits))}."
+    return f"Fine-tuned against pretrained, {what} {seed_clause(floor, max(3, digits))}"
 
 
 def metric_paragraph(tidy: pd.DataFrame, metric: str, what: str, *, tidy_all: pd.DataFrame | None = None,
@@ -169,7 +170,34 @@ def effects_sentence(tidy: pd.DataFrame, metric: str, what: str, *, tidy_all: pd
     if not verdicts:
         return ""
     floor = seed_floor_verdicts(tidy if tidy_all is None else tidy_all, metric, state=state, model=model)
-    return f"{_cap(what)}: {tested_clause(verdicts)}; {seed_clause(floor)}."
+    return f"{_cap(what)}: {tested_clause(verdicts)}. {_cap(seed_clause(floor))}"
+
+
+def effects_markdown(tidy: pd.DataFrame, metrics: dict[str, str], *, tidy_all: pd.DataFrame | None = None,
+                     state: str = "finetuned", model: str | None = None) -> str:
+    """The paired tests of several per-sentence statistics as one small table (:func:`tests_note` above
+    it): per statistic, the layers of each test verdict, the largest moved effect with its CI and the
+    answer model's outcome over the seeds, layers grouped by outcome. ``metrics``: metric -> name."""
+    from .markdown import markdown_table
+
+    rows = []
+    for metric, what in metrics.items():
+        verdicts = claims.state_change_verdicts(tidy, metric, state, model=model)
+        if not verdicts:
+            continue
+        moved = [v for v in verdicts if v.word in ("higher", "lower")]
+        floor = [v for v in seed_floor_verdicts(tidy if tidy_all is None else tidy_all, metric, state=state,
+                                                model=model) if v.word != "not measured"]
+        seeds = "; ".join(f"{claims.outcome_label(g[0]).split(' = ')[0]}: {layer_span([v.detail['layer'] for v in g]).split(' ', 1)[1]}"
+                          for g in ([v for v in floor if v.word == w] for w in claims.OUTCOMES) if g)
+        rows.append({"statistic": what, "paired tests by layer": "; ".join(
+            f"{w}: {layer_span([v.detail['layer'] for v in verdicts if v.word == w]).split(' ', 1)[1]}"
+            for w in ("higher", "lower", "not significant", "negligible") if any(v.word == w for v in verdicts)),
+            "largest": f"layer {_largest(moved).detail['layer']}: {_effect(_largest(moved))}" if moved else "-",
+            "over the seeds": seeds or claims.SEED_VARIATION_NOT_MEASURED})
+    if not rows:
+        return ""
+    return tests_note(tidy) + "\n\n" + markdown_table(pd.DataFrame(rows))
 
 
 def tests_note(tidy: pd.DataFrame) -> str:
@@ -202,8 +230,7 @@ def versus_groups(verdicts: list[claims.Verdict], digits: int = 3) -> str:
             top = max(group, key=lambda v: abs(v.detail["diff"]))
             lo, hi = top.detail["diff_ci"]
             where = "" if len(group) == 1 else f"largest at layer {top.detail['layer']}: "
-            text += (f" ({where}{fmt_signed(top.detail['diff'], digits)}, 95% CI {fmt_signed(lo, digits)} to "
-                     f"{fmt_signed(hi, digits)})")
+            text += f" ({where}{fmt_interval(top.detail['diff'], lo, hi, fallback=digits)})"
         parts.append(text)
     return _and(parts) if parts else ""
 
@@ -225,12 +252,12 @@ def probe_change_claim(tidy: pd.DataFrame, correct: pd.DataFrame, pooling: str =
         if not floor:
             return ""
         draws = "one random draw" if max((v.n for v in floor), default=1) == 1 else f"{floor[0].n} random draws"
-        return f"{_cap(state)} weights against pretrained on the same probe ({draws}): {outcome_groups(floor)}."
+        return f"{_cap(state)} weights against pretrained on the same probe, {draws}: {outcome_groups(floor)}"
     text = (f"Fine-tuned against pretrained on the same {verdicts[0].n} test sentences, the {pool} probe "
             f"accuracy is {versus_groups(verdicts)}")
     floor = seed_floor_verdicts(tidy if tidy_all is None else tidy_all, metric, state=state, model=model,
                                 correct=correct)
-    return text + f"; {seed_clause(floor)}."
+    return text + f". {_cap(seed_clause(floor))}"
 
 
 def best_layers_clause(tidy: pd.DataFrame, correct: pd.DataFrame, metric: str, state: str,
@@ -242,9 +269,8 @@ def best_layers_clause(tidy: pd.DataFrame, correct: pd.DataFrame, metric: str, s
         return ""
     top = v.rows[v.rows["layer"] == v.detail["top"]].iloc[0]
     if v.word == "best":
-        return f"{state} layer {int(top.layer)} ({fmt_ci(top.value, top.ci_low, top.ci_high, digits)})"
-    return (f"{state} {layer_span(v.detail['layers'])}, not separated (highest {fmt(top.value, digits)} at layer "
-            f"{int(top.layer)})")
+        return f"{state} layer {int(top.layer)}: {fmt_interval(top.value, top.ci_low, top.ci_high, fallback=digits, signed=False)}"
+    return f"{state} {layer_span(v.detail['layers'])}, tied, highest {fmt(top.value, digits)} at layer {int(top.layer)}"
 
 
 def probe_paragraph(tidy: pd.DataFrame, correct: pd.DataFrame | None, pooling: str = "cls", *,
@@ -262,12 +288,13 @@ def probe_paragraph(tidy: pd.DataFrame, correct: pd.DataFrame | None, pooling: s
     best = [b for b in (best_layers_clause(tidy, correct, metric, s, model) for s in states) if b]
     parts = [probe_change_claim(tidy, correct, pooling, tidy_all=tidy_all, model=model)]
     if best:
-        parts.append(f"Best layers (paired comparison on the same test sentences): {'; '.join(best)}.")
+        parts.append("Best layers by paired comparison on the same test sentences: "
+                     + " ".join(f"{_cap(b) if i else b}." for i, b in enumerate(best)))
     if "random" in states:
         parts.append(probe_change_claim(tidy, correct, pooling, state="random", model=model))
     top = best_layer(tidy, metric, "finetuned", model)
     if top is not None:
         refs = _controls_text(tidy, pooling, "finetuned", int(top.layer), model).strip(" ()")
         if refs:
-            parts.append(f"References at the fine-tuned model's highest layer ({int(top.layer)}): {refs}.")
+            parts.append(f"References at the fine-tuned model's highest layer, {int(top.layer)}: {refs}.")
     return " ".join(p for p in parts if p)

@@ -9,7 +9,7 @@ import math
 import pandas as pd
 
 from . import claims
-from .prose_format import fmt, fmt_signed
+from .prose_format import ci_digits, fmt, fmt_interval, fmt_signed
 
 
 #: probes whose sentence term comes from the paired per-sentence correctness (``probe_correct``)
@@ -128,13 +128,12 @@ def outcome_clause(v: claims.Verdict, digits: int = 3) -> str:
     d = v.detail
     if v.word not in claims.OUTCOMES:
         return v.word
-    ci = (f"{fmt_signed(d['mean'], digits)}, {d['deciding_level']:.0%} CI {fmt_signed(d['low'], digits)} to "
-          f"{fmt_signed(d['high'], digits)}")
+    ci = fmt_interval(d["mean"], d["low"], d["high"], d["deciding_level"], digits)
     extra = []
     if v.word == claims.NOT_ESTABLISHED and d.get("direction") and d.get("seeds", 1) > 1:
-        extra.append(f"every seed moved {d['direction']}: " + ", ".join(fmt_signed(x, digits) for x in d["per_seed"]))
+        extra.append(f"every seed moved {d['direction']}: " + ", ".join(fmt_signed(x, _seed_digits(d)) for x in d["per_seed"]))
     if v.word == claims.NOT_ESTABLISHED and d.get("mde") == d.get("mde") and d.get("seeds", 1) > 1:
-        extra.append(f"the smallest change {d['seeds']} seeds detect: {fmt(d['mde'], digits)}")
+        extra.append(f"smallest detectable change {fmt(d['mde'], _seed_digits(d))}")
     if v.word == claims.NOT_ESTABLISHED and d.get("delta") == d.get("delta") and not d.get("equivalence_reachable"):
         extra.append("too few test sentences for no change beyond δ to be shown")
     if not d.get("sentence_term", True) and d.get("seeds", 1) > 1:
@@ -147,24 +146,46 @@ def outcome_clause(v: claims.Verdict, digits: int = 3) -> str:
     return f"{claims.outcome_label(v)} ({'; '.join([ci, *extra])})"
 
 
+def _seed_digits(d: dict) -> int:
+    """Decimals for the per-seed values and the detectable change: those of the deciding interval."""
+    return ci_digits(d.get("low", math.nan), d.get("high", math.nan), 3)
+
+
 def _layers(layers: list[int]) -> str:
-    return ("layer " if len(layers) == 1 else "layers ") + ", ".join(str(x) for x in layers)
+    """``layer 4`` / ``layers 0–2, 5``: consecutive layers as a range."""
+    runs: list[list[int]] = []
+    for x in sorted(int(v) for v in layers):
+        if runs and x == runs[-1][-1] + 1:
+            runs[-1].append(x)
+        else:
+            runs.append([x])
+    parts = [str(r[0]) if len(r) == 1 else f"{r[0]}, {r[1]}" if len(r) == 2 else f"{r[0]}–{r[-1]}" for r in runs]
+    return ("layer " if len(layers) == 1 else "layers ") + ", ".join(parts)
+
+
+def _group_sentence(group: list[claims.Verdict], digits: int = 3) -> str:
+    """One outcome's layers and its largest difference, as one sentence: "Not established with 3 seeds at
+    layers 3–6: at layer 6, +0.3, 95% CI -0.1 to +0.7; every seed moved up: +0.4, +0.3, +0.1." A change
+    adds how many analyses leaving one seed out agree."""
+    top = max(group, key=lambda v: abs(v.detail["mean"]))
+    d = top.detail
+    where = f", largest at layer {d['layer']}" if len(group) > 1 else ""
+    extra = [p for p in outcome_clause(top, digits).rstrip(")").split(" (", 1)[1].split("; ")[1:]
+             if "no sentence interval" not in p and "seed variation not measured" not in p
+             and ("leaving one seed out" not in p or top.word in (claims.CHANGED, claims.SIZE_UNCLEAR))]
+    label = claims.outcome_label(top)
+    return (f"{label[:1].upper() + label[1:]} at {_layers([v.detail['layer'] for v in group])}{where}: "
+            + "; ".join([fmt_interval(d["mean"], d["low"], d["high"], d["deciding_level"], digits), *extra]) + ".")
 
 
 def outcome_groups(verdicts: list[claims.Verdict], digits: int = 3) -> str:
-    """Outcomes grouped by layer, in :data:`claims.OUTCOMES` order, each group's largest difference with
-    its numbers (:func:`outcome_clause`): "changed at layers 5, 6 (largest at layer 6: changed (+0.27, 95%
-    CI ...)); not established with 3 seeds at layers 1-4 (largest at layer 4: ...)"."""
-    parts = []
-    for word in claims.OUTCOMES:
-        group = [v for v in verdicts if v.word == word]
-        if not group:
-            continue
-        top = max(group, key=lambda v: abs(v.detail["mean"]))
-        where = f"layer {top.detail['layer']}: " if len(group) > 1 else ""
-        parts.append(f"{claims.outcome_label(top)} at {_layers([v.detail['layer'] for v in group])} "
-                     f"({where}{outcome_clause(top, digits).split(' (', 1)[1]}")
-    return "; ".join(parts)
+    """Outcomes grouped by layer, in :data:`claims.OUTCOMES` order, one sentence each with the group's
+    largest difference (:func:`_group_sentence`): "Changed at layers 5, 6: at layer 6, +0.27, 95% CI +0.10
+    to +0.44; the same outcome in 3 of 3 analyses leaving one seed out. Not established with 3 seeds at
+    layers 1–4: ..." (the first word in lower case: the caller leads into it)."""
+    groups = [[v for v in verdicts if v.word == word] for word in claims.OUTCOMES]
+    text = " ".join(_group_sentence(g, digits) for g in groups if g)
+    return text[:1].lower() + text[1:]
 
 
 def seed_floor_sentence(tidy: pd.DataFrame, metric: str, what: str, *, reference: str = "pretrained",
@@ -181,7 +202,7 @@ def seed_floor_sentence(tidy: pd.DataFrame, metric: str, what: str, *, reference
     seeds = max(v.n for v in verdicts)
     over = (f"across {seeds} fine-tuning seeds" if seeds > 1 else claims.SEED_VARIATION_NOT_MEASURED) \
         if state == "finetuned" else ("one random draw" if seeds == 1 else f"{seeds} random draws")
-    return f"{cap}, {state} against {reference} ({over}): {outcome_groups(verdicts, digits)}."
+    return f"{cap}, {state} against {reference}, {over}: {outcome_groups(verdicts, digits)}"
 
 
 def _layer_of(v: claims.Verdict) -> int:
@@ -228,13 +249,15 @@ def similarity_floor_sentence(tidy: pd.DataFrame, pooling: str = "cls", measure:
         by.setdefault(v.word, []).append(_layer_of(v))
     parts = [f"{word} at {_layers(sorted(ls))}" for word, ls in by.items()]
     floor = similarity_outcomes(tidy, pooling, measure, reference=reference) if state == "finetuned" else []
-    seed_text = (f"against the similarity between fine-tuning seeds (difference, {reference} minus seeds): "
-                 f"{outcome_groups(floor, 2)}" if floor else
-                 f"{claims.SEED_VARIATION_NOT_MEASURED}, so no layer is judged against it")
+    only = any(not v.detail.get("sentence_term", True) for v in floor)
+    seed_text = (f"Against the similarity between fine-tuning seeds, as {reference} minus seeds"
+                 f"{', over the seeds only' if only else ''}: {outcome_groups(floor, 2)}" if floor else
+                 f"{claims.SEED_VARIATION_NOT_MEASURED[:1].upper()}{claims.SEED_VARIATION_NOT_MEASURED[1:]}, so no "
+                 "layer is judged against it.")
     q95 = [v.detail["null_q95"] for v in chance]
     lo, hi = fmt(min(q95), 3), fmt(max(q95), 3)
-    null = f"permutation null, 95th percentile {lo if lo == hi else f'{lo}–{hi}'}"
-    return f"{what[:1].upper() + what[1:]}: " + "; ".join(parts) + f" ({null}); {seed_text}."
+    null = f"permutation null's 95th percentile {lo if lo == hi else f'{lo}–{hi}'}"
+    return f"{what[:1].upper() + what[1:]}: " + "; ".join(parts) + f", {null}. {seed_text}"
 
 
 def seed_apart_sentence(tidy: pd.DataFrame, pooling: str = "cls", measure: str = "cka_debiased") -> str:
@@ -250,9 +273,9 @@ def seed_apart_sentence(tidy: pd.DataFrame, pooling: str = "cls", measure: str =
     v = claims.seed_apart(rows, m.value if m else 0.0)
     if v.word == "not measured":
         return ""
-    what = f"its {'first-token' if pooling == 'cls' else 'mean-pooled'} similarity to pretrained (debiased CKA)"
-    rule = (f"a seed stands apart when {what} lies outside the other seeds' range by more than "
-            f"{fmt(v.detail['margin'], 2)} (or their sentence interval) at 2 or more layers")
+    what = f"{'first-token' if pooling == 'cls' else 'mean-pooled'} debiased CKA with pretrained"
+    rule = (f"A seed stands apart when it lies outside the other seeds' range by more than "
+            f"{fmt(v.detail['margin'], 2)}, or their sentence interval, at 2 or more layers.")
     if v.word == "no seed stands apart":
-        return f"No seed stands apart ({rule})."
-    return f"Seed {v.detail['seed']} stands apart at {_layers(v.detail['layers'])} ({rule})."
+        return f"On the {what}, no seed stands apart. {rule}"
+    return f"On the {what}, seed {v.detail['seed']} stands apart at {_layers(v.detail['layers'])}. {rule}"
