@@ -246,8 +246,8 @@ def test_cones_are_drawn_at_the_first_middle_and_last_layers(study):
     for chart in (charts.class_cones(study.cones), charts.centroid_scatter(study.cones)):
         spec = chart.to_dict()
         assert spec["facet"]["column"]["field"] == "layer" and spec["facet"]["row"]["field"] == "state"
-        assert "layers 1, 2 and 3" in spec["title"]
-    assert "layer 3" in charts.class_cones(study.cones, 3).to_dict()["title"]
+        assert "layers 1, 2 and 3" in spec["title"]["text"]
+    assert "layer 3" in charts.class_cones(study.cones, 3).to_dict()["title"]["text"]
     with pytest.raises(LayerwiseError, match="layer"):
         charts.class_cones(study.cones, [0])
 
@@ -260,9 +260,10 @@ def test_captions_agree_with_the_charts():
     for words in ("linear probe", "control task", "chance (permuted labels)", "MLP probe", "majority class",
                   "lexical baseline"):
         assert words in cap["fig-probe-cls"] and words in probe, words
-    assert "dashed" in cap["fig-probe-cls"] and '"strokeDash": [6, 3]' in probe.replace("[6,3]", "[6, 3]")
-    for fig in ("fig-cones", "fig-class-geometry"):
-        assert "first, middle and last" in cap[fig] and "last layer" not in cap[fig].replace("and last layer", "")
+    assert "dashed" in cap["fig-probe-cls"] and "[6, 3]" in probe.replace("[6,3]", "[6, 3]")     # the majority rule
+    assert "dotted" in cap["fig-probe-cls"] and "[2, 2]" in probe.replace("[2,2]", "[2, 2]")     # chance: a rule
+    for fig in ("fig-cones", "fig-class-geometry"):                  # flat layers left out, and the subtitle says so
+        assert "flat" in cap[fig] and "subtitle" in cap[fig]
     for fig in ("fig-memorisation", "fig-memorisation-probe"):      # dashed/solid said in the caption: one panel each
         spec = built[fig][0].to_dict()
         assert "facet" not in spec or "dashed" not in cap[fig], fig

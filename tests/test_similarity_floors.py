@@ -252,9 +252,12 @@ def test_chance_verdicts():
 def test_similarity_floors_chart_builds_small():
     tidy, _ = similarity.cka_between_states(_embeddings(), "m", n_permutations=50, procrustes_permutations=20)
     chart = charts.similarity_floors(tidy, "mean")
-    assert charts.chart_rows(chart) == 2 * 4 * 3               # states x measures x layers
-    row = next(iter(chart.to_dict()["datasets"].values()))[0]
-    assert {"null_mean", "null_q95", "value"} <= set(row)
+    assert charts.chart_rows(chart) == (2 + 1) * 4 * 3         # (states + the null band) x measures x layers
+    rows = pd.DataFrame(next(iter(chart.to_dict()["datasets"].values())))
+    assert set(rows["series"]) == {"finetuned", "random", charts.NULL_NAME}      # the null: a legend entry
+    null = rows[rows["kind"] == "null"]
+    null = null.dropna(subset=["low", "high"])                  # (layer 0: the first token is constant, no null)
+    assert len(null) and (null["low"] <= null["high"]).all()
     assert "<svg" in charts.to_svg(chart)
     with pytest.raises(LayerwiseError):
         charts.similarity_floors(tidy, "mean", measures=("no_such",))

@@ -77,7 +77,7 @@ def _channel_args(df: pd.DataFrame, field: str) -> dict[str, Any]:
 def color_by(df: pd.DataFrame, field: str, title: str | None = None) -> alt.Color:
     """Colour by ``field``: the fixed state palette for states, category10 otherwise (legend symbols
     drawn opaque, whatever the mark's opacity)."""
-    return alt.Color(title=title or field, legend=alt.Legend(symbolOpacity=1, symbolType="circle"),
+    return alt.Color(title=title or {"metric": "measure"}.get(field, field), legend=alt.Legend(symbolOpacity=1, symbolType="circle"),
                      **_channel_args(df, field))
 
 

@@ -24,22 +24,38 @@ from ..core.errors import LayerwiseError
 from .render import chart_rows, enable, javascript_bundle, mimebundle, reset_library, to_svg  # noqa: F401
 from ..core.schema import QUANTILES, STATES, state_order
 from ..core.schema import label as schema_label
+from ..core.schema import unit as schema_unit
 from .chart_kit import (AXIS_PX, BOOK_COLUMN, GAP_PX, HEIGHT, PAD_PX, STATE_COLORS, TEXT_WIDTH,  # noqa: F401
                         WIDTH, color_by, layer_axis, metric_rows, need_columns, panel_width)
 from .chart_kit import reference_rules as _reference_rules
 from .charts_classes import CLASS_COLORS, bounded, centroid_scatter, class_cones  # noqa: F401  (re-exported)
-from .charts_seeds import (MIN_SEEDS_FOR_BAND, between_seed_band, between_seed_values,  # noqa: F401
+from .charts_seeds import (MIN_SEEDS_FOR_BAND, NULL_NAME, SEEDS_NAME, between_seed_band, between_seed_values,  # noqa: F401
                            first_seed_note, seed_accuracy_scatter, seed_band, seed_band_frame, seed_count,
                            seed_histories, seed_points, similarity_floors)
 from .chart_kit import seed_colors
+from .charts_probes import mdl_lines, probe_lines  # noqa: F401  (re-exported)
+
 
 def _metric_labels(metrics: str | Sequence[str] | Mapping[str, str]) -> dict[str, str]:
-    """``{metric: label}`` from a name, a list of names or a mapping."""
-    if isinstance(metrics, str):
-        return {metrics: metrics}
+    """``{metric: label}`` from a name or a list of names (each the registry's short name,
+    :func:`layerwise.core.schema.label`; a pooling's words only where two names would be the same
+    otherwise), or a mapping (the caller's names: the comparison chapter's models)."""
     if isinstance(metrics, Mapping):
         return {str(k): str(v) for k, v in metrics.items()}
-    return {str(m): str(m) for m in metrics}
+    names = [metrics] if isinstance(metrics, str) else [str(m) for m in metrics]
+    short = {m: schema_label(m, suffix_words=False) for m in names}
+    if len(set(short.values())) < len(short):
+        short = {m: schema_label(m) for m in names}
+    return short
+
+
+def y_title_of(metrics: Sequence[str], labels: Sequence[str]) -> str:
+    """The y axis title of a chart of ``metrics``: the one measure's short name, else the unit they share
+    (the legend names the measures), else "value"."""
+    if len(set(labels)) == 1:
+        return next(iter(labels))
+    units = {schema_unit(m) for m in metrics}
+    return units.pop() if len(units) == 1 and "" not in units else "value"
 
 
 def add_depth(df: pd.DataFrame) -> pd.DataFrame:
@@ -139,8 +155,8 @@ def token_cosine_boxes(tidy: pd.DataFrame, variant: str = "", *, title: str | No
     ``variant="_content"`` excludes special tokens."""
     q = quantiles_from_tidy(tidy, "token_cosine", variant)
     what = "content tokens" if variant == "_content" else "all tokens"
-    return box_chart(q, title=title or f"Within-sentence token cosine per layer ({what})",
-                     y_title="pairwise cosine", column=column)
+    return box_chart(q, title=title or f"Token cosine per layer ({what}): the original study's view",
+                     y_title=schema_label("token_cosine"), column=column)
 
 
 def per_sentence_boxes(per_sentence: pd.DataFrame, metric: str, *, title: str | None = None,
@@ -153,11 +169,12 @@ def per_sentence_boxes(per_sentence: pd.DataFrame, metric: str, *, title: str | 
         raise LayerwiseError(f"no per-sentence rows for metric {metric!r}", "charts.per_sentence_boxes",
                              f"choose among {sorted(per_sentence['metric'].unique())}")
     q = quantiles_from_values(df)
-    return box_chart(q, title=title or f"{metric} per sentence", y_title=y_title or metric, column=column)
+    return box_chart(q, title=title or f"{schema_label(metric)} per sentence", y_title=y_title or schema_label(metric),
+                     column=column)
 
 
 def layer_lines(tidy: pd.DataFrame, metrics: str | Sequence[str] | Mapping[str, str], *, title: str,
-                y_title: str = "value", color: str = "state", dash: str | None = None,
+                y_title: str | None = None, color: str = "state", dash: str | None = None,
                 column: str | None = "auto", row: str | None = None, relative_depth: bool = False,
                 log_y: bool = False, zero: bool = False, width: int = WIDTH, height: int = HEIGHT,
                 independent_y: bool | None = None, extra: Sequence[alt.Chart] = ()) -> alt.Chart:
@@ -168,6 +185,7 @@ def layer_lines(tidy: pd.DataFrame, metrics: str | Sequence[str] | Mapping[str, 
     scale unless they show different metrics (``independent_y=None``). ``extra``: more layers (with their
     own data: reference rules) drawn in every panel."""
     labels = _metric_labels(metrics)
+    y_title = y_title or y_title_of(list(labels), list(labels.values()))
     df = metric_rows(tidy, list(labels), "charts.layer_lines")
     df = df[df["layer"] >= 0]
     df["metric"] = pd.Categorical(df["metric"].map(labels), categories=list(dict.fromkeys(labels.values())))
@@ -192,7 +210,7 @@ def layer_lines(tidy: pd.DataFrame, metrics: str | Sequence[str] | Mapping[str, 
     enc: dict[str, Any] = {"x": x}
     detail = [c for c in (dash,) if c]
     if dash:
-        enc["strokeDash"] = alt.StrokeDash(f"{dash}:N", title=dash, sort=list(dict.fromkeys(df[dash])),
+        enc["strokeDash"] = alt.StrokeDash(f"{dash}:N", title="measure" if dash == "metric" else dash, sort=list(dict.fromkeys(df[dash])),
                                            legend=alt.Legend(symbolType="stroke", symbolStrokeColor="black"))
     base = alt.Chart().encode(**enc)
     band = base.mark_area(opacity=0.12 if dash else 0.18).encode(y=alt.Y("ci_low:Q", scale=yscale), y2="ci_high:Q",
@@ -253,7 +271,7 @@ def cka_heatmap(cka: pd.DataFrame, pooling: str = "cls", pairs: Sequence[tuple[s
     rect = alt.Chart().mark_rect().encode(
         x=alt.X("layer_b:O", title="layer (second state)", axis=alt.Axis(labelAngle=0), scale=alt.Scale(domain=layers)),
         y=alt.Y("layer_a:O", title="layer (first state)", scale=alt.Scale(domain=layers[::-1])),
-        color=alt.Color("value:Q", title="CKA", scale=alt.Scale(domain=[0, 1], scheme="viridis")),
+        color=alt.Color("value:Q", title=schema_label("cka_cls_vs_pretrained"), scale=alt.Scale(domain=[0, 1], scheme="viridis")),
         tooltip=["pair:N", "layer_a:O", "layer_b:O", alt.Tooltip("value:Q", format=".3f")],
     ).properties(width=side, height=side)
     what = {"cls": "first token", "mean": "mean pooling"}.get(pooling, pooling)
@@ -261,34 +279,6 @@ def cka_heatmap(cka: pd.DataFrame, pooling: str = "cls", pairs: Sequence[tuple[s
             if dropped else "")
     return alt.layer(rect, data=df).facet(column=alt.Column("pair:N", title=None, sort=order)).properties(
         title=alt.Title(title or f"Linear CKA between states, layer by layer ({what})", subtitle=note))
-
-
-def probe_lines(tidy: pd.DataFrame, pooling: str = "cls", *, color: str = "state",
-                baseline: float | None = None, include_mlp: bool = True, relative_depth: bool = False,
-                column: str | None = "auto", title: str | None = None, lexical: bool = True) -> alt.Chart:
-    """Probe test accuracy per layer with its CI band: the logistic probe, the control task and the chance
-    baseline (permuted labels), and, when present, the MLP probe (one colour each, one panel per state
-    when there is more than one: at most 4 lines per panel); the majority-class baseline (dashed grey
-    rule) and the lexical baseline (``lexical``, when the table has it: solid black rule), each named on
-    the chart, in every panel (one model only)."""
-    present = set(tidy["metric"])
-    names = {f"probe_acc_{pooling}": "linear probe", f"control_acc_{pooling}": "control task",
-             f"probe_chance_acc_{pooling}": "chance (permuted labels)"}
-    names = {k: v for k, v in names.items() if k in present}
-    if include_mlp and f"mlp_probe_acc_{pooling}" in present:
-        names[f"mlp_probe_acc_{pooling}"] = "MLP probe"
-    rules = []
-    if baseline is not None and tidy["model"].nunique() == 1:
-        rules.append(("majority class", float(baseline), [6, 3], "#555"))
-    lex = tidy[tidy["metric"] == "lexical_probe_acc"]["value"]
-    if lexical and not lex.empty and tidy["model"].nunique() == 1:
-        rules.append(("lexical baseline", float(lex.iloc[0]), [1, 0], "black"))
-    x_end = 1.0 if relative_depth else float(tidy.loc[tidy["layer"] >= 0, "layer"].max())
-    what = {"cls": "first token", "mean": "mean pooling"}.get(pooling, pooling)
-    return layer_lines(tidy, names, title=title or f"Probe accuracy per layer ({what})",
-                       y_title="test accuracy", color=color, dash="metric", column=column,
-                       relative_depth=relative_depth, independent_y=False,
-                       extra=_reference_rules(rules, "depth" if relative_depth else "layer", x_end) if rules else ())
 
 
 def original_grid(tidy: pd.DataFrame, layers: Sequence[int], metric: str = "probe_acc_cls", *,
@@ -307,7 +297,8 @@ def original_grid(tidy: pd.DataFrame, layers: Sequence[int], metric: str = "prob
     base = alt.Chart().encode(x=alt.X("layer:O", title="layer", axis=alt.Axis(labelAngle=0)),
                               y=alt.Y("row:N", title=None, sort=order))
     rect = base.mark_rect().encode(
-        color=alt.Color("value:Q", title="accuracy", scale=alt.Scale(scheme="blues")),
+        color=alt.Color("value:Q", title=schema_label(metric, suffix_words=False), scale=alt.Scale(scheme="blues"),
+                        legend=alt.Legend(gradientLength=max(28 * len(order), 60))),
         tooltip=["row:N", "layer:O", alt.Tooltip("value:Q", format=".3f"), alt.Tooltip("ci_low:Q", format=".3f"),
                  alt.Tooltip("ci_high:Q", format=".3f")])
     text = base.mark_text(fontSize=12).encode(
@@ -315,7 +306,7 @@ def original_grid(tidy: pd.DataFrame, layers: Sequence[int], metric: str = "prob
         color=alt.condition(alt.datum.value > df["value"].median(), alt.value("white"), alt.value("black")))
     return alt.layer(rect, text, data=df).properties(
         width=max(60 * len(df["layer"].unique()), 240), height=max(28 * len(order), 60),
-        title=title or "Probe accuracy on the first token: states x layers (the original study's grid)")
+        title=title or "Probe accuracy on the first token, states x layers: the original study's view")
 
 
 def _pick_layer(df: pd.DataFrame, layer: int | None) -> int:
@@ -364,7 +355,7 @@ def cosine_histograms(cosine_sample: pd.DataFrame, layers: Sequence[int] | None 
     h = histogram(df, bins=bins, range_=(-1.0, 1.0) if df["value"].min() < 0 else (0.0, 1.0))
     h = h.drop(columns=["model"])
     ch = alt.Chart().mark_line(interpolate="step-after").encode(
-        x=alt.X("bin_start:Q", title="pairwise token cosine"),
+        x=alt.X("bin_start:Q", title=schema_label("token_cosine")),
         y=alt.Y("density:Q", title="density"),
         color=color_by(h, "state"),
         tooltip=["state:N", "layer:O", alt.Tooltip("bin_mid:Q", format=".2f"), alt.Tooltip("density:Q", format=".3f")],

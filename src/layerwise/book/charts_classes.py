@@ -19,6 +19,9 @@ from .chart_kit import need_columns, panel_width
 CLASS_COLORS = ("#54a24b", "#b279a2", "#e45756", "#72b7b2")
 #: Most layers one cone chart shows (columns), so that its panels fit the text column.
 MAX_CONE_LAYERS = 3
+#: A layer whose cosines span less than this in every state says nothing (every sentence's first token points
+#: the same way: axes from 0.99999 to 1): the cone charts leave it out and name it in their subtitle.
+FLAT_SPAN = 0.01
 
 
 def _class_color(df: pd.DataFrame) -> alt.Color:
@@ -47,29 +50,51 @@ def bounded(df: pd.DataFrame, by: str | Sequence[str] = "state", max_rows: int =
     return pd.concat(parts) if parts else df.copy()
 
 
-def shown_layers(cones: pd.DataFrame, layers: Sequence[int] | None = None) -> list[int]:
-    """The layers a cone chart shows: ``layers``, or the table's (at most :data:`MAX_CONE_LAYERS`: its
-    first, middle and last when it has more); a LayerwiseError for a layer the table lacks."""
+def flat_layers(cones: pd.DataFrame, columns: Sequence[str]) -> list[int]:
+    """The layers of a cone table where every state's values of every one of ``columns`` span less than
+    :data:`FLAT_SPAN`."""
+    span = cones.groupby(["layer", "state"])[list(columns)].agg(lambda v: float(v.max() - v.min()))
+    flat = (span < FLAT_SPAN).all(axis=1).groupby(level="layer").all()
+    return sorted(int(v) for v in flat[flat].index)
+
+
+def shown_layers(cones: pd.DataFrame, layers: Sequence[int] | None = None,
+                 columns: Sequence[str] = ()) -> tuple[list[int], list[int]]:
+    """The layers a cone chart shows and the flat ones it leaves out: ``layers``, or the table's layers
+    that are not flat in ``columns`` (:func:`flat_layers`; the last layer when all are), at most
+    :data:`MAX_CONE_LAYERS` (the first, middle and last of them); a LayerwiseError for a layer the table lacks."""
     have = sorted(int(v) for v in cones["layer"].unique())
+    left_out: list[int] = []
     if layers is None:
-        layers = have if len(have) <= MAX_CONE_LAYERS else [have[0], have[len(have) // 2], have[-1]]
+        left_out = flat_layers(cones, columns) if columns else []
+        pool = [v for v in have if v not in left_out] or have[-1:]
+        left_out = [v for v in left_out if v not in pool]
+        layers = pool if len(pool) <= MAX_CONE_LAYERS else [pool[0], pool[len(pool) // 2], pool[-1]]
     layers = sorted({int(v) for v in ([layers] if isinstance(layers, (int, np.integer)) else layers)})
     missing = [v for v in layers if v not in have]
     if missing or not layers:
         raise LayerwiseError(f"no cone rows at layer(s) {missing or layers}", "charts.class_cones",
                              f"choose among layers {have}")
-    return layers
+    return layers, left_out
+
+
+def flat_note(left_out: Sequence[int]) -> list[str]:
+    """The subtitle lines that name the layers a cone chart leaves out, and why."""
+    if not left_out:
+        return []
+    return [f"{_layer_words(left_out)} left out: the cosines of every state span less than {FLAT_SPAN:g} there",
+            "(the first token points the same way for every sentence)"]
 
 
 def _cone_rows(cones: pd.DataFrame, layers: Sequence[int] | int | None, columns: Sequence[str], seed: int,
-               labels: Sequence[str] | None) -> tuple[pd.DataFrame, list[int]]:
+               labels: Sequence[str] | None) -> tuple[pd.DataFrame, list[int], list[str]]:
     """The rows of the chosen layers, at most ``MAX_ROWS`` in all (an equal seeded subset per state and
-    layer), classes named."""
-    shown = shown_layers(cones, layers)
+    layer), classes named; the shown layers and the subtitle naming the flat layers left out."""
+    shown, left_out = shown_layers(cones, layers, columns)
     df = cones[cones["layer"].isin(shown)][["state", "layer", "sentence", "label", *columns]]
     groups = max(1, df[["state", "layer"]].drop_duplicates().shape[0])
     df = bounded(df, ["state", "layer"], max_rows=min(1500, (MAX_ROWS - 200) // groups), seed=seed)
-    return _name_labels(df, labels).reset_index(drop=True), shown
+    return _name_labels(df, labels).reset_index(drop=True), shown, flat_note(left_out)
 
 
 def _facet(df: pd.DataFrame) -> dict:
@@ -89,7 +114,7 @@ def class_cones(cones: pd.DataFrame, layers: Sequence[int] | int | None = None, 
     reference sentence, coloured by class, one panel per state (rows) and layer (columns: the table's
     first, middle and last cone layers), deterministic jitter; a bounded seeded subset of sentences."""
     need_columns(cones, ["model", "state", "layer", "sentence", "label", "cos_ref"], "charts.class_cones")
-    df, shown = _cone_rows(cones, layers, ["cos_ref"], seed, labels)
+    df, shown, note = _cone_rows(cones, layers, ["cos_ref"], seed, labels)
     df["jitter"] = np.random.default_rng(seed).uniform(-0.4, 0.4, len(df))
     ch = alt.Chart().mark_circle(size=14, opacity=0.6).encode(
         # a short axis title and 3 ticks: each panel's own x axis is no wider than the panel (a wider
@@ -100,9 +125,10 @@ def class_cones(cones: pd.DataFrame, layers: Sequence[int] | int | None = None, 
         yOffset=alt.YOffset("jitter:Q", scale=alt.Scale(domain=[-0.5, 0.5])),
         color=_class_color(df),
         tooltip=["state:N", "layer:O", "sentence:Q", "label:N", alt.Tooltip("cos_ref:Q", format=".3f")],
-    ).properties(width=panel_width(len(shown), left=160, axis_each=False) - 10, height=80)
+    ).properties(width=min(360, panel_width(len(shown), left=160, axis_each=False) - 10), height=80)
     return alt.layer(ch, data=df).facet(**_facet(df)).resolve_scale(x="independent").properties(
-        title=title or f"Class cones at {_layer_words(shown)}: cosine to one reference sentence")
+        title=alt.TitleParams(title or f"Class cones at {_layer_words(shown)}: the original study's view",
+                              subtitle=note or alt.Undefined))
 
 
 def centroid_scatter(cones: pd.DataFrame, layers: Sequence[int] | int | None = None, *, title: str | None = None,
@@ -111,7 +137,7 @@ def centroid_scatter(cones: pd.DataFrame, layers: Sequence[int] | int | None = N
     the other class's centroid (y), coloured by class, one panel per state (rows) and layer (columns).
     Points below the diagonal are closer to their own class."""
     need_columns(cones, ["state", "layer", "label", "cos_own_centroid", "cos_other_centroid"], "charts.centroid_scatter")
-    df, shown = _cone_rows(cones, layers, ["cos_own_centroid", "cos_other_centroid"], seed, labels)
+    df, shown, note = _cone_rows(cones, layers, ["cos_own_centroid", "cos_other_centroid"], seed, labels)
     cols = ["cos_own_centroid", "cos_other_centroid"]
     ends = df.groupby(["state", "layer"])[cols].agg(["min", "max"])      # the diagonal, per panel
     diag = pd.DataFrame([{"state": st, "layer": ly, "label": "", "kind": "diagonal", "cos_own_centroid": v,
@@ -132,4 +158,5 @@ def centroid_scatter(cones: pd.DataFrame, layers: Sequence[int] | int | None = N
     side = min(170, panel_width(len(shown), left=190, axis_each=True))
     return alt.layer(line, pts, data=df).properties(width=side, height=side).facet(**_facet(df)).resolve_scale(
         x="independent", y="independent").properties(
-        title=title or f"Reference-free class geometry at {_layer_words(shown)}")
+        title=alt.TitleParams(title or f"Reference-free class geometry at {_layer_words(shown)}",
+                              subtitle=note or alt.Undefined))

@@ -11,9 +11,10 @@ import numpy as np
 import pandas as pd
 
 from ..core.errors import LayerwiseError
+from ..core.schema import STATES, lookup, state_order
 from ..core.schema import label as schema_label
-from ..core.schema import lookup
-from .chart_kit import HEIGHT, WIDTH, color_by, layer_axis, metric_rows, panel_width
+from ..core.schema import unit as schema_unit
+from .chart_kit import HEIGHT, STATE_COLORS, WIDTH, color_by, layer_axis, metric_rows, panel_width
 
 WHERE = "charts.seed_band"
 #: with fewer fine-tuning seeds than this, a chart draws each seed's value as a point instead of a min-max
@@ -168,38 +169,69 @@ def _floors_frame(tidy: pd.DataFrame, pooling: str, reference: str, measures: Se
     return wide, "band"
 
 
+#: legend names of the similarity chart's references: the permutation null's band, the seed-to-seed similarity
+NULL_NAME, SEEDS_NAME = "permutation null (mean to 95th pct.)", "between seeds"
+#: their colours: a visible neutral grey band, a dark purple (not a state's colour: not read as a state's CI)
+NULL_COLOR, SEEDS_COLOR = "#bdbdbd", "#6a3d9a"
+
+
+def _floors_long(wide: pd.DataFrame) -> pd.DataFrame:
+    """:func:`_floors_frame`'s rows with ``series`` (the legend entry) and ``kind``: the states' lines, one null
+    band per measure and layer (from the lowest null mean to the highest 95th percentile over the states)
+    and the seed-to-seed band or points."""
+    states = wide[wide["kind"] == "state"]
+    null = states.groupby(["model", "measure", "layer"]).agg(low=("null_mean", "min"), high=("null_q95", "max")).reset_index()
+    parts = [states.assign(series=states["state"]), null.assign(kind="null", series=NULL_NAME)]
+    if "seeds_low" in wide and wide["seeds_low"].notna().any():
+        band = states[states["seeds_low"].notna()]
+        parts.append(band.assign(kind="seeds", series=SEEDS_NAME, low=band["seeds_low"], high=band["seeds_high"]))
+    pairs = wide[wide["kind"] == "pair"]
+    if len(pairs):
+        parts.append(pairs.assign(series=SEEDS_NAME))
+    out = pd.concat(parts, ignore_index=True)
+    return out[[c for c in ("model", "state", "measure", "layer", "kind", "series", "value", "low", "high", "pair",
+                            "null_mean", "null_q95") if c in out.columns]]
+
+
 def similarity_floors(tidy: pd.DataFrame, pooling: str = "cls", reference: str = "pretrained",
                       measures: Sequence[str] = ("cka", "cka_debiased", "procrustes", "mutual_knn"), *,
                       states: Sequence[str] | None = None, title: str | None = None) -> alt.Chart:
-    """Same-layer similarity of each state with ``reference`` per layer (one panel per measure, at most 4
-    states per panel), with the chance band of its permutation null drawn as an area from the null mean
-    (``<measure>_null_mean_...``) to its 95th percentile (``<measure>_null_q95_...``). With per-seed rows
-    (``Study.tidy_all``) the fine-tuned state also gets its seed-to-seed similarity
-    (``<measure>_<pooling>_between_seeds``): each pair of seeds a hollow point with fewer than
-    :data:`MIN_SEEDS_FOR_BAND` seeds, else the band from its min to its max over the pairs."""
-    wide, seed_marks = _floors_frame(tidy, pooling, reference, measures, states)
-    base = alt.Chart().encode(x=layer_axis(False), color=color_by(wide, "state"))
-    own = base.transform_filter(alt.datum.kind == "state")
-    band = own.mark_area(opacity=0.2).encode(y=alt.Y("null_mean:Q", title="similarity"), y2="null_q95:Q")
-    line = own.mark_line(point=True).encode(
-        y="value:Q", tooltip=["state:N", "measure:N", "layer:O", alt.Tooltip("value:Q", format=".3f"),
-                              alt.Tooltip("null_mean:Q", format=".3f"), alt.Tooltip("null_q95:Q", format=".3f")])
-    seed_marks_ = {"band": [own.mark_area(opacity=0.35).encode(y="seeds_low:Q", y2="seeds_high:Q")],
-                   "points": [base.transform_filter(alt.datum.kind == "pair").mark_point(
-                       filled=False, size=40, strokeWidth=1.5).encode(
-                       y="pair:Q", tooltip=["measure:N", "layer:O", alt.Tooltip("pair:Q", format=".3f",
-                                                                                title="between two seeds")])],
-                   "": []}[seed_marks]
-    order = [m for m in measures if m in set(wide["measure"])]
-    names = {m: "linear CKA" if m == "cka" else schema_label(m) for m in order}     # readable panel names
-    wide["measure"] = wide["measure"].map(names)
+    """Same-layer similarity of each state with ``reference`` per layer (one panel per measure, named by its
+    registry short name, at most 4 states per panel), with the permutation null as a grey band (from the
+    null mean ``<measure>_null_mean_...`` to its 95th percentile ``<measure>_null_q95_...``, over the states)
+    in the legend. With per-seed rows (``Study.tidy_all``) the similarity between fine-tuning seeds
+    (``<measure>_<pooling>_between_seeds``) is drawn in a colour of its own, named "between seeds": each
+    pair of seeds a hollow point with fewer than :data:`MIN_SEEDS_FOR_BAND` seeds, else the band from its
+    min to its max over the pairs."""
+    wide, _ = _floors_frame(tidy, pooling, reference, measures, states)
+    data = _floors_long(wide)
+    order = [m for m in measures if m in set(data["measure"])]
+    names = {m: schema_label(f"{m}_{pooling}_vs_{reference}", suffix_words=False) for m in order}
+    data["measure"] = data["measure"].map(names)
+    domain = [*[s for s in state_order(data["state"].dropna()) if s in set(data["series"])], SEEDS_NAME, NULL_NAME]
+    domain = [d for d in domain if d in set(data["series"])]
+    palette = dict(zip(STATES, STATE_COLORS)) | {SEEDS_NAME: SEEDS_COLOR, NULL_NAME: NULL_COLOR}
+    colour = alt.Color("series:N", title=None, scale=alt.Scale(domain=domain, range=[palette.get(d, "#54a24b") for d in domain]),
+                       legend=alt.Legend(symbolOpacity=1, symbolType="circle"))
+    base = alt.Chart().encode(x=layer_axis(False), color=colour)
+    null = base.transform_filter(alt.datum.kind == "null").mark_area(opacity=0.6).encode(
+        y=alt.Y("low:Q", title=schema_unit(f"cka_debiased_{pooling}_vs_{reference}")), y2="high:Q",
+        tooltip=["measure:N", "layer:O", alt.Tooltip("low:Q", format=".3f", title="null mean"),
+                 alt.Tooltip("high:Q", format=".3f", title="null 95th percentile")])
+    kinds = set(data["kind"])
+    seeds = [base.transform_filter(alt.datum.kind == "seeds").mark_area(opacity=0.3).encode(y="low:Q", y2="high:Q")
+             ] if "seeds" in kinds else [
+             base.transform_filter(alt.datum.kind == "pair").mark_point(filled=False, size=40, strokeWidth=1.5).encode(
+                 y="pair:Q", tooltip=["measure:N", "layer:O", alt.Tooltip("pair:Q", format=".3f", title="between two seeds")])
+             ] if "pair" in kinds else []
+    line = base.transform_filter(alt.datum.kind == "state").mark_line(point=True).encode(
+        y="value:Q", tooltip=["state:N", "measure:N", "layer:O", alt.Tooltip("value:Q", format=".3f")])
     cols = min(2, len(order))                       # 2 x 2 panels: each wide enough to read, within the text column
-    return alt.layer(band, *seed_marks_, line, data=wide).properties(
+    what = {"cls": "first token", "mean": "mean pooling"}.get(pooling, pooling)
+    return alt.layer(null, *seeds, line, data=data).properties(
         width=panel_width(cols, axis_each=True), height=HEIGHT * 2 // 3).facet(
         facet=alt.Facet("measure:N", title=None, sort=[names[m] for m in order]), columns=cols).resolve_scale(
-        y="independent").properties(
-        title=title or f"Similarity with {reference}, same layer, and its chance band "
-                       f"({ {'cls': 'first token', 'mean': 'mean pooling'}.get(pooling, pooling)})")
+        y="independent").properties(title=title or f"Similarity with {reference}, same layer ({what})")
 
 
 def seed_accuracy_frame(tidy: pd.DataFrame, finetune: dict, metric: str = "cka_debiased_cls_vs_pretrained",

@@ -11,7 +11,7 @@ one-line description. ``docs/architecture.md`` and ``chapters/methods.qmd`` are 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -83,8 +83,10 @@ class MetricSpec:
     the chapter section it belongs to; ``per_layer``: one row per layer (else ``layer == -1``);
     ``n``: what the row's ``n`` counts; ``definition``: ``module.function`` of the reference
     definition; ``suffixes``: the suffixes the name takes (``_content``, ``_std``, ``_cls``/``_mean``);
-    ``description``: one line for readers; ``label``: a short name for chart axes, legends and heatmap rows
-    (:func:`label` adds the suffix's words).
+    ``description``: one line for readers (Methods); ``label``: THE short name of the measure, the one chart
+    titles, axes, legends and table rows use (:func:`label` adds the suffix's words); ``unit``: what its
+    values count (:data:`UNITS`, an axis title when one chart draws several measures of one unit);
+    ``range``: its declared bounds (:data:`RANGES`), None when unbounded.
     """
 
     name: str
@@ -95,6 +97,8 @@ class MetricSpec:
     description: str
     suffixes: tuple[str, ...] = ()
     label: str = ""
+    unit: str = ""
+    range: tuple[float, float] | None = None
 
 
 _TOKEN = ("_content",)
@@ -154,9 +158,9 @@ REGISTRY: tuple[MetricSpec, ...] = (
                "metrics.cosine_contributions", "share of the mean random-pair cosine from the top 3 dimensions", _TOKEN, label="top-3 dimension share"),
     # similarity between states
     MetricSpec("cka_cls_vs_pretrained", "similarity", True, "test sentences", "metrics.linear_cka",
-               "linear CKA of first-token embeddings with the pretrained state at the same layer", label="CKA with pretrained (first token)"),
+               "linear CKA of first-token embeddings with the pretrained state at the same layer", label="linear CKA"),
     MetricSpec("cka_mean_vs_pretrained", "similarity", True, "test sentences", "metrics.linear_cka",
-               "linear CKA of mean-pooled embeddings with the pretrained state at the same layer", label="CKA with pretrained (mean)"),
+               "linear CKA of mean-pooled embeddings with the pretrained state at the same layer", label="linear CKA"),
     MetricSpec("cka_debiased", "similarity", True, "test sentences", "metrics.cka_from_grams",
                "debiased linear CKA (U-centred Grams) with the pretrained state at the same layer", _VS, label="debiased CKA"),
     MetricSpec("cka_std", "similarity", True, "test sentences", "metrics.standardise",
@@ -259,12 +263,14 @@ PER_SENTENCE_SPECS = {"token_cosine": "token_cosine_sentence_mean", "token_cosin
                       "cov_trace_scaled": "cov_trace_scaled"}
 #: Words of the name suffixes, for :func:`label`.
 SUFFIX_WORDS = {"_content": "content tokens", "_std": "standardised", "_std_content": "standardised, content tokens",
-                "_cls": "first token", "_mean": "mean pooling"}
+                "_cls": "first token", "_mean": "mean pooling", "_cls_vs_pretrained": "first token",
+                "_mean_vs_pretrained": "mean pooling"}
 
 
-def label(metric: str) -> str:
-    """A short readable name of a tidy metric or a per-sentence metric (``token_cosine_var_content``):
-    the registry's ``label``, with the suffix's words in parentheses; the name itself when undeclared."""
+def label(metric: str, suffix_words: bool = True) -> str:
+    """THE short name of a tidy metric or a per-sentence metric (``token_cosine_var_content``): the
+    registry's ``label``, with the suffix's words in parentheses (a pooling's not with ``suffix_words=False``:
+    a chart whose title names the pooling); the name itself when undeclared."""
     base, suffix = metric, ""
     if metric not in _BY_NAME and metric not in PER_SENTENCE_SPECS:
         for s in sorted(SUFFIX_WORDS, key=len, reverse=True):
@@ -277,7 +283,8 @@ def label(metric: str) -> str:
     if name not in _BY_NAME:
         return metric
     text = _BY_NAME[name].label
-    return f"{text} ({SUFFIX_WORDS[suffix]})" if suffix else text
+    pooling_only = suffix in ("_cls", "_mean", *_VS)
+    return f"{text} ({SUFFIX_WORDS[suffix]})" if suffix and (suffix_words or not pooling_only) else text
 
 
 def families() -> list[str]:
@@ -288,12 +295,13 @@ def families() -> list[str]:
 def registry_markdown() -> str:
     """The registry as a Markdown table (docs/architecture.md holds this text between the markers
     ``<!-- registry:start -->`` and ``<!-- registry:end -->``; a test keeps them equal)."""
-    lines = ["| metric | label | suffixes | family | per layer | n counts | definition | description |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| metric | label | unit | range | suffixes | family | per layer | n counts | definition | description |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for m in REGISTRY:
         suffixes = ", ".join(f"`{s}`" for s in m.suffixes) or "-"
-        lines.append(f"| `{m.name}` | {m.label} | {suffixes} | {m.family} | {'yes' if m.per_layer else 'no'} | {m.n} | "
-                     f"`{m.definition}` | {m.description} |")
+        bounds = f"[{m.range[0]:g}, {m.range[1]:g}]" if m.range else "-"
+        lines.append(f"| `{m.name}` | {m.label} | {m.unit} | {bounds} | {suffixes} | {m.family} | "
+                     f"{'yes' if m.per_layer else 'no'} | {m.n} | `{m.definition}` | {m.description} |")
     return "\n".join(lines)
 
 
@@ -381,6 +389,33 @@ RANGES: dict[str, tuple[float, float]] = {
                                      "probe_chance_acc", "control_acc", "probe_acc_seen", "lexical_probe_acc")},
     "centroid_angle": (0.0, 180.0),
 }
+
+
+#: The unit of each measure: its family's (:data:`_FAMILY_UNITS`) unless :data:`_UNITS` names another. A chart
+#: that draws several measures of one unit titles its y axis with that unit, and its legend names the measures.
+_FAMILY_UNITS = {"token cosines": "cosine", "anisotropy": "cosine", "rogue dimensions": "share",
+                 "similarity": "similarity", "probes": "accuracy", "memorisation": "accuracy"}
+_UNITS = {"token_cosine_sd": "cosine", "token_cosine_var_mean": "variance of cosines",
+          "cov_trace": "squared norm", "cov_trace_scaled": "ratio", "norm_mean": "L2 norm",
+          "erank": "dimensions", "erank_uncentred": "dimensions", "isoscore": "score",
+          "control_coverage": "share", "mdl_compression": "compression ratio", "mdl_compression_seen": "compression ratio",
+          "selectivity": "accuracy difference", "silhouette": "silhouette", "silhouette_perm": "silhouette",
+          "centroid_angle": "degrees", "centroid_margin": "cosine", "effect": "the measure's unit",
+          "rank_biserial": "effect size", "test_p": "p-value", "test_p_holm": "p-value", "reference_sd": "the measure's unit",
+          "spearman_convergence_probe": "correlation", "spearman_convergence_probe_p": "p-value",
+          "spearman_convergence_probe_p_holm": "p-value"}
+REGISTRY = tuple(replace(m, unit=_UNITS.get(m.name) or _FAMILY_UNITS[m.family], range=RANGES.get(m.name))
+                 for m in REGISTRY)
+_BY_NAME = {m.name: m for m in REGISTRY}
+
+
+def unit(metric: str) -> str:
+    """The unit of a tidy or per-sentence metric (:data:`REGISTRY`); "" when undeclared."""
+    name = PER_SENTENCE_SPECS.get(metric.removesuffix("_content"), metric)
+    try:
+        return lookup(name).unit
+    except KeyError:
+        return ""
 
 
 def value_range(metric: str) -> tuple[float, float] | None:
