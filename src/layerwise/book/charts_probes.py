@@ -13,6 +13,7 @@ import pandas as pd
 
 from ..core.schema import label as schema_label
 from ..core.schema import state_order
+from .charts_lines import layer_lines
 from .chart_kit import AXIS_PX, HEIGHT, WIDTH, color_by, layer_axis, metric_rows, panel_width, reference_rules
 
 #: the rows of a probe chart: the task's probes, then the control task
@@ -118,7 +119,6 @@ def mdl_lines(tidy: pd.DataFrame, pooling: str = "cls", *, seen: bool = False, t
     """MDL compression per layer with its interval (``mdl_compression_<pooling>``; with ``seen`` also the code
     on fine-tuning sentences, ``mdl_compression_seen_<pooling>``, one panel per state), and the rule at 1
     named on the chart: a compression of 1 is no shorter than the uniform code (the label is not readable)."""
-    from .charts import layer_lines                     # (charts re-exports this module)
 
     metrics = [f"mdl_compression_{pooling}", *([f"mdl_compression_seen_{pooling}"] if seen else [])]
     have = metric_rows(tidy, metrics, "charts.mdl_lines")

@@ -1,5 +1,6 @@
-"""The table contract: the tidy columns, the model states and their order, the variants and poolings,
-the original study's probe layers, and the metric registry.
+"""The metric registry (what each metric of the tidy tables is, for readers: its family, reference definition,
+description, short name, unit and range) and the margins; the table contract is re-exported from
+:mod:`layerwise.core.tables`, where the computations read it.
 
 Every module that writes or reads a result table takes its names from here; tests import them
 instead of retyping them. The registry follows lm-evaluation-harness's metric specs: a metric is
@@ -10,65 +11,14 @@ one-line description. ``docs/architecture.md`` and ``chapters/methods.qmd`` are 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
-import numpy as np
-import pandas as pd
 
-#: Columns of the tidy results table, in order (one row per model, state, layer, metric).
-TIDY_COLUMNS = ["model", "state", "layer", "metric", "value", "ci_low", "ci_high", "n"]
-_TIDY_DTYPES = {"model": str, "state": str, "layer": np.int64, "metric": str, "value": np.float64,
-                "ci_low": np.float64, "ci_high": np.float64, "n": np.int64}
-#: Model states in their canonical order (charts, tables and prose all use it).
-STATES = ("pretrained", "finetuned", "random")
-#: Sentence poolings of the stored embeddings: first token and mean over non-pad tokens.
-POOLINGS = ("cls", "mean")
-#: Token variants of the geometry metrics: every valid token, special tokens excluded.
-VARIANTS = ("", "_content")
-#: Per-sentence metrics of the geometry engine (``per_sentence`` table, state comparisons).
-PER_SENTENCE_METRICS = ("token_cosine", "token_cosine_var", "intra_similarity", "cov_trace", "cov_trace_scaled")
-#: Quantiles of the within-sentence cosine distribution (name -> probability).
-QUANTILES = {"q05": 0.05, "q25": 0.25, "q50": 0.50, "q75": 0.75, "q95": 0.95}
-#: The layers of the original (student) study's probe grid (BERT-base depth: 12 layers).
-ORIGINAL_LAYERS = (5, 7, 9, 11, 12)
-#: The tables of a study (``study.write_study``), each a Parquet file.
-TABLES = ("tidy", "per_sentence", "cosine_sample", "rogue", "cka", "cones", "probe_correct", "tidy_seeds")
-
-
-def state_order(values: Iterable) -> list[str]:
-    """Known states in the canonical order, then any other value sorted."""
-    present = list(dict.fromkeys(str(v) for v in values))
-    return [s for s in STATES if s in present] + sorted(s for s in present if s not in STATES)
-
-
-def original_layers(wanted: Sequence[int], n_layers: int) -> list[int]:
-    """The original study's grid layers (``wanted``, e.g. ``params.analysis.original_layers``) that a
-    model with ``n_layers`` hidden states (embedding output included) has, plus its last layer; at
-    least three layers (evenly spaced ones are added to shallow models)."""
-    last = n_layers - 1
-    layers = {int(v) for v in wanted if 0 <= int(v) <= last} | {last}
-    if len(layers) < 3:
-        layers |= {round(last / 3), round(2 * last / 3)}
-    return sorted(layers)
-
-
-def n_layers(tidy: pd.DataFrame) -> int:
-    """Hidden states per model in a tidy table (embedding output included): max layer + 1."""
-    return int(tidy.loc[tidy["layer"] >= 0, "layer"].max()) + 1
-
-
-def tidy_row(model: str, state: str, layer: int, metric: str, value: float, ci_low: float = np.nan,
-             ci_high: float = np.nan, n: int = 0) -> dict:
-    """One row of the tidy results table."""
-    return {"model": model, "state": state, "layer": int(layer), "metric": metric, "value": float(value),
-            "ci_low": float(ci_low), "ci_high": float(ci_high), "n": int(n)}
-
-
-def tidy_frame(rows: Iterable[dict] | pd.DataFrame) -> pd.DataFrame:
-    """Rows -> tidy DataFrame with the contract's columns and dtypes (an empty frame keeps them)."""
-    df = rows[TIDY_COLUMNS] if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows), columns=TIDY_COLUMNS)
-    return df.astype(_TIDY_DTYPES)
+# The table contract lives in :mod:`layerwise.core.tables` (the computations import it from there, so that the
+# registry's reader text below is outside every cache key); re-exported here for the words, the book and tests.
+from .tables import (ORIGINAL_LAYERS, P_VALUES, PER_SENTENCE_METRICS, POOLINGS, QUANTILES, RANGES,  # noqa: F401
+                     STATES, TABLES, TIDY_COLUMNS, VARIANTS, adjusted_name, n_layers, original_layers, state_order,
+                     tidy_frame, tidy_row, value_range)
 
 
 # ==================================================================================================
@@ -238,11 +188,6 @@ REGISTRY: tuple[MetricSpec, ...] = (
                "that p-value, Holm-adjusted with every other test of the study (stats.adjust_family)", label="correlation Holm p"),
 )
 
-#: The p-values of the tidy tables and the metric holding each one's adjusted value: ONE correction
-#: family covers every row of these metrics in a study (:func:`layerwise.measure.stats.adjust_family`); a new
-#: test's p-value metric is declared here (base names; the suffix of a row carries over).
-P_VALUES = {"test_p": "test_p_holm", "spearman_convergence_probe_p": "spearman_convergence_probe_p_holm"}
-
 _BY_NAME = {m.name: m for m in REGISTRY}
 
 
@@ -378,19 +323,6 @@ def margins_markdown() -> str:
     return "\n".join(lines)
 
 
-#: The range of each bounded statistic (registry base name -> (low, high)); its intervals are kept inside
-#: it and around their estimate (:func:`layerwise.measure.stats.respect_range`; Methods, "Intervals").
-RANGES: dict[str, tuple[float, float]] = {
-    **{name: (-1.0, 1.0) for name in ("token_cosine_mean", "token_cosine_sentence_mean", "anisotropy_baseline",
-                                      "intra_similarity", "self_similarity", "token_cosine_mean_std", "silhouette",
-                                      "silhouette_perm", "centroid_margin", "cka_debiased", "cka_std")},
-    **{name: (0.0, 1.0) for name in ("isoscore", "rogue_top3_share", "cka_cls_vs_pretrained", "cka_mean_vs_pretrained",
-                                     "procrustes", "procrustes_heldout", "mutual_knn", "probe_acc", "mlp_probe_acc",
-                                     "probe_chance_acc", "control_acc", "probe_acc_seen", "lexical_probe_acc")},
-    "centroid_angle": (0.0, 180.0),
-}
-
-
 #: The unit of each measure: its family's (:data:`_FAMILY_UNITS`) unless :data:`_UNITS` names another. A chart
 #: that draws several measures of one unit titles its y axis with that unit, and its legend names the measures.
 _FAMILY_UNITS = {"token cosines": "cosine", "anisotropy": "cosine", "rogue dimensions": "share",
@@ -416,19 +348,3 @@ def unit(metric: str) -> str:
         return lookup(name).unit
     except KeyError:
         return ""
-
-
-def value_range(metric: str) -> tuple[float, float] | None:
-    """The declared range of a tidy metric (:data:`RANGES`), or None when it is unbounded or undeclared.
-    Between-seed rows share their measure's range."""
-    name = metric
-    for m in ("cka_debiased", "cka_std", "procrustes", "mutual_knn"):
-        if metric.startswith(m + "_") and metric.endswith("_between_seeds"):
-            return RANGES.get(m)
-    if metric.startswith("cka_") and metric.endswith("_between_seeds"):
-        return (0.0, 1.0)
-    try:
-        name = lookup(metric).name
-    except KeyError:
-        return None
-    return RANGES.get(name)

@@ -17,7 +17,7 @@ from pydantic import (AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, V
                       model_validator)
 
 from ..core.errors import LayerwiseError
-from ..core.schema import ORIGINAL_LAYERS
+from ..core.tables import ORIGINAL_LAYERS
 
 EMBEDDED_MODELS = ("embedded:minilm",)
 EMBEDDED_DATASETS = ("embedded:demo-fr",)

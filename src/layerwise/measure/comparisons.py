@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.errors import LayerwiseError
-from ..core.schema import PER_SENTENCE_METRICS, VARIANTS, tidy_frame, tidy_row
+from ..core.tables import PER_SENTENCE_METRICS, VARIANTS, tidy_frame, tidy_row
 from .stats import bootstrap_mean_ci, permutation_test, rank_test, spearman_ci
 
 

@@ -35,7 +35,7 @@ from ..inputs.config import AnalysisSpec
 from ..core.errors import LayerwiseError
 from ..core.precision import autocast, model_device as _model_device, resolve as resolve_precision
 from .sampling import SamplePlan, plan_samples
-from ..core.schema import PER_SENTENCE_METRICS, QUANTILES, VARIANTS, tidy_frame, tidy_row
+from ..core.tables import PER_SENTENCE_METRICS, QUANTILES, VARIANTS, tidy_frame, tidy_row
 from ..inputs.tokens import Encoded, effective_max_length, encode
 
 log = logging.getLogger(__name__)

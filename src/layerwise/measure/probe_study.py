@@ -23,7 +23,7 @@ from . import controls
 from ..core.errors import LayerwiseError
 from .mdl import mdl_subsampled
 from .probes import class_geometry, cone_view, mlp_probe_accuracy, probe_accuracy, selectivity
-from ..core.schema import POOLINGS, state_order, tidy_frame, tidy_row
+from ..core.tables import POOLINGS, state_order, tidy_frame, tidy_row
 from .stats import wilson_ci
 
 CONE_COLUMNS = ["model", "state", "layer", "sentence", "label", "cos_ref", "cos_own_centroid", "cos_other_centroid"]

@@ -5,7 +5,7 @@ Inside the pipeline each fine-tuned seed is its own engine state, labelled ``fin
 column (NA on the pretrained and random rows, which are computed once). The study then keeps two
 views of the tidy table (see docs/architecture.md, "Seeds"):
 
-* ``Study.tidy`` — the aggregate view, the contract's columns (:data:`layerwise.core.schema.TIDY_COLUMNS`):
+* ``Study.tidy`` — the aggregate view, the contract's columns (:data:`layerwise.core.tables.TIDY_COLUMNS`):
   the fine-tuned state's value is the mean over the seeds with the interval of
   :func:`layerwise.measure.stats.seed_sentence_interval` (seed and sentence variation); with one seed the
   seed's own row, unchanged;
@@ -25,7 +25,7 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from ..core.schema import TIDY_COLUMNS, tidy_frame
+from ..core.tables import TIDY_COLUMNS, tidy_frame
 
 SEP = "@"
 #: the floor measures compared between seeds, and the suffix of their metric names
@@ -63,7 +63,7 @@ def aggregate_tidy(tidy: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     seed as they are, plus for each (model, state, layer, metric) of per-seed rows that has no aggregate
     row yet, the mean over the seeds with the seed-and-sentence interval (one seed: its row), kept inside
     the statistic's range (``schema.RANGES``, :func:`layerwise.measure.stats.respect_range`, said in Methods)."""
-    from ..core.schema import value_range
+    from ..core.tables import value_range
     from .stats import respect_range, se_from_ci, seed_sentence_interval
 
     per_seed = _is_seed(tidy)
@@ -129,7 +129,7 @@ def between_seed_rows(test_embeddings: dict[str, dict[str, np.ndarray]], model_n
                       seeds: list[int], k: int = 10) -> pd.DataFrame:
     """Similarity of fine-tuned seed s with seed s' at the same layer, for every pair s < s' (tidy rows
     ``<measure>_<pooling><BETWEEN>``, ``state="finetuned"``, ``seed`` = s; no permutation null)."""
-    from ..core.schema import POOLINGS
+    from ..core.tables import POOLINGS
     from .similarity import same_layer_similarities
 
     parts = []

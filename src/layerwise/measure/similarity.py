@@ -25,7 +25,7 @@ import pandas as pd
 from . import metrics
 from ..core.errors import LayerwiseError
 from .kernels import single_threaded_blas
-from ..core.schema import POOLINGS, tidy_frame, tidy_row
+from ..core.tables import POOLINGS, tidy_frame, tidy_row
 
 __all__ = ["cka_between_states", "CKA_COLUMNS", "SIMILARITY_COLUMNS", "FLOOR_MEASURES", "same_layer_similarities",
            "similarity_matrices", "permutations", "gram_permutation_null", "procrustes_permutation_null"]

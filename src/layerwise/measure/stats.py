@@ -8,11 +8,11 @@ step-down correction is not in scipy and is written out here (and checked agains
 statsmodels' ``multipletests`` in ``tests/test_stats.py``); Benjamini-Hochberg's is scipy's
 ``false_discovery_control``.
 
-Multiple testing: ONE family covers every p-value of a study's tidy tables (``schema.P_VALUES``), adjusted
+Multiple testing: ONE family covers every p-value of a study's tidy tables (``tables.P_VALUES``), adjusted
 by Holm's method (family-wise error rate) in :func:`adjust_family`; the adjusted p-value is stored next to
 each raw one.
 
-Tidy rows follow the table contract of :mod:`layerwise.core.schema` (``tidy_row``, ``tidy_frame``): model,
+Tidy rows follow the table contract of :mod:`layerwise.core.tables` (``tidy_row``, ``tidy_frame``): model,
 state, layer, metric, value, ci_low, ci_high, n.
 """
 
@@ -26,7 +26,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from ..core.errors import LayerwiseError
-from ..core.schema import P_VALUES, lookup, tidy_frame
+from ..core.tables import P_VALUES, adjusted_name, tidy_frame
 
 
 class TwoSampleResult(NamedTuple):
@@ -139,7 +139,7 @@ def bca_interval(estimate: float, boots, jackknife, level: float = 0.95) -> tupl
 
 
 def respect_range(estimate: float, low: float, high: float, bounds: tuple[float, float] | None) -> tuple[float, float]:
-    """An interval clipped to its statistic's range ``bounds`` (``schema.RANGES``) and widened to contain its
+    """An interval clipped to its statistic's range ``bounds`` (``tables.RANGES``) and widened to contain its
     ``estimate`` (both said in Methods); NaN ends stay NaN. Known answers: (0.06, -0.14, 0.26) in [0, 1]
     gives (0, 0.26); (5.8, 6.6, 8.3) gives (5.8, 8.3)."""
     if not (np.isfinite(low) and np.isfinite(high)):
@@ -371,27 +371,16 @@ def benjamini_hochberg(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
 CORRECTIONS = {"holm": holm, "bh": benjamini_hochberg}
 
 
-def _adjusted_name(metric: str) -> str | None:
-    """The metric holding the adjusted value of a raw p-value metric (``schema.P_VALUES``), else None."""
-    try:
-        spec = lookup(metric)
-    except KeyError:
-        return None
-    if spec.name not in P_VALUES:
-        return None
-    return P_VALUES[spec.name] + metric[len(spec.name):]
-
-
 def adjust_family(tidy: pd.DataFrame, method: str = "holm") -> pd.DataFrame:
     """``tidy`` with one multiple-testing family over EVERY p-value in it: all rows whose metric is a
-    raw p-value of ``schema.P_VALUES`` (every model, state, layer and statistic) are adjusted together
+    raw p-value of ``tables.P_VALUES`` (every model, state, layer and statistic) are adjusted together
     (``method``: "holm", Holm 1979, family-wise error rate; or "bh", Benjamini-Hochberg 1995, false
     discovery rate) and the adjusted value is written as the declared adjusted metric (e.g.
     ``test_p_holm_<metric>``), replacing any adjusted rows already there (idempotent). ``n`` is kept;
     the family size is the number of non-NaN raw p-values."""
     if method not in CORRECTIONS:
         raise LayerwiseError(f"unknown correction {method!r}", where="adjust_family", fix=f"use one of {sorted(CORRECTIONS)}")
-    names = {m: _adjusted_name(m) for m in tidy["metric"].unique()}
+    names = {m: adjusted_name(m) for m in tidy["metric"].unique()}
     adjusted = {a for a in names.values() if a}
     base = tidy[~tidy["metric"].isin(adjusted)]
     raw = base[base["metric"].map(lambda m: names.get(m) is not None)]

@@ -26,7 +26,7 @@ from ..core.precision import machine
 from ..core.precision import resolve as resolve_precision
 from ..measure import seeds
 from ..model.models import ModelSource, model_source, pick_device
-from ..core.schema import TABLES
+from ..core.tables import TABLES
 from .study import Study
 from ..core.locks import cached_entry, entry_key
 from ..core.repro import atomic_dir, cache_root, code_hash, content_hash, damage_outcomes, provenance

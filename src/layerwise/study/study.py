@@ -1,7 +1,7 @@
 """The study on disk: the contract between a run and the chapters.
 
 A study directory (``report/_layerwise/studies/<model>/``) holds every table of one model study as
-Parquet (:data:`layerwise.core.schema.TABLES`), the validated params (``params.json``), the fine-tuning
+Parquet (:data:`layerwise.core.tables.TABLES`), the validated params (``params.json``), the fine-tuning
 metrics (``finetune.json``) and the provenance (``manifest.json``: params, data selection, versions,
 git commit, cache entries). ``layerwise run`` writes it with :func:`write_study`; a chapter reads it
 with one call to :func:`read_study` and computes nothing. The directory is written atomically (a
@@ -21,8 +21,8 @@ import pandas as pd
 from ..inputs.config import StudyParams
 from ..core.errors import LayerwiseError
 from ..core.repro import atomic_dir, atomic_write_json, content_hash, verify_entry
-from ..core.schema import TABLES, TIDY_COLUMNS, n_layers
-from ..core.schema import original_layers
+from ..core.tables import TABLES, TIDY_COLUMNS, n_layers
+from ..core.tables import original_layers
 
 
 #: the tables every study directory holds (``tidy_seeds`` came with seeds: older studies lack it)
@@ -131,7 +131,7 @@ def combine(studies: Sequence[Study], table: str = "tidy") -> pd.DataFrame:
 
 def original_layers_of(studies: Sequence[Study]) -> list[int]:
     """The original study's grid layers present in any of ``studies`` (sorted union of each model's
-    :func:`layerwise.core.schema.original_layers`)."""
+    :func:`layerwise.core.tables.original_layers`)."""
     found: set[int] = set()
     for s in studies:
         found.update(original_layers(s.params.analysis.original_layers, n_layers(s.tidy)))
