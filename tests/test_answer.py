@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
+from layerwise.core import schema
 from layerwise.words import answer, claims
 
 SEEDS = (1, 2, 3)
@@ -85,6 +86,23 @@ def test_sentences_say_what_stayed_and_what_changed_in_its_own_units():
     assert changed.startswith("Changed:") and "0.200 pretrained, 0.600 fine-tuned" in changed
     assert "debiased CKA" in changed and "0.95 between seeds" in changed
     assert "largest change" not in " ".join(a.sentences).lower()
+
+
+def test_each_measure_goes_by_its_registry_short_name():
+    """Issue 24: the sentences and the legend name each question's measure by its registry short name, never by
+    the registry's long description (the Methods')."""
+    a = answer.model_answer(synthetic_study())
+    text = " ".join(a.sentences) + " " + a.legend()
+    for _, metric, _, _ in answer.QUESTIONS:
+        values = answer.VALUE_METRICS.get(metric, metric)
+        assert schema.label(values) in text, metric
+        assert schema.lookup(values if values != "token_cosine" else "token_cosine_sentence_mean").description \
+            not in text
+    assert "token cosine at layers 2, 3 (most at layer 2: 0.200 pretrained, 0.600 fine-tuned)" in a.sentences[1]
+    assert "debiased CKA (first token) with pretrained at layers 2, 3" in a.sentences[1]
+    assert a.sentences[0].endswith("; debiased CKA (first token) with the pretrained model: 0.99 at layer 0, "
+                                   "0.99 at layer 1.")
+    assert "best read by the linear probe (first token) of the fine-tuned model" in a.sentences[-1]
 
 
 def test_readability_is_compared_with_the_lexical_baseline():

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from layerwise.core import schema
 from layerwise.words import claims, findings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,6 +63,23 @@ def test_summary_table_across_models():
     assert md.count("| Model M |") == 2 and "1 (seed variation not measured)" in md
 
 
+def test_statistics_go_by_their_registry_short_names():
+    """Issue 24: a Findings row, the summary and the sentences name a statistic by its registry short name (with
+    the pooling's words: the table mixes poolings), never by the registry's long description (Methods')."""
+    judged = [*findings.PER_SENTENCE_METRICS, *findings.PROBES, *findings.SCALARS, *findings.SIMILARITIES.values()]
+    for metric in judged:
+        name = findings._describe(metric)
+        assert name == schema.label(findings.MEAN_METRIC.get(metric, metric)) and name != metric
+        assert name != schema.lookup(findings.MEAN_METRIC.get(metric, metric)).description
+    assert [findings._describe(m) for m in ("token_cosine", "probe_acc_mean", "cka_debiased_cls_vs_pretrained")] == \
+        ["token cosine", "linear probe (mean pooling)", "debiased CKA (first token)"]
+    f = findings.model_findings(_study())
+    assert list(f.table()["statistic"]) == ["token cosine", "covariance trace"]
+    assert "| Model M | token cosine: changed at layer 2 (" in findings.summary_markdown([f])
+    assert f.sentences()[0].startswith("**Token cosine**: changed at layer 2")
+    assert "the clearest is token cosine, changed at layer 2" in f.conclusion(probes=False)
+
+
 def test_random_weights_matching_pretrained_is_an_observation():
     rng = np.random.default_rng(0)
     correct, tidy = [], []
@@ -75,7 +93,7 @@ def test_random_weights_matching_pretrained_is_an_observation():
                          "correct": float(h)} for i, h in enumerate(hit)]
             tidy.append(_row("probe_acc_cls", float(hit.mean()), layer, state))
     obs = findings.random_observations(pd.DataFrame(tidy), pd.DataFrame(correct))
-    assert len(obs) == 1 and "random weights (one random draw)" in obs[0]
+    assert len(obs) == 1 and "on the linear probe (first token), random weights (one random draw)" in obs[0]
     assert "no change beyond δ: 0–2" in obs[0]          # 3 of 200 sentences differ: within 0.03
 
 

@@ -16,8 +16,10 @@ from IPython.display import Markdown
 from layerwise.inputs import config
 from layerwise.book import original, render
 from layerwise.inputs.config import parse_params
+from layerwise.core import schema
 from layerwise.core.errors import LayerwiseError
 from layerwise.core.repro import PROJECT_ROOT
+from chart_specs import titles
 from report_fakes import fake_study
 
 #: where the seed study's summary lives: beside the repository (CI clones it next to shared/)
@@ -155,7 +157,23 @@ def test_chart_table_and_caption():
     assert "Allociné" in original.data_name(allocine)
     flaubert = fake_study(_params(original_study="flaubert"), n_layers=13)
     [line] = original.section_outputs(flaubert, "geometry")
-    assert "reports no median pairwise token cosine for FlauBERT" in line.data
+    assert f"reports nothing for {original.MODEL_NAMES['flaubert']} on this measure: {schema.label('token_cosine_q50')}." \
+        in line.data
+
+
+def test_the_measure_goes_by_its_registry_short_name():
+    """Issue 24: the section names each compared measure by its registry short name (the chart's y axis, the
+    introduction); its long registry description appears in none of the section's text or tables."""
+    study = _known_study()
+    for part, metric in original.PART_METRIC.items():
+        name = schema.label(metric)
+        assert original.STATISTICS[metric] == name
+        outputs = original.section_outputs(study, part)
+        assert name in outputs[0].data
+        spec = render._spec(outputs[1])
+        assert name in titles(spec)
+        text = " ".join(o.data for o in outputs if isinstance(o, Markdown))
+        assert schema.lookup(metric).description not in text
 
 
 def test_params_field_validates():

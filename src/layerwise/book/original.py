@@ -28,7 +28,7 @@ import pandas as pd
 from .chart_kit import HEIGHT, STATE_COLORS, WIDTH
 from ..words.prose import fmt, fmt_ci, fmt_signed
 from ..words.markdown import markdown_table
-from ..core.schema import STATES, state_order
+from ..core.schema import STATES, label, state_order
 
 #: where a published value comes from
 PUBLISHED_TABLE = "published table"
@@ -58,9 +58,9 @@ COSINE_POINTS: dict[tuple[str, str], tuple[tuple[tuple[int, ...], float, str], .
     ("camembert", "finetuned"): (((11,), 0.46, "about 0.46 at layer 11"),
                                  ((12,), 0.90, "about 0.90 at layer 12")),
 }
-#: what each compared statistic is, in our tidy table and in words
-STATISTICS = {"probe_acc_cls": "probe test accuracy on the first token",
-              "token_cosine_q50": "median pairwise token cosine"}
+#: each compared statistic, our tidy metric -> its registry short name (:func:`layerwise.core.schema.label`: the
+#: chart's axis, the prose; the long description is the Methods')
+STATISTICS = {m: label(m) for m in ("probe_acc_cls", "token_cosine_q50")}
 PART_METRIC = {"probing": "probe_acc_cls", "geometry": "token_cosine_q50"}
 HEADING = "## The original study beside ours"
 COLUMNS = ["model", "original", "metric", "state", "layer", "published", "source", "note", "ours", "ci_low",
@@ -191,7 +191,7 @@ def left_out_sentence(study, metric: str, comp: pd.DataFrame) -> str:
     have = study.tidy.loc[study.tidy["metric"] == metric, "layer"]
     top = int(have.max()) if len(have) else -1
     if len(left) == len(layers):
-        return (f"None of the layers at which the original study reports the {STATISTICS[metric]} "
+        return (f"None of the layers at which the original study reports {STATISTICS[metric]} "
                 f"({', '.join(map(str, layers))}) is in this model (layers 0 to {top}): nothing to set beside it.")
     return (f"The original study's layers {', '.join(map(str, left))} are not in this model (layers 0 to {top}) "
             "and are left out.")
@@ -212,8 +212,8 @@ def section_outputs(study, part: str) -> list:
     what, model = STATISTICS[metric], MODEL_NAMES[name]
     pub = published(name)
     if not (pub["metric"] == metric).any():
-        return [Markdown(f"{HEADING}\n\nThe original study reports no {what} for {model}.")]
-    intro = (f"The original study's {what} for {model}, as data beside this study's, with the difference "
+        return [Markdown(f"{HEADING}\n\nThe original study reports nothing for {model} on this measure: {what}.")]
+    intro = (f"The original study's values of {what} for {model}, as data beside this study's, with the difference "
              "(this study minus the original study).")
     left = left_out_sentence(study, metric, comp)
     if comp.empty:

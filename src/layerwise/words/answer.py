@@ -3,7 +3,7 @@
 
 Four questions are asked of every layer, each of one statistic (:data:`QUESTIONS`):
 
-* **similar to pretrained?** debiased CKA of the first token with the pretrained model, against the
+* **similar to pretrained?** debiased CKA (first token) with the pretrained model, against the
   similarity between fine-tuning seeds (:func:`layerwise.words.prose_seeds.similarity_outcomes`): "no change
   beyond δ" = as similar to pretrained as the seeds are to each other;
 * **tokens converge?** the mean cosine between the tokens of a sentence (per-sentence, paired);
@@ -27,20 +27,22 @@ from .prose_format import fmt, fmt_signed
 from .prose_layers import layer_span
 from .probe_comparisons import finetuned_vs_lexical
 from .prose_seeds import seed_floor_verdicts, similarity_outcomes
+from ..core.schema import label
 
-#: the questions of page 1: (column, metric judged, what the cell's number is, digits)
+#: the questions of page 1: (column, metric judged, what the cell's number is, digits); each measure is named by
+#: its registry short name (:func:`layerwise.core.schema.label`), its definition is the Methods'
 QUESTIONS = (
-    ("similar to pretrained", "cka_debiased_cls_vs_pretrained", "debiased CKA of the first token with the pretrained "
-     "model (mean over seeds); the outcome compares it with the similarity between fine-tuning seeds", 2),
-    ("tokens converge", "token_cosine", "change in the mean cosine between the tokens of a sentence", 3),
-    ("classes apart", "silhouette_cls", "change in the silhouette of the two classes (first token)", 3),
-    ("label readable", "probe_acc_cls", "the fine-tuned first-token probe's test accuracy; the outcome compares it "
-     "with the pretrained probe", 3),
+    ("similar to pretrained", "cka_debiased_cls_vs_pretrained", f"{label('cka_debiased_cls_vs_pretrained')} with the "
+     "pretrained model, mean over seeds; the outcome compares it with the similarity between fine-tuning seeds", 2),
+    ("tokens converge", "token_cosine", f"change in {label('token_cosine')}", 3),
+    ("classes apart", "silhouette_cls", f"change in {label('silhouette_cls')}", 3),
+    ("label readable", "probe_acc_cls", f"the fine-tuned model's {label('probe_acc_cls')}, test accuracy; the outcome "
+     "compares it with the pretrained model's", 3),
 )
-#: each question's statistic by name, in its own units (the sentences' "from ... to ...")
-VALUE_METRICS = {"token_cosine": ("the mean cosine between a sentence's tokens", "token_cosine_sentence_mean"),
-                 "silhouette_cls": ("the first-token class silhouette", "silhouette_cls"),
-                 "probe_acc_cls": ("the first-token probe accuracy", "probe_acc_cls")}
+#: each question's statistic, in its own units (the sentences' "from ... to ..."): the tidy metric of its values
+#: (named by its registry short name)
+VALUE_METRICS = {"token_cosine": "token_cosine_sentence_mean", "silhouette_cls": "silhouette_cls",
+                 "probe_acc_cls": "probe_acc_cls"}
 NOT_MEASURED = "not measured"
 #: the layer table's relative column widths (the layer narrow, the four questions alike)
 TABLE_WIDTHS = (6, 23, 23, 23, 23)
@@ -127,8 +129,9 @@ def stayed_sentence(verdicts: dict[str, dict[int, claims.Verdict]], layers: list
     if not same:
         return ("Stayed the same: no layer, by the answer model; no layer has the outcome no change beyond δ on "
                 "every question.")
+    name = label(QUESTIONS[0][1])
     return (f"Stayed the same: {layer_span(same)}, where every question measured has the outcome no change beyond "
-            f"δ" + (f" (debiased CKA with the pretrained model {', '.join(cka)})" if cka else "") + ".")
+            f"δ" + (f"; {name} with the pretrained model: {', '.join(cka)}" if cka else "") + ".")
 
 
 def _moved(tidy: pd.DataFrame, metric: str, group: list[claims.Verdict]) -> str:
@@ -138,12 +141,11 @@ def _moved(tidy: pd.DataFrame, metric: str, group: list[claims.Verdict]) -> str:
     where = layer_span([v.detail["layer"] for v in group])
     most = "" if len(group) == 1 else f"{'lowest' if metric.startswith('cka_') else 'most'} at layer {layer}: "
     if metric.startswith("cka_debiased_"):
-        return (f"the similarity to pretrained at {where} ({most}debiased CKA "
-                f"{fmt(top.detail['vs_reference_mean'], 2)}, against {fmt(top.detail['seed_pairs_mean'], 2)} "
-                "between seeds)")
-    name, values = VALUE_METRICS[metric]
+        return (f"{label(metric)} with pretrained at {where} ({most}{fmt(top.detail['vs_reference_mean'], 2)}, "
+                f"against {fmt(top.detail['seed_pairs_mean'], 2)} between seeds)")
+    values = VALUE_METRICS[metric]
     a, b = _value(tidy, values, "pretrained", layer), _value(tidy, values, "finetuned", layer)
-    return f"{name} at {where} ({most}{fmt(a, 3)} pretrained, {fmt(b, 3)} fine-tuned)"
+    return f"{label(values)} at {where} ({most}{fmt(a, 3)} pretrained, {fmt(b, 3)} fine-tuned)"
 
 
 def changed_sentences(study, verdicts: dict[str, dict[int, claims.Verdict]]) -> list[str]:
@@ -209,7 +211,7 @@ def readable_sentence(study) -> str:
             continue
         versus = _lexical(correct, tidy, metric, state, best[0])
         if not out:
-            out.append(f"The label is best read by the first-token probe of {name}, {best[1]}"
+            out.append(f"The label is best read by the {label(metric)} of {name}, {best[1]}"
                        + (f"; {base}: {versus}" if versus else "") + ".")
         else:
             out.append(f"For {name}: {best[1]}" + (f", {versus}" if versus else "") + ".")

@@ -24,20 +24,18 @@ from ..core.errors import LayerwiseError
 from .prose import fmt, fmt_signed
 from .prose_layers import best_layers_clause, layer_span
 from .prose_seeds import outcome_clause, seed_apart_sentence, seed_floor_verdicts, similarity_outcomes
-from ..core.schema import PER_SENTENCE_METRICS, lookup
+from ..core.schema import PER_SENTENCE_METRICS, label
 
 #: the tidy metric holding the per-sentence mean (with its CI) of each per-sentence statistic
 MEAN_METRIC = {"token_cosine": "token_cosine_sentence_mean", "token_cosine_var": "token_cosine_var_mean"}
 #: the probes whose change fine-tuning makes (first token and mean pooling)
 PROBES = ("probe_acc_cls", "probe_acc_mean")
-PROBE_NAMES = {"probe_acc_cls": "first-token probe accuracy", "probe_acc_mean": "mean-pooled probe accuracy"}
 #: statistics with one value per layer, judged on their per-seed differences
 SCALARS = ("token_cosine_adjusted", "anisotropy_baseline", "self_similarity", "self_similarity_adjusted",
            "rogue_top3_share", "norm_mean", "erank", "isoscore", "silhouette_cls", "centroid_angle_cls",
            "mdl_compression_cls")
-#: the similarity to pretrained, per pooling (name, pooling)
-SIMILARITIES = {"cls": "similarity to pretrained (debiased CKA, first token)",
-                "mean": "similarity to pretrained (debiased CKA, mean pooling)"}
+#: the similarity to pretrained, per pooling (pooling -> tidy metric; its row is named by the metric's label)
+SIMILARITIES = {"cls": "cka_debiased_cls_vs_pretrained", "mean": "cka_debiased_mean_vs_pretrained"}
 #: the statistics the probing chapter's Findings and conclusion speak of (the others: the geometry chapter's)
 PROBING_STATISTICS = ("probe_acc_cls", "probe_acc_mean", "silhouette_cls", "centroid_angle_cls", "mdl_compression_cls")
 #: what the order of the findings means (printed above the table)
@@ -134,9 +132,9 @@ class Findings:
         rows = self._rows(probes)
         mine = rows[rows["statistic"].isin(self.changed["statistic"])]
         out = []
-        if probes and self.best_layers:
-            out.append("By paired comparison on the test sentences, the label is best read at "
-                       + " and at ".join(self.best_layers) + ".")
+        if probes and self.best_layers:  # one sentence per state: a reader's sentence stays short
+            out.append(f"By paired comparison on the test sentences, the label is best read at {self.best_layers[0]}.")
+            out += [f"It is best read at {b}." for b in self.best_layers[1:]]
         if mine.empty:
             out.append("Fine-tuning changed none of these statistics at any layer by the answer model.")
         else:
@@ -170,11 +168,10 @@ def _and(items: list[str]) -> str:
 
 
 def _describe(metric: str) -> str:
-    """A reader's name of a statistic (the registry's description)."""
-    try:
-        return lookup(MEAN_METRIC.get(metric, metric)).description
-    except KeyError:
-        return metric.replace("_", " ")
+    """A statistic's name in the table and the prose: THE short name of the metric registry
+    (:func:`layerwise.core.schema.label`, with the pooling's words: the Findings mix poolings); the long
+    description is the Methods'."""
+    return label(MEAN_METRIC.get(metric, metric))
 
 
 def _value(tidy: pd.DataFrame, metric: str, state: str, layer: int, digits: int = 3) -> str:
@@ -268,7 +265,7 @@ def statistic_rows(tidy: pd.DataFrame, tidy_all: pd.DataFrame, correct: pd.DataF
     """One row per judged statistic (:data:`COLUMNS`): per-sentence statistics, probes, :data:`SCALARS`
     and the similarity to pretrained; a statistic without a judged layer is left out."""
     specs = [(m, _describe(m), MEAN_METRIC.get(m, m), None) for m in PER_SENTENCE_METRICS]
-    specs += [(m, PROBE_NAMES[m], m, _chance_probe(tidy, m)) for m in PROBES]
+    specs += [(m, _describe(m), m, _chance_probe(tidy, m)) for m in PROBES]
     specs += [(m, _describe(m), m, _chance_null(tidy, m, m.replace("silhouette", "silhouette_perm"))
                if m.startswith("silhouette") else None) for m in SCALARS]
     rows = []
@@ -278,11 +275,10 @@ def statistic_rows(tidy: pd.DataFrame, tidy_all: pd.DataFrame, correct: pd.DataF
             random = _random_text(tidy_all, metric, correct, [])
             rows.append(_outcome_row(tidy, name, metric, values, verdicts, chance=chance))
             rows[-1]["random vs pretrained"] = random.get(rows[-1]["largest at layer"], "-")
-    for pooling, name in SIMILARITIES.items():
+    for pooling, metric in SIMILARITIES.items():
         verdicts = similarity_outcomes(tidy_all, pooling)
         if verdicts:
-            metric = f"cka_debiased_{pooling}_vs_pretrained"
-            rows.append(_outcome_row(tidy, name, metric, metric, verdicts, chance=_chance_similarity(tidy, pooling),
+            rows.append(_outcome_row(tidy, _describe(metric), metric, metric, verdicts, chance=_chance_similarity(tidy, pooling),
                                      digits=2))
             top = next(v for v in verdicts if v.detail["layer"] == rows[-1]["largest at layer"])
             rows[-1]["pretrained"] = f"{fmt(top.detail['seed_pairs_mean'], 2)} between seeds"
@@ -300,8 +296,7 @@ def random_observations(tidy: pd.DataFrame, correct: pd.DataFrame | None, metric
                                                correct=correct) if v.word != "not measured"]
     if not verdicts:
         return []
-    what = "the first-token probe" if metric.endswith("cls") else "the mean-pooling probe"
-    return [f"Observation: on {what}, random weights (one random draw) against the pretrained model: "
+    return [f"Observation: on the {_describe(metric)}, random weights (one random draw) against the pretrained model: "
             f"{outcomes_text(verdicts, 'random draw')}."]
 
 
