@@ -194,8 +194,8 @@ def test_seed_apart_names_a_built_outlier_and_no_seed_when_exchangeable():
                44: [1.0, 0.99, 0.93, 0.96, 0.88, 0.48, 0.28]}
     v = claims.seed_apart(_profile(outlier), 0.05)
     assert v.word == "stands apart" and v.detail["seed"] == 44 and v.detail["layers"] == [4, 5, 6]
-    assert "Seed 44 stands apart at layers 4, 5, 6" in prose.seed_apart_sentence(_profile(outlier))
-    assert prose.seed_apart_sentence(_profile(exchangeable)).startswith("No seed stands apart")
+    assert "seed 44 stands apart at layers 4–6." in prose.seed_apart_sentence(_profile(outlier))
+    assert "with pretrained, no seed stands apart." in prose.seed_apart_sentence(_profile(exchangeable))
     assert claims.seed_apart(_profile({42: [0.5], 43: [0.6]}), 0.05).word == "not measured"
 
 
