@@ -95,10 +95,14 @@ def test_self_similarity_paragraph_flat_and_no_change_within_seeds():
                      ((42, 0.1), (43, -0.1), (44, 0.0))]
     tidy_all = _frame(rows)
     text = prose.self_similarity_paragraph(tidy_all[tidy_all["seed"].isna()], tidy_all=tidy_all)
-    assert text.startswith("Fine-tuned against pretrained, self-similarity across 3 fine-tuning seeds: not "
-                           "established with 3 seeds at layers 0–2")
-    assert "is flat in random" in text and "random flat at 0.72" in text
-    assert "falls in pretrained and finetuned" in text
+    assert text.startswith("Self-similarity after fine-tuning, over 3 seeds: not established at "
+                           "layers 0–2. Through the layers, self-similarity falls in pretrained and finetuned and "
+                           "is flat in random.")
+    table = text.split("\n\n")[1].splitlines()                       # one row per layer, random flat at 0.72
+    assert table[0].startswith("| layer | pretrained | finetuned | random | over 3 seeds | difference |")
+    assert [row.split(" | ")[3] for row in table[2:]] == ["0.72"] * 3
+    assert [row.split(" | ")[4] for row in table[2:]] == ["not established"] * 3
+    assert "100 frequent words" in text and "adjusted self-similarity" in text
 
 
 def test_cka_diagonal_sentence_has_no_threshold_verdict():
@@ -110,6 +114,7 @@ def test_cka_diagonal_sentence_has_no_threshold_verdict():
     assert "0.9 " not in text and "judged on the debiased CKA" in text
     assert "permutation null was not computed" in text                    # no null rows: no chance level claimed
     assert prose.cka_diagonal_sentence(tidy, "cls", label="M").startswith("M: through the layers, the biased")
+    assert "judged on the debiased CKA" not in prose.cka_diagonal_sentence(tidy, "cls", judged=False)
 
 
 def test_standardised_sentence_numbers_from_the_table():

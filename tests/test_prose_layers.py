@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from layerwise.words import claims, findings, prose
+from layerwise.words import claims, findings, prose, prose_layers
 from layerwise.words.prose_layers import layer_span
 
 
@@ -160,3 +160,54 @@ def test_conclusion_lists_the_change_and_what_did_not_change():
     assert "changed none of these statistics" in c
     assert {"statistic": findings._describe("token_cosine"), "no change beyond δ": "1",
             "not established with 3 seeds": "0"} in spread.unchanged_table().to_dict("records")
+
+
+def test_metric_summary_claims_in_words_numbers_in_a_table():
+    """The outcome by layer in one sentence (no numbers), the shape in a second, every number in the
+    per-layer table: the states' values, the paired test's word, the outcome with δ and its deciding interval."""
+    base = _rows("pretrained", "y", [1.0, 2.0, 3.0])
+    seeds = [_rows("finetuned", "y", [1.0, 2.0, 3.0 + d], seed=s, ci=0.01) for s, d in ((42, 0.9), (43, 1.0), (44, 1.1))]
+    t = _frame(base + _rows("finetuned", "y", [1.0, 2.0, 4.0], ci=0.01) + [r for rs in seeds for r in rs])
+    s = prose_layers.metric_summary(t[t["seed"].isna()], "y", "the rank", tidy_all=t, digits=1)
+    text, table = s.split("\n\n")
+    assert text.startswith("The rank after fine-tuning, over 3 seeds: changed, size unclear at layer 2")
+    assert text.endswith("Through the layers, the rank rises in pretrained and finetuned.")
+    assert not any(ch.isdigit() for ch in text.replace("3 seeds", "").replace("layer 2", "").replace("layers 0, 1", ""))
+    rows = [r.strip("| ").split(" | ") for r in table.splitlines()]
+    assert rows[0][:5] == ["layer", "pretrained", "finetuned", "over 3 seeds", "difference"]
+    assert rows[4][:5] == ["2", "3.0", "4.0", "changed, size unclear", "+1.00, 95% CI +0.75 to +1.25"]
+    one = _frame(base + _rows("finetuned", "y", [1.0, 2.0, 4.0]))
+    s = prose_layers.metric_summary(one, "y", "the rank", digits=1)
+    assert s.startswith("Whether fine-tuning changed the rank is not judged: " + claims.SEED_VARIATION_NOT_MEASURED)
+    assert "over" not in s.split("\n\n")[1].splitlines()[0]              # no outcome column without seeds
+    tested = _tested([0.0005, 0.3], seeds={42: [0.0, 0.29], 43: [0.0, 0.30], 44: [0.0, 0.31]})
+    s = prose_layers.metric_summary(tested[tested["seed"].isna()], "effect_x", "the effect", tidy_all=tested,
+                             verdict_metric="x", tested="the score")
+    assert s.startswith("The score after fine-tuning, over 3 seeds: ")
+    header, _, *layer_rows = s.split("\n\n")[1].splitlines()
+    assert "paired test" in header and [r.split(" | ")[2] for r in layer_rows] == ["negligible", "higher"]
+    single = prose_layers.metric_summary(_tested([0.0005, 0.3]), "effect_x", "the effect", verdict_metric="x",
+                                         tested="the score")
+    assert single.startswith(f"The score after fine-tuning, {claims.SEED_VARIATION_NOT_MEASURED}: ")
+
+
+def test_similarity_summary_chance_then_the_seed_floor_by_layer():
+    """Debiased CKA with pretrained: above its permutation null at both layers, as similar as the seeds are
+    to each other at layer 0 (no change beyond δ) and far below it at layer 1 (changed)."""
+    rows = []
+    for layer, (agg, per_seed) in enumerate(((0.95, (0.95, 0.94, 0.96)), (0.60, (0.60, 0.62, 0.58)))):
+        at = {"layer": layer}
+        rows += [r | at for r in _rows("finetuned", "cka_debiased_cls_vs_pretrained", [agg])]
+        rows += [r | at for r in _rows("finetuned", "cka_debiased_null_q95_cls_vs_pretrained", [0.02])]
+        for seed, value in zip((42, 43, 44), per_seed):
+            rows += [r | at for r in _rows("finetuned", "cka_debiased_cls_vs_pretrained", [value], seed=seed)]
+        for (a, b), value in zip(((42, 43), (42, 44), (43, 44)), (0.95, 0.96, 0.94)):
+            rows += [r | at | {"seed_b": b} for r in _rows("finetuned", "cka_debiased_cls_between_seeds", [value], seed=a)]
+    s = prose_layers.similarity_summary(_frame(rows), "cls")
+    text, table = s.split("\n\n")
+    assert text == ("The first-token debiased CKA of finetuned with pretrained is above chance at layers 0, 1 (null 95th "
+                    "percentile 0.020). Against the similarity between seeds, over 3 seeds: changed at layer 1; "
+                    "no change beyond δ at layer 0.")
+    rows = [r.strip("| ").split(" | ") for r in table.splitlines()]
+    assert rows[0][:4] == ["layer", "finetuned", "over 3 seeds, no sentence interval", "pretrained minus seeds"]
+    assert rows[2][:3] == ["0", "0.950", "no change beyond δ = 0.05"] and rows[3][:3] == ["1", "0.600", "changed"]

@@ -11,7 +11,7 @@ import pandas as pd
 
 from . import claims
 from .prose_format import _states, fmt, series
-from .prose_layers import _and, _cap, change_claim, layer_span, layers_sentence
+from .prose_layers import _and, _cap, change_claim, layer_span, layers_sentence, metric_summary
 
 
 def _last_layer(tidy: pd.DataFrame, metric: str) -> int | None:
@@ -27,21 +27,19 @@ def _value_at(tidy: pd.DataFrame, metric: str, state: str, layer: int, model: st
 
 def self_similarity_paragraph(tidy: pd.DataFrame, *, tidy_all: pd.DataFrame | None = None,
                               model: str | None = None) -> str:
-    """Self-similarity (Ethayarajh 2019), raw and adjusted for anisotropy: whether fine-tuning changed
-    each beyond the seed floor (:func:`change_claim`, ``claims.seed_change``), then the shape of each
-    through the layers with the numbers."""
+    """Self-similarity (Ethayarajh 2019), raw and adjusted for anisotropy, each as a
+    :func:`layerwise.words.prose_layers.metric_summary` (the outcome over the seeds, ``claims.seed_change``, and the
+    shape through the layers in words, the numbers in a per-layer table), then how many words it rests on."""
     raw = series(tidy, "self_similarity", next(iter(_states(tidy, "self_similarity")), ""), model)
     if raw.empty:
         return ""
     words = int(tidy.loc[tidy["metric"] == "self_similarity", "n"].max())
-    parts = [change_claim(tidy, "self_similarity", "self-similarity", tidy_all=tidy_all, model=model),
-             change_claim(tidy, "self_similarity_adjusted", "self-similarity adjusted for anisotropy",
-                          tidy_all=tidy_all, model=model),
-             layers_sentence(tidy, "self_similarity", f"self-similarity (the mean cosine between occurrences of "
-                             f"the same word in different sentences, {words:,} frequent words)", model=model),
-             layers_sentence(tidy, "self_similarity_adjusted", "self-similarity adjusted for anisotropy", model=model),
-             "The lower it is, the more a word's vector depends on its context."]
-    return " ".join(_cap(p) for p in parts if p and not p.startswith("No values"))
+    parts = [metric_summary(tidy, "self_similarity", "self-similarity", tidy_all=tidy_all, model=model),
+             metric_summary(tidy, "self_similarity_adjusted", "adjusted self-similarity", tidy_all=tidy_all,
+                            model=model),
+             f"Self-similarity is measured on {words:,} frequent words. The lower it is, the more a word's vector "
+             "depends on its context."]
+    return "\n\n".join(p for p in parts if p)
 
 
 def standardised_sentence(tidy: pd.DataFrame, layer: int | None = None, model: str | None = None) -> str:
@@ -89,16 +87,16 @@ def cka_null_sentence(tidy: pd.DataFrame, pooling: str = "cls", state: str = "fi
     for v in vs:
         by.setdefault(v.word, []).append(int(v.rows["layer"].iloc[0]))
     where = _and([f"{word} at {layer_span(ls)}" for word, ls in by.items()])
-    return (f"Its permutation null (the sentences of one side shuffled) reaches {_range([v.detail['null_q95'] for v in vs])} "
-            f"at the 95th percentile on these sentences ({layer_span(sorted(l for ls in by.values() for l in ls))}); "
-            f"the observed biased CKA is {where}.")
+    return (f"Its permutation null's 95th percentile is {_range([v.detail['null_q95'] for v in vs])} "
+            f"at {layer_span(sorted(l for ls in by.values() for l in ls))}, and the observed value is {where}.")
 
 
 def cka_diagonal_sentence(tidy: pd.DataFrame, pooling: str = "cls", state: str = "finetuned", *,
-                          model: str | None = None, label: str | None = None) -> str:
+                          model: str | None = None, label: str | None = None, judged: bool = True) -> str:
     """The biased linear CKA of ``state`` against pretrained layer by layer, descriptively (its shape,
     ``claims.layer_trend``), with its permutation null's computed level (:func:`cka_null_sentence`); the
-    verdicts on fine-tuning are the debiased CKA's against its floors (``prose.similarity_floor_sentence``)."""
+    verdicts on fine-tuning are the debiased CKA's against its floors (``prose.similarity_floor_sentence``), said
+    unless ``judged`` is false (a second pooling in the same paragraph)."""
     metric = f"cka_{pooling}_vs_pretrained"
     if series(tidy, metric, state, model).dropna(subset=["value"]).empty:
         return ""
@@ -106,8 +104,9 @@ def cka_diagonal_sentence(tidy: pd.DataFrame, pooling: str = "cls", state: str =
     text = layers_sentence(tidy, metric, f"the biased linear CKA of the {pool} embeddings with pretrained",
                            states=[state], digits=3, model=model)
     text = f"{label}: {text[:1].lower() + text[1:]}" if label else text
-    return (f"{text} {cka_null_sentence(tidy, pooling, state, model)} Whether fine-tuning changed the similarity "
-            f"is judged on the debiased CKA against its floors, not on the biased CKA.")
+    rule = (" Whether fine-tuning changed the similarity is judged on the debiased CKA against its floors, not on "
+            "the biased CKA." if judged else "")
+    return f"{text} {cka_null_sentence(tidy, pooling, state, model)}{rule}"
 
 
 def class_geometry_paragraph(tidy: pd.DataFrame, pooling: str = "cls", *, tidy_all: pd.DataFrame | None = None,

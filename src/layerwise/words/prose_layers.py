@@ -3,7 +3,9 @@ and where, against its floors, then what the layers do, then the supporting numb
 clause ("pretrained 0.03 → 0.23, finetuned 0.03 → 0.57, random flat at 0.36"). Every verdict word comes
 from :mod:`layerwise.words.claims` (``state_change_verdicts``, ``seed_change`` through
 :func:`layerwise.words.prose_seeds.seed_floor_verdicts`, ``state_versus``, ``best_layers``, ``layer_trend``);
-every number from the tidy tables."""
+every number from the tidy tables. The geometry chapter's results are :func:`metric_summary` and
+:func:`similarity_summary`: the outcome by layer and the shape in words, every number in a small per-layer
+table (:func:`layer_table`, issue 24: lists of like results become tables)."""
 
 from __future__ import annotations
 
@@ -68,21 +70,31 @@ def profile_text(v: claims.Verdict, digits: int = 2) -> str:
     return ", ".join([text, *extra])
 
 
-def layers_sentence(tidy: pd.DataFrame, metric: str, what: str, *, states: Sequence[str] | None = None,
-                    digits: int = 2, model: str | None = None) -> str:
-    """What the layers do to ``what``, states grouped by shape (``claims.layer_trend``), with every
-    state's numbers in one clause: "Through the layers, X rises in pretrained and finetuned and is flat
-    in random (layer 0 → 6: pretrained 0.03 → 0.23, finetuned 0.03 → 0.57, random flat at 0.36)."""
+def _trends(tidy: pd.DataFrame, metric: str, states: Sequence[str] | None, digits: int,
+            model: str | None) -> dict[str, claims.Verdict]:
     verdicts = {s: trend_verdict(tidy, metric, s, digits, model) for s in (states or _states(tidy, metric))}
-    verdicts = {s: v for s, v in verdicts.items() if v.word != "not measured"}
-    if not verdicts:
-        return f"No values of {what} were computed."
+    return {s: v for s, v in verdicts.items() if v.word != "not measured"}
+
+
+def _shapes(verdicts: dict[str, claims.Verdict]) -> list[str]:
+    """``rises in pretrained and finetuned``, ``is flat in random``: states grouped by ``claims.layer_trend``."""
     groups: dict[str, list[str]] = {}
     for s, v in verdicts.items():
         key = v.word + (f" at layer {v.detail['max_layer']}" if v.word == "peaks" else
                         f" at layer {v.detail['min_layer']}" if v.word == "dips" else "")
         groups.setdefault(key, []).append(s)
-    shapes = [f"{'is flat' if key == 'flat' else key} in {_and(ss)}" for key, ss in groups.items()]
+    return [f"{'is flat' if key == 'flat' else key} in {_and(ss)}" for key, ss in groups.items()]
+
+
+def layers_sentence(tidy: pd.DataFrame, metric: str, what: str, *, states: Sequence[str] | None = None,
+                    digits: int = 2, model: str | None = None) -> str:
+    """What the layers do to ``what``, states grouped by shape (``claims.layer_trend``), with every
+    state's numbers in one clause: "Through the layers, X rises in pretrained and finetuned and is flat
+    in random (layer 0 → 6: pretrained 0.03 → 0.23, finetuned 0.03 → 0.57, random flat at 0.36)."""
+    verdicts = _trends(tidy, metric, states, digits, model)
+    if not verdicts:
+        return f"No values of {what} were computed."
+    shapes = _shapes(verdicts)
     any_v = next(iter(verdicts.values())).detail
     numbers = "; ".join(f"{s} {profile_text(v, digits)}" for s, v in verdicts.items())
     return (f"Through the layers, {what} {_and(shapes)}. Layer {any_v['first_layer']} → {any_v['last_layer']}: "
@@ -159,6 +171,122 @@ def metric_paragraph(tidy: pd.DataFrame, metric: str, what: str, *, tidy_all: pd
                          digits=digits)
     layers = layers_sentence(tidy, metric, what, states=states, digits=digits, model=model)
     return " ".join(s for s in (_cap(claim) if claim else "", layers if claim else _cap(layers)) if s)
+
+
+def outcome_sentence(floor: list[claims.Verdict], what: str, against: str = "after fine-tuning") -> str:
+    """The answer model's outcomes of ``what`` grouped by word, layers only (the numbers are in
+    :func:`layer_table`): "The mean token cosine after fine-tuning, over 3 seeds: no change beyond δ at layers
+    0–2; not established at layers 3–6." (the outcome is fine-tuned minus pretrained)"""
+    measured = [v for v in floor if v.word != "not measured"]
+    if not measured:
+        return f"Whether fine-tuning changed {what} is not judged: {claims.SEED_VARIATION_NOT_MEASURED}." if floor else ""
+    seeds = max(v.n for v in measured)
+    groups = [f"{word} at {layer_span([v.detail['layer'] for v in measured if v.word == word])}"
+              for word in claims.OUTCOMES if any(v.word == word for v in measured)]
+    over = f"over {seeds} seeds" if seeds > 1 else claims.SEED_VARIATION_NOT_MEASURED
+    return f"{_cap(what)}{' ' + against if against else ''}, {over}: {'; '.join(groups)}."
+
+
+def _outcome_cells(floor: list[claims.Verdict], digits: int, difference: str = "difference") -> dict[int, dict[str, str]]:
+    """Per layer: the outcome (with δ; the header says when the statistic has no sentence interval), the
+    deciding ``difference`` and, on each outcome's largest difference, the notes of
+    :func:`layerwise.words.prose_seeds.group_notes`."""
+    from .prose_seeds import group_notes
+
+    measured = [v for v in floor if v.word != "not measured"]
+    if not measured:
+        return {}
+    tops = {id(max(g, key=lambda v: abs(v.detail["mean"])))
+            for g in ([v for v in measured if v.word == w] for w in claims.OUTCOMES) if g}
+    seeds = max(v.n for v in measured)
+    head = f"over {seeds} seeds" if seeds > 1 else "over one seed"
+    if seeds > 1 and any(not v.detail.get("sentence_term", True) for v in measured):
+        head += ", no sentence interval"
+    cells = {}
+    for v in measured:
+        d = v.detail
+        cells[int(d["layer"])] = {
+            head: claims.outcome_label(v) if v.word == claims.NO_CHANGE else v.word,
+            difference: fmt_interval(d["mean"], d["low"], d["high"], d["deciding_level"], max(3, digits)),
+            "note": "; ".join(group_notes(v, max(3, digits))) if id(v) in tops else ""}
+    return cells
+
+
+def layer_table(tidy: pd.DataFrame, metric: str, *, floor: Sequence[claims.Verdict] = (),
+                tests: dict[int, str] | None = None, states: Sequence[str] | None = None, digits: int = 2,
+                model: str | None = None, difference: str = "difference") -> str:
+    """One row per layer: each state's value of ``metric``, the paired test's word (``tests``: layer ->
+    word), the answer model's outcome over the seeds with its deciding difference (``floor``), and notes on
+    each outcome's largest difference. Columns without an entry are left out."""
+    from .markdown import markdown_table
+
+    values = {s: {int(r.layer): fmt(r.value, digits) for r in series(tidy, metric, s, model).itertuples()
+                  if r.value == r.value}
+              for s in (states or _states(tidy, metric))}
+    values = {s: v for s, v in values.items() if v}
+    outcomes = _outcome_cells(list(floor), digits, difference)
+    layers = sorted(set().union(*values.values(), outcomes)) if values or outcomes else []
+    if not layers:
+        return ""
+    rows = []
+    for layer in layers:
+        row = {"layer": str(layer), **{s: v.get(layer, "") for s, v in values.items()}}
+        if tests:
+            row["paired test"] = tests.get(layer, "")
+        rows.append(row | outcomes.get(layer, {}))
+    df = pd.DataFrame(rows).fillna("")
+    df = df[[c for c in df.columns if c != "note" or df[c].astype(bool).any()]]
+    return markdown_table(df)
+
+
+def metric_summary(tidy: pd.DataFrame, metric: str, what: str, *, tidy_all: pd.DataFrame | None = None,
+                   verdict_metric: str | None = None, tested: str | None = None, digits: int = 2,
+                   states: Sequence[str] | None = None, model: str | None = None) -> str:
+    """A result in two sentences and a table: the answer model's outcome by layer
+    (:func:`outcome_sentence`, on ``verdict_metric`` when given, named ``tested``), the shape through the
+    layers (``claims.layer_trend``), then :func:`layer_table` with every number (the paired per-sentence
+    tests of ``verdict_metric`` as one word per layer)."""
+    tidy_all = tidy if tidy_all is None else tidy_all
+    floor = seed_floor_verdicts(tidy_all, verdict_metric or metric, model=model)
+    tests = ({int(v.detail["layer"]): v.word for v in claims.state_change_verdicts(tidy, verdict_metric, "finetuned",
+                                                                                     model=model)}
+             if verdict_metric else {})
+    trends = _trends(tidy, metric, states, digits, model)
+    shape = f"Through the layers, {what} {_and(_shapes(trends))}." if trends else ""
+    text = " ".join(p for p in (outcome_sentence(floor, tested or what), shape) if p)
+    table = layer_table(tidy, metric, floor=floor, tests=tests, states=states, digits=digits, model=model)
+    return _cap(text) + ("\n\n" + table if table else "")
+
+
+def similarity_summary(tidy: pd.DataFrame, pooling: str = "cls", measure: str = "cka_debiased", *,
+                       state: str = "finetuned", reference: str = "pretrained") -> str:
+    """A similarity of ``state`` with ``reference`` in two sentences and a table: chance
+    (``claims.chance_verdicts``: above the 95th percentile of its permutation null), the answer model
+    against the similarity between fine-tuning seeds (:func:`layerwise.words.prose_seeds.similarity_outcomes`)
+    by layer, then :func:`layer_table`. ``tidy``: ``Study.tidy_all``."""
+    from .prose_seeds import similarity_outcomes
+
+    aggregate = tidy[tidy["seed"].isna()] if "seed" in tidy.columns else tidy
+    name = {"cka": "linear CKA", "cka_debiased": "debiased CKA", "procrustes": "Procrustes similarity",
+            "mutual_knn": "mutual k-NN alignment"}.get(measure, measure)
+    pool = "first-token" if pooling == "cls" else "mean-pooled"
+    chance = [v for v in claims.chance_verdicts(aggregate, measure, pooling, state, reference) if v.word != "not measured"]
+    if not chance:
+        return ""
+    by: dict[str, list[int]] = {}
+    for v in chance:
+        by.setdefault(v.word, []).append(int(v.rows["layer"].iloc[0]))
+    q95 = [v.detail["null_q95"] for v in chance]
+    lo, hi = fmt(min(q95), 3), fmt(max(q95), 3)
+    text = (f"The {pool} {name} of {state} with {reference} is "
+            + _and([f"{word} at {layer_span(sorted(ls))}" for word, ls in by.items()])
+            + f" (null 95th percentile {lo if lo == hi else f'{lo}–{hi}'}).")
+    floor = similarity_outcomes(tidy, pooling, measure, reference=reference) if state == "finetuned" else []
+    claim = (outcome_sentence(floor, "against the similarity between seeds", "")
+             if floor else f"{_cap(claims.SEED_VARIATION_NOT_MEASURED)}, so no layer is judged against it.")
+    table = layer_table(aggregate, f"{measure}_{pooling}_vs_{reference}", floor=floor, states=[state], digits=3,
+                        difference=f"{reference} minus seeds")
+    return f"{text} {claim}" + ("\n\n" + table if table else "")
 
 
 def effects_sentence(tidy: pd.DataFrame, metric: str, what: str, *, tidy_all: pd.DataFrame | None = None,

@@ -163,6 +163,15 @@ def _layers(layers: list[int]) -> str:
     return ("layer " if len(layers) == 1 else "layers ") + ", ".join(parts)
 
 
+def group_notes(top: claims.Verdict, digits: int = 3) -> list[str]:
+    """What :func:`outcome_clause` adds to the interval of an outcome group's largest difference: the
+    per-seed values and the smallest detectable change (not established), the leave-one-seed-out agreement
+    (a change)."""
+    return [p for p in outcome_clause(top, digits).rstrip(")").split(" (", 1)[1].split("; ")[1:]
+            if "no sentence interval" not in p and "seed variation not measured" not in p
+            and ("leaving one seed out" not in p or top.word in (claims.CHANGED, claims.SIZE_UNCLEAR))]
+
+
 def _group_sentence(group: list[claims.Verdict], digits: int = 3) -> str:
     """One outcome's layers and its largest difference, as one sentence: "Not established with 3 seeds at
     layers 3–6: at layer 6, +0.3, 95% CI -0.1 to +0.7; every seed moved up: +0.4, +0.3, +0.1." A change
@@ -170,9 +179,7 @@ def _group_sentence(group: list[claims.Verdict], digits: int = 3) -> str:
     top = max(group, key=lambda v: abs(v.detail["mean"]))
     d = top.detail
     where = f", largest at layer {d['layer']}" if len(group) > 1 else ""
-    extra = [p for p in outcome_clause(top, digits).rstrip(")").split(" (", 1)[1].split("; ")[1:]
-             if "no sentence interval" not in p and "seed variation not measured" not in p
-             and ("leaving one seed out" not in p or top.word in (claims.CHANGED, claims.SIZE_UNCLEAR))]
+    extra = group_notes(top, digits)
     label = claims.outcome_label(top)
     return (f"{label[:1].upper() + label[1:]} at {_layers([v.detail['layer'] for v in group])}{where}: "
             + "; ".join([fmt_interval(d["mean"], d["low"], d["high"], d["deciding_level"], digits), *extra]) + ".")
