@@ -62,17 +62,17 @@ class Answer:
     verdicts: dict[str, dict[int, claims.Verdict]] = field(default_factory=dict)
 
     def legend(self) -> str:
-        """What each cell holds (printed under the table)."""
+        """What each cell holds (printed under the table): a lead line, then one list item per question."""
         k = self.seeds
-        over = f"over {k} fine-tuning seeds" if k > 1 else "one fine-tuning run (seed variation not measured)"
-        return (f"Each cell: the outcome of fine-tuned against pretrained ({over}, answer model of the Methods) and "
-                "one number. " + " ".join(f"*{c}*: {what}." for c, _, what, _ in QUESTIONS))
+        over = f"over {k} fine-tuning seeds" if k > 1 else "one fine-tuning run, seed variation not measured"
+        return (f"Each cell holds the outcome of fine-tuned against pretrained ({over}; answer model of the Methods) "
+                "and one number:\n\n" + "\n".join(f"- *{c}*: {what}." for c, _, what, _ in QUESTIONS))
 
     def markdown(self) -> str:
         """The answer as Markdown: the sentences, the seed note, the layer table and its legend."""
         from .markdown import markdown_table
 
-        text = " ".join(self.sentences + ([self.seed_note] if self.seed_note else []))
+        text = "\n\n".join(self.sentences + ([self.seed_note] if self.seed_note else []))
         return f"{text}\n\n{markdown_table(self.table, widths=TABLE_WIDTHS)}\n\n{self.legend()}\n"
 
 
@@ -139,22 +139,22 @@ def _moved(tidy: pd.DataFrame, metric: str, group: list[claims.Verdict]) -> str:
     top = max(group, key=lambda v: abs(v.detail["mean"]))
     layer = top.detail["layer"]
     where = layer_span([v.detail["layer"] for v in group])
-    most = "" if len(group) == 1 else f"{'lowest' if metric.startswith('cka_') else 'most'} at layer {layer}: "
+    most = "" if len(group) == 1 else f"{'lowest' if metric.startswith('cka_') else 'most'} at layer {layer}, "
     if metric.startswith("cka_debiased_"):
-        return (f"{label(metric)} with pretrained at {where} ({most}{fmt(top.detail['vs_reference_mean'], 2)}, "
-                f"against {fmt(top.detail['seed_pairs_mean'], 2)} between seeds)")
+        return (f"{label(metric)} with pretrained at {where}: {most}{fmt(top.detail['vs_reference_mean'], 2)}, "
+                f"against {fmt(top.detail['seed_pairs_mean'], 2)} between seeds")
     values = VALUE_METRICS[metric]
     a, b = _value(tidy, values, "pretrained", layer), _value(tidy, values, "finetuned", layer)
-    return f"{label(values)} at {where} ({most}{fmt(a, 3)} pretrained, {fmt(b, 3)} fine-tuned)"
+    return f"{label(values)} at {where}: {most}{fmt(a, 3)} pretrained, {fmt(b, 3)} fine-tuned"
 
 
 def changed_sentences(study, verdicts: dict[str, dict[int, claims.Verdict]]) -> list[str]:
     """What changed and by how much (outcome changed or changed, size unclear), then what the seeds could not
-    establish; each question's largest move in its own units, never ranked across statistics. A similarity
-    above the seeds' own (fine-tuned closer to pretrained than the seeds to each other) is no move away from
-    pretrained: it is left out of these sentences (the table shows it)."""
+    establish: each a lead line and one list item per question, the question's largest move in its own units,
+    never ranked across statistics. A similarity above the seeds' own (fine-tuned closer to pretrained than the
+    seeds to each other) is no move away from pretrained: it is left out here (the table shows it)."""
     out = []
-    for words, lead in (((claims.CHANGED, claims.SIZE_UNCLEAR), "Changed"),
+    for words, lead in (((claims.CHANGED, claims.SIZE_UNCLEAR), "Changed:"),
                         ((claims.NOT_ESTABLISHED,), None)):
         parts = []
         for _, metric, _, _ in QUESTIONS:
@@ -166,57 +166,56 @@ def changed_sentences(study, verdicts: dict[str, dict[int, claims.Verdict]]) -> 
             continue
         if lead is None:
             k = max(v.detail.get("seeds", 1) for q in verdicts.values() for v in q.values())
-            lead = f"Not established with {k} seed{'s' if k != 1 else ''}"
-        out.append(f"{lead}: " + "; ".join(parts) + ".")
+            lead = f"Not established with {k} seed{'s' if k != 1 else ''}:"
+        out.append(lead + "\n\n" + "\n".join(f"- {p[:1].upper() + p[1:]}." for p in parts))
     return out or ["Changed: nothing, by the answer model."]
 
 
 def _best(correct: pd.DataFrame, tidy: pd.DataFrame, metric: str, state: str) -> tuple[int, str] | None:
-    """The top layer of ``state``'s probe and its words: "0.726 at layer 6 (tied with layers 2, 3)"."""
+    """The top layer of ``state``'s probe and its words: "0.726 at layer 6, tied with layers 2 and 3"."""
     best = claims.best_layers(correct, tidy, metric, state)
     if best.word == NOT_MEASURED:
         return None
     top = best.detail["top"]
     tied = [x for x in best.detail["layers"] if x != top]
     return top, (f"{fmt(_value(tidy, metric, state, top), 3)} at layer {top}"
-                 + (f" (tied with {layer_span(tied)})" if tied else ""))
+                 + (f", tied with {layer_span(tied)}" if tied else ""))
 
 
 def _lexical(correct: pd.DataFrame, tidy: pd.DataFrame, metric: str, state: str, layer: int) -> str:
-    """The probe at ``layer`` against the lexical baseline on the same test sentences (:func:`claims.versus`)."""
+    """The probe at ``layer`` against the lexical baseline on the same test sentences (:func:`claims.versus`):
+    "Against the bag-of-words probe, it is tied: paired difference +0.010, 95% CI -0.051 to +0.069"."""
     v = claims.versus(correct, tidy, (metric, layer), ("lexical_probe_acc", -1), state)
     if v.word == NOT_MEASURED:
         return ""
     lo, hi = v.detail["diff_ci"]
-    return (f"{v.word} against the lexical baseline (paired difference {fmt_signed(v.detail['diff'], 3)}, 95% CI "
-            f"{fmt_signed(lo, 3)} to {fmt_signed(hi, 3)})")
+    return (f"Against the bag-of-words probe, it is {v.word}: paired difference {fmt_signed(v.detail['diff'], 3)}, "
+            f"95% CI {fmt_signed(lo, 3)} to {fmt_signed(hi, 3)}")
 
 
 def readable_sentence(study) -> str:
     """Where the label is best read (:func:`claims.best_layers` of the first-token probe, paired on the test
-    sentences), against the lexical baseline (:func:`claims.versus`), for the fine-tuned model, then the
-    pretrained model and random weights."""
+    sentences), the lexical baseline on the same sentences, then each state's best probe against it
+    (:func:`claims.versus`) and the fine-tuned classifier itself: short sentences, one per state."""
     correct = getattr(study, "probe_correct", None)
     tidy, metric = study.tidy, "probe_acc_cls"
     if correct is None or correct.empty:
         return ""
     lexical = _value(tidy, "lexical_probe_acc", "pretrained", -1)
-    base = f"a bag-of-words probe (TF-IDF, the lexical baseline) scores {fmt(lexical, 3)} on the same test sentences" \
-        if lexical == lexical else ""
-    out = []
+    out = [f"A bag-of-words probe (TF-IDF, the lexical baseline) scores {fmt(lexical, 3)} on the same test "
+           "sentences."] if lexical == lexical else []
     for state, name in (("finetuned", "the fine-tuned model"), ("pretrained", "the pretrained model"),
                         ("random", "random weights")):
         best = _best(correct, tidy, metric, state)
         if best is None:
             continue
         versus = _lexical(correct, tidy, metric, state, best[0])
-        if not out:
-            out.append(f"The label is best read by the {label(metric)} of {name}, {best[1]}"
-                       + (f"; {base}: {versus}" if versus else "") + ".")
-        else:
-            out.append(f"For {name}: {best[1]}" + (f", {versus}" if versus else "") + ".")
+        lead = (f"The label is best read by the {label(metric)} of {name}: " if state == "finetuned" else
+                f"For {name}, the best {label(metric)}: ")
+        out.append(lead + best[1] + ".")
+        out += [f"{versus}."] if versus else []
     own = finetuned_vs_lexical(study, brief=True)
-    return " ".join(out + ([own] if own else []))
+    return " ".join(out[1:2] + out[:1] + out[2:] + ([own] if own else []))
 
 
 def seed_note(study) -> str:
@@ -235,14 +234,16 @@ def seed_note(study) -> str:
         return "No fine-tuning seed stands apart (declared rule in the Methods)." if v.word != NOT_MEASURED else ""
     seeds = (getattr(study, "finetune", None) or {}).get("seeds") or {}
     s = str(v.detail["seed"])
+    text = (f"Seed {s} stands apart: its {label(metric)} with pretrained lies outside the other seeds' range at "
+            f"{layer_span(v.detail['layers'])}.")
+    if s not in seeds:
+        return text
+    rows = [{"seed": k + (" (apart)" if k == s else ""), "test accuracy": fmt(m.get("accuracy"), 3),
+             "training loss": fmt(m.get("train_loss"), 3)} for k, m in seeds.items()]
+    from .markdown import markdown_table
 
-    def stats(key: str) -> str:
-        return f"{fmt(seeds[key].get('accuracy'), 3)} accuracy, training loss {fmt(seeds[key].get('train_loss'), 3)}"
-
-    others = "; ".join(f"seed {k}: {stats(k)}" for k in seeds if k != s)
-    own = f" ({stats(s)}; {others})" if s in seeds else ""
-    return (f"Seed {s} stands apart: its similarity to pretrained lies outside the other seeds' range at "
-            f"{layer_span(v.detail['layers'])}{own}.")
+    return text + " Its test accuracy and training loss beside the other seeds':\n\n" + \
+        markdown_table(pd.DataFrame(rows))
 
 
 def model_answer(study) -> Answer:
