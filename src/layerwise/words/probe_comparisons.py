@@ -2,8 +2,9 @@
 model's own classifier against the lexical baseline, the pretrained model's best probe against it,
 mean-pooled against first-token probes, how many test sentences the control task (and so the selectivity)
 rests on, where the MDL compression falls below 1 and what fine-tuning did to it (:func:`mdl_paragraph`);
-lists of like results as small tables (:func:`layerwise.words.markdown.markdown_table`). Verdict words from :mod:`layerwise.words.claims`
-(``versus``, ``best_layers``, ``interval_versus``); every number from the study's tables."""
+lists of like results as small tables (:func:`layerwise.words.markdown.markdown_table`). Verdict words from
+:mod:`layerwise.words.claims` (``versus``, ``best_layers``, ``interval_versus``); every number from the study's
+tables."""
 
 from __future__ import annotations
 
