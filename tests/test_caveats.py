@@ -167,15 +167,15 @@ def test_caveat_sentences_from_a_synthetic_manifest():
     assert list(said) == list(ORDER)
     assert said["tokenizer"] == ("The tokenizer splits a word into 2.04 subwords on average; 0.1% of tokens are "
                                  "unknown; 0 of 630 sentences were cut at 128 tokens.")
-    assert said["first_token"] == ("The first token barely varies between sentences (mean cosine between sentences "
-                                   "≥ 0.99) at these layers, where its statistics describe one nearly fixed vector: "
-                                   "layers 0–2 of the pretrained model; layers 0, 1 of the fine-tuned model "
-                                   "(seeds 1 and 2).")
+    assert said["first_token"] == ("Where the first token barely varies between sentences (mean cosine between "
+                                   "sentences ≥ 0.99), its statistics describe one nearly fixed vector. Such layers, "
+                                   "per model: pretrained: layers 0–2; fine-tuned seeds 1 and 2: layers 0, 1.")
     assert said["pooling"] == ("The model declares mean pooling (sentence-transformers 1_Pooling/config.json): its "
                                "first token was not trained as a sentence summary.")
-    assert "Written for this project." in said["provenance"] and "DATASHEET.md" in said["provenance"]
+    assert said["provenance"] == ("How the corpus was made is declared in its datasheet "
+                                  "(layerwise/resources/demo_fr/DATASHEET.md). Written for this project.")
     assert said["overlap"] == ("No sentence is repeated within a part or shared between the fine-tuning, probe and "
-                               "test parts; 50% of the test part's 5-word sequences also occur in the fine-tuning "
+                               "test parts. Of the test part's 5-word sequences, 50% also occur in the fine-tuning "
                                "part (100% of test sentences hold at least one).")
     assert caveat_list(study) == [said[t] for t in ORDER]
     named = _manifest()

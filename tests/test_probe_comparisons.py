@@ -41,8 +41,8 @@ def test_finetuned_close_to_lexical_with_wide_intervals_is_tied():
     seeds = {42: _seed(0.75, 0.07), 43: _seed(0.79, 0.06), 44: _seed(0.71, 0.07)}
     text = pc.finetuned_vs_lexical(_study(_lexical(), finetune={"accuracy": 0.75, "seeds": seeds}))
     assert "scores 0.750 on the test sentences, the mean over 3 fine-tuning seeds (seed 42: 0.750" in text
-    assert "is tied with the lexical baseline, 0.720 (95% CI 0.650 to 0.790) on the same 180 test sentences" in text
-    assert "difference +0.030" in text and "not paired" in text and "interval over seeds and sentences" in text
+    assert "It is tied with the lexical baseline, 0.720 (95% CI 0.650 to 0.790) on the same 180 test sentences" in text
+    assert "difference +0.03, 95% CI -0.11 to +0.17." in text and "not stored, so the difference's interval over seeds and sentences decides, unpaired" in text
 
 
 def test_finetuned_clearly_above_lexical_is_higher():
@@ -50,7 +50,7 @@ def test_finetuned_clearly_above_lexical_is_higher():
     text = pc.finetuned_vs_lexical(_study(_lexical(0.70, 0.66, 0.74), finetune={"accuracy": 0.92, "seeds": seeds}))
     assert "is higher than the lexical baseline" in text
     one = pc.finetuned_vs_lexical(_study(_lexical(0.70, 0.66, 0.74), finetune=_seed(0.92, 0.03)))
-    assert "one run" in one and "the difference's sentence interval" in one and "is higher than" in one
+    assert "one run" in one and "the difference's sentence interval decides" in one and "is higher than" in one
     assert pc.finetuned_vs_lexical(_study(_lexical(), finetune={})) == ""
 
 
@@ -96,10 +96,11 @@ def test_pooling_sentence_names_layers_and_words():
     # the 5 sentences only the first token gets right all move the same way, a paired CI below 0
     text = pc.pooling_sentence(_probe_study(55, 30, mean_hits=50))
     assert text.startswith("Mean-pooled against first-token probes at the same layer, paired")
-    assert "pretrained: higher at layers 0, 1 (largest at layer 0: +0.50, 95% CI +0.37 to +0.63" in text \
-        and "lower at layer 2 (-0.08, 95% CI -0.15 to -0.02)" in text
+    assert "\n| state | higher | lower | tied |\n" in text                     # one table row per state
+    assert "| pretrained | layers 0, 1; largest at layer 0: +0.50, 95% CI +0.37 to +0.63 | layer 2: -0.08, 95% CI " \
+           "-0.15 to -0.02 | - |" in text
     tied = pc.pooling_sentence(_probe_study(55, 30, mean_hits=54))             # one sentence apart: not separated
-    assert "tied at layer 2" in tied
+    assert tied.rstrip().endswith("| - | layer 2 |")
 
 
 # --- the control task's coverage and MDL below 1 ---------------------------------------------------------------
@@ -108,9 +109,10 @@ def test_control_coverage_flag_below_threshold():
     need = pc.min_control_sentences()
     assert need == 97                                                       # (1.96 x 0.5 / 0.10)^2 = 96.04
     thin = pc.control_coverage_sentence(_study([_row("finetuned", "control_coverage", -1, 41 / 180)]))
-    assert "rests on the 41 of the 180 test sentences" in thin and f"fewer than the {need} sentences" in thin
+    assert "covers 41 of the 180 test sentences" in thin and f"fewer than the {need} sentences" in thin
+    assert "Every selectivity rests on these sentences." in thin and "thin measurements" in thin
     wide = pc.control_coverage_sentence(_study([_row("finetuned", "control_coverage", -1, 150 / 180)]))
-    assert "rests on the 150 of the 180" in wide and "fewer than" not in wide and f"at least the {need}" in wide
+    assert "covers 150 of the 180" in wide and "fewer than" not in wide and f"at least the {need}" in wide
 
 
 def test_mdl_below_one_names_the_layers():
@@ -118,9 +120,9 @@ def test_mdl_below_one_names_the_layers():
             ((0, 0.96, 0.92, 0.98), (1, 0.99, 0.95, 1.01), (2, 1.05, 1.01, 1.09))]
     rows += [_row("finetuned", "mdl_compression_cls", layer, 1.1, 1.05, 1.15, n=144) for layer in (0, 1, 2)]
     text = pc.mdl_below_one_sentence(_study(rows, finetune={"label_names": ["a", "b"]}))
-    assert "144 labels at log2 2 = 1.00 bits each" in text and "longer than the uniform one" in text
-    assert "below 1 on the first-token embeddings in pretrained at layers 0, 1 (lowest 0.960 at layer 0; " \
-           "interval wholly below 1 at layer 0)." in text
+    assert "144 labels at log2 2 = 1.00 bits each" in text and "longer than the uniform one" in text and "(see Methods)" in text
+    assert "below 1 on the first-token embeddings at these layers:" in text
+    assert "| pretrained | layers 0, 1 | 0.960 at layer 0 | layer 0 |" in text    # interval wholly below 1 at 0
     assert "finetuned" not in text.split("On these sentences")[1]
     above = pc.mdl_below_one_sentence(_study(rows[3:]))
     assert "at least 1 at every layer of every state" in above
@@ -164,3 +166,14 @@ def test_methods_states_the_coverage_rule():
     methods = (ROOT / "chapters" / "methods.qmd").read_text(encoding="utf-8")
     assert f"that is {pc.min_control_sentences()}" in methods
     assert f"\\pm {pc.CONTROL_MAX_HALF_WIDTH:.2f}" in methods
+
+
+def test_mdl_paragraph_gives_the_outcomes_as_a_table():
+    rows = [_row(s, "mdl_compression_cls", layer, v, v - 0.1, v + 0.1, n=144) for s, values in
+            (("pretrained", (1.0, 1.2, 1.5)), ("finetuned", (1.0, 1.6, 2.5))) for layer, v in enumerate(values)]
+    text = pc.mdl_paragraph(_study(rows))
+    assert text.startswith("Fine-tuned against pretrained, the compression by the answer model with "
+                           + claims.SEED_VARIATION_NOT_MEASURED + ":\n\n| outcome | layers | largest difference | note |")
+    assert "\n| changed | 1, 2 | layer 2: +1.00, 95% CI +0.86 to +1.14 | - |\n" in text
+    assert text.endswith("Layer 0 → 2: pretrained 1.00 → 1.50; finetuned 1.00 → 2.50.")
+    assert pc.mdl_paragraph(_study(rows[:3])).startswith("Through the layers, the compression")   # no finetuned rows

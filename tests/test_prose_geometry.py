@@ -79,7 +79,7 @@ def test_convergence_paragraph_groups_by_verdict():
                          _row("finetuned", "spearman_convergence_probe", -1, 0.89, 0.27, 0.99, n=7),
                          _row("random", "spearman_convergence_probe", -1, -0.04, -0.77, 0.74, n=7)])
     text = prose.convergence_paragraph(tidy)
-    assert "is significant in finetuned (rho = 0.89, 95% CI 0.27 to 0.99); not significant in pretrained" in text
+    assert "It is significant in finetuned (rho = 0.89, 95% CI 0.27 to 0.99). It is not significant in pretrained" in text
     assert "and random (rho = -0.04" in text and "7 layers" in text
     assert "not computed" in prose.convergence_paragraph(tidy.iloc[0:0])
 

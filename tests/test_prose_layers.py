@@ -124,13 +124,14 @@ def _probe_study(gain_layer=2, n=200, layers=3):
 def test_probe_paragraph_names_the_changed_layer_and_the_best_layers():
     tidy, correct = _probe_study()
     s = prose.probe_paragraph(tidy, correct, "cls")
-    assert s.startswith("Fine-tuned against pretrained on the same 200 test sentences, the first-token probe "
-                        "accuracy is higher at layer 2 (")
+    assert s.startswith("Against pretrained on the same 200 test sentences, the fine-tuned first-token probe is "
+                        "higher at layer 2 (")
     assert "tied at layers 0, 1" in s and claims.SEED_VARIATION_NOT_MEASURED in s.lower()
+    assert "\n| changed | 2 | layer 2: +0.34, 95% CI +0.27 to +0.41 | - |\n" in s   # the seed floor, a table row
     assert "finetuned layer 2: " in s.lower()                                    # the one best layer, paired
     assert "pretrained layers 0–2, tied" in s.lower()                   # identical layers: a tied set, no argmax
-    assert "Random weights against pretrained on the same probe, one random draw: no change beyond δ = 0.03 at " \
-           "layers 0–2, largest at layer 0: 0.000, 90% CI 0.000 to 0.000" in s
+    random = s.split("Random weights against pretrained on the same probe, one random draw:\n\n")[1]
+    assert "\n| no change beyond δ = 0.03 | 0–2 | layer 0: 0.000, 90% CI 0.000 to 0.000 | - |" in random
 
 
 def _findings_study(seed_rows=None):

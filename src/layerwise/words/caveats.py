@@ -59,8 +59,8 @@ def _constant(rows: list[dict[str, float]], threshold: float) -> list[int]:
 
 
 def _state_clauses(first: dict[str, list[dict[str, float]]], threshold: float) -> list[str]:
-    """``layers 0–5 of the pretrained model``, one clause per state (fine-tuned seeds with the same
-    layers grouped), for the states with constant layers."""
+    """``pretrained: layers 0–5``, one clause per state (fine-tuned seeds with the same layers grouped),
+    for the states with constant layers."""
     seeds = [s for s in first if split_label(s)[0] == "finetuned"]
     groups: dict[tuple[int, ...], list[str]] = {}
     for s in seeds:
@@ -70,11 +70,11 @@ def _state_clauses(first: dict[str, list[dict[str, float]]], threshold: float) -
     clauses = []
     for state in ("pretrained", "finetuned", "random"):
         if state == "finetuned":
-            clauses += [f"{layer_span(layers)} of the fine-tuned model" +
-                        (f" (seed{'s' if len(ss) > 1 else ''} {_and(ss)})" if len(seeds) > 1 else "")
-                        for layers, ss in groups.items()]
+            for layers, ss in groups.items():
+                which = f" seed{'s' if len(ss) > 1 else ''} {_and(ss)}" if len(seeds) > 1 else ""
+                clauses.append(f"fine-tuned{which}: {layer_span(layers)}")
         elif first.get(state) and _constant(first[state], threshold):
-            clauses.append(f"{layer_span(_constant(first[state], threshold))} of the {state} model")
+            clauses.append(f"{state}: {layer_span(_constant(first[state], threshold))}")
     return clauses
 
 
@@ -88,8 +88,8 @@ def first_token_sentence(first: dict[str, list[dict[str, float]]],
     if not clauses:
         return (f"The first token varies between sentences at every layer of every state (mean cosine between "
                 f"sentences below {fmt(threshold)}).")
-    return (f"The first token barely varies between sentences (mean cosine between sentences ≥ {fmt(threshold)}) "
-            "at these layers, where its statistics describe one nearly fixed vector: "
+    return (f"Where the first token barely varies between sentences (mean cosine between sentences ≥ "
+            f"{fmt(threshold)}), its statistics describe one nearly fixed vector. Such layers, per model: "
             + "; ".join(clauses) + ".")
 
 
@@ -111,7 +111,8 @@ def provenance_sentence(provenance: dict[str, Any] | None) -> str | None:
     if not provenance.get("declared"):
         return f"How the corpus ({provenance.get('dataset')}) was made is not declared: no datasheet was read."
     text = str(provenance["text"]).rstrip()
-    return f"How the corpus was made, per its datasheet ({provenance.get('source')}): {text}{'' if text.endswith(('.', '!', '?')) else '.'}"
+    return (f"How the corpus was made is declared in its datasheet ({provenance.get('source')}). "
+            f"{text}{'' if text.endswith(('.', '!', '?')) else '.'}")
 
 
 def _count(k: int, verb: str) -> str:
@@ -141,7 +142,7 @@ def overlap_sentence(overlap: dict[str, Any] | None) -> str | None:
     text = _duplicates_clause(overlap)
     grams = overlap.get("ngrams") or {}
     if grams.get("test_share_in_train") is not None:
-        text += (f"; {pct(grams['test_share_in_train'])} of the test part's {grams['n']}-word sequences also occur "
+        text += (f". Of the test part's {grams['n']}-word sequences, {pct(grams['test_share_in_train'])} also occur "
                  f"in the fine-tuning part")
         if grams.get("test_sentences_with_train_ngram") is not None:
             text += f" ({pct(grams['test_sentences_with_train_ngram'])} of test sentences hold at least one)"

@@ -1,8 +1,10 @@
 """The probe comparisons a reviewer expects, as sentences computed from the study's tables: the fine-tuned
 model's own classifier against the lexical baseline, the pretrained model's best probe against it,
 mean-pooled against first-token probes, how many test sentences the control task (and so the selectivity)
-rests on, and where the MDL compression falls below 1. Verdict words from :mod:`layerwise.words.claims`
-(``versus``, ``best_layers``, ``interval_versus``); every number from the study's tables."""
+rests on, where the MDL compression falls below 1 and what fine-tuning did to it (:func:`mdl_paragraph`);
+lists of like results as small tables (:func:`layerwise.words.markdown.markdown_table`). Verdict words from
+:mod:`layerwise.words.claims` (``versus``, ``best_layers``, ``interval_versus``); every number from the study's
+tables."""
 
 from __future__ import annotations
 
@@ -13,8 +15,8 @@ import pandas as pd
 
 from . import claims
 from ..core.schema import state_order
-from .prose_format import fmt, fmt_ci, fmt_interval, fmt_signed, series
-from .prose_layers import layer_span, versus_groups
+from .prose_format import fmt, fmt_ci, fmt_interval, series
+from .prose_layers import layer_span
 
 #: the widest 95% half-width of an accuracy on the control task's covered sentences that the report reads
 #: without a flag; the fewest sentences that allow it: :func:`min_control_sentences`
@@ -28,8 +30,8 @@ def _states(tidy: pd.DataFrame, metric: str) -> list[str]:
     return state_order(tidy.loc[tidy["metric"] == metric, "state"])
 
 
-def _and(items: list[str]) -> str:
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+def _cap(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def min_control_sentences(half_width: float = CONTROL_MAX_HALF_WIDTH) -> int:
@@ -83,14 +85,13 @@ def finetuned_vs_lexical(study, model: str | None = None, *, brief: bool = False
     seeds = (f"the mean over {k} fine-tuning seeds (" + ", ".join(f"seed {s}: {fmt(a, 3)}" for s, a in
                                                                zip(per_seed, acc)) + ")") if k > 1 else "one run"
     how = "the difference's interval over seeds and sentences" if k > 1 else "the difference's sentence interval"
-    return (f"The fine-tuned model's own classifier scores {fmt(float(acc.mean()), 3)} on the test "
-            f"sentences, {seeds}, and is {_AGAINST[v.word]} the lexical baseline, "
-            f"{fmt_ci(lex.value, lex.ci_low, lex.ci_high, 3)} on the same {int(lex.n)} test sentences (difference "
-            f"{fmt_signed(d['mean'], 3)}, 95% CI {fmt_signed(d['ci_low'], 3)} to {fmt_signed(d['ci_high'], 3)})."
-            + ("" if brief else " ") + ("" if brief else
-            f"The classifier's per-sentence predictions are not stored, so the comparison is not paired: {how} "
-            f"decides, each seed's binomial interval combined with the lexical baseline's (conservative, both "
-            f"being scored on the same sentences)."))
+    text = (f"The fine-tuned model's own classifier scores {fmt(float(acc.mean()), 3)} on the test sentences, "
+            f"{seeds}. It is {_AGAINST[v.word]} the lexical baseline, "
+            f"{fmt_ci(lex.value, lex.ci_low, lex.ci_high, 3)} on the same {int(lex.n)} test sentences: difference "
+            f"{fmt_interval(d['mean'], d['ci_low'], d['ci_high'], fallback=3)}.")
+    if brief:
+        return text
+    return text + f" The classifier's per-sentence predictions are not stored, so {how} decides, unpaired (see Methods)."
 
 
 def best_pretrained_vs_lexical(study, pooling: str = "cls", model: str | None = None) -> str:
@@ -115,11 +116,30 @@ def best_pretrained_vs_lexical(study, pooling: str = "cls", model: str | None = 
             f"sentences: difference {fmt_interval(v.detail['diff'], lo, hi, fallback=3)}.")
 
 
+def _versus_cells(verdicts: list[claims.Verdict], digits: int = 3) -> dict[str, str]:
+    """``claims.versus`` verdicts as table cells, one per word: its layers, and for higher or lower the
+    largest difference with its CI ("-" where no layer has that word)."""
+    cells = {}
+    for word in ("higher", "lower", "tied"):
+        group = [v for v in verdicts if v.word == word]
+        text = layer_span([v.detail["layer"] for v in group]) if group else "-"
+        if group and word != "tied":
+            top = max(group, key=lambda v: abs(v.detail["diff"]))
+            lo, hi = top.detail["diff_ci"]
+            where = f"; largest at layer {top.detail['layer']}" if len(group) > 1 else ""
+            text += f"{where}: {fmt_interval(top.detail['diff'], lo, hi, fallback=digits)}"
+        cells[word] = text
+    return cells
+
+
 def pooling_sentence(study, model: str | None = None) -> str:
     """Mean-pooled against first-token probes, per state and layer, paired on the same test sentences
-    (``claims.versus``), grouped by word with the largest difference and its CI."""
+    (``claims.versus``): a lead sentence and a small table, one row per state, the layers of each word
+    with the largest difference and its CI."""
+    from .markdown import markdown_table
+
     tidy, correct = _tables(study, model)
-    parts = []
+    rows = []
     for state in _states(tidy, "probe_acc_mean"):
         layers = sorted(int(x) for x in series(tidy, "probe_acc_mean", state, model)["layer"])
         vs = [claims.versus(correct, tidy, ("probe_acc_mean", lay), ("probe_acc_cls", lay), state, model)
@@ -127,11 +147,11 @@ def pooling_sentence(study, model: str | None = None) -> str:
         vs = [claims.Verdict(v.word, v.subject, v.rows, v.n, {**v.detail, "layer": lay})
               for v, lay in zip(vs, layers) if v.word != "not measured"]
         if vs:
-            parts.append(f"{state}: {versus_groups(vs)}")
-    if not parts:
+            rows.append({"state": state, **_versus_cells(vs)})
+    if not rows:
         return ""
-    return ("Mean-pooled against first-token probes at the same layer, paired on the same test sentences "
-            f"(mean-pooled minus first-token): {'; '.join(parts)}.")
+    return ("Mean-pooled against first-token probes at the same layer, paired on the same test sentences, "
+            "mean-pooled minus first-token:\n\n" + markdown_table(pd.DataFrame(rows)))
 
 
 def control_coverage_sentence(study, model: str | None = None) -> str:
@@ -143,20 +163,23 @@ def control_coverage_sentence(study, model: str | None = None) -> str:
         return ""
     total = int(cov["n"].iloc[0])
     covered, need = round(float(cov["value"].iloc[0]) * total), min_control_sentences()
-    text = (f"The control task, and so every selectivity, rests on the {covered} of the {total} test sentences it "
-            f"covers (those whose first content word occurs at least twice in the probe pool)")
+    text = (f"The control task covers {covered} of the {total} test sentences: those whose first content word "
+            f"occurs at least twice in the probe pool. Every selectivity rests on these sentences.")
+    wide = f"a 95% interval of an accuracy is at most ±{fmt(CONTROL_MAX_HALF_WIDTH, 2)} wide"
     if covered < need:
-        return (text + f": fewer than the {need} sentences at which a 95% interval of an accuracy is at most "
-                f"±{fmt(CONTROL_MAX_HALF_WIDTH, 2)} wide, so the control accuracies and selectivities are thin "
-                f"measurements, read with their wide intervals.")
-    return text + f", at least the {need} at which a 95% interval of an accuracy is at most ±{fmt(CONTROL_MAX_HALF_WIDTH, 2)} wide."
+        return (text + f" That is fewer than the {need} sentences at which {wide}, so the control accuracies and "
+                f"selectivities are thin measurements.")
+    return text + f" That is at least the {need} at which {wide}."
 
 
 def mdl_below_one_sentence(study, pooling: str = "cls", model: str | None = None) -> str:
     """Where the MDL compression (uniform code length / online code length) is below 1, per state, and
-    where its interval lies wholly below 1, with what that means."""
+    where its interval lies wholly below 1, with what that means (the method: Methods): a few sentences
+    and a small table, one row per state with a layer below 1."""
+    from .markdown import markdown_table
+
     tidy, _ = _tables(study, model)
-    metric, parts, n = f"mdl_compression_{pooling}", [], None
+    metric, rows, n = f"mdl_compression_{pooling}", [], None
     k = len((study.finetune or {}).get("label_names") or []) or None
     for state in _states(tidy, metric):
         s = series(tidy, metric, state, model).dropna(subset=["value"])
@@ -166,19 +189,38 @@ def mdl_below_one_sentence(study, pooling: str = "cls", model: str | None = None
             continue
         low = below.loc[below["value"].idxmin()]
         sure = below[below["ci_high"] < 1]["layer"].tolist()
-        parts.append(f"in {state} at {layer_span(below['layer'].tolist())} (lowest {fmt(low.value, 3)} at layer "
-                     f"{int(low.layer)}" + (f"; interval wholly below 1 at {layer_span(sure)})" if sure else ")"))
+        rows.append({"state": state, "below 1 at": layer_span(below["layer"].tolist()),
+                     "lowest": f"{fmt(low.value, 3)} at layer {int(low.layer)}",
+                     "interval wholly below 1 at": layer_span(sure) if sure else "-"})
     if n is None:
         return ""
     bits = f"log2 {k} = {fmt(math.log2(k), 2)} bits" if k else "log2 K bits, K classes,"
-    what = (f"The MDL compression is the uniform code's length ({n} labels at {bits} each) over the online "
-            f"code's, whose first block is sent with the uniform code and every later block with a probe trained "
-            f"on the blocks before it. It falls below 1 when the online code is longer than the uniform one: "
-            f"the probes trained on the first, small blocks predict the next labels worse than guessing (more "
-            f"than the uniform code's bits per label), and the later blocks do not win that back.")
-    if not parts:
+    what = (f"The MDL compression falls below 1 when the online code is longer than the uniform one, here {n} "
+            f"labels at {bits} each (see Methods).")
+    if not rows:
         return what + f" On these sentences it is at least 1 at every layer of every state ({_POOL[pooling]} embeddings)."
-    return what + f" On these sentences it is below 1 on the {_POOL[pooling]} embeddings {_and(parts)}."
+    return (what + f" On these sentences it is below 1 on the {_POOL[pooling]} embeddings at these layers:\n\n"
+            + markdown_table(pd.DataFrame(rows)))
+
+
+def mdl_paragraph(study, pooling: str = "cls", model: str | None = None) -> str:
+    """What fine-tuning did to the MDL compression: a lead line and the answer model's outcomes per layer as
+    a small table (:func:`layerwise.words.prose_layers.outcome_table` of ``claims.seed_change`` through
+    ``seed_floor_verdicts``), then what the layers do (:func:`layerwise.words.prose_layers.layers_sentence`)."""
+    from .prose_layers import layers_sentence, outcome_table
+    from .prose_seeds import seed_floor_verdicts
+
+    metric, what = f"mdl_compression_{pooling}", "the compression"
+    tidy_all = getattr(study, "tidy_all", None)
+    tidy_all = study.tidy if tidy_all is None else tidy_all
+    layers = layers_sentence(study.tidy, metric, what, model=model)
+    floor = [v for v in seed_floor_verdicts(tidy_all, metric, model=model) if v.word != "not measured"]
+    if not floor:
+        return layers
+    seeds = max(v.n for v in floor)
+    over = f"over {seeds} fine-tuning seeds" if seeds > 1 else f"with {claims.SEED_VARIATION_NOT_MEASURED}"
+    return (f"Fine-tuned against pretrained, {what} by the answer model {over}:\n\n{outcome_table(floor)}\n"
+            f"{layers}")
 
 
 def probe_comparison_sentences(study, model: str | None = None) -> list[str]:
@@ -186,7 +228,7 @@ def probe_comparison_sentences(study, model: str | None = None) -> list[str]:
     out = [finetuned_vs_lexical(study, model), best_pretrained_vs_lexical(study, "cls", model),
            best_pretrained_vs_lexical(study, "mean", model), pooling_sentence(study, model),
            control_coverage_sentence(study, model), mdl_below_one_sentence(study, "cls", model)]
-    return [s[:1].upper() + s[1:] for s in out if s]
+    return [_cap(s) for s in out if s]
 
 
 def view(study, model: str | None = None):

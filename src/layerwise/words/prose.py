@@ -11,7 +11,7 @@ import pandas as pd
 from ..core.schema import state_order
 
 from .claims import ALPHA  # the one significance level (layerwise.words.claims)
-from .prose_format import _effect_digits, _states, fmt, fmt_ci, fmt_p, fmt_signed, series  # noqa: F401  (re-exported)
+from .prose_format import _effect_digits, _states, fmt, fmt_ci, fmt_interval, fmt_p, fmt_signed, series  # noqa: F401  (re-exported)
 from .prose_seeds import (outcome_clause, seed_apart_sentence, seed_floor_sentence,  # noqa: F401  (re-exported)
                           seed_floor_verdicts, similarity_floor_sentence)
 
@@ -211,13 +211,13 @@ def finetune_sentence(finetune: Mapping[str, Any], name: str = "The fine-tuned m
         worst = max(float(m.get("binomial_p", float("nan"))) for m in per_seed.values())
         every = "every seed is" if worst < ALPHA else "not every seed is"
         return (f"Averaged over {len(per_seed)} fine-tuning seeds, {name[:1].lower() + name[1:]} reaches a test accuracy "
-                f"of {fmt_ci(mean['accuracy'], *mean['accuracy_ci'], digits=3)} and a macro-F1 of "
-                f"{fmt_ci(mean['macro_f1'], *mean['macro_f1_ci'], digits=3)} (intervals over seeds and sentences) on "
-                f"{finetune.get('n_test', 'the')} test examples; {every} significantly above the majority-class "
-                f"baseline of {fmt(base, 3)} (one-sided binomial tests, largest {fmt_p(worst)}).")
+                f"of {fmt_ci(mean['accuracy'], *mean['accuracy_ci'], digits=3)} on {finetune.get('n_test', 'the')} "
+                f"test examples, an interval over seeds and sentences; the table gives the macro-F1. "
+                f"{every[:1].upper() + every[1:]} significantly above the "
+                f"majority-class baseline of {fmt(base, 3)} (one-sided binomial tests, largest {fmt_p(worst)}).")
     return (f"{name} reaches a test accuracy of {fmt_ci(finetune['accuracy'], *acc_ci, digits=3)} and a "
             f"macro-F1 of {fmt_ci(finetune.get('macro_f1', float('nan')), *f1_ci, digits=3)} on "
-            f"{finetune.get('n_test', 'the')} test examples, {verdict} the majority-class baseline of "
+            f"{finetune.get('n_test', 'the')} test examples. It is {verdict} the majority-class baseline of "
             f"{fmt(base, 3)} (one-sided binomial test, {fmt_p(p)}).")
 
 
@@ -301,9 +301,8 @@ def lexical_sentence(tidy: pd.DataFrame, pooling: str = "cls", correct: pd.DataF
     if lex.empty:
         return ""
     r = lex.iloc[0]
-    text = (f"A bag-of-words probe (TF-IDF of word 1- and 2-grams, logistic regression) trained on the same "
-            f"sentences as the layer probes scores {fmt_ci(r.value, r.ci_low, r.ci_high, 3)} on the "
-            f"same {int(r.n)} test sentences")
+    text = (f"The lexical baseline (logistic regression on TF-IDF of word 1- and 2-grams) scores "
+            f"{fmt_ci(r.value, r.ci_low, r.ci_high, 3)} on the same {int(r.n)} test sentences")
     top = best_layer(tidy, f"probe_acc_{pooling}", state, model)
     if top is None or correct is None or correct.empty:
         return text + "."
@@ -312,9 +311,8 @@ def lexical_sentence(tidy: pd.DataFrame, pooling: str = "cls", correct: pd.DataF
         return text + "."
     how = {"higher": "above it", "lower": "below it", "tied": "not distinguishable from it"}[v.word]
     lo, hi = v.detail["diff_ci"]
-    return (text + f"; the {state} model's highest {'first-token' if pooling == 'cls' else 'mean-pooled'} probe "
-            f"(layer {int(top.layer)}) is {how} (paired difference {fmt_signed(v.detail['diff'], 3)}, 95% CI "
-            f"{fmt(lo, 3)} to {fmt(hi, 3)}).")
+    return (text + f". The {state} model's highest {'first-token' if pooling == 'cls' else 'mean-pooled'} probe, "
+            f"at layer {int(top.layer)}, is {how}: paired difference {fmt_interval(v.detail['diff'], lo, hi, fallback=3)}.")
 
 
 def memorisation_sentence(tidy: pd.DataFrame, pooling: str = "cls", state: str = "finetuned",
@@ -324,23 +322,23 @@ def memorisation_sentence(tidy: pd.DataFrame, pooling: str = "cls", state: str =
     parts = []
     for seen, unseen, what, digits in ((f"mdl_compression_seen_{pooling}", f"mdl_compression_{pooling}",
                                         "MDL compression", 2),
-                                       (f"probe_acc_seen_{pooling}", f"probe_acc_{pooling}", "probe accuracy", 3)):
+                                       (f"probe_acc_seen_{pooling}", f"probe_acc_{pooling}", "Probe accuracy", 3)):
         a, b = series(tidy, seen, state, model), series(tidy, unseen, state, model)
         if a.empty or b.empty:
             continue
         m = a.merge(b, on="layer", suffixes=("_seen", "_unseen"))
         last = m.iloc[-1]
         gap = m.loc[(m["value_seen"] - m["value_unseen"]).idxmax()]
-        text = (f"{what} at layer {int(last.layer)}: {fmt_ci(last.value_seen, last.ci_low_seen, last.ci_high_seen, digits)} "
-                f"on fine-tuning sentences, {fmt_ci(last.value_unseen, last.ci_low_unseen, last.ci_high_unseen, digits)} "
-                f"on unseen ones ({int(last.n_seen)} sentences each)")
+        text = (f"{what} of the {state} model at layer {int(last.layer)}, {int(last.n_seen)} sentences each: "
+                f"{fmt_ci(last.value_seen, last.ci_low_seen, last.ci_high_seen, digits)} on fine-tuning sentences, "
+                f"{fmt_ci(last.value_unseen, last.ci_low_unseen, last.ci_high_unseen, digits)} on unseen ones.")
         if int(gap.layer) != int(last.layer):
-            text += (f"; the largest gap is at layer {int(gap.layer)} "
-                     f"({fmt(gap.value_seen, digits)} against {fmt(gap.value_unseen, digits)})")
+            text += (f" Its largest gap is at layer {int(gap.layer)}: "
+                     f"{fmt(gap.value_seen, digits)} against {fmt(gap.value_unseen, digits)}.")
         parts.append(text)
     if not parts:
         return "The memorisation check was not computed (no probe pool separate from the fine-tuning sentences)."
-    return f"Memorisation ({state}): " + "; ".join(parts) + "."
+    return " ".join(parts)
 
 
 def split_table(study) -> pd.DataFrame:

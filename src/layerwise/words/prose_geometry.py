@@ -160,8 +160,8 @@ def convergence_paragraph(tidy: pd.DataFrame, name: str = "spearman_convergence_
                                              f"{fmt(d['high'], 2)})")
     layers = int(df["n"].max())
     order = ("significant", "not significant", "not measured")
-    parts = [f"{word} in {_and(groups[word])}" for word in order if word in groups]
-    return (f"The Spearman correlation across the {layers} layers between the mean within-sentence token cosine and "
-            f"the first-token probe accuracy (significant when its 95% interval excludes 0) is {'; '.join(parts)}. "
-            "With so few layers, only a strong monotone link reaches significance, and a trend both curves share "
+    parts = [f"It is {word} in {_and(groups[word])}." for word in order if word in groups]
+    return (f"The Spearman correlation across the {layers} layers links the mean within-sentence token cosine to "
+            f"the first-token probe accuracy. It is significant when its 95% interval excludes 0. {' '.join(parts)} "
+            "With so few layers, only a strong monotone link reaches significance. A trend both curves share "
             "through depth is enough to produce one.")

@@ -363,10 +363,35 @@ def versus_groups(verdicts: list[claims.Verdict], digits: int = 3) -> str:
     return _and(parts) if parts else ""
 
 
+def outcome_table(floor: list[claims.Verdict], digits: int = 3, unit: str = "seed") -> str:
+    """The answer model's outcomes (:func:`layerwise.words.prose_seeds.seed_floor_verdicts`) as a small
+    Markdown table, one row per outcome: its layers, the largest difference with its deciding interval,
+    and the notes of :func:`layerwise.words.prose_seeds.outcome_clause` that bear on it."""
+    from .markdown import markdown_table
+    from .prose_seeds import outcome_clause
+
+    rows = []
+    for group in ([v for v in floor if v.word == word] for word in claims.OUTCOMES):
+        if not group:
+            continue
+        top = max(group, key=lambda v: abs(v.detail["mean"]))
+        d = top.detail
+        notes = [p for p in outcome_clause(top, digits).rstrip(")").split(" (", 1)[1].split("; ")[1:]
+                 if "no sentence interval" not in p and "seed variation not measured" not in p
+                 and ("leaving one seed out" not in p or top.word in (claims.CHANGED, claims.SIZE_UNCLEAR))]
+        rows.append({"outcome": claims.outcome_label(top, unit),
+                     "layers": layer_span([v.detail["layer"] for v in group]).split(" ", 1)[1],
+                     "largest difference": f"layer {d['layer']}: "
+                                           + fmt_interval(d["mean"], d["low"], d["high"], d["deciding_level"], digits),
+                     "note": "; ".join(notes) or "-"})
+    return markdown_table(pd.DataFrame(rows)) if rows else ""
+
+
 def probe_change_claim(tidy: pd.DataFrame, correct: pd.DataFrame, pooling: str = "cls", *,
                        tidy_all: pd.DataFrame | None = None, state: str = "finetuned", model: str | None = None) -> str:
     """``state`` against pretrained on the probe, layer by layer, paired on the same test sentences
-    (``claims.state_versus``), then its seed floor (``claims.seed_change``)."""
+    (``claims.state_versus``), then its seed floor (``claims.seed_change``) as a lead line and a small table
+    (:func:`outcome_table`)."""
     metric = f"probe_acc_{pooling}"
     verdicts = [claims.state_versus(correct, tidy, metric, layer, state, model=model)
                 for layer in _probe_layers(correct, metric, model)]
@@ -374,18 +399,24 @@ def probe_change_claim(tidy: pd.DataFrame, correct: pd.DataFrame, pooling: str =
     if not verdicts:
         return ""
     pool = "first-token" if pooling == "cls" else "mean-pooled"
+    floor = [v for v in seed_floor_verdicts(tidy if tidy_all is None else tidy_all, metric, state=state, model=model,
+                                            correct=correct) if v.word != "not measured"]
     if state != "finetuned":
-        floor = [v for v in seed_floor_verdicts(tidy if tidy_all is None else tidy_all, metric, state=state,
-                                                model=model, correct=correct) if v.word != "not measured"]
         if not floor:
             return ""
-        draws = "one random draw" if max((v.n for v in floor), default=1) == 1 else f"{floor[0].n} random draws"
-        return f"{_cap(state)} weights against pretrained on the same probe, {draws}: {outcome_groups(floor)}"
-    text = (f"Fine-tuned against pretrained on the same {verdicts[0].n} test sentences, the {pool} probe "
-            f"accuracy is {versus_groups(verdicts)}")
-    floor = seed_floor_verdicts(tidy if tidy_all is None else tidy_all, metric, state=state, model=model,
-                                correct=correct)
-    return text + f". {_cap(seed_clause(floor))}"
+        k = max(v.n for v in floor)
+        draws = "one random draw" if k == 1 else f"{floor[0].n} random draws"
+        return (f"{_cap(state)} weights against pretrained on the same probe, {draws}:\n\n"
+                + outcome_table(floor, unit="random draw"))
+    text = (f"Against pretrained on the same {verdicts[0].n} test sentences, the fine-tuned {pool} probe is "
+            f"{versus_groups(verdicts)}.")
+    if not floor:
+        return text + f" {_cap(claims.SEED_VARIATION_NOT_MEASURED)}."
+    seeds = max(v.n for v in floor)
+    only = ", over the seeds only" if any(not v.detail.get("sentence_term", True) for v in floor) and seeds > 1 else ""
+    over = (f"By the answer model over {seeds} fine-tuning seeds{only}" if seeds > 1 else
+            f"By the answer model, with {claims.SEED_VARIATION_NOT_MEASURED}")
+    return f"{text} {over}:\n\n{outcome_table(floor)}"
 
 
 def best_layers_clause(tidy: pd.DataFrame, correct: pd.DataFrame, metric: str, state: str,
@@ -403,10 +434,10 @@ def best_layers_clause(tidy: pd.DataFrame, correct: pd.DataFrame, metric: str, s
 
 def probe_paragraph(tidy: pd.DataFrame, correct: pd.DataFrame | None, pooling: str = "cls", *,
                     tidy_all: pd.DataFrame | None = None, model: str | None = None) -> str:
-    """The probe result, claim first: what fine-tuning changed (paired, with the seed floor), the best
-    layers of every state, random weights against pretrained, and the references (chance, control
-    task, selectivity) at the fine-tuned model's highest layer. Without per-sentence correctness: the
-    older per-state sentence (``prose.probe_sentence``)."""
+    """The probe result, claim first: what fine-tuning changed (paired, with the seed floor as a table), the
+    best layers of every state, random weights against pretrained (a table), and the references (chance,
+    control task, selectivity) at the fine-tuned model's highest layer; blocks separated by blank lines.
+    Without per-sentence correctness: the older per-state sentence (``prose.probe_sentence``)."""
     from .prose import _controls_text, best_layer, probe_sentence
 
     metric = f"probe_acc_{pooling}"
@@ -414,15 +445,15 @@ def probe_paragraph(tidy: pd.DataFrame, correct: pd.DataFrame | None, pooling: s
         return probe_sentence(tidy, pooling, model)
     states = _states(tidy, metric)
     best = [b for b in (best_layers_clause(tidy, correct, metric, s, model) for s in states) if b]
-    parts = [probe_change_claim(tidy, correct, pooling, tidy_all=tidy_all, model=model)]
+    parts = [probe_change_claim(tidy, correct, pooling, tidy_all=tidy_all, model=model).strip()]
     if best:
-        parts.append("Best layers by paired comparison on the same test sentences: "
+        parts.append("Best layers, paired on the same test sentences: "
                      + " ".join(f"{_cap(b) if i else b}." for i, b in enumerate(best)))
     if "random" in states:
-        parts.append(probe_change_claim(tidy, correct, pooling, state="random", model=model))
+        parts.append(probe_change_claim(tidy, correct, pooling, state="random", model=model).strip())
     top = best_layer(tidy, metric, "finetuned", model)
     if top is not None:
-        refs = _controls_text(tidy, pooling, "finetuned", int(top.layer), model).strip(" ()")
+        refs = _controls_text(tidy, pooling, "finetuned", int(top.layer), model).strip()[1:-1]
         if refs:
             parts.append(f"References at the fine-tuned model's highest layer, {int(top.layer)}: {refs}.")
-    return " ".join(p for p in parts if p)
+    return "\n\n".join(p for p in parts if p)
