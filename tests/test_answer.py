@@ -98,7 +98,7 @@ def test_each_measure_goes_by_its_registry_short_name():
         assert schema.label(values) in text, metric
         assert schema.lookup(values if values != "token_cosine" else "token_cosine_sentence_mean").description \
             not in text
-    assert "token cosine at layers 2, 3 (most at layer 2: 0.200 pretrained, 0.600 fine-tuned)" in a.sentences[1]
+    assert "token cosine at layers 2, 3: most at layer 2, 0.200 pretrained, 0.600 fine-tuned." in a.sentences[1]
     assert "debiased CKA (first token) with pretrained at layers 2, 3" in a.sentences[1]
     assert a.sentences[0].endswith("; debiased CKA (first token) with the pretrained model: 0.99 at layer 0, "
                                    "0.99 at layer 1.")
@@ -107,16 +107,18 @@ def test_each_measure_goes_by_its_registry_short_name():
 
 def test_readability_is_compared_with_the_lexical_baseline():
     text = answer.readable_sentence(synthetic_study())
-    assert "0.900 at layer" in text and "higher against the lexical baseline" in text
+    assert "fine-tuned model: 0.900 at layer" in text
+    assert "Against the bag-of-words probe, it is higher: paired difference +0.200" in text
     assert "bag-of-words probe (TF-IDF, the lexical baseline) scores 0.700" in text
     # the pretrained probe (0.6) is below the lexical baseline (0.7) on the same 60 sentences
-    assert "For the pretrained model: 0.600" in text and "lower against the lexical baseline" in text
+    assert "For the pretrained model, the best linear probe (first token): 0.600" in text
+    assert "Against the bag-of-words probe, it is lower: paired difference -0.100" in text
 
 
 def test_the_seed_apart_is_named_with_its_accuracy_and_training_loss():
     note = answer.seed_note(synthetic_study(apart=True))
     assert note.startswith("Seed 3 stands apart") and "layers 2, 3" in note
-    assert "0.830 accuracy, training loss 0.600" in note and "seed 1: 0.810 accuracy" in note
+    assert "| 3 (apart) | 0.830 | 0.600 |" in note and "| 1 | 0.810 | 0.400 |" in note
     assert answer.seed_note(synthetic_study()).startswith("No fine-tuning seed stands apart")
 
 

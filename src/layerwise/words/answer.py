@@ -167,7 +167,7 @@ def changed_sentences(study, verdicts: dict[str, dict[int, claims.Verdict]]) -> 
         if lead is None:
             k = max(v.detail.get("seeds", 1) for q in verdicts.values() for v in q.values())
             lead = f"Not established with {k} seed{'s' if k != 1 else ''}:"
-        out.append(lead + "\n\n" + "\n".join(f"- {p[:1].upper() + p[1:]}." for p in parts))
+        out.append(lead + "\n\n" + "\n".join(f"- {p}." for p in parts))
     return out or ["Changed: nothing, by the answer model."]
 
 
