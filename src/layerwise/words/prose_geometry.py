@@ -126,8 +126,9 @@ def class_geometry_paragraph(tidy: pd.DataFrame, pooling: str = "cls", *, tidy_a
             where.append(f"at {layer_span(above)} in {state}" if above else f"at no layer in {state}")
     if not where:
         return ""
-    parts = [f"The classes separate above chance in the {pool} embeddings (silhouette above the 97.5th "
-             f"percentile of its permuted-label null, {_range(nulls, 3)} here) {_and(where)}.",
+    parts = [f"The classes separate above chance in the {pool} embeddings {_and(where)}.",
+             f"Above chance: the silhouette exceeds the 97.5th percentile of its permuted-label null, "
+             f"{_range(nulls, 3)} here.",
              _cap(change_claim(tidy, metric, "the silhouette", tidy_all=tidy_all, model=model, digits=3)),
              layers_sentence(tidy, metric, "the silhouette", digits=3, model=model)]
     lay = _last_layer(tidy, f"centroid_angle_{pooling}")
