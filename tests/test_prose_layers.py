@@ -170,13 +170,15 @@ def test_metric_summary_claims_in_words_numbers_in_a_table():
     seeds = [_rows("finetuned", "y", [1.0, 2.0, 3.0 + d], seed=s, ci=0.01) for s, d in ((42, 0.9), (43, 1.0), (44, 1.1))]
     t = _frame(base + _rows("finetuned", "y", [1.0, 2.0, 4.0], ci=0.01) + [r for rs in seeds for r in rs])
     s = prose_layers.metric_summary(t[t["seed"].isna()], "y", "the rank", tidy_all=t, digits=1)
-    text, table = s.split("\n\n")
+    text, table, *notes = s.split("\n\n")
+    assert all(line.startswith("- Layer ") for n in notes for line in n.splitlines())   # notes under the table
     assert text.startswith("The rank after fine-tuning, over 3 seeds: changed, size unclear at layer 2")
     assert text.endswith("Through the layers, the rank rises in pretrained and finetuned.")
     assert not any(ch.isdigit() for ch in text.replace("3 seeds", "").replace("layer 2", "").replace("layers 0, 1", ""))
     rows = [r.strip("| ").split(" | ") for r in table.splitlines()]
-    assert rows[0][:5] == ["layer", "pretrained", "finetuned", "over 3 seeds", "difference"]
-    assert rows[4][:5] == ["2", "3.0", "4.0", "changed, size unclear", "+1.00, 95% CI +0.75 to +1.25"]
+    assert rows[0][:4] == ["layer", "pretrained", "finetuned", "over 3 seeds: difference"]
+    assert rows[4][:4] == ["2", "3.0", "4.0", "changed, size unclear: +1.00, 95% CI +0.75 to +1.25"]
+    assert len(rows[0]) <= 6                                             # MAX_TABLE_COLUMNS
     one = _frame(base + _rows("finetuned", "y", [1.0, 2.0, 4.0]))
     s = prose_layers.metric_summary(one, "y", "the rank", digits=1)
     assert s.startswith("Whether fine-tuning changed the rank is not judged: " + claims.SEED_VARIATION_NOT_MEASURED)
@@ -205,10 +207,11 @@ def test_similarity_summary_chance_then_the_seed_floor_by_layer():
         for (a, b), value in zip(((42, 43), (42, 44), (43, 44)), (0.95, 0.96, 0.94)):
             rows += [r | at | {"seed_b": b} for r in _rows("finetuned", "cka_debiased_cls_between_seeds", [value], seed=a)]
     s = prose_layers.similarity_summary(_frame(rows), "cls")
-    text, table = s.split("\n\n")
+    text, table, *_ = s.split("\n\n")
     assert text == ("The first-token debiased CKA of finetuned with pretrained is above chance at layers 0, 1 (null 95th "
                     "percentile 0.020). Against the similarity between seeds, over 3 seeds: changed at layer 1; "
                     "no change beyond δ at layer 0.")
     rows = [r.strip("| ").split(" | ") for r in table.splitlines()]
-    assert rows[0][:4] == ["layer", "finetuned", "over 3 seeds, no sentence interval", "pretrained minus seeds"]
-    assert rows[2][:3] == ["0", "0.950", "no change beyond δ = 0.05"] and rows[3][:3] == ["1", "0.600", "changed"]
+    assert rows[0][:3] == ["layer", "finetuned", "over 3 seeds, no sentence interval: pretrained minus seeds"]
+    assert rows[2][2].startswith("no change beyond δ = 0.05: ") and rows[3][2].startswith("changed: ")
+    assert rows[2][:2] == ["0", "0.950"] and rows[3][:2] == ["1", "0.600"]

@@ -210,6 +210,16 @@ def outcomes_text(verdicts: list[claims.Verdict], unit: str = "seed") -> str:
                      f"{_layers(v.detail['layer'] for v in groups[w])}" for w in claims.OUTCOMES if w in groups)
 
 
+def outcomes_clause(verdicts: list[claims.Verdict], unit: str = "seed") -> str:
+    """:func:`outcomes_text` for a sentence, each layer group named as layers: "changed, size unclear at layer
+    6; no change beyond δ at layer 0; not established with one random draw at layers 1–5"."""
+    groups: dict[str, list[claims.Verdict]] = {}
+    for v in verdicts:
+        groups.setdefault(v.word, []).append(v)
+    return "; ".join(f"{claims.outcome_label(groups[w][0], unit).split(' = ')[0]} at "
+                     f"{layer_span([v.detail['layer'] for v in groups[w]])}" for w in claims.OUTCOMES if w in groups)
+
+
 def _outcome_row(tidy: pd.DataFrame, name: str, metric: str, values: str, verdicts: list[claims.Verdict], *,
                  random: str = "-", chance=None, digits: int = 3) -> dict:
     """One row of :data:`COLUMNS` from one statistic's per-layer outcomes: the largest layer is the changed
@@ -297,7 +307,7 @@ def random_observations(tidy: pd.DataFrame, correct: pd.DataFrame | None, metric
     if not verdicts:
         return []
     return [f"Observation: on the {_describe(metric)}, random weights (one random draw) against the pretrained model: "
-            f"{outcomes_text(verdicts, 'random draw')}."]
+            f"{outcomes_clause(verdicts, 'random draw')}."]
 
 
 def model_findings(study) -> Findings:

@@ -205,9 +205,10 @@ def _outcome_cells(floor: list[claims.Verdict], digits: int, difference: str = "
     cells = {}
     for v in measured:
         d = v.detail
+        word = claims.outcome_label(v) if v.word == claims.NO_CHANGE else v.word
         cells[int(d["layer"])] = {
-            head: claims.outcome_label(v) if v.word == claims.NO_CHANGE else v.word,
-            difference: fmt_interval(d["mean"], d["low"], d["high"], d["deciding_level"], max(3, digits)),
+            f"{head}: {difference}": f"{word}: "
+            + fmt_interval(d["mean"], d["low"], d["high"], d["deciding_level"], max(3, digits)),
             "note": "; ".join(group_notes(v, max(3, digits))) if id(v) in tops else ""}
     return cells
 
@@ -216,8 +217,8 @@ def layer_table(tidy: pd.DataFrame, metric: str, *, floor: Sequence[claims.Verdi
                 tests: dict[int, str] | None = None, states: Sequence[str] | None = None, digits: int = 2,
                 model: str | None = None, difference: str = "difference") -> str:
     """One row per layer: each state's value of ``metric``, the paired test's word (``tests``: layer ->
-    word), the answer model's outcome over the seeds with its deciding difference (``floor``), and notes on
-    each outcome's largest difference. Columns without an entry are left out."""
+    word) and the answer model's outcome over the seeds with its deciding difference (``floor``), at most
+    ``markdown.MAX_TABLE_COLUMNS`` columns; the notes on each outcome's largest difference follow as a list."""
     from .markdown import markdown_table
 
     values = {s: {int(r.layer): fmt(r.value, digits) for r in series(tidy, metric, s, model).itertuples()
@@ -235,8 +236,10 @@ def layer_table(tidy: pd.DataFrame, metric: str, *, floor: Sequence[claims.Verdi
             row["paired test"] = tests.get(layer, "")
         rows.append(row | outcomes.get(layer, {}))
     df = pd.DataFrame(rows).fillna("")
-    df = df[[c for c in df.columns if c != "note" or df[c].astype(bool).any()]]
-    return markdown_table(df)
+    notes = [f"- Layer {r['layer']}: {r['note']}." for r in df.to_dict("records") if r.get("note")]
+    # at most MAX_TABLE_COLUMNS columns: the notes on each outcome's largest difference go under the table
+    table = markdown_table(df.drop(columns=[c for c in ("note",) if c in df.columns]))
+    return table.rstrip("\n") + ("\n\n" + "\n".join(notes) if notes else "")
 
 
 def metric_summary(tidy: pd.DataFrame, metric: str, what: str, *, tidy_all: pd.DataFrame | None = None,
