@@ -204,7 +204,7 @@ def test_leave_one_seed_out_sensitivity():
     assert v.word == claims.CHANGED and v.detail["leave_one_out"] == [claims.CHANGED] * 4
     weak = claims.difference_outcome([0.38, 0.35, 0.08], 0.01, 0.05)
     assert len(weak.detail["leave_one_out"]) == 3
-    assert "analyses leaving one seed out" in prose.outcome_clause(weak)
+    assert "leave-one-seed-out analyses" in prose.outcome_clause(weak)
     assert "over the seeds only" in prose.outcome_clause(claims.difference_outcome([0.38, 0.35, 0.08], 0.0, 0.05))
     assert "over the seeds only" not in prose.outcome_clause(weak)
     assert "leave_one_out" not in claims.difference_outcome([0.3, 0.32], 0.01, 0.05).detail   # two seeds: none

@@ -93,8 +93,9 @@ def test_random_weights_matching_pretrained_is_an_observation():
                          "correct": float(h)} for i, h in enumerate(hit)]
             tidy.append(_row("probe_acc_cls", float(hit.mean()), layer, state))
     obs = findings.random_observations(pd.DataFrame(tidy), pd.DataFrame(correct))
-    assert len(obs) == 1 and "on the linear probe (first token), random weights (one random draw)" in obs[0]
-    assert "no change beyond δ at layers 0–2" in obs[0]          # 3 of 200 sentences differ: within 0.03
+    assert len(obs) == 1 and "random weights (one random draw) against the pretrained model, on the linear probe " \
+        "(first token)." in obs[0]
+    assert "No change beyond δ at layers 0–2." in obs[0]          # 3 of 200 sentences differ: within 0.03
 
 
 def _seeded_study(per_seed_effects):

@@ -235,7 +235,7 @@ def _outcome_row(tidy: pd.DataFrame, name: str, metric: str, values: str, verdic
             "n": top.n, "verdict": claims.outcome_label(top), "size / floor": _size(top) if moved else -1.0,
             "random vs pretrained": random, "chance": chance(layer) if chance else "-", "_changed": bool(moved),
             "sensitivity": "".join(f"; {p}" for p in outcome_clause(top, digits).rstrip(")").split("; ")
-                                   if "leaving one seed out" in p)}
+                                   if "leave-one-seed-out" in p)}
 
 
 def _random_text(tidy_all: pd.DataFrame, metric: str, correct, layers: list[int]) -> dict[int, str]:
@@ -306,8 +306,9 @@ def random_observations(tidy: pd.DataFrame, correct: pd.DataFrame | None, metric
                                                correct=correct) if v.word != "not measured"]
     if not verdicts:
         return []
-    return [f"Observation: on the {_describe(metric)}, random weights (one random draw) against the pretrained model: "
-            f"{outcomes_clause(verdicts, 'random draw')}."]
+    outcomes = outcomes_clause(verdicts, "random draw")
+    return [f"Observation: random weights (one random draw) against the pretrained model, on the {_describe(metric)}. "
+            f"{outcomes[:1].upper() + outcomes[1:]}."]
 
 
 def model_findings(study) -> Findings:

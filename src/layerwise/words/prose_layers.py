@@ -381,7 +381,7 @@ def outcome_table(floor: list[claims.Verdict], digits: int = 3, unit: str = "see
         d = top.detail
         notes = [p for p in outcome_clause(top, digits).rstrip(")").split(" (", 1)[1].split("; ")[1:]
                  if "no sentence interval" not in p and "seed variation not measured" not in p
-                 and ("leaving one seed out" not in p or top.word in (claims.CHANGED, claims.SIZE_UNCLEAR))]
+                 and ("leave-one-seed-out" not in p or top.word in (claims.CHANGED, claims.SIZE_UNCLEAR))]
         rows.append({"outcome": claims.outcome_label(top, unit),
                      "layers": layer_span([v.detail["layer"] for v in group]).split(" ", 1)[1],
                      "largest difference": f"layer {d['layer']}: "

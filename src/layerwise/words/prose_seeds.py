@@ -140,7 +140,7 @@ def outcome_clause(v: claims.Verdict, digits: int = 3) -> str:
         extra.append("over the seeds only: this statistic has no sentence interval")
     if d.get("leave_one_out"):
         same = sum(w == v.word for w in d["leave_one_out"])
-        extra.append(f"the same outcome in {same} of {len(d['leave_one_out'])} analyses leaving one seed out")
+        extra.append(f"same outcome in {same} of {len(d['leave_one_out'])} leave-one-seed-out analyses")
     if not d.get("seed_variation_measured", True):
         extra.append("one run: seed variation not measured")
     return f"{claims.outcome_label(v)} ({'; '.join([ci, *extra])})"
@@ -169,7 +169,7 @@ def group_notes(top: claims.Verdict, digits: int = 3) -> list[str]:
     (a change)."""
     return [p for p in outcome_clause(top, digits).rstrip(")").split(" (", 1)[1].split("; ")[1:]
             if "no sentence interval" not in p and "seed variation not measured" not in p
-            and ("leaving one seed out" not in p or top.word in (claims.CHANGED, claims.SIZE_UNCLEAR))]
+            and ("leave-one-seed-out" not in p or top.word in (claims.CHANGED, claims.SIZE_UNCLEAR))]
 
 
 def _group_sentence(group: list[claims.Verdict], digits: int = 3) -> str:
@@ -188,7 +188,7 @@ def _group_sentence(group: list[claims.Verdict], digits: int = 3) -> str:
 def outcome_groups(verdicts: list[claims.Verdict], digits: int = 3) -> str:
     """Outcomes grouped by layer, in :data:`claims.OUTCOMES` order, one sentence each with the group's
     largest difference (:func:`_group_sentence`): "Changed at layers 5, 6: at layer 6, +0.27, 95% CI +0.10
-    to +0.44; the same outcome in 3 of 3 analyses leaving one seed out. Not established with 3 seeds at
+    to +0.44; same outcome in 3 of 3 leave-one-seed-out analyses. Not established with 3 seeds at
     layers 1–4: ..." (the first word in lower case: the caller leads into it)."""
     groups = [[v for v in verdicts if v.word == word] for word in claims.OUTCOMES]
     text = " ".join(_group_sentence(g, digits) for g in groups if g)
