@@ -106,3 +106,19 @@ def test_every_module_imports_on_its_own():
     )
     res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr[-2000:]
+
+
+def test_one_layer_list_formatter():
+    """Issue 21 item 3: lists of layers are written by one function, ``words.prose_format.layer_span``; no other
+    module builds the words "layers ..." itself."""
+    import re
+    from pathlib import Path
+
+    from layerwise.words.prose_format import layer_span
+
+    src = Path(__file__).resolve().parents[1] / "src" / "layerwise"
+    builders = [str(p.relative_to(src)) for p in src.rglob("*.py")
+                if re.search(r"""["']layers \s*["']|f["']layers \{""", p.read_text(encoding="utf-8"))]
+    assert builders == ["words/prose_format.py"], builders
+    assert layer_span([0, 1, 2, 5]) == "layers 0–2 and 5" and layer_span([4]) == "layer 4"
+    assert layer_span([3, 4]) == "layers 3, 4"

@@ -30,7 +30,8 @@ def test_overlapping_layers_give_a_best_layer_set():
     lo, hi = v.detail["diff_ci"][0]
     assert lo > 0                                        # layer 0 is clearly worse
     text = prose.probe_sentence(tidy, "cls", correct=correct)
-    assert "layers 1, 2 and 3" in text and "best at layer" not in text
+    assert "best layers 1–3, which the paired comparison" in text and "best at layer" not in text
+    assert "highest at layer 2: 0.833" in text
 
 
 def test_clearly_separated_layers_name_one_layer():

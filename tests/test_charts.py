@@ -246,7 +246,7 @@ def test_cones_are_drawn_at_the_first_middle_and_last_layers(study):
     for chart in (charts.class_cones(study.cones), charts.centroid_scatter(study.cones)):
         spec = chart.to_dict()
         assert spec["facet"]["column"]["field"] == "layer" and spec["facet"]["row"]["field"] == "state"
-        assert "layers 1, 2 and 3" in spec["title"]["text"]
+        assert "layers 1–3" in spec["title"]["text"]
     assert "layer 3" in charts.class_cones(study.cones, 3).to_dict()["title"]["text"]
     with pytest.raises(LayerwiseError, match="layer"):
         charts.class_cones(study.cones, [0])

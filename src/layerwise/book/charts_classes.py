@@ -14,6 +14,7 @@ from ..core.errors import LayerwiseError
 from .render import MAX_ROWS
 from ..core.schema import state_order
 from .chart_kit import need_columns, panel_width
+from ..words.prose_format import layer_span
 
 #: Colours of the classes (distinct from the states')
 CLASS_COLORS = ("#54a24b", "#b279a2", "#e45756", "#72b7b2")
@@ -105,7 +106,7 @@ def _facet(df: pd.DataFrame) -> dict:
 
 
 def _layer_words(shown: Sequence[int]) -> str:
-    return f"layer {shown[0]}" if len(shown) == 1 else "layers " + ", ".join(map(str, shown[:-1])) + f" and {shown[-1]}"
+    return layer_span(shown)
 
 
 def class_cones(cones: pd.DataFrame, layers: Sequence[int] | int | None = None, *, seed: int = 0,

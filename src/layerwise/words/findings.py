@@ -158,11 +158,6 @@ class Findings:
         return text
 
 
-def _at(layers: str) -> str:
-    """``layer 5`` or ``layers 2 and 4–6`` from a table's layer text."""
-    return f"layer {layers}" if str(layers).isdigit() else f"layers {layers}"
-
-
 def _and(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 

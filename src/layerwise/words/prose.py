@@ -11,7 +11,7 @@ import pandas as pd
 from ..core.schema import state_order
 
 from .claims import ALPHA  # the one significance level (layerwise.words.claims)
-from .prose_format import _effect_digits, _states, fmt, fmt_ci, fmt_interval, fmt_p, fmt_signed, series  # noqa: F401  (re-exported)
+from .prose_format import _effect_digits, _states, fmt, fmt_ci, fmt_interval, fmt_p, fmt_signed, layer_span, series  # noqa: F401  (re-exported)
 from .prose_seeds import (outcome_clause, seed_apart_sentence, seed_floor_sentence,  # noqa: F401  (re-exported)
                           seed_floor_verdicts, similarity_floor_sentence)
 
@@ -227,12 +227,6 @@ def best_layer(tidy: pd.DataFrame, metric: str, state: str, model: str | None = 
     return None if s.empty else s.loc[s["value"].idxmax()]
 
 
-def _layer_set(layers: Sequence[int]) -> str:
-    """``layer 4`` / ``layers 4 and 5`` / ``layers 3, 4 and 6``."""
-    ls = [str(v) for v in layers]
-    return f"layer {ls[0]}" if len(ls) == 1 else f"layers {', '.join(ls[:-1])} and {ls[-1]}"
-
-
 def best_layer_text(correct: pd.DataFrame | None, tidy: pd.DataFrame, metric: str, state: str,
                     model: str | None = None) -> tuple[str, int | None]:
     """The best-layer claim of one probe (``claims.best_layers``) as words, and the top layer: one layer
@@ -253,8 +247,8 @@ def best_layer_text(correct: pd.DataFrame | None, tidy: pd.DataFrame, metric: st
     if v.word == "best":
         return (f"best at layer {int(top.layer)} with {acc} (every other layer lower, paired 95% CI on the same "
                 f"{v.n} test sentences)"), int(top.layer)
-    return (f"best {_layer_set(v.detail['layers'])}, which the paired comparison on {v.n} test sentences does not "
-            f"separate (highest: layer {int(top.layer)}, {acc})"), int(top.layer)
+    return (f"best {layer_span(v.detail['layers'])}, which the paired comparison on {v.n} test sentences does not "
+            f"separate; highest at layer {int(top.layer)}: {acc}"), int(top.layer)
 
 
 def _controls_text(tidy: pd.DataFrame, pooling: str, state: str, layer: int, model: str | None) -> str:

@@ -5,6 +5,7 @@ metric and state."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import pandas as pd
 
@@ -85,3 +86,19 @@ def fmt_interval(value: float, low: float, high: float, level: float = 0.95, fal
         return show(value, fallback)
     digits = ci_digits(low, high, fallback)
     return f"{show(value, digits)}, {level:.0%} CI {show(low, digits)} to {show(high, digits)}"
+
+
+def layer_span(layers: Sequence[int]) -> str:
+    """``layer 4`` / ``layers 0, 2 and 4–6``: consecutive layers as a range. The report's one layer-list
+    formatter (every sentence, table cell and chart subtitle that lists layers uses it)."""
+    ls = sorted(int(v) for v in layers)
+    runs: list[list[int]] = []
+    for v in ls:
+        if runs and v == runs[-1][-1] + 1:
+            runs[-1].append(v)
+        else:
+            runs.append([v])
+    parts = [str(r[0]) if len(r) == 1 else (f"{r[0]}, {r[1]}" if len(r) == 2 else f"{r[0]}–{r[-1]}") for r in runs]
+    if len(ls) == 1:
+        return f"layer {parts[0]}"
+    return "layers " + (parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1])

@@ -14,23 +14,8 @@ from collections.abc import Sequence
 import pandas as pd
 
 from . import claims
-from .prose_format import _effect_digits, _states, fmt, fmt_interval, fmt_signed, series
+from .prose_format import _effect_digits, _states, fmt, fmt_interval, fmt_signed, layer_span, series  # noqa: F401
 from .prose_seeds import outcome_groups, seed_floor_verdicts
-
-
-def layer_span(layers: Sequence[int]) -> str:
-    """``layer 4`` / ``layers 0, 2 and 4–6``: consecutive layers as a range."""
-    ls = sorted(int(v) for v in layers)
-    runs: list[list[int]] = []
-    for v in ls:
-        if runs and v == runs[-1][-1] + 1:
-            runs[-1].append(v)
-        else:
-            runs.append([v])
-    parts = [str(r[0]) if len(r) == 1 else (f"{r[0]}, {r[1]}" if len(r) == 2 else f"{r[0]}–{r[-1]}") for r in runs]
-    if len(ls) == 1:
-        return f"layer {parts[0]}"
-    return "layers " + (parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1])
 
 
 def _and(items: Sequence[str]) -> str:

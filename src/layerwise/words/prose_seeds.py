@@ -9,7 +9,7 @@ import math
 import pandas as pd
 
 from . import claims
-from .prose_format import ci_digits, fmt, fmt_interval, fmt_signed
+from .prose_format import ci_digits, fmt, fmt_interval, fmt_signed, layer_span
 
 
 #: probes whose sentence term comes from the paired per-sentence correctness (``probe_correct``)
@@ -151,18 +151,6 @@ def _seed_digits(d: dict) -> int:
     return ci_digits(d.get("low", math.nan), d.get("high", math.nan), 3)
 
 
-def _layers(layers: list[int]) -> str:
-    """``layer 4`` / ``layers 0–2, 5``: consecutive layers as a range."""
-    runs: list[list[int]] = []
-    for x in sorted(int(v) for v in layers):
-        if runs and x == runs[-1][-1] + 1:
-            runs[-1].append(x)
-        else:
-            runs.append([x])
-    parts = [str(r[0]) if len(r) == 1 else f"{r[0]}, {r[1]}" if len(r) == 2 else f"{r[0]}–{r[-1]}" for r in runs]
-    return ("layer " if len(layers) == 1 else "layers ") + ", ".join(parts)
-
-
 def group_notes(top: claims.Verdict, digits: int = 3) -> list[str]:
     """What :func:`outcome_clause` adds to the interval of an outcome group's largest difference: the
     per-seed values and the smallest detectable change (not established), the leave-one-seed-out agreement
@@ -181,7 +169,7 @@ def _group_sentence(group: list[claims.Verdict], digits: int = 3) -> str:
     where = f", largest at layer {d['layer']}" if len(group) > 1 else ""
     extra = group_notes(top, digits)
     label = claims.outcome_label(top)
-    return (f"{label[:1].upper() + label[1:]} at {_layers([v.detail['layer'] for v in group])}{where}: "
+    return (f"{label[:1].upper() + label[1:]} at {layer_span([v.detail['layer'] for v in group])}{where}: "
             + "; ".join([fmt_interval(d["mean"], d["low"], d["high"], d["deciding_level"], digits), *extra]) + ".")
 
 
@@ -254,7 +242,7 @@ def similarity_floor_sentence(tidy: pd.DataFrame, pooling: str = "cls", measure:
     by: dict[str, list[int]] = {}
     for v in chance:
         by.setdefault(v.word, []).append(_layer_of(v))
-    parts = [f"{word} at {_layers(sorted(ls))}" for word, ls in by.items()]
+    parts = [f"{word} at {layer_span(sorted(ls))}" for word, ls in by.items()]
     floor = similarity_outcomes(tidy, pooling, measure, reference=reference) if state == "finetuned" else []
     only = any(not v.detail.get("sentence_term", True) for v in floor)
     seed_text = (f"Against the similarity between fine-tuning seeds, as {reference} minus seeds"
@@ -285,4 +273,4 @@ def seed_apart_sentence(tidy: pd.DataFrame, pooling: str = "cls", measure: str =
             f"{fmt(v.detail['margin'], 2)}, or their sentence interval, at 2 or more layers.")
     if v.word == "no seed stands apart":
         return f"On the {what}, no seed stands apart. {rule}"
-    return f"On the {what}, seed {v.detail['seed']} stands apart at {_layers(v.detail['layers'])}. {rule}"
+    return f"On the {what}, seed {v.detail['seed']} stands apart at {layer_span(v.detail['layers'])}. {rule}"
