@@ -27,7 +27,6 @@ KNOWN_PRIVATE_IMPORTS = {
     ("words.prose", "words.prose_format", "_effect_digits"),
     ("words.prose", "words.prose_format", "_states"),
     ("words.prose_geometry", "words.prose_format", "_states"),
-    ("words.prose_geometry", "words.prose_layers", "_and"),
     ("words.prose_geometry", "words.prose_layers", "_cap"),
     ("words.prose_layers", "words.prose", "_controls_text"),
     ("words.prose_layers", "words.prose_format", "_effect_digits"),

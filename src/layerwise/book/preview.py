@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import LayerwiseError
+from .files import write_if_changed
 from .preview_figures import add_caption, cell_options, chart_outputs_as_html, link_refs, number_figures
 from .preview_pages import (APPENDICES, CSS, INTRO, TOC_SLOT, demote_headings, finish_html, markdown_html, nav_html,
                             page_html, page_title)
@@ -231,10 +232,7 @@ def _copy_figures(src: Path, dest: Path) -> None:
     for old in (set(dest.glob("*.svg")) if dest.is_dir() else set()) - {dest / n for n in wanted}:
         old.unlink()
     for name, f in wanted.items():
-        dest.mkdir(parents=True, exist_ok=True)
-        text = f.read_text(encoding="utf-8")
-        if not (dest / name).is_file() or (dest / name).read_text(encoding="utf-8") != text:
-            atomic_write_text(dest / name, text)
+        write_if_changed(dest / name, f.read_text(encoding="utf-8"))
 
 
 def _appendix_html(p: dict[str, Any], nav: tuple[str, str], *, report_dir: Path, links: dict[str, str],

@@ -95,17 +95,10 @@ def write_library(directory: str | Path) -> Path:
     """Write the Vega bundle (:func:`javascript_bundle`) to ``directory/vega-bundle.js`` unless it is
     already there with the same text; the book lists it under ``resources:`` and every chapter page
     loads it with ``<script src>``."""
-    from ..core.repro import atomic_write_text
+    from .files import write_if_changed
 
     path = Path(directory) / LIBRARY_FILE
-    text = javascript_bundle()
-    try:
-        same = path.read_text(encoding="utf-8") == text
-    except (OSError, UnicodeDecodeError):
-        same = False
-    if not same:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, text)
+    write_if_changed(path, javascript_bundle())
     return path
 
 

@@ -13,16 +13,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..core.repro import atomic_write_text
+from .files import write_if_changed
 
 #: where the page's figures are written, under the report's ``_layerwise`` folder
 FIGURES = "figures"
-
-
-def _write_if_changed(path: Path, text: str) -> None:
-    if not (path.is_file() and path.read_text(encoding="utf-8") == text):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, text)
 
 
 def answer_figure(study, meta: Path, link_base: str) -> str:
@@ -36,7 +30,7 @@ def answer_figure(study, meta: Path, link_base: str) -> str:
     if chart is None:
         return ""
     name = f"{study.params.name}-answer.svg"
-    _write_if_changed(meta / FIGURES / name, to_svg(chart))
+    write_if_changed(meta / FIGURES / name, to_svg(chart))
     return (f"![{study.params.display_name}: similarity to the pretrained model and probe accuracy per layer]"
             f"({link_base}/{meta.name}/{FIGURES}/{name})")
 

@@ -26,7 +26,7 @@ from . import claims
 from .prose_format import fmt, fmt_signed
 from .prose_layers import layer_span
 from .probe_comparisons import finetuned_vs_lexical
-from .prose_seeds import seed_floor_verdicts, similarity_outcomes
+from .prose_seeds import seed_apart_verdict, seed_floor_verdicts, similarity_outcomes
 from ..core.schema import label
 
 #: the questions of page 1: (column, metric judged, what the cell's number is, digits); each measure is named by
@@ -202,8 +202,9 @@ def readable_sentence(study) -> str:
     if correct is None or correct.empty:
         return ""
     lexical = _value(tidy, "lexical_probe_acc", "pretrained", -1)
-    out = [f"A bag-of-words probe (TF-IDF, the lexical baseline) scores {fmt(lexical, 3)} on the same test "
-           "sentences."] if lexical == lexical else []
+    baseline = [f"A bag-of-words probe (TF-IDF, the lexical baseline) scores {fmt(lexical, 3)} on the same test "
+                "sentences."] if lexical == lexical else []
+    out: list[str] = []
     for state, name in (("finetuned", "the fine-tuned model"), ("pretrained", "the pretrained model"),
                         ("random", "random weights")):
         best = _best(correct, tidy, metric, state)
@@ -212,24 +213,17 @@ def readable_sentence(study) -> str:
         versus = _lexical(correct, tidy, metric, state, best[0])
         lead = (f"The label is best read by the {label(metric)} of {name}: " if state == "finetuned" else
                 f"For {name}, the best {label(metric)}: ")
-        out.append(lead + best[1] + ".")
-        out += [f"{versus}."] if versus else []
+        out += [lead + best[1] + "."] + (baseline if not out else []) + ([f"{versus}."] if versus else [])
     own = finetuned_vs_lexical(study, brief=True)
-    return " ".join(out[1:2] + out[:1] + out[2:] + ([own] if own else []))
+    return " ".join(out + ([own] if own else []))
 
 
 def seed_note(study) -> str:
     """The seed that stands apart, by the declared rule, with its test accuracy and training loss against the
     other seeds'; "" when no seed stands apart or fewer than three seeds."""
-    from ..core.schema import margin
-
     tidy_all = study.tidy_all if hasattr(study, "tidy_all") else study.tidy
-    if "seed" not in tidy_all.columns:
-        return ""
     metric = "cka_debiased_cls_vs_pretrained"
-    rows = tidy_all[tidy_all["seed"].notna() & (tidy_all["metric"] == metric) & (tidy_all["layer"] >= 0)]
-    m = margin(metric)
-    v = claims.seed_apart(rows, m.value if m else 0.0)
+    v = seed_apart_verdict(tidy_all, "cls")
     if v.word != "stands apart":
         return "No fine-tuning seed stands apart (declared rule in the Methods)." if v.word != NOT_MEASURED else ""
     seeds = (getattr(study, "finetune", None) or {}).get("seeds") or {}

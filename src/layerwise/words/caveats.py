@@ -11,7 +11,7 @@ from typing import Any
 
 from ..measure.constancy import CONSTANT_FIRST_TOKEN
 from ..measure.seeds import split_label
-from .prose_format import fmt
+from .prose_format import and_list, fmt
 from .prose_layers import layer_span
 
 #: the topics, in the order :func:`caveat_list` states them
@@ -31,12 +31,6 @@ def pct(share: float) -> str:
     if share >= 0.001:
         return f"{100 * share:.1f}%"
     return "<0.1%" if share > 0 else "0%"
-
-
-def _and(items: Sequence[str]) -> str:
-    """``a``, ``a and b``, ``a, b and c``."""
-    items = list(items)
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def tokenizer_sentence(fit: dict[str, Any]) -> str | None:
@@ -71,7 +65,7 @@ def _state_clauses(first: dict[str, list[dict[str, float]]], threshold: float) -
     for state in ("pretrained", "finetuned", "random"):
         if state == "finetuned":
             for layers, ss in groups.items():
-                which = f" seed{'s' if len(ss) > 1 else ''} {_and(ss)}" if len(seeds) > 1 else ""
+                which = f" seed{'s' if len(ss) > 1 else ''} {and_list(ss)}" if len(seeds) > 1 else ""
                 clauses.append(f"fine-tuned{which}: {layer_span(layers)}")
         elif first.get(state) and _constant(first[state], threshold):
             clauses.append(f"{state}: {layer_span(_constant(first[state], threshold))}")
@@ -98,7 +92,7 @@ def pooling_sentence(pooling: dict[str, Any] | None) -> str | None:
     if not pooling or not pooling.get("modes"):
         return None
     modes = list(pooling["modes"])
-    words = _and([POOLING_WORDS.get(m, m.replace("_", " ")) for m in modes])
+    words = and_list([POOLING_WORDS.get(m, m.replace("_", " ")) for m in modes])
     what = ("its first token was trained as the sentence summary" if modes == ["cls"]
             else "its first token was not trained as a sentence summary")
     return f"The model declares {words} pooling (sentence-transformers {pooling.get('source')}): {what}."
@@ -129,8 +123,8 @@ def _duplicates_clause(overlap: dict[str, Any]) -> str:
               for pair, a in overlap.get("across", {}).items() if a.get("shared")]
     if not within and not across:
         return (f"No sentence is repeated within a part or shared between the "
-                f"{_and([PART_WORDS[p] for p in parts])} parts")
-    text = _and(within + across)
+                f"{and_list([PART_WORDS[p] for p in parts])} parts")
+    text = and_list(within + across)
     return text[:1].upper() + text[1:]
 
 

@@ -158,10 +158,6 @@ class Findings:
         return text
 
 
-def _and(items: list[str]) -> str:
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
-
-
 def _describe(metric: str) -> str:
     """A statistic's name in the table and the prose: THE short name of the metric registry
     (:func:`layerwise.core.schema.label`, with the pooling's words: the Findings mix poolings); the long
@@ -195,24 +191,25 @@ def _size(v: claims.Verdict) -> float:
     return abs(v.detail["mean"]) / half if half > 0 else math.inf
 
 
-def outcomes_text(verdicts: list[claims.Verdict], unit: str = "seed") -> str:
-    """The outcome at every layer, grouped in :data:`layerwise.words.claims.OUTCOMES` order: "changed: 6;
-    changed, size unclear: 2, 4, 5; no change beyond δ: 0, 1; not established with 3 seeds: 3"."""
+def _outcome_groups(verdicts: list[claims.Verdict], unit: str) -> list[tuple[str, list[int]]]:
+    """The outcome's printed label and its layers, in :data:`layerwise.words.claims.OUTCOMES` order."""
     groups: dict[str, list[claims.Verdict]] = {}
     for v in verdicts:
         groups.setdefault(v.word, []).append(v)
-    return "; ".join(f"{claims.outcome_label(groups[w][0], unit).split(' = ')[0]}: "
-                     f"{_layers(v.detail['layer'] for v in groups[w])}" for w in claims.OUTCOMES if w in groups)
+    return [(claims.outcome_label(groups[w][0], unit).split(" = ")[0], [v.detail["layer"] for v in groups[w]])
+            for w in claims.OUTCOMES if w in groups]
+
+
+def outcomes_text(verdicts: list[claims.Verdict], unit: str = "seed") -> str:
+    """The outcome at every layer, grouped in :data:`layerwise.words.claims.OUTCOMES` order: "changed: 6;
+    changed, size unclear: 2, 4, 5; no change beyond δ: 0, 1; not established with 3 seeds: 3"."""
+    return "; ".join(f"{word}: {_layers(layers)}" for word, layers in _outcome_groups(verdicts, unit))
 
 
 def outcomes_clause(verdicts: list[claims.Verdict], unit: str = "seed") -> str:
     """:func:`outcomes_text` for a sentence, each layer group named as layers: "changed, size unclear at layer
     6; no change beyond δ at layer 0; not established with one random draw at layers 1–5"."""
-    groups: dict[str, list[claims.Verdict]] = {}
-    for v in verdicts:
-        groups.setdefault(v.word, []).append(v)
-    return "; ".join(f"{claims.outcome_label(groups[w][0], unit).split(' = ')[0]} at "
-                     f"{layer_span([v.detail['layer'] for v in groups[w]])}" for w in claims.OUTCOMES if w in groups)
+    return "; ".join(f"{word} at {layer_span(layers)}" for word, layers in _outcome_groups(verdicts, unit))
 
 
 def _outcome_row(tidy: pd.DataFrame, name: str, metric: str, values: str, verdicts: list[claims.Verdict], *,

@@ -102,3 +102,9 @@ def layer_span(layers: Sequence[int]) -> str:
     if len(ls) == 1:
         return f"layer {parts[0]}"
     return "layers " + (parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1])
+
+
+def and_list(items: Sequence[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``: the report's one way to join a list in prose."""
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]

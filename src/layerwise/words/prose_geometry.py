@@ -10,8 +10,8 @@ from __future__ import annotations
 import pandas as pd
 
 from . import claims
-from .prose_format import _states, fmt, series
-from .prose_layers import _and, _cap, change_claim, layer_span, layers_sentence, metric_summary
+from .prose_format import _states, and_list, fmt, series
+from .prose_layers import _cap, change_claim, layer_span, layers_sentence, metric_summary
 
 
 def _last_layer(tidy: pd.DataFrame, metric: str) -> int | None:
@@ -86,7 +86,7 @@ def cka_null_sentence(tidy: pd.DataFrame, pooling: str = "cls", state: str = "fi
     by: dict[str, list[int]] = {}
     for v in vs:
         by.setdefault(v.word, []).append(int(v.rows["layer"].iloc[0]))
-    where = _and([f"{word} at {layer_span(ls)}" for word, ls in by.items()])
+    where = and_list([f"{word} at {layer_span(ls)}" for word, ls in by.items()])
     return (f"Its permutation null's 95th percentile is {_range([v.detail['null_q95'] for v in vs])} "
             f"at {layer_span(sorted(l for ls in by.values() for l in ls))}, and the observed value is {where}.")
 
@@ -126,7 +126,7 @@ def class_geometry_paragraph(tidy: pd.DataFrame, pooling: str = "cls", *, tidy_a
             where.append(f"at {layer_span(above)} in {state}" if above else f"at no layer in {state}")
     if not where:
         return ""
-    parts = [f"The classes separate above chance in the {pool} embeddings {_and(where)}.",
+    parts = [f"The classes separate above chance in the {pool} embeddings {and_list(where)}.",
              f"Above chance: the silhouette exceeds the 97.5th percentile of its permuted-label null, "
              f"{_range(nulls, 3)} here.",
              _cap(change_claim(tidy, metric, "the silhouette", tidy_all=tidy_all, model=model, digits=3)),
@@ -161,7 +161,7 @@ def convergence_paragraph(tidy: pd.DataFrame, name: str = "spearman_convergence_
                                              f"{fmt(d['high'], 2)})")
     layers = int(df["n"].max())
     order = ("significant", "not significant", "not measured")
-    parts = [f"It is {word} in {_and(groups[word])}." for word in order if word in groups]
+    parts = [f"It is {word} in {and_list(groups[word])}." for word in order if word in groups]
     return (f"The Spearman correlation across the {layers} layers links the mean within-sentence token cosine to "
             f"the first-token probe accuracy. It is significant when its 95% interval excludes 0. {' '.join(parts)} "
             "With so few layers, only a strong monotone link reaches significance. A trend both curves share "

@@ -14,14 +14,8 @@ from collections.abc import Sequence
 import pandas as pd
 
 from . import claims
-from .prose_format import _effect_digits, _states, fmt, fmt_interval, fmt_signed, layer_span, series  # noqa: F401
+from .prose_format import _effect_digits, _states, and_list, fmt, fmt_interval, fmt_signed, layer_span, series  # noqa: F401
 from .prose_seeds import outcome_groups, seed_floor_verdicts
-
-
-def _and(items: Sequence[str]) -> str:
-    """``a``, ``a and b``, ``a, b and c``."""
-    items = list(items)
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def _cap(text: str) -> str:
@@ -68,7 +62,7 @@ def _shapes(verdicts: dict[str, claims.Verdict]) -> list[str]:
         key = v.word + (f" at layer {v.detail['max_layer']}" if v.word == "peaks" else
                         f" at layer {v.detail['min_layer']}" if v.word == "dips" else "")
         groups.setdefault(key, []).append(s)
-    return [f"{'is flat' if key == 'flat' else key} in {_and(ss)}" for key, ss in groups.items()]
+    return [f"{'is flat' if key == 'flat' else key} in {and_list(ss)}" for key, ss in groups.items()]
 
 
 def layers_sentence(tidy: pd.DataFrame, metric: str, what: str, *, states: Sequence[str] | None = None,
@@ -82,7 +76,7 @@ def layers_sentence(tidy: pd.DataFrame, metric: str, what: str, *, states: Seque
     shapes = _shapes(verdicts)
     any_v = next(iter(verdicts.values())).detail
     numbers = "; ".join(f"{s} {profile_text(v, digits)}" for s, v in verdicts.items())
-    return (f"Through the layers, {what} {_and(shapes)}. Layer {any_v['first_layer']} → {any_v['last_layer']}: "
+    return (f"Through the layers, {what} {and_list(shapes)}. Layer {any_v['first_layer']} → {any_v['last_layer']}: "
             f"{numbers}.")
 
 
@@ -104,9 +98,9 @@ def tested_clause(verdicts: list[claims.Verdict]) -> str:
              for word in ("higher", "lower", "not significant", "negligible") if any(v.word == word for v in verdicts)]
     moved = [v for v in verdicts if v.word in ("higher", "lower")]
     if not moved:
-        return _and(parts) if parts else ""
+        return and_list(parts) if parts else ""
     top = _largest(moved)
-    return f"{_and(parts)}. Largest at layer {top.detail['layer']}: {_effect(top)}"
+    return f"{and_list(parts)}. Largest at layer {top.detail['layer']}: {_effect(top)}"
 
 
 def seed_clause(floor: list[claims.Verdict], digits: int = 3) -> str:
@@ -240,7 +234,7 @@ def metric_summary(tidy: pd.DataFrame, metric: str, what: str, *, tidy_all: pd.D
                                                                                      model=model)}
              if verdict_metric else {})
     trends = _trends(tidy, metric, states, digits, model)
-    shape = f"Through the layers, {what} {_and(_shapes(trends))}." if trends else ""
+    shape = f"Through the layers, {what} {and_list(_shapes(trends))}." if trends else ""
     text = " ".join(p for p in (outcome_sentence(floor, tested or what), shape) if p)
     table = layer_table(tidy, metric, floor=floor, tests=tests, states=states, digits=digits, model=model)
     return _cap(text) + ("\n\n" + table if table else "")
@@ -267,7 +261,7 @@ def similarity_summary(tidy: pd.DataFrame, pooling: str = "cls", measure: str = 
     q95 = [v.detail["null_q95"] for v in chance]
     lo, hi = fmt(min(q95), 3), fmt(max(q95), 3)
     text = (f"The {pool} {name} of {state} with {reference} is "
-            + _and([f"{word} at {layer_span(sorted(ls))}" for word, ls in by.items()])
+            + and_list([f"{word} at {layer_span(sorted(ls))}" for word, ls in by.items()])
             + f" (null 95th percentile {lo if lo == hi else f'{lo}–{hi}'}).")
     floor = similarity_outcomes(tidy, pooling, measure, reference=reference) if state == "finetuned" else []
     claim = (outcome_sentence(floor, "against the similarity between seeds", "")
@@ -348,7 +342,7 @@ def versus_groups(verdicts: list[claims.Verdict], digits: int = 3) -> str:
             where = "" if len(group) == 1 else f"largest at layer {top.detail['layer']}: "
             text += f" ({where}{fmt_interval(top.detail['diff'], lo, hi, fallback=digits)})"
         parts.append(text)
-    return _and(parts) if parts else ""
+    return and_list(parts) if parts else ""
 
 
 def outcome_table(floor: list[claims.Verdict], digits: int = 3, unit: str = "seed") -> str:

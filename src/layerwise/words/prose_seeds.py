@@ -255,17 +255,23 @@ def similarity_floor_sentence(tidy: pd.DataFrame, pooling: str = "cls", measure:
     return f"{what[:1].upper() + what[1:]}: " + "; ".join(parts) + f", {null}. {seed_text}"
 
 
-def seed_apart_sentence(tidy: pd.DataFrame, pooling: str = "cls", measure: str = "cka_debiased") -> str:
-    """Which fine-tuning seed stands apart, by the declared rule (:func:`claims.seed_apart`) on the per-seed
-    profile of ``measure`` with pretrained over the layers, the margin the measure's δ; "" with fewer than
-    three seeds. ``tidy``: ``Study.tidy_all``."""
+def seed_apart_verdict(tidy: pd.DataFrame, pooling: str = "cls", measure: str = "cka_debiased") -> claims.Verdict:
+    """:func:`claims.seed_apart` on the per-seed profile of ``measure`` with pretrained over the layers, the
+    margin the measure's δ (``tidy``: ``Study.tidy_all``); "not measured" without per-seed rows."""
     from ..core.schema import margin
 
+    metric = f"{measure}_{pooling}_vs_pretrained"
     if "seed" not in tidy.columns:
-        return ""
-    rows = tidy[tidy["seed"].notna() & (tidy["metric"] == f"{measure}_{pooling}_vs_pretrained") & (tidy["layer"] >= 0)]
-    m = margin(f"{measure}_{pooling}_vs_pretrained")
-    v = claims.seed_apart(rows, m.value if m else 0.0)
+        return claims.Verdict("not measured", metric, tidy.iloc[0:0], 0)
+    rows = tidy[tidy["seed"].notna() & (tidy["metric"] == metric) & (tidy["layer"] >= 0)]
+    m = margin(metric)
+    return claims.seed_apart(rows, m.value if m else 0.0)
+
+
+def seed_apart_sentence(tidy: pd.DataFrame, pooling: str = "cls", measure: str = "cka_debiased") -> str:
+    """Which fine-tuning seed stands apart, by the declared rule (:func:`seed_apart_verdict`); "" with fewer
+    than three seeds. ``tidy``: ``Study.tidy_all``."""
+    v = seed_apart_verdict(tidy, pooling, measure)
     if v.word == "not measured":
         return ""
     what = f"{'first-token' if pooling == 'cls' else 'mean-pooled'} debiased CKA with pretrained"
