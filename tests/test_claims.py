@@ -28,7 +28,7 @@ def test_size_before_significance_known_answers():
     assert claims.effect_verdict(0.001, 0.5, 0.005).word == "negligible"  # size is judged first
     # without a reference SD the size rule cannot apply
     assert claims.effect_verdict(0.001, 1e-9, claims.negligible_threshold(float("nan"))).word == "higher"
-    assert claims.NEGLIGIBLE_SD == 0.1 and claims.CORRECTION in stats.CORRECTIONS
+    assert claims.NEGLIGIBLE_SD == 0.1 and claims.PRIMARY_CORRECTION == "holm" and claims.SECONDARY_CORRECTION == "bh"
 
 
 def _per_sentence(n=200, seed=0):
@@ -169,11 +169,11 @@ def test_tiny_consistent_scalar_change_is_negligible_not_changed():
                      "value": 0.10 + d, "ci_low": 0.09 + d, "ci_high": 0.11 + d, "n": 180, "seed": seed})
     tidy = pd.DataFrame(rows)
     for table in (tidy, tidy.assign(ci_low=np.nan, ci_high=np.nan)):
-        (v,) = prose.seed_floor_verdicts(table, "token_cosine_adjusted")
+        (v,) = claims.seed_floor_verdicts(table, "token_cosine_adjusted")
         assert v.detail["delta"] == 0.05 and v.word != "changed"
         big = table.copy()
         big.loc[big["state"] == "finetuned", "value"] += 0.2
-        (w,) = prose.seed_floor_verdicts(big, "token_cosine_adjusted")
+        (w,) = claims.seed_floor_verdicts(big, "token_cosine_adjusted")
         assert w.word == "changed"
 
 

@@ -91,7 +91,7 @@ NOT_SHOWN: dict[str, str] = {
     "rank_biserial": "computed; no chart or sentence",
 }
 #: the rules behind the report's verdict words: each is named in Methods (``claims.py:<name>`` or ``claims.<name>``)
-RULES = ("difference_outcome", "seed_similarity_change", "seed_apart", "best_layers", "versus", "state_versus",
+RULES = ("difference_outcome", "primary_family", "seed_similarity_change", "seed_apart", "best_layers", "versus", "state_versus",
          "chance_verdict", "probe_chance_verdict", "null_verdict", "effect_verdict", "layer_trend",
          "correlation_verdict", "interval_versus")
 #: claims functions the words and book modules call, and the rule each applies (helpers map to None)
@@ -101,6 +101,7 @@ CALLS = {"best_layers": "best_layers", "chance_verdicts": "chance_verdict", "cor
          "seed_change": "difference_outcome", "seed_similarity_change": "seed_similarity_change",
          "state_change_verdicts": "effect_verdict", "effect_words": "effect_verdict", "state_versus": "state_versus",
          "versus": "versus", "difference_outcome": "difference_outcome",
+         "seed_floor_verdicts": "primary_family", "similarity_outcomes": "primary_family", "layer_verdicts": None,
          "difference_rows": None, "family_size": None, "outcome_label": None}
 
 

@@ -93,10 +93,11 @@ def test_scalar_statistic_is_judged_only_against_its_seed_floor():
     agg = _rows("finetuned", "y", [1.0, 2.0, 4.0])
     t = _frame(base + agg + [r for rs in seeds for r in rs])
     s = prose.change_claim(t[t["seed"].isna()], "y", "the rank", tidy_all=t)
-    assert "changed, size unclear at layer 2: +1.00, 95% CI +0.75 to +1.25" in s      # "y" declares no margin
+    # "y" declares no margin; its 3 layers are one secondary family (Benjamini-Hochberg, 1 rejection: 1 - 0.05/3)
+    assert "changed, size unclear at layer 2: +1.0, 98.3% CI +0.6 to +1.4" in s
     tiny = [_rows("finetuned", "y", [1.0, 2.0 + d, 3.0], seed=s) for s, d in ((42, 1.9e-4), (43, 2e-4), (44, 2.1e-4))]
     t_tiny = _frame(base + agg + [r for rs in tiny for r in rs])
-    layer1 = [v for v in prose.seed_floor_verdicts(t_tiny, "y") if v.detail["layer"] == 1]
+    layer1 = [v for v in claims.seed_floor_verdicts(t_tiny, "y") if v.detail["layer"] == 1]
     assert layer1[0].word == claims.SIZE_UNCLEAR  # +0.0002 in every seed, no margin declared for "y"
     noisy = [_rows("finetuned", "y", [1.0, 2.0, 3.0 + d], seed=s) for s, d in ((42, -1.0), (43, 1.0), (44, 3.0))]
     t = _frame(base + agg + [r for rs in noisy for r in rs])
@@ -127,7 +128,7 @@ def test_probe_paragraph_names_the_changed_layer_and_the_best_layers():
     assert s.startswith("Against pretrained on the same 200 test sentences, the fine-tuned first-token probe is "
                         "higher at layer 2 (")
     assert "tied at layers 0, 1" in s and claims.SEED_VARIATION_NOT_MEASURED in s.lower()
-    assert "\n| changed | 2 | layer 2: +0.34, 95% CI +0.27 to +0.41 | - |\n" in s   # the seed floor, a table row
+    assert "\n| changed | 2 | layer 2: +0.34, 98.3% CI +0.26 to +0.42 | - |\n" in s   # primary family: Holm, 3 tests
     assert "finetuned layer 2: " in s.lower()                                    # the one best layer, paired
     assert "pretrained layers 0–2, tied" in s.lower()                   # identical layers: a tied set, no argmax
     random = s.split("Random weights against pretrained on the same probe, one random draw:\n\n")[1]
@@ -149,7 +150,7 @@ def test_conclusion_lists_the_change_and_what_did_not_change():
     f = findings.model_findings(_findings_study())
     c = f.conclusion(probes=False)
     assert c.startswith(f"Fine-tuning changed 1 of these 2 statistics; the clearest is "
-                        f"{findings._describe('token_cosine')}, changed at layer 0: +0.3000, 95% CI")
+                        f"{findings._describe('token_cosine')}, changed at layer 0: +0.3000, 97.5% CI")  # BH over 2 layers, 1 found
     assert c.endswith("The other statistic shows no change beyond δ or is not established at every layer.")
     assert f.unchanged_table().to_dict("records") == [{"statistic": findings._describe("cov_trace"),
                                                        "not established with one seed": "0, 1"}]
@@ -177,7 +178,7 @@ def test_metric_summary_claims_in_words_numbers_in_a_table():
     assert not any(ch.isdigit() for ch in text.replace("3 seeds", "").replace("layer 2", "").replace("layers 0, 1", ""))
     rows = [r.strip("| ").split(" | ") for r in table.splitlines()]
     assert rows[0][:4] == ["layer", "pretrained", "finetuned", "over 3 seeds: difference"]
-    assert rows[4][:4] == ["2", "3.0", "4.0", "changed, size unclear: +1.00, 95% CI +0.75 to +1.25"]
+    assert rows[4][:4] == ["2", "3.0", "4.0", "changed, size unclear: +1.0, 98.3% CI +0.6 to +1.4"]
     assert len(rows[0]) <= 6                                             # MAX_TABLE_COLUMNS
     one = _frame(base + _rows("finetuned", "y", [1.0, 2.0, 4.0]))
     s = prose_layers.metric_summary(one, "y", "the rank", digits=1)

@@ -4,7 +4,7 @@
 Four questions are asked of every layer, each of one statistic (:data:`QUESTIONS`):
 
 * **similar to pretrained?** debiased CKA (first token) with the pretrained model, against the
-  similarity between fine-tuning seeds (:func:`layerwise.words.prose_seeds.similarity_outcomes`): "no change
+  similarity between fine-tuning seeds (:func:`layerwise.words.claims.similarity_outcomes`): "no change
   beyond δ" = as similar to pretrained as the seeds are to each other;
 * **tokens converge?** the mean cosine between the tokens of a sentence (per-sentence, paired);
 * **classes apart?** the silhouette of the two classes' first-token vectors;
@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from . import claims
-from .prose_format import fmt, fmt_signed
+from .prose_format import fmt, fmt_level, fmt_signed
 from .prose_layers import layer_span
 from .probe_comparisons import finetuned_vs_lexical
-from .prose_seeds import seed_apart_verdict, seed_floor_verdicts, similarity_outcomes
+from .claims import seed_apart_verdict, seed_floor_verdicts, similarity_outcomes
 from ..core.schema import label
 
 #: the questions of page 1: (column, metric judged, what the cell's number is, digits); each measure is named by
@@ -83,7 +83,7 @@ def question_verdicts(study) -> dict[str, dict[int, claims.Verdict]]:
     out: dict[str, dict[int, claims.Verdict]] = {}
     for _, metric, _, _ in QUESTIONS:
         if metric.startswith("cka_debiased_"):
-            verdicts = similarity_outcomes(tidy_all, "cls")
+            verdicts = similarity_outcomes(tidy_all, "cls", correct=correct)
         else:
             verdicts = seed_floor_verdicts(tidy_all, metric, correct=correct)
         out[metric] = {int(v.detail["layer"]): v for v in verdicts if v.word != NOT_MEASURED}
@@ -171,6 +171,21 @@ def changed_sentences(study, verdicts: dict[str, dict[int, claims.Verdict]]) -> 
     return out or ["Changed: nothing, by the answer model."]
 
 
+def family_sentence(verdicts: dict[str, dict[int, claims.Verdict]]) -> str:
+    """How the primary family is judged (:func:`layerwise.words.claims.primary_family`): its size, Holm's
+    strictest level, and whether any change clears it; "" without a family of two or more tests."""
+    primary = [v for q in verdicts.values() for v in q.values() if v.detail.get("family") == "primary"]
+    m = max([v.detail["family_size"] for v in primary] or [0])
+    if m < 2:
+        return ""
+    k = max(v.detail.get("seeds", 1) for v in primary)
+    found = sum(v.word in (claims.CHANGED, claims.SIZE_UNCLEAR) for v in primary)
+    seeds = f"{k} seed{'s' if k != 1 else ''}"
+    result = f"with {seeds}, none does" if not found else f"with {seeds}, {found} of {m} do"
+    return (f"The similarity to pretrained and the probe accuracy are judged together: {m} tests, Holm's method. "
+            f"The clearest change must exclude 0 from its {fmt_level(1 - claims.ALPHA / m)} interval; {result}.")
+
+
 def _best(correct: pd.DataFrame, tidy: pd.DataFrame, metric: str, state: str) -> tuple[int, str] | None:
     """The top layer of ``state``'s probe and its words: "0.726 at layer 6, tied with layers 2 and 3"."""
     best = claims.best_layers(correct, tidy, metric, state)
@@ -245,7 +260,8 @@ def model_answer(study) -> Answer:
     verdicts = question_verdicts(study)
     table = layer_table(study, verdicts)
     layers = [int(x) for x in table["layer"]]
-    sentences = [stayed_sentence(verdicts, layers), *changed_sentences(study, verdicts)]
+    family = family_sentence(verdicts)
+    sentences = [stayed_sentence(verdicts, layers), *changed_sentences(study, verdicts), *([family] if family else [])]
     readable = readable_sentence(study)
     seeds = max([v.detail.get("seeds", 1) for q in verdicts.values() for v in q.values()] or [1])
     return Answer(study.params.name, study.params.display_name, table, sentences + ([readable] if readable else []),

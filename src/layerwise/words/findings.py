@@ -23,7 +23,8 @@ from .caveats import EXPLAIN_RANDOM, caveat_sentences
 from ..core.errors import LayerwiseError
 from .prose import fmt, fmt_signed
 from .prose_layers import best_layers_clause, layer_span
-from .prose_seeds import outcome_clause, seed_apart_sentence, seed_floor_verdicts, similarity_outcomes
+from .claims import seed_floor_verdicts, similarity_outcomes
+from .prose_seeds import outcome_clause, seed_apart_sentence
 from ..core.schema import PER_SENTENCE_METRICS, label
 
 #: the tidy metric holding the per-sentence mean (with its CI) of each per-sentence statistic
@@ -278,7 +279,7 @@ def statistic_rows(tidy: pd.DataFrame, tidy_all: pd.DataFrame, correct: pd.DataF
             rows.append(_outcome_row(tidy, name, metric, values, verdicts, chance=chance))
             rows[-1]["random vs pretrained"] = random.get(rows[-1]["largest at layer"], "-")
     for pooling, metric in SIMILARITIES.items():
-        verdicts = similarity_outcomes(tidy_all, pooling)
+        verdicts = similarity_outcomes(tidy_all, pooling, correct=correct)
         if verdicts:
             rows.append(_outcome_row(tidy, _describe(metric), metric, metric, verdicts, chance=_chance_similarity(tidy, pooling),
                                      digits=2))

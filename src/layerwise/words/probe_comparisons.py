@@ -144,8 +144,7 @@ def pooling_sentence(study, model: str | None = None) -> str:
         layers = sorted(int(x) for x in series(tidy, "probe_acc_mean", state, model)["layer"])
         vs = [claims.versus(correct, tidy, ("probe_acc_mean", lay), ("probe_acc_cls", lay), state, model)
               for lay in layers]
-        vs = [claims.Verdict(v.word, v.subject, v.rows, v.n, {**v.detail, "layer": lay})
-              for v, lay in zip(vs, layers) if v.word != "not measured"]
+        vs = [v for v in claims.layer_verdicts(vs, layers) if v.word != "not measured"]
         if vs:
             rows.append({"state": state, **_versus_cells(vs)})
     if not rows:
@@ -208,13 +207,12 @@ def mdl_paragraph(study, pooling: str = "cls", model: str | None = None) -> str:
     a small table (:func:`layerwise.words.prose_layers.outcome_table` of ``claims.seed_change`` through
     ``seed_floor_verdicts``), then what the layers do (:func:`layerwise.words.prose_layers.layers_sentence`)."""
     from .prose_layers import layers_sentence, outcome_table
-    from .prose_seeds import seed_floor_verdicts
 
     metric, what = f"mdl_compression_{pooling}", "the compression"
     tidy_all = getattr(study, "tidy_all", None)
     tidy_all = study.tidy if tidy_all is None else tidy_all
     layers = layers_sentence(study.tidy, metric, what, model=model)
-    floor = [v for v in seed_floor_verdicts(tidy_all, metric, model=model) if v.word != "not measured"]
+    floor = [v for v in claims.seed_floor_verdicts(tidy_all, metric, model=model) if v.word != "not measured"]
     if not floor:
         return layers
     seeds = max(v.n for v in floor)

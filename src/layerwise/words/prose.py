@@ -13,7 +13,7 @@ from ..core.schema import state_order
 from .claims import ALPHA  # the one significance level (layerwise.words.claims)
 from .prose_format import _effect_digits, _states, fmt, fmt_ci, fmt_interval, fmt_p, fmt_signed, layer_span, series  # noqa: F401  (re-exported)
 from .prose_seeds import (outcome_clause, seed_apart_sentence, seed_floor_sentence,  # noqa: F401  (re-exported)
-                          seed_floor_verdicts, similarity_floor_sentence)
+                          similarity_floor_sentence)
 
 
 def trend_sentence(tidy: pd.DataFrame, metric: str, what: str, *, states: Sequence[str] | None = None,

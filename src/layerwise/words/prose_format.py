@@ -85,7 +85,17 @@ def fmt_interval(value: float, low: float, high: float, level: float = 0.95, fal
     if any(v is None or v != v for v in (low, high)):
         return show(value, fallback)
     digits = ci_digits(low, high, fallback)
-    return f"{show(value, digits)}, {level:.0%} CI {show(low, digits)} to {show(high, digits)}"
+    return f"{show(value, digits)}, {fmt_level(level)} CI {show(low, digits)} to {show(high, digits)}"
+
+
+def fmt_level(level: float) -> str:
+    """A confidence level as a percentage with the fewest decimals that keep its alpha = 1 - level within 2.5%:
+    ``95%``, ``90%``, ``99.82%`` (a family-adjusted level, 1 - 0.05/28), ``98.75%`` (1 - 0.05/4)."""
+    pct, alpha = 100 * float(level), 100 * (1 - float(level))
+    for d in range(5):
+        if abs(round(pct, d) - pct) <= 0.025 * alpha:
+            return f"{pct:.{d}f}%"
+    return f"{pct:.5f}%"
 
 
 def layer_span(layers: Sequence[int]) -> str:

@@ -2,7 +2,7 @@
 and where, against its floors, then what the layers do, then the supporting numbers in one compact
 clause ("pretrained 0.03 → 0.23, finetuned 0.03 → 0.57, random flat at 0.36"). Every verdict word comes
 from :mod:`layerwise.words.claims` (``state_change_verdicts``, ``seed_change`` through
-:func:`layerwise.words.prose_seeds.seed_floor_verdicts`, ``state_versus``, ``best_layers``, ``layer_trend``);
+:func:`layerwise.words.claims.seed_floor_verdicts`, ``state_versus``, ``best_layers``, ``layer_trend``);
 every number from the tidy tables. The geometry chapter's results are :func:`metric_summary` and
 :func:`similarity_summary`: the outcome by layer and the shape in words, every number in a small per-layer
 table (:func:`layer_table`, issue 24: lists of like results become tables)."""
@@ -15,7 +15,8 @@ import pandas as pd
 
 from . import claims
 from .prose_format import _effect_digits, _states, and_list, fmt, fmt_interval, fmt_signed, layer_span, series  # noqa: F401
-from .prose_seeds import outcome_groups, seed_floor_verdicts
+from .claims import seed_floor_verdicts, similarity_outcomes
+from .prose_seeds import outcome_groups
 
 
 def _cap(text: str) -> str:
@@ -105,7 +106,7 @@ def tested_clause(verdicts: list[claims.Verdict]) -> str:
 
 def seed_clause(floor: list[claims.Verdict], digits: int = 3) -> str:
     """The answer model's outcomes per layer (``claims.seed_change`` through
-    :func:`layerwise.words.prose_seeds.seed_floor_verdicts`) in one clause (:func:`layerwise.words.prose_seeds.outcome_groups`)."""
+    :func:`layerwise.words.claims.seed_floor_verdicts`) in one clause (:func:`layerwise.words.prose_seeds.outcome_groups`)."""
     floor = [v for v in floor if v.word != "not measured"]
     if not floor:
         return claims.SEED_VARIATION_NOT_MEASURED + "."
@@ -241,13 +242,13 @@ def metric_summary(tidy: pd.DataFrame, metric: str, what: str, *, tidy_all: pd.D
 
 
 def similarity_summary(tidy: pd.DataFrame, pooling: str = "cls", measure: str = "cka_debiased", *,
-                       state: str = "finetuned", reference: str = "pretrained") -> str:
+                       state: str = "finetuned", reference: str = "pretrained",
+                       correct: pd.DataFrame | None = None) -> str:
     """A similarity of ``state`` with ``reference`` in two sentences and a table: chance
     (``claims.chance_verdicts``: above the 95th percentile of its permutation null), the answer model
-    against the similarity between fine-tuning seeds (:func:`layerwise.words.prose_seeds.similarity_outcomes`)
-    by layer, then :func:`layer_table`. ``tidy``: ``Study.tidy_all``."""
-    from .prose_seeds import similarity_outcomes
-
+    against the similarity between fine-tuning seeds (:func:`layerwise.words.claims.similarity_outcomes`)
+    by layer, then :func:`layer_table`. ``tidy``: ``Study.tidy_all``; ``correct``: ``Study.probe_correct`` (the
+    primary family's probes, :func:`layerwise.words.claims.primary_family`)."""
     aggregate = tidy[tidy["seed"].isna()] if "seed" in tidy.columns else tidy
     name = {"cka": "linear CKA", "cka_debiased": "debiased CKA", "procrustes": "Procrustes similarity",
             "mutual_knn": "mutual k-NN alignment"}.get(measure, measure)
@@ -263,7 +264,8 @@ def similarity_summary(tidy: pd.DataFrame, pooling: str = "cls", measure: str = 
     text = (f"The {pool} {name} of {state} with {reference} is "
             + and_list([f"{word} at {layer_span(sorted(ls))}" for word, ls in by.items()])
             + f" (null 95th percentile {lo if lo == hi else f'{lo}–{hi}'}).")
-    floor = similarity_outcomes(tidy, pooling, measure, reference=reference) if state == "finetuned" else []
+    floor = similarity_outcomes(tidy, pooling, measure, reference=reference, correct=correct) \
+        if state == "finetuned" else []
     claim = (outcome_sentence(floor, "against the similarity between seeds", "")
              if floor else f"{_cap(claims.SEED_VARIATION_NOT_MEASURED)}, so no layer is judged against it.")
     table = layer_table(aggregate, f"{measure}_{pooling}_vs_{reference}", floor=floor, states=[state], digits=3,
@@ -346,7 +348,7 @@ def versus_groups(verdicts: list[claims.Verdict], digits: int = 3) -> str:
 
 
 def outcome_table(floor: list[claims.Verdict], digits: int = 3, unit: str = "seed") -> str:
-    """The answer model's outcomes (:func:`layerwise.words.prose_seeds.seed_floor_verdicts`) as a small
+    """The answer model's outcomes (:func:`layerwise.words.claims.seed_floor_verdicts`) as a small
     Markdown table, one row per outcome: its layers, the largest difference with its deciding interval,
     and the notes of :func:`layerwise.words.prose_seeds.outcome_clause` that bear on it."""
     from .markdown import markdown_table

@@ -9,79 +9,8 @@ import math
 import pandas as pd
 
 from . import claims
+from .claims import seed_apart_verdict, seed_floor_verdicts, similarity_outcomes
 from .prose_format import ci_digits, fmt, fmt_interval, fmt_signed, layer_span
-
-
-#: probes whose sentence term comes from the paired per-sentence correctness (``probe_correct``)
-PROBE_METRICS = ("probe_acc_cls", "probe_acc_mean")
-
-
-def _reference_value(aggregate: pd.DataFrame, metric: str, reference: str, layer: int) -> float:
-    """The reference state's value of ``metric`` (a per-sentence metric: its registry row, e.g.
-    ``token_cosine_var`` -> ``token_cosine_var_mean``) at ``layer``, for a relative margin; NaN if absent."""
-    from ..core.schema import PER_SENTENCE_SPECS
-
-    stem, suffix = (metric[:-len("_content")], "_content") if metric.endswith("_content") else (metric, "")
-    name = PER_SENTENCE_SPECS[stem] + suffix if stem in PER_SENTENCE_SPECS else metric
-    r = aggregate[(aggregate["metric"] == name) & (aggregate["state"] == reference) & (aggregate["layer"] == layer)]
-    return float(r["value"].mean()) if len(r) else math.nan
-
-
-def _delta(aggregate: pd.DataFrame, metric: str, reference: str, layer: int) -> float:
-    """The declared margin of ``metric`` at ``layer`` (``schema.MARGINS``; NaN when none is declared)."""
-    from ..core.schema import margin
-
-    m = margin(metric)
-    return math.nan if m is None else m.delta(_reference_value(aggregate, metric, reference, layer))
-
-
-def paired_probe_se(correct: pd.DataFrame | None, metric: str, layer: int, state: str, reference: str) -> float:
-    """The sentence SE of a probe's accuracy difference, paired on the same test sentences:
-    ``sd_i(c_state(i) - c_reference(i)) / sqrt(n)`` (``probe_correct``: c = the share of retrainings, and
-    of seeds, that got sentence i right); NaN without both states' rows."""
-    if correct is None or correct.empty:
-        return math.nan
-    at = correct[(correct["metric"] == metric) & (correct["layer"] == layer)]
-    both = pd.concat([at[at["state"] == s].set_index("sentence")["correct"] for s in (state, reference)], axis=1,
-                     join="inner").dropna()
-    if len(both) < 2:
-        return math.nan
-    d = both.iloc[:, 0].to_numpy(float) - both.iloc[:, 1].to_numpy(float)
-    return float(d.std(ddof=1) / math.sqrt(len(d)))
-
-
-def _per_layer_differences(tidy: pd.DataFrame, metric: str, reference: str, state: str,
-                           correct: pd.DataFrame | None = None) -> dict[int, tuple]:
-    """``{layer: (per-seed difference rows, delta)}`` for ``metric``: a per-sentence metric reads its
-    paired ``effect_<metric>`` rows per seed; any other the per-seed value minus the reference's
-    (:func:`claims.difference_rows`), a probe's sentence interval from the paired correctness
-    (:func:`paired_probe_se`). delta: the declared margin (``schema.MARGINS``). A state without per-seed
-    rows (the random state, one draw) uses its aggregate row as its one seed."""
-    from scipy.stats import norm
-
-    has_seed = "seed" in tidy.columns
-    seeds = tidy[tidy["seed"].notna()] if has_seed else tidy.iloc[0:0]
-    aggregate = tidy[tidy["seed"].isna()] if has_seed else tidy
-    if seeds[seeds["state"] == state].empty:
-        seeds = aggregate
-    out: dict[int, tuple] = {}
-    effect = seeds[(seeds["metric"] == f"effect_{metric}") & (seeds["state"] == state) & (seeds["layer"] >= 0)]
-    if len(effect):
-        for layer, g in effect.groupby("layer"):
-            out[int(layer)] = (g, _delta(aggregate, metric, reference, int(layer)))
-        return out
-    rows = pd.concat([aggregate[aggregate["state"] == reference], seeds[seeds["state"] == state]])
-    rows = rows[(rows["metric"] == metric) & (rows["layer"] >= 0)]
-    z = float(norm.ppf(0.975))
-    for layer, g in rows.groupby("layer"):
-        if g[g["state"] == reference].empty or g[g["state"] == state].empty:
-            continue
-        diff = claims.difference_rows(g, reference, state)
-        se = paired_probe_se(correct, metric, int(layer), state, reference) if metric in PROBE_METRICS else math.nan
-        if se == se:
-            diff = diff.assign(ci_low=diff["value"] - z * se, ci_high=diff["value"] + z * se)
-        out[int(layer)] = (diff, _delta(aggregate, metric, reference, int(layer)))
-    return out
 
 
 #: the heatmap's mark for each outcome of the answer model (the chapter's text gives the key)
@@ -104,21 +33,6 @@ def effect_marks(tidy: pd.DataFrame, state: str = "finetuned", *, tidy_all: pd.D
             for m in words["metric"].unique() for v in seed_floor_verdicts(tidy_all, m, state=state)]
     key = "marks: outcome over seeds, " + ", ".join(f"{mark} {word}" for word, mark in OUTCOME_MARKS.items())
     return pd.DataFrame(rows, columns=["metric", "layer", "mark"]), key
-
-
-def seed_floor_verdicts(tidy: pd.DataFrame, metric: str, *, reference: str = "pretrained", state: str = "finetuned",
-                        model: str | None = None, correct: pd.DataFrame | None = None) -> list[claims.Verdict]:
-    """The answer model (:func:`claims.seed_change`, :func:`claims.difference_outcome`) at every layer of
-    ``metric`` (``tidy``: aggregate and per-seed rows, ``Study.tidy_all``; ``correct``: the probes' paired
-    correctness, for a probe's sentence term). ``detail["layer"]`` added."""
-    if model is not None:
-        tidy = tidy[tidy["model"] == model]
-        correct = None if correct is None else correct[correct["model"] == model]
-    out = []
-    for layer, (diff, delta) in _per_layer_differences(tidy, metric, reference, state, correct).items():
-        v = claims.seed_change(diff, delta, subject=f"{metric}, layer {layer}")
-        out.append(claims.Verdict(v.word, v.subject, v.rows, v.n, {**v.detail, "layer": layer}))
-    return out
 
 
 def outcome_clause(v: claims.Verdict, digits: int = 3) -> str:
@@ -204,30 +118,9 @@ def _layer_of(v: claims.Verdict) -> int:
     return int(v.rows["layer"].iloc[0])
 
 
-def similarity_outcomes(tidy: pd.DataFrame, pooling: str = "cls", measure: str = "cka_debiased", *,
-                        reference: str = "pretrained") -> list[claims.Verdict]:
-    """The answer model of a similarity to ``reference`` at every layer (:func:`claims.seed_similarity_change`
-    with the measure's margin): no change = within delta of the similarity between fine-tuning seeds.
-    ``tidy``: ``Study.tidy_all``. ``detail["layer"]`` added."""
-    from ..core.schema import margin
-
-    if "seed" not in tidy.columns:
-        return []
-    seeds = tidy[tidy["seed"].notna()]
-    vs = seeds[seeds["metric"] == f"{measure}_{pooling}_vs_{reference}"]
-    between = seeds[seeds["metric"] == f"{measure}_{pooling}_between_seeds"]
-    m = margin(f"{measure}_{pooling}_vs_{reference}")
-    out = []
-    for layer in sorted(set(vs["layer"]) - {-1}):
-        v = claims.seed_similarity_change(vs[vs["layer"] == layer], between[between["layer"] == layer],
-                                          m.value if m else float("nan"), subject=f"{measure} {pooling}, layer {layer}")
-        if v.word != "not measured":
-            out.append(claims.Verdict(v.word, v.subject, v.rows, v.n, {**v.detail, "layer": int(layer)}))
-    return out
-
-
 def similarity_floor_sentence(tidy: pd.DataFrame, pooling: str = "cls", measure: str = "cka_debiased", *,
-                              state: str = "finetuned", reference: str = "pretrained") -> str:
+                              state: str = "finetuned", reference: str = "pretrained",
+                              correct: pd.DataFrame | None = None) -> str:
     """One sentence on the same-layer similarity of ``state`` with ``reference``: chance
     (:func:`claims.chance_verdicts`: above the 95th percentile of its permutation null), a level judged
     apart, then the answer model against the similarity between fine-tuning seeds
@@ -243,7 +136,8 @@ def similarity_floor_sentence(tidy: pd.DataFrame, pooling: str = "cls", measure:
     for v in chance:
         by.setdefault(v.word, []).append(_layer_of(v))
     parts = [f"{word} at {layer_span(sorted(ls))}" for word, ls in by.items()]
-    floor = similarity_outcomes(tidy, pooling, measure, reference=reference) if state == "finetuned" else []
+    floor = similarity_outcomes(tidy, pooling, measure, reference=reference, correct=correct) \
+        if state == "finetuned" else []
     only = any(not v.detail.get("sentence_term", True) for v in floor)
     seed_text = (f"Against the similarity between fine-tuning seeds, as {reference} minus seeds"
                  f"{', over the seeds only' if only else ''}: {outcome_groups(floor, 2)}" if floor else
@@ -253,19 +147,6 @@ def similarity_floor_sentence(tidy: pd.DataFrame, pooling: str = "cls", measure:
     lo, hi = fmt(min(q95), 3), fmt(max(q95), 3)
     null = f"permutation null's 95th percentile {lo if lo == hi else f'{lo}–{hi}'}"
     return f"{what[:1].upper() + what[1:]}: " + "; ".join(parts) + f", {null}. {seed_text}"
-
-
-def seed_apart_verdict(tidy: pd.DataFrame, pooling: str = "cls", measure: str = "cka_debiased") -> claims.Verdict:
-    """:func:`claims.seed_apart` on the per-seed profile of ``measure`` with pretrained over the layers, the
-    margin the measure's δ (``tidy``: ``Study.tidy_all``); "not measured" without per-seed rows."""
-    from ..core.schema import margin
-
-    metric = f"{measure}_{pooling}_vs_pretrained"
-    if "seed" not in tidy.columns:
-        return claims.Verdict("not measured", metric, tidy.iloc[0:0], 0)
-    rows = tidy[tidy["seed"].notna() & (tidy["metric"] == metric) & (tidy["layer"] >= 0)]
-    m = margin(metric)
-    return claims.seed_apart(rows, m.value if m else 0.0)
 
 
 def seed_apart_sentence(tidy: pd.DataFrame, pooling: str = "cls", measure: str = "cka_debiased") -> str:
