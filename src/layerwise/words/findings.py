@@ -42,9 +42,11 @@ PROBING_STATISTICS = ("probe_acc_cls", "probe_acc_mean", "silhouette_cls", "cent
 #: what the order of the findings means (printed above the table)
 RANKING = ("Each statistic's outcome at every layer follows the answer model of the Methods: fine-tuned minus "
            "pretrained over the fine-tuning seeds, with an interval that combines seeds and sentences, against the "
-           "statistic's declared margin δ. The printed interval is the one that decides (90% for no change beyond "
-           "δ, else 95%). Statistics with a change come first, ordered by difference over the half-width of that "
-           "interval: the order says how clearly it changed, not how much. Chance is a separate judgement.")
+           "statistic's declared margin δ. The printed interval is the one that decides: 90% for no change beyond "
+           "δ, else the level of the test's family. Holm's method judges the similarity to pretrained and the probes "
+           "together; Benjamini-Hochberg judges each other statistic over its layers. Statistics with a change come first, ordered "
+           "by difference over the half-width of that interval: the order says how clearly it changed, not how "
+           "much. Chance is a separate judgement.")
 COLUMNS = ("statistic", "metric", "outcomes", "largest at layer", "finetuned", "pretrained", "difference", "n",
            "verdict", "size / floor", "random vs pretrained", "chance", "sensitivity")
 #: the table of the findings as the report prints it (:meth:`Findings.table`): six columns, with relative

@@ -55,6 +55,8 @@ def outcome_clause(v: claims.Verdict, digits: int = 3) -> str:
     if d.get("leave_one_out"):
         same = sum(w == v.word for w in d["leave_one_out"])
         extra.append(f"same outcome in {same} of {len(d['leave_one_out'])} leave-one-seed-out analyses")
+    if d.get("clipped"):
+        extra.append("interval clipped at the range a difference can take")
     if not d.get("seed_variation_measured", True):
         extra.append("one run: seed variation not measured")
     return f"{claims.outcome_label(v)} ({'; '.join([ci, *extra])})"

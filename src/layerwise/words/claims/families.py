@@ -150,9 +150,24 @@ def adjust(verdicts: list[Verdict], method: str, family: str, alpha: float = ALP
         level = 1 - float(a) if np.isfinite(a) else d["level"]
         new = difference_outcome(d["per_seed"], d["sentence_se"], d["delta"], level=level, subject=v.subject,
                                  rows=v.rows)
-        out[i] = Verdict(new.word, v.subject, v.rows, v.n, {**d, **new.detail, "p": float(p), "family": family,
-                                                          "correction": method, "family_size": len(judged)})
+        detail = {**d, **new.detail, "p": float(p), "family": family, "correction": method, "family_size": len(judged)}
+        out[i] = Verdict(new.word, v.subject, v.rows, v.n, _clipped(detail))
     return out
+
+
+def _clipped(detail: dict) -> dict:
+    """The printed interval kept inside the range a difference of the statistic can take (b - a at most,
+    for a statistic in [a, b], ``core.tables.value_range``): clipping moves no end past 0 or δ, so it changes
+    no outcome; ``clipped`` says it happened."""
+    from ...core.tables import value_range
+
+    bounds = value_range(detail.get("metric", ""))
+    if bounds is None:
+        return detail
+    width = bounds[1] - bounds[0]
+    ends = {k: float(np.clip(detail[k], -width, width)) for k in ("low", "high", "ci_low", "ci_high", "ci90_low",
+                                                                  "ci90_high") if k in detail}
+    return {**detail, **ends, "clipped": any(ends[k] != detail[k] for k in ends)}
 
 
 def primary_family(tidy: pd.DataFrame, correct: pd.DataFrame | None = None) -> dict[str, list[Verdict]]:

@@ -68,7 +68,8 @@ def difference_outcome(values, sentence_se=0.0, delta: float = math.nan, *, leve
     half-width below delta (z_{.95} SE_sent < delta); when not, the test set is too small for "no change".
     ``sentence_term``: False when no seed has a sentence interval (the interval covers the seeds only).
     (:func:`seed_change`: one run without a sentence interval is "not measured", no variance is known.)
-    ``low``/``high``: the interval that decides (90% for "no change beyond δ", else 95%).
+    ``low``/``high``: the interval that decides (90% for "no change beyond δ", else ``level``; a family's
+    level comes from :func:`layerwise.words.claims.families.adjust`).
     ``leave_one_out`` (k >= 3 seeds): the outcome of each analysis without one seed, in seed order
     (sensitivity: "changed in 2 of 3 leave-one-out analyses"). Chance is a separate verdict (:func:`chance_verdict`, :func:`null_verdict`), never an outcome."""
     from scipy.stats import norm
