@@ -114,23 +114,23 @@ def deviations(a: pd.DataFrame, b: pd.DataFrame, keys: list[str] = KEYS) -> pd.D
 
 def verdicts(tidy: pd.DataFrame) -> dict[str, str]:
     """The sign/ordering-based verdicts of the report's prose, by a readable key."""
-    from layerwise.words import prose
+    from layerwise.words import prose_format
 
     out: dict[str, str] = {}
     per_layer = tidy[tidy["layer"] >= 0]
     for metric in sorted(per_layer["metric"].unique()):
         states = sorted(per_layer.loc[per_layer["metric"] == metric, "state"].unique())
-        by_state = {s: prose.series(per_layer, metric, s) for s in states}
+        by_state = {s: prose_format.series(per_layer, metric, s) for s in states}
         for s, df in by_state.items():
             v = df["value"].to_numpy()
             if len(v) < 2 or not np.isfinite(v).all():
                 continue
-            a, b = prose.fmt(v[0]), prose.fmt(v[-1])
+            a, b = prose_format.fmt(v[0]), prose_format.fmt(v[-1])
             out[f"{metric}/{s}/trend"] = "equal" if a == b else ("rises" if v[-1] > v[0] else "falls")
             out[f"{metric}/{s}/argmax"] = str(int(df["layer"].iloc[int(np.argmax(v))]))
             out[f"{metric}/{s}/argmin"] = str(int(df["layer"].iloc[int(np.argmin(v))]))
             for kind, i in (("printed-max", int(np.argmax(v))), ("printed-min", int(np.argmin(v)))):
-                shown = prose.fmt(v[i])   # trend_sentence names it only when it is neither end, as shown
+                shown = prose_format.fmt(v[i])   # trend_sentence names it only when it is neither end, as shown
                 stated = i not in (0, len(v) - 1) and shown not in (a, b)
                 out[f"{metric}/{s}/{kind}"] = f"layer {int(df['layer'].iloc[i])}" if stated else "not stated"
         for i, s in enumerate(states):
@@ -219,7 +219,7 @@ def _study_lines(args) -> list[str]:
     lines = [f"**Whole demo study** (`pipeline.load_study` through the caches, every state and fine-tuned seed, "
              f"similarities, probes, state comparisons; fp32 {seconds['fp32']:.0f} s, bf16 {seconds['bf16']:.0f} s "
              "wall, cache hits when an entry existed). " + _rows_line(dev, args), "",
-             f"Report verdicts compared (as the chapters print them, from `claims`, `prose_seeds` and "
+             f"Report verdicts compared (as the chapters print them, from `claims`, `prose_outcomes` and "
              f"`findings`): {len(r32)} ({', '.join(f'{v} {k}' for k, v in sorted(kinds.items()))}); "
              f"**changed: {len(changed)}**.", ""]
     if changed:

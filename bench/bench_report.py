@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 import altair as alt  # noqa: E402
 
 from layerwise.book import charts, report  # noqa: E402
-from layerwise.words import prose_seeds  # noqa: E402
+from layerwise.words import prose_outcomes# noqa: E402
 from report_fakes import fake_study, load_fake_study, write_params  # noqa: E402
 
 
@@ -55,7 +55,7 @@ def geometry_charts(s):
             charts.layer_lines(t, "isoscore", title="x"), charts.cka_heatmap(s.cka),
             charts.layer_lines(t, {"cka_cls_vs_pretrained": "a", "cka_mean_vs_pretrained": "b"}, title="x",
                                dash="metric"),
-            charts.effect_heatmap(t, marks=prose_seeds.effect_marks(t)[0], key="marks")]
+            charts.effect_heatmap(t, marks=prose_outcomes.effect_marks(t)[0], key="marks")]
 
 
 def sizes(s) -> tuple[list[str], dict]:

@@ -1,10 +1,10 @@
 """The verdicts the report prints, read from a study with the library's own claim functions
-(``layerwise.words.claims``, ``layerwise.words.prose_seeds``, ``layerwise.words.findings``), as ``{key: verdict}`` with
+(``layerwise.words.claims``, ``layerwise.words.findings``), as ``{key: verdict}`` with
 the numbers left out: what bench_precision compares between an fp32 and a bf16 analysis.
 
 * per-state change verdicts (``claims.state_change_verdicts``: fine-tuned and random against
   pretrained, every per-sentence metric and layer; the geometry chapter's sentences and charts);
-* seed-floor verdicts (``prose_seeds.seed_floor_verdicts``, per metric and layer);
+* seed-floor verdicts (``claims.seed_floor_verdicts``, per metric and layer);
 * best-layer sets of the probes (``claims.best_layers``: word and the layers of the set);
 * the top probe against the lexical baseline (``claims.versus``);
 * chance verdicts of the similarities (``claims.chance_verdicts``) and their seed floor
@@ -33,7 +33,7 @@ def _per_sentence_metrics(tidy: pd.DataFrame) -> list[str]:
 
 
 def change_verdicts(tidy: pd.DataFrame, tidy_all: pd.DataFrame) -> dict[str, str]:
-    from layerwise.words import claims, prose_seeds
+    from layerwise.words import claims
 
     out: dict[str, str] = {}
     states = set(tidy["state"])
@@ -42,10 +42,10 @@ def change_verdicts(tidy: pd.DataFrame, tidy_all: pd.DataFrame) -> dict[str, str
             if state in states:
                 for v in claims.state_change_verdicts(tidy, metric, state):
                     out[f"change/{metric}/{state}/layer {v.detail.get('layer')}"] = v.word
-        for v in prose_seeds.seed_floor_verdicts(tidy_all, metric):
+        for v in claims.seed_floor_verdicts(tidy_all, metric):
             out[f"seed floor/{metric}/layer {v.detail.get('layer')}"] = v.word
     for metric in ("probe_acc_cls", "probe_acc_mean"):
-        for v in prose_seeds.seed_floor_verdicts(tidy_all, metric):
+        for v in claims.seed_floor_verdicts(tidy_all, metric):
             out[f"seed floor/{metric}/layer {v.detail.get('layer')}"] = v.word
     return out
 

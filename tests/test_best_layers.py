@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from layerwise.words import claims, prose
+from layerwise.words import claims, prose_probes
 from layerwise.core.schema import tidy_frame, tidy_row
 
 
@@ -29,7 +29,7 @@ def test_overlapping_layers_give_a_best_layer_set():
     assert set(v.rows["layer"]) == {1, 2, 3}
     lo, hi = v.detail["diff_ci"][0]
     assert lo > 0                                        # layer 0 is clearly worse
-    text = prose.probe_sentence(tidy, "cls", correct=correct)
+    text = prose_probes.probe_sentence(tidy, "cls", correct=correct)
     assert "best layers 1–3, which the paired comparison" in text and "best at layer" not in text
     assert "highest at layer 2: 0.833" in text
 
@@ -38,11 +38,11 @@ def test_clearly_separated_layers_name_one_layer():
     correct, tidy = _tables({0: 0.55, 1: 0.70, 2: 0.95}, n=300)
     v = claims.best_layers(correct, tidy, "probe_acc_cls", "finetuned")
     assert v.word == "best" and v.detail["layers"] == [2] and len(v.rows) == 1
-    assert "best at layer 2" in prose.probe_sentence(tidy, "cls", correct=correct)
-    assert "m (layers 0 to 2): best at layer 2" in prose.models_best_sentence(tidy, correct=correct)
+    assert "best at layer 2" in prose_probes.probe_sentence(tidy, "cls", correct=correct)
+    assert "m (layers 0 to 2): best at layer 2" in prose_probes.models_best_sentence(tidy, correct=correct)
     # without per-sentence correctness no verdict is claimed
     assert claims.best_layers(correct.iloc[0:0], tidy, "probe_acc_cls", "finetuned").word == "not measured"
-    assert "not tested" in prose.probe_sentence(tidy, "cls")
+    assert "not tested" in prose_probes.probe_sentence(tidy, "cls")
 
 
 def test_versus_reference():

@@ -13,7 +13,7 @@ import pytest
 from layerwise.book import charts, render
 from layerwise.core import schema
 from layerwise.core.errors import LayerwiseError
-from layerwise.words import claims, prose_seeds
+from layerwise.words import claims, prose_outcomes
 from report_fakes import fake_study
 
 CDN = re.compile(r"cdn\.jsdelivr|unpkg\.com|cdnjs|googleapis|<script[^>]+src=|<link[^>]+href=[\"']?https?:", re.I)
@@ -45,7 +45,7 @@ def _all_charts(s):
         "centroid_scatter": charts.centroid_scatter(s.cones),
         "rogue_dims": charts.rogue_dims(s.rogue),
         "histograms": charts.cosine_histograms(s.cosine_sample),
-        "effects": charts.effect_heatmap(t, "finetuned", marks=prose_seeds.effect_marks(t, "finetuned")[0], key="k"),
+        "effects": charts.effect_heatmap(t, "finetuned", marks=prose_outcomes.effect_marks(t, "finetuned")[0], key="k"),
         "finetune": charts.finetune_curves(s.finetune["history"]),
         "comparison": charts.layer_lines(t, "token_cosine_q50", title="cmp", color="model", column="state",
                                          relative_depth=True),
@@ -172,13 +172,13 @@ def _chapter_charts(study):
 
     import nbformat
 
-    from layerwise.words import findings
+    from layerwise.words import findings, prose_outcomes
     from layerwise.study.study import combine, original_layers_of
 
     out = {}
     for name in ("geometry", "probing", "comparison"):
         nb = nbformat.read(Path(__file__).parents[1] / "chapters" / f"{name}.ipynb", 4)
-        env = {"charts": charts, "claims": claims, "findings": findings, "prose_seeds": prose_seeds, "schema": schema,
+        env = {"charts": charts, "claims": claims, "findings": findings, "prose_outcomes": prose_outcomes, "schema": schema,
                "study": study,
                "studies": [study],
                "tidy": combine([study]) if name == "comparison" else study.tidy, "original_layers_of": original_layers_of}
@@ -220,7 +220,7 @@ def test_panel_width_rule():
 
 
 def test_effect_heatmap_rows_are_readable_names(study):
-    rows = set(charts.effect_heatmap(study.tidy, "finetuned", marks=prose_seeds.effect_marks(study.tidy, "finetuned")[0], key="k").data["label"])
+    rows = set(charts.effect_heatmap(study.tidy, "finetuned", marks=prose_outcomes.effect_marks(study.tidy, "finetuned")[0], key="k").data["label"])
     assert rows and not any("_" in r for r in rows)                           # no raw metric ids
     assert schema.label("cov_trace_scaled_content") in rows or schema.label("cov_trace_scaled") in rows
     assert schema.label("token_cosine_var_content") == "variance of token cosines (content tokens)"

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from layerwise.words import claims, prose
+from layerwise.words import claims, prose_layers, prose_outcomes, prose_similarity
 from layerwise.measure import comparisons, stats
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,7 +52,7 @@ def test_verdicts_from_the_tidy_tables_and_one_family():
     assert v[1].word == "higher" and v[1].detail["low"] > 0.2
     assert v[2].word in ("negligible", "not significant")
     assert all(x.n == 200 and not x.rows.empty for x in v.values())
-    s = prose.significance_sentence(tidy, "token_cosine", "the token cosine")
+    s = prose_layers.significance_sentence(tidy, "token_cosine", "the token cosine")
     assert "Holm-adjusted over all 3 tests" in s and "higher at layer 1 (+0.2" in s
     assert re.search(r"negligible at layers? 0 \(-0\.0014, 95% CI -0\.001\d to -0\.001\d\)", s), s
     assert "lower" not in s
@@ -133,7 +133,7 @@ def test_answer_model_says_when_no_change_is_out_of_reach():
     # 180 test sentences, a paired accuracy difference with SE 0.026: z_.95 x 0.026 = 0.043 > delta 0.03
     v = claims.difference_outcome([0.01, 0.0, 0.02], 0.026, 0.03)
     assert v.word == claims.NOT_ESTABLISHED and not v.detail["equivalence_reachable"]
-    assert "too few test sentences for no change beyond δ" in prose.outcome_clause(v)
+    assert "too few test sentences for no change beyond δ" in prose_outcomes.outcome_clause(v)
     assert claims.difference_outcome([0.01, 0.0, 0.02], 0.005, 0.03).detail["equivalence_reachable"]
 
 
@@ -146,7 +146,7 @@ def test_similarity_inside_its_null_is_at_chance_beside_its_outcome():
 
 
 def test_every_judged_statistic_declares_its_margin_and_methods_prints_them():
-    from layerwise.words import findings
+    from layerwise.words import findings, prose_layers, prose_outcomes, prose_similarity
     from layerwise.core import schema
 
     judged = [*schema.PER_SENTENCE_METRICS, *findings.PROBES, *findings.SCALARS, "cka_debiased_cls_vs_pretrained"]
@@ -194,8 +194,8 @@ def test_seed_apart_names_a_built_outlier_and_no_seed_when_exchangeable():
                44: [1.0, 0.99, 0.93, 0.96, 0.88, 0.48, 0.28]}
     v = claims.seed_apart(_profile(outlier), 0.05)
     assert v.word == "stands apart" and v.detail["seed"] == 44 and v.detail["layers"] == [4, 5, 6]
-    assert "seed 44 stands apart at layers 4–6." in prose.seed_apart_sentence(_profile(outlier))
-    assert "with pretrained, no seed stands apart." in prose.seed_apart_sentence(_profile(exchangeable))
+    assert "seed 44 stands apart at layers 4–6." in prose_similarity.seed_apart_sentence(_profile(outlier))
+    assert "with pretrained, no seed stands apart." in prose_similarity.seed_apart_sentence(_profile(exchangeable))
     assert claims.seed_apart(_profile({42: [0.5], 43: [0.6]}), 0.05).word == "not measured"
 
 
@@ -204,7 +204,7 @@ def test_leave_one_seed_out_sensitivity():
     assert v.word == claims.CHANGED and v.detail["leave_one_out"] == [claims.CHANGED] * 4
     weak = claims.difference_outcome([0.38, 0.35, 0.08], 0.01, 0.05)
     assert len(weak.detail["leave_one_out"]) == 3
-    assert "leave-one-seed-out analyses" in prose.outcome_clause(weak)
-    assert "over the seeds only" in prose.outcome_clause(claims.difference_outcome([0.38, 0.35, 0.08], 0.0, 0.05))
-    assert "over the seeds only" not in prose.outcome_clause(weak)
+    assert "leave-one-seed-out analyses" in prose_outcomes.outcome_clause(weak)
+    assert "over the seeds only" in prose_outcomes.outcome_clause(claims.difference_outcome([0.38, 0.35, 0.08], 0.0, 0.05))
+    assert "over the seeds only" not in prose_outcomes.outcome_clause(weak)
     assert "leave_one_out" not in claims.difference_outcome([0.3, 0.32], 0.01, 0.05).detail   # two seeds: none

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from layerwise.core import schema
-from layerwise.words import claims, findings
+from layerwise.words import claims, findings, prose_outcomes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -121,9 +121,9 @@ def test_seeds_that_cannot_decide_give_not_established_with_their_direction():
     assert row["outcomes"] == "not established with 3 seeds: 2" and row["verdict"] == "not established with 3 seeds"
     text = weak.markdown()
     assert "Did not change" not in text and "did not change" not in text
-    from layerwise.words import prose
+    from layerwise.words import prose_outcomes
 
-    sentence = prose.seed_floor_sentence(_seeded_study([0.38, 0.35, 0.08]).tidy_all, "token_cosine", "the cosine")
+    sentence = prose_outcomes.seed_floor_sentence(_seeded_study([0.38, 0.35, 0.08]).tidy_all, "token_cosine", "the cosine")
     assert "every seed moved up: +0.4, +0.3, +0.1" in sentence and "smallest detectable change 0.5" in sentence
 
 
@@ -175,7 +175,7 @@ def test_no_change_is_printed_only_for_the_equivalence_outcome():
     the equivalence outcome "no change beyond δ"."""
     import re
 
-    from layerwise.words import prose
+    from layerwise.words import prose_outcomes
 
     banned = re.compile(r"\b(did not change|does not change|do not change|not changed|unchanged|no change"
                         r"(?! beyond δ))", re.I)
@@ -186,7 +186,7 @@ def test_no_change_is_printed_only_for_the_equivalence_outcome():
         f = findings.model_findings(study)
         texts = [f.markdown(), f.conclusion(True), f.conclusion(False), findings.summary_markdown([f])]
         tidy_all = getattr(study, "tidy_all", study.tidy)
-        texts += [prose.seed_floor_sentence(tidy_all, m, "it") for m in ("token_cosine", "erank", "cov_trace")]
+        texts += [prose_outcomes.seed_floor_sentence(tidy_all, m, "it") for m in ("token_cosine", "erank", "cov_trace")]
         for text in texts:
             assert not banned.search(text), banned.search(text).group(0) + " in: " + text
 
@@ -197,7 +197,7 @@ def test_effect_heatmap_marks_the_outcome_over_seeds():
     from layerwise.book import charts
 
     from layerwise.book import render
-    from layerwise.words.prose_seeds import effect_marks
+    from layerwise.words.prose_outcomes import effect_marks
 
     for effects, mark in (([0.49, 0.50, 0.51], "C"), ([0.38, 0.35, 0.08], "?")):
         study = _seeded_study(effects)

@@ -355,16 +355,16 @@ def test_seeds_per_seed_rows_and_the_aggregate_view(two_seeds):
 
 
 def test_seeds_floor_rule_and_prose(two_seeds, tmp_path):
-    from layerwise.words import claims, prose
+    from layerwise.words import claims, prose_outcomes, prose_training
 
     _, study, _ = two_seeds
-    text = prose.seed_floor_sentence(study.tidy_all, "token_cosine", "the mean token cosine")
+    text = prose_outcomes.seed_floor_sentence(study.tidy_all, "token_cosine", "the mean token cosine")
     assert "seed" in text and "not measured" not in text
     one = study.tidy_all[study.tidy_all["seed"].isna() | (study.tidy_all["seed"] == 3)]
     one = one[~one.metric.str.endswith("_between_seeds")]
-    assert claims.SEED_VARIATION_NOT_MEASURED.split(" (")[0] in prose.seed_floor_sentence(
+    assert claims.SEED_VARIATION_NOT_MEASURED.split(" (")[0] in prose_outcomes.seed_floor_sentence(
         one, "token_cosine", "the mean token cosine")
-    table = prose.finetune_table(study.finetune)
+    table = prose_training.finetune_table(study.finetune)
     assert {"seed 3", "seed 4", "mean over seeds"} <= set(table.index)
 
 

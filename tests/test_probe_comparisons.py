@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from layerwise.words import claims, probe_comparisons as pc, prose
+from layerwise.words import claims, probe_comparisons as pc, prose_similarity
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -154,10 +154,10 @@ def _cka_table(null_q95):
 
 
 def test_biased_cka_sentence_quotes_the_null_from_the_table():
-    low = prose.cka_diagonal_sentence(_cka_table([0.05, 0.07, 0.12]), "cls")
+    low = prose_similarity.cka_diagonal_sentence(_cka_table([0.05, 0.07, 0.12]), "cls")
     assert "95th percentile is 0.05–0.12" in low
     assert "above chance at layers 1, 2 and at chance at layer 3" in low        # 0.08 < 0.12
-    high = prose.cka_diagonal_sentence(_cka_table([0.30, 0.65, 0.70]), "cls")         # 0.6 < 0.65
+    high = prose_similarity.cka_diagonal_sentence(_cka_table([0.30, 0.65, 0.70]), "cls")         # 0.6 < 0.65
     assert "95th percentile is 0.30–0.70" in high and "at chance at layers 2, 3" in high
     assert "0.05" not in high and "high even" not in low + high
 

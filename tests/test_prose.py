@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from layerwise.words import prose
+from layerwise.words import prose, prose_format, prose_geometry, prose_layers, prose_probes, prose_training
 from layerwise.core import schema
 from layerwise.inputs.config import AnalysisSpec
 from report_fakes import fake_study
@@ -21,15 +21,15 @@ def _tidy(rows):
 def test_trend_and_change_sentences():
     t = _tidy([("pretrained", l, "x", v) for l, v in enumerate([0.1, 0.5, 0.2, 0.3])]
               + [("finetuned", l, "x", v) for l, v in enumerate([0.1, 0.5, 0.2, 0.9])])
-    assert prose.trend_sentence(t, "x", "the score") == (
+    assert prose_layers.trend_sentence(t, "x", "the score") == (
         "pretrained: the score rises from 0.10 at layer 0 to 0.30 at layer 3 (maximum 0.50 at layer 1); "
         "finetuned: the score rises from 0.10 at layer 0 to 0.90 at layer 3.")
     t2 = _tidy([("random", l, "x", v) for l, v in enumerate([0.4, 0.9, 0.1, 0.2])])
-    assert prose.trend_sentence(t2, "x", "y", digits=1) == (
+    assert prose_layers.trend_sentence(t2, "x", "y", digits=1) == (
         "random: y falls from 0.4 at layer 0 to 0.2 at layer 3 (maximum 0.9 at layer 1, minimum 0.1 at layer 2).")
     t3 = _tidy([("pretrained", l, "x", v) for l, v in enumerate([0.101, 0.5, 0.1004, 0.099])])
-    assert prose.trend_sentence(t3, "x", "y") == "pretrained: y is 0.10 at layer 0 and at layer 3 (maximum 0.50 at layer 1)."
-    assert prose.change_sentence(t, "x", "score") == (
+    assert prose_layers.trend_sentence(t3, "x", "y") == "pretrained: y is 0.10 at layer 0 and at layer 3 (maximum 0.50 at layer 1)."
+    assert prose_layers.change_sentence(t, "x", "score") == (
         "The largest difference between finetuned and pretrained in score is at layer 3 (0.30 pretrained, "
         "0.90 finetuned, +0.60); at layer 0 the difference is 0.00.")
 
@@ -50,26 +50,26 @@ def _tested(effects, p_adjusted, sd=0.05):
 
 def test_significance_sentence_takes_its_words_from_claims():
     t = _tested([-0.0014, -0.2, 0.3, 0.02], [1e-30, 0.01, 0.001, 0.2])
-    s = prose.significance_sentence(t, "x", "x")
+    s = prose_layers.significance_sentence(t, "x", "x")
     assert s.startswith("Per-sentence paired tests of finetuned against pretrained on x (mean paired difference "
                         "with 95% CI; Holm-adjusted over all")
     assert ("higher at layer 2 (+0.30, 95% CI +0.30 to +0.30); lower at layer 1 (-0.20, 95% CI -0.20 to -0.20); "
             "negligible at layer 0 (-0.0014, 95% CI -0.0024 to -0.0004); not significant at layer 3 "
             "(+0.020, 95% CI +0.019 to +0.021).") in s
-    assert prose.significance_sentence(t, "y", "y") == ""
+    assert prose_layers.significance_sentence(t, "y", "y") == ""
     c = _tested([-0.0014, 0.3], [1e-30, 0.001]).assign(metric=lambda d: d.metric)
     c = pd.concat([c, _tidy([("pretrained", 0, "q", 0.2), ("pretrained", 1, "q", 0.3),
                              ("finetuned", 0, "q", 0.2014), ("finetuned", 1, "q", 0.6)])])
-    text = prose.change_sentence(c, "q", "the median", verdict_metric="x")
+    text = prose_layers.change_sentence(c, "q", "the median", verdict_metric="x")
     assert text.endswith("Paired per-sentence test on x: layer 1: higher (+0.30, 95% CI +0.30 to +0.30); "
                          "layer 0: negligible (-0.0014, 95% CI -0.0024 to -0.0004).")
 
 
 def test_formatting_and_original_layers():
-    assert prose.fmt(0.12345) == "0.12" and prose.fmt(float("nan")) == "n/a" and prose.fmt(12345.6) == "12,346"
-    assert prose.fmt(-0.0004) == "0.00" and prose.fmt(-0.0004, 4) == "-0.0004"
-    assert prose.fmt_ci(0.5, 0.4, 0.6) == "0.50 (95% CI 0.40 to 0.60)"
-    assert prose.fmt_p(0.0001) == "p < 0.001" and prose.fmt_p(0.0312) == "p = 0.031"
+    assert prose_format.fmt(0.12345) == "0.12" and prose_format.fmt(float("nan")) == "n/a" and prose_format.fmt(12345.6) == "12,346"
+    assert prose_format.fmt(-0.0004) == "0.00" and prose_format.fmt(-0.0004, 4) == "-0.0004"
+    assert prose_format.fmt_ci(0.5, 0.4, 0.6) == "0.50 (95% CI 0.40 to 0.60)"
+    assert prose_format.fmt_p(0.0001) == "p < 0.001" and prose_format.fmt_p(0.0312) == "p = 0.031"
     # the grid layers the chapters pass to grid_table (prose.seed_layers is gone: schema computes them)
     assert not hasattr(prose, "seed_layers")
     assert schema.original_layers(schema.ORIGINAL_LAYERS, 13) == [5, 7, 9, 11, 12]
@@ -79,27 +79,27 @@ def test_formatting_and_original_layers():
 
 def test_prose_on_the_synthetic_study():
     s = fake_study()
-    assert "reaches a test accuracy of 0.850 (95% CI 0.710 to 0.930)" in prose.finetune_sentence(s.finetune)
-    assert "significantly above the majority-class baseline of 0.500" in prose.finetune_sentence(s.finetune)
-    assert "finetuned: highest at layer 3 with 0.900" in prose.probe_sentence(s.tidy)     # no paired test: no "best"
-    text = prose.probe_sentence(s.tidy, correct=s.probe_correct)     # 12 test sentences: layers not separated
+    assert "reaches a test accuracy of 0.850 (95% CI 0.710 to 0.930)" in prose_training.finetune_sentence(s.finetune)
+    assert "significantly above the majority-class baseline of 0.500" in prose_training.finetune_sentence(s.finetune)
+    assert "finetuned: highest at layer 3 with 0.900" in prose_probes.probe_sentence(s.tidy)     # no paired test: no "best"
+    text = prose_probes.probe_sentence(s.tidy, correct=s.probe_correct)     # 12 test sentences: layers not separated
     assert "finetuned: best layers" in text and "chance baseline (permuted labels) 0.500" in text
     assert "on the 12 covered test sentences" in text
-    assert "scores 0.800 (95% CI 0.700 to 0.880)" in prose.lexical_sentence(s.tidy, correct=s.probe_correct)
-    assert "on fine-tuning sentences" in prose.memorisation_sentence(s.tidy)
-    table = prose.split_table(s)
+    assert "scores 0.800 (95% CI 0.700 to 0.880)" in prose_probes.lexical_sentence(s.tidy, correct=s.probe_correct)
+    assert "on fine-tuning sentences" in prose_probes.memorisation_sentence(s.tidy)
+    table = prose_training.split_table(s)
     assert table["sentences"].tolist() == [60, 48, 40]
     assert "12 covered" in table.loc["test", "used for"]
-    grid = prose.grid_table(s.tidy, [1, 2, 3])
+    grid = prose_probes.grid_table(s.tidy, [1, 2, 3])
     assert list(grid.index) == list(schema.STATES) and grid.loc["finetuned", "layer 3"] == 0.9
-    assert "rho = 0.80" in prose.convergence_paragraph(s.tidy)
+    assert "rho = 0.80" in prose_geometry.convergence_paragraph(s.tidy)
 
 
 def test_prose_takes_the_state_order_from_the_schema_not_the_charts():
     import ast
     import inspect
 
-    imported = {(n.module or "").rpartition(".")[2] for n in ast.walk(ast.parse(inspect.getsource(prose)))
+    imported = {(n.module or "").rpartition(".")[2] for n in ast.walk(ast.parse(inspect.getsource(prose_format)))
                 if isinstance(n, ast.ImportFrom)}
     assert "charts" not in imported and "schema" in imported
 
@@ -112,9 +112,9 @@ def test_finetune_table_mean_row_is_the_mean_of_the_seeds():
                 "macro_f1_ci": [acc - 0.05, acc + 0.05], "majority_baseline": 0.5, "binomial_p": 1e-4,
                 "n_test": 180, "train_seconds": seconds}
     seeds = {"42": run(0.80, 393.0), "43": run(0.82, 423.0), "44": run(0.78, 254.0)}
-    table = prose.finetune_table({"seeds": seeds, **seeds["42"]})
+    table = prose_training.finetune_table({"seeds": seeds, **seeds["42"]})
     assert table.loc["mean over seeds", "training time (s)"] == "357"
     assert table.loc["seed 43", "training time (s)"] == "423"
     seeds["44"]["train_seconds"] = None
-    table = prose.finetune_table({"seeds": seeds, **seeds["42"]})
+    table = prose_training.finetune_table({"seeds": seeds, **seeds["42"]})
     assert table.loc["mean over seeds", "training time (s)"] == "408"

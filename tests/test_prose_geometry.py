@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from layerwise.words import claims, prose
+from layerwise.words import claims, prose_geometry, prose_similarity
 
 
 def _row(state, metric, layer, value, low=np.nan, high=np.nan, n=100, seed=None):
@@ -62,7 +62,7 @@ def test_class_geometry_paragraph_chance_and_seed_floor():
     consistent = {42: lambda l: 0.1 * l, 43: lambda l: 0.1 * l + 0.002, 44: lambda l: 0.1 * l - 0.002}
     tidy_all = _silhouette_study(consistent)
     tidy = tidy_all[tidy_all["seed"].isna()]
-    text = prose.class_geometry_paragraph(tidy, "cls", tidy_all=tidy_all)
+    text = prose_geometry.class_geometry_paragraph(tidy, "cls", tidy_all=tidy_all)
     assert "at no layer in pretrained" in text                           # inside its permuted-label null
     assert "at layers 1, 2 in finetuned" in text                         # layer 0 (0.0) is not above 0.005
     assert "across 3 fine-tuning seeds: changed at layers 1, 2" in text     # 0.1, 0.2 against delta 0.05
@@ -70,7 +70,7 @@ def test_class_geometry_paragraph_chance_and_seed_floor():
     # the same mean with seeds that disagree in sign: not a change beyond the seed floor
     spread = {42: lambda l: 0.6 * l, 43: lambda l: -0.3 * l, 44: lambda l: 0.0}
     tidy_all = _silhouette_study(spread)
-    text = prose.class_geometry_paragraph(tidy_all[tidy_all["seed"].isna()], "cls", tidy_all=tidy_all)
+    text = prose_geometry.class_geometry_paragraph(tidy_all[tidy_all["seed"].isna()], "cls", tidy_all=tidy_all)
     assert "not established with 3 seeds at layers 1, 2" in text.lower() and "changed at" not in text
 
 
@@ -78,10 +78,10 @@ def test_convergence_paragraph_groups_by_verdict():
     tidy = pd.DataFrame([_row("pretrained", "spearman_convergence_probe", -1, -0.07, -0.78, 0.72, n=7),
                          _row("finetuned", "spearman_convergence_probe", -1, 0.89, 0.27, 0.99, n=7),
                          _row("random", "spearman_convergence_probe", -1, -0.04, -0.77, 0.74, n=7)])
-    text = prose.convergence_paragraph(tidy)
+    text = prose_geometry.convergence_paragraph(tidy)
     assert "It is significant in finetuned (rho = 0.89, 95% CI 0.27 to 0.99). It is not significant in pretrained" in text
     assert "and random (rho = -0.04" in text and "7 layers" in text
-    assert "not computed" in prose.convergence_paragraph(tidy.iloc[0:0])
+    assert "not computed" in prose_geometry.convergence_paragraph(tidy.iloc[0:0])
 
 
 def test_self_similarity_paragraph_flat_and_no_change_within_seeds():
@@ -94,7 +94,7 @@ def test_self_similarity_paragraph_flat_and_no_change_within_seeds():
             rows += [_row("finetuned", metric, layer, 0.9 - 0.1 * layer + d, seed=s) for s, d in
                      ((42, 0.1), (43, -0.1), (44, 0.0))]
     tidy_all = _frame(rows)
-    text = prose.self_similarity_paragraph(tidy_all[tidy_all["seed"].isna()], tidy_all=tidy_all)
+    text = prose_geometry.self_similarity_paragraph(tidy_all[tidy_all["seed"].isna()], tidy_all=tidy_all)
     assert text.startswith("Self-similarity after fine-tuning, over 3 seeds: not established at "
                            "layers 0–2. Through the layers, self-similarity falls in pretrained and finetuned and "
                            "is flat in random.")
@@ -109,12 +109,12 @@ def test_cka_diagonal_sentence_has_no_threshold_verdict():
     tidy = pd.DataFrame([_row("finetuned", "cka_cls_vs_pretrained", 0, np.nan)] +
                         [_row("finetuned", "cka_cls_vs_pretrained", layer, v) for layer, v in
                          ((1, 0.993), (2, 0.96), (3, 0.215))])
-    text = prose.cka_diagonal_sentence(tidy, "cls")
+    text = prose_similarity.cka_diagonal_sentence(tidy, "cls")
     assert "falls in finetuned. Layer 1 → 3: finetuned 0.993 → 0.215." in text
     assert "0.9 " not in text and "judged on the debiased CKA" in text
     assert "permutation null was not computed" in text                    # no null rows: no chance level claimed
-    assert prose.cka_diagonal_sentence(tidy, "cls", label="M").startswith("M: through the layers, the biased")
-    assert "judged on the debiased CKA" not in prose.cka_diagonal_sentence(tidy, "cls", judged=False)
+    assert prose_similarity.cka_diagonal_sentence(tidy, "cls", label="M").startswith("M: through the layers, the biased")
+    assert "judged on the debiased CKA" not in prose_similarity.cka_diagonal_sentence(tidy, "cls", judged=False)
 
 
 def test_standardised_sentence_numbers_from_the_table():
@@ -122,6 +122,6 @@ def test_standardised_sentence_numbers_from_the_table():
     for state, raw, std, cos in (("pretrained", 0.139, 0.005, 0.195), ("random", 0.366, 0.001, -0.005)):
         rows += [_row(state, "anisotropy_baseline", 6, raw), _row(state, "anisotropy_baseline_std", 6, std),
                  _row(state, "token_cosine_mean_std", 6, cos)]
-    text = prose.standardised_sentence(pd.DataFrame(rows))
+    text = prose_geometry.standardised_sentence(pd.DataFrame(rows))
     assert "at layer 6" in text and "pretrained 0.139 → 0.005; random 0.366 → 0.001" in text
     assert "random -0.005 against 0.001" in text

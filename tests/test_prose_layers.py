@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from layerwise.words import claims, findings, prose, prose_layers
-from layerwise.words.prose_layers import layer_span
+from layerwise.words import claims, findings, prose_layers, prose_probes, prose_similarity
+from layerwise.words.prose_format import layer_span
 
 
 def _rows(state, metric, values, seed=None, ci=0.0):
@@ -44,7 +44,7 @@ def test_layer_span():
 def test_layers_sentence_groups_states_and_says_flat():
     t = _frame(_rows("pretrained", "x", [0.03, 0.1, 0.24, 0.23]) + _rows("finetuned", "x", [0.03, 0.2, 0.4, 0.57])
                + _rows("random", "x", [0.361, 0.358, 0.36, 0.362]))
-    s = prose.layers_sentence(t, "x", "the cosine")
+    s = prose_layers.layers_sentence(t, "x", "the cosine")
     assert s == ("Through the layers, the cosine rises in pretrained and finetuned and is flat in random. "
                  "Layer 0 → 3: pretrained 0.03 → 0.23, peak 0.24 at layer 2; finetuned 0.03 → 0.57; "
                  "random flat at 0.36.")
@@ -66,33 +66,33 @@ def _tested(effects, seeds=None, sd=0.1):
 
 def test_change_claim_large_and_negligible():
     t = _tested([0.0005, 0.3])                                             # delta = 0.1 x 0.1 = 0.01
-    s = prose.change_claim(t, "x", "the score", verdict_metric="x")
+    s = prose_layers.change_claim(t, "x", "the score", verdict_metric="x")
     assert "higher at layer 1 and negligible at layer 0. Largest at layer 1: +0.3000, 95% CI +0.2990 to +0.3010" in s
     assert claims.SEED_VARIATION_NOT_MEASURED in s.lower()                   # one run: no seed floor
-    none = prose.change_claim(_tested([0.0005, -0.002]), "x", "the score", verdict_metric="x")
+    none = prose_layers.change_claim(_tested([0.0005, -0.002]), "x", "the score", verdict_metric="x")
     assert "negligible at layers 0, 1" in none and "does not change" not in none   # description, not a verdict
     assert "higher" not in none and "lower" not in none
 
 
 def test_a_change_within_the_seed_floor_is_not_called_a_change():
     agree = _tested([0.0, 0.3], seeds={42: [0.0, 0.29], 43: [0.0, 0.30], 44: [0.0, 0.31]})
-    s = prose.change_claim(agree[agree["seed"].isna()], "x", "the score", tidy_all=agree, verdict_metric="x")
+    s = prose_layers.change_claim(agree[agree["seed"].isna()], "x", "the score", tidy_all=agree, verdict_metric="x")
     assert "Across 3 fine-tuning seeds: changed, size unclear at layer 1" in s   # "x" declares no margin
     spread = _tested([0.0, 0.3], seeds={42: [0.0, -0.2], 43: [0.0, 0.3], 44: [0.0, 0.8]})
-    s = prose.change_claim(spread[spread["seed"].isna()], "x", "the score", tidy_all=spread, verdict_metric="x")
+    s = prose_layers.change_claim(spread[spread["seed"].isna()], "x", "the score", tidy_all=spread, verdict_metric="x")
     assert "not established with 3 seeds at layers 0, 1" in s and "changed" not in s.split("seeds:")[1]
 
 
 def test_scalar_statistic_is_judged_only_against_its_seed_floor():
     base = _rows("pretrained", "y", [1.0, 2.0, 3.0])
     one = _frame(base + _rows("finetuned", "y", [1.0, 2.0, 4.0]))
-    s = prose.metric_paragraph(one, "y", "the rank", digits=1)
+    s = prose_layers.metric_paragraph(one, "y", "the rank", digits=1)
     assert s.startswith("Whether fine-tuning changed the rank is not judged: " + claims.SEED_VARIATION_NOT_MEASURED)
     assert "rises in pretrained and finetuned" in s
     seeds = [_rows("finetuned", "y", [1.0, 2.0, 3.0 + d], seed=s) for s, d in ((42, 0.9), (43, 1.0), (44, 1.1))]
     agg = _rows("finetuned", "y", [1.0, 2.0, 4.0])
     t = _frame(base + agg + [r for rs in seeds for r in rs])
-    s = prose.change_claim(t[t["seed"].isna()], "y", "the rank", tidy_all=t)
+    s = prose_layers.change_claim(t[t["seed"].isna()], "y", "the rank", tidy_all=t)
     # "y" declares no margin; its 3 layers are one secondary family (Benjamini-Hochberg, 1 rejection: 1 - 0.05/3)
     assert "changed, size unclear at layer 2: +1.0, 98.3% CI +0.6 to +1.4" in s
     tiny = [_rows("finetuned", "y", [1.0, 2.0 + d, 3.0], seed=s) for s, d in ((42, 1.9e-4), (43, 2e-4), (44, 2.1e-4))]
@@ -101,7 +101,7 @@ def test_scalar_statistic_is_judged_only_against_its_seed_floor():
     assert layer1[0].word == claims.SIZE_UNCLEAR  # +0.0002 in every seed, no margin declared for "y"
     noisy = [_rows("finetuned", "y", [1.0, 2.0, 3.0 + d], seed=s) for s, d in ((42, -1.0), (43, 1.0), (44, 3.0))]
     t = _frame(base + agg + [r for rs in noisy for r in rs])
-    assert "not established with 3 seeds at layers 0–2" in prose.change_claim(
+    assert "not established with 3 seeds at layers 0–2" in prose_layers.change_claim(
         t[t["seed"].isna()], "y", "the rank", tidy_all=t)
 
 
@@ -124,7 +124,7 @@ def _probe_study(gain_layer=2, n=200, layers=3):
 
 def test_probe_paragraph_names_the_changed_layer_and_the_best_layers():
     tidy, correct = _probe_study()
-    s = prose.probe_paragraph(tidy, correct, "cls")
+    s = prose_probes.probe_paragraph(tidy, correct, "cls")
     assert s.startswith("Against pretrained on the same 200 test sentences, the fine-tuned first-token probe is "
                         "higher at layer 2 (")
     assert "tied at layers 0, 1" in s and claims.SEED_VARIATION_NOT_MEASURED in s.lower()
@@ -207,7 +207,7 @@ def test_similarity_summary_chance_then_the_seed_floor_by_layer():
             rows += [r | at for r in _rows("finetuned", "cka_debiased_cls_vs_pretrained", [value], seed=seed)]
         for (a, b), value in zip(((42, 43), (42, 44), (43, 44)), (0.95, 0.96, 0.94)):
             rows += [r | at | {"seed_b": b} for r in _rows("finetuned", "cka_debiased_cls_between_seeds", [value], seed=a)]
-    s = prose_layers.similarity_summary(_frame(rows), "cls")
+    s = prose_similarity.similarity_summary(_frame(rows), "cls")
     text, table, *_ = s.split("\n\n")
     assert text == ("The first-token debiased CKA of finetuned with pretrained is above chance at layers 0, 1 (null 95th "
                     "percentile 0.020). Against the similarity between seeds, over 3 seeds: changed at layer 1; "

@@ -274,7 +274,7 @@ def effect_heatmap(tidy: pd.DataFrame, state: str = "finetuned", *, marks: pd.Da
                    metrics: Mapping[str, str] | None = None, title: str | None = None) -> alt.Chart:
     """Effect of ``state`` against pretrained per layer and per-sentence metric: the mean paired
     difference (``effect_<metric>``), scaled per row, with each cell's mark from ``marks`` (columns
-    ``metric``, ``layer``, ``mark``: :func:`layerwise.words.prose_seeds.effect_marks`, the verdicts of
+    ``metric``, ``layer``, ``mark``: :func:`layerwise.words.prose_outcomes.effect_marks`, the verdicts of
     :mod:`layerwise.words.claims`) and ``key`` saying what the marks mean. The chart draws the verdicts;
     it does not make them."""
     need_columns(tidy, ["state", "layer", "metric", "value"], "charts.effect_heatmap")

@@ -26,7 +26,7 @@ import altair as alt
 import pandas as pd
 
 from .chart_kit import HEIGHT, STATE_COLORS, WIDTH
-from ..words.prose import fmt, fmt_ci, fmt_signed
+from ..words.prose_format import fmt, fmt_ci, fmt_signed
 from ..words.markdown import markdown_table
 from ..core.schema import STATES, label, state_order
 

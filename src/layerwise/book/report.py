@@ -46,7 +46,7 @@ from ..core.errors import LayerwiseError
 from ..core import phases as run_phases
 from .notebooks import NOTEBOOK_FORMAT, Job, chapter_code_hash, execute, kernel_name
 from ..study.pipeline import load_study as compute_study
-from ..words.prose import fmt
+from ..words.prose_format import fmt
 from .files import same_text, write_if_changed
 from .render import write_library
 from ..core.repro import PROJECT_ROOT, atomic_write_json, code_hash, content_hash, file_hash, is_done

@@ -54,7 +54,7 @@ class Study:
     @property
     def tidy_all(self) -> pd.DataFrame:
         """``tidy`` and ``tidy_seeds`` in one table, ``seed`` NA on the aggregate rows (what the seed
-        floors of ``prose.seed_floor_sentence`` and ``charts.seed_band`` read)."""
+        floors of ``prose_outcomes.seed_floor_sentence`` and ``charts.seed_band`` read)."""
         agg = self.tidy.assign(seed=pd.array([pd.NA] * len(self.tidy), dtype="Int64"))
         return pd.concat([agg, self.tidy_seeds], ignore_index=True) if len(self.tidy_seeds) else agg
 

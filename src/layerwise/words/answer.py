@@ -24,10 +24,10 @@ import pandas as pd
 
 from . import claims
 from .prose_format import fmt, fmt_level, fmt_signed
-from .prose_layers import layer_span
 from .probe_comparisons import finetuned_vs_lexical
 from .claims import seed_apart_verdict, seed_floor_verdicts, similarity_outcomes
 from ..core.schema import label
+from .prose_format import layer_span
 
 #: the questions of page 1: (column, metric judged, what the cell's number is, digits); each measure is named by
 #: its registry short name (:func:`layerwise.core.schema.label`), its definition is the Methods'

@@ -12,7 +12,7 @@ from typing import Any
 from ..measure.constancy import CONSTANT_FIRST_TOKEN
 from ..measure.seeds import split_label
 from .prose_format import and_list, fmt
-from .prose_layers import layer_span
+from .prose_format import layer_span
 
 #: the topics, in the order :func:`caveat_list` states them
 ORDER = ("tokenizer", "first_token", "pooling", "provenance", "overlap")

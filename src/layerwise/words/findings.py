@@ -21,11 +21,12 @@ import pandas as pd
 from . import claims
 from .caveats import EXPLAIN_RANDOM, caveat_sentences
 from ..core.errors import LayerwiseError
-from .prose import fmt, fmt_signed
-from .prose_layers import best_layers_clause, layer_span
 from .claims import seed_floor_verdicts, similarity_outcomes
-from .prose_seeds import outcome_clause, seed_apart_sentence
 from ..core.schema import PER_SENTENCE_METRICS, label
+from .prose_outcomes import outcome_clause
+from .prose_probes import best_layers_clause
+from .prose_similarity import seed_apart_sentence
+from .prose_format import fmt, fmt_signed, layer_span
 
 #: the tidy metric holding the per-sentence mean (with its CI) of each per-sentence statistic
 MEAN_METRIC = {"token_cosine": "token_cosine_sentence_mean", "token_cosine_var": "token_cosine_var_mean"}
@@ -71,7 +72,7 @@ class Findings:
     observations: list[str] = field(default_factory=list)
     seeds: int = 1
     #: where the label is best read (``claims.best_layers`` of the first-token probe, fine-tuned then
-    #: pretrained), as clauses of :func:`layerwise.words.prose_layers.best_layers_clause`
+    #: pretrained), as clauses of :func:`layerwise.words.prose_probes.best_layers_clause`
     best_layers: list[str] = field(default_factory=list)
     #: which fine-tuning seed stands apart, by the declared rule (:func:`layerwise.words.claims.seed_apart`)
     seed_notes: list[str] = field(default_factory=list)

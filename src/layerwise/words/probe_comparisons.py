@@ -16,7 +16,8 @@ import pandas as pd
 from . import claims
 from ..core.schema import state_order
 from .prose_format import fmt, fmt_ci, fmt_interval, series
-from .prose_layers import layer_span
+from .prose_layers import layers_sentence, outcome_table
+from .prose_format import layer_span
 
 #: the widest 95% half-width of an accuracy on the control task's covered sentences that the report reads
 #: without a flag; the fewest sentences that allow it: :func:`min_control_sentences`
@@ -26,11 +27,11 @@ _AGAINST = {"higher": "higher than", "lower": "lower than", "tied": "tied with"}
 _POOL = {"cls": "first-token", "mean": "mean-pooled"}
 
 
-def _states(tidy: pd.DataFrame, metric: str) -> list[str]:
+def states_of(tidy: pd.DataFrame, metric: str) -> list[str]:
     return state_order(tidy.loc[tidy["metric"] == metric, "state"])
 
 
-def _cap(text: str) -> str:
+def capitalised(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
@@ -140,7 +141,7 @@ def pooling_sentence(study, model: str | None = None) -> str:
 
     tidy, correct = _tables(study, model)
     rows = []
-    for state in _states(tidy, "probe_acc_mean"):
+    for state in states_of(tidy, "probe_acc_mean"):
         layers = sorted(int(x) for x in series(tidy, "probe_acc_mean", state, model)["layer"])
         vs = [claims.versus(correct, tidy, ("probe_acc_mean", lay), ("probe_acc_cls", lay), state, model)
               for lay in layers]
@@ -180,7 +181,7 @@ def mdl_below_one_sentence(study, pooling: str = "cls", model: str | None = None
     tidy, _ = _tables(study, model)
     metric, rows, n = f"mdl_compression_{pooling}", [], None
     k = len((study.finetune or {}).get("label_names") or []) or None
-    for state in _states(tidy, metric):
+    for state in states_of(tidy, metric):
         s = series(tidy, metric, state, model).dropna(subset=["value"])
         below = s[s["value"] < 1]
         n = int(s["n"].max()) if len(s) else n
@@ -206,7 +207,6 @@ def mdl_paragraph(study, pooling: str = "cls", model: str | None = None) -> str:
     """What fine-tuning did to the MDL compression: a lead line and the answer model's outcomes per layer as
     a small table (:func:`layerwise.words.prose_layers.outcome_table` of ``claims.seed_change`` through
     ``seed_floor_verdicts``), then what the layers do (:func:`layerwise.words.prose_layers.layers_sentence`)."""
-    from .prose_layers import layers_sentence, outcome_table
 
     metric, what = f"mdl_compression_{pooling}", "the compression"
     tidy_all = getattr(study, "tidy_all", None)
@@ -226,7 +226,7 @@ def probe_comparison_sentences(study, model: str | None = None) -> list[str]:
     out = [finetuned_vs_lexical(study, model), best_pretrained_vs_lexical(study, "cls", model),
            best_pretrained_vs_lexical(study, "mean", model), pooling_sentence(study, model),
            control_coverage_sentence(study, model), mdl_below_one_sentence(study, "cls", model)]
-    return [_cap(s) for s in out if s]
+    return [capitalised(s) for s in out if s]
 
 
 def view(study, model: str | None = None):

@@ -52,12 +52,12 @@ def series(tidy: pd.DataFrame, metric: str, state: str, model: str | None = None
     return df.sort_values("layer").reset_index(drop=True)
 
 
-def _states(tidy: pd.DataFrame, metric: str) -> list[str]:
+def states_of(tidy: pd.DataFrame, metric: str) -> list[str]:
     """The states that have ``metric``, in the canonical order."""
     return state_order(tidy.loc[tidy["metric"] == metric, "state"])
 
 
-def _effect_digits(*values: float) -> int:
+def effect_digits(*values: float) -> int:
     """Decimals that show two significant digits of the smallest non-zero magnitude among ``values``
     (at least 2): a difference of -0.0014 is not printed as -0.00."""
     mags = [abs(v) for v in values if v == v and v not in (None, 0) and abs(v) != float("inf")]
@@ -118,3 +118,14 @@ def and_list(items: Sequence[str]) -> str:
     """``a``, ``a and b``, ``a, b and c``: the report's one way to join a list in prose."""
     items = list(items)
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def capitalised(text: str) -> str:
+    """``text`` with its first letter in upper case (a sentence that opens with a computed clause)."""
+    return text[:1].upper() + text[1:]
+
+
+def value_span(values, digits: int = 2) -> str:
+    """``0.05–0.12`` (``0.05`` when both ends print the same)."""
+    lo, hi = fmt(min(values), digits), fmt(max(values), digits)
+    return lo if lo == hi else f"{lo}–{hi}"

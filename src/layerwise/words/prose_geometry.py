@@ -1,17 +1,15 @@
-"""Claim-first paragraphs for self-similarity, the anisotropy baseline under standardisation, the biased CKA
-diagonal, the class geometry and the convergence correlation (re-exported by :mod:`layerwise.words.prose`):
-what fine-tuning changed against its floors first, then what the layers do, then the numbers in one
-clause. Verdict words come from :mod:`layerwise.words.claims` only (``seed_change`` through
-:func:`layerwise.words.prose_layers.change_claim`, ``layer_trend``, ``null_verdicts``, ``correlation_verdict``);
-every number from the tidy tables."""
+"""The geometry of the hidden states in words: token self-similarity, the standardised cosines, the class
+geometry and the convergence of the layers."""
 
 from __future__ import annotations
 
 import pandas as pd
-
 from . import claims
-from .prose_format import _states, and_list, fmt, series
-from .prose_layers import _cap, change_claim, layer_span, layers_sentence, metric_summary
+from .prose_format import states_of, and_list, fmt, series
+from ..core.schema import state_order
+from .prose_format import fmt_ci, fmt_p, layer_span
+from .prose_layers import capitalised, change_claim, layers_sentence, metric_summary
+from .prose_similarity import value_span
 
 
 def _last_layer(tidy: pd.DataFrame, metric: str) -> int | None:
@@ -30,7 +28,7 @@ def self_similarity_paragraph(tidy: pd.DataFrame, *, tidy_all: pd.DataFrame | No
     """Self-similarity (Ethayarajh 2019), raw and adjusted for anisotropy, each as a
     :func:`layerwise.words.prose_layers.metric_summary` (the outcome over the seeds, ``claims.seed_change``, and the
     shape through the layers in words, the numbers in a per-layer table), then how many words it rests on."""
-    raw = series(tidy, "self_similarity", next(iter(_states(tidy, "self_similarity")), ""), model)
+    raw = series(tidy, "self_similarity", next(iter(states_of(tidy, "self_similarity")), ""), model)
     if raw.empty:
         return ""
     words = int(tidy.loc[tidy["metric"] == "self_similarity", "n"].max())
@@ -50,7 +48,7 @@ def standardised_sentence(tidy: pd.DataFrame, layer: int | None = None, model: s
     if lay is None:
         return ""
     base, within = [], []
-    for state in _states(tidy, "anisotropy_baseline_std"):
+    for state in states_of(tidy, "anisotropy_baseline_std"):
         raw = _value_at(tidy, "anisotropy_baseline", state, lay, model)
         std = _value_at(tidy, "anisotropy_baseline_std", state, lay, model)
         cos = _value_at(tidy, "token_cosine_mean_std", state, lay, model)
@@ -68,47 +66,6 @@ def standardised_sentence(tidy: pd.DataFrame, layer: int | None = None, model: s
     return text + "."
 
 
-def _range(values, digits: int = 2) -> str:
-    """``0.05–0.12`` (``0.05`` when both ends print the same)."""
-    lo, hi = fmt(min(values), digits), fmt(max(values), digits)
-    return lo if lo == hi else f"{lo}–{hi}"
-
-
-def cka_null_sentence(tidy: pd.DataFrame, pooling: str = "cls", state: str = "finetuned",
-                      model: str | None = None) -> str:
-    """Biased CKA against its permutation null (``claims.chance_verdicts`` on ``cka_null_q95_*``): the null's
-    95th percentile over the layers, then where the observed values lie above it (descriptive: it says the two
-    states share more than shuffled sentences do, not whether fine-tuning changed them)."""
-    rows = tidy if model is None else tidy[tidy["model"] == model]
-    vs = [v for v in claims.chance_verdicts(rows, "cka", pooling, state) if v.word != "not measured"]
-    if not vs:
-        return "Its permutation null was not computed, so no chance level is given for it."
-    by: dict[str, list[int]] = {}
-    for v in vs:
-        by.setdefault(v.word, []).append(int(v.rows["layer"].iloc[0]))
-    where = and_list([f"{word} at {layer_span(ls)}" for word, ls in by.items()])
-    return (f"Its permutation null's 95th percentile is {_range([v.detail['null_q95'] for v in vs])} "
-            f"at {layer_span(sorted(l for ls in by.values() for l in ls))}, and the observed value is {where}.")
-
-
-def cka_diagonal_sentence(tidy: pd.DataFrame, pooling: str = "cls", state: str = "finetuned", *,
-                          model: str | None = None, label: str | None = None, judged: bool = True) -> str:
-    """The biased linear CKA of ``state`` against pretrained layer by layer, descriptively (its shape,
-    ``claims.layer_trend``), with its permutation null's computed level (:func:`cka_null_sentence`); the
-    verdicts on fine-tuning are the debiased CKA's against its floors (``prose.similarity_floor_sentence``), said
-    unless ``judged`` is false (a second pooling in the same paragraph)."""
-    metric = f"cka_{pooling}_vs_pretrained"
-    if series(tidy, metric, state, model).dropna(subset=["value"]).empty:
-        return ""
-    pool = "first-token" if pooling == "cls" else "mean-pooled"
-    text = layers_sentence(tidy, metric, f"the biased linear CKA of the {pool} embeddings with pretrained",
-                           states=[state], digits=3, model=model)
-    text = f"{label}: {text[:1].lower() + text[1:]}" if label else text
-    rule = (" Whether fine-tuning changed the similarity is judged on the debiased CKA against its floors, not on "
-            "the biased CKA." if judged else "")
-    return f"{text} {cka_null_sentence(tidy, pooling, state, model)}{rule}"
-
-
 def class_geometry_paragraph(tidy: pd.DataFrame, pooling: str = "cls", *, tidy_all: pd.DataFrame | None = None,
                              model: str | None = None) -> str:
     """Where the classes separate: per state, the layers whose silhouette is above its permuted-label
@@ -117,7 +74,7 @@ def class_geometry_paragraph(tidy: pd.DataFrame, pooling: str = "cls", *, tidy_a
     layer."""
     metric, pool = f"silhouette_{pooling}", "first-token" if pooling == "cls" else "mean-pooled"
     where, nulls = [], []
-    for state in _states(tidy, metric):
+    for state in states_of(tidy, metric):
         vs = [v for v in claims.null_verdicts(tidy, metric, f"silhouette_perm_{pooling}", state, model)
               if v.word != "not measured"]
         above = [v.detail["layer"] for v in vs if v.word == "above chance"]
@@ -128,11 +85,11 @@ def class_geometry_paragraph(tidy: pd.DataFrame, pooling: str = "cls", *, tidy_a
         return ""
     parts = [f"The classes separate above chance in the {pool} embeddings {and_list(where)}.",
              f"Above chance: the silhouette exceeds the 97.5th percentile of its permuted-label null, "
-             f"{_range(nulls, 3)} here.",
-             _cap(change_claim(tidy, metric, "the silhouette", tidy_all=tidy_all, model=model, digits=3)),
+             f"{value_span(nulls, 3)} here.",
+             capitalised(change_claim(tidy, metric, "the silhouette", tidy_all=tidy_all, model=model, digits=3)),
              layers_sentence(tidy, metric, "the silhouette", digits=3, model=model)]
     lay = _last_layer(tidy, f"centroid_angle_{pooling}")
-    angles = [f"{s} {fmt(r.value, 1)}°" for s in _states(tidy, f"centroid_angle_{pooling}")
+    angles = [f"{s} {fmt(r.value, 1)}°" for s in states_of(tidy, f"centroid_angle_{pooling}")
               if (r := _value_at(tidy, f"centroid_angle_{pooling}", s, lay, model)) is not None] if lay is not None else []
     if angles:
         parts.append(f"Angle between the class centroids at layer {lay}: {', '.join(angles)}.")
@@ -150,7 +107,7 @@ def convergence_paragraph(tidy: pd.DataFrame, name: str = "spearman_convergence_
     if df.empty:
         return "The convergence-performance correlation was not computed (too few layers)."
     groups: dict[str, list[str]] = {}
-    for state in _states(tidy, name):
+    for state in states_of(tidy, name):
         row = df[df["state"] == state]
         v = claims.correlation_verdict(row, f"{name} {state}")
         if v.word == "not measured":
@@ -166,3 +123,16 @@ def convergence_paragraph(tidy: pd.DataFrame, name: str = "spearman_convergence_
             f"the first-token probe accuracy. It is significant when its 95% interval excludes 0. {' '.join(parts)} "
             "With so few layers, only a strong monotone link reaches significance. A trend both curves share "
             "through depth is enough to produce one.")
+
+
+def convergence_table(tidy: pd.DataFrame, name: str = "spearman_convergence_probe") -> pd.DataFrame:
+    """Spearman correlation across layers between the mean token cosine and the probe accuracy, per
+    model and state, with CI and p-value."""
+    rho = tidy[tidy["metric"] == name]
+    p = tidy[tidy["metric"] == f"{name}_p"][["model", "state", "value"]].rename(columns={"value": "p"})
+    df = rho.merge(p, on=["model", "state"], how="left")
+    df = df.assign(_o=df["state"].map(state_order(df["state"]).index)).sort_values(["model", "_o"])
+    return pd.DataFrame({
+        "model": df["model"], "state": df["state"],
+        "Spearman rho": [fmt_ci(v, lo, hi) for v, lo, hi in zip(df["value"], df["ci_low"], df["ci_high"])],
+        "p-value": [fmt_p(v) for v in df["p"]], "layers": df["n"].astype(int)}).set_index(["model", "state"])

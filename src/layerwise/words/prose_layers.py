@@ -1,26 +1,17 @@
-"""Paragraphs that lead with the claim (re-exported by :mod:`layerwise.words.prose`): what fine-tuning changed
-and where, against its floors, then what the layers do, then the supporting numbers in one compact
-clause ("pretrained 0.03 → 0.23, finetuned 0.03 → 0.57, random flat at 0.36"). Every verdict word comes
-from :mod:`layerwise.words.claims` (``state_change_verdicts``, ``seed_change`` through
-:func:`layerwise.words.claims.seed_floor_verdicts`, ``state_versus``, ``best_layers``, ``layer_trend``);
-every number from the tidy tables. The geometry chapter's results are :func:`metric_summary` and
-:func:`similarity_summary`: the outcome by layer and the shape in words, every number in a small per-layer
-table (:func:`layer_table`, issue 24: lists of like results become tables)."""
+"""One statistic layer by layer, in words: its shape through the layers, what fine-tuning did to it by the
+answer model (outcomes from :mod:`layerwise.words.claims`) and the per-layer table with every number."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-
 import pandas as pd
-
 from . import claims
-from .prose_format import _effect_digits, _states, and_list, fmt, fmt_interval, fmt_signed, layer_span, series  # noqa: F401
-from .claims import seed_floor_verdicts, similarity_outcomes
-from .prose_seeds import outcome_groups
+from .prose_format import effect_digits, states_of, and_list, fmt, fmt_interval, fmt_signed, layer_span, series
+from .claims import seed_floor_verdicts
+from .prose_outcomes import group_notes, outcome_clause, outcome_groups
+from .prose_format import capitalised
 
 
-def _cap(text: str) -> str:
-    return text[:1].upper() + text[1:]
 
 
 def trend_verdict(tidy: pd.DataFrame, metric: str, state: str, digits: int = 2, model: str | None = None):
@@ -52,7 +43,7 @@ def profile_text(v: claims.Verdict, digits: int = 2) -> str:
 
 def _trends(tidy: pd.DataFrame, metric: str, states: Sequence[str] | None, digits: int,
             model: str | None) -> dict[str, claims.Verdict]:
-    verdicts = {s: trend_verdict(tidy, metric, s, digits, model) for s in (states or _states(tidy, metric))}
+    verdicts = {s: trend_verdict(tidy, metric, s, digits, model) for s in (states or states_of(tidy, metric))}
     return {s: v for s, v in verdicts.items() if v.word != "not measured"}
 
 
@@ -88,7 +79,7 @@ def _largest(verdicts: list[claims.Verdict]) -> claims.Verdict:
 def _effect(v: claims.Verdict) -> str:
     d = v.detail
     return fmt_interval(d["effect"], d.get("low", float("nan")), d.get("high", float("nan")),
-                        fallback=_effect_digits(d["effect"]))
+                        fallback=effect_digits(d["effect"]))
 
 
 def tested_clause(verdicts: list[claims.Verdict]) -> str:
@@ -106,7 +97,7 @@ def tested_clause(verdicts: list[claims.Verdict]) -> str:
 
 def seed_clause(floor: list[claims.Verdict], digits: int = 3) -> str:
     """The answer model's outcomes per layer (``claims.seed_change`` through
-    :func:`layerwise.words.claims.seed_floor_verdicts`) in one clause (:func:`layerwise.words.prose_seeds.outcome_groups`)."""
+    :func:`layerwise.words.claims.seed_floor_verdicts`) in one clause (:func:`layerwise.words.prose_outcomes.outcome_groups`)."""
     floor = [v for v in floor if v.word != "not measured"]
     if not floor:
         return claims.SEED_VARIATION_NOT_MEASURED + "."
@@ -132,7 +123,7 @@ def change_claim(tidy: pd.DataFrame, metric: str, what: str, *, tidy_all: pd.Dat
             return ""
         floor = seed_floor_verdicts(tidy_all, verdict_metric, state=state, model=model)
         return (f"Fine-tuned against pretrained, {what} is {tested_clause(verdicts)}, in paired per-sentence tests "
-                f"on these checkpoints. {_cap(seed_clause(floor))}")
+                f"on these checkpoints. {capitalised(seed_clause(floor))}")
     floor = seed_floor_verdicts(tidy_all, metric, state=state, model=model)
     if not floor:
         return ""
@@ -150,7 +141,7 @@ def metric_paragraph(tidy: pd.DataFrame, metric: str, what: str, *, tidy_all: pd
     claim = change_claim(tidy, metric, tested or what, tidy_all=tidy_all, verdict_metric=verdict_metric, model=model,
                          digits=digits)
     layers = layers_sentence(tidy, metric, what, states=states, digits=digits, model=model)
-    return " ".join(s for s in (_cap(claim) if claim else "", layers if claim else _cap(layers)) if s)
+    return " ".join(s for s in (capitalised(claim) if claim else "", layers if claim else capitalised(layers)) if s)
 
 
 def outcome_sentence(floor: list[claims.Verdict], what: str, against: str = "after fine-tuning") -> str:
@@ -164,14 +155,13 @@ def outcome_sentence(floor: list[claims.Verdict], what: str, against: str = "aft
     groups = [f"{word} at {layer_span([v.detail['layer'] for v in measured if v.word == word])}"
               for word in claims.OUTCOMES if any(v.word == word for v in measured)]
     over = f"over {seeds} seeds" if seeds > 1 else claims.SEED_VARIATION_NOT_MEASURED
-    return f"{_cap(what)}{' ' + against if against else ''}, {over}: {'; '.join(groups)}."
+    return f"{capitalised(what)}{' ' + against if against else ''}, {over}: {'; '.join(groups)}."
 
 
 def _outcome_cells(floor: list[claims.Verdict], digits: int, difference: str = "difference") -> dict[int, dict[str, str]]:
     """Per layer: the outcome (with δ; the header says when the statistic has no sentence interval), the
     deciding ``difference`` and, on each outcome's largest difference, the notes of
-    :func:`layerwise.words.prose_seeds.group_notes`."""
-    from .prose_seeds import group_notes
+    :func:`layerwise.words.prose_outcomes.group_notes`."""
 
     measured = [v for v in floor if v.word != "not measured"]
     if not measured:
@@ -203,7 +193,7 @@ def layer_table(tidy: pd.DataFrame, metric: str, *, floor: Sequence[claims.Verdi
 
     values = {s: {int(r.layer): fmt(r.value, digits) for r in series(tidy, metric, s, model).itertuples()
                   if r.value == r.value}
-              for s in (states or _states(tidy, metric))}
+              for s in (states or states_of(tidy, metric))}
     values = {s: v for s, v in values.items() if v}
     outcomes = _outcome_cells(list(floor), digits, difference)
     layers = sorted(set().union(*values.values(), outcomes)) if values or outcomes else []
@@ -238,39 +228,7 @@ def metric_summary(tidy: pd.DataFrame, metric: str, what: str, *, tidy_all: pd.D
     shape = f"Through the layers, {what} {and_list(_shapes(trends))}." if trends else ""
     text = " ".join(p for p in (outcome_sentence(floor, tested or what), shape) if p)
     table = layer_table(tidy, metric, floor=floor, tests=tests, states=states, digits=digits, model=model)
-    return _cap(text) + ("\n\n" + table if table else "")
-
-
-def similarity_summary(tidy: pd.DataFrame, pooling: str = "cls", measure: str = "cka_debiased", *,
-                       state: str = "finetuned", reference: str = "pretrained",
-                       correct: pd.DataFrame | None = None) -> str:
-    """A similarity of ``state`` with ``reference`` in two sentences and a table: chance
-    (``claims.chance_verdicts``: above the 95th percentile of its permutation null), the answer model
-    against the similarity between fine-tuning seeds (:func:`layerwise.words.claims.similarity_outcomes`)
-    by layer, then :func:`layer_table`. ``tidy``: ``Study.tidy_all``; ``correct``: ``Study.probe_correct`` (the
-    primary family's probes, :func:`layerwise.words.claims.primary_family`)."""
-    aggregate = tidy[tidy["seed"].isna()] if "seed" in tidy.columns else tidy
-    name = {"cka": "linear CKA", "cka_debiased": "debiased CKA", "procrustes": "Procrustes similarity",
-            "mutual_knn": "mutual k-NN alignment"}.get(measure, measure)
-    pool = "first-token" if pooling == "cls" else "mean-pooled"
-    chance = [v for v in claims.chance_verdicts(aggregate, measure, pooling, state, reference) if v.word != "not measured"]
-    if not chance:
-        return ""
-    by: dict[str, list[int]] = {}
-    for v in chance:
-        by.setdefault(v.word, []).append(int(v.rows["layer"].iloc[0]))
-    q95 = [v.detail["null_q95"] for v in chance]
-    lo, hi = fmt(min(q95), 3), fmt(max(q95), 3)
-    text = (f"The {pool} {name} of {state} with {reference} is "
-            + and_list([f"{word} at {layer_span(sorted(ls))}" for word, ls in by.items()])
-            + f" (null 95th percentile {lo if lo == hi else f'{lo}–{hi}'}).")
-    floor = similarity_outcomes(tidy, pooling, measure, reference=reference, correct=correct) \
-        if state == "finetuned" else []
-    claim = (outcome_sentence(floor, "against the similarity between seeds", "")
-             if floor else f"{_cap(claims.SEED_VARIATION_NOT_MEASURED)}, so no layer is judged against it.")
-    table = layer_table(aggregate, f"{measure}_{pooling}_vs_{reference}", floor=floor, states=[state], digits=3,
-                        difference=f"{reference} minus seeds")
-    return f"{text} {claim}" + ("\n\n" + table if table else "")
+    return capitalised(text) + ("\n\n" + table if table else "")
 
 
 def effects_sentence(tidy: pd.DataFrame, metric: str, what: str, *, tidy_all: pd.DataFrame | None = None,
@@ -282,7 +240,7 @@ def effects_sentence(tidy: pd.DataFrame, metric: str, what: str, *, tidy_all: pd
     if not verdicts:
         return ""
     floor = seed_floor_verdicts(tidy if tidy_all is None else tidy_all, metric, state=state, model=model)
-    return f"{_cap(what)}: {tested_clause(verdicts)}. {_cap(seed_clause(floor))}"
+    return f"{capitalised(what)}: {tested_clause(verdicts)}. {capitalised(seed_clause(floor))}"
 
 
 def effects_markdown(tidy: pd.DataFrame, metrics: dict[str, str], *, tidy_all: pd.DataFrame | None = None,
@@ -319,40 +277,11 @@ def tests_note(tidy: pd.DataFrame) -> str:
             f"p-value (one family of {claims.family_size(tidy)} tests) is below {claims.ALPHA:g}.")
 
 
-# --------------------------------------------------------------------------------------------------
-# Probes: fine-tuned against pretrained on the same test sentences, best layers, random weights
-# --------------------------------------------------------------------------------------------------
-
-def _probe_layers(correct: pd.DataFrame, metric: str, model: str | None) -> list[int]:
-    sel = correct["metric"] == metric
-    if model is not None:
-        sel &= correct["model"] == model
-    return sorted(int(v) for v in correct.loc[sel, "layer"].unique() if v >= 0)
-
-
-def versus_groups(verdicts: list[claims.Verdict], digits: int = 3) -> str:
-    """``claims.state_versus`` verdicts grouped by word, the largest moved difference with its CI."""
-    parts = []
-    for word in ("higher", "lower", "tied"):
-        group = [v for v in verdicts if v.word == word]
-        if not group:
-            continue
-        text = f"{word} at {layer_span([v.detail['layer'] for v in group])}"
-        if word != "tied":
-            top = max(group, key=lambda v: abs(v.detail["diff"]))
-            lo, hi = top.detail["diff_ci"]
-            where = "" if len(group) == 1 else f"largest at layer {top.detail['layer']}: "
-            text += f" ({where}{fmt_interval(top.detail['diff'], lo, hi, fallback=digits)})"
-        parts.append(text)
-    return and_list(parts) if parts else ""
-
-
 def outcome_table(floor: list[claims.Verdict], digits: int = 3, unit: str = "seed") -> str:
     """The answer model's outcomes (:func:`layerwise.words.claims.seed_floor_verdicts`) as a small
     Markdown table, one row per outcome: its layers, the largest difference with its deciding interval,
-    and the notes of :func:`layerwise.words.prose_seeds.outcome_clause` that bear on it."""
+    and the notes of :func:`layerwise.words.prose_outcomes.outcome_clause` that bear on it."""
     from .markdown import markdown_table
-    from .prose_seeds import outcome_clause
 
     rows = []
     for group in ([v for v in floor if v.word == word] for word in claims.OUTCOMES):
@@ -371,73 +300,97 @@ def outcome_table(floor: list[claims.Verdict], digits: int = 3, unit: str = "see
     return markdown_table(pd.DataFrame(rows)) if rows else ""
 
 
-def probe_change_claim(tidy: pd.DataFrame, correct: pd.DataFrame, pooling: str = "cls", *,
-                       tidy_all: pd.DataFrame | None = None, state: str = "finetuned", model: str | None = None) -> str:
-    """``state`` against pretrained on the probe, layer by layer, paired on the same test sentences
-    (``claims.state_versus``), then its seed floor (``claims.seed_change``) as a lead line and a small table
-    (:func:`outcome_table`)."""
-    metric = f"probe_acc_{pooling}"
-    verdicts = [claims.state_versus(correct, tidy, metric, layer, state, model=model)
-                for layer in _probe_layers(correct, metric, model)]
-    verdicts = [v for v in verdicts if v.word != "not measured"]
+def trend_sentence(tidy: pd.DataFrame, metric: str, what: str, *, states: Sequence[str] | None = None,
+                   digits: int = 2, model: str | None = None) -> str:
+    """How ``metric`` moves through the layers, per state: first, last, maximum and minimum layer."""
+    parts = []
+    for state in states or states_of(tidy, metric):
+        s = series(tidy, metric, state, model)
+        if s.empty:
+            continue
+        first, last = s.iloc[0], s.iloc[-1]
+        hi, lo = s.loc[s["value"].idxmax()], s.loc[s["value"].idxmin()]
+        a, b = fmt(first.value, digits), fmt(last.value, digits)  # compare what the reader sees
+        if a == b:
+            text = f"{state}: {what} is {a} at layer {int(first.layer)} and at layer {int(last.layer)}"
+        else:
+            verb = "rises" if last.value > first.value else "falls"
+            text = f"{state}: {what} {verb} from {a} at layer {int(first.layer)} to {b} at layer {int(last.layer)}"
+        extras = []
+        for label, row in (("maximum", hi), ("minimum", lo)):
+            shown = fmt(row.value, digits)
+            if int(row.layer) not in (int(first.layer), int(last.layer)) and shown not in (a, b):
+                extras.append(f"{label} {shown} at layer {int(row.layer)}")
+        parts.append(text + (f" ({', '.join(extras)})" if extras else ""))
+    if not parts:
+        return f"No values of {what} were computed."
+    return "; ".join(parts) + "."
+
+
+def change_sentence(tidy: pd.DataFrame, metric: str, what: str, *, state: str = "finetuned",
+                    reference: str = "pretrained", digits: int = 2, model: str | None = None,
+                    verdict_metric: str | None = None) -> str:
+    """Where ``state`` differs most from ``reference`` on ``metric`` (largest absolute difference), and at
+    the first layer. The words come from :mod:`layerwise.words.claims`: with ``verdict_metric`` (a per-sentence
+    metric with paired tests), the verdict of its test at those layers (effect and CI); without it, the
+    difference is described, not judged."""
+    a, b = series(tidy, metric, reference, model), series(tidy, metric, state, model)
+    if a.empty or b.empty:
+        return ""
+    m = a.merge(b, on="layer", suffixes=("_ref", "_new"))
+    m["diff"] = m["value_new"] - m["value_ref"]
+    top = m.loc[m["diff"].abs().idxmax()]
+    low = m.iloc[0]
+    text = (f"The largest difference between {state} and {reference} in {what} is at layer {int(top.layer)} "
+            f"({fmt(top.value_ref, digits)} {reference}, {fmt(top.value_new, digits)} {state}, "
+            f"{fmt_signed(top['diff'], effect_digits(top['diff']))}); at layer {int(low.layer)} the difference is "
+            f"{fmt_signed(low['diff'], effect_digits(low['diff']))}.")
+    if verdict_metric is None:
+        return text
+    from . import claims
+
+    verdicts = {v.detail["layer"]: v for v in claims.state_change_verdicts(tidy, verdict_metric, state, reference,
+                                                                            model)}
+    judged = [f"layer {lay}: {verdicts[lay].word} ({effect_text(verdicts[lay])})"
+              for lay in dict.fromkeys([int(top.layer), int(low.layer)]) if lay in verdicts]
+    return text + (f" Paired per-sentence test on {verdict_metric.replace('_', ' ')}: " + "; ".join(judged) + "."
+                   if judged else "")
+
+
+def effect_text(v) -> str:
+    """``+0.25, 95% CI +0.22 to +0.28`` for a verdict of :func:`layerwise.words.claims.effect_verdict`."""
+    d = v.detail
+    digits = effect_digits(d["effect"])
+    low, high = d.get("low", float("nan")), d.get("high", float("nan"))
+    if low != low or high != high:
+        return fmt_signed(d["effect"], digits)
+    return (f"{fmt_signed(d['effect'], digits)}, 95% CI {fmt_signed(low, digits)} to "
+            f"{fmt_signed(high, digits)}")
+
+
+def _verdict_groups(verdicts) -> str:
+    """"higher at layer 6 (+0.25, 95% CI ...); negligible at layers 0 (...), 1 (...)": the verdicts of
+    :func:`layerwise.words.claims.state_change_verdicts` grouped by word, each layer with its effect and CI."""
+    parts = []
+    for word in ("higher", "lower", "negligible", "not significant"):
+        group = [v for v in verdicts if v.word == word]
+        if group:
+            items = ", ".join(f"{v.detail['layer']} ({effect_text(v)})" for v in group)
+            parts.append(f"{word} at layer{'s' if len(group) > 1 else ''} {items}")
+    return "; ".join(parts)
+
+
+def significance_sentence(tidy: pd.DataFrame, metric: str, what: str, *, state: str = "finetuned",
+                          alpha: float | None = None, model: str | None = None) -> str:
+    """Per layer, the verdict of :mod:`layerwise.words.claims` (size before significance) for ``state``
+    against pretrained on a per-sentence metric, each with its mean paired difference and CI."""
+    from . import claims
+
+    alpha = claims.ALPHA if alpha is None else alpha
+    verdicts = claims.state_change_verdicts(tidy, metric, state, model=model, alpha=alpha)
     if not verdicts:
         return ""
-    pool = "first-token" if pooling == "cls" else "mean-pooled"
-    floor = [v for v in seed_floor_verdicts(tidy if tidy_all is None else tidy_all, metric, state=state, model=model,
-                                            correct=correct) if v.word != "not measured"]
-    if state != "finetuned":
-        if not floor:
-            return ""
-        k = max(v.n for v in floor)
-        draws = "one random draw" if k == 1 else f"{floor[0].n} random draws"
-        return (f"{_cap(state)} weights against pretrained on the same probe, {draws}:\n\n"
-                + outcome_table(floor, unit="random draw"))
-    text = (f"Against pretrained on the same {verdicts[0].n} test sentences, the fine-tuned {pool} probe is "
-            f"{versus_groups(verdicts)}.")
-    if not floor:
-        return text + f" {_cap(claims.SEED_VARIATION_NOT_MEASURED)}."
-    seeds = max(v.n for v in floor)
-    only = ", over the seeds only" if any(not v.detail.get("sentence_term", True) for v in floor) and seeds > 1 else ""
-    over = (f"By the answer model over {seeds} fine-tuning seeds{only}" if seeds > 1 else
-            f"By the answer model, with {claims.SEED_VARIATION_NOT_MEASURED}")
-    return f"{text} {over}:\n\n{outcome_table(floor)}"
-
-
-def best_layers_clause(tidy: pd.DataFrame, correct: pd.DataFrame, metric: str, state: str,
-                       model: str | None = None, digits: int = 3) -> str:
-    """``claims.best_layers`` of one state in a few words: "finetuned: layer 6 (0.726)" or
-    "pretrained: layers 1–5, not separated (highest 0.649 at layer 3)"."""
-    v = claims.best_layers(correct, tidy, metric, state, model)
-    if v.word == "not measured":
-        return ""
-    top = v.rows[v.rows["layer"] == v.detail["top"]].iloc[0]
-    if v.word == "best":
-        return f"{state} layer {int(top.layer)}: {fmt_interval(top.value, top.ci_low, top.ci_high, fallback=digits, signed=False)}"
-    return f"{state} {layer_span(v.detail['layers'])}, tied, highest {fmt(top.value, digits)} at layer {int(top.layer)}"
-
-
-def probe_paragraph(tidy: pd.DataFrame, correct: pd.DataFrame | None, pooling: str = "cls", *,
-                    tidy_all: pd.DataFrame | None = None, model: str | None = None) -> str:
-    """The probe result, claim first: what fine-tuning changed (paired, with the seed floor as a table), the
-    best layers of every state, random weights against pretrained (a table), and the references (chance,
-    control task, selectivity) at the fine-tuned model's highest layer; blocks separated by blank lines.
-    Without per-sentence correctness: the older per-state sentence (``prose.probe_sentence``)."""
-    from .prose import _controls_text, best_layer, probe_sentence
-
-    metric = f"probe_acc_{pooling}"
-    if correct is None or correct.empty:
-        return probe_sentence(tidy, pooling, model)
-    states = _states(tidy, metric)
-    best = [b for b in (best_layers_clause(tidy, correct, metric, s, model) for s in states) if b]
-    parts = [probe_change_claim(tidy, correct, pooling, tidy_all=tidy_all, model=model).strip()]
-    if best:
-        parts.append("Best layers, paired on the same test sentences: "
-                     + " ".join(f"{_cap(b) if i else b}." for i, b in enumerate(best)))
-    if "random" in states:
-        parts.append(probe_change_claim(tidy, correct, pooling, state="random", model=model).strip())
-    top = best_layer(tidy, metric, "finetuned", model)
-    if top is not None:
-        refs = _controls_text(tidy, pooling, "finetuned", int(top.layer), model).strip()[1:-1]
-        if refs:
-            parts.append(f"References at the fine-tuned model's highest layer, {int(top.layer)}: {refs}.")
-    return "\n\n".join(p for p in parts if p)
+    return (f"Per-sentence paired tests of {state} against pretrained on {what} (mean paired difference "
+            f"with 95% CI; Holm-adjusted over all {claims.family_size(tidy)} tests of the study, {alpha:g} "
+            f"level; a difference is negligible below {claims.NEGLIGIBLE_SD:g} pretrained between-sentence "
+            f"SD): " + _verdict_groups(verdicts) + ".")

@@ -4,7 +4,6 @@ not established with k seeds; a similarity against the similarity between seeds;
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 import pandas as pd

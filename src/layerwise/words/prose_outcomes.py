@@ -1,15 +1,12 @@
-"""Sentences about the seed-to-seed floor (re-exported by :mod:`layerwise.words.prose`): whether fine-tuning
-changed a statistic beyond the variation between fine-tuning seeds, from :func:`layerwise.words.claims.seed_change`
-(never decided here)."""
+"""The answer model's outcomes in words (the verdicts come from :mod:`layerwise.words.claims`; this module
+never decides one): one outcome with its deciding interval, outcomes grouped by layer, the heatmap's marks."""
 
 from __future__ import annotations
 
 import math
-
 import pandas as pd
-
 from . import claims
-from .claims import seed_apart_verdict, seed_floor_verdicts, similarity_outcomes
+from .claims import seed_floor_verdicts
 from .prose_format import ci_digits, fmt, fmt_interval, fmt_signed, layer_span
 
 
@@ -114,52 +111,3 @@ def seed_floor_sentence(tidy: pd.DataFrame, metric: str, what: str, *, reference
     over = (f"across {seeds} fine-tuning seeds" if seeds > 1 else claims.SEED_VARIATION_NOT_MEASURED) \
         if state == "finetuned" else ("one random draw" if seeds == 1 else f"{seeds} random draws")
     return f"{cap}, {state} against {reference}, {over}: {outcome_groups(verdicts, digits)}"
-
-
-def _layer_of(v: claims.Verdict) -> int:
-    return int(v.rows["layer"].iloc[0])
-
-
-def similarity_floor_sentence(tidy: pd.DataFrame, pooling: str = "cls", measure: str = "cka_debiased", *,
-                              state: str = "finetuned", reference: str = "pretrained",
-                              correct: pd.DataFrame | None = None) -> str:
-    """One sentence on the same-layer similarity of ``state`` with ``reference``: chance
-    (:func:`claims.chance_verdicts`: above the 95th percentile of its permutation null), a level judged
-    apart, then the answer model against the similarity between fine-tuning seeds
-    (:func:`similarity_outcomes`). ``tidy``: ``Study.tidy_all`` (aggregate and per-seed rows)."""
-    aggregate = tidy[tidy["seed"].isna()] if "seed" in tidy.columns else tidy
-    name = {"cka": "linear CKA", "cka_debiased": "debiased linear CKA", "procrustes": "Procrustes similarity",
-            "mutual_knn": "mutual k-NN alignment"}.get(measure, measure)
-    what = f"{name} of the {'first-token' if pooling == 'cls' else 'mean-pooled'} embeddings, {state} against {reference}"
-    chance = [v for v in claims.chance_verdicts(aggregate, measure, pooling, state, reference) if v.word != "not measured"]
-    if not chance:
-        return ""
-    by: dict[str, list[int]] = {}
-    for v in chance:
-        by.setdefault(v.word, []).append(_layer_of(v))
-    parts = [f"{word} at {layer_span(sorted(ls))}" for word, ls in by.items()]
-    floor = similarity_outcomes(tidy, pooling, measure, reference=reference, correct=correct) \
-        if state == "finetuned" else []
-    only = any(not v.detail.get("sentence_term", True) for v in floor)
-    seed_text = (f"Against the similarity between fine-tuning seeds, as {reference} minus seeds"
-                 f"{', over the seeds only' if only else ''}: {outcome_groups(floor, 2)}" if floor else
-                 f"{claims.SEED_VARIATION_NOT_MEASURED[:1].upper()}{claims.SEED_VARIATION_NOT_MEASURED[1:]}, so no "
-                 "layer is judged against it.")
-    q95 = [v.detail["null_q95"] for v in chance]
-    lo, hi = fmt(min(q95), 3), fmt(max(q95), 3)
-    null = f"permutation null's 95th percentile {lo if lo == hi else f'{lo}–{hi}'}"
-    return f"{what[:1].upper() + what[1:]}: " + "; ".join(parts) + f", {null}. {seed_text}"
-
-
-def seed_apart_sentence(tidy: pd.DataFrame, pooling: str = "cls", measure: str = "cka_debiased") -> str:
-    """Which fine-tuning seed stands apart, by the declared rule (:func:`seed_apart_verdict`); "" with fewer
-    than three seeds. ``tidy``: ``Study.tidy_all``."""
-    v = seed_apart_verdict(tidy, pooling, measure)
-    if v.word == "not measured":
-        return ""
-    what = f"{'first-token' if pooling == 'cls' else 'mean-pooled'} debiased CKA with pretrained"
-    rule = (f"A seed stands apart when it lies outside the other seeds' range by more than "
-            f"{fmt(v.detail['margin'], 2)}, or their sentence interval, at 2 or more layers.")
-    if v.word == "no seed stands apart":
-        return f"On the {what}, no seed stands apart. {rule}"
-    return f"On the {what}, seed {v.detail['seed']} stands apart at {layer_span(v.detail['layers'])}. {rule}"
