@@ -292,8 +292,9 @@ def test_chapter_code_hash_is_derived_from_the_chapter_imports(tmp_path):
     assert all({"book.charts", "words.prose", "study.study"} <= set(ms) for ms in mods.values())
     assert "book.report" not in {m for ms in mods.values() for m in ms}  # chapters never ask the orchestrator
     template = report.CHAPTERS_DIR / "geometry.ipynb"
-    assert notebooks.chapter_code_hash(template) == code_hash("book.charts", "words.findings", "book.original",
-                                                              "words.prose", "study.study", "book.notebooks")
+    assert notebooks.chapter_code_hash(template) == code_hash(
+        "book.charts", "words.findings", "book.original", "words.caveats", "words.prose", "words.prose_geometry",
+        "words.prose_layers", "words.prose_outcomes", "words.prose_similarity", "study.study", "book.notebooks")
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("%matplotlib inline\nimport layerwise.measure.stats\nfrom layerwise.measure.metrics import x"),
                 nbformat.v4.new_code_cell("from layerwise.book import charts as c, not_a_module\nimport os"),
