@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from layerwise.inputs.config import StudyParams, load_params, parse_params
-from layerwise.measure.probe_study import cone_layers
+from layerwise.measure.probe_study import default_cone_layers
 from layerwise.study.study import Study, write_study
 from layerwise.core.repro import content_hash
 
@@ -117,7 +117,7 @@ def fake_tables(model: str = "tiny", n_layers: int = 4, n_sentences: int = 12, s
             for s in range(n_sentences):   # per-sentence correctness of the first-token probe
                 correct.append({"model": model, "state": state, "metric": "probe_acc_cls", "layer": int(layer),
                                 "sentence": s, "correct": float(rng.random() < acc)})
-            if layer in cone_layers(L):   # the cone layers of probe_study: first, middle, last
+            if layer in default_cone_layers(L):   # the cone layers of probe_study: first, middle, last
                 for s in range(n_sentences):
                     label = s % 2
                     sep = (acc - 0.5) * (1 if label else -1)

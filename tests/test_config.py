@@ -109,3 +109,19 @@ def test_any_bytes_give_one_line(tmp_path, raw, words):
         load_params(p)
     msg = str(exc.value)
     assert words in msg and str(p) in msg and "\n" not in msg and len(msg) < 600
+
+
+def test_the_analysis_settings_are_partitioned_between_the_keys():
+    """Every AnalysisSpec field is declared in exactly one part (geometry only, probes only, shared by both
+    keys, or in no key), no part names an unknown field, and the two keys are made of those parts."""
+    from layerwise.inputs import config
+
+    parts = {"geometry": config.GEOMETRY_ONLY_FIELDS, "probe": config.PROBE_ONLY_FIELDS,
+             "shared": config.SHARED_FIELDS, "unkeyed": config.UNKEYED_FIELDS}
+    declared = [f for fields in parts.values() for f in fields]
+    assert sorted(declared) == sorted(config.AnalysisSpec.model_fields), "a field is in no part, twice or unknown"
+    assert len(set(declared)) == len(declared)
+    assert set(config.GEOMETRY_FIELDS) == set(parts["geometry"]) | set(parts["shared"])
+    assert set(config.PROBE_FIELDS) == set(parts["probe"]) | set(parts["shared"])
+    spec = config.AnalysisSpec()
+    assert set(spec.geometry_payload()) & set(spec.probe_payload()) == set(parts["shared"])

@@ -20,6 +20,7 @@ SRC = ROOT / "src" / "layerwise"
 #: a module's short name (the registry's ``definition`` says ``metrics.effective_rank``) -> its dotted path
 SHORT = {p.stem: ".".join(p.relative_to(SRC).with_suffix("").parts) for p in SRC.rglob("*.py")
          if p.stem != "__init__" and "resources" not in p.parts}
+SHORT.update({p.parent.name: ".".join(p.parent.relative_to(SRC).parts) for p in SRC.rglob("*/*/__init__.py")})  # claims
 
 
 def _resolve(module: str, qualname: str):
@@ -85,6 +86,55 @@ def test_the_module_map_lists_every_module_once_by_its_folder():
                      if p.stem != "__init__" and "resources" not in p.parts)
     assert sorted(listed) == modules
     assert len(listed) == len(set(listed))
+
+
+#: a backticked name in the module map's "main API" column: ``name``, ``a.b``, ``name(args)``, ``name(...) -> X``
+API_NAME = re.compile(r"^([A-Za-z_]\w*(?:\.\w+)*)(?:\(.*\))?(?: -> .*)?$")
+
+
+def _cli_commands() -> set[str]:
+    import argparse
+
+    from layerwise import cli
+
+    parser = cli.build_parser()
+    return {name for a in parser._actions if isinstance(a, argparse._SubParsersAction) for name in a.choices}
+
+
+def _names_something(module: str, name: str) -> bool:
+    """Whether ``name`` is an attribute of ``layerwise.<module>`` or names a layerwise module (``claims``,
+    ``measure.extract``) or an attribute of one (``prose_seeds.effect_marks``)."""
+    head, _, rest = name.partition(".")
+    for dotted, path in ((module, name), (SHORT.get(head), rest), (f"{head}.{rest.partition('.')[0]}",
+                                                                    rest.partition(".")[2])):
+        try:
+            obj = importlib.import_module(f"layerwise.{dotted}")
+            for part in filter(None, path.split(".")):
+                obj = getattr(obj, part)
+            return True
+        except (ImportError, AttributeError, TypeError, ValueError):
+            continue
+    return False
+
+
+def test_the_module_map_names_only_what_exists():
+    """Every module the map names exists (above: exactly the modules of src/layerwise), and so does every
+    name of its "main API" column: an attribute of the row's module (or of the layerwise module it names,
+    ``prose_seeds.effect_marks``); for ``cli.py``, a subcommand."""
+    text = ARCH.read_text(encoding="utf-8")
+    table = text[text.index("## Module map"):].split("\n## ")[0]
+    rows = re.findall(r"^\| `([\w/]+)\.py` \|[^|]*\|(.*)\|\s*$", table, flags=re.M)
+    missing = []
+    for path, api in rows:
+        module = path.replace("/", ".")
+        for token in re.findall(r"`([^`]+)`", api):
+            m = API_NAME.match(token)
+            if not m or token.endswith(".py"):
+                continue
+            found = m.group(1) in _cli_commands() if module == "cli" else _names_something(module, m.group(1))
+            if not found:
+                missing.append(f"{path}.py: {token}")
+    assert missing == []
 
 
 def test_the_layers_table_is_the_import_contract():

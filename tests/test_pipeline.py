@@ -405,7 +405,7 @@ def test_the_finetuning_plan_is_made_once_per_seed(monkeypatch):
 
     made = []
 
-    def plan(params, *, splits, source):
+    def plan(params, *, splits, source, device):
         made.append(params.finetune.seed)
         return SimpleNamespace(entry=Path(f"/cache/finetune/demo-{params.finetune.seed:016x}"))
 

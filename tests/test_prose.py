@@ -72,9 +72,9 @@ def test_formatting_and_original_layers():
     assert prose_format.fmt_p(0.0001) == "p < 0.001" and prose_format.fmt_p(0.0312) == "p = 0.031"
     # the grid layers the chapters pass to grid_table (prose.seed_layers is gone: schema computes them)
     assert not hasattr(prose, "seed_layers")
-    assert schema.original_layers(schema.ORIGINAL_LAYERS, 13) == [5, 7, 9, 11, 12]
-    assert schema.original_layers(schema.ORIGINAL_LAYERS, 7) == [2, 4, 5, 6]
-    assert schema.original_layers(AnalysisSpec(seed_layers=[1, 2]).original_layers, 4) == [1, 2, 3]
+    assert schema.grid_layers(schema.ORIGINAL_LAYERS, 13) == [5, 7, 9, 11, 12]
+    assert schema.grid_layers(schema.ORIGINAL_LAYERS, 7) == [2, 4, 5, 6]
+    assert schema.grid_layers(AnalysisSpec(seed_layers=[1, 2]).original_layers, 4) == [1, 2, 3]
 
 
 def test_prose_on_the_synthetic_study():

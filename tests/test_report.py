@@ -411,3 +411,22 @@ def test_a_render_leaves_the_tracked_gitignore_alone():
     lines = (PROJECT_ROOT / ".gitignore").read_text(encoding="utf-8").splitlines()
     assert "**/*.quarto_ipynb" in lines
 
+
+
+def test_a_run_parses_each_params_file_once(tmp_path, monkeypatch):
+    """The params YAML is read once per run (``report.run``); the study steps get the parsed params."""
+    from layerwise.inputs import config
+
+    reads, seen = [], []
+    real = config._read_yaml
+    monkeypatch.setattr(config, "_read_yaml", lambda path: reads.append(path) or real(path))
+
+    def loader(params, progress=False):
+        seen.append(params)
+        return load_fake_study(params, progress=progress)
+
+    params = write_params(tmp_path / "params", "gamma")
+    with _InDir(tmp_path):
+        report.run([params], out_dir=Path("report"), load_study=loader, chapters=(), comparison=False,
+                   preview=False, progress=False)
+    assert len(reads) == 1 and len(seen) == 1 and isinstance(seen[0], config.StudyParams)

@@ -13,27 +13,34 @@ from layerwise.core.errors import LayerwiseError
 # ---------------------------------------------------------------------------------------------- CIs
 
 
-def test_bootstrap_ci_of_the_mean_matches_the_normal_interval():
+def test_bootstrap_mean_ci_matches_the_normal_interval():
     x = np.random.default_rng(1).normal(10.0, 2.0, size=400)
-    est, lo, hi = stats.bootstrap_ci(x, n_boot=2000, seed=0)
+    est, lo, hi = stats.bootstrap_mean_ci(x, n_boot=2000, seed=0)
     assert est == pytest.approx(x.mean())
     assert lo < est < hi
     half = 1.96 * x.std(ddof=1) / np.sqrt(x.size)            # ~0.196
     assert (hi - lo) / 2 == pytest.approx(half, rel=0.15)
-    # same seed, same interval; the vectorised variant agrees on the width
-    assert stats.bootstrap_ci(x, n_boot=2000, seed=0) == (est, lo, hi)
-    e2, l2, h2 = stats.bootstrap_mean_ci(x, n_boot=2000, seed=0)
-    assert (h2 - l2) == pytest.approx(hi - lo, rel=0.15)
+    assert stats.bootstrap_mean_ci(x, n_boot=2000, seed=0) == (est, lo, hi)  # same seed, same interval
 
 
-def test_bootstrap_ci_other_statistic_and_degenerate_samples():
-    x = np.arange(101, dtype=float)
-    est, lo, hi = stats.bootstrap_ci(x, statistic=np.median, n_boot=500)
-    assert est == 50 and lo < 50 < hi
-    assert stats.bootstrap_ci([3.0, 3.0, 3.0]) == (3.0, 3.0, 3.0)
-    assert np.isnan(stats.bootstrap_ci([np.nan])[0])
+def test_bootstrap_mean_ci_degenerate_samples():
+    assert stats.bootstrap_mean_ci([3.0, 3.0, 3.0]) == (3.0, 3.0, 3.0)
+    assert stats.bootstrap_mean_ci([2.0]) == (2.0, 2.0, 2.0)
+    assert np.isnan(stats.bootstrap_mean_ci([np.nan])[0])
     with pytest.raises(LayerwiseError, match="level"):
-        stats.bootstrap_ci(x, level=95)
+        stats.bootstrap_mean_ci([1.0, 2.0], level=95)
+
+
+def test_t_interval_known_answers():
+    mean, low, high, n = stats.t_interval([1.0, 2.0, 3.0, np.nan, np.inf])
+    half = sps.t.ppf(0.975, 2) * 1.0 / np.sqrt(3)             # 4.303 / sqrt(3)
+    assert (mean, n) == (2.0, 3) and (low, high) == pytest.approx((2 - half, 2 + half), rel=1e-12)
+    one = stats.t_interval([5.0])
+    assert one[0] == 5.0 and np.isnan(one[1]) and np.isnan(one[2]) and one[3] == 1
+    assert np.isnan(stats.t_interval([])[0]) and stats.t_interval([])[3] == 0
+    # the replicate interval with one value per replicate is this interval
+    x = np.random.default_rng(3).normal(size=12)
+    assert stats.replicate_mean_ci(x, np.arange(12)) == stats.t_interval(x)[:3]
 
 
 def test_wilson_ci_matches_the_formula_by_hand():
@@ -260,17 +267,15 @@ def test_holm_and_bh_equal_statsmodels_multipletests():
     assert np.isnan(stats.benjamini_hochberg(with_nan)[-1])
 
 
-def test_bootstrap_ci_equals_scipy_bootstrap_percentile():
+def test_bootstrap_mean_ci_is_scipy_bootstrap_percentile():
     from scipy.stats import bootstrap
 
     x = np.random.default_rng(0).exponential(size=80)
-    est, lo, hi = stats.bootstrap_ci(x, np.mean, n_boot=2000, seed=5)
     ref = bootstrap((x,), np.mean, n_resamples=2000, method="percentile", rng=np.random.default_rng(5))
+    est, lo, hi = stats.bootstrap_mean_ci(x, n_boot=4000, seed=1)  # the same method, other random draws
     assert est == pytest.approx(x.mean())
-    assert (lo, hi) == pytest.approx((ref.confidence_interval.low, ref.confidence_interval.high), rel=1e-12)
-    # the vectorised mean bootstrap is the same method (other random draws)
-    _, lo2, hi2 = stats.bootstrap_mean_ci(x, n_boot=4000, seed=1)
-    assert lo2 == pytest.approx(lo, abs=0.05) and hi2 == pytest.approx(hi, abs=0.05)
+    assert lo == pytest.approx(ref.confidence_interval.low, abs=0.05)
+    assert hi == pytest.approx(ref.confidence_interval.high, abs=0.05)
 
 
 def test_replicate_mean_ci():

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 # The table contract lives in :mod:`layerwise.core.tables` (the computations import it from there, so that the
 # registry's reader text below is outside every cache key); re-exported here for the words, the book and tests.
 from .tables import (ORIGINAL_LAYERS, P_VALUES, PER_SENTENCE_METRICS, POOLINGS, QUANTILES, RANGES,  # noqa: F401
-                     STATES, TABLES, TIDY_COLUMNS, VARIANTS, adjusted_name, n_layers, original_layers, state_order,
+                     STATES, TABLES, TIDY_COLUMNS, VARIANTS, adjusted_name, grid_layers, n_layers, state_order,
                      tidy_frame, tidy_row, value_range)
 
 
@@ -230,11 +230,6 @@ def label(metric: str, suffix_words: bool = True) -> str:
     text = _BY_NAME[name].label
     pooling_only = suffix in ("_cls", "_mean", *_VS)
     return f"{text} ({SUFFIX_WORDS[suffix]})" if suffix and (suffix_words or not pooling_only) else text
-
-
-def families() -> list[str]:
-    """The metric families in registry order."""
-    return list(dict.fromkeys(m.family for m in REGISTRY))
 
 
 def registry_markdown() -> str:

@@ -42,7 +42,7 @@ def state_order(values: Iterable) -> list[str]:
     return [s for s in STATES if s in present] + sorted(s for s in present if s not in STATES)
 
 
-def original_layers(wanted: Sequence[int], n_layers: int) -> list[int]:
+def grid_layers(wanted: Sequence[int], n_layers: int) -> list[int]:
     """The original study's grid layers (``wanted``, e.g. ``params.analysis.original_layers``) that a
     model with ``n_layers`` hidden states (embedding output included) has, plus its last layer; at
     least three layers (evenly spaced ones are added to shallow models)."""

@@ -156,9 +156,10 @@ class AnalysisSpec(_Strict):
     """What the geometry engine and the probes compute: the one settings object of the analysis
     (the engine reads it directly; its defaults are the only ones).
 
-    Which settings feed which cache key: :data:`GEOMETRY_FIELDS` feed the geometry engine's key,
-    :data:`PROBE_FIELDS` only the probes' key; :data:`UNKEYED_FIELDS` change no result (the engine
-    is tested to be batch-size invariant) and feed no key.
+    Which settings feed which cache key: every field is in exactly one of :data:`GEOMETRY_ONLY_FIELDS`
+    (the geometry engine's key), :data:`PROBE_ONLY_FIELDS` (the probes' key), :data:`SHARED_FIELDS`
+    (both keys) and :data:`UNKEYED_FIELDS` (no key: they change no result); :data:`GEOMETRY_FIELDS` and
+    :data:`PROBE_FIELDS` are the two keys' fields.
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
@@ -210,14 +211,23 @@ class AnalysisSpec(_Strict):
         return {k: getattr(self, k) for k in PROBE_FIELDS}
 
 
-#: AnalysisSpec fields that feed the geometry engine's cache key.
-GEOMETRY_FIELDS = ("states", "num_sentences", "max_length", "token_sample", "sample_sentences", "baseline_pairs",
-                   "cosine_sample", "hist_bins", "pool_tokens", "top_dims", "seed", "baseline_tokens",
-                   "self_similarity_min_count", "self_similarity_occurrences", "self_similarity_words", "precision")
-#: AnalysisSpec fields that only the probes and statistics read.
-PROBE_FIELDS = ("probe_seeds", "probe_retrainings", "bootstrap", "seed")
-#: AnalysisSpec fields no result depends on (no cache key).
+#: The partition of the AnalysisSpec fields (``tests/test_config.py`` checks that every field is in exactly
+#: one of these four parts): the settings only the geometry engine reads (its cache key) ...
+GEOMETRY_ONLY_FIELDS = ("states", "num_sentences", "max_length", "token_sample", "sample_sentences", "baseline_pairs",
+                        "cosine_sample", "hist_bins", "pool_tokens", "top_dims", "baseline_tokens",
+                        "self_similarity_min_count", "self_similarity_occurrences", "self_similarity_words",
+                        "precision")
+#: ... the settings only the probes and statistics read (their cache key) ...
+PROBE_ONLY_FIELDS = ("probe_seeds", "probe_retrainings", "bootstrap")
+#: ... the settings both read (in both keys) ...
+SHARED_FIELDS = ("seed",)
+#: ... and the settings no cached result depends on (no cache key): the batch size (the engine is tested
+#: to be batch-size invariant) and what only the report reads (the original study's layer grid).
 UNKEYED_FIELDS = ("batch_size", "original_layers")
+#: AnalysisSpec fields that feed the geometry engine's cache key.
+GEOMETRY_FIELDS = GEOMETRY_ONLY_FIELDS + SHARED_FIELDS
+#: AnalysisSpec fields that feed the probes' cache key.
+PROBE_FIELDS = PROBE_ONLY_FIELDS + SHARED_FIELDS
 
 
 class StudyParams(_Strict):

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from .metrics import unit_rows
+
 #: mean cosine between sentences from which the first token counts as constant: at 0.99 the vectors of
 #: two sentences are at most about 8° apart on average, so what differs between sentences is a small
 #: part of the vector (for unit vectors, ``|u - v|^2 = 2 (1 - cos)``, 2% of the squared norm)
@@ -33,14 +35,14 @@ def _layers(cls: np.ndarray | Mapping[int, np.ndarray]) -> dict[int, np.ndarray]
 
 def mean_pairwise_cosine(x: np.ndarray) -> float:
     """Mean cosine between the rows of ``x`` over the pairs of different rows (uncentred), in O(n·dim):
-    with the rows scaled to unit length (a zero row stays zero), ``(|Σ u_i|^2 - Σ |u_i|^2) / (n (n - 1))``.
+    with the rows scaled to unit length (:func:`~layerwise.measure.metrics.unit_rows`, ``zero_rows="zero"``:
+    a zero row stays zero, so its cosines count as 0), ``(|Σ u_i|^2 - Σ |u_i|^2) / (n (n - 1))``.
     Clipped to [-1, 1] (rounding); NaN with fewer than two rows."""
     x = np.asarray(x, dtype=np.float64)
     n = x.shape[0]
     if n < 2:
         return float("nan")
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    u = np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+    u = unit_rows(x, zero_rows="zero")
     total = u.sum(axis=0)
     return float(np.clip((total @ total - (u * u).sum()) / (n * (n - 1)), -1.0, 1.0))
 

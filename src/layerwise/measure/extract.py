@@ -171,12 +171,14 @@ def _check_inputs(texts, geometry_mask) -> tuple[list[str], np.ndarray]:
 
 def run_state(model, tokenizer, texts: list[str], *, state: str, model_name: str,
               geometry_mask: np.ndarray | None = None, settings: AnalysisSpec | None = None, device=None,
-              progress: bool = True) -> StateResult:
+              progress: bool = True, precision: str | None = None) -> StateResult:
     """Run the geometry engine for one model state: one forward pass per batch, every statistic.
 
     ``texts``: every sentence whose pooled embeddings are stored (train and test); ``geometry_mask``:
     which of them feed the token statistics (default: all); ``settings``: ``params.analysis`` (the
-    defaults of :class:`~layerwise.inputs.config.AnalysisSpec` when not given). Returns a
+    defaults of :class:`~layerwise.inputs.config.AnalysisSpec` when not given); ``precision``: the run's
+    resolved precision (``study.pipeline.resolve_inputs`` decides it once per run; default
+    ``settings.precision``, resolved on ``device``). Returns a
     :class:`StateResult` whose tables follow docs/architecture.md ("Result tables");
     ``per_sentence.sentence`` is the position in ``texts``.
     """
@@ -194,7 +196,7 @@ def run_state(model, tokenizer, texts: list[str], *, state: str, model_name: str
     store, n_batches = None, 0
     batches = forward_batches(model, tokenizer, texts, batch_size=settings.batch_size, max_length=max_length,
                               device=device, geometry_mask=geometry, progress=progress, encoded=encoded,
-                              desc=f"{model_name} {state}", precision=settings.precision)
+                              desc=f"{model_name} {state}", precision=precision or settings.precision)
     # closing: on an error, the generator leaves its inference mode now (not at garbage collection)
     with torch.inference_mode(), contextlib.closing(batches):
         for idx, inputs, special, hidden in batches:
@@ -363,7 +365,7 @@ def _sentence_mean_rows(rows: _TidyRows, per_sentence: dict[str, np.ndarray], la
     95 % Student-t interval (n = sentences). Returns the intra-sentence similarity's ``(mean, n)``."""
     intra = (NAN, 0)
     for metric, name in _SENTENCE_MEANS:
-        mean, low, high, n = _t_ci(per_sentence[metric][:, layer])
+        mean, low, high, n = stats.t_interval(per_sentence[metric][:, layer])
         if metric == "intra_similarity":
             intra = (mean, n)
         if n:
@@ -431,7 +433,7 @@ def _self_similarity_rows(rows: _TidyRows, vectors: np.ndarray, plan: SamplePlan
         return
     values = np.array([metrics.self_similarity(vectors[words.word == w], words.sentence[words.word == w])
                        for w in range(len(words.keys))])
-    mean, low, high, n = _t_ci(values)
+    mean, low, high, n = stats.t_interval(values)
     if not n:
         return
     rows.add(layer, "self_similarity", mean, n, low, high)
@@ -458,22 +460,6 @@ def _standardised_rows(rows: _TidyRows, standardised: np.ndarray, plan: SamplePl
     if n_pairs:
         rows.add(layer, f"token_cosine_mean_std{variant}", mean, n_pairs)
         rows.add(layer, f"token_cosine_adjusted_std{variant}", mean - baseline, n_pairs)
-
-
-def _t_ci(x: np.ndarray) -> tuple[float, float, float, int]:
-    """Mean and 95 % Student-t interval of the finite values of ``x``."""
-    from scipy import stats
-
-    x = np.asarray(x, dtype=np.float64)
-    x = x[np.isfinite(x)]
-    n = len(x)
-    if n == 0:
-        return float("nan"), float("nan"), float("nan"), 0
-    mu = float(x.mean())
-    if n < 2:
-        return mu, float("nan"), float("nan"), n
-    half = float(stats.t.ppf(0.975, n - 1) * x.std(ddof=1) / math.sqrt(n))
-    return mu, mu - half, mu + half, n
 
 
 # -- Per-sentence and cosine-sample tables ---------------------------------------------------------

@@ -120,7 +120,7 @@ def _validate_embeddings(embeddings: dict, poolings: Sequence[str]) -> tuple[int
 _Layers = namedtuple("_Layers", "needed probe mlp mdl cones")  # poolings read; layers of each probe family
 
 
-def cone_layers(last: int) -> list[int]:
+def default_cone_layers(last: int) -> list[int]:
     """The default layers of the class cones: the first, middle and last transformer layers of a model
     whose last layer is ``last`` (where the class cone forms; not layer 0, where the first token's embedding
     output is the same vector for every sentence, so its cosine to any reference is 1)."""
@@ -146,7 +146,7 @@ def _plan_layers(embeddings: dict, st: ProbeSettings) -> _Layers:
 
     layers = pick(st.layers, "layers")
     last = n_layers - 1
-    default_cones = cone_layers(last)
+    default_cones = default_cone_layers(last)
     return _Layers(needed, layers, pick(st.mlp_layers if st.mlp_layers is not None else layers, "mlp_layers"),
                    pick(st.mdl_layers if st.mdl_layers is not None else layers, "mdl_layers"),
                    pick(st.cone_layers if st.cone_layers is not None else default_cones, "cone_layers"))

@@ -228,13 +228,8 @@ def selectivity(real: ProbeResult, control: ProbeResult, n_boot: int = 1000, see
 # Class geometry
 # --------------------------------------------------------------------------------------------------
 
-def _unit(X: np.ndarray) -> np.ndarray:
-    """Unit rows; a zero row stays zero (its cosines are 0): :func:`layerwise.measure.metrics.unit_rows`."""
-    return unit_rows(X, zero_rows="zero")
-
-
 def _angle_deg(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    cos = (_unit(u) * _unit(v)).sum(axis=-1)
+    cos = (unit_rows(u, zero_rows="zero") * unit_rows(v, zero_rows="zero")).sum(axis=-1)
     return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
 
 
@@ -305,9 +300,9 @@ def class_geometry(X, y, *, n_perm: int = 1000, n_boot: int = 1000, seed: int = 
         else (np.nan, np.nan)
 
     loo = (sums[yi] - X) / (counts[yi] - 1)[:, None]        # own centroid without the sentence
-    Xu = _unit(X)
-    cos_own = (Xu * _unit(loo)).sum(axis=1)
-    cos_all = Xu @ _unit(centroids).T                       # [n, K]
+    Xu = unit_rows(X, zero_rows="zero")
+    cos_own = (Xu * unit_rows(loo, zero_rows="zero")).sum(axis=1)
+    cos_all = Xu @ unit_rows(centroids, zero_rows="zero").T                       # [n, K]
     cos_all[np.arange(n), yi] = -np.inf
     cos_other = cos_all.max(axis=1)
     margin = bootstrap_mean_ci(cos_own - cos_other, n_boot=n_boot, level=level, seed=seed)
@@ -363,5 +358,5 @@ def cone_view(X, y, ref_index: int = 0) -> pd.DataFrame:
     if not -X.shape[0] <= ref_index < X.shape[0]:
         raise LayerwiseError(f"ref_index {ref_index} out of range for {X.shape[0]} sentences", where="cone_view",
                              fix="pick a row of X")
-    Xu = _unit(X)
+    Xu = unit_rows(X, zero_rows="zero")
     return pd.DataFrame({"sentence": np.arange(X.shape[0]), "label": y, "cos_ref": Xu @ Xu[ref_index]})

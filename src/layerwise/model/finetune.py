@@ -52,7 +52,8 @@ from .models import ModelSource, load_model, load_tokenizer, model_source, pick_
 from ..core.precision import resolve as resolve_precision
 from ..core.locks import entry_path
 from .prepared import TrainData, check_replaceable, load_prepared, tokenize
-from ..core.repro import CACHE_ELSEWHERE, atomic_dir, atomic_write_json, cache_root, content_hash, is_done, provenance
+from ..core.repro import (CACHE_ELSEWHERE, atomic_dir, atomic_write_json, cache_root, content_hash, is_done, provenance,
+                          verify_entry)
 from ..measure.stats import classification_metrics
 from .trainer import (EvalRecorder, build_trainer, checkpoint_step, history, is_main_process, last_checkpoint,
                       work_lock)
@@ -82,12 +83,13 @@ class FinetuneResult:
 # the cache entry
 # --------------------------------------------------------------------------------------------------
 
-def _hyper(params: StudyParams, num_train: int | None, num_test: int | None, epochs: float | None) -> dict[str, Any]:
+def _hyper(params: StudyParams, num_train: int | None, num_test: int | None, epochs: float | None,
+           device: Any) -> dict[str, Any]:
     hp = params.finetune.model_dump()
     if len(hp.pop("seeds")) != 1:
         raise ValueError("one fine-tuning is one seed: pass params.for_seed(seed)")
     hp["seed"] = params.finetune.seed  # (the key of a one-seed fine-tuning, as before seeds became a list)
-    hp["precision"] = resolve_precision(hp["precision"], pick_device(), purpose="finetune")  # never `auto` in a key
+    hp["precision"] = resolve_precision(hp["precision"], device, purpose="finetune")  # never `auto` in a key
     if num_train is not None:
         hp["num_train"] = int(num_train)
     if num_test is not None:
@@ -113,6 +115,9 @@ class FinetunePlan:
     payload: dict[str, Any]
     key: str
     entry: Path
+    #: the device the fine-tuning runs on (picked once: the plan's precision is resolved for it and the
+    #: Trainer runs on it)
+    device: Any = None
 
     @property
     def work(self) -> Path:
@@ -125,16 +130,19 @@ class FinetunePlan:
 
 def plan_finetune(params: StudyParams, *, num_train: int | None = None, num_test: int | None = None,
                   epochs: float | None = None, data: str | os.PathLike | None = None, checkpoint: str | None = None,
-                  splits: Splits | None = None, source: ModelSource | None = None) -> FinetunePlan:
-    """What :func:`finetune` will do for these arguments, decided once: the model source, the
-    hyper-parameters, the training data, the cache key and entry (nothing is loaded but the data
+                  splits: Splits | None = None, source: ModelSource | None = None, device: Any = None
+                  ) -> FinetunePlan:
+    """What :func:`finetune` will do for these arguments, decided once: the model source, the device (the
+    run's ``device``, else :func:`~layerwise.model.models.pick_device`) and the precision resolved for it,
+    the hyper-parameters, the training data, the cache key and entry (nothing is loaded but the data
     selection when ``splits`` is not given; nothing is trained)."""
     if source is not None and checkpoint:
         raise ValueError("give the model as source= or as checkpoint=, not both")
     if splits is not None and (data is not None or num_train is not None or num_test is not None):
         raise ValueError("splits= is the params' own selection: it excludes data=, num_train= and num_test=")
     source = source or model_source(params, checkpoint)
-    hp = _hyper(params, num_train, num_test, epochs)
+    device = pick_device() if device is None else device
+    hp = _hyper(params, num_train, num_test, epochs, device)
     if data is not None:
         tokenizer = load_tokenizer(source.path, revision=source.revision, where=params.where)
         dat = load_prepared(data, num_train, num_test, tokenizer)
@@ -143,7 +151,8 @@ def plan_finetune(params: StudyParams, *, num_train: int | None = None, num_test
     payload = {"format": FINETUNE_FORMAT, "model": source.key, "selection": dat.selection["hash"], "hyper": hp,
                "prepared": dat.prepared["data_hash"] if dat.prepared else None}
     key = content_hash(payload)
-    return FinetunePlan(source, hp, dat, payload, key, entry_path(cache_root() / "finetune", params.name, key))
+    return FinetunePlan(source, hp, dat, payload, key, entry_path(cache_root() / "finetune", params.name, key),
+                        device)
 
 
 def finetune_entry(params: StudyParams, *, num_train: int | None = None, num_test: int | None = None,
@@ -234,7 +243,8 @@ def _train(params: StudyParams, plan: FinetunePlan, *, save, progress: bool,
     trainer = build_trainer(model, tokenizer, train, test, output_dir=plan.work, epochs=hp["epochs"],
                             learning_rate=ft.learning_rate, batch_size=ft.batch_size, weight_decay=ft.weight_decay,
                             warmup_ratio=ft.warmup_ratio, logging_steps=ft.logging_steps, seed=ft.seed,
-                            save_steps=save_steps, progress=progress, recorder=recorder, precision=hp["precision"])
+                            save_steps=save_steps, progress=progress, recorder=recorder, precision=hp["precision"],
+                            device=plan.device)
     main = trainer.is_world_process_zero()
     resume = _resume_point(plan.work, main, progress)
     t0 = time.perf_counter()
@@ -300,7 +310,7 @@ def load_finetune_metrics(path: str | os.PathLike) -> dict[str, Any]:
     """The metrics of a finished fine-tuning directory, with its ``history`` (list of dicts: step,
     epoch, loss / eval_loss / eval_accuracy). Raises :class:`LayerwiseError` when incomplete."""
     p = Path(path)
-    if not is_done(p) or not (p / "metrics.json").is_file():
+    if verify_entry(p).state != "ok" or not (p / "metrics.json").is_file():  # a reader: moves nothing
         raise LayerwiseError(f"{p} is not a finished fine-tuning directory", None,
                              "run `layerwise finetune PARAMS` (an interrupted run leaves no such directory)")
     metrics = json.loads((p / "metrics.json").read_text())

@@ -22,7 +22,7 @@ from ..inputs.config import StudyParams
 from ..inputs.data import Splits, load_splits
 from ..core.errors import LayerwiseError
 from .models import ModelSource, load_tokenizer, model_source
-from ..core.repro import atomic_dir, atomic_write_json, content_hash, file_hash, is_done, provenance
+from ..core.repro import atomic_dir, atomic_write_json, content_hash, file_hash, provenance, verify_entry
 
 PREPARED_INFO = "layerwise.json"
 PREPARED_KIND = "layerwise-prepared"
@@ -127,7 +127,7 @@ def load_prepared(path: str | os.PathLike, num_train: int | None, num_test: int 
     import datasets
 
     p = Path(path).expanduser()
-    if not is_done(p) or not (p / PREPARED_INFO).is_file():
+    if verify_entry(p).state != "ok" or not (p / PREPARED_INFO).is_file():  # a reader: moves nothing
         raise LayerwiseError(f"{p} is not a complete prepared data directory", "-d/--data",
                              "write it with `layerwise prepare PARAMS OUT` (an interrupted prepare leaves none)")
     info = json.loads((p / PREPARED_INFO).read_text())

@@ -113,12 +113,6 @@ def work_lock(work: Path, enabled: bool = True, progress: bool = True) -> Iterat
 # the Trainer
 # --------------------------------------------------------------------------------------------------
 
-def _precision(precision: str = "auto") -> dict[str, bool]:
-    """The ``TrainingArguments`` of ``precision`` on this run's device (``auto``: bf16 on CUDA when
-    supported, else fp16; bf16 on CPUs with AMX / avx512_bf16, else fp32: :mod:`layerwise.core.precision`)."""
-    return trainer_flags(resolve_precision(precision, pick_device(), purpose="finetune"))
-
-
 def _argmax_logits(logits, labels):
     """Keep only the predicted class from evaluation (no logits, no hidden states accumulate)."""
     if isinstance(logits, (tuple, list)):
@@ -173,20 +167,24 @@ def build_trainer(model, tokenizer, train, test, *, output_dir: str | os.PathLik
                   learning_rate: float, batch_size: int, weight_decay: float = 0.0, warmup_ratio: float = 0.0,
                   logging_steps: int = 10, seed: int = 42, save_steps: int | None = None,
                   max_steps: int | None = None, progress: bool = True, evaluate: bool = True,
-                  group_by_length: bool = True, recorder: EvalRecorder | None = None, precision: str = "auto"):
+                  group_by_length: bool = True, recorder: EvalRecorder | None = None, precision: str = "auto",
+                  device=None):
     """A ``Trainer`` for tokenized ``train``/``test`` datasets (``label`` + tokenizer columns): padding
     per batch (``DataCollatorWithPadding``), batches of similar lengths (``group_by_length``: the
     Trainer's ``LengthGroupedSampler``, random mega-batches sorted by length, so little padding is
     left), accuracy as the evaluation metric (``recorder`` keeps the latest evaluation's predictions),
     test evaluations ``NUM_EVALS`` times during training, checkpoints every ``save_steps`` (default:
     ``NUM_SAVES`` per run, the last 2 kept), a linear warm-up over the fraction ``warmup_ratio`` of
-    the steps, mixed precision ``precision`` (resolved by :mod:`layerwise.core.precision`), seeds ``seed`` for the model and the data order."""
+    the steps, mixed precision ``precision`` (the plan's, already resolved; ``auto`` is resolved by
+    :mod:`layerwise.core.precision`), on ``device`` (the plan's; default :func:`~layerwise.model.models.pick_device`),
+    seeds ``seed`` for the model and the data order."""
     import torch
     from transformers import DataCollatorWithPadding, PrinterCallback, ProgressCallback, Trainer, TrainingArguments
 
     if not 0 <= warmup_ratio < 1:
         raise ValueError(f"warmup_ratio is a fraction of the training steps in [0, 1) (got {warmup_ratio})")
     eval_steps, save_steps = _schedule(len(train), batch_size, epochs, max_steps, save_steps)
+    device = pick_device() if device is None else device
     model.config.output_hidden_states = False
     model.config.output_attentions = False
     recorder = recorder if recorder is not None else EvalRecorder()
@@ -201,8 +199,9 @@ def build_trainer(model, tokenizer, train, test, *, output_dir: str | os.PathLik
         eval_strategy="steps" if evaluate else "no", eval_steps=eval_steps if evaluate else None,
         save_strategy="steps", save_steps=save_steps, save_total_limit=2,
         seed=seed, data_seed=seed, train_sampling_strategy="group_by_length" if group_by_length else "random",
-        report_to="none", disable_tqdm=not progress, use_cpu=pick_device().type == "cpu",
-        dataloader_pin_memory=torch.cuda.is_available(), **_precision(precision),
+        report_to="none", disable_tqdm=not progress, use_cpu=device.type == "cpu",
+        dataloader_pin_memory=torch.cuda.is_available(),
+        **trainer_flags(resolve_precision(precision, device, purpose="finetune")),
     )
     trainer = Trainer(
         model=model, args=args, train_dataset=train, eval_dataset=test, processing_class=tokenizer,

@@ -43,15 +43,17 @@ class StudyInputs:
     splits: Splits
     source: ModelSource
     plans: dict[int, FinetunePlan] = field(default_factory=dict, compare=False, repr=False)
-    #: the engine's device and precision (``analysis.precision`` with ``auto`` resolved on that device),
-    #: picked once per run; the geometry key holds the precision, the entry's manifest records both
+    #: the run's device and the engine's precision (``analysis.precision`` with ``auto`` resolved on that
+    #: device), picked once per run and passed down (the fine-tuning plans and the engine read them from
+    #: here); the geometry key holds the precision, the entry's manifest records both
     device: Any = None
     precision: str | None = None
 
     def plan(self, params: StudyParams, seed: int) -> FinetunePlan:
         """The fine-tuning plan of ``seed`` (its cache key and entry), made once per run."""
         if seed not in self.plans:
-            self.plans[seed] = plan_finetune(params.for_seed(seed), splits=self.splits, source=self.source)
+            self.plans[seed] = plan_finetune(params.for_seed(seed), splits=self.splits, source=self.source,
+                                             device=self.device)
         return self.plans[seed]
 
 
@@ -191,7 +193,8 @@ def _run_engine(params: StudyParams, inputs: StudyInputs, state: str, ft: dict[i
     model, tokenizer = load_model(path, inputs.splits.num_labels, revision=revision, state=base,
                                   seed=params.analysis.seed, where=where, device=device)
     res = extract.run_state(model, tokenizer, texts, state=state, model_name=params.name,
-                            geometry_mask=geometry, settings=params.analysis, device=device, progress=progress)
+                            geometry_mask=geometry, settings=params.analysis, device=device, progress=progress,
+                            precision=inputs.precision)
     del model
     return res
 
@@ -311,6 +314,7 @@ def load_study(params_path: str | Path | StudyParams, progress: bool = True) -> 
     manifest["cache_entries"] = {"analysis": str(a_entry), "probes": str(p_entry),
                                  "finetune": manifest.get("finetuned")}
     manifest["caveats"] = _caveats(params, inputs, a_entry)
+    manifest["run"] = {"device": str(inputs.device), "analysis_precision": inputs.precision}  # this run's decisions
     read = {t: pd.read_parquet(a_entry / f"{t}.parquet") for t in ("per_sentence", "cosine_sample", "rogue", "cka")}
     read.update({t: pd.read_parquet(p_entry / f"{t}.parquet") for t in ("cones", "probe_correct")})
     views = {"tidy": seeds.aggregate_tidy(full), "tidy_seeds": seeds.per_seed_rows(full),

@@ -22,7 +22,7 @@ from ..inputs.config import StudyParams
 from ..core.errors import LayerwiseError
 from ..core.repro import atomic_dir, atomic_write_json, content_hash, verify_entry
 from ..core.tables import TABLES, TIDY_COLUMNS, n_layers
-from ..core.tables import original_layers
+from ..core.tables import grid_layers
 
 
 #: the tables every study directory holds (``tidy_seeds`` came with seeds: older studies lack it)
@@ -131,8 +131,8 @@ def combine(studies: Sequence[Study], table: str = "tidy") -> pd.DataFrame:
 
 def original_layers_of(studies: Sequence[Study]) -> list[int]:
     """The original study's grid layers present in any of ``studies`` (sorted union of each model's
-    :func:`layerwise.core.tables.original_layers`)."""
+    :func:`layerwise.core.tables.grid_layers`)."""
     found: set[int] = set()
     for s in studies:
-        found.update(original_layers(s.params.analysis.original_layers, n_layers(s.tidy)))
+        found.update(grid_layers(s.params.analysis.original_layers, n_layers(s.tidy)))
     return sorted(found)

@@ -240,7 +240,7 @@ def models_best_sentence(tidy: pd.DataFrame, metric: str = "probe_acc_cls", stat
 def grid_table(tidy: pd.DataFrame, layers: Sequence[int], metric: str = "probe_acc_cls",
                rows: Sequence[str] = ("state",)) -> pd.DataFrame:
     """The original study's grid as a table: rows (states, or models and states) x layers, values to 3
-    decimals. The layers are those of ``schema.original_layers(params.analysis.original_layers,
+    decimals. The layers are those of ``schema.grid_layers(params.analysis.original_layers,
     schema.n_layers(tidy))``."""
     df = tidy[(tidy["metric"] == metric) & tidy["layer"].isin(list(layers))]
     wide = df.pivot_table(index=list(rows), columns="layer", values="value", aggfunc="first")
