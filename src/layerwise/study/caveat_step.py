@@ -26,6 +26,7 @@ from ..inputs import caveats
 from ..inputs.config import StudyParams
 from ..inputs.tokens import effective_max_length
 from ..measure.constancy import first_token_constancy
+from ..measure.seeds import split_label
 from ..model.models import ModelSource, load_tokenizer, quiet_transformers
 
 log = logging.getLogger(__name__)
@@ -43,12 +44,21 @@ def _states(entry: Path) -> list[str]:
 
 def first_token(entry: Path) -> dict[str, list[dict[str, float]]]:
     """:func:`measure.constancy.first_token_constancy` on the test sentences of every state stored in
-    geometry entry ``entry``: ``{state: [{"layer": int, "value": float}, ...]}``."""
-    out = {}
+    geometry entry ``entry``: ``{state: [{"layer": int, "value": float}, ...]}`` (each fine-tuned seed its
+    own state; the random draws one state ``random``, their mean per layer)."""
+    out, draws = {}, {}
     for state in _states(entry):
         with np.load(entry / f"embeddings_{state}.npz") as z:
             frame = first_token_constancy(z["cls"][z["split"] == "test"])
-        out[state] = [{"layer": int(r.layer), "value": float(r.value)} for r in frame.itertuples()]
+        rows = [{"layer": int(r.layer), "value": float(r.value)} for r in frame.itertuples()]
+        if split_label(state)[0] == "random":
+            draws[state] = rows
+        else:
+            out[state] = rows
+    if draws:
+        layers = [[r["layer"] for r in rows] for rows in draws.values()]
+        values = np.array([[r["value"] for r in rows] for rows in draws.values()], dtype=float)
+        out["random"] = [{"layer": layer, "value": float(v)} for layer, v in zip(layers[0], values.mean(axis=0))]
     return out
 
 

@@ -96,7 +96,8 @@ def effect_marks(tidy: pd.DataFrame, state: str = "finetuned", *, tidy_all: pd.D
     with one run, a star where the Holm-adjusted paired test is significant and the effect not negligible
     (:func:`claims.effect_words`). Columns ``metric``, ``layer``, ``mark``."""
     words = claims.effect_words(tidy, state)
-    seeded = tidy_all is not None and "seed" in tidy_all.columns and tidy_all["seed"].nunique() > 1
+    seeded = tidy_all is not None and "seed" in tidy_all.columns and \
+        tidy_all.loc[tidy_all["state"] == state, "seed"].nunique() > 1
     if not seeded:
         marks = words.assign(mark=["*" if w in ("higher", "lower") else "" for w in words["word"]])
         return marks[["metric", "layer", "mark"]], f"* Holm-adjusted p < {claims.ALPHA}, not negligible"
@@ -213,7 +214,7 @@ def similarity_outcomes(tidy: pd.DataFrame, pooling: str = "cls", measure: str =
 
     if "seed" not in tidy.columns:
         return []
-    seeds = tidy[tidy["seed"].notna()]
+    seeds = tidy[tidy["seed"].notna() & (tidy["state"] == "finetuned")]   # (not the random draws)
     vs = seeds[seeds["metric"] == f"{measure}_{pooling}_vs_{reference}"]
     between = seeds[seeds["metric"] == f"{measure}_{pooling}_between_seeds"]
     m = margin(f"{measure}_{pooling}_vs_{reference}")
@@ -263,7 +264,7 @@ def seed_apart_verdict(tidy: pd.DataFrame, pooling: str = "cls", measure: str = 
     metric = f"{measure}_{pooling}_vs_pretrained"
     if "seed" not in tidy.columns:
         return claims.Verdict("not measured", metric, tidy.iloc[0:0], 0)
-    rows = tidy[tidy["seed"].notna() & (tidy["metric"] == metric) & (tidy["layer"] >= 0)]
+    rows = tidy[tidy["seed"].notna() & (tidy["state"] == "finetuned") & (tidy["metric"] == metric) & (tidy["layer"] >= 0)]
     m = margin(metric)
     return claims.seed_apart(rows, m.value if m else 0.0)
 
