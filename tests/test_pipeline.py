@@ -404,6 +404,9 @@ def test_draws_random_vs_pretrained_outcomes_count_the_draws(two_seeds):
         assert fine and all(v.n == 2 for v in fine), metric
     assert "3 random draws" in prose.seed_floor_sentence(study.tidy_all, "token_cosine", "the mean token cosine",
                                                          state="random")
+    probe = prose.probe_paragraph(study.tidy, study.probe_correct, tidy_all=study.tidy_all)
+    assert "Random weights against pretrained on the same probe, 3 random draws:" in probe
+    assert "leave-one-seed-out" not in probe.split("3 random draws:")[1]
     words = [claims.outcome_label(v, "random draw") for v in verdicts]
     assert all("one random draw" not in w for w in words)
     f = findings.model_findings(study)

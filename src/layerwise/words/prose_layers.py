@@ -361,6 +361,9 @@ def outcome_table(floor: list[claims.Verdict], digits: int = 3, unit: str = "see
         notes = [p for p in outcome_clause(top, digits).rstrip(")").split(" (", 1)[1].split("; ")[1:]
                  if "no sentence interval" not in p and "seed variation not measured" not in p
                  and ("leave-one-seed-out" not in p or top.word in (claims.CHANGED, claims.SIZE_UNCLEAR))]
+        if unit == "random draw":    # (the random state's seeds are its draws)
+            notes = [p.replace("every seed", "every draw").replace("leave-one-seed-out", "leave-one-draw-out")
+                     for p in notes]
         rows.append({"outcome": claims.outcome_label(top, unit),
                      "layers": layer_span([v.detail["layer"] for v in group]).split(" ", 1)[1],
                      "largest difference": f"layer {d['layer']}: "
@@ -432,7 +435,7 @@ def probe_paragraph(tidy: pd.DataFrame, correct: pd.DataFrame | None, pooling: s
         parts.append("Best layers, paired on the same test sentences: "
                      + " ".join(f"{_cap(b) if i else b}." for i, b in enumerate(best)))
     if "random" in states:
-        parts.append(probe_change_claim(tidy, correct, pooling, state="random", model=model).strip())
+        parts.append(probe_change_claim(tidy, correct, pooling, tidy_all=tidy_all, state="random", model=model).strip())
     top = best_layer(tidy, metric, "finetuned", model)
     if top is not None:
         refs = _controls_text(tidy, pooling, "finetuned", int(top.layer), model).strip()[1:-1]
