@@ -73,7 +73,8 @@ def similarity_verdicts(tidy_all: pd.DataFrame) -> dict[str, str]:
 
     has_seed = "seed" in tidy_all.columns
     aggregate = tidy_all[tidy_all["seed"].isna()] if has_seed else tidy_all
-    per_seed = tidy_all[tidy_all["seed"].notna()] if has_seed else tidy_all.iloc[0:0]
+    # (the fine-tuning seeds: the random draws have per-seed rows too, and no seed-pair floor)
+    per_seed = tidy_all[tidy_all["seed"].notna() & (tidy_all["state"] == "finetuned")] if has_seed else tidy_all.iloc[0:0]
     out: dict[str, str] = {}
     for measure in similarity.FLOOR_MEASURES:
         for pooling in ("cls", "mean"):

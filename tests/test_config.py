@@ -34,6 +34,18 @@ def test_defaults_follow_the_seed_study():
     assert parse_params({**BASE, "dataset": {"source": "tblard/allocine"}}).dataset.kind == "hub"
 
 
+def test_random_draws_a_list_or_a_count_default_three_from_the_analysis_seed():
+    """``analysis.random_draws``: init seeds of the random state, declared like ``finetune.seeds`` (a list),
+    or a count N read as [seed, ..., seed + N - 1]; default three draws from ``analysis.seed``."""
+    assert parse_params(BASE).analysis.draws == [0, 1, 2]
+    assert parse_params({**BASE, "analysis": {"seed": 7}}).analysis.draws == [7, 8, 9]
+    assert parse_params({**BASE, "analysis": {"seed": 7, "random_draws": 1}}).analysis.draws == [7]
+    assert parse_params({**BASE, "analysis": {"random_draws": [11, 3]}}).analysis.draws == [11, 3]
+    for bad in (0, [], [2, 2]):
+        with pytest.raises(LayerwiseError, match="analysis.random_draws"):
+            parse_params({**BASE, "analysis": {"random_draws": bad}})
+
+
 @pytest.mark.parametrize("mutate, field, fix_word", [
     (lambda d: d["finetune"].update(num_train="many"), "finetune.num_train", "correct"),
     (lambda d: d.update(colour="blue"), "colour", "remove"),

@@ -114,6 +114,18 @@ def test_batch_size_is_in_no_key_and_probe_settings_not_in_the_geometry_key():
     assert not {"probe_seeds", "bootstrap", "seed_layers"} & set(GEOMETRY_FIELDS)
 
 
+def test_the_random_draws_feed_the_geometry_key_resolved():
+    """``analysis.random_draws`` feeds the geometry key as the list of init seeds: a count and the list it
+    stands for are one key, the default is three draws from ``analysis.seed``, another draw another key."""
+    from layerwise.inputs.config import AnalysisSpec
+
+    assert "random_draws" in GEOMETRY_FIELDS
+    payload = AnalysisSpec(seed=4, random_draws=2).geometry_payload()
+    assert payload["random_draws"] == [4, 5] == AnalysisSpec(seed=4, random_draws=[4, 5]).geometry_payload()["random_draws"]
+    assert AnalysisSpec(seed=4).geometry_payload()["random_draws"] == [4, 5, 6]
+    assert AnalysisSpec(seed=4, random_draws=1).geometry_payload() != payload
+
+
 TINY_BERT = tiny_model_dir("bert")
 
 
@@ -125,7 +137,7 @@ def _params_file(root: Path, name: str, **analysis) -> Path:
             "finetune": {"num_train": 24, "num_test": 16, "epochs": 1, "batch_size": 8, "learning_rate": 3e-3},
             "analysis": {"num_sentences": 10, "batch_size": 8, "max_length": 32, "token_sample": 32,
                          "sample_sentences": 8, "baseline_pairs": 50, "cosine_sample": 50, "probe_seeds": 2,
-                         "bootstrap": 100, "seed_layers": [1], **analysis}}
+                         "bootstrap": 100, "seed_layers": [1], "random_draws": 1, **analysis}}
     path = root / f"{name}-{len(list(root.glob('*.yml')))}.yml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
     return path

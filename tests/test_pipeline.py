@@ -45,7 +45,7 @@ def _write_study(root: Path, arch: str) -> Path:
             "finetune": {"num_train": 35, "num_probe": 15, "num_test": 30, "epochs": 2, "batch_size": 8, "learning_rate": 3e-3},
             "analysis": {"num_sentences": 20, "batch_size": 8, "max_length": 64, "token_sample": 64,
                          "sample_sentences": 10, "baseline_pairs": 200, "cosine_sample": 200, "probe_seeds": 2,
-                         "bootstrap": 100, "seed_layers": [1, 2]}}
+                         "bootstrap": 100, "seed_layers": [1, 2], "random_draws": 1}}
     if arch == "camembert":  # the original study's model: its chapters show the published figures beside ours
         spec["original_study"] = "camembert"
     path = root / "params" / f"tiny-{arch}.yml"
@@ -259,13 +259,15 @@ def test_real_chapters_execute_on_real_studies(studies, tmp_path):
 
 @pytest.fixture(scope="module")
 def two_seeds(tmp_path_factory):
-    """A two-seed study of the tiny BERT (cold cache), with the engine and training calls counted."""
+    """A two-seed study of the tiny BERT with three random draws (cold cache; the first draw's init seed is
+    also a fine-tuning seed, 3: every view must keep them apart), with the engine and training calls counted."""
     import torch
 
     root = tmp_path_factory.mktemp("seeds")
     path = _write_study(root, TINY_ARCHS[0])
     spec = yaml.safe_load(path.read_text(encoding="utf-8"))
     spec["finetune"]["seeds"] = [3, 4]
+    spec["analysis"]["random_draws"] = [3, 5, 6]
     path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -306,7 +308,7 @@ def test_a_cold_run_records_every_phase(tmp_path):
         torch.set_num_threads(threads)
     names = [r["phase"] for r in summary.phases]
     assert names[:2] == ["fine-tuning seed 3", "fine-tuning seed 4"], names
-    expected = {"engine pretrained", "engine random", "similarities", "probes", "study files",
+    expected = {"engine pretrained", "engine random@0", "similarities", "probes", "study files",
                 f"chapter {spec['name']}/geometry", "preview", "other"}
     assert expected <= set(names) and len([n for n in names if n.startswith("engine finetuned")]) == 2, names
     assert all(r["seconds"] >= 0 for r in summary.phases)
@@ -319,7 +321,7 @@ def test_a_cold_run_records_every_phase(tmp_path):
 def test_seeds_pretrained_and_random_once_each_seed_trained(two_seeds):
     _, study, calls = two_seeds
     assert calls["_train"] == 2                       # one fine-tuning per seed
-    assert calls["run_state"] == 4                    # pretrained, random once; the fine-tuned state per seed
+    assert calls["run_state"] == 6                    # pretrained once; the fine-tuned state per seed, random per draw
     assert set(study.finetune["seeds"]) == {"3", "4"}
 
 
@@ -329,10 +331,10 @@ def test_seeds_per_seed_rows_and_the_aggregate_view(two_seeds):
     _, study, _ = two_seeds
     assert list(study.tidy.columns) == TIDY_COLUMNS   # the chapters' view is unchanged
     seeds = study.tidy_seeds
-    assert "seed" in seeds.columns and set(seeds["seed"].dropna()) == {3, 4}
-    assert (seeds["state"] == "finetuned").all()
+    assert "seed" in seeds.columns and set(seeds.loc[seeds.state == "finetuned", "seed"].dropna()) == {3, 4}
+    assert set(seeds["state"]) == {"finetuned", "random"}
     for metric in ("erank", "probe_acc_cls", "effect_token_cosine"):
-        per = seeds[(seeds.metric == metric) & (seeds.layer == 2)].sort_values("seed")
+        per = seeds[(seeds.metric == metric) & (seeds.layer == 2) & (seeds.state == "finetuned")].sort_values("seed")
         assert len(per) == 2
         agg = study.tidy[(study.tidy.metric == metric) & (study.tidy.layer == 2) & (study.tidy.state == "finetuned")]
         assert len(agg) == 1
@@ -344,14 +346,87 @@ def test_seeds_per_seed_rows_and_the_aggregate_view(two_seeds):
                                             schema.value_range(metric))          # kept in the statistic's range
             assert agg["ci_low"].iloc[0] == pytest.approx(low)
             assert agg["ci_high"].iloc[0] == pytest.approx(high)
-    # pretrained and random: one row per layer and metric, no per-seed rows
+    # pretrained: one row per layer and metric, no per-seed rows
     pre = study.tidy[(study.tidy.metric == "erank") & (study.tidy.state == "pretrained")]
-    assert len(pre) == NUM_LAYERS + 1
+    assert len(pre) == NUM_LAYERS + 1 and not (seeds.state == "pretrained").any()
     between = seeds[seeds.metric == "cka_debiased_cls_between_seeds"]
     assert len(between) == NUM_LAYERS + 1 and (between["seed"] == 3).all()
     # the other tables keep one aggregate fine-tuned view
     ps = study.per_sentence
     assert "seed" not in ps.columns and not ps.duplicated(["state", "layer", "sentence", "metric"]).any()
+
+
+def test_draws_per_draw_rows_and_the_aggregate_view(two_seeds):
+    """Three random draws (issue 22 item 6): every statistic, probe, similarity and class-geometry row of the
+    random state exists per draw (``seed`` = the init seed, kept apart from the fine-tuning seed 3), and the
+    aggregate random row is the mean over the draws with the seed-and-sentence interval."""
+    from layerwise.measure import stats
+
+    _, study, _ = two_seeds
+    draws = study.tidy_seeds[study.tidy_seeds.state == "random"]
+    assert set(draws["seed"]) == {3, 5, 6}
+    for metric in ("erank", "token_cosine_mean", "probe_acc_cls", "mdl_compression_cls", "silhouette_cls",
+                   "cka_debiased_cls_vs_pretrained", "effect_token_cosine"):
+        per = draws[(draws.metric == metric) & (draws.layer == 2)].sort_values("seed")
+        assert list(per["seed"]) == [3, 5, 6], metric
+        agg = study.tidy[(study.tidy.metric == metric) & (study.tidy.layer == 2) & (study.tidy.state == "random")]
+        assert len(agg) == 1 and agg["value"].iloc[0] == pytest.approx(per["value"].mean()), metric
+        if metric not in ("effect_token_cosine", "cka_debiased_cls_vs_pretrained"):   # (no per-draw interval)
+            se = stats.se_from_ci(per["ci_low"].to_numpy(), per["ci_high"].to_numpy())
+            ci = stats.seed_sentence_interval(per["value"].to_numpy(), se)
+            low, high = stats.respect_range(float(ci.estimate), float(ci.low), float(ci.high),
+                                            schema.value_range(metric))
+            assert agg["ci_low"].iloc[0] == pytest.approx(low) and agg["ci_high"].iloc[0] == pytest.approx(high)
+    # the draws are different weights, and the fine-tuned seed 3 is not the random draw 3
+    erank = draws[(draws.metric == "erank") & (draws.layer == NUM_LAYERS)]["value"]
+    assert erank.nunique() == 3
+    # no similarity between random draws; the other tables hold one aggregate random state
+    assert not draws.metric.str.endswith("_between_seeds").any()
+    assert set(study.cka.state_a) | set(study.cka.state_b) == STATES
+    assert not study.cka.duplicated(["state_a", "state_b", "pooling", "layer_a", "layer_b"]).any()
+    for table in ("cosine_sample", "rogue", "cones", "probe_correct", "per_sentence"):
+        assert {"finetuned", "random"} <= set(getattr(study, table)["state"]), table
+    assert study.manifest["random_draws"] == [3, 5, 6]
+
+
+def test_draws_random_vs_pretrained_outcomes_count_the_draws(two_seeds):
+    """Random against pretrained in the answer model: k = 3 draws, said "3 random draws"; the fine-tuned
+    outcomes still count the two fine-tuning seeds (the draws never count as seeds)."""
+    from layerwise.words import claims, findings, prose, prose_seeds
+
+    _, study, _ = two_seeds
+    for metric in ("token_cosine", "erank", "probe_acc_cls"):
+        verdicts = [v for v in prose_seeds.seed_floor_verdicts(study.tidy_all, metric, state="random",
+                                                               correct=study.probe_correct) if v.word != "not measured"]
+        assert verdicts and all(v.n == 3 and v.detail["seeds"] == 3 for v in verdicts), metric
+        fine = [v for v in prose_seeds.seed_floor_verdicts(study.tidy_all, metric, correct=study.probe_correct)
+                if v.word != "not measured"]
+        assert fine and all(v.n == 2 for v in fine), metric
+    assert "3 random draws" in prose.seed_floor_sentence(study.tidy_all, "token_cosine", "the mean token cosine",
+                                                         state="random")
+    probe = prose.probe_paragraph(study.tidy, study.probe_correct, tidy_all=study.tidy_all)
+    assert "Random weights against pretrained on the same probe, 3 random draws:" in probe
+    assert "leave-one-seed-out" not in probe.split("3 random draws:")[1]
+    words = [claims.outcome_label(v, "random draw") for v in verdicts]
+    assert all("one random draw" not in w for w in words)
+    f = findings.model_findings(study)
+    assert f.seeds == 2
+    assert all("(3 random draws)" in o for o in f.observations) and f.observations
+    # the similarity outcomes and the seed-apart rule read the fine-tuning seeds only
+    assert all(v.n == 2 for v in prose_seeds.similarity_outcomes(study.tidy_all, "cls"))
+
+
+def test_one_random_draw_says_so(studies):
+    """One random draw (``analysis.random_draws: 1``): the random state is that draw, said "one random draw"."""
+    from layerwise.words import findings, prose
+
+    _, found, _ = studies
+    _, study = found[TINY_ARCHS[0]]
+    draws = study.tidy_seeds[study.tidy_seeds.state == "random"]
+    assert set(draws["seed"]) == {study.params.analysis.seed}
+    assert "one random draw" in prose.seed_floor_sentence(study.tidy_all, "token_cosine", "the mean token cosine",
+                                                          state="random")
+    assert all("(one random draw)" in o for o in findings.model_findings(study).observations)
 
 
 def test_seeds_floor_rule_and_prose(two_seeds, tmp_path):
@@ -387,7 +462,8 @@ def test_seeds_charts_draw_the_seed_band(two_seeds):
     _, study, _ = two_seeds
     frame = charts.seed_band_frame(study.tidy_all, "erank")
     ft = frame[frame.state == "finetuned"]
-    per = study.tidy_seeds[study.tidy_seeds.metric == "erank"].groupby("layer")["value"]
+    per = study.tidy_seeds[(study.tidy_seeds.metric == "erank") & (study.tidy_seeds.state == "finetuned")]
+    per = per.groupby("layer")["value"]
     assert (ft["seeds"] == 2).all()
     assert ft.set_index("layer")["low"].to_dict() == pytest.approx(per.min().to_dict())
     assert charts.seed_band(study.tidy_all, "erank").to_dict()["layer"]
@@ -396,6 +472,17 @@ def test_seeds_charts_draw_the_seed_band(two_seeds):
     assert len(with_seeds) == 3 and "pair" in str(with_seeds[1]) and with_seeds[1]["mark"]["type"] == "point"
     assert list(charts.seed_histories(study.finetune)) == ["seed 3", "seed 4"]     # every seed's training curve
     assert len(charts.similarity_floors(study.tidy).to_dict()["spec"]["layer"]) == 2
+    # the random draws: averaged in every chart of the fine-tuned seeds, or drawn per draw when asked
+    rnd = charts.seed_band_frame(study.tidy_all, "erank", state="random")
+    assert (rnd.loc[rnd.state == "random", "seeds"] == 3).all()
+    assert set(charts.seed_points(study.tidy_all, "erank", state="random")["seed"]) == {"3", "5", "6"}
+    assert charts.seed_band(study.tidy_all, "erank", state="random").to_dict()["layer"]
+    from layerwise.book import charts_answer
+
+    frames = charts_answer.summary_frames(study)
+    lines = frames.similarity[frames.similarity.part == "line"]
+    assert not lines.duplicated(["series", "layer"]).any() and "random" in set(lines.series)
+    assert frames.seeds == ["seed 3", "seed 4"] and charts_answer.summary_figure(study).to_dict()
 
 
 def test_the_finetuning_plan_is_made_once_per_seed(monkeypatch):

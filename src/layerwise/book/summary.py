@@ -76,8 +76,11 @@ def summary_page(studies: Sequence, meta: Path, manifests: Mapping[str, Mapping[
                           if isinstance(sel.get(k), list))
         seeds = f"{f.seeds} fine-tuning seeds" if f.seeds > 1 else \
             "one fine-tuning seed, so seed variation is not measured"
+        k = len(params.analysis.draws)
+        draws = "" if "random" not in params.analysis.states else \
+            f"; the random-weights state is {'one random draw' if k == 1 else f'the mean of {k} random draws'}"
         lines.append(f"- {params.display_name} (`{params.model.id}`): {sizes or 'sizes in the Reproduce appendix'} "
-                     f"sentences; {seeds}; the random-weights state is one random draw.")
+                     f"sentences; {seeds}{draws}.")
     lines += ["- Not measured: other tasks, other languages' models, other fine-tuning settings; intervals cover the "
               "test sentences (and probe retrainings), not the choice of corpus.", ""]
     return "\n".join(lines)

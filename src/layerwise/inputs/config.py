@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import (AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
-                      model_validator)
+from pydantic import (AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo,
+                      field_validator, model_validator)
 
 from ..core.errors import LayerwiseError
 from ..core.tables import ORIGINAL_LAYERS
@@ -27,6 +27,8 @@ Precision = Literal["auto", "fp32", "bf16", "fp16"]
 #: the original study's models (``original_study:`` in a params file; their published figures are in
 #: :mod:`layerwise.book.original`)
 ORIGINAL_STUDIES = ("camembert", "flaubert")
+#: random draws (init seeds) of the random-weights state when ``analysis.random_draws`` is not given
+DEFAULT_RANDOM_DRAWS = 3
 
 
 class _Strict(BaseModel):
@@ -193,8 +195,32 @@ class AnalysisSpec(_Strict):
                                        description="layers of the original study's probe grid (clipped to the "
                                        "model depth); the old key `seed_layers` is accepted")
     seed: int = Field(0, description="RNG seed of every sampling, permutation and bootstrap")
+    random_draws: list[int] | None = Field(
+        None, min_length=1, description="init seeds of the random-weights state: each is drawn, analysed and "
+        "probed on its own, and the random state is their mean with a seed-and-sentence interval, like the "
+        "fine-tuning seeds (a count N is read as [seed, seed+1, ..., seed+N-1]; default: "
+        f"{DEFAULT_RANDOM_DRAWS} draws from `seed`)")
     precision: Precision = Field("auto", description="forward passes of the engine: auto (fp32 unless "
                                  "layerwise.core.precision.AUTO_ANALYSIS_BF16), fp32, bf16 or fp16 (CUDA only)")
+
+    @field_validator("random_draws", mode="before")
+    @classmethod
+    def _draw_count(cls, value: Any, info: ValidationInfo) -> Any:
+        """A count N is the draws ``[seed, ..., seed + N - 1]``; a list must hold distinct seeds."""
+        if isinstance(value, int) and not isinstance(value, bool):
+            if value < 1:
+                raise ValueError("random_draws: give at least one draw (a count >= 1 or a list of seeds)")
+            return [int(info.data.get("seed", 0)) + i for i in range(value)]
+        if isinstance(value, list) and len(set(map(str, value))) != len(value):
+            raise ValueError("random draws must be distinct seeds")
+        return value
+
+    @property
+    def draws(self) -> list[int]:
+        """The random state's init seeds (``random_draws``, or :data:`DEFAULT_RANDOM_DRAWS` from ``seed``)."""
+        if self.random_draws is not None:
+            return [int(s) for s in self.random_draws]
+        return [int(self.seed) + i for i in range(DEFAULT_RANDOM_DRAWS)]
 
     def tokens_per_sentence(self, n_sentences: int) -> int:
         """Tokens kept per sampled sentence (``pool_tokens`` or its default)."""
@@ -203,8 +229,8 @@ class AnalysisSpec(_Strict):
         return max(8, 2 * math.ceil(self.token_sample / max(1, n_sentences)))
 
     def geometry_payload(self) -> dict[str, Any]:
-        """The settings the geometry engine's results depend on (its cache key)."""
-        return {k: getattr(self, k) for k in GEOMETRY_FIELDS}
+        """The settings the geometry engine's results depend on (its cache key; the random draws resolved)."""
+        return {k: self.draws if k == "random_draws" else getattr(self, k) for k in GEOMETRY_FIELDS}
 
     def probe_payload(self) -> dict[str, Any]:
         """The settings only the probes and statistics depend on (their cache key)."""
@@ -216,7 +242,7 @@ class AnalysisSpec(_Strict):
 GEOMETRY_ONLY_FIELDS = ("states", "num_sentences", "max_length", "token_sample", "sample_sentences", "baseline_pairs",
                         "cosine_sample", "hist_bins", "pool_tokens", "top_dims", "baseline_tokens",
                         "self_similarity_min_count", "self_similarity_occurrences", "self_similarity_words",
-                        "precision")
+                        "precision", "random_draws")
 #: ... the settings only the probes and statistics read (their cache key) ...
 PROBE_ONLY_FIELDS = ("probe_seeds", "probe_retrainings", "bootstrap")
 #: ... the settings both read (in both keys) ...

@@ -1,21 +1,24 @@
-"""Several fine-tuning seeds in one study: the per-seed rows and the aggregate view.
+"""Several fine-tuning seeds and random draws in one study: the per-seed rows and the aggregate view.
 
-Inside the pipeline each fine-tuned seed is its own engine state, labelled ``finetuned@<seed>``
-(:func:`label`); :func:`tag` turns those labels back into ``state="finetuned"`` and a nullable ``seed``
-column (NA on the pretrained and random rows, which are computed once). The study then keeps two
-views of the tidy table (see docs/architecture.md, "Seeds"):
+Inside the pipeline each fine-tuned seed is its own engine state, labelled ``finetuned@<seed>``, and so
+is each random draw (the random-weights state initialised with one seed), ``random@<seed>``
+(:func:`state_label`); :func:`tag` turns those labels back into the state and a nullable ``seed``
+column (NA on the pretrained rows, computed once). A seed is a fine-tuning seed on the fine-tuned rows
+and an init seed on the random rows: every view below groups by state, so the two never mix (they may
+share numbers). The study then keeps two views of the tidy table (see docs/architecture.md, "Seeds"):
 
 * ``Study.tidy`` — the aggregate view, the contract's columns (:data:`layerwise.core.tables.TIDY_COLUMNS`):
-  the fine-tuned state's value is the mean over the seeds with the interval of
+  the fine-tuned (random) state's value is the mean over the seeds (draws) with the interval of
   :func:`layerwise.measure.stats.seed_sentence_interval` (seed and sentence variation); with one seed the
   seed's own row, unchanged;
-* ``Study.tidy_seeds`` — the per-seed rows (``state="finetuned"``, ``seed`` = the fine-tuning seed),
-  and the similarities between seeds (``<measure>_<pooling>_between_seeds``, one row per pair of
-  seeds, ``seed`` = the pair's first seed).
+* ``Study.tidy_seeds`` — the per-seed rows (``state="finetuned"`` or ``"random"``, ``seed`` = the
+  fine-tuning or init seed), and the similarities between fine-tuning seeds
+  (``<measure>_<pooling>_between_seeds``, one row per pair of seeds, ``seed`` = the pair's first seed;
+  none between random draws).
 
 The other tables hold one aggregate view: per-sentence values, cones and probe correctness are means
-over the seeds; the cosine sample and the rogue dimensions are the first seed's (a sample and a
-ranking have no mean); the CKA matrices are means over the seeds.
+over the seeds (draws); the cosine sample and the rogue dimensions are each state's first seed's (a
+sample and a ranking have no mean); the CKA matrices are means over the seeds (draws).
 """
 
 from __future__ import annotations
@@ -32,13 +35,13 @@ SEP = "@"
 BETWEEN = "_between_seeds"
 
 
-def state_label(seed: int) -> str:
-    """The engine state of one fine-tuned seed."""
-    return f"finetuned{SEP}{int(seed)}"
+def state_label(seed: int, state: str = "finetuned") -> str:
+    """The engine state of one fine-tuned seed (``state="random"``: of one random draw, ``random@<seed>``)."""
+    return f"{state}{SEP}{int(seed)}"
 
 
 def split_label(value: str) -> tuple[str, int | None]:
-    """``finetuned@7`` -> ("finetuned", 7); any other state -> (state, None)."""
+    """``finetuned@7`` -> ("finetuned", 7), ``random@0`` -> ("random", 0); any other state -> (state, None)."""
     state, sep, seed = str(value).partition(SEP)
     return (state, int(seed)) if sep else (state, None)
 
@@ -109,19 +112,20 @@ def mean_over_seeds(df: pd.DataFrame, values: list[str], seed_columns: tuple[str
 
 
 def first_seed(df: pd.DataFrame) -> pd.DataFrame:
-    """Rows without a seed, and the first seed's rows (seed column dropped)."""
+    """Rows without a seed, and each state's first seed's rows (seed column dropped)."""
     if "seed" not in df.columns:
         return df
-    keep = df["seed"].isna() | (df["seed"] == df["seed"].min())
+    keep = df["seed"].isna() | (df["seed"] == df.groupby("state")["seed"].transform("min"))
     return df[keep].drop(columns="seed").reset_index(drop=True)
 
 
 def aggregate_cka(cka: pd.DataFrame) -> pd.DataFrame:
-    """The CKA matrices averaged over seeds (pairs of two different seeds dropped: they are the
-    seed-to-seed matrices, kept only in the entry)."""
+    """The CKA matrices averaged over seeds (pairs of two different seeds of one state dropped: they are
+    the seed-to-seed matrices, kept only in the entry; a fine-tuned seed against a random draw is kept)."""
     if "seed_a" not in cka.columns:
         return cka
-    between = cka["seed_a"].notna() & cka["seed_b"].notna() & (cka["seed_a"] != cka["seed_b"])
+    between = (cka["seed_a"].notna() & cka["seed_b"].notna() & (cka["seed_a"] != cka["seed_b"])
+               & (cka["state_a"] == cka["state_b"]))
     return mean_over_seeds(cka[~between], ["value"], ("seed_a", "seed_b"))
 
 

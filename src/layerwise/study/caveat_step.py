@@ -43,12 +43,22 @@ def _states(entry: Path) -> list[str]:
 
 def first_token(entry: Path) -> dict[str, list[dict[str, float]]]:
     """:func:`measure.constancy.first_token_constancy` on the test sentences of every state stored in
-    geometry entry ``entry``: ``{state: [{"layer": int, "value": float}, ...]}``."""
-    out = {}
+    geometry entry ``entry``: ``{state: [{"layer": int, "value": float}, ...]}`` (each fine-tuned seed its
+    own state; the random draws one state ``random``, their mean per layer)."""
+    out, draws = {}, {}
     for state in _states(entry):
         with np.load(entry / f"embeddings_{state}.npz") as z:
             frame = first_token_constancy(z["cls"][z["split"] == "test"])
-        out[state] = [{"layer": int(r.layer), "value": float(r.value)} for r in frame.itertuples()]
+        rows = [{"layer": int(r.layer), "value": float(r.value)} for r in frame.itertuples()]
+        if state.partition("@")[0] == "random":   # a random draw, random@<seed> (measure.seeds.state_label;
+            # not imported: this step's key must not hold the engine's code)
+            draws[state] = rows
+        else:
+            out[state] = rows
+    if draws:
+        layers = [[r["layer"] for r in rows] for rows in draws.values()]
+        values = np.array([[r["value"] for r in rows] for rows in draws.values()], dtype=float)
+        out["random"] = [{"layer": layer, "value": float(v)} for layer, v in zip(layers[0], values.mean(axis=0))]
     return out
 
 

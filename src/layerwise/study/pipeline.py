@@ -84,16 +84,17 @@ def finetuned(params: StudyParams, progress: bool = True, *, inputs: StudyInputs
 
 
 def engine_states(params: StudyParams) -> list[str]:
-    """The engine's states: ``analysis.states`` with ``finetuned`` as one state per fine-tuning seed
-    (``seeds.state_label``); pretrained and random once."""
+    """The engine's states: ``analysis.states`` with ``finetuned`` as one state per fine-tuning seed and
+    ``random`` as one state per random draw (``analysis.draws``; ``seeds.state_label``); pretrained once."""
+    per_seed = {"finetuned": params.finetune.seeds, "random": params.analysis.draws}
     out = []
     for state in params.analysis.states:
-        out += [seeds.state_label(s) for s in params.finetune.seeds] if state == "finetuned" else [state]
+        out += [seeds.state_label(s, state) for s in per_seed[state]] if state in per_seed else [state]
     return out
 
 
-#: layout of a geometry entry (bumped when seeds became per-seed engine states)
-GEOMETRY_LAYOUT = 2
+#: layout of a geometry entry (2: seeds became per-seed engine states; 3: random draws too)
+GEOMETRY_LAYOUT = 3
 
 
 def _analysis_key(params: StudyParams, inputs: StudyInputs) -> str:
@@ -134,8 +135,9 @@ def analyze(params: StudyParams, progress: bool = True, *, inputs: StudyInputs |
 
 
 def _write_geometry(params: StudyParams, inputs: StudyInputs, key: str, entry: Path, progress: bool) -> None:
-    """Compute the geometry entry ``entry`` (key ``key``): every state's forward passes (pretrained and
-    random once, the fine-tuned state once per seed), then the similarities between states and seeds."""
+    """Compute the geometry entry ``entry`` (key ``key``): every state's forward passes (pretrained once,
+    the fine-tuned state once per seed, the random state once per draw), then the similarities between
+    states and seeds."""
     splits = inputs.splits
     ft = {s: _timed_finetune(params, progress, inputs, s)
           for s in params.finetune.seeds} if "finetuned" in params.analysis.states else {}
@@ -168,6 +170,7 @@ def _write_geometry(params: StudyParams, inputs: StudyInputs, key: str, entry: P
         manifest = {"params": params.model_dump(mode="json"), "params_file": str(params.path),
                     "selection": splits.selection, "cache_key": key, "finetuned": first,
                     "finetuned_seeds": {str(s): str(p) for s, p in ft.items()},
+                    "random_draws": params.analysis.draws if "random" in params.analysis.states else [],
                     "timings_s": timings, "device": str(device), **provenance(),
                     "machine": machine(device, inputs.precision)}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
@@ -182,16 +185,18 @@ def _timed_finetune(params: StudyParams, progress: bool, inputs: StudyInputs, se
 
 def _run_engine(params: StudyParams, inputs: StudyInputs, state: str, ft: dict[int, Path], texts, geometry,
                 device, progress: bool):
-    """One engine pass (:func:`extract.run_state`) of one engine state (a seed label for fine-tuned)."""
+    """One engine pass (:func:`extract.run_state`) of one engine state (a seed label for fine-tuned, the
+    random draw's init seed for random)."""
     from ..measure import extract
     from ..model.models import load_model
 
     base, seed = seeds.split_label(state)
     where = f"{params.path or params.name}: state {base}" + (f" (seed {seed})" if seed is not None else "")
+    init = params.analysis.seed if seed is None or base != "random" else seed
     path = str(ft[seed]) if base == "finetuned" else inputs.source.path
     revision = None if base == "finetuned" else params.model.revision
     model, tokenizer = load_model(path, inputs.splits.num_labels, revision=revision, state=base,
-                                  seed=params.analysis.seed, where=where, device=device)
+                                  seed=init, where=where, device=device)
     res = extract.run_state(model, tokenizer, texts, state=state, model_name=params.name,
                             geometry_mask=geometry, settings=params.analysis, device=device, progress=progress,
                             precision=inputs.precision)
@@ -201,7 +206,8 @@ def _run_engine(params: StudyParams, inputs: StudyInputs, state: str, ft: dict[i
 
 def _similarities(params: StudyParams, test_only: dict, tidy_parts: list[pd.DataFrame]) -> pd.DataFrame:
     """CKA and the floor similarities of every state (each seed) with the pretrained state, and between
-    the fine-tuned seeds; appends the tidy rows to ``tidy_parts`` and returns the tagged CKA matrices."""
+    the fine-tuned seeds (none between random draws); appends the tidy rows to ``tidy_parts`` and returns
+    the tagged CKA matrices."""
     from ..measure import similarity
 
     cka_rows, cka = similarity.cka_between_states(test_only, params.name)
@@ -274,15 +280,15 @@ def _write_probes(params: StudyParams, analysis_entry: Path, key: str, entry: Pa
 
 
 def _seed_effects(per_sentence: pd.DataFrame, a) -> pd.DataFrame:
-    """Each fine-tuned seed's paired effect rows (``effect_<metric>`` with its bootstrap CI, and
-    ``reference_sd_<metric>``) against the pretrained state; no p-value (the tests run on seed means)."""
+    """Each fine-tuned seed's and random draw's paired effect rows (``effect_<metric>`` with its bootstrap
+    CI, and ``reference_sd_<metric>``) against the pretrained state; no p-value (the tests run on seed means)."""
     from ..measure import comparisons
 
     if "seed" not in per_sentence.columns or per_sentence["seed"].dropna().nunique() < 1:
         return seeds.per_seed_rows(pd.DataFrame())
     ref = per_sentence[per_sentence["state"] == "pretrained"]
     out = []
-    for seed, g in per_sentence[per_sentence["seed"].notna()].groupby("seed"):
+    for (_, seed), g in per_sentence[per_sentence["seed"].notna()].groupby(["state", "seed"]):
         rows = comparisons.compare_states_per_sentence(pd.concat([ref, g]).drop(columns="seed"), reference="pretrained",
                                                        n_boot=a.bootstrap, seed=a.seed)
         rows = rows[rows["metric"].str.startswith(("effect_", "reference_sd_"))]

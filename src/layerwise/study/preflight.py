@@ -82,7 +82,8 @@ def space_needed(params: StudyParams, config: Any, splits: Any, to_train: int) -
     layers = int(getattr(config, "num_hidden_layers", 0) or getattr(config, "n_layers", 0) or 12) + 1
     hidden = int(getattr(config, "hidden_size", 0) or getattr(config, "emb_dim", 0) or 768)
     texts = len(splits.train) + len(splits.test) + (len(splits.probe) if splits.probe is not None else 0)
-    states = sum(len(params.finetune.seeds) if s == "finetuned" else 1 for s in params.analysis.states)
+    per_seed = {"finetuned": len(params.finetune.seeds), "random": len(params.analysis.draws)}
+    states = sum(per_seed.get(s, 1) for s in params.analysis.states)
     return {"finetune": to_train * weights,
             "checkpoints": PEAK_CHECKPOINTS * CHECKPOINT_WEIGHTS * weights if to_train else 0,
             "results": 2 * 2 * texts * layers * hidden * states}

@@ -1,7 +1,7 @@
 """The findings of one model's study, in the answer model of :mod:`layerwise.words.claims` (issue 22): for each
 judged statistic, the outcome of fine-tuned against pretrained at every layer ("changed", "changed, size
 unclear", "no change beyond δ", "not established with k seeds", :func:`layerwise.words.claims.difference_outcome`),
-the estimate with its deciding interval, random weights against pretrained (one random draw) and chance,
+the estimate with its deciding interval, random weights against pretrained (over the random draws) and chance,
 judged apart. Each chapter opens with them and the index carries a one-table summary across the models of
 the run (:func:`summary_markdown`).
 
@@ -235,7 +235,7 @@ def _outcome_row(tidy: pd.DataFrame, name: str, metric: str, values: str, verdic
 
 
 def _random_text(tidy_all: pd.DataFrame, metric: str, correct, layers: list[int]) -> dict[int, str]:
-    """Random weights against pretrained per layer (the answer model, one random draw), as table text."""
+    """Random weights against pretrained per layer (the answer model over the random draws), as table text."""
     out = {}
     for v in seed_floor_verdicts(tidy_all, metric, state="random", correct=correct):
         if v.word != "not measured":
@@ -294,8 +294,8 @@ def statistic_rows(tidy: pd.DataFrame, tidy_all: pd.DataFrame, correct: pd.DataF
 
 def random_observations(tidy: pd.DataFrame, correct: pd.DataFrame | None, metric: str = "probe_acc_cls",
                         tidy_all: pd.DataFrame | None = None) -> list[str]:
-    """Random weights against the pretrained model on the probe: the answer model per layer (one random
-    draw, the sentence term paired on the test sentences)."""
+    """Random weights against the pretrained model on the probe: the answer model per layer (over the random
+    draws, the sentence term paired on the test sentences)."""
     if correct is None or correct.empty or "random" not in set(correct["state"]):
         return []
     verdicts = [v for v in seed_floor_verdicts(tidy if tidy_all is None else tidy_all, metric, state="random",
@@ -303,7 +303,9 @@ def random_observations(tidy: pd.DataFrame, correct: pd.DataFrame | None, metric
     if not verdicts:
         return []
     outcomes = outcomes_clause(verdicts, "random draw")
-    return [f"Observation: random weights (one random draw) against the pretrained model, on the {_describe(metric)}. "
+    k = max(v.n for v in verdicts)
+    draws = "one random draw" if k == 1 else f"{k} random draws"
+    return [f"Observation: random weights ({draws}) against the pretrained model, on the {_describe(metric)}. "
             f"{outcomes[:1].upper() + outcomes[1:]}."]
 
 
@@ -320,7 +322,8 @@ def model_findings(study) -> Findings:
     frame = pd.DataFrame(rows, columns=[*COLUMNS, "_changed"])
     changed = frame[frame["_changed"].astype(bool)].drop(columns="_changed").reset_index(drop=True)
     unchanged = frame[~frame["_changed"].astype(bool)].drop(columns="_changed").reset_index(drop=True)
-    seeds = max(1, int(tidy_all["seed"].nunique())) if "seed" in tidy_all.columns else 1
+    seeds = max(1, int(tidy_all.loc[tidy_all["state"] == "finetuned", "seed"].nunique())) \
+        if "seed" in tidy_all.columns else 1
     best = [] if correct is None or correct.empty else \
         [b for b in (best_layers_clause(tidy, correct, "probe_acc_cls", s, digits=3).replace(f"{s} ", f"the {s} "
                                                                                               f"model's ", 1)

@@ -292,6 +292,9 @@ def outcome_table(floor: list[claims.Verdict], digits: int = 3, unit: str = "see
         notes = [p for p in outcome_clause(top, digits).rstrip(")").split(" (", 1)[1].split("; ")[1:]
                  if "no sentence interval" not in p and "seed variation not measured" not in p
                  and ("leave-one-seed-out" not in p or top.word in (claims.CHANGED, claims.SIZE_UNCLEAR))]
+        if unit == "random draw":    # (the random state's seeds are its draws)
+            notes = [p.replace("every seed", "every draw").replace("leave-one-seed-out", "leave-one-draw-out")
+                     for p in notes]
         rows.append({"outcome": claims.outcome_label(top, unit),
                      "layers": layer_span([v.detail["layer"] for v in group]).split(" ", 1)[1],
                      "largest difference": f"layer {d['layer']}: "

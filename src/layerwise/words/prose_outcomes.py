@@ -22,7 +22,8 @@ def effect_marks(tidy: pd.DataFrame, state: str = "finetuned", *, tidy_all: pd.D
     with one run, a star where the Holm-adjusted paired test is significant and the effect not negligible
     (:func:`claims.effect_words`). Columns ``metric``, ``layer``, ``mark``."""
     words = claims.effect_words(tidy, state)
-    seeded = tidy_all is not None and "seed" in tidy_all.columns and tidy_all["seed"].nunique() > 1
+    seeded = tidy_all is not None and "seed" in tidy_all.columns and \
+        tidy_all.loc[tidy_all["state"] == state, "seed"].nunique() > 1
     if not seeded:
         marks = words.assign(mark=["*" if w in ("higher", "lower") else "" for w in words["word"]])
         return marks[["metric", "layer", "mark"]], f"* Holm-adjusted p < {claims.ALPHA}, not negligible"

@@ -99,7 +99,7 @@ def probe_paragraph(tidy: pd.DataFrame, correct: pd.DataFrame | None, pooling: s
         parts.append("Best layers, paired on the same test sentences: "
                      + " ".join(f"{capitalised(b) if i else b}." for i, b in enumerate(best)))
     if "random" in states:
-        parts.append(probe_change_claim(tidy, correct, pooling, state="random", model=model).strip())
+        parts.append(probe_change_claim(tidy, correct, pooling, tidy_all=tidy_all, state="random", model=model).strip())
     top = best_layer(tidy, metric, "finetuned", model)
     if top is not None:
         refs = _controls_text(tidy, pooling, "finetuned", int(top.layer), model).strip()[1:-1]

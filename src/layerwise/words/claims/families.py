@@ -118,7 +118,7 @@ def _unadjusted_similarity(tidy: pd.DataFrame, pooling: str, measure: str, refer
 
     if "seed" not in tidy.columns:
         return []
-    seeds = tidy[tidy["seed"].notna()]
+    seeds = tidy[tidy["seed"].notna() & (tidy["state"] == "finetuned")]   # (not the random draws)
     metric = f"{measure}_{pooling}_vs_{reference}"
     vs = seeds[seeds["metric"] == metric]
     between = seeds[seeds["metric"] == f"{measure}_{pooling}_between_seeds"]
@@ -227,7 +227,7 @@ def seed_apart_verdict(tidy: pd.DataFrame, pooling: str = "cls", measure: str = 
     metric = f"{measure}_{pooling}_vs_pretrained"
     if "seed" not in tidy.columns:
         return Verdict("not measured", metric, tidy.iloc[0:0], 0)
-    rows = tidy[tidy["seed"].notna() & (tidy["metric"] == metric) & (tidy["layer"] >= 0)]
+    rows = tidy[tidy["seed"].notna() & (tidy["state"] == "finetuned") & (tidy["metric"] == metric) & (tidy["layer"] >= 0)]
     m = margin(metric)
     return seed_apart(rows, m.value if m else 0.0)
 
