@@ -392,19 +392,19 @@ def test_draws_per_draw_rows_and_the_aggregate_view(two_seeds):
 def test_draws_random_vs_pretrained_outcomes_count_the_draws(two_seeds):
     """Random against pretrained in the answer model: k = 3 draws, said "3 random draws"; the fine-tuned
     outcomes still count the two fine-tuning seeds (the draws never count as seeds)."""
-    from layerwise.words import claims, findings, prose, prose_seeds
+    from layerwise.words import claims, findings, prose_outcomes, prose_probes
 
     _, study, _ = two_seeds
     for metric in ("token_cosine", "erank", "probe_acc_cls"):
-        verdicts = [v for v in prose_seeds.seed_floor_verdicts(study.tidy_all, metric, state="random",
+        verdicts = [v for v in claims.seed_floor_verdicts(study.tidy_all, metric, state="random",
                                                                correct=study.probe_correct) if v.word != "not measured"]
         assert verdicts and all(v.n == 3 and v.detail["seeds"] == 3 for v in verdicts), metric
-        fine = [v for v in prose_seeds.seed_floor_verdicts(study.tidy_all, metric, correct=study.probe_correct)
+        fine = [v for v in claims.seed_floor_verdicts(study.tidy_all, metric, correct=study.probe_correct)
                 if v.word != "not measured"]
         assert fine and all(v.n == 2 for v in fine), metric
-    assert "3 random draws" in prose.seed_floor_sentence(study.tidy_all, "token_cosine", "the mean token cosine",
+    assert "3 random draws" in prose_outcomes.seed_floor_sentence(study.tidy_all, "token_cosine", "the mean token cosine",
                                                          state="random")
-    probe = prose.probe_paragraph(study.tidy, study.probe_correct, tidy_all=study.tidy_all)
+    probe = prose_probes.probe_paragraph(study.tidy, study.probe_correct, tidy_all=study.tidy_all)
     assert "Random weights against pretrained on the same probe, 3 random draws:" in probe
     assert "leave-one-seed-out" not in probe.split("3 random draws:")[1]
     words = [claims.outcome_label(v, "random draw") for v in verdicts]
@@ -413,18 +413,18 @@ def test_draws_random_vs_pretrained_outcomes_count_the_draws(two_seeds):
     assert f.seeds == 2
     assert all("(3 random draws)" in o for o in f.observations) and f.observations
     # the similarity outcomes and the seed-apart rule read the fine-tuning seeds only
-    assert all(v.n == 2 for v in prose_seeds.similarity_outcomes(study.tidy_all, "cls"))
+    assert all(v.n == 2 for v in claims.similarity_outcomes(study.tidy_all, "cls"))
 
 
 def test_one_random_draw_says_so(studies):
     """One random draw (``analysis.random_draws: 1``): the random state is that draw, said "one random draw"."""
-    from layerwise.words import findings, prose
+    from layerwise.words import findings, prose_outcomes
 
     _, found, _ = studies
     _, study = found[TINY_ARCHS[0]]
     draws = study.tidy_seeds[study.tidy_seeds.state == "random"]
     assert set(draws["seed"]) == {study.params.analysis.seed}
-    assert "one random draw" in prose.seed_floor_sentence(study.tidy_all, "token_cosine", "the mean token cosine",
+    assert "one random draw" in prose_outcomes.seed_floor_sentence(study.tidy_all, "token_cosine", "the mean token cosine",
                                                           state="random")
     assert all("(one random draw)" in o for o in findings.model_findings(study).observations)
 
