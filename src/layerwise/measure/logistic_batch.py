@@ -55,7 +55,7 @@ def _objective(f, a_Ka, t, c, C):
     return (c * loss).sum(dim=-1) + a_Ka / (2 * C)
 
 
-def newton_dual(K, t, c, C, *, max_iter: int = 100, tol: float = 1e-10):
+def newton_dual(K, t, c, C, *, max_iter: int = 100, tol: float = 1e-9):
     """Dual coefficients ``a`` [B, n] of the batched problem (module docstring): ``K`` [B, n, n] the Gram
     matrix of the standardised training rows WITHOUT the intercept feature, ``t`` [B, n] targets in {0, 1},
     ``c`` [B, n] row weights (0: padding), ``C`` [B] inverse penalties. Scores of new rows with Gram
@@ -77,7 +77,7 @@ def newton_dual(K, t, c, C, *, max_iter: int = 100, tol: float = 1e-10):
         # (I + C W K)^-1 r = r - C W^1/2 M^-1 W^1/2 K r,  M = I + C W^1/2 K W^1/2
         M = eye + Cb[..., None] * w[:, :, None] * Ka * w[:, None, :]
         Kr = (Ka @ r[..., None])[..., 0]
-        L = torch.linalg.cholesky(M)
+        L = torch.linalg.cholesky_ex(M)[0]
         sol = torch.cholesky_solve((w * Kr)[..., None], L)[..., 0]
         delta = r - Cb * w * sol
         df = (Ka @ delta[..., None])[..., 0]

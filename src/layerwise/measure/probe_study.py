@@ -11,9 +11,9 @@ caches, ``finetune.num_probe: 0``) fall back to the fine-tuning sentences, with 
 
 from __future__ import annotations
 
-import os
 import time
 from collections import namedtuple
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import NamedTuple, Sequence
@@ -76,7 +76,8 @@ class ProbeSettings:
     ref_index: int = 0                               # the cone view's reference test row
     blas_threads: int | None = 1                     # BLAS threads (None: as is); 1 is 15x faster, see bench/
     method: str = "batched"                          # probes.METHODS: retrainings fitted together or one by one
-    torch_threads: int | None = None                 # threads of the batched solves (None: every core)
+    torch_threads: int | None = 1                    # threads of the batched solves (None: as is); see bench/
+    workers: int = 2                                 # cells computed at once (threads); the result is the same
 
     def __post_init__(self):
         for name in ("layers", "mlp_layers", "mdl_layers", "cone_layers", "poolings", "mlp_poolings", "mdl_poolings",
@@ -329,13 +330,13 @@ def probe_study(embeddings: dict[str, dict[str, np.ndarray]], model_name: str, s
 
 @contextmanager
 def _torch_threads(n: int | None):
-    """torch's intra-op threads for the batched solves (``None``: every core), restored afterwards: the
-    batched Newton solves are large enough to use both cores, the one-BLAS-thread limit above is for
-    scikit-learn's small fits."""
+    """torch's intra-op threads for the batched solves (``None``: left as they are), restored afterwards.
+    One thread by default: on a shared 2-core machine two OpenMP threads made a cell's solve 4 times
+    slower in wall time (bench/RESULTS-probes.md)."""
     import torch
 
     before = torch.get_num_threads()
-    torch.set_num_threads(n or os.cpu_count() or 1)
+    torch.set_num_threads(n or before)
     try:
         yield
     finally:
@@ -383,21 +384,48 @@ def _cell_rows(c: _Cell, st: ProbeSettings, plan: _Layers, t: dict, out: dict) -
         out["rows"].append(_mdl_row(c, st, t))
 
 
+def _run_cells(cells: list, st: ProbeSettings, plan: _Layers, t: dict) -> list[dict]:
+    """Every cell's rows (:func:`_cell_rows`), in the order of ``cells``, computed by ``st.workers`` threads
+    (the batched solves and BLAS release the GIL; every draw depends on the cell only, so the result does
+    not depend on the number of threads). ``t`` receives the summed seconds of every thread."""
+    def one(c):
+        out, tc = {"rows": [], "cones": [], "correct": []}, {}
+        _cell_rows(c, st, plan, tc, out)
+        return out, tc
+
+    if st.workers > 1 and len(cells) > 1:
+        with ThreadPoolExecutor(st.workers) as pool:
+            done = list(pool.map(one, cells))
+    else:
+        done = [one(c) for c in cells]
+    for _, tc in done:
+        for k, v in tc.items():
+            t[k] = t.get(k, 0.0) + v
+    return [o for o, _ in done]
+
+
 def _probe_study(embeddings, model_name: str, st: ProbeSettings, t: dict) -> ProbeTables:
     plan = _plan_layers(embeddings, st)
     t.update({k: t.get(k, 0.0) for k in ("probe", "control", "mlp", "mdl", "geometry", "memorisation", "lexical")})
-    out: dict[str, list] = {"rows": [], "cones": [], "correct": []}
     lexical: dict = {}
+    state_rows, cells = {}, []
     for state in state_order(embeddings):
         e = embeddings[state]
         r = _Rows.of(e, st.control_min_count)
         y = np.asarray(e["label"])
-        out["rows"] += _state_rows(model_name, state, e, r, st, t, lexical)
+        state_rows[state] = _state_rows(model_name, state, e, r, st, t, lexical)
         for pool in plan.needed:
             mlp, mdl = st.mlp and pool in st.mlp_poolings, st.mdl and pool in st.mdl_poolings
             for layer in sorted(set(plan.probe) | set(plan.mlp if mlp else ()) | set(plan.mdl if mdl else ())):
-                c = _Cell(model_name, state, pool, layer, e[pool][:, layer, :].astype(np.float64), y, r)
-                _cell_rows(c, st, plan, t, out)
+                cells.append(_Cell(model_name, state, pool, layer, e[pool][:, layer, :].astype(np.float64), y, r))
+    outs = _run_cells(cells, st, plan, t)
+    out: dict[str, list] = {"rows": [], "cones": [], "correct": []}
+    for state in state_rows:
+        out["rows"] += state_rows[state]
+        for c, o in zip(cells, outs):
+            if c.state == state:
+                for k in out:
+                    out[k] += o[k]
     cones = out["cones"]
     cone_df = (pd.concat(cones, ignore_index=True) if cones else pd.DataFrame(columns=CONE_COLUMNS))[CONE_COLUMNS]
     if len(cone_df):
