@@ -55,7 +55,7 @@ def _objective(f, a_Ka, t, c, C):
     return (c * loss).sum(dim=-1) + a_Ka / (2 * C)
 
 
-def newton_dual(K, t, c, C, *, max_iter: int = 100, tol: float = 1e-9):
+def newton_dual(K, t, c, C, *, max_iter: int = 100, tol: float = 1e-8):
     """Dual coefficients ``a`` [B, n] of the batched problem (module docstring): ``K`` [B, n, n] the Gram
     matrix of the standardised training rows WITHOUT the intercept feature, ``t`` [B, n] targets in {0, 1},
     ``c`` [B, n] row weights (0: padding), ``C`` [B] inverse penalties. Scores of new rows with Gram
