@@ -109,3 +109,29 @@ def test_unknown_method_is_refused():
     Xtr, ytr, Xte, yte = _blobs(n=60, d=4)
     with pytest.raises(Exception, match="unknown method"):
         probes.probe_accuracy(Xtr, ytr, Xte, yte, seeds=2, n_boot=100, method="fast")
+
+
+def test_probe_study_batched_equals_sequential_within_the_stated_tolerance():
+    """The comparison of bench/RESULTS-probes.md on a tiny study: every accuracy (probe, chance, control,
+    memorisation) within one test sentence of the sequential fit and equal on >= 99 % of the
+    (retraining, sentence) pairs, MDL compressions within 0.1 % (relative), the geometry identical;
+    the threads (workers) change nothing."""
+    from test_probes import fake_embeddings
+
+    emb = fake_embeddings(n_train=100, n_probe=120)
+    st = dict(seeds=2, retrainings=4, n_boot=100, n_perm=5, mdl_subsamples=2)
+    old = probe_study.probe_study(emb, "toy", probe_study.ProbeSettings(**st, method="sequential", workers=1))
+    new = probe_study.probe_study(emb, "toy", probe_study.ProbeSettings(**st))
+    one = probe_study.probe_study(emb, "toy", probe_study.ProbeSettings(**st, workers=1))
+    assert new.tidy.equals(one.tidy) and new.correct.equals(one.correct)
+    m = old.tidy.merge(new.tidy, on=["state", "layer", "metric"], suffixes=("_o", "_n"))
+    fam = m.metric.str.replace("_cls$|_mean$", "", regex=True)
+    diff = (m.value_n - m.value_o).abs()
+    acc = fam.isin(["probe_acc", "probe_chance_acc", "control_acc", "probe_acc_seen"])
+    assert (diff[acc] * m.n_o[acc] <= 1 + 1e-9).all()
+    mdl_rows = fam.str.startswith("mdl_compression")
+    assert (diff[mdl_rows] <= 1e-3 * m.value_o[mdl_rows].abs()).all()
+    geo = fam.isin(["silhouette", "silhouette_perm", "centroid_angle", "centroid_margin", "lexical_probe_acc"])
+    assert (diff[geo] == 0).all()
+    c = old.correct.merge(new.correct, on=["state", "metric", "layer", "sentence"])
+    assert (c.correct_x - c.correct_y).abs().mean() <= 0.01        # flipped (retraining, sentence) pairs
