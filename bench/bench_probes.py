@@ -167,6 +167,19 @@ def results_markdown(head: str, data: str, first: dict, st, runs: dict) -> str:
         parts = ", ".join(f"{k} {v:.1f}" for k, v in r["parts"].items() if v)
         lines.append(f"| {method} | {r['wall']:.1f} s | {r['cpu']:.1f} s | {r['load'][0]:.2f} / {r['load'][1]:.2f} | "
                      f"{parts} |")
+    lines += ["", "What `batched` does (`src/layerwise/measure/logistic_batch.py`, `probes_batch.py`, `mdl.mdl_batched`): "
+              "every logistic regression of a cell (20 bootstrap retrainings x {task, permuted labels, control task}; "
+              "the memorisation probe; MDL: every subsample x C for each block length) is solved at once by a batched "
+              "Newton method in the dual (the weights lie in the span of the <= 180 training rows, so each Newton "
+              "system is n x n, not d x d), the scaler and Gram matrix of a resample shared by its label sets and C "
+              "values; cells run on `workers` = 2 threads (torch one thread each: two OpenMP threads per solve were "
+              "4 times slower on this shared machine). Same objective as scikit-learn's `StandardScaler` + "
+              "`LogisticRegression(C)`; known-answer tests against scikit-learn in `tests/test_logistic_batch.py`. "
+              "The non-linear head becomes a random-feature head (tanh dense layer frozen at its Glorot "
+              "initialisation, readout fitted exactly with the head's penalty).", "",
+              "Tolerance (tested in `tests/test_logistic_batch.py` on a tiny study, measured below on the demo): "
+              "accuracies within one test sentence of the sequential fit; MDL compressions within 0.1 % "
+              "(relative); class geometry and the lexical baseline identical (untouched)."]
     if {"sequential", "batched"} <= set(runs):
         old, new = runs["sequential"], runs["batched"]
         lines += ["", f"Speed-up: wall {old['wall'] / new['wall']:.1f}x, CPU {old['cpu'] / new['cpu']:.1f}x "
