@@ -88,7 +88,7 @@ def compare(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for fam, g in m.groupby("family"):
         rel = (g["diff"] / g.value_old.abs().where(g.value_old != 0)).max()
-        sentences = (g["diff"] * g.n_old).max() if fam.endswith("acc") or fam == "selectivity" else np.nan
+        sentences = (g["diff"] * g.n_old).max() if "acc" in fam or fam == "selectivity" else np.nan
         rows.append({"family": fam, "cells": len(g), "identical": int((g["diff"] < 1e-12).sum()),
                      "max_abs_diff": g["diff"].max(), "max_rel_diff": rel, "max_diff_in_test_sentences": sentences,
                      "mean_old": g.value_old.mean(), "mean_new": g.value_new.mean()})
@@ -102,10 +102,10 @@ def head_verdicts(old: pd.DataFrame, new: pd.DataFrame) -> list[str]:
     for label, t in (("sequential (trained head)", old), ("batched (random-feature head)", new)):
         mlp = t[t.metric == "mlp_probe_acc_cls"].set_index(["state", "layer"])
         lin = t[t.metric == "probe_acc_cls"].set_index(["state", "layer"]).reindex(mlp.index)
-        best = mlp.value.groupby(level="state").idxmax().map(lambda ix: ix[1])
+        best = {s: int(ix[1]) for s, ix in mlp.value.groupby(level="state").idxmax().items()}
         above = int((mlp.ci_low > lin.value).sum())
         below = int((mlp.ci_high < lin.value).sum())
-        lines.append(f"* {label}: best layer per state {dict(best)}; head above the linear probe (CI low > "
+        lines.append(f"* {label}: best layer per state {best}; head above the linear probe (CI low > "
                      f"linear accuracy) in {above} of {len(mlp)} cells, below (CI high < linear) in {below}.")
     return lines
 
