@@ -40,7 +40,7 @@ def test_weights_equal_repeated_rows_and_padding_changes_nothing():
     f = lb.fit_scores(Xb, c, t, np.stack([Xte, Xte]), 1.0)[:, 0]
     np.testing.assert_allclose(f[0], ref.decision_function(scaler.transform(Xte)), rtol=1e-4, atol=1e-5)
     alone = lb.fit_scores(X[None, :30], np.ones((1, 30)), y[None, :30].astype(float), Xte[None], 1.0)
-    np.testing.assert_allclose(f[1], alone[0, 0], rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(f[1], alone[0, 0], rtol=1e-4, atol=1e-5)   # each stops at its own decrement
 
 
 def test_a_constant_feature_and_an_all_constant_layer_fit_the_intercept():

@@ -386,14 +386,15 @@ def _cell_rows(c: _Cell, st: ProbeSettings, plan: _Layers, t: dict, out: dict) -
 
 def _run_cells(cells: list, st: ProbeSettings, plan: _Layers, t: dict) -> list[dict]:
     """Every cell's rows (:func:`_cell_rows`), in the order of ``cells``, computed by ``st.workers`` threads
-    (the batched solves and BLAS release the GIL; every draw depends on the cell only, so the result does
-    not depend on the number of threads). ``t`` receives the summed seconds of every thread."""
+    with the batched method (the batched solves and BLAS release the GIL; every draw depends on the cell
+    only, so the result does not depend on the number of threads; the sequential method runs one cell at a
+    time). ``t`` receives the summed seconds of every thread."""
     def one(c):
         out, tc = {"rows": [], "cones": [], "correct": []}, {}
         _cell_rows(c, st, plan, tc, out)
         return out, tc
 
-    if st.workers > 1 and len(cells) > 1:
+    if st.workers > 1 and len(cells) > 1 and st.method == "batched":   # scikit-learn's warning filters are global
         with ThreadPoolExecutor(st.workers) as pool:
             done = list(pool.map(one, cells))
     else:
