@@ -17,8 +17,8 @@ b^2 / (2 C s^2) with s^2 = 1e6 / C is b^2 / 2e6, which changes b by a relative ~
 Newton's method (IRLS, Hastie, Tibshirani & Friedman 2009, ESL 4.4.1) in the span: the step delta solves
 (I + C W K) delta = -(C g + a), W = diag(c p (1 - p)), g = c (p - t), through the symmetric positive definite
 M = I + C W^(1/2) K W^(1/2) (push-through identity), with a step halving line search on J; it stops when
-half the largest squared Newton decrement of the batch (about J - J_min) is below ``tol`` (1e-6). The known-answer tests compare coefficients and
-predictions with scikit-learn's on small cases (``tests/test_logistic_batch.py``).
+half the largest squared Newton decrement of the batch (about J - J_min) is below ``tol`` (1e-6). The
+known-answer tests compare coefficients and predictions with scikit-learn's on small cases (``tests/test_logistic_batch.py``).
 """
 
 from __future__ import annotations

@@ -24,8 +24,8 @@ import pandas as pd
 from . import controls
 from ..core.errors import LayerwiseError
 from .mdl import mdl_subsampled
-from .probes import (ProbeResult, checked_splits, class_geometry, cone_view, correct_matrix, logistic, mlp_probe_accuracy,
-                     permutations, probe_accuracy, probe_draws, probe_result, selectivity)
+from .probes import (ProbeResult, checked_splits, class_geometry, cone_view, correct_matrix, logistic,
+                     mlp_probe_accuracy, permutations, probe_accuracy, probe_draws, probe_result, selectivity)
 from .probes_batch import logistic_correct_sets
 from ..core.tables import POOLINGS, state_order, tidy_frame, tidy_row
 from .stats import wilson_ci

@@ -219,7 +219,7 @@ def probe_accuracy(Xtr, ytr, Xte, yte, *, seeds: int = 20, n_boot: int = 1000, p
     scored against the true test labels; its accuracy sits at chance whatever the probe's capacity, so it
     is not a control task (that is :func:`layerwise.measure.controls.control_task_accuracy`).
     ``method="batched"`` (default) fits every retraining of a two-class task in one batched Newton solve of
-    the same objective (:mod:`layerwise.measure.logistic_batch`, converged to a 1e-10 Newton decrement where
+    the same objective (:mod:`layerwise.measure.logistic_batch`, converged to J - J_min < 1e-6 where
     scikit-learn's L-BFGS stops at tol 1e-4); ``"sequential"``: scikit-learn, one fit after another.
     """
     from .probes_batch import logistic_correct

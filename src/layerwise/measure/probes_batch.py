@@ -107,7 +107,8 @@ def logistic_correct_sets(Xtr, Xte, draws, tasks, C: float = 1.0, fallback: Call
     if todo:
         uniq = [np.unique(idx, return_counts=True) for idx, _ in draws]
         n = max(u.size for u, _ in uniq)
-        Xb, c, t = np.zeros((len(draws), n, Xtr.shape[1])), np.zeros((len(draws), n)), np.zeros((len(draws), len(tasks), n))
+        Xb, c = np.zeros((len(draws), n, Xtr.shape[1])), np.zeros((len(draws), n))
+        t = np.zeros((len(draws), len(tasks), n))
         for b, (u, counts) in enumerate(uniq):
             Xb[b, :u.size], c[b, :u.size], t[b, :, :u.size] = Xtr[u], counts, targets[b][:, u]
         f = lb.fit_scores(Xb, c, t, Xte[None], float(C))[:, :, 0]          # [draws, tasks, n_test]
