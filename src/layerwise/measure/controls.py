@@ -22,7 +22,9 @@ from typing import Sequence
 import numpy as np
 
 from ..core.errors import LayerwiseError
-from .probes import ProbeResult, checked_splits, correct_matrix, logistic, probe_draws, probe_result
+from .probes import (ProbeResult, check_method, checked_splits, correct_matrix, fitted_correct, logistic, probe_draws,
+                     probe_result)
+from .probes_batch import logistic_correct
 
 #: Function words skipped by :func:`lexical_key` (French and English articles, pronouns, prepositions,
 #: auxiliaries, negation); words of fewer than 3 letters are skipped as well.
@@ -69,13 +71,26 @@ def control_labels(keys_train, keys_test, y_train, rng: np.random.Generator) -> 
     return lab[:keys_train.size], lab[keys_train.size:]
 
 
+def control_label_sets(keys_tr, keys_te, cov: np.ndarray, ytr, seeds: int, seed: int) -> list[tuple]:
+    """Per retraining ``s``: the control labels of the training rows and of EVERY test row (those not
+    ``cov``ered get -1), the draws of :func:`control_task_accuracy` (seeded by ``(seed, s, 2)``)."""
+    out = []
+    for s in range(seeds):
+        tr, te = control_labels(keys_tr, np.asarray(keys_te)[cov], ytr, np.random.default_rng([seed, s, 2]))
+        full = np.full(len(keys_te), -1, dtype=np.asarray(te).dtype)
+        full[cov] = te
+        out.append((tr, full))
+    return out
+
+
 def control_task_accuracy(Xtr, ytr, keys_tr, Xte, keys_te, *, seeds: int = 20, min_count: int = 2,
-                          n_boot: int = 1000, C: float = 1.0, seed: int = 0, level: float = 0.95):
+                          n_boot: int = 1000, C: float = 1.0, seed: int = 0, level: float = 0.95,
+                          method: str = "batched"):
     """Control task (Hewitt & Liang 2019) of the linear probe. For retraining s: control labels
     c = f_s(key) (:func:`control_labels`, seeded by ``(seed, s)``), a logistic probe (as
     ``probes.probe_accuracy``, same bootstrap resamples of the training rows) trained on (Xtr, c_tr) and
     scored on the covered test rows (:func:`covered`) against c_te. Returns ``(ProbeResult, covered mask)``;
-    the result is NaN when no test row is covered."""
+    the result is NaN when no test row is covered. ``method``: as ``probes.probe_accuracy``'s."""
     Xtr, ytr, Xte, _ = checked_splits(Xtr, ytr, Xte, np.zeros(len(Xte), dtype=int), seeds, "control_task_accuracy")
     if len(keys_tr) != len(ytr) or len(keys_te) != len(Xte):
         raise LayerwiseError("one key per sentence is needed", where="control_task_accuracy",
@@ -85,9 +100,10 @@ def control_task_accuracy(Xtr, ytr, keys_tr, Xte, keys_te, *, seeds: int = 20, m
         nan = np.full((seeds, 0), False)
         return ProbeResult(np.nan, np.nan, np.nan, 0, np.full(seeds, np.nan), nan), cov
     labels = [control_labels(keys_tr, np.asarray(keys_te)[cov], ytr, np.random.default_rng([seed, s, 2]))
-              for s in range(seeds)]
-    correct = correct_matrix(lambda rs: logistic(C, rs), Xtr, Xte[cov], probe_draws(ytr, seeds, seed),
-                             lambda b: labels[b][0], lambda b: labels[b][1])
+              for s in range(seeds)]     # control_label_sets' draws
+    correct = fitted_correct(lambda rs: logistic(C, rs), lambda *a, **k: logistic_correct(*a, C=C, **k), Xtr,
+                             Xte[cov], probe_draws(ytr, seeds, seed), lambda b: labels[b][0], lambda b: labels[b][1],
+                             check_method(method, "control_task_accuracy"))
     return probe_result(correct, crossed=True, n_boot=n_boot, seed=seed, level=level), cov
 
 

@@ -54,7 +54,7 @@ MDL_C_GRID = (0.001, 0.01, 0.1, 1.0)
 
 
 def mdl_online(X, y, seed: int = 0, fractions: Sequence[float] = MDL_FRACTIONS,
-               C: float | Sequence[float] = MDL_C_GRID) -> MDLResult:
+               C: float | Sequence[float] = MDL_C_GRID, method: str = "batched") -> MDLResult:
     """MDL probe, online (prequential) code (Voita & Titov 2020, "Information-theoretic probing with minimum
     description length").
 
@@ -73,12 +73,19 @@ def mdl_online(X, y, seed: int = 0, fractions: Sequence[float] = MDL_FRACTIONS,
     L = -log2( (1/|grid|) sum_C 2^(-L_C) ), which lies between min_C L_C and min_C L_C + log2 |grid|. It is a
     valid code (decodable: every choice depends only on the items already sent), unlike picking the best C
     after the fact. A single float C gives the plain code of that probe.
-    """
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
 
-    X, y = check_xy(X, y, "mdl_online")
+    ``method="batched"`` (default): with two classes every (block, C) probe is fitted in one batched Newton
+    solve of the same objective (:func:`mdl_batched`, converged where scikit-learn's L-BFGS stops at tol
+    1e-4); ``"sequential"`` (and more than two classes): scikit-learn, block after block, warm-started
+    along the increasing C path.
+    """
+    return mdl_batched([(X, y, seed)], fractions, C)[0] if method == "batched" else _mdl_sequential(X, y, seed,
+                                                                                                     fractions, C)
+
+
+def _code_plan(X, y, seed: int, fractions, C, where: str = "mdl_online"):
+    """Checked inputs of one online code: ``(X, y)`` in coding order, classes, block bounds, the C grid."""
+    X, y = check_xy(X, y, where)
     classes = np.unique(y)
     K, n = classes.size, y.size
     if K < 2:
@@ -96,7 +103,24 @@ def mdl_online(X, y, seed: int = 0, fractions: Sequence[float] = MDL_FRACTIONS,
     if bounds[-1] != n:
         bounds = np.append(bounds, n)
     order = np.random.default_rng(seed).permutation(n)
-    X, y = X[order], y[order]
+    return X[order], y[order], classes, bounds, grid
+
+
+def _mixture(bits: np.ndarray, grid, n: int, K: int, bounds) -> MDLResult:
+    """The Bayesian mixture code over the grid from the per-C code lengths ``bits``."""
+    best = bits.min()
+    total = float(best - np.log2(np.mean(np.exp2(best - bits))))   # -log2 mean 2^-L_C, computed stably
+    uniform = n * np.log2(K)
+    return MDLResult(total, float(uniform), float(uniform / total), bounds, dict(zip(grid, bits.tolist())))
+
+
+def _mdl_sequential(X, y, seed: int, fractions, C) -> MDLResult:
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    X, y, classes, bounds, grid = _code_plan(X, y, seed, fractions, C)
+    K, n = classes.size, y.size
     log2k = np.log2(K)
     bits = np.full(len(grid), bounds[0] * log2k)
     for start, stop in zip(bounds[:-1], bounds[1:]):
@@ -115,11 +139,43 @@ def mdl_online(X, y, seed: int = 0, fractions: Sequence[float] = MDL_FRACTIONS,
             col = np.searchsorted(model.classes_, y[start:stop])
             p = np.clip(proba[np.arange(stop - start), col], 1e-12, 1.0)
             bits[i] += float(-np.log2(p).sum())
-    best = bits.min()
-    total = float(best - np.log2(np.mean(np.exp2(best - bits))))   # -log2 mean 2^-L_C, computed stably
-    uniform = n * log2k
-    return MDLResult(total, float(uniform), float(uniform / total), bounds, dict(zip(grid, bits.tolist())))
+    return _mixture(bits, grid, n, K, bounds)
 
+
+def mdl_batched(codes: Sequence[tuple], fractions: Sequence[float] = MDL_FRACTIONS,
+                C: float | Sequence[float] = MDL_C_GRID) -> list[MDLResult]:
+    """:func:`mdl_online` of every ``(X, y, seed)`` in ``codes``: for each block, the probes of every
+    two-class code and every C fitted together (one :func:`layerwise.measure.logistic_batch.fit_scores`
+    solve per prefix length); a code with more than two classes is coded sequentially."""
+    plans = [_code_plan(X, y, seed, fractions, C) for X, y, seed in codes]
+    binary = [k for k, p in enumerate(plans) if p[2].size == 2]
+    bits = {k: np.full(len(plans[k][4]), plans[k][3][0] * 1.0) for k in binary}   # first block: 1 bit each
+    blocks: dict = {}
+    for k in binary:
+        y, bounds = plans[k][1], plans[k][3]
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            if np.unique(y[:a]).size == 2:
+                blocks.setdefault((a, b), []).append(k)
+            else:
+                bits[k] += b - a                                                  # uniform code, 1 bit each
+    for (a, b), ks in blocks.items():
+        _code_block(plans, ks, a, b, bits)
+    return [_mixture(bits[k], plans[k][4], plans[k][1].size, 2, plans[k][3]) if k in bits
+            else _mdl_sequential(*codes[k], fractions, C) for k in range(len(plans))]
+
+
+def _code_block(plans, ks, a: int, b: int, bits: dict) -> None:
+    """Add to ``bits[k]`` (per C) the code length of items a+1..b of each code ``k`` in ``ks`` (same grid),
+    sent with the probes trained on items 1..a, all fitted in one batch."""
+    from .logistic_batch import fit_scores
+
+    X = np.stack([plans[k][0] for k in ks])
+    y = np.stack([plans[k][1] == plans[k][2][1] for k in ks])
+    f = fit_scores(X[:, :a], np.ones((len(ks), a)), y[:, :a], X[:, a:b], plans[ks[0]][4])   # [codes, C, items]
+    sign = np.where(y[:, None, a:b], 1.0, -1.0)                 # log p(y) = -softplus(-sign f)
+    p_y = np.clip(np.exp(-np.logaddexp(0.0, -sign * f)), 1e-12, 1.0)
+    for row, k in enumerate(ks):
+        bits[k] = bits[k] - np.log2(p_y[row]).sum(axis=-1)
 
 
 def stratified_draw(y: np.ndarray, size: int, rng: np.random.Generator, replace: bool) -> np.ndarray:
@@ -135,7 +191,8 @@ def stratified_draw(y: np.ndarray, size: int, rng: np.random.Generator, replace:
 
 
 def mdl_subsampled(X, y, size: int, subsamples: int = 10, seed: int = 0, level: float = 0.95,
-                   C: float | Sequence[float] = MDL_C_GRID) -> tuple[float, float, float, np.ndarray]:
+                   C: float | Sequence[float] = MDL_C_GRID,
+                   method: str = "batched") -> tuple[float, float, float, np.ndarray]:
     """MDL compression (``mdl_online``) on ``subsamples`` stratified subsamples of ``size`` sentences drawn
     WITHOUT replacement (no sentence twice inside one code), each sent in its own random order.
 
@@ -145,16 +202,20 @@ def mdl_subsampled(X, y, size: int, subsamples: int = 10, seed: int = 0, level: 
     Politis, Romano & Wolf 1999, "Subsampling", ch. 2; with 10 subsamples the interval is close to the range).
     Compression grows with the number of coded items, so two calls are comparable only at equal ``size``.
     Draws depend only on ``(seed, s)``: every layer and state sees the same subsamples of a sentence set.
+    ``method``: as :func:`mdl_online`'s (``"batched"``: every subsample's code in one solve).
     """
     X, y = check_xy(X, y, "mdl_subsampled")
     if not 2 <= size <= y.size or subsamples < 1:
         raise LayerwiseError(f"need 2 <= size <= {y.size} and subsamples >= 1, got size={size}, "
                              f"subsamples={subsamples}", where="mdl_subsampled",
                              fix="code at most as many sentences as there are")
-    values = np.empty(subsamples)
+    codes = []
     for s in range(subsamples):
         rng = np.random.default_rng([seed, s, 17])
         idx = stratified_draw(y, size, rng, replace=False)
-        values[s] = mdl_online(X[idx], y[idx], seed=int(rng.integers(2 ** 31 - 1)), C=C).compression
+        codes.append((X[idx], y[idx], int(rng.integers(2 ** 31 - 1))))
+    results = (mdl_batched(codes, C=C) if method == "batched"
+               else [_mdl_sequential(*code, MDL_FRACTIONS, C) for code in codes])
+    values = np.array([r.compression for r in results])
     lo, hi = np.quantile(values, [(1 - level) / 2, (1 + level) / 2]) if subsamples > 1 else (np.nan, np.nan)
     return float(values.mean()), float(lo), float(hi), values

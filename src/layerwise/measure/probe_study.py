@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import time
 from collections import namedtuple
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import NamedTuple, Sequence
 
@@ -22,7 +24,9 @@ import pandas as pd
 from . import controls
 from ..core.errors import LayerwiseError
 from .mdl import mdl_subsampled
-from .probes import class_geometry, cone_view, mlp_probe_accuracy, probe_accuracy, selectivity
+from .probes import (ProbeResult, checked_splits, class_geometry, cone_view, correct_matrix, logistic,
+                     mlp_probe_accuracy, permutations, probe_accuracy, probe_draws, probe_result, selectivity)
+from .probes_batch import logistic_correct_sets
 from ..core.tables import POOLINGS, state_order, tidy_frame, tidy_row
 from .stats import wilson_ci
 
@@ -71,6 +75,9 @@ class ProbeSettings:
     cone_layers: tuple[int, ...] | None = None
     ref_index: int = 0                               # the cone view's reference test row
     blas_threads: int | None = 1                     # BLAS threads (None: as is); 1 is 15x faster, see bench/
+    method: str = "batched"                          # probes.METHODS: retrainings fitted together or one by one
+    torch_threads: int | None = 1                    # threads of the batched solves (None: as is); see bench/
+    workers: int = 2                                 # cells computed at once (threads); the result is the same
 
     def __post_init__(self):
         for name in ("layers", "mlp_layers", "mdl_layers", "cone_layers", "poolings", "mlp_poolings", "mdl_poolings",
@@ -196,20 +203,56 @@ def _timed(t: dict, part: str, fn, *args, **kwargs):
 def _linear_rows(c: _Cell, st: ProbeSettings, t: dict, out: list) -> list[dict]:
     """Linear probe, its chance baseline (permuted labels), the control task and the selectivity;
     the probe's per-sentence correctness goes to ``out``."""
-    kw = dict(seeds=st.retrainings, n_boot=st.n_boot, seed=st.seed, level=st.level)
-    real = _timed(t, "probe", probe_accuracy, c.Xtr, c.ytr, c.Xte, c.yte, **kw)
-    chance = _timed(t, "control", probe_accuracy, c.Xtr, c.ytr, c.Xte, c.yte, **kw, permuted=True)
+    kw = dict(seeds=st.retrainings, n_boot=st.n_boot, seed=st.seed, level=st.level, method=st.method)
+    if st.method == "batched":
+        real, chance, control = _timed(t, "probe", _linear_batched, c, st)
+    else:
+        real = _timed(t, "probe", probe_accuracy, c.Xtr, c.ytr, c.Xte, c.yte, **kw)
+        chance = _timed(t, "control", probe_accuracy, c.Xtr, c.ytr, c.Xte, c.yte, **kw, permuted=True)
     out.append(c.correct("probe_acc", real.correct))
     rows = [c.row("probe_acc", real.acc, real.ci_low, real.ci_high),
             c.row("probe_chance_acc", chance.acc, chance.ci_low, chance.ci_high)]
     if c.rows.keys_pool is not None:
-        ctrl, cov = _timed(t, "control", controls.control_task_accuracy, c.Xtr, c.ytr, c.rows.keys_pool, c.Xte,
-                           c.rows.keys_test, min_count=st.control_min_count, **kw)
+        ctrl, cov = control if st.method == "batched" else _timed(
+            t, "control", controls.control_task_accuracy, c.Xtr, c.ytr, c.rows.keys_pool, c.Xte, c.rows.keys_test,
+            min_count=st.control_min_count, **kw)
         sel = (selectivity(real, ctrl, n_boot=st.n_boot, seed=st.seed, level=st.level, covered=cov)
                if cov.any() else (np.nan,) * 3)
         rows += [c.row("control_acc", ctrl.acc, ctrl.ci_low, ctrl.ci_high, n=int(cov.sum())),
                  c.row("selectivity", *sel, n=int(cov.sum()))]
     return rows
+
+
+def _linear_batched(c: _Cell, st: ProbeSettings):
+    """The linear probe, its chance baseline and its control task (``probe_accuracy``, ``permuted=True`` and
+    ``controls.control_task_accuracy``: the same draws, permutations and control labels) fitted in one
+    batched solve (``probes_batch.logistic_correct_sets``). Returns ``(real, chance, (control, covered))``,
+    the control None without texts."""
+    Xtr, ytr, Xte, yte = checked_splits(c.Xtr, c.ytr, c.Xte, c.yte, st.retrainings, "probe_study")
+    seeds, seed = st.retrainings, st.seed
+    draws = probe_draws(ytr, seeds, seed)
+    perms = permutations(ytr.size, seeds, seed)
+    tasks = [(lambda b: ytr, lambda b: yte), (lambda b: ytr[perms[b]], lambda b: yte)]
+    cov = None
+    if c.rows.keys_pool is not None:
+        cov = controls.covered(c.rows.keys_pool, c.rows.keys_test, st.control_min_count)
+        labels = controls.control_label_sets(c.rows.keys_pool, c.rows.keys_test, cov, ytr, seeds, seed)
+        if cov.any():
+            tasks.append((lambda b: labels[b][0], lambda b: labels[b][1]))
+
+    def fallback(k, b):
+        return correct_matrix(lambda rs: logistic(1.0, rs), Xtr, Xte, [draws[b]], lambda _: tasks[k][0](b),
+                              lambda _: tasks[k][1](b))[0]
+
+    correct = logistic_correct_sets(Xtr, Xte, draws, tasks, fallback=fallback)
+    res = [probe_result(m, crossed=True, n_boot=st.n_boot, seed=seed, level=st.level) for m in correct[:2]]
+    if cov is None:
+        return res[0], res[1], None
+    if not cov.any():
+        nan = np.full((seeds, 0), False)
+        return res[0], res[1], (ProbeResult(np.nan, np.nan, np.nan, 0, np.full(seeds, np.nan), nan), cov)
+    ctrl = probe_result(correct[2][:, cov], crossed=True, n_boot=st.n_boot, seed=seed, level=st.level)
+    return res[0], res[1], (ctrl, cov)
 
 
 def _memorisation_rows(c: _Cell, st: ProbeSettings, t: dict) -> list[dict]:
@@ -219,11 +262,12 @@ def _memorisation_rows(c: _Cell, st: ProbeSettings, t: dict) -> list[dict]:
     rows = []
     if st.retrainings:
         r = _timed(t, "memorisation", probe_accuracy, c.X[seen], c.y[seen], c.Xte, c.yte, seeds=st.retrainings,
-                   n_boot=st.n_boot, seed=st.seed, level=st.level, size=c.rows.pool.size)
+                   n_boot=st.n_boot, seed=st.seed, level=st.level, size=c.rows.pool.size, method=st.method)
         rows.append(c.row("probe_acc_seen", r.acc, r.ci_low, r.ci_high))
     size = _mdl_size(c, st)
     if st.mdl and c.pool in st.mdl_poolings and seen.size >= size:
-        m = _timed(t, "memorisation", mdl_subsampled, c.X[seen], c.y[seen], size, st.mdl_subsamples, st.seed, st.level)
+        m = _timed(t, "memorisation", mdl_subsampled, c.X[seen], c.y[seen], size, st.mdl_subsamples, st.seed, st.level,
+                   method=st.method)
         rows.append(c.row("mdl_compression_seen", *m[:3], n=size))
     return rows
 
@@ -251,7 +295,7 @@ def _geometry_rows(c: _Cell, st: ProbeSettings, t: dict, cone: bool) -> tuple[li
 def _mlp_row(c: _Cell, st: ProbeSettings, t: dict) -> dict:
     """The original study's dense + tanh head as a probe."""
     m = _timed(t, "mlp", mlp_probe_accuracy, c.Xtr, c.ytr, c.Xte, c.yte, seeds=st.seeds, n_boot=st.n_boot,
-               subsample=st.subsample, seed=st.seed, level=st.level, solver=st.mlp_solver)
+               subsample=st.subsample, seed=st.seed, level=st.level, solver=st.mlp_solver, method=st.method)
     return c.row("mlp_probe_acc", m.acc, m.ci_low, m.ci_high)
 
 
@@ -259,7 +303,7 @@ def _mdl_row(c: _Cell, st: ProbeSettings, t: dict) -> dict:
     """MDL compression on the probe pool: mean over ``mdl_subsamples`` subsamples (``mdl_fraction`` of the
     pool, without replacement), percentile interval over them; n = the coded sentences per subsample."""
     size = _mdl_size(c, st)
-    m = _timed(t, "mdl", mdl_subsampled, c.Xtr, c.ytr, size, st.mdl_subsamples, st.seed, st.level)
+    m = _timed(t, "mdl", mdl_subsampled, c.Xtr, c.ytr, size, st.mdl_subsamples, st.seed, st.level, method=st.method)
     return c.row("mdl_compression", *m[:3], n=size)
 
 
@@ -280,8 +324,23 @@ def probe_study(embeddings: dict[str, dict[str, np.ndarray]], model_name: str, s
     from threadpoolctl import threadpool_limits
 
     settings = settings if settings is not None else ProbeSettings()
-    with threadpool_limits(limits=settings.blas_threads):
+    with threadpool_limits(limits=settings.blas_threads), _torch_threads(settings.torch_threads):
         return _probe_study(embeddings, model_name, settings, timings if timings is not None else {})
+
+
+@contextmanager
+def _torch_threads(n: int | None):
+    """torch's intra-op threads for the batched solves (``None``: left as they are), restored afterwards.
+    One thread by default: on a shared 2-core machine two OpenMP threads made a cell's solve 4 times
+    slower in wall time (bench/RESULTS-probes.md)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n or before)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _state_rows(model: str, state: str, e: dict, r: _Rows, st: ProbeSettings, t: dict, lexical: dict) -> list[dict]:
@@ -325,21 +384,49 @@ def _cell_rows(c: _Cell, st: ProbeSettings, plan: _Layers, t: dict, out: dict) -
         out["rows"].append(_mdl_row(c, st, t))
 
 
+def _run_cells(cells: list, st: ProbeSettings, plan: _Layers, t: dict) -> list[dict]:
+    """Every cell's rows (:func:`_cell_rows`), in the order of ``cells``, computed by ``st.workers`` threads
+    with the batched method (the batched solves and BLAS release the GIL; every draw depends on the cell
+    only, so the result does not depend on the number of threads; the sequential method runs one cell at a
+    time). ``t`` receives the summed seconds of every thread."""
+    def one(c):
+        out, tc = {"rows": [], "cones": [], "correct": []}, {}
+        _cell_rows(c, st, plan, tc, out)
+        return out, tc
+
+    if st.workers > 1 and len(cells) > 1 and st.method == "batched":   # scikit-learn's warning filters are global
+        with ThreadPoolExecutor(st.workers) as pool:
+            done = list(pool.map(one, cells))
+    else:
+        done = [one(c) for c in cells]
+    for _, tc in done:
+        for k, v in tc.items():
+            t[k] = t.get(k, 0.0) + v
+    return [o for o, _ in done]
+
+
 def _probe_study(embeddings, model_name: str, st: ProbeSettings, t: dict) -> ProbeTables:
     plan = _plan_layers(embeddings, st)
     t.update({k: t.get(k, 0.0) for k in ("probe", "control", "mlp", "mdl", "geometry", "memorisation", "lexical")})
-    out: dict[str, list] = {"rows": [], "cones": [], "correct": []}
     lexical: dict = {}
+    state_rows, cells = {}, []
     for state in state_order(embeddings):
         e = embeddings[state]
         r = _Rows.of(e, st.control_min_count)
         y = np.asarray(e["label"])
-        out["rows"] += _state_rows(model_name, state, e, r, st, t, lexical)
+        state_rows[state] = _state_rows(model_name, state, e, r, st, t, lexical)
         for pool in plan.needed:
             mlp, mdl = st.mlp and pool in st.mlp_poolings, st.mdl and pool in st.mdl_poolings
             for layer in sorted(set(plan.probe) | set(plan.mlp if mlp else ()) | set(plan.mdl if mdl else ())):
-                c = _Cell(model_name, state, pool, layer, e[pool][:, layer, :].astype(np.float64), y, r)
-                _cell_rows(c, st, plan, t, out)
+                cells.append(_Cell(model_name, state, pool, layer, e[pool][:, layer, :].astype(np.float64), y, r))
+    outs = _run_cells(cells, st, plan, t)
+    out: dict[str, list] = {"rows": [], "cones": [], "correct": []}
+    for state in state_rows:
+        out["rows"] += state_rows[state]
+        for c, o in zip(cells, outs):
+            if c.state == state:
+                for k in out:
+                    out[k] += o[k]
     cones = out["cones"]
     cone_df = (pd.concat(cones, ignore_index=True) if cones else pd.DataFrame(columns=CONE_COLUMNS))[CONE_COLUMNS]
     if len(cone_df):

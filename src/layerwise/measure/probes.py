@@ -149,6 +149,11 @@ def probe_result(correct: np.ndarray, *, crossed: bool, n_boot: int, seed: int, 
     return ProbeResult(acc, lo, hi, int(correct.shape[1]), correct.mean(axis=1), correct)
 
 
+def permutations(n: int, seeds: int, seed: int) -> list[np.ndarray]:
+    """The chance baseline's label permutations, one per retraining ``s`` (seeded by ``(seed, s, 1)``)."""
+    return [np.random.default_rng([seed, s, 1]).permutation(n) for s in range(seeds)]
+
+
 def checked_splits(Xtr, ytr, Xte, yte, seeds: int, where: str):
     Xtr, ytr = _check_xy(Xtr, ytr, where)
     Xte, yte = _check_xy(Xte, yte, where)
@@ -163,19 +168,45 @@ def checked_splits(Xtr, ytr, Xte, yte, seeds: int, where: str):
     return Xtr, ytr, Xte, yte
 
 
+#: How the retrainings are fitted: "batched" (every retraining in one batched Newton solve,
+#: :mod:`layerwise.measure.probes_batch`) or "sequential" (one scikit-learn fit after another).
+METHODS = ("batched", "sequential")
+
+
+def check_method(method: str, where: str) -> str:
+    if method not in METHODS:
+        raise LayerwiseError(f"unknown method {method!r}", where=where, fix=f"choose among {METHODS}")
+    return method
+
+
+def fitted_correct(make, batched, Xtr, Xte, draws, train_labels, test_labels, method: str) -> np.ndarray:
+    """:func:`correct_matrix` (``method="sequential"``, models ``make(model seed)``) or ``batched(Xtr, Xte,
+    draws, train_labels, test_labels, fallback=...)`` (``"batched"``: many-class draws fall back to
+    ``make``)."""
+    if method == "sequential":
+        return correct_matrix(make, Xtr, Xte, draws, train_labels, test_labels)
+
+    def fallback(b):
+        return correct_matrix(make, Xtr, Xte, [draws[b]], lambda _: train_labels(b), lambda _: test_labels(b))[0]
+
+    return batched(Xtr, Xte, draws, train_labels, test_labels, fallback=fallback)
+
+
 def _run_probe(make, Xtr, ytr, Xte, yte, *, seeds: int, n_boot: int, permuted: bool, resample: str,
-               subsample: float, seed: int, level: float, where: str, size: int | None = None) -> ProbeResult:
+               subsample: float, seed: int, level: float, where: str, size: int | None = None,
+               batched=None, method: str = "sequential") -> ProbeResult:
     Xtr, ytr, Xte, yte = checked_splits(Xtr, ytr, Xte, yte, seeds, where)
     draws = probe_draws(ytr, seeds, seed, resample=resample, subsample=subsample, size=size)
-    perms = [np.random.default_rng([seed, s, 1]).permutation(ytr.size) for s in range(seeds)] if permuted else None
-    correct = correct_matrix(make, Xtr, Xte, draws, (lambda b: ytr[perms[b]]) if permuted else (lambda b: ytr),
-                             lambda b: yte)
+    perms = permutations(ytr.size, seeds, seed) if permuted else None
+    correct = fitted_correct(make, batched, Xtr, Xte, draws,
+                             (lambda b: ytr[perms[b]]) if permuted else (lambda b: ytr), lambda b: yte,
+                             check_method(method, where))
     return probe_result(correct, crossed=resample == "bootstrap", n_boot=n_boot, seed=seed, level=level)
 
 
 def probe_accuracy(Xtr, ytr, Xte, yte, *, seeds: int = 20, n_boot: int = 1000, permuted: bool = False,
                    resample: str = "bootstrap", subsample: float = 0.8, size: int | None = None, C: float = 1.0,
-                   seed: int = 0, level: float = 0.95) -> ProbeResult:
+                   seed: int = 0, level: float = 0.95, method: str = "batched") -> ProbeResult:
     """Linear probe: ``StandardScaler`` then ``LogisticRegression(C, max_iter=1000)`` (scikit-learn),
     trained on ``(Xtr, ytr)``, accuracy on ``(Xte, yte)``.
 
@@ -187,14 +218,21 @@ def probe_accuracy(Xtr, ytr, Xte, yte, *, seeds: int = 20, n_boot: int = 1000, p
     the probe trains on a random permutation of the training labels (a fresh one per retraining) and is
     scored against the true test labels; its accuracy sits at chance whatever the probe's capacity, so it
     is not a control task (that is :func:`layerwise.measure.controls.control_task_accuracy`).
+    ``method="batched"`` (default) fits every retraining of a two-class task in one batched Newton solve of
+    the same objective (:mod:`layerwise.measure.logistic_batch`, converged to J - J_min < 1e-6 where
+    scikit-learn's L-BFGS stops at tol 1e-4); ``"sequential"``: scikit-learn, one fit after another.
     """
+    from .probes_batch import logistic_correct
+
     return _run_probe(lambda rs: logistic(C, rs), Xtr, ytr, Xte, yte, seeds=seeds, n_boot=n_boot, permuted=permuted,
-                      resample=resample, subsample=subsample, seed=seed, level=level, where="probe_accuracy", size=size)
+                      resample=resample, subsample=subsample, seed=seed, level=level, where="probe_accuracy", size=size,
+                      batched=lambda *a, **k: logistic_correct(*a, C=C, **k), method=method)
 
 
 def mlp_probe_accuracy(Xtr, ytr, Xte, yte, *, seeds: int = 5, n_boot: int = 1000, permuted: bool = False,
                        subsample: float = 0.8, hidden: int | None = None, alpha: float = 1e-4, max_iter: int = 200,
-                       solver: str = "lbfgs", seed: int = 0, level: float = 0.95) -> ProbeResult:
+                       solver: str = "lbfgs", seed: int = 0, level: float = 0.95,
+                       method: str = "batched") -> ProbeResult:
     """The original study's RoBERTa-style classification head as a probe: h = tanh(W1 z + b1), p = softmax(W2 h + b2)
     with W1 of size ``hidden x d`` (default ``hidden = d``, as in ``RobertaClassificationHead``: dense d->d,
     tanh, out_proj d->K; the head's dropout is replaced by an L2 penalty ``alpha``). scikit-learn
@@ -203,12 +241,22 @@ def mlp_probe_accuracy(Xtr, ytr, Xte, yte, *, seeds: int = 5, n_boot: int = 1000
     the accuracy of Adam (the fine-tuning optimiser) about four times faster (measured in
     ``bench/RESULTS-probes.md``); pass ``solver="adam"`` for the stochastic one. Each seed trains on a
     stratified 80 % subsample (``subsample``) with its own weight initialisation; the CI resamples test
-    sentences only (it omits the training-set variability, unlike ``probe_accuracy``)."""
+    sentences only (it omits the training-set variability, unlike ``probe_accuracy``).
+
+    ``method="batched"`` (default) keeps the head's architecture and penalty but freezes the dense layer at
+    its random initialisation (random features, Rahimi & Recht 2008; ``probes_batch.head_correct``) and fits
+    the readout W2 exactly (convex), every seed in one batched solve: about 40 times cheaper than training
+    W1 too, with the same role (a non-linear probe of the head's width; it solves XOR where the linear
+    probe cannot). ``"sequential"``: the trained head above (``solver``, ``max_iter`` apply to it only).
+    The comparison of the two on the demo is in ``bench/RESULTS-probes.md``."""
+    from .probes_batch import head_correct
+
     d = np.shape(Xtr)[1] if np.ndim(Xtr) == 2 else 0
     h = hidden or d
     return _run_probe(lambda rs: _mlp(h, alpha, max_iter, rs, solver), Xtr, ytr, Xte, yte, seeds=seeds, n_boot=n_boot,
                       permuted=permuted, resample="subsample", subsample=subsample, seed=seed, level=level,
-                      where="mlp_probe_accuracy")
+                      where="mlp_probe_accuracy", method=method,
+                      batched=lambda *a, **k: head_correct(*a, hidden=h, alpha=alpha, **k))
 
 
 def selectivity(real: ProbeResult, control: ProbeResult, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
