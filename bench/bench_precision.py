@@ -130,7 +130,7 @@ def verdicts(tidy: pd.DataFrame) -> dict[str, str]:
             out[f"{metric}/{s}/argmax"] = str(int(df["layer"].iloc[int(np.argmax(v))]))
             out[f"{metric}/{s}/argmin"] = str(int(df["layer"].iloc[int(np.argmin(v))]))
             for kind, i in (("printed-max", int(np.argmax(v))), ("printed-min", int(np.argmin(v)))):
-                shown = prose_format.fmt(v[i])   # trend_sentence names it only when it is neither end, as shown
+                shown = prose_format.fmt(v[i])   # the trend words name it only when it is neither end, as shown
                 stated = i not in (0, len(v) - 1) and shown not in (a, b)
                 out[f"{metric}/{s}/{kind}"] = f"layer {int(df['layer'].iloc[i])}" if stated else "not stated"
         for i, s in enumerate(states):
@@ -243,7 +243,7 @@ def report(args, header: str, dev, changed, ok, deciding, times, n_texts) -> str
              f"Raw orderings (for information, not verdicts of the report): {args.n_verdicts} compared; "
              f"{len(changed)} changed" + (f" ({', '.join(changed[:20])})" if changed else "") + f"; of them "
              f"{len(args.printed_changed)} as the prose prints them (trend direction, signs between states, the "
-             f"maximum / minimum that `trend_sentence` names at 2 digits)"
+             f"maximum / minimum that the trend words name at 2 digits)"
              + (f" ({', '.join(args.printed_changed[:20])})" if args.printed_changed else "") + ".", ""]
     if changed:
         lines += ["Raw orderings that changed:", "", *changed_table(changed, args.v32, args.v16, args.fp32_tidy), ""]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from layerwise.words import prose, prose_format, prose_geometry, prose_layers, prose_probes, prose_training
+from layerwise.words import prose, prose_format, prose_geometry, prose_probes, prose_training
 from layerwise.core import schema
 from layerwise.inputs.config import AnalysisSpec
 from report_fakes import fake_study
@@ -16,53 +16,6 @@ from report_fakes import fake_study
 def _tidy(rows):
     return pd.DataFrame([dict(model="m", state=s, layer=l, metric=m, value=v, ci_low=np.nan, ci_high=np.nan, n=10)
                          for s, l, m, v in rows])
-
-
-def test_trend_and_change_sentences():
-    t = _tidy([("pretrained", l, "x", v) for l, v in enumerate([0.1, 0.5, 0.2, 0.3])]
-              + [("finetuned", l, "x", v) for l, v in enumerate([0.1, 0.5, 0.2, 0.9])])
-    assert prose_layers.trend_sentence(t, "x", "the score") == (
-        "pretrained: the score rises from 0.10 at layer 0 to 0.30 at layer 3 (maximum 0.50 at layer 1); "
-        "finetuned: the score rises from 0.10 at layer 0 to 0.90 at layer 3.")
-    t2 = _tidy([("random", l, "x", v) for l, v in enumerate([0.4, 0.9, 0.1, 0.2])])
-    assert prose_layers.trend_sentence(t2, "x", "y", digits=1) == (
-        "random: y falls from 0.4 at layer 0 to 0.2 at layer 3 (maximum 0.9 at layer 1, minimum 0.1 at layer 2).")
-    t3 = _tidy([("pretrained", l, "x", v) for l, v in enumerate([0.101, 0.5, 0.1004, 0.099])])
-    assert prose_layers.trend_sentence(t3, "x", "y") == "pretrained: y is 0.10 at layer 0 and at layer 3 (maximum 0.50 at layer 1)."
-    assert prose_layers.change_sentence(t, "x", "score") == (
-        "The largest difference between finetuned and pretrained in score is at layer 3 (0.30 pretrained, "
-        "0.90 finetuned, +0.60); at layer 0 the difference is 0.00.")
-
-
-def _tested(effects, p_adjusted, sd=0.05):
-    rows = []
-    for layer, (e, p) in enumerate(zip(effects, p_adjusted)):
-        rows += [dict(model="m", state="finetuned", layer=layer, metric="effect_x", value=e, ci_low=e - 0.001,
-                      ci_high=e + 0.001, n=10),
-                 dict(model="m", state="finetuned", layer=layer, metric="test_p_x", value=p / 3, ci_low=np.nan,
-                      ci_high=np.nan, n=10),
-                 dict(model="m", state="finetuned", layer=layer, metric="test_p_holm_x", value=p, ci_low=np.nan,
-                      ci_high=np.nan, n=10),
-                 dict(model="m", state="finetuned", layer=layer, metric="reference_sd_x", value=sd, ci_low=np.nan,
-                      ci_high=np.nan, n=10)]
-    return pd.DataFrame(rows)
-
-
-def test_significance_sentence_takes_its_words_from_claims():
-    t = _tested([-0.0014, -0.2, 0.3, 0.02], [1e-30, 0.01, 0.001, 0.2])
-    s = prose_layers.significance_sentence(t, "x", "x")
-    assert s.startswith("Per-sentence paired tests of finetuned against pretrained on x (mean paired difference "
-                        "with 95% CI; Holm-adjusted over all")
-    assert ("higher at layer 2 (+0.30, 95% CI +0.30 to +0.30); lower at layer 1 (-0.20, 95% CI -0.20 to -0.20); "
-            "negligible at layer 0 (-0.0014, 95% CI -0.0024 to -0.0004); not significant at layer 3 "
-            "(+0.020, 95% CI +0.019 to +0.021).") in s
-    assert prose_layers.significance_sentence(t, "y", "y") == ""
-    c = _tested([-0.0014, 0.3], [1e-30, 0.001]).assign(metric=lambda d: d.metric)
-    c = pd.concat([c, _tidy([("pretrained", 0, "q", 0.2), ("pretrained", 1, "q", 0.3),
-                             ("finetuned", 0, "q", 0.2014), ("finetuned", 1, "q", 0.6)])])
-    text = prose_layers.change_sentence(c, "q", "the median", verdict_metric="x")
-    assert text.endswith("Paired per-sentence test on x: layer 1: higher (+0.30, 95% CI +0.30 to +0.30); "
-                         "layer 0: negligible (-0.0014, 95% CI -0.0024 to -0.0004).")
 
 
 def test_formatting_and_original_layers():

@@ -26,7 +26,6 @@ from ..core.schema import QUANTILES, STATES, state_order
 from ..core.schema import label as schema_label
 from .chart_kit import (AXIS_PX, BOOK_COLUMN, GAP_PX, HEIGHT, PAD_PX, STATE_COLORS, TEXT_WIDTH,  # noqa: F401
                         WIDTH, color_by, layer_axis, metric_rows, need_columns, panel_width)
-from .chart_kit import reference_rules as _reference_rules
 from .charts_classes import CLASS_COLORS, bounded, centroid_scatter, class_cones  # noqa: F401  (re-exported)
 from .charts_seeds import (MIN_SEEDS_FOR_BAND, NULL_NAME, SEEDS_NAME, between_seed_band, between_seed_values,  # noqa: F401
                            first_seed_note, seed_accuracy_scatter, seed_band, seed_band_frame, seed_count,

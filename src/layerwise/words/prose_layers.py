@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 import pandas as pd
 from . import claims
-from .prose_format import effect_digits, states_of, and_list, fmt, fmt_interval, fmt_signed, layer_span, series
+from .prose_format import effect_digits, states_of, and_list, fmt, fmt_interval, layer_span, series
 from .claims import seed_floor_verdicts
 from .prose_outcomes import group_notes, outcome_clause, outcome_groups
 from .prose_format import capitalised
@@ -231,18 +231,6 @@ def metric_summary(tidy: pd.DataFrame, metric: str, what: str, *, tidy_all: pd.D
     return capitalised(text) + ("\n\n" + table if table else "")
 
 
-def effects_sentence(tidy: pd.DataFrame, metric: str, what: str, *, tidy_all: pd.DataFrame | None = None,
-                     state: str = "finetuned", model: str | None = None) -> str:
-    """One statistic's paired tests in one line, largest effect first: "The variance of the token
-    cosines: lower at layers 2, 4–6 (largest at layer 6: ...) and negligible at layers 0, 1 and 3;
-    changed beyond the seed-to-seed variation at ..."."""
-    verdicts = claims.state_change_verdicts(tidy, metric, state, model=model)
-    if not verdicts:
-        return ""
-    floor = seed_floor_verdicts(tidy if tidy_all is None else tidy_all, metric, state=state, model=model)
-    return f"{capitalised(what)}: {tested_clause(verdicts)}. {capitalised(seed_clause(floor))}"
-
-
 def effects_markdown(tidy: pd.DataFrame, metrics: dict[str, str], *, tidy_all: pd.DataFrame | None = None,
                      state: str = "finetuned", model: str | None = None) -> str:
     """The paired tests of several per-sentence statistics as one small table (:func:`tests_note` above
@@ -303,97 +291,3 @@ def outcome_table(floor: list[claims.Verdict], digits: int = 3, unit: str = "see
     return markdown_table(pd.DataFrame(rows)) if rows else ""
 
 
-def trend_sentence(tidy: pd.DataFrame, metric: str, what: str, *, states: Sequence[str] | None = None,
-                   digits: int = 2, model: str | None = None) -> str:
-    """How ``metric`` moves through the layers, per state: first, last, maximum and minimum layer."""
-    parts = []
-    for state in states or states_of(tidy, metric):
-        s = series(tidy, metric, state, model)
-        if s.empty:
-            continue
-        first, last = s.iloc[0], s.iloc[-1]
-        hi, lo = s.loc[s["value"].idxmax()], s.loc[s["value"].idxmin()]
-        a, b = fmt(first.value, digits), fmt(last.value, digits)  # compare what the reader sees
-        if a == b:
-            text = f"{state}: {what} is {a} at layer {int(first.layer)} and at layer {int(last.layer)}"
-        else:
-            verb = "rises" if last.value > first.value else "falls"
-            text = f"{state}: {what} {verb} from {a} at layer {int(first.layer)} to {b} at layer {int(last.layer)}"
-        extras = []
-        for label, row in (("maximum", hi), ("minimum", lo)):
-            shown = fmt(row.value, digits)
-            if int(row.layer) not in (int(first.layer), int(last.layer)) and shown not in (a, b):
-                extras.append(f"{label} {shown} at layer {int(row.layer)}")
-        parts.append(text + (f" ({', '.join(extras)})" if extras else ""))
-    if not parts:
-        return f"No values of {what} were computed."
-    return "; ".join(parts) + "."
-
-
-def change_sentence(tidy: pd.DataFrame, metric: str, what: str, *, state: str = "finetuned",
-                    reference: str = "pretrained", digits: int = 2, model: str | None = None,
-                    verdict_metric: str | None = None) -> str:
-    """Where ``state`` differs most from ``reference`` on ``metric`` (largest absolute difference), and at
-    the first layer. The words come from :mod:`layerwise.words.claims`: with ``verdict_metric`` (a per-sentence
-    metric with paired tests), the verdict of its test at those layers (effect and CI); without it, the
-    difference is described, not judged."""
-    a, b = series(tidy, metric, reference, model), series(tidy, metric, state, model)
-    if a.empty or b.empty:
-        return ""
-    m = a.merge(b, on="layer", suffixes=("_ref", "_new"))
-    m["diff"] = m["value_new"] - m["value_ref"]
-    top = m.loc[m["diff"].abs().idxmax()]
-    low = m.iloc[0]
-    text = (f"The largest difference between {state} and {reference} in {what} is at layer {int(top.layer)} "
-            f"({fmt(top.value_ref, digits)} {reference}, {fmt(top.value_new, digits)} {state}, "
-            f"{fmt_signed(top['diff'], effect_digits(top['diff']))}); at layer {int(low.layer)} the difference is "
-            f"{fmt_signed(low['diff'], effect_digits(low['diff']))}.")
-    if verdict_metric is None:
-        return text
-    from . import claims
-
-    verdicts = {v.detail["layer"]: v for v in claims.state_change_verdicts(tidy, verdict_metric, state, reference,
-                                                                            model)}
-    judged = [f"layer {lay}: {verdicts[lay].word} ({effect_text(verdicts[lay])})"
-              for lay in dict.fromkeys([int(top.layer), int(low.layer)]) if lay in verdicts]
-    return text + (f" Paired per-sentence test on {verdict_metric.replace('_', ' ')}: " + "; ".join(judged) + "."
-                   if judged else "")
-
-
-def effect_text(v) -> str:
-    """``+0.25, 95% CI +0.22 to +0.28`` for a verdict of :func:`layerwise.words.claims.effect_verdict`."""
-    d = v.detail
-    digits = effect_digits(d["effect"])
-    low, high = d.get("low", float("nan")), d.get("high", float("nan"))
-    if low != low or high != high:
-        return fmt_signed(d["effect"], digits)
-    return (f"{fmt_signed(d['effect'], digits)}, 95% CI {fmt_signed(low, digits)} to "
-            f"{fmt_signed(high, digits)}")
-
-
-def _verdict_groups(verdicts) -> str:
-    """"higher at layer 6 (+0.25, 95% CI ...); negligible at layers 0 (...), 1 (...)": the verdicts of
-    :func:`layerwise.words.claims.state_change_verdicts` grouped by word, each layer with its effect and CI."""
-    parts = []
-    for word in ("higher", "lower", "negligible", "not significant"):
-        group = [v for v in verdicts if v.word == word]
-        if group:
-            items = ", ".join(f"{v.detail['layer']} ({effect_text(v)})" for v in group)
-            parts.append(f"{word} at layer{'s' if len(group) > 1 else ''} {items}")
-    return "; ".join(parts)
-
-
-def significance_sentence(tidy: pd.DataFrame, metric: str, what: str, *, state: str = "finetuned",
-                          alpha: float | None = None, model: str | None = None) -> str:
-    """Per layer, the verdict of :mod:`layerwise.words.claims` (size before significance) for ``state``
-    against pretrained on a per-sentence metric, each with its mean paired difference and CI."""
-    from . import claims
-
-    alpha = claims.ALPHA if alpha is None else alpha
-    verdicts = claims.state_change_verdicts(tidy, metric, state, model=model, alpha=alpha)
-    if not verdicts:
-        return ""
-    return (f"Per-sentence paired tests of {state} against pretrained on {what} (mean paired difference "
-            f"with 95% CI; Holm-adjusted over all {claims.family_size(tidy)} tests of the study, {alpha:g} "
-            f"level; a difference is negligible below {claims.NEGLIGIBLE_SD:g} pretrained between-sentence "
-            f"SD): " + _verdict_groups(verdicts) + ".")
