@@ -430,3 +430,21 @@ def test_a_run_parses_each_params_file_once(tmp_path, monkeypatch):
         report.run([params], out_dir=Path("report"), load_study=loader, chapters=(), comparison=False,
                    preview=False, progress=False)
     assert len(reads) == 1 and len(seen) == 1 and isinstance(seen[0], config.StudyParams)
+
+
+def test_two_models_execute_the_comparison_chapter(tmp_path):
+    """With two models the comparison chapter runs (no other test executes it): every cell without an error,
+    its prose from the words modules, nothing on stderr."""
+    a = write_params(tmp_path / "params", "alpha", "Alpha model")
+    b = write_params(tmp_path / "params", "beta", "Beta model")
+    with _InDir(tmp_path):
+        summary = report.run([a, b], out_dir=Path("report"), load_study=load_fake_study, chapters=(), preview=False,
+                             progress=False)
+    path = tmp_path / "report" / "comparison.ipynb"
+    assert path in [Path(p) if Path(p).is_absolute() else tmp_path / p for p in summary.executed]
+    nb = nbformat.read(path, as_version=4)
+    assert notebooks.error_outputs(nb) == []
+    assert [o for c in nb.cells for o in c.get("outputs", []) if o.get("name") == "stderr"] == []
+    text = " ".join(o["data"]["text/markdown"] for c in nb.cells for o in c.get("outputs", [])
+                    if "text/markdown" in o.get("data", {}))
+    assert "Alpha model" in text and "Beta model" in text
