@@ -99,11 +99,10 @@ def control_task_accuracy(Xtr, ytr, keys_tr, Xte, keys_te, *, seeds: int = 20, m
     if not cov.any():
         nan = np.full((seeds, 0), False)
         return ProbeResult(np.nan, np.nan, np.nan, 0, np.full(seeds, np.nan), nan), cov
-    labels = [control_labels(keys_tr, np.asarray(keys_te)[cov], ytr, np.random.default_rng([seed, s, 2]))
-              for s in range(seeds)]     # control_label_sets' draws
+    labels = control_label_sets(keys_tr, keys_te, cov, ytr, seeds, seed)
     correct = fitted_correct(lambda rs: logistic(C, rs), lambda *a, **k: logistic_correct(*a, C=C, **k), Xtr,
-                             Xte[cov], probe_draws(ytr, seeds, seed), lambda b: labels[b][0], lambda b: labels[b][1],
-                             check_method(method, "control_task_accuracy"))
+                             Xte[cov], probe_draws(ytr, seeds, seed), lambda b: labels[b][0],
+                             lambda b: labels[b][1][cov], check_method(method, "control_task_accuracy"))
     return probe_result(correct, crossed=True, n_boot=n_boot, seed=seed, level=level), cov
 
 

@@ -8,7 +8,6 @@ from . import claims
 from .prose_format import and_list, fmt, layer_span, series
 from .claims import similarity_outcomes
 from .claims import seed_apart_verdict
-from .prose_outcomes import outcome_groups
 from .prose_layers import capitalised, layer_table, layers_sentence, outcome_sentence
 from .prose_format import value_span
 
@@ -43,41 +42,6 @@ def similarity_summary(tidy: pd.DataFrame, pooling: str = "cls", measure: str = 
     table = layer_table(aggregate, f"{measure}_{pooling}_vs_{reference}", floor=floor, states=[state], digits=3,
                         difference=f"{reference} minus seeds")
     return f"{text} {claim}" + ("\n\n" + table if table else "")
-
-
-def _layer_of(v: claims.Verdict) -> int:
-    return int(v.rows["layer"].iloc[0])
-
-
-def similarity_floor_sentence(tidy: pd.DataFrame, pooling: str = "cls", measure: str = "cka_debiased", *,
-                              state: str = "finetuned", reference: str = "pretrained",
-                              correct: pd.DataFrame | None = None) -> str:
-    """One sentence on the same-layer similarity of ``state`` with ``reference``: chance
-    (:func:`claims.chance_verdicts`: above the 95th percentile of its permutation null), a level judged
-    apart, then the answer model against the similarity between fine-tuning seeds
-    (:func:`similarity_outcomes`). ``tidy``: ``Study.tidy_all`` (aggregate and per-seed rows)."""
-    aggregate = tidy[tidy["seed"].isna()] if "seed" in tidy.columns else tidy
-    name = {"cka": "linear CKA", "cka_debiased": "debiased linear CKA", "procrustes": "Procrustes similarity",
-            "mutual_knn": "mutual k-NN alignment"}.get(measure, measure)
-    what = f"{name} of the {'first-token' if pooling == 'cls' else 'mean-pooled'} embeddings, {state} against {reference}"
-    chance = [v for v in claims.chance_verdicts(aggregate, measure, pooling, state, reference) if v.word != "not measured"]
-    if not chance:
-        return ""
-    by: dict[str, list[int]] = {}
-    for v in chance:
-        by.setdefault(v.word, []).append(_layer_of(v))
-    parts = [f"{word} at {layer_span(sorted(ls))}" for word, ls in by.items()]
-    floor = similarity_outcomes(tidy, pooling, measure, reference=reference, correct=correct) \
-        if state == "finetuned" else []
-    only = any(not v.detail.get("sentence_term", True) for v in floor)
-    seed_text = (f"Against the similarity between fine-tuning seeds, as {reference} minus seeds"
-                 f"{', over the seeds only' if only else ''}: {outcome_groups(floor, 2)}" if floor else
-                 f"{claims.SEED_VARIATION_NOT_MEASURED[:1].upper()}{claims.SEED_VARIATION_NOT_MEASURED[1:]}, so no "
-                 "layer is judged against it.")
-    q95 = [v.detail["null_q95"] for v in chance]
-    lo, hi = fmt(min(q95), 3), fmt(max(q95), 3)
-    null = f"permutation null's 95th percentile {lo if lo == hi else f'{lo}–{hi}'}"
-    return f"{what[:1].upper() + what[1:]}: " + "; ".join(parts) + f", {null}. {seed_text}"
 
 
 def seed_apart_sentence(tidy: pd.DataFrame, pooling: str = "cls", measure: str = "cka_debiased") -> str:
@@ -117,7 +81,7 @@ def cka_diagonal_sentence(tidy: pd.DataFrame, pooling: str = "cls", state: str =
                           model: str | None = None, label: str | None = None, judged: bool = True) -> str:
     """The biased linear CKA of ``state`` against pretrained layer by layer, descriptively (its shape,
     ``claims.layer_trend``), with its permutation null's computed level (:func:`cka_null_sentence`); the
-    verdicts on fine-tuning are the debiased CKA's against its floors (``prose_similarity.similarity_floor_sentence``), said
+    verdicts on fine-tuning are the debiased CKA's against its floors (:func:`similarity_summary`), said
     unless ``judged`` is false (a second pooling in the same paragraph)."""
     metric = f"cka_{pooling}_vs_pretrained"
     if series(tidy, metric, state, model).dropna(subset=["value"]).empty:
