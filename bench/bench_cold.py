@@ -1,20 +1,17 @@
-"""The cold `make report` target of issue #13: precision `auto` with N fine-tuning seeds vs fp32 with one.
+"""The cold `make report`, before and after (issue 25): main at ``--before`` (default a39f1b5, three seeds)
+against this tree (params/demo.yml as it is now), on the same machine, one after the other.
 
-Each variant runs ``layerwise run`` on a copy of params/demo.yml in a fresh, empty cache and output
-folder (cold), in a subprocess:
+Each run is ``layerwise run --params params/demo.yml`` (what `make report` runs, preview included) in a
+fresh, empty cache (``LAYERWISE_CACHE``) and output folder, in a subprocess. *Before* runs in a
+temporary ``git worktree`` of ``--before`` (its own code, chapters and params; the same virtual
+environment); *after* runs in this tree. ``--rounds N`` repeats the pair, interleaved (before, after,
+before, after...). Each run records the wall time of its phases (``report/_layerwise/phases.json``:
+fine-tuning per seed, the engine per state, similarities, probes, chapters, preview, other); the
+benchmark prints them side by side.
 
-* baseline: ``finetune.precision: fp32``, ``analysis.precision: fp32``, one seed;
-* target: ``precision: auto`` for both and ``--seeds N`` fine-tuning seeds (``finetune.seeds``:
-  42, 43, ...; the pretrained and random states are computed once). ``--jobs`` is passed to
-  ``layerwise run -j`` (it parallelises studies, not the seeds of one study).
-
-Each run records the wall time of its phases (``report/_layerwise/phases.json``, :mod:`layerwise.core.phases`:
-fine-tuning per seed, the engine per state, similarities, probes, chapters, other); the benchmark
-prints them for each variant with their share of the run.
-
-Target: target / baseline <= 2. Run:  python bench/bench_cold.py [--seeds 3] [--jobs 1]
-Writes bench/RESULTS-cold.md (``--no-write`` to only print). ``--base PARAMS`` replaces params/demo.yml
-(a smoke run on a tiny model: ``--base tiny.yml --no-write``).
+Target (issue 25): after, with five seeds, <= before, with three. Run:
+    python bench/bench_cold.py [--before a39f1b5] [--rounds 1]
+Writes bench/RESULTS-cold.md (``--no-write`` to only print).
 """
 
 from __future__ import annotations
@@ -31,68 +28,102 @@ from pathlib import Path
 
 import yaml
 
-from layerwise.core.phases import markdown as phase_table
-
 HERE = Path(__file__).parent
 ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+BEFORE = "a39f1b5"
 
 
-def variant_params(tmp: Path, precision: str, seeds: int, base_file: Path = ROOT / "params" / "demo.yml"
-                   ) -> list[Path]:
-    """params/demo.yml (or ``base_file``) with ``precision`` for fine-tuning and analysis and ``seeds`` fine-tuning seeds
-    (42, 43, ...), as one params file (the seeds of one study share the pretrained and random states)."""
-    base = yaml.safe_load(base_file.read_text(encoding="utf-8"))
-    p = {**base, "name": f"demo-{precision}-{seeds}s"}
-    finetune = {k: v for k, v in base["finetune"].items() if k not in ("seed", "seeds")}
-    p["finetune"] = {**finetune, "precision": precision, "seeds": [42 + k for k in range(seeds)]}
-    p["analysis"] = {**base.get("analysis", {}), "precision": precision}
-    path = tmp / f"{p['name']}.yml"
-    path.write_text(yaml.safe_dump(p, sort_keys=False, allow_unicode=True), encoding="utf-8")
-    return [path]
+def seeds_of(tree: Path) -> int:
+    """The number of fine-tuning seeds of ``tree``'s params/demo.yml."""
+    ft = yaml.safe_load((tree / "params" / "demo.yml").read_text(encoding="utf-8"))["finetune"]
+    return len(ft.get("seeds", [ft.get("seed", 42)]))
 
 
-def cold_run(precision: str, seeds: int, jobs: int, base_file: Path) -> tuple[float, str, list[dict]]:
-    """One cold ``layerwise run``: its wall time, status and recorded phases."""
-    tmp = Path(tempfile.mkdtemp(prefix="lw-cold-"))
-    try:
-        env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", LAYERWISE_CACHE=str(tmp / "cache"))
-        params = variant_params(tmp, precision, seeds, base_file)
-        cmd = [sys.executable, "-m", "layerwise.cli", "run", "--no-preview", "--out", str(tmp / "report"),
-               "-j", str(jobs), "--params", *map(str, params)]
-        t0 = time.perf_counter()
-        res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
-        dt = time.perf_counter() - t0
-        record = tmp / "report" / "_layerwise" / "phases.json"
-        found = json.loads(record.read_text(encoding="utf-8"))["phases"] if record.is_file() else []
-        return dt, "ok" if res.returncode == 0 else f"FAILED: {res.stderr.strip().splitlines()[-1:]}", found
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+def cold_run(tree: Path, tmp: Path, label: str) -> dict:
+    """One cold ``layerwise run`` of ``tree``'s params/demo.yml with ``tree``'s code."""
+    cache, out = tmp / f"cache-{label}", tmp / f"report-{label}"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", LAYERWISE_CACHE=str(cache),
+               PYTHONPATH=str(tree / "src"))
+    cmd = [sys.executable, "-m", "layerwise.cli", "run", "--out", str(out), "--params", "params/demo.yml"]
+    load = os.getloadavg()
+    t0 = time.perf_counter()
+    res = subprocess.run(cmd, cwd=tree, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - t0
+    record = out / "_layerwise" / "phases.json"
+    phases = json.loads(record.read_text(encoding="utf-8"))["phases"] if record.is_file() else []
+    status = "ok" if res.returncode == 0 else f"FAILED: {(res.stderr.strip().splitlines() or [''])[-1]}"
+    shutil.rmtree(cache, ignore_errors=True)
+    shutil.rmtree(out, ignore_errors=True)
+    return {"wall": wall, "status": status, "phases": phases, "seeds": seeds_of(tree), "load": load,
+            "date": time.strftime("%Y-%m-%d %H:%M %z")}
+
+
+def grouped(phases: list[dict]) -> dict[str, float]:
+    """Seconds per kind of phase (the seeds' fine-tunings together, the engine's states together...)."""
+    out: dict[str, float] = {}
+    for p in phases:
+        name = p["phase"]
+        kind = ("fine-tuning" if name.startswith("fine-tuning") else "engine passes" if name.startswith("engine")
+                else "chapters" if name.startswith("chapter") else name)
+        out[kind] = out.get(kind, 0.0) + float(p["seconds"])
+    return out
+
+
+def report(head: str, before_rev: str, runs: list[tuple[dict, dict]], argv: list[str]) -> str:
+    lines = ["## cold report: main at " + before_rev + " against this tree", "", head, "",
+             f"`python bench/bench_cold.py {' '.join(argv)}`: `layerwise run --params params/demo.yml` (what `make "
+             "report` runs, preview included; the install is not timed) in an empty cache and output folder; "
+             f"*before* in a git worktree of {before_rev}, *after* in this tree, interleaved.", "",
+             "| round | before: seeds | before: wall | after: seeds | after: wall | after / before | load (1 min) at "
+             "the starts | dates |", "|---|---|---|---|---|---|---|---|"]
+    for i, (b, a) in enumerate(runs, 1):
+        lines.append(f"| {i} | {b['seeds']} | {b['wall']:.1f} s ({b['status']}) | {a['seeds']} | {a['wall']:.1f} s "
+                     f"({a['status']}) | {a['wall'] / b['wall']:.2f} | {b['load'][0]:.2f}, {a['load'][0]:.2f} | "
+                     f"{b['date']}, {a['date']} |")
+    best_b, best_a = min(r[0]["wall"] for r in runs), min(r[1]["wall"] for r in runs)
+    target = "met" if best_a <= best_b else "MISSED"
+    lines += ["", f"Target, after (its seeds) <= before (its seeds): **{best_a:.1f} s against {best_b:.1f} s, "
+              f"{target}** (best of each).", "",
+              "Phases of the last round (each run's own record, `_layerwise/phases.json`; fine-tunings, engine "
+              "passes and chapters summed over seeds, states and chapters; `other`: loading inputs and models, "
+              "reading caches, bookkeeping):", "", "| phase | before (s) | after (s) |", "|---|---:|---:|"]
+    gb, ga = grouped(runs[-1][0]["phases"]), grouped(runs[-1][1]["phases"])
+    for k in sorted(set(gb) | set(ga), key=lambda k: -(gb.get(k, 0) + ga.get(k, 0))):
+        lines.append(f"| {k} | {gb.get(k, 0):.1f} | {ga.get(k, 0):.1f} |")
+    lines.append(f"| run (sum of phases) | {sum(gb.values()):.1f} | {sum(ga.values()):.1f} |")
+    lines += ["", "Every phase of the last round's *after* run:", "", "| phase | seconds |", "|---|---:|"]
+    lines += [f"| {p['phase']} | {float(p['seconds']):.1f} |" for p in runs[-1][1]["phases"]]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--before", default=BEFORE, help="the git revision of the *before* run")
+    ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--no-write", action="store_true")
-    ap.add_argument("--base", type=Path, default=ROOT / "params" / "demo.yml", help="params file to copy")
     args = ap.parse_args(argv)
     from machine import header, header_markdown
 
     head = header_markdown(header())
     print(head, flush=True)
-    base, s1, p1 = cold_run("fp32", 1, 1, args.base)
-    target, s2, p2 = cold_run("auto", args.seeds, args.jobs, args.base)
-    text = "\n".join([
-        "## cold report (precision auto, N seeds vs fp32, one seed)", "", head, "",
-        f"`python bench/bench_cold.py --seeds {args.seeds} --jobs {args.jobs}`: `layerwise run` on copies of {args.base.name} "
-        "copies, each in an empty cache (the seeds in `finetune.seeds` of one params file).", "",
-        "| variant | cold time | status |", "|---|---|---|",
-        f"| fp32, 1 seed | {base:.0f} s | {s1} |",
-        f"| auto, {args.seeds} seeds, -j {args.jobs} | {target:.0f} s | {s2} |", "",
-        f"Ratio {target / base:.2f} (target <= 2).", "",
-        "Each phase's wall time and share of the run (`layerwise run`'s own record, `_layerwise/phases.json`; "
-        "`other`: loading inputs and models, reading the caches, the run's bookkeeping):", "",
-        "fp32, 1 seed:", "", *phase_table(p1), "", f"auto, {args.seeds} seeds:", "", *phase_table(p2), ""])
+    tmp = Path(tempfile.mkdtemp(prefix="lw-cold-"))
+    wt = tmp / "before"
+    subprocess.run(["git", "worktree", "add", "--detach", str(wt), args.before], cwd=ROOT, check=True,
+                   capture_output=True)
+    runs = []
+    try:
+        for r in range(args.rounds):
+            b = cold_run(wt, tmp, f"before{r}")
+            print(f"  round {r + 1} before ({b['seeds']} seeds): {b['wall']:.1f} s {b['status']}", flush=True)
+            a = cold_run(ROOT, tmp, f"after{r}")
+            print(f"  round {r + 1} after ({a['seeds']} seeds): {a['wall']:.1f} s {a['status']}", flush=True)
+            runs.append((b, a))
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(wt)], cwd=ROOT, capture_output=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+    text = report(head, args.before, runs, sys.argv[1:] if argv is None else argv)
     print(text)
     if not args.no_write:
         (HERE / "RESULTS-cold.md").write_text(text, encoding="utf-8")

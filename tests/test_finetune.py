@@ -384,7 +384,7 @@ def test_a_second_run_of_the_same_entry_waits_for_the_first(tiny_dirs, tmp_path,
 
 #: ``repro.code_hash`` of the training path (finetune, trainer, prepared and every package module
 #: they import), recorded per ``FINETUNE_FORMAT``.
-TRAINING_CODE_HASHES = {3: "c86e0b5209dd48d8"}  # format 3: precision in the key; re-recorded for issue 28 (disk faults explained, repeated texts removed before the split: a corpus without repeats has the same selection, one with repeats a new selection hash, hence a new key; no weight, metric or layout change); re-recorded for issue 22 (stats gained the seed-and-sentence interval's new form, BCa and range helpers; the training path uses only stats.classification_metrics, unchanged: no weight, metric or layout change); re-recorded for issue 21 (modules moved into subpackages, module names in the hash and import lines changed; merged with issue 22: the training path is unchanged, no weight, metric or layout change); re-recorded for issue 24 (core.schema, imported by inputs.config for ORIGINAL_LAYERS, gained each measure's unit and range and new chart labels: presentation only, no weight, metric or layout change); re-recorded for issue 21 item 4 (the table contract moved from core.schema to core.tables, which the training path now imports instead: the registry's reader text left every compute key; no weight, metric or layout change); re-recorded for issue 21 items 4-6 (inputs.config lists the settings partition; the device is picked once per plan and passed to the Trainer, whose precision the plan resolved; readers verify entries without moving them; stats lost bootstrap_ci and gained t_interval; core.tables.original_layers renamed grid_layers: no weight, metric or layout change); re-recorded for issue 22 item 6 (inputs.config gained analysis.random_draws, an analysis setting the fine-tuning never reads: no weight, metric or layout change)
+TRAINING_CODE_HASHES = {3: "c86e0b5209dd48d8", 4: "90eef0a7c1171805"}  # format 3: precision in the key; re-recorded for issue 28 (disk faults explained, repeated texts removed before the split: a corpus without repeats has the same selection, one with repeats a new selection hash, hence a new key; no weight, metric or layout change); re-recorded for issue 22 (stats gained the seed-and-sentence interval's new form, BCa and range helpers; the training path uses only stats.classification_metrics, unchanged: no weight, metric or layout change); re-recorded for issue 21 (modules moved into subpackages, module names in the hash and import lines changed; merged with issue 22: the training path is unchanged, no weight, metric or layout change); re-recorded for issue 24 (core.schema, imported by inputs.config for ORIGINAL_LAYERS, gained each measure's unit and range and new chart labels: presentation only, no weight, metric or layout change); re-recorded for issue 21 item 4 (the table contract moved from core.schema to core.tables, which the training path now imports instead: the registry's reader text left every compute key; no weight, metric or layout change); re-recorded for issue 21 items 4-6 (inputs.config lists the settings partition; the device is picked once per plan and passed to the Trainer, whose precision the plan resolved; readers verify entries without moving them; stats lost bootstrap_ci and gained t_interval; core.tables.original_layers renamed grid_layers: no weight, metric or layout change); re-recorded for issue 22 item 6 (inputs.config gained analysis.random_draws, an analysis setting the fine-tuning never reads: no weight, metric or layout change); format 4 for issue 25 item 2 (fused AdamW, dropout masks drawn in bulk on CPU: another random stream; checkpoints by time)
 TRAINING_PATH = ("model.finetune", "model.trainer", "model.prepared")
 
 
@@ -404,3 +404,22 @@ def test_finetune_format_version_guards_training_code():
         f"update TRAINING_CODE_HASHES[{version}] instead.")
     assert set(import_closure(*TRAINING_PATH)) >= {"model.finetune", "model.trainer", "model.prepared", "measure.stats", "model.models",
                                                  "inputs.data"}
+
+
+def test_timed_saves_ask_for_a_checkpoint_after_the_interval_only():
+    """The default checkpoint policy (``trainer._timed_saves``): a checkpoint once the interval has
+    passed, none at the last step (the final model is saved apart), none before the interval."""
+    from types import SimpleNamespace
+
+    from layerwise.model.trainer import _timed_saves
+
+    def step(cb, global_step):
+        control = SimpleNamespace(should_save=False)
+        cb.on_step_end(None, SimpleNamespace(global_step=global_step, max_steps=10), control)
+        return control.should_save
+
+    soon, never = _timed_saves(0.0), _timed_saves(1e9)
+    for cb in (soon, never):
+        cb.on_train_begin(None, None, None)
+    assert step(soon, 3) and not step(soon, 10)
+    assert not step(never, 3) and not step(never, 9)

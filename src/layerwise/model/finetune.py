@@ -48,6 +48,7 @@ from ..core import disk
 from ..inputs.config import StudyParams
 from ..inputs.data import Splits, load_splits
 from ..core.errors import LayerwiseError
+from .dropout import install as bulk_dropout_masks
 from .models import ModelSource, load_model, load_tokenizer, model_source, pick_device, quiet_transformers
 from ..core.precision import resolve as resolve_precision
 from ..core.locks import entry_path
@@ -62,8 +63,9 @@ log = logging.getLogger(__name__)
 
 #: Version of what a fine-tuning cache entry holds and how it is trained: bump it when a change alters
 #: the weights, the metrics or the entry's layout (older entries are then retrained).
-#: ``tests/test_finetune.py`` records the code hash of the training path per version.
-FINETUNE_FORMAT = 3
+#: ``tests/test_finetune.py`` records the code hash of the training path per version. Format 4: fused
+#: AdamW and, on CPU, dropout masks drawn in bulk (:mod:`layerwise.model.dropout`; another random stream).
+FINETUNE_FORMAT = 4
 CONFIDENCE = 0.95
 BOOTSTRAP = 1000
 MANIFEST_KIND = "layerwise-finetune"
@@ -175,8 +177,8 @@ def finetune(params: StudyParams, *, num_train: int | None = None, num_test: int
 
     Overrides mirror the seed's flags: ``num_train`` (-a), ``num_test`` (-b), ``epochs`` (-n),
     ``save`` (-s: also copy the finished model directory there), ``data`` (-d), ``checkpoint`` (-c).
-    ``save_steps`` sets the checkpoint interval (default: about ``trainer.NUM_SAVES`` per run; it does
-    not enter the cache key). An interrupted run resumes from the last complete checkpoint of the work
+    ``save_steps`` sets the checkpoint interval in steps (default: one checkpoint every
+    ``trainer.SAVE_EVERY_S`` seconds of training; it does not enter the cache key). An interrupted run resumes from the last complete checkpoint of the work
     directory (``metrics["resumed_from_step"]``). ``splits`` (the params' selection, from
     ``data.load_splits(params)``) and ``source`` (``models.model_source(params)``): what the caller
     already loaded, so that nothing is loaded twice; ``plan``: the :func:`plan_finetune` of these params
@@ -251,7 +253,8 @@ def _train(params: StudyParams, plan: FinetunePlan, *, save, progress: bool,
     with disk.writing("the fine-tuning checkpoint", plan.work, CACHE_ELSEWHERE,
                       cleanup=lambda: last_checkpoint(plan.work, remove_incomplete=main),
                       then="then run again: the training resumes from the last complete checkpoint"):
-        out = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        with bulk_dropout_masks(model, enabled=trainer.args.device.type == "cpu"):
+            out = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     train_seconds = time.perf_counter() - t0
     step = int(trainer.state.global_step)
     y_pred, y_true, eval_loss = _final_evaluation(trainer, recorder, test)

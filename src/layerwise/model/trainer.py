@@ -34,8 +34,11 @@ log = logging.getLogger(__name__)
 #: Evaluations on the test split during training (the history curve); the last one, at the end of
 #: training, gives the final metrics.
 NUM_EVALS = 4
-#: Checkpoints during training (for resumption) when ``save_steps`` is not given.
-NUM_SAVES = 10
+#: Checkpoints during training (for resumption) when ``save_steps`` is not given: one every this many
+#: seconds of training (an interruption loses at most that much work). A short run (the demo's seeds
+#: take well under a minute each) writes none: its final model is written to the cache entry anyway,
+#: and each checkpoint (model, optimizer state, about 3x the weights) cost about 1 s of a 30 s seed.
+SAVE_EVERY_S = 300.0
 HISTORY_KEYS = ("step", "epoch", "loss", "eval_loss", "eval_accuracy")
 _WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
@@ -154,13 +157,32 @@ def _step_recorder(recorder: EvalRecorder):
     return RecordEvalStep()
 
 
-def _schedule(n_train: int, batch_size: int, epochs: float, max_steps: int | None,
-              save_steps: int | None) -> tuple[int, int]:
-    """``(eval_steps, save_steps)``: ``NUM_EVALS`` evaluations and ``NUM_SAVES`` checkpoints per run
-    unless ``save_steps`` is given."""
+def _schedule(n_train: int, batch_size: int, epochs: float, max_steps: int | None) -> int:
+    """``eval_steps``: ``NUM_EVALS`` evaluations per run."""
     steps_per_epoch = math.ceil(n_train / batch_size)
     total = max_steps if max_steps and max_steps > 0 else max(1, math.ceil(steps_per_epoch * epochs))
-    return max(1, math.ceil(total / NUM_EVALS)), save_steps or max(1, math.ceil(total / NUM_SAVES))
+    return max(1, math.ceil(total / NUM_EVALS))
+
+
+def _timed_saves(every_s: float):
+    """A ``TrainerCallback`` that asks for a checkpoint once ``every_s`` seconds of training have passed
+    since the start or the last checkpoint (never at the last step: the final model is saved apart)."""
+    import time
+
+    from transformers import TrainerCallback
+
+    class TimedSaves(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.last = time.monotonic()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if time.monotonic() - self.last >= every_s and state.global_step < state.max_steps:
+                control.should_save = True
+
+        def on_save(self, args, state, control, **kwargs):
+            self.last = time.monotonic()
+
+    return TimedSaves()
 
 
 def build_trainer(model, tokenizer, train, test, *, output_dir: str | os.PathLike, epochs: float,
@@ -168,22 +190,26 @@ def build_trainer(model, tokenizer, train, test, *, output_dir: str | os.PathLik
                   logging_steps: int = 10, seed: int = 42, save_steps: int | None = None,
                   max_steps: int | None = None, progress: bool = True, evaluate: bool = True,
                   group_by_length: bool = True, recorder: EvalRecorder | None = None, precision: str = "auto",
-                  device=None):
+                  device=None, fused_optimizer: bool = True):
     """A ``Trainer`` for tokenized ``train``/``test`` datasets (``label`` + tokenizer columns): padding
     per batch (``DataCollatorWithPadding``), batches of similar lengths (``group_by_length``: the
     Trainer's ``LengthGroupedSampler``, random mega-batches sorted by length, so little padding is
     left), accuracy as the evaluation metric (``recorder`` keeps the latest evaluation's predictions),
-    test evaluations ``NUM_EVALS`` times during training, checkpoints every ``save_steps`` (default:
-    ``NUM_SAVES`` per run, the last 2 kept), a linear warm-up over the fraction ``warmup_ratio`` of
+    test evaluations ``NUM_EVALS`` times during training, checkpoints every ``save_steps`` steps, or
+    (default) every ``SAVE_EVERY_S`` seconds of training, the last 2 kept, a linear warm-up over the fraction ``warmup_ratio`` of
     the steps, mixed precision ``precision`` (the plan's, already resolved; ``auto`` is resolved by
     :mod:`layerwise.core.precision`), on ``device`` (the plan's; default :func:`~layerwise.model.models.pick_device`),
-    seeds ``seed`` for the model and the data order."""
+    seeds ``seed`` for the model and the data order. AdamW runs torch's fused kernel on CPU and CUDA
+    (``fused_optimizer``; one pass over the parameters per step instead of one operator per tensor and
+    operation: the optimizer's share of a bf16 CPU step fell from 5% to 1%, ``bench/RESULTS-step.md``).
+    The dropout masks are drawn in bulk during training (:func:`layerwise.model.dropout.install`, which
+    the caller wraps around ``trainer.train()``)."""
     import torch
     from transformers import DataCollatorWithPadding, PrinterCallback, ProgressCallback, Trainer, TrainingArguments
 
     if not 0 <= warmup_ratio < 1:
         raise ValueError(f"warmup_ratio is a fraction of the training steps in [0, 1) (got {warmup_ratio})")
-    eval_steps, save_steps = _schedule(len(train), batch_size, epochs, max_steps, save_steps)
+    eval_steps = _schedule(len(train), batch_size, epochs, max_steps)
     device = pick_device() if device is None else device
     model.config.output_hidden_states = False
     model.config.output_attentions = False
@@ -197,9 +223,10 @@ def build_trainer(model, tokenizer, train, test, *, output_dir: str | os.PathLik
         warmup_steps=warmup_ratio,
         logging_strategy="steps", logging_steps=logging_steps,
         eval_strategy="steps" if evaluate else "no", eval_steps=eval_steps if evaluate else None,
-        save_strategy="steps", save_steps=save_steps, save_total_limit=2,
+        save_strategy="steps" if save_steps else "no", save_steps=save_steps or None, save_total_limit=2,
         seed=seed, data_seed=seed, train_sampling_strategy="group_by_length" if group_by_length else "random",
         report_to="none", disable_tqdm=not progress, use_cpu=device.type == "cpu",
+        optim="adamw_torch_fused" if fused_optimizer and device.type in ("cpu", "cuda") else "adamw_torch",
         dataloader_pin_memory=torch.cuda.is_available(),
         **trainer_flags(resolve_precision(precision, device, purpose="finetune")),
     )
@@ -211,6 +238,8 @@ def build_trainer(model, tokenizer, train, test, *, output_dir: str | os.PathLik
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(_logged_callback(progress))
+    if not save_steps:
+        trainer.add_callback(_timed_saves(SAVE_EVERY_S))
     return trainer
 
 
