@@ -217,7 +217,7 @@ def memory_child(n: int, threads: int, what: str = "engine") -> None:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     tables = sum(int(getattr(res, t).memory_usage(deep=True).sum())
                  for t in ("tidy", "per_sentence", "cosine_sample", "rogue"))
-    print(json.dumps({"n": n, "peak_kib": peak, "before_run_kib": before, "stored_bytes": res.cls.nbytes + res.mean.nbytes,
+    print(json.dumps({"n": n, "peak_kib": peak, "before_run_kib": before, "stored_bytes": sum(a.nbytes for a in res.pooled.values()),
                       "tables_bytes": tables, "seconds": seconds, "peak_reset": reset}))
 
 

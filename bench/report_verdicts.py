@@ -9,6 +9,7 @@ the numbers left out: what bench_precision compares between an fp32 and a bf16 a
 * the top probe against the lexical baseline (``claims.versus``);
 * chance verdicts of the similarities (``claims.chance_verdicts``) and their seed floor
   (``claims.seed_similarity_change``);
+* page 1's answer (``answer.question_verdicts``: each question at each layer);
 * the Findings list (``findings.model_findings``): each changed statistic with its verdict, layers and
   largest layer; each unchanged statistic with its verdict (numbers masked); the observations.
 """
@@ -93,15 +94,25 @@ def findings_verdicts(study) -> dict[str, str]:
     from layerwise.words import findings
 
     f = findings.model_findings(study)
-    out = {f"findings/changed/{r['statistic']}": f"{r['verdict']} at layers {r['layers']}, largest at layer "
+    out = {f"findings/changed/{r['statistic']}": f"{r['verdict']}; {_mask(r['outcomes'])}; largest at layer "
                                                   f"{r['largest at layer']}" for _, r in f.changed.iterrows()}
-    out.update({f"findings/unchanged/{r['statistic']}": _mask(r["verdict"]) for _, r in f.unchanged.iterrows()})
+    out.update({f"findings/unchanged/{r['statistic']}": f"{_mask(r['verdict'])}; {_mask(r['outcomes'])}"
+                for _, r in f.unchanged.iterrows()})
     out.update({f"findings/observation {i}": _mask(t) for i, t in enumerate(f.observations)})
     return out
+
+
+def answer_verdicts(study) -> dict[str, str]:
+    """Page 1's verdicts: each question of the answer model at each layer (``answer.question_verdicts``)."""
+    from layerwise.words import answer
+
+    return {f"page 1/{q}/layer {layer}": v.word for q, per_layer in answer.question_verdicts(study).items()
+            for layer, v in per_layer.items()}
 
 
 def report_verdicts(study) -> dict[str, str]:
     """Every verdict the report prints for ``study`` (a :class:`layerwise.study.study.Study`), by key."""
     tidy, tidy_all = study.tidy, study.tidy_all
-    return {**change_verdicts(tidy, tidy_all), **probe_verdicts(tidy, getattr(study, "probe_correct", None)),
+    return {**answer_verdicts(study), **change_verdicts(tidy, tidy_all),
+            **probe_verdicts(tidy, getattr(study, "probe_correct", None)),
             **similarity_verdicts(tidy_all), **findings_verdicts(study)}

@@ -173,7 +173,7 @@ def _chapter_charts(study):
     import nbformat
 
     from layerwise.words import findings, prose_outcomes
-    from layerwise.study.study import combine, original_layers_of
+    from layerwise.study.study import combine, grid_pooling, original_layers_of, shared_pooling
 
     out = {}
     for name in ("geometry", "probing", "comparison"):
@@ -181,7 +181,8 @@ def _chapter_charts(study):
         env = {"charts": charts, "claims": claims, "findings": findings, "prose_outcomes": prose_outcomes, "schema": schema,
                "study": study,
                "studies": [study],
-               "tidy": combine([study]) if name == "comparison" else study.tidy, "original_layers_of": original_layers_of}
+               "tidy": combine([study]) if name == "comparison" else study.tidy, "original_layers_of": original_layers_of,
+               "P": study.poolings, "pool": shared_pooling([study]), "grid_pooling": grid_pooling}
         for cell in nb.cells:
             if cell.cell_type == "code" and "#| label: fig-" in cell.source:
                 *pre, last = ast.parse(cell.source).body
@@ -256,12 +257,12 @@ def test_captions_agree_with_the_charts():
     """Each figure caption names what its chart draws: the probe chart's rules and lines, the cones' layers."""
     built = _chapter_charts(fake_study())
     cap = {k: re.search(r'fig-cap: "(.*)"', src).group(1) for k, (_, src) in built.items()}
-    probe = json.dumps(built["fig-probe-cls"][0].to_dict())
+    probe = json.dumps(built["fig-probe-primary"][0].to_dict())
     for words in ("linear probe", "control task", "chance (permuted labels)", "MLP probe", "majority class",
                   "lexical baseline"):
-        assert words in cap["fig-probe-cls"] and words in probe, words
-    assert "dashed" in cap["fig-probe-cls"] and "[6, 3]" in probe.replace("[6,3]", "[6, 3]")     # the majority rule
-    assert "dotted" in cap["fig-probe-cls"] and "[2, 2]" in probe.replace("[2,2]", "[2, 2]")     # chance: a rule
+        assert words in cap["fig-probe-primary"] and words in probe, words
+    assert "dashed" in cap["fig-probe-primary"] and "[6, 3]" in probe.replace("[6,3]", "[6, 3]")     # the majority rule
+    assert "dotted" in cap["fig-probe-primary"] and "[2, 2]" in probe.replace("[2,2]", "[2, 2]")     # chance: a rule
     for fig in ("fig-cones", "fig-class-geometry"):                  # flat layers left out, and the subtitle says so
         assert "flat" in cap[fig] and "subtitle" in cap[fig]
     for fig in ("fig-memorisation", "fig-memorisation-probe"):      # dashed/solid said in the caption: one panel each

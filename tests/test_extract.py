@@ -100,8 +100,8 @@ def test_engine_equals_naive_reference(models, arch):
                     assert np.isnan(ps[(s, layer, f"cov_trace{v}")])
                 expected_intra = metrics.intra_similarity(Y) if len(Y) else np.nan
                 assert close(ps[(s, layer, f"intra_similarity{v}")], expected_intra, 1e-5)
-            np.testing.assert_allclose(res.cls[s, layer], X[0], rtol=2e-3, atol=2e-3)
-            np.testing.assert_allclose(res.mean[s, layer], X.mean(0), rtol=2e-3, atol=2e-3)
+            np.testing.assert_allclose(res.pooled["cls"][s, layer], X[0], rtol=2e-3, atol=2e-3)
+            np.testing.assert_allclose(res.pooled["mean"][s, layer], X.mean(0), rtol=2e-3, atol=2e-3)
     for layer in range(L1):
         for v in VARIANTS:
             vals = np.sort(np.asarray(pooled[v][layer]))
@@ -190,8 +190,8 @@ def test_flaubert_padding_never_enters_a_statistic(models):
     for res in (batched, batched_all):
         b = res.per_sentence[res.per_sentence.sentence == 1].drop(columns="sentence").reset_index(drop=True)
         pd.testing.assert_frame_equal(a, b, atol=1e-5, rtol=1e-5)
-        np.testing.assert_allclose(res.cls[1].astype(float), alone.cls[0].astype(float), atol=2e-3, rtol=2e-3)
-        np.testing.assert_allclose(res.mean[1].astype(float), alone.mean[0].astype(float), atol=2e-3, rtol=2e-3)
+        np.testing.assert_allclose(res.pooled["cls"][1].astype(float), alone.pooled["cls"][0].astype(float), atol=2e-3, rtol=2e-3)
+        np.testing.assert_allclose(res.pooled["mean"][1].astype(float), alone.pooled["mean"][0].astype(float), atol=2e-3, rtol=2e-3)
     # with only the short sentence in the geometry, every token statistic is the same as alone
     ta = alone.tidy.set_index(["layer", "metric"]).value
     tb = batched.tidy.set_index(["layer", "metric"]).value
@@ -230,8 +230,8 @@ def test_same_results_whatever_the_batch_size(models):
             x, y = getattr(ref, name), getattr(res, name)
             pd.testing.assert_frame_equal(x, y, atol=1e-4, rtol=1e-4, check_exact=False)
         pd.testing.assert_frame_equal(ref.rogue.drop(columns="dim"), res.rogue.drop(columns="dim"), atol=1e-4)
-        np.testing.assert_allclose(ref.cls.astype(float), res.cls.astype(float), atol=2e-3, rtol=2e-3)
-        np.testing.assert_allclose(ref.mean.astype(float), res.mean.astype(float), atol=2e-3, rtol=2e-3)
+        np.testing.assert_allclose(ref.pooled["cls"].astype(float), res.pooled["cls"].astype(float), atol=2e-3, rtol=2e-3)
+        np.testing.assert_allclose(ref.pooled["mean"].astype(float), res.pooled["mean"].astype(float), atol=2e-3, rtol=2e-3)
 
 
 def test_geometry_mask_and_table_schema(models):
@@ -239,9 +239,9 @@ def test_geometry_mask_and_table_schema(models):
     geometry = np.zeros(len(TEXTS), bool)
     geometry[[0, 2, 3, 5, 7]] = True
     res = run(model, tok, geometry_mask=geometry)
-    L1 = res.cls.shape[1]
-    assert res.cls.shape == res.mean.shape == (len(TEXTS), L1, 32) and res.cls.dtype == np.float16
-    assert np.all(np.abs(res.cls.astype(float)).sum((1, 2)) > 0)  # every sentence has embeddings
+    L1 = res.pooled["cls"].shape[1]
+    assert res.pooled["cls"].shape == res.pooled["mean"].shape == (len(TEXTS), L1, 32) and res.pooled["cls"].dtype == np.float16
+    assert np.all(np.abs(res.pooled["cls"].astype(float)).sum((1, 2)) > 0)  # every sentence has embeddings
     assert set(res.per_sentence.sentence) == {0, 2, 3, 5, 7}
     assert set(res.per_sentence.metric) == {m + v for m in PER_SENTENCE_METRICS for v in VARIANTS}
     assert set(res.cosine_sample.sentence) <= {0, 2, 3, 5, 7}
@@ -262,7 +262,7 @@ def test_geometry_mask_and_table_schema(models):
     assert list(res.rogue.columns) == ["model", "state", "layer", "rank", "dim", "contribution", "share"]
     # a sentence outside the geometry still gets the right embeddings
     hs, _ = naive(model, tok, TEXTS[1])
-    np.testing.assert_allclose(res.mean[1, -1], hs[-1].mean(0), atol=2e-3, rtol=2e-3)
+    np.testing.assert_allclose(res.pooled["mean"][1, -1], hs[-1].mean(0), atol=2e-3, rtol=2e-3)
 
 
 def test_plan_is_seeded_and_bounded():
@@ -296,10 +296,10 @@ def test_cka_between_states(models):
     rnd, _ = load_model(str(tiny_model_dir("bert")), 2, state="random", seed=3)
     pre = run(model, tok)
     ran = extract.run_state(rnd, tok, TEXTS, state="random", model_name="tiny", settings=settings(), progress=False)
-    emb = {"pretrained": {"cls": pre.cls, "mean": pre.mean}, "random": {"cls": ran.cls, "mean": ran.mean},
-           "finetuned": {"cls": pre.cls, "mean": pre.mean}}
+    emb = {"pretrained": {"cls": pre.pooled["cls"], "mean": pre.pooled["mean"]}, "random": {"cls": ran.pooled["cls"], "mean": ran.pooled["mean"]},
+           "finetuned": {"cls": pre.pooled["cls"], "mean": pre.pooled["mean"]}}
     tidy, cka = similarity.cka_between_states(emb, "tiny", n_permutations=20, procrustes_permutations=5)
-    L1 = pre.cls.shape[1]
+    L1 = pre.pooled["cls"].shape[1]
     assert list(tidy.columns) == TIDY_COLUMNS
     assert {"cka_cls_vs_pretrained", "cka_mean_vs_pretrained", "cka_debiased_cls_vs_pretrained"} <= set(tidy.metric)
     tidy = tidy[tidy.metric.isin(["cka_cls_vs_pretrained", "cka_mean_vs_pretrained"])]  # the floor rows: test_similarity_floors
@@ -316,10 +316,10 @@ def test_cka_between_states(models):
     assert np.allclose(within[~((within.pooling == "cls") & (within.layer_a == 0))].value, 1.0)
     row = cka[(cka.pooling == "mean") & (cka.state_a == "pretrained") & (cka.state_b == "random")
               & (cka.layer_a == 1) & (cka.layer_b == 2)]
-    expected = metrics.linear_cka(pre.mean[:, 1].astype(float), ran.mean[:, 2].astype(float))
+    expected = metrics.linear_cka(pre.pooled["mean"][:, 1].astype(float), ran.pooled["mean"][:, 2].astype(float))
     assert float(row.value.iloc[0]) == pytest.approx(expected, abs=1e-9)
     got = tidy[(tidy.state == "random") & (tidy.metric == "cka_cls_vs_pretrained") & (tidy.layer == 2)].value.iloc[0]
-    assert got == pytest.approx(metrics.linear_cka(pre.cls[:, 2].astype(float), ran.cls[:, 2].astype(float)))
+    assert got == pytest.approx(metrics.linear_cka(pre.pooled["cls"][:, 2].astype(float), ran.pooled["cls"][:, 2].astype(float)))
 
 
 def test_bad_inputs_are_clear_errors(models):
@@ -399,7 +399,7 @@ def test_self_similarity_equals_naive_reference(models, arch):
             pieces = tok.convert_ids_to_tokens(list(w_ids))
             assert pieces[-1].endswith("</w>") and not any(p.endswith("</w>") for p in pieces[:-1])
     ref = {s: naive(model, tok, texts[s])[0] for s in set(words.sentence)}
-    for layer in range(res.cls.shape[1]):
+    for layer in range(res.pooled["cls"].shape[1]):
         per_word = []
         for w in range(len(words.keys)):
             rows = np.flatnonzero(words.word == w)

@@ -164,14 +164,15 @@ def test_within_sentence_cosine_mean_is_the_pair_weighted_mean():
     assert mean == pytest.approx(np.average(per_sentence, weights=weights[:3]), rel=1e-12)
 
 
-def test_pooled_embeddings_are_first_token_and_mean(batch):
-    h, masks, sentences, stats = batch
-    cls, mean = kernels.pooled_embeddings([h, 2 * h], masks.valid, torch.zeros_like(masks.valid))
+def test_pooled_layers_are_first_token_and_mean(batch):
+    """The engine's pooled embeddings (measure.pooling) on the kernels' batch: first token and mean, every layer."""
+    from layerwise.measure import pooling
+
+    h, masks, sentences, _ = batch
+    out = pooling.pooled_layers([h, 2 * h], masks.valid, ["cls", "mean"])
     for b, (rows, _) in enumerate(sentences):
-        np.testing.assert_allclose(cls[b, 1], 2 * rows[0], rtol=2e-3, atol=2e-3)
-        np.testing.assert_allclose(mean[b, 0], rows.mean(0), rtol=2e-3, atol=2e-3)
-        np.testing.assert_allclose(stats.cls[b].numpy(), rows[0], atol=1e-6)
-        np.testing.assert_allclose(stats.mean[b].numpy(), rows.mean(0), atol=1e-5)
+        np.testing.assert_allclose(out["cls"][b, 1], 2 * rows[0], rtol=2e-3, atol=2e-3)
+        np.testing.assert_allclose(out["mean"][b, 0], rows.mean(0), rtol=2e-3, atol=2e-3)
 
 
 def test_layer_statistics_keeps_requested_pairs_and_tokens(batch):

@@ -52,6 +52,7 @@ SHOWN: dict[str, str] = {
     "rogue_top3_share": "geometry: rogue dimensions",
     "cka_cls_vs_pretrained": "geometry and comparison: CKA with pretrained",
     "cka_mean_vs_pretrained": "geometry: CKA with pretrained",
+    "cka_last_vs_pretrained": "geometry and comparison: CKA with pretrained (a decoder's primary pooling)",
     **{m: "geometry: similarity chart (charts_seeds.similarity_floors)" for m in _FLOORS[1:]},
     **{f"{m}_null_{s}": "geometry: the similarity chart's chance band" for m in _FLOORS for s in ("mean", "q95")},
     **{f"{m}_{p}_between_seeds": "geometry: the similarity chart's seed pairs; the answer model's floor"
@@ -86,6 +87,7 @@ NOT_SHOWN: dict[str, str] = {
     "cka_std": "computed; the similarity chart draws four other measures",
     "cka_std_cls_between_seeds": "computed with cka_std",
     "cka_std_mean_between_seeds": "computed with cka_std",
+    "cka_std_last_between_seeds": "computed with cka_std",
     "procrustes_heldout": "the pipeline does not pass the fit sentences yet",
     "centroid_margin": "computed; no chart or sentence",
     "rank_biserial": "computed; no chart or sentence",
@@ -145,7 +147,16 @@ def _chapter_code() -> list[tuple[str, str]]:
 
 
 def _strings(code: str) -> set[str]:
-    return {n.value for n in ast.walk(ast.parse(code)) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    """The string constants of ``code``, and each f-string with its fields read as each pooling's name (a chapter
+    spells ``f"probe_acc_{P[0]}"``: the study's primary pooling)."""
+    tree = ast.parse(code)
+    inside = {id(v) for n in ast.walk(tree) if isinstance(n, ast.JoinedStr) for v in n.values}
+    out = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+           and id(n) not in inside}
+    for n in ast.walk(tree):
+        if isinstance(n, ast.JoinedStr):
+            out |= {"".join(v.value if isinstance(v, ast.Constant) else p for v in n.values) for p in schema.POOLINGS}
+    return out
 
 
 def test_shown_and_not_shown_split_the_registry():

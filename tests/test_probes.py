@@ -10,7 +10,9 @@ from layerwise.measure import probe_study, probes
 from layerwise.core import schema
 from layerwise.core.errors import LayerwiseError
 from layerwise.inputs.config import AnalysisSpec
-from layerwise.core.schema import POOLINGS, STATES, TIDY_COLUMNS
+from layerwise.core.schema import DEFAULT_POOLINGS, STATES, TIDY_COLUMNS
+
+POOLINGS = DEFAULT_POOLINGS["encoder"]  # the fakes store the two poolings of an encoder study
 
 
 def blobs(n=300, d=20, sep=8.0, seed=0):

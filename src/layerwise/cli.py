@@ -43,6 +43,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"# label mapping: {report.label_mapping()}")
         print(f"# duplicates: {DuplicateReport.from_dict(splits.selection.get('duplicates') or {}).sentence()}")
         print(f"# cache: {report.space()}")
+        for note in report.notes:
+            print(f"# model: {note}")
+        print(f"# poolings: {', '.join(report.poolings)} (the first is the study's primary pooling)")
         for warning in report.warnings:
             print(f"# warning: {warning}")
     return 0

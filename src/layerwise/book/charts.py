@@ -20,6 +20,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from ..core.schema import FIRST_TOKEN, pooling_noun
 from ..core.errors import LayerwiseError
 from .render import chart_rows, enable, javascript_bundle, mimebundle, reset_library, to_svg  # noqa: F401
 from ..core.schema import QUANTILES, STATES, state_order
@@ -32,7 +33,7 @@ from .charts_seeds import (MIN_SEEDS_FOR_BAND, NULL_NAME, SEEDS_NAME, between_se
                            seed_histories, seed_points, similarity_floors)
 from .chart_kit import seed_colors
 from .charts_lines import add_depth, layer_lines, y_title_of  # noqa: F401  (re-exported)
-from .charts_probes import mdl_lines, probe_lines  # noqa: F401  (re-exported)
+from .charts_probes import mdl_lines, probe_lines, probe_lines_each  # noqa: F401  (re-exported)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -141,7 +142,7 @@ def per_sentence_boxes(per_sentence: pd.DataFrame, metric: str, *, title: str | 
                      column=column)
 
 
-def cka_heatmap(cka: pd.DataFrame, pooling: str = "cls", pairs: Sequence[tuple[str, str]] | None = None, *,
+def cka_heatmap(cka: pd.DataFrame, pooling: str = FIRST_TOKEN, pairs: Sequence[tuple[str, str]] | None = None, *,
                 model: str | None = None, title: str | None = None, size: int = 220) -> alt.Chart:
     """Linear CKA between the layers of two states (layer_a x layer_b), one panel per state pair, the
     pairs in the order of ``schema.STATES`` (pretrained vs finetuned first), the same layer axes in every
@@ -175,10 +176,10 @@ def cka_heatmap(cka: pd.DataFrame, pooling: str = "cls", pairs: Sequence[tuple[s
     rect = alt.Chart().mark_rect().encode(
         x=alt.X("layer_b:O", title="layer (second state)", axis=alt.Axis(labelAngle=0), scale=alt.Scale(domain=layers)),
         y=alt.Y("layer_a:O", title="layer (first state)", scale=alt.Scale(domain=layers[::-1])),
-        color=alt.Color("value:Q", title=schema_label("cka_cls_vs_pretrained"), scale=alt.Scale(domain=[0, 1], scheme="viridis")),
+        color=alt.Color("value:Q", title=schema_label(f"cka_{pooling}_vs_pretrained"), scale=alt.Scale(domain=[0, 1], scheme="viridis")),
         tooltip=["pair:N", "layer_a:O", "layer_b:O", alt.Tooltip("value:Q", format=".3f")],
     ).properties(width=side, height=side)
-    what = {"cls": "first token", "mean": "mean pooling"}.get(pooling, pooling)
+    what = pooling_noun(pooling)
     note = (f"layer {', '.join(map(str, dropped))} left out: CKA undefined (the same vector for every sentence)"
             if dropped else "")
     return alt.layer(rect, data=df).facet(column=alt.Column("pair:N", title=None, sort=order)).properties(

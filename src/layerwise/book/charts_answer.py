@@ -13,6 +13,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from ..core.schema import FIRST_TOKEN, pooling_noun
 from ..core.schema import state_order
 from .chart_kit import HEIGHT, STATE_COLORS, layer_axis, panel_width, reference_rules, seed_colors
 from .charts_seeds import MIN_SEEDS_FOR_BAND, between_seed_band, between_seed_values
@@ -22,7 +23,6 @@ from .charts_seeds import MIN_SEEDS_FOR_BAND, between_seed_band, between_seed_va
 NULL, BETWEEN, LEXICAL, MAJORITY = "null 95th percentile", "between seeds", "lexical baseline", "majority class"
 #: the fine-tuned line when the table has no per-seed rows and the seed is unknown
 FINETUNED = "fine-tuned"
-POOLING_NAMES = {"cls": "first token", "mean": "mean pooling"}
 _BAND_COLOR, _NULL_COLOR = "#fdd0a2", "#555555"
 
 
@@ -35,7 +35,7 @@ class SummaryFrames:
     probe: pd.DataFrame
     rules: pd.DataFrame
     seeds: list[str] = field(default_factory=list)
-    pooling: str = "cls"
+    pooling: str = FIRST_TOKEN
 
     @property
     def series(self) -> list[str]:
@@ -119,11 +119,18 @@ def _rules(tidy: pd.DataFrame, majority: float | None) -> pd.DataFrame:
                         columns=["series", "value"])
 
 
-def summary_frames(study_or_tables: Any, pooling: str = "cls") -> SummaryFrames:
+def _pooling(study_or_tables: Any, pooling: str | None) -> str:
+    """``pooling``, else the study's primary pooling (``Study.primary_pooling``; the first token for a table)."""
+    return pooling or getattr(study_or_tables, "primary_pooling", None) or FIRST_TOKEN
+
+
+def summary_frames(study_or_tables: Any, pooling: str | None = None) -> SummaryFrames:
     """The frames of :func:`summary_figure`, from a ``Study`` (its ``tidy_all``, seeds and majority
     baseline) or a tidy table (aggregate rows, and per-seed rows with a ``seed`` column). A metric the
     study lacks leaves its series out; with fewer than two seeds there is no seed-to-seed floor, with fewer
-    than ``MIN_SEEDS_FOR_BAND`` each pair of seeds is a point (part "points"), from that many on a band."""
+    than ``MIN_SEEDS_FOR_BAND`` each pair of seeds is a point (part "points"), from that many on a band.
+    ``pooling``: default the study's primary pooling."""
+    pooling = _pooling(study_or_tables, pooling)
     tidy, seeds, majority = _tables(study_or_tables)
     cols = ["series", "state", "part", "layer", "value", "low", "high"]
     sim = _lines(tidy, f"cka_debiased_{pooling}_vs_pretrained", seeds)
@@ -180,12 +187,12 @@ def _panel(df: pd.DataFrame, frames: SummaryFrames, title: list[str], y_title: s
         width=panel_width(2, axis_each=True), height=HEIGHT, title=alt.TitleParams(title, fontSize=12))
 
 
-def summary_figure(study_or_tables: Any, pooling: str = "cls", *, title: str | None = None) -> alt.HConcatChart:
+def summary_figure(study_or_tables: Any, pooling: str | None = None, *, title: str | None = None) -> alt.HConcatChart:
     """The page-1 figure (see the module doc): the similarity to the pretrained model per layer beside the
     probe accuracy per layer, one legend for both; the two panels together fit the book's text column
     (``TEXT_WIDTH``, within ``BOOK_COLUMN``)."""
     frames = summary_frames(study_or_tables, pooling)
-    what = POOLING_NAMES.get(pooling, pooling)
+    what = pooling_noun(frames.pooling)
     left = _panel(frames.similarity, frames, ["Similarity to pretrained", f"(debiased CKA, {what})"],
                   "debiased CKA with pretrained", alt.Scale(domain=[0, 1]))
     x_end = float(max([*frames.probe["layer"], 0]))

@@ -11,6 +11,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from ..core.schema import FIRST_TOKEN, pooling_noun
 from ..core.schema import label as schema_label
 from ..core.schema import state_order
 from .charts_lines import layer_lines
@@ -65,7 +66,7 @@ def _probe_rules(tidy: pd.DataFrame, pooling: str, baseline: float | None, lexic
     return pd.DataFrame(rows, columns=["rule", "baseline", "row", "state", "style", "x", "align", "dy"])
 
 
-def probe_lines(tidy: pd.DataFrame, pooling: str = "cls", *, color: str = "metric",
+def probe_lines(tidy: pd.DataFrame, pooling: str = FIRST_TOKEN, *, color: str = "metric",
                 baseline: float | None = None, include_mlp: bool = True, relative_depth: bool = False,
                 column: str | None = "state", title: str | None = None, lexical: bool = True) -> alt.Chart:
     """Probe test accuracy per layer with its 95% CI band, one column per state: the top row holds the
@@ -106,7 +107,7 @@ def probe_lines(tidy: pd.DataFrame, pooling: str = "cls", *, color: str = "metri
         x=alt.X("x:Q"), y="baseline:Q", text="rule:N").transform_filter(alt.datum.dy == dy)
              for a, dy in (("left", 11), ("left", -5), ("right", -5))]
     cols = len(states)
-    what = {"cls": "first token", "mean": "mean pooling"}.get(pooling, pooling)
+    what = pooling_noun(pooling)
     return alt.layer(band, line, rule, *names, data=data).properties(
         width=panel_width(cols, left=AXIS_PX + 24), height=HEIGHT * 5 // 8).facet(
         row=alt.Row("row:N", title=None, sort=[TASK_ROW, CONTROL_ROW], header=alt.Header(labelFontWeight="bold")),
@@ -114,7 +115,16 @@ def probe_lines(tidy: pd.DataFrame, pooling: str = "cls", *, color: str = "metri
         title=title or f"Probe accuracy per layer ({what})")
 
 
-def mdl_lines(tidy: pd.DataFrame, pooling: str = "cls", *, seen: bool = False, title: str | None = None,
+def probe_lines_each(tidy: pd.DataFrame, poolings: Sequence[str], **kwargs) -> alt.Chart:
+    """:func:`probe_lines` of each of ``poolings`` (a study's other poolings), stacked into one figure; a
+    chart that says so when there is none."""
+    if not poolings:
+        return alt.Chart(pd.DataFrame({"text": ["the study has no other pooling"]})).mark_text().encode(text="text:N")
+    charts = [probe_lines(tidy, p, **kwargs) for p in poolings]
+    return charts[0] if len(charts) == 1 else alt.vconcat(*charts)
+
+
+def mdl_lines(tidy: pd.DataFrame, pooling: str = FIRST_TOKEN, *, seen: bool = False, title: str | None = None,
               color: str = "state") -> alt.Chart:
     """MDL compression per layer with its interval (``mdl_compression_<pooling>``; with ``seen`` also the code
     on fine-tuning sentences, ``mdl_compression_seen_<pooling>``, one panel per state), and the rule at 1
@@ -125,7 +135,7 @@ def mdl_lines(tidy: pd.DataFrame, pooling: str = "cls", *, seen: bool = False, t
     x_field = "layer"
     x_end = float(have.loc[have["layer"] >= 0, x_field].max())
     rule = reference_rules([(MDL_RULE, 1.0, [4, 3], "#333")], x_field, x_end)
-    what = {"cls": "first token", "mean": "mean pooling"}.get(pooling, pooling)
+    what = pooling_noun(pooling)
     return layer_lines(tidy, metrics, title=title or (f"Memorisation check: MDL compression ({what})" if seen else
                                                       f"MDL compression of the label ({what})"),
                        dash="metric" if seen else None, color=color, extra=rule, width=WIDTH)

@@ -10,6 +10,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from ..core.schema import FIRST_TOKEN, POOLINGS, pooling_noun, pooling_of
 from ..core.errors import LayerwiseError
 from ..core.schema import STATES, lookup, state_order
 from ..core.schema import label as schema_label
@@ -193,7 +194,7 @@ def _floors_long(wide: pd.DataFrame) -> pd.DataFrame:
                             "null_mean", "null_q95") if c in out.columns]]
 
 
-def similarity_floors(tidy: pd.DataFrame, pooling: str = "cls", reference: str = "pretrained",
+def similarity_floors(tidy: pd.DataFrame, pooling: str = FIRST_TOKEN, reference: str = "pretrained",
                       measures: Sequence[str] = ("cka", "cka_debiased", "procrustes", "mutual_knn"), *,
                       states: Sequence[str] | None = None, title: str | None = None) -> alt.Chart:
     """Same-layer similarity of each state with ``reference`` per layer (one panel per measure, named by its
@@ -227,14 +228,14 @@ def similarity_floors(tidy: pd.DataFrame, pooling: str = "cls", reference: str =
     line = base.transform_filter(alt.datum.kind == "state").mark_line(point=True).encode(
         y="value:Q", tooltip=["state:N", "measure:N", "layer:O", alt.Tooltip("value:Q", format=".3f")])
     cols = min(2, len(order))                       # 2 x 2 panels: each wide enough to read, within the text column
-    what = {"cls": "first token", "mean": "mean pooling"}.get(pooling, pooling)
+    what = pooling_noun(pooling)
     return alt.layer(null, *seeds, line, data=data).properties(
         width=panel_width(cols, axis_each=True), height=HEIGHT * 2 // 3).facet(
         facet=alt.Facet("measure:N", title=None, sort=[names[m] for m in order]), columns=cols).resolve_scale(
         y="independent").properties(title=title or f"Similarity with {reference}, same layer ({what})")
 
 
-def seed_accuracy_frame(tidy: pd.DataFrame, finetune: dict, metric: str = "cka_debiased_cls_vs_pretrained",
+def seed_accuracy_frame(tidy: pd.DataFrame, finetune: dict, metric: str = f"cka_debiased_{FIRST_TOKEN}_vs_pretrained",
                         state: str = "finetuned") -> pd.DataFrame:
     """One row per (fine-tuning seed, layer >= 1): the seed's test ``accuracy`` (``finetune["seeds"]``; one
     run: ``finetune["accuracy"]``) and its ``value`` of ``metric`` at that layer (per-seed rows of
@@ -254,7 +255,7 @@ def seed_accuracy_frame(tidy: pd.DataFrame, finetune: dict, metric: str = "cka_d
 
 
 #: the similarity the seed-accuracy scatter draws: the first of these the study has
-SEED_ACCURACY_METRICS = ("cka_debiased_cls_vs_pretrained", "cka_cls_vs_pretrained")
+SEED_ACCURACY_METRICS = (*(f"cka_debiased_{p}_vs_pretrained" for p in POOLINGS), *(f"cka_{p}_vs_pretrained" for p in POOLINGS))
 
 
 def seed_accuracy_scatter(tidy: pd.DataFrame, finetune: dict, metric: str | None = None, *,
@@ -269,7 +270,7 @@ def seed_accuracy_scatter(tidy: pd.DataFrame, finetune: dict, metric: str | None
     df = seed_accuracy_frame(tidy, finetune, metric)
     name = schema_label(metric)
     if name == metric and metric.endswith("_vs_pretrained"):     # e.g. "debiased CKA with pretrained (first token)"
-        name = f"{lookup(metric).label} with pretrained ({'first token' if '_cls_' in metric else 'mean pooling'})"
+        name = f"{lookup(metric).label} with pretrained ({pooling_noun(pooling_of(metric) or metric)})"
     x = alt.X("accuracy:Q", title="the seed's test accuracy", scale=alt.Scale(zero=False))
     points = alt.Chart(df).mark_point(filled=True, size=60).encode(
         x=x, y=alt.Y("value:Q", title=name),

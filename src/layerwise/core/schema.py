@@ -16,9 +16,46 @@ from dataclasses import dataclass, replace
 
 # The table contract lives in :mod:`layerwise.core.tables` (the computations import it from there, so that the
 # registry's reader text below is outside every cache key); re-exported here for the words, the book and tests.
-from .tables import (ORIGINAL_LAYERS, P_VALUES, PER_SENTENCE_METRICS, POOLINGS, QUANTILES, RANGES,  # noqa: F401
-                     STATES, TABLES, TIDY_COLUMNS, VARIANTS, adjusted_name, grid_layers, n_layers, state_order,
+from .tables import (DEFAULT_POOLINGS, FIRST_TOKEN, LAST_TOKEN, MEAN_TOKENS, ORIGINAL_LAYERS,  # noqa: F401
+                     P_VALUES, PER_SENTENCE_METRICS, POOL_SUFFIXES, POOLING_SPECS, POOLINGS, QUANTILES, RANGES,
+                     STATES, VS_SUFFIXES, Pooling, pooling_of, TABLES, TIDY_COLUMNS, VARIANTS, adjusted_name, grid_layers, n_layers, state_order,
                      tidy_frame, tidy_row, value_range)
+
+
+# ==================================================================================================
+# The poolings: each declared once (name and how: core.tables.POOLING_SPECS; its words here)
+# ==================================================================================================
+
+@dataclass(frozen=True)
+class PoolingWords:
+    """How the report names a pooling: ``noun`` (chart titles, legends: "first token"), ``adjective``
+    (prose: "the first-token probe"), ``description`` (Methods: what it takes from a sentence)."""
+
+    noun: str
+    adjective: str
+    description: str
+
+
+#: The words of each pooling of :data:`POOLINGS` (a test keeps the two equal).
+POOLING_WORDS: dict[str, PoolingWords] = {
+    FIRST_TOKEN: PoolingWords("first token", "first-token",
+                              "the hidden state of the first non-padding token ([CLS] or <s> in an encoder)"),
+    MEAN_TOKENS: PoolingWords("mean pooling", "mean-pooled",
+                              "the mean of the hidden states of the non-padding tokens, special tokens included"),
+    LAST_TOKEN: PoolingWords("last token", "last-token",
+                             "the hidden state of the last non-padding token (a decoder's sentence summary: under "
+                             "causal attention it is the only token that has seen the whole sentence)"),
+}
+
+
+def pooling_noun(pooling: str) -> str:
+    """The chart words of a pooling ("first token", "mean pooling", "last token"); the name itself when undeclared."""
+    return POOLING_WORDS[pooling].noun if pooling in POOLING_WORDS else pooling
+
+
+def pooling_adjective(pooling: str) -> str:
+    """The prose words of a pooling ("first-token", "mean-pooled", "last-token"); the name itself when undeclared."""
+    return POOLING_WORDS[pooling].adjective if pooling in POOLING_WORDS else pooling
 
 
 # ==================================================================================================
@@ -32,7 +69,7 @@ class MetricSpec:
     ``name``: the base name (variants and poolings are suffixes, see :func:`lookup`); ``family``:
     the chapter section it belongs to; ``per_layer``: one row per layer (else ``layer == -1``);
     ``n``: what the row's ``n`` counts; ``definition``: ``module.function`` of the reference
-    definition; ``suffixes``: the suffixes the name takes (``_content``, ``_std``, ``_cls``/``_mean``);
+    definition; ``suffixes``: the suffixes the name takes (``_content``, ``_std``, ``_<pooling>``);
     ``description``: one line for readers (Methods); ``label``: THE short name of the measure, the one chart
     titles, axes, legends and table rows use (:func:`label` adds the suffix's words); ``unit``: what its
     values count (:data:`UNITS`, an axis title when one chart draws several measures of one unit);
@@ -52,8 +89,8 @@ class MetricSpec:
 
 
 _TOKEN = ("_content",)
-_POOL = ("_cls", "_mean")
-_VS = ("_cls_vs_pretrained", "_mean_vs_pretrained")
+_POOL = POOL_SUFFIXES
+_VS = VS_SUFFIXES
 _TEST = tuple(f"_{m}{v}" for m in PER_SENTENCE_METRICS for v in VARIANTS)
 
 REGISTRY: tuple[MetricSpec, ...] = (
@@ -107,10 +144,10 @@ REGISTRY: tuple[MetricSpec, ...] = (
     MetricSpec("rogue_top3_share", "rogue dimensions", True, "random cross-sentence token pairs",
                "metrics.cosine_contributions", "share of the mean random-pair cosine from the top 3 dimensions", _TOKEN, label="top-3 dimension share"),
     # similarity between states
-    MetricSpec("cka_cls_vs_pretrained", "similarity", True, "test sentences", "metrics.linear_cka",
-               "linear CKA of first-token embeddings with the pretrained state at the same layer", label="linear CKA"),
-    MetricSpec("cka_mean_vs_pretrained", "similarity", True, "test sentences", "metrics.linear_cka",
-               "linear CKA of mean-pooled embeddings with the pretrained state at the same layer", label="linear CKA"),
+    *(MetricSpec(f"cka_{p}_vs_pretrained", "similarity", True, "test sentences", "metrics.linear_cka",
+                 f"linear CKA of {POOLING_WORDS[p].adjective} embeddings with the pretrained state at the same layer",
+                 label="linear CKA")
+      for p in POOLINGS),
     MetricSpec("cka_debiased", "similarity", True, "test sentences", "metrics.cka_from_grams",
                "debiased linear CKA (U-centred Grams) with the pretrained state at the same layer", _VS, label="debiased CKA"),
     MetricSpec("cka_std", "similarity", True, "test sentences", "metrics.standardise",
@@ -135,7 +172,7 @@ REGISTRY: tuple[MetricSpec, ...] = (
                                    ("cka_std", "metrics.standardise", "debiased CKA of standardised embeddings"),
                                    ("procrustes", "metrics.procrustes_similarity", "Procrustes similarity"),
                                    ("mutual_knn", "metrics.mutual_knn", "mutual k-NN alignment"))
-      for pool in ("cls", "mean")),
+      for pool in POOLINGS),
     # probes
     MetricSpec("probe_acc", "probes", True, "test sentences", "probes.probe_accuracy",
                "logistic-regression probe accuracy", _POOL, label="linear probe"),
@@ -208,8 +245,8 @@ PER_SENTENCE_SPECS = {"token_cosine": "token_cosine_sentence_mean", "token_cosin
                       "cov_trace_scaled": "cov_trace_scaled"}
 #: Words of the name suffixes, for :func:`label`.
 SUFFIX_WORDS = {"_content": "content tokens", "_std": "standardised", "_std_content": "standardised, content tokens",
-                "_cls": "first token", "_mean": "mean pooling", "_cls_vs_pretrained": "first token",
-                "_mean_vs_pretrained": "mean pooling"}
+                **{f"_{p}": w.noun for p, w in POOLING_WORDS.items()},
+                **{f"_{p}_vs_pretrained": w.noun for p, w in POOLING_WORDS.items()}}
 
 
 def label(metric: str, suffix_words: bool = True) -> str:
@@ -228,7 +265,7 @@ def label(metric: str, suffix_words: bool = True) -> str:
     if name not in _BY_NAME:
         return metric
     text = _BY_NAME[name].label
-    pooling_only = suffix in ("_cls", "_mean", *_VS)
+    pooling_only = suffix in (*_POOL, *_VS)
     return f"{text} ({SUFFIX_WORDS[suffix]})" if suffix and (suffix_words or not pooling_only) else text
 
 

@@ -12,6 +12,7 @@ and a test keeps :data:`_SUFFIXES` equal to the registry's.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -22,8 +23,45 @@ _TIDY_DTYPES = {"model": str, "state": str, "layer": np.int64, "metric": str, "v
                 "ci_low": np.float64, "ci_high": np.float64, "n": np.int64}
 #: Model states in their canonical order (charts, tables and prose all use it).
 STATES = ("pretrained", "finetuned", "random")
-#: Sentence poolings of the stored embeddings: first token and mean over non-pad tokens.
-POOLINGS = ("cls", "mean")
+
+
+@dataclass(frozen=True)
+class Pooling:
+    """One sentence pooling of the stored embeddings, declared once (its reader words are
+    :data:`layerwise.core.schema.POOLING_WORDS`, outside every cache key).
+
+    ``name``: the stored key (the npz array, the metric suffix ``_<name>``, e.g. ``probe_acc_mean``);
+    ``how``: what it takes from a padded batch, under left or right padding alike (:mod:`layerwise.measure.pooling`):
+    ``"first"`` the first non-padding token, ``"mean"`` the mean over the non-padding tokens (special tokens
+    included), ``"last"`` the last non-padding token."""
+
+    name: str
+    how: str
+
+
+#: The stored names of the poolings (the keys of every cache entry, chapter and table written so far: unchanged).
+FIRST_TOKEN, MEAN_TOKENS, LAST_TOKEN = "cls", "mean", "last"
+#: Every pooling the study knows, by stored name.
+POOLING_SPECS: dict[str, Pooling] = {p.name: p for p in (Pooling(FIRST_TOKEN, "first"), Pooling(MEAN_TOKENS, "mean"),
+                                                          Pooling(LAST_TOKEN, "last"))}
+#: Sentence poolings of the stored embeddings (their names, declaration order); a study stores the subset
+#: ``analysis.poolings`` resolves to (``model.models.study_poolings``), its primary pooling first.
+POOLINGS = tuple(POOLING_SPECS)
+#: The poolings a model that declares none gets, by kind: an encoder's first token (its [CLS]) and mean, a
+#: decoder's last token (the only one that has seen the whole sentence under causal attention) and mean.
+DEFAULT_POOLINGS = {"encoder": (FIRST_TOKEN, MEAN_TOKENS), "decoder": (LAST_TOKEN, MEAN_TOKENS)}
+#: Metric suffixes of the pooled measures: ``_<pooling>`` and ``_<pooling>_vs_pretrained``.
+POOL_SUFFIXES = tuple(f"_{p}" for p in POOLINGS)
+VS_SUFFIXES = tuple(f"_{p}_vs_pretrained" for p in POOLINGS)
+
+
+def pooling_of(metric: str) -> str | None:
+    """The pooling a tidy metric name is about (``probe_acc_mean`` -> ``mean``,
+    ``cka_cls_vs_pretrained`` -> ``cls``, ``cka_debiased_last_between_seeds`` -> ``last``); None for others."""
+    for p in POOLINGS:
+        if metric.endswith(f"_{p}") or f"_{p}_vs_pretrained" in metric or metric.endswith(f"_{p}_between_seeds"):
+            return p
+    return None
 #: Token variants of the geometry metrics: every valid token, special tokens excluded.
 VARIANTS = ("", "_content")
 #: Per-sentence metrics of the geometry engine (``per_sentence`` table, state comparisons).
@@ -92,7 +130,7 @@ RANGES: dict[str, tuple[float, float]] = {
     **{name: (-1.0, 1.0) for name in ("token_cosine_mean", "token_cosine_sentence_mean", "anisotropy_baseline",
                                       "intra_similarity", "self_similarity", "token_cosine_mean_std", "silhouette",
                                       "silhouette_perm", "centroid_margin", "cka_debiased", "cka_std")},
-    **{name: (0.0, 1.0) for name in ("isoscore", "rogue_top3_share", "cka_cls_vs_pretrained", "cka_mean_vs_pretrained",
+    **{name: (0.0, 1.0) for name in ("isoscore", "rogue_top3_share", *(f"cka{v}" for v in VS_SUFFIXES),
                                      "procrustes", "procrustes_heldout", "mutual_knn", "probe_acc", "mlp_probe_acc",
                                      "probe_chance_acc", "control_acc", "probe_acc_seen", "lexical_probe_acc")},
     "centroid_angle": (0.0, 180.0),
@@ -107,25 +145,24 @@ _SUFFIXES: dict[str, tuple[str, ...]] = {
     'intra_similarity': ('_content',),
     'self_similarity': (),
     'token_cosine_mean_std': ('_content',),
-    'silhouette': ('_cls', '_mean'),
-    'silhouette_perm': ('_cls', '_mean'),
-    'centroid_margin': ('_cls', '_mean'),
-    'cka_debiased': ('_cls_vs_pretrained', '_mean_vs_pretrained'),
-    'cka_std': ('_cls_vs_pretrained', '_mean_vs_pretrained'),
+    'silhouette': POOL_SUFFIXES,
+    'silhouette_perm': POOL_SUFFIXES,
+    'centroid_margin': POOL_SUFFIXES,
+    'cka_debiased': VS_SUFFIXES,
+    'cka_std': VS_SUFFIXES,
     'isoscore': ('_content',),
     'rogue_top3_share': ('_content',),
-    'cka_cls_vs_pretrained': (),
-    'cka_mean_vs_pretrained': (),
-    'procrustes': ('_cls_vs_pretrained', '_mean_vs_pretrained'),
-    'procrustes_heldout': ('_cls_vs_pretrained', '_mean_vs_pretrained'),
-    'mutual_knn': ('_cls_vs_pretrained', '_mean_vs_pretrained'),
-    'probe_acc': ('_cls', '_mean'),
-    'mlp_probe_acc': ('_cls', '_mean'),
-    'probe_chance_acc': ('_cls', '_mean'),
-    'control_acc': ('_cls', '_mean'),
-    'probe_acc_seen': ('_cls', '_mean'),
+    **{f"cka{v}": () for v in VS_SUFFIXES},
+    'procrustes': VS_SUFFIXES,
+    'procrustes_heldout': VS_SUFFIXES,
+    'mutual_knn': VS_SUFFIXES,
+    'probe_acc': POOL_SUFFIXES,
+    'mlp_probe_acc': POOL_SUFFIXES,
+    'probe_chance_acc': POOL_SUFFIXES,
+    'control_acc': POOL_SUFFIXES,
+    'probe_acc_seen': POOL_SUFFIXES,
     'lexical_probe_acc': (),
-    'centroid_angle': ('_cls', '_mean'),
+    'centroid_angle': POOL_SUFFIXES,
     'test_p': ('_token_cosine', '_token_cosine_content', '_token_cosine_var', '_token_cosine_var_content', '_intra_similarity', '_intra_similarity_content', '_cov_trace', '_cov_trace_content', '_cov_trace_scaled', '_cov_trace_scaled_content'),
     'spearman_convergence_probe_p': (),
 }

@@ -18,6 +18,7 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
+from ..core.tables import FIRST_TOKEN, LAST_TOKEN, MEAN_TOKENS
 from .data import RESOURCES
 from .duplicates import normalise
 
@@ -30,8 +31,10 @@ PARTS = ("train", "probe", "test")
 #: examples (index lists) kept per duplicate count
 EXAMPLES = 3
 #: the sentence-transformers pooling flags and what each pools (``pooling_mode_<flag>``)
-POOLING_MODES = {"cls_token": "cls", "mean_tokens": "mean", "max_tokens": "max", "mean_sqrt_len_tokens": "mean_sqrt_len",
-                 "weightedmean_tokens": "weighted_mean", "lasttoken": "last_token"}
+#: (the stored names of :data:`layerwise.core.tables.POOLINGS` for the three the study computes)
+POOLING_MODES = {"cls_token": FIRST_TOKEN, "mean_tokens": MEAN_TOKENS, "max_tokens": "max",
+                 "mean_sqrt_len_tokens": "mean_sqrt_len", "weightedmean_tokens": "weighted_mean",
+                 "lasttoken": LAST_TOKEN}
 #: the datasheet section that says how a corpus was made, and how many of its sentences are kept
 PROVENANCE_SECTION = "How it was made"
 PROVENANCE_SENTENCES = 2

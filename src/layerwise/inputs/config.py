@@ -17,12 +17,14 @@ from pydantic import (AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, V
                       field_validator, model_validator)
 
 from ..core.errors import LayerwiseError
-from ..core.tables import ORIGINAL_LAYERS
+from ..core.tables import ORIGINAL_LAYERS, POOLINGS
 
 EMBEDDED_MODELS = ("embedded:minilm",)
 EMBEDDED_DATASETS = ("embedded:demo-fr",)
 LOCAL_DATA_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
 State = Literal["pretrained", "finetuned", "random"]
+#: a pooling's stored name (core.tables.POOLINGS; a test keeps the two equal)
+PoolingName = Literal[POOLINGS]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 #: the original study's models (``original_study:`` in a params file; their published figures are in
 #: :mod:`layerwise.book.original`)
@@ -202,6 +204,12 @@ class AnalysisSpec(_Strict):
         f"{DEFAULT_RANDOM_DRAWS} draws from `seed`)")
     precision: Precision = Field("auto", description="forward passes of the engine: auto (fp32 unless "
                                  "layerwise.core.precision.AUTO_ANALYSIS_BF16), fp32, bf16 or fp16 (CUDA only)")
+    poolings: list[PoolingName] | None = Field(
+        None, min_length=1, description=f"sentence poolings of the stored embeddings, among {list(POOLINGS)} (first "
+        "token, mean over the non-padding tokens, last non-padding token), the first one the study's primary pooling "
+        "(MDL, memorisation, class cones, the Findings' headline); every probe, control, class geometry and "
+        "similarity is computed for each. Default: the model's own pooling (its sentence-transformers pooling "
+        "config) first, then the others of its kind: cls and mean for an encoder, last and mean for a decoder")
 
     @field_validator("random_draws", mode="before")
     @classmethod
@@ -213,6 +221,14 @@ class AnalysisSpec(_Strict):
             return [int(info.data.get("seed", 0)) + i for i in range(value)]
         if isinstance(value, list) and len(set(map(str, value))) != len(value):
             raise ValueError("random draws must be distinct seeds")
+        return value
+
+    @field_validator("poolings")
+    @classmethod
+    def _distinct_poolings(cls, value: Any) -> Any:
+        """Each pooling once."""
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("poolings: name each pooling once")
         return value
 
     @property
@@ -230,7 +246,10 @@ class AnalysisSpec(_Strict):
 
     def geometry_payload(self) -> dict[str, Any]:
         """The settings the geometry engine's results depend on (its cache key; the random draws resolved)."""
-        return {k: self.draws if k == "random_draws" else getattr(self, k) for k in GEOMETRY_FIELDS}
+        payload = {k: self.draws if k == "random_draws" else getattr(self, k) for k in GEOMETRY_FIELDS}
+        if payload["poolings"] is None:  # unset: the key as before the setting existed (the resolved list is
+            del payload["poolings"]       # a function of the model, whose key the geometry key holds)
+        return payload
 
     def probe_payload(self) -> dict[str, Any]:
         """The settings only the probes and statistics depend on (their cache key)."""
@@ -242,7 +261,7 @@ class AnalysisSpec(_Strict):
 GEOMETRY_ONLY_FIELDS = ("states", "num_sentences", "max_length", "token_sample", "sample_sentences", "baseline_pairs",
                         "cosine_sample", "hist_bins", "pool_tokens", "top_dims", "baseline_tokens",
                         "self_similarity_min_count", "self_similarity_occurrences", "self_similarity_words",
-                        "precision", "random_draws")
+                        "precision", "random_draws", "poolings")
 #: ... the settings only the probes and statistics read (their cache key) ...
 PROBE_ONLY_FIELDS = ("probe_seeds", "probe_retrainings", "bootstrap")
 #: ... the settings both read (in both keys) ...

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.errors import LayerwiseError
-from ..core.tables import PER_SENTENCE_METRICS, VARIANTS, tidy_frame, tidy_row
+from ..core.tables import FIRST_TOKEN, PER_SENTENCE_METRICS, VARIANTS, tidy_frame, tidy_row
 from .stats import bootstrap_mean_ci, permutation_test, rank_test, spearman_ci
 
 
@@ -103,7 +103,7 @@ def compare_states_per_sentence(per_sentence: pd.DataFrame, reference: str = "pr
     return tidy_frame(rows)
 
 
-def convergence_correlation(tidy: pd.DataFrame, x_metric: str = "token_cosine_mean", y_metric: str = "probe_acc_cls",
+def convergence_correlation(tidy: pd.DataFrame, x_metric: str = "token_cosine_mean", y_metric: str = f"probe_acc_{FIRST_TOKEN}",
                             method: str = "fisher", n_boot: int = 1000, seed: int = 0, level: float = 0.95,
                             name: str = "spearman_convergence_probe") -> pd.DataFrame:
     """The original study's question, "is the convergence of the cosines through the layers linked to

@@ -24,18 +24,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from . import kernels, metrics, stats
+from . import kernels, metrics, pooling, stats
 from ..inputs.config import AnalysisSpec
 from ..core.errors import LayerwiseError
 from ..core.precision import autocast, model_device as _model_device, resolve as resolve_precision
 from .sampling import SamplePlan, plan_samples
-from ..core.tables import PER_SENTENCE_METRICS, QUANTILES, VARIANTS, tidy_frame, tidy_row
+from ..core.tables import PER_SENTENCE_METRICS, POOLINGS, QUANTILES, VARIANTS, tidy_frame, tidy_row
 from ..inputs.tokens import Encoded, effective_max_length, encode
 
 log = logging.getLogger(__name__)
@@ -54,16 +55,15 @@ class StateResult:
     value, pair, sentence, i, j (token positions among the sentence's tokens), content (both tokens
     non-special): a uniform sample of within-sentence pairs, the same pairs at every layer; ``rogue``:
     model, state, layer, rank, dim, contribution, share (top dimensions by contribution to the mean
-    random-pair cosine); ``cls`` / ``mean``: float16 ``[n_sentences, L+1, d]`` in input order;
-    ``info``: sizes.
+    random-pair cosine); ``pooled``: per pooling name (:mod:`layerwise.measure.pooling`), float16
+    ``[n_sentences, L+1, d]`` in input order; ``info``: sizes.
     """
 
     tidy: pd.DataFrame
     per_sentence: pd.DataFrame
     cosine_sample: pd.DataFrame
     rogue: pd.DataFrame
-    cls: np.ndarray
-    mean: np.ndarray
+    pooled: dict[str, np.ndarray]
     info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -141,9 +141,8 @@ class _Store:
     """Everything a run keeps: the embeddings, the cosine sample values, the token pool, the running
     sums and the per-sentence values (``[geometry sentences, layers]`` per variant and metric)."""
 
-    def __init__(self, n_texts: int, plan: SamplePlan, n_layers: int, d: int, bins: int):
-        self.cls = np.zeros((n_texts, n_layers, d), np.float16)
-        self.mean = np.zeros((n_texts, n_layers, d), np.float16)
+    def __init__(self, n_texts: int, plan: SamplePlan, n_layers: int, d: int, bins: int, poolings: list[str]):
+        self.pooled = {p: np.zeros((n_texts, n_layers, d), np.float16) for p in poolings}
         self.cosine_sample = np.full((n_layers, len(plan.cosine_sentence)), np.nan, np.float32)
         self.pool = np.zeros((n_layers, len(plan.pool_sentence), d), np.float32)
         self.words = np.zeros((n_layers, len(plan.words.sentence), d), np.float32)
@@ -171,20 +170,23 @@ def _check_inputs(texts, geometry_mask) -> tuple[list[str], np.ndarray]:
 
 def run_state(model, tokenizer, texts: list[str], *, state: str, model_name: str,
               geometry_mask: np.ndarray | None = None, settings: AnalysisSpec | None = None, device=None,
-              progress: bool = True, precision: str | None = None) -> StateResult:
+              progress: bool = True, precision: str | None = None,
+              poolings: Sequence[str] | None = None) -> StateResult:
     """Run the geometry engine for one model state: one forward pass per batch, every statistic.
 
     ``texts``: every sentence whose pooled embeddings are stored (train and test); ``geometry_mask``:
     which of them feed the token statistics (default: all); ``settings``: ``params.analysis`` (the
     defaults of :class:`~layerwise.inputs.config.AnalysisSpec` when not given); ``precision``: the run's
     resolved precision (``study.pipeline.resolve_inputs`` decides it once per run; default
-    ``settings.precision``, resolved on ``device``). Returns a
+    ``settings.precision``, resolved on ``device``); ``poolings``: the pooled embeddings to store (the study's
+    resolved ``analysis.poolings``; default ``settings.poolings``, else every declared pooling). Returns a
     :class:`StateResult` whose tables follow docs/architecture.md ("Result tables");
     ``per_sentence.sentence`` is the position in ``texts``.
     """
     import torch
 
     settings = settings or AnalysisSpec()
+    poolings = pooling.check_poolings(poolings or settings.poolings or POOLINGS)
     texts, geometry = _check_inputs(texts, geometry_mask)
     max_length = effective_max_length(tokenizer, settings.max_length, getattr(model, "config", None))
     encoded = encode(tokenizer, texts, max_length)
@@ -201,12 +203,13 @@ def run_state(model, tokenizer, texts: list[str], *, state: str, model_name: str
     with torch.inference_mode(), contextlib.closing(batches):
         for idx, inputs, special, hidden in batches:
             if store is None:
-                store = _Store(len(texts), plan, len(hidden), int(hidden[0].shape[-1]), settings.hist_bins)
+                store = _Store(len(texts), plan, len(hidden), int(hidden[0].shape[-1]), settings.hist_bins, poolings)
             valid = inputs["attention_mask"].bool()
             if geometry[idx[0]]:  # batches are all-geometry or none
                 _geometry_batch(hidden, valid, special.to(valid.device), idx, plan, store, settings.hist_bins)
             else:
-                store.cls[idx], store.mean[idx] = kernels.pooled_embeddings(hidden, valid, special.to(valid.device))
+                for name, values in pooling.pooled_layers(hidden, valid, poolings).items():
+                    store.pooled[name][idx] = values
             n_batches += 1
             del hidden
     with kernels.single_threaded_blas():  # small matrices: threads only fight the model's threads
@@ -218,7 +221,7 @@ def run_state(model, tokenizer, texts: list[str], *, state: str, model_name: str
             "max_length": max_length}
     return StateResult(tidy, _per_sentence_frame(store.per_sentence, plan, state, model_name),
                        _cosine_sample_frame(store.cosine_sample, plan, state, model_name), rogue,
-                       store.cls, store.mean, info)
+                       store.pooled, info)
 
 
 # -- One batch: the kernels of layerwise.measure.kernels, layer by layer, on the device --------------------
@@ -255,8 +258,8 @@ def _geometry_batch(hidden, valid, special, idx: np.ndarray, plan: SamplePlan, s
     def host(name: str) -> np.ndarray:
         return torch.stack([getattr(layer, name) for layer in layers]).cpu().numpy()
 
-    store.cls[idx] = torch.stack([layer.cls for layer in layers], 1).cpu().numpy().astype(np.float16)
-    store.mean[idx] = torch.stack([layer.mean for layer in layers], 1).cpu().numpy().astype(np.float16)
+    for name, values in pooling.pooled_layers(hidden, valid, list(store.pooled)).items():
+        store.pooled[name][idx] = values
     if len(cosine_rows):
         store.cosine_sample[:, cosine_rows] = host("cosine_sample")
     if len(pool_rows):

@@ -22,7 +22,7 @@ import numpy as np
 from . import metrics
 
 __all__ = [
-    "RunningSums", "per_sentence_values", "DIMENSION_SUMS", "SENTENCE_SUMS", "BatchMasks", "batch_masks", "LayerStatistics", "layer_statistics", "pooled_embeddings", "variant_token_masks", "pair_masks", "token_sums", "unit_token_rows", "cosine_grams", "pair_cosine_moments",
+    "RunningSums", "per_sentence_values", "DIMENSION_SUMS", "SENTENCE_SUMS", "BatchMasks", "batch_masks", "LayerStatistics", "layer_statistics", "variant_token_masks", "pair_masks", "token_sums", "unit_token_rows", "cosine_grams", "pair_cosine_moments",
     "pair_cosine_values", "intra_similarity", "histogram_bins", "histogram_counts", "cov_trace_from_sums",
     "cov_trace_scaled_from_sums", "mean_sd_from_sums", "within_sentence_cosine_mean", "single_threaded_blas", "word_vectors",
 ]
@@ -219,8 +219,6 @@ def batch_masks(valid, special) -> BatchMasks:
 class LayerStatistics:
     """What one layer of one batch contributes (device tensors; ``[B, 2]`` = sentence x variant)."""
 
-    cls: Any                    # [B, d] first-token embedding
-    mean: Any                   # [B, d] mean over valid tokens
     dim_sum: Any                # [2, d] per-dimension token sums
     dim_sum_sq: Any             # [2, d] per-dimension sums of squares
     mean_norm: Any              # [B, 2] norm of the sentence mean vector
@@ -251,7 +249,7 @@ def layer_statistics(h, masks: BatchMasks, bins: int, sample_pairs=None, pool_to
     grams = cosine_grams(units)
     moments = [pair_cosine_moments(grams, masks.pair_weights[a], masks.n_pairs[:, a]) for a in (0, 1)]
     out = LayerStatistics(
-        cls=h[torch.arange(h.shape[0], device=h.device), masks.first], mean=means[:, 0], dim_sum=sums.sum(0),
+        dim_sum=sums.sum(0),
         dim_sum_sq=token_sums(masks.weights, squares).sum(0), mean_norm=mean_norm,
         sum_sq_norm=(masks.weights * sq_norms.unsqueeze(1)).sum(-1),
         norm_sum=(masks.weights * norms.unsqueeze(1)).sum(-1),
@@ -268,23 +266,6 @@ def layer_statistics(h, masks: BatchMasks, bins: int, sample_pairs=None, pool_to
     if pool_tokens is not None:
         out.pool = h[pool_tokens[0], pool_tokens[1]]
     return out
-
-
-def pooled_embeddings(hidden, valid, special) -> tuple[np.ndarray, np.ndarray]:
-    """First-token and mean-pooled (over valid tokens) embeddings of every layer, float16
-    ``[B, L+1, d]`` each: the batch outside the geometry needs nothing else."""
-    import torch
-
-    first = torch.argmax(valid.to(torch.int8), dim=1)
-    rows = torch.arange(valid.shape[0], device=valid.device)
-    _, weights, counts = variant_token_masks(valid, special)
-    cls, mean = [], []
-    for h in hidden:
-        h = h.float()
-        cls.append(h[rows, first])
-        mean.append(token_sums(weights[:, :1], h)[:, 0] / counts[:, :1].clamp_min(1))
-    return (torch.stack(cls, 1).cpu().numpy().astype(np.float16),
-            torch.stack(mean, 1).cpu().numpy().astype(np.float16))
 
 
 def word_vectors(h, rows, positions):

@@ -27,7 +27,7 @@ from .mdl import mdl_subsampled
 from .probes import (ProbeResult, checked_splits, class_geometry, cone_view, correct_matrix, logistic,
                      mlp_probe_accuracy, permutations, probe_accuracy, probe_draws, probe_result, selectivity)
 from .probes_batch import logistic_correct_sets
-from ..core.tables import POOLINGS, state_order, tidy_frame, tidy_row
+from ..core.tables import DEFAULT_POOLINGS, POOLINGS, state_order, tidy_frame, tidy_row
 from .stats import wilson_ci
 
 CONE_COLUMNS = ["model", "state", "layer", "sentence", "label", "cos_ref", "cos_own_centroid", "cos_other_centroid"]
@@ -56,18 +56,19 @@ class ProbeSettings:
     n_boot: int = 1000                               # bootstrap resamples of every CI
     seed: int = 0                                    # RNG seed of every draw
     level: float = 0.95                              # CI coverage
-    poolings: tuple[str, ...] = POOLINGS             # poolings of the linear probes and class geometry
+    poolings: tuple[str, ...] = DEFAULT_POOLINGS["encoder"]  # poolings of the linear probes and class geometry;
+    # the first is the primary pooling: the MLP head, MDL, memorisation and the cones read it unless set
     mlp: bool = True                                 # the original study's dense + tanh head as a probe
-    mlp_poolings: tuple[str, ...] = ("cls",)         # the token that head reads; by far the costliest part
+    mlp_poolings: tuple[str, ...] | None = None      # the token that head reads (None: the primary); costliest
     mlp_layers: tuple[int, ...] | None = None
     mlp_solver: str = "lbfgs"                        # see mlp_probe_accuracy
     mdl: bool = True                                 # MDL online code (mdl.mdl_subsampled)
-    mdl_poolings: tuple[str, ...] = ("cls",)          # the report shows the first token's code
+    mdl_poolings: tuple[str, ...] | None = None      # the report shows the primary pooling's code (None)
     mdl_layers: tuple[int, ...] | None = None
     mdl_subsamples: int = 10                         # subsamples (without replacement) of the MDL code
     mdl_fraction: float = 0.8                        # each subsample: this fraction of the probe pool
     memorisation: bool = True                        # probe + MDL on fine-tuning sentences at equal n
-    memorisation_poolings: tuple[str, ...] = ("cls",)
+    memorisation_poolings: tuple[str, ...] | None = None  # None: the primary pooling
     control_min_count: int = 2                       # a test key type must occur this often in the probe pool
     lexical: bool = True                             # TF-IDF word 1-2-gram baseline (needs the texts)
     subsample: float = 0.8                           # train fraction per MLP seed
@@ -80,6 +81,9 @@ class ProbeSettings:
     workers: int = 2                                 # cells computed at once (threads); the result is the same
 
     def __post_init__(self):
+        for name in ("mlp_poolings", "mdl_poolings", "memorisation_poolings"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, tuple(self.poolings[:1]))
         for name in ("layers", "mlp_layers", "mdl_layers", "cone_layers", "poolings", "mlp_poolings", "mdl_poolings",
                      "memorisation_poolings"):
             v = getattr(self, name)
@@ -87,12 +91,14 @@ class ProbeSettings:
                 object.__setattr__(self, name, tuple(v if "poolings" in name else (int(x) for x in v)))
 
     @classmethod
-    def from_analysis(cls, spec, **overrides) -> "ProbeSettings":
+    def from_analysis(cls, spec, poolings: Sequence[str] | None = None, **overrides) -> "ProbeSettings":
         """The settings of ``params.analysis`` (``config.AnalysisSpec``): ``probe_seeds``,
         ``probe_retrainings``, ``bootstrap``, ``seed`` (``config.PROBE_FIELDS``, the probes' cache key);
-        ``overrides`` set the others."""
+        ``poolings``: the study's resolved poolings, primary first (default ``spec.poolings``, else the
+        encoder default); ``overrides`` set the others."""
+        poolings = tuple(poolings or getattr(spec, "poolings", None) or DEFAULT_POOLINGS["encoder"])
         return cls(**{"seeds": spec.probe_seeds, "retrainings": getattr(spec, "probe_retrainings", 20),
-                      "n_boot": spec.bootstrap, "seed": spec.seed, **overrides})
+                      "n_boot": spec.bootstrap, "seed": spec.seed, "poolings": poolings, **overrides})
 
 
 def _validate_embeddings(embeddings: dict, poolings: Sequence[str]) -> tuple[int, int]:
@@ -105,7 +111,7 @@ def _validate_embeddings(embeddings: dict, poolings: Sequence[str]) -> tuple[int
         missing = [k for k in (*poolings, "label", "split") if k not in e]
         if missing:
             raise LayerwiseError(f"embeddings lack {missing}", where=where,
-                                 fix="pass the arrays of embeddings_<state>.npz (cls, mean, label, split)")
+                                 fix="pass the arrays of embeddings_<state>.npz (the poolings, label, split)")
         n = len(e["label"])
         for p in poolings:
             a = e[p]
@@ -312,12 +318,12 @@ def probe_study(embeddings: dict[str, dict[str, np.ndarray]], model_name: str, s
     """Probes, controls, MDL and class geometry for every state, layer and pooling; returns
     :class:`ProbeTables` ``(tidy, cones, correct)``.
 
-    ``embeddings[state]`` holds ``cls``, ``mean`` (``[n, L+1, d]``), ``label``, ``split`` and ``text`` ``[n]``
+    ``embeddings[state]`` holds each pooling of ``settings.poolings`` (``[n, L+1, d]``), ``label``, ``split`` and ``text`` ``[n]``
     (other arrays are ignored; without ``text`` there is no control task or lexical baseline);
     ``settings``: :class:`ProbeSettings` (the pipeline's: ``from_analysis``). Which sentences: see the module
     docstring. Tidy metrics: the "probes" and "class geometry" families of ``schema.REGISTRY``, suffixed
     ``_<pooling>`` (per-state rows at layer -1: ``probe_majority_baseline``, ``control_coverage``,
-    ``lexical_probe_acc``). Cones (first token, test rows, ``cone_layers``): :data:`CONE_COLUMNS`, ``sentence``
+    ``lexical_probe_acc``). Cones (the primary pooling, test rows, ``cone_layers``): :data:`CONE_COLUMNS`, ``sentence``
     being the row in the stored arrays. ``correct``: :data:`CORRECT_COLUMNS`. ``timings``, a dict, receives
     seconds per part.
     """
@@ -373,7 +379,7 @@ def _cell_rows(c: _Cell, st: ProbeSettings, plan: _Layers, t: dict, out: dict) -
     mlp, mdl = st.mlp and c.pool in st.mlp_poolings, st.mdl and c.pool in st.mdl_poolings
     if c.pool in st.poolings and c.layer in plan.probe:
         out["rows"] += _linear_rows(c, st, t, out["correct"])
-        geo_rows, cone_rows = _geometry_rows(c, st, t, c.pool == "cls" and c.layer in plan.cones)
+        geo_rows, cone_rows = _geometry_rows(c, st, t, c.pool == st.poolings[0] and c.layer in plan.cones)
         out["rows"] += geo_rows
         out["cones"] += cone_rows
         if st.memorisation and c.rows.seen is not None and c.pool in st.memorisation_poolings:

@@ -133,13 +133,12 @@ def between_seed_rows(test_embeddings: dict[str, dict[str, np.ndarray]], model_n
                       seeds: list[int], k: int = 10) -> pd.DataFrame:
     """Similarity of fine-tuned seed s with seed s' at the same layer, for every pair s < s' (tidy rows
     ``<measure>_<pooling><BETWEEN>``, ``state="finetuned"``, ``seed`` = s; no permutation null)."""
-    from ..core.tables import POOLINGS
-    from .similarity import same_layer_similarities
+    from .similarity import present_poolings, same_layer_similarities
 
     parts = []
     for a, b in combinations(seeds, 2):
         pair = {state_label(a): test_embeddings[state_label(a)], state_label(b): test_embeddings[state_label(b)]}
-        for pooling in POOLINGS:
+        for pooling in present_poolings(pair):
             rows = pd.DataFrame(same_layer_similarities(pair, model_name, pooling, state_label(a), n_permutations=1,
                                                         procrustes_permutations=0, k=k))
             if rows.empty:

@@ -19,6 +19,8 @@ permutation.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -38,15 +40,20 @@ SIMILARITY_COLUMNS = ["model", "pooling", "measure", "state_a", "state_b", "laye
 FLOOR_MEASURES = ("cka", "cka_debiased", "procrustes", "mutual_knn")
 
 
+def present_poolings(embeddings: dict[str, dict[str, np.ndarray]]) -> list[str]:
+    """The poolings of :data:`POOLINGS` that every state of ``embeddings`` holds, in declaration order."""
+    return [p for p in POOLINGS if embeddings and all(p in e for e in embeddings.values())]
+
+
 def cka_between_states(embeddings: dict[str, dict[str, np.ndarray]], model_name: str,
                        reference: str = "pretrained", *, fit_embeddings: dict | None = None,
                        n_permutations: int = 200, procrustes_permutations: int = 100, k: int = 10,
-                       seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+                       seed: int = 0, poolings: Sequence[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Linear CKA (:func:`layerwise.measure.metrics.linear_cka`) between model states on the same sentences
-    (pass the test split), for the first-token (``cls``) and mean-pooled (``mean``) embeddings
-    (``[n, L+1, d]`` per state).
+    (pass the test split), for each pooled embedding (``[n, L+1, d]`` per state and pooling; ``poolings``,
+    default: every pooling of :data:`POOLINGS` the embeddings hold).
 
-    Returns ``(tidy_rows, cka)``: tidy rows ``cka_cls_vs_pretrained`` / ``cka_mean_vs_pretrained`` (layer
+    Returns ``(tidy_rows, cka)``: tidy rows ``cka_<pooling>_vs_pretrained`` (layer
     l of each state against layer l of the reference, n = sentences), and the full layer x layer
     matrices for every pair of states, the within-state ones included (columns :data:`CKA_COLUMNS`). A
     representation that is the same for every sentence (the first token at layer 0 of BERT-like models)
@@ -63,7 +70,7 @@ def cka_between_states(embeddings: dict[str, dict[str, np.ndarray]], model_name:
     tidy_rows: list[dict] = []
     cka_parts: list[pd.DataFrame] = []
     with single_threaded_blas():
-        for pooling in POOLINGS:
+        for pooling in poolings or present_poolings(embeddings):
             grams, n_sentences = _centred_grams(embeddings, states, pooling)
             if n_sentences < 2:
                 continue
@@ -325,7 +332,7 @@ def similarity_matrices(embeddings: dict[str, dict[str, np.ndarray]], model_name
     states = sorted(embeddings, key=lambda s: s != reference)
     parts = []
     with single_threaded_blas():
-        for pooling in POOLINGS:
+        for pooling in present_poolings(embeddings):
             reps = _representations(embeddings, states, pooling, "similarity.similarity_matrices")
             if not reps or next(iter(reps.values())).shape[0] < 4:
                 continue

@@ -12,7 +12,82 @@ from typing import Any, Iterator
 from ..inputs.config import ModelSpec, StudyParams
 from ..core.errors import LayerwiseError
 
-SUPPORTED = ("bert", "roberta", "camembert", "xlm-roberta", "flaubert", "xlm", "distilbert", "electra")
+#: BERT-like encoders (bidirectional attention: every token sees the whole sentence)
+ENCODERS = ("bert", "roberta", "camembert", "xlm-roberta", "flaubert", "xlm", "distilbert", "electra")
+#: GPT-2-class decoders (causal attention: a token sees only the tokens before it); fine-tuned through
+#: ``AutoModelForSequenceClassification`` (a head on the last non-padding token), their padding token set to
+#: the end-of-text token when the tokenizer has none (:func:`load_tokenizer`)
+DECODERS = ("gpt2",)
+#: the model types a study loads
+SUPPORTED = ENCODERS + DECODERS
+
+
+def model_kind(model_type: str) -> str:
+    """``"decoder"`` for a model type of :data:`DECODERS`, else ``"encoder"``."""
+    return "decoder" if model_type in DECODERS else "encoder"
+
+
+def study_poolings(requested: list[str] | None, model_type: str, declared: dict[str, Any] | None) -> list[str]:
+    """The study's poolings, its primary pooling first: ``requested`` (``analysis.poolings``) when given;
+    else the model's kind's default (:data:`layerwise.core.tables.DEFAULT_POOLINGS`) with the pooling the
+    model declares (``declared``: :func:`layerwise.inputs.caveats.model_pooling`) moved first (added when
+    it is a declared pooling of :data:`~layerwise.core.tables.POOLINGS` that the default lacks)."""
+    from ..core.tables import DEFAULT_POOLINGS, POOLINGS
+
+    if requested:
+        return list(requested)
+    out = list(DEFAULT_POOLINGS[model_kind(model_type)])
+    own = [m for m in (declared or {}).get("modes", []) if m in POOLINGS]
+    if len(own) == 1:
+        out = own + [p for p in out if p != own[0]]
+    return out
+
+
+def check_model_type(model_type: str, where: str | None = None) -> None:
+    """A :class:`LayerwiseError` naming the supported encoders and decoders when ``model_type`` is neither."""
+    if model_type not in SUPPORTED:
+        raise LayerwiseError(f"model type {model_type!r} is not supported", where,
+                             f"use a BERT-like encoder ({', '.join(ENCODERS)}) or a GPT-2-class "
+                             f"decoder ({', '.join(DECODERS)})")
+
+
+def kind_notes(model_type: str, poolings: list[str], has_pad: bool) -> tuple[list[str], list[str]]:
+    """What ``layerwise check`` says of the model's kind: ``(notes, warnings)``. A decoder: fine-tuned with a
+    head on its last non-padding token, its padding token (the end-of-text token when the tokenizer has
+    none: ``has_pad``, whether its config names a padding token), causal attention; warnings when ``poolings`` lack the last token or hold the
+    first (under causal attention the first token sees only itself)."""
+    from ..core.tables import FIRST_TOKEN, LAST_TOKEN
+
+    if model_kind(model_type) == "encoder":
+        warn = ([f"analysis.poolings holds {LAST_TOKEN!r}: an encoder's last non-padding token is its end token "
+                 "([SEP] or </s>), not a trained sentence summary"] if LAST_TOKEN in poolings else [])
+        return [f"{model_type}: encoder (bidirectional attention)"], warn
+    notes = [f"{model_type}: decoder (causal attention: a token's state sees only the tokens before it); "
+             "fine-tuned as AutoModelForSequenceClassification, whose head reads the last non-padding token; "
+             + ("padding with the tokenizer's padding token" if has_pad else
+                "the tokenizer has no padding token: padded with its end-of-text token (the attention mask hides it)")]
+    warn = []
+    if LAST_TOKEN not in poolings:
+        warn.append(f"analysis.poolings lacks {LAST_TOKEN!r}: a decoder's last token is the only one that has seen the "
+                    f"whole sentence (add it, first, or drop analysis.poolings for the default [last, mean])")
+    if FIRST_TOKEN in poolings:
+        warn.append(f"analysis.poolings holds {FIRST_TOKEN!r}: a decoder's first token sees only itself, so its "
+                    "probes and similarities read the first word of each sentence")
+    return notes, warn
+
+
+def resolve_poolings(params: StudyParams, source: "ModelSource") -> list[str]:
+    """:func:`study_poolings` of the params' model (its config's type, its declared pooling); reads the
+    model's small config files only."""
+    from transformers import AutoConfig
+
+    from ..inputs.caveats import model_pooling
+
+    if params.analysis.poolings:
+        return list(params.analysis.poolings)
+    with quiet_transformers():
+        config = AutoConfig.from_pretrained(source.path, revision=source.revision)
+    return study_poolings(None, config.model_type, model_pooling(source.path, source.revision))
 
 
 def embedded_minilm_dir() -> Path:
@@ -125,11 +200,16 @@ def _offline_error(source: str, exc: Exception, where: str | None) -> LayerwiseE
 
 
 def load_tokenizer(source: str, *, revision: str | None = None, where: str | None = None):
+    """The model's tokenizer; one without a padding token (a GPT-2-class decoder's) pads with its end-of-text
+    token (the attention mask hides it: every pooling and statistic reads the mask, not the token)."""
     from transformers import AutoTokenizer
 
     try:
         with quiet_transformers():
-            return AutoTokenizer.from_pretrained(source, revision=revision)
+            tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)
+            if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+                tokenizer.pad_token = tokenizer.eos_token
+            return tokenizer
     except ImportError as exc:
         raise LayerwiseError(f"the tokenizer of {source!r} needs a missing package: {exc}", where,
                              "pip install sacremoses sentencepiece (make install does it)") from None
@@ -139,7 +219,8 @@ def load_tokenizer(source: str, *, revision: str | None = None, where: str | Non
 
 def load_model(source: str, num_labels: int, *, revision: str | None = None, state: str = "pretrained",
                seed: int = 0, where: str | None = None, device: Any = None):
-    """Load ``(model, tokenizer)`` as an ``AutoModelForSequenceClassification`` in eval mode.
+    """Load ``(model, tokenizer)`` as an ``AutoModelForSequenceClassification`` in eval mode (a decoder's
+    config gets the tokenizer's padding token, which its last-token classification head needs).
 
     ``state``: ``"pretrained"`` or ``"finetuned"`` load the weights at ``source``; ``"random"`` keeps
     the architecture (config) and draws fresh weights with ``seed`` (a control for every statistic).
@@ -151,9 +232,9 @@ def load_model(source: str, num_labels: int, *, revision: str | None = None, sta
     try:
         with quiet_transformers():
             config = AutoConfig.from_pretrained(source, revision=revision, num_labels=num_labels)
-            if config.model_type not in SUPPORTED:
-                raise LayerwiseError(f"model type {config.model_type!r} is not supported", where,
-                                     f"use a BERT-like encoder ({', '.join(SUPPORTED)})")
+            check_model_type(config.model_type, where)
+            if getattr(config, "pad_token_id", None) is None:  # a decoder's head finds the last token by it
+                config.pad_token_id = tokenizer.pad_token_id
             if state == "random":
                 torch.manual_seed(seed)
                 model = AutoModelForSequenceClassification.from_config(config)

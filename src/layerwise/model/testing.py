@@ -15,6 +15,11 @@ in a second or two on French sentences:
   ``<s> ... </s>``), ``vocab.json`` + ``merges.txt`` learned with :func:`learn_bpe`, special
   token ids as in ``flaubert_base_cased`` (``<s>`` 0, ``</s>`` 1, ``<pad>`` 2, ``<unk>`` 3).
 
+``tiny_model_dir("gpt2")`` (:data:`DECODER_ARCHS`, not in the encoder fixtures of :data:`TINY_ARCHS`) is a
+tiny GPT-2 decoder: a byte-level BPE ``GPT2Tokenizer`` (``Ġ`` marks a leading space, no special token added
+to a sentence, no padding token: as ``gpt2``'s) whose merges are learned with :func:`learn_bpe`, and a
+random ``GPT2ForSequenceClassification`` (classification on the last non-padding token).
+
 The tokenizers are trained on the texts of the embedded demo corpus (when its files exist) plus the
 built-in sentences of :func:`tiny_dataset`. Builds are cached under ``<cache_root>/tiny/<arch>-v1``
 (written atomically, complete iff ``DONE.json`` exists); a cached build is reused as long as the
@@ -41,6 +46,8 @@ from ..core.repro import atomic_dir, atomic_write_json, cache_root, content_hash
 log = logging.getLogger(__name__)
 
 TINY_ARCHS = ("bert", "camembert", "flaubert")
+#: tiny decoders (built by :func:`tiny_model_dir` like the encoders, outside the encoder fixtures)
+DECODER_ARCHS = ("gpt2",)
 VERSION = "v1"
 HIDDEN_SIZE = 32
 NUM_LAYERS = 2
@@ -286,14 +293,58 @@ def _flaubert_tokenizer(texts: list[str], out: Path):
                              do_lowercase=False, model_max_length=MAX_TOKENS)
 
 
+GPT2_END = "<|endoftext|>"
+#: GPT-2's pre-tokenisation, approximated: a word, a run of punctuation or of spaces, each with its leading space
+_GPT2_PIECES = r" ?[^\W\d_]+| ?\d+| ?[^\s\w]+|\s+(?!\S)|\s+"
+
+
+def byte_symbols() -> dict[int, str]:
+    """The byte-level alphabet of GPT-2's BPE: each of the 256 bytes as one printable character (a printable
+    Latin-1 byte stands for itself, every other byte for a character from U+0100 on, in byte order)."""
+    printable = {*range(0x21, 0x7F), *range(0xA1, 0xAD), *range(0xAE, 0x100)}
+    out, extra = {}, 0
+    for b in range(256):
+        if b in printable:
+            out[b] = chr(b)
+        else:
+            out[b] = chr(0x100 + extra)
+            extra += 1
+    return out
+
+
+def _gpt2_tokenizer(texts: list[str], out: Path):
+    """A byte-level BPE ``GPT2Tokenizer``: merges learned with :func:`learn_bpe` (600) on the texts' pieces in
+    the byte alphabet (:func:`byte_symbols`), the word-end marker dropped (GPT-2 marks a word's start with
+    ``Ġ``, the space's symbol); the 256 byte symbols, the merges' products and ``<|endoftext|>`` as vocabulary."""
+    import re
+
+    from transformers import GPT2Tokenizer
+
+    symbols = byte_symbols()
+    pieces = _count_words("".join(symbols[b] for b in piece.encode("utf-8"))
+                          for t in texts for piece in re.findall(_GPT2_PIECES, t))
+    merges = list(dict.fromkeys((a, b.removesuffix("</w>")) for a, b in learn_bpe(pieces, num_merges=600)))
+    vocab: dict[str, int] = {}
+    for token in [symbols[b] for b in range(256)] + [a + b for a, b in merges] + [GPT2_END]:
+        vocab.setdefault(token, len(vocab))
+    (out / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False, indent=0), encoding="utf-8")
+    (out / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8")
+    return GPT2Tokenizer(vocab=vocab, merges=[tuple(m) for m in merges], model_max_length=MAX_TOKENS)
+
+
 # ---------------------------------------------------------------------------------------------------
 # Models
 # ---------------------------------------------------------------------------------------------------
 def _config(arch: str, tok):
     """The tiny model configuration of ``arch``, its vocabulary and special ids taken from ``tok``."""
-    from transformers import BertConfig, CamembertConfig, FlaubertConfig
+    from transformers import BertConfig, CamembertConfig, FlaubertConfig, GPT2Config
 
     common = dict(num_labels=NUM_LABELS, id2label=dict(_LABELS), label2id={v: k for k, v in _LABELS.items()})
+    if arch == "gpt2":  # no pad_token_id, as gpt2's: models.load_model sets it from the tokenizer
+        end = tok.convert_tokens_to_ids(GPT2_END)
+        return GPT2Config(vocab_size=len(tok), n_embd=HIDDEN_SIZE, n_layer=NUM_LAYERS, n_head=NUM_HEADS,
+                          n_inner=INTERMEDIATE_SIZE, n_positions=MAX_TOKENS, bos_token_id=end, eos_token_id=end,
+                          **common)
     if arch == "bert":
         return BertConfig(vocab_size=len(tok), hidden_size=HIDDEN_SIZE, num_hidden_layers=NUM_LAYERS,
                           num_attention_heads=NUM_HEADS, intermediate_size=INTERMEDIATE_SIZE,
@@ -313,14 +364,15 @@ def _config(arch: str, tok):
                           eos_index=tok.sep_token_id, **common)
 
 
-_TOKENIZERS = {"bert": _bert_tokenizer, "camembert": _camembert_tokenizer, "flaubert": _flaubert_tokenizer}
+_TOKENIZERS = {"bert": _bert_tokenizer, "camembert": _camembert_tokenizer, "flaubert": _flaubert_tokenizer,
+               "gpt2": _gpt2_tokenizer}
 
 
 def _check_arch(arch: str) -> None:
     """Raise a :class:`LayerwiseError` naming the valid choices when ``arch`` is not a tiny arch."""
-    if arch not in TINY_ARCHS:
+    if arch not in TINY_ARCHS + DECODER_ARCHS:
         raise LayerwiseError(f"unknown tiny architecture {arch!r}", "layerwise.model.testing.tiny_model_dir",
-                             f"use one of {', '.join(TINY_ARCHS)}")
+                             f"use one of {', '.join(TINY_ARCHS + DECODER_ARCHS)}")
 
 
 def _build(arch: str, out: Path, texts: list[str]) -> None:
@@ -349,7 +401,7 @@ def _build(arch: str, out: Path, texts: list[str]) -> None:
 def tiny_model_dir(arch: str, root: Path | None = None) -> Path:
     """Directory of a tiny random-initialised ``arch`` classifier and its tokenizer (built once, cached).
 
-    ``arch`` is one of :data:`TINY_ARCHS`. The directory is ``<root>/<arch>-v1`` with ``root``
+    ``arch`` is one of :data:`TINY_ARCHS` or :data:`DECODER_ARCHS`. The directory is ``<root>/<arch>-v1`` with ``root``
     defaulting to ``cache_root() / "tiny"``; it is reused while its ``DONE.json`` marker exists and its
     ``tiny_model.json`` records the hash of the current training texts, otherwise it is rebuilt
     atomically (seconds). Weights are drawn after ``torch.manual_seed(0)``: same texts, same model.

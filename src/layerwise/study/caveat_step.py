@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import LayerwiseError
+from ..core.tables import FIRST_TOKEN
 from ..core.locks import cached_entry, entry_key, find_entry
 from ..core.repro import atomic_dir, cache_root, code_hash, content_hash
 from ..inputs import caveats
@@ -48,7 +49,9 @@ def first_token(entry: Path) -> dict[str, list[dict[str, float]]]:
     out, draws = {}, {}
     for state in _states(entry):
         with np.load(entry / f"embeddings_{state}.npz") as z:
-            frame = first_token_constancy(z["cls"][z["split"] == "test"])
+            if FIRST_TOKEN not in z.files:   # a study without first-token pooling (a decoder's default)
+                continue
+            frame = first_token_constancy(z[FIRST_TOKEN][z["split"] == "test"])
         rows = [{"layer": int(r.layer), "value": float(r.value)} for r in frame.itertuples()]
         if state.partition("@")[0] == "random":   # a random draw, random@<seed> (measure.seeds.state_label;
             # not imported: this step's key must not hold the engine's code)

@@ -25,8 +25,8 @@ from ..core import phases
 from ..core.precision import machine
 from ..core.precision import resolve as resolve_precision
 from ..measure import seeds
-from ..model.models import ModelSource, model_source, pick_device
-from ..core.tables import TABLES
+from ..model.models import ModelSource, model_source, pick_device, resolve_poolings
+from ..core.tables import FIRST_TOKEN, MEAN_TOKENS, TABLES
 from .study import Study
 from ..core.locks import cached_entry, entry_key
 from ..core.repro import atomic_dir, cache_root, code_hash, content_hash, damage_outcomes, provenance
@@ -48,6 +48,9 @@ class StudyInputs:
     #: here); the geometry key holds the precision, the entry's manifest records both
     device: Any = None
     precision: str | None = None
+    #: the study's poolings, its primary pooling first (``analysis.poolings`` or the model's default,
+    #: ``models.resolve_poolings``): the engine stores these, the geometry key and manifest hold them
+    poolings: tuple[str, ...] = ()
 
     def plan(self, params: StudyParams, seed: int) -> FinetunePlan:
         """The fine-tuning plan of ``seed`` (its cache key and entry), made once per run."""
@@ -70,8 +73,10 @@ def resolve_inputs(params: StudyParams) -> StudyInputs:
         if note:
             log.warning(note)
     device = pick_device()
-    return StudyInputs(splits, model_source(params), device=device,
-                       precision=resolve_precision(params.analysis.precision, device, purpose="analysis"))
+    source = model_source(params)
+    return StudyInputs(splits, source, device=device,
+                       precision=resolve_precision(params.analysis.precision, device, purpose="analysis"),
+                       poolings=tuple(resolve_poolings(params, source)))
 
 
 def finetuned(params: StudyParams, progress: bool = True, *, inputs: StudyInputs | None = None,
@@ -93,7 +98,8 @@ def engine_states(params: StudyParams) -> list[str]:
     return out
 
 
-#: layout of a geometry entry (2: seeds became per-seed engine states; 3: random draws too)
+#: layout of a geometry entry (2: seeds became per-seed engine states; 3: random draws too; the poolings
+#: stored are the study's, ``manifest.json`` ``poolings``: a study with the former two has the same layout)
 GEOMETRY_LAYOUT = 3
 
 
@@ -102,8 +108,13 @@ def _analysis_key(params: StudyParams, inputs: StudyInputs) -> str:
     entries (named by their own keys: nothing is trained to compute them) and the engine's code."""
     ft = [entry_key(inputs.plan(params, s).entry)
           for s in params.finetune.seeds] if "finetuned" in params.analysis.states else None
+    # the stored poolings (their order is the probes' business): none named for the first token and mean,
+    # the two every entry held before the setting existed
+    stored = sorted(inputs.poolings)
+    poolings = {} if stored == sorted((FIRST_TOKEN, MEAN_TOKENS)) else {"poolings": stored}
     return content_hash({"model": inputs.source.key, "selection": inputs.splits.selection["hash"],
-                         "analysis": {**params.analysis.geometry_payload(), "precision": inputs.precision},
+                         "analysis": {**params.analysis.geometry_payload(), "precision": inputs.precision,
+                                      **poolings},
                          "finetuned": ft, "layout": GEOMETRY_LAYOUT,
                          "code": code_hash("measure.extract", "measure.similarity", "model.models", "measure.seeds")})
 
@@ -156,7 +167,7 @@ def _write_geometry(params: StudyParams, inputs: StudyInputs, key: str, entry: P
             phases.record(f"engine {state}", timings[state])
             for t in tables:
                 tables[t].append(getattr(res, t))
-            emb = {"cls": res.cls, "mean": res.mean, "label": labels, "split": split, "index": index,
+            emb = {**res.pooled, "label": labels, "split": split, "index": index,
                    "text": np.asarray(texts, dtype=str)}
             np.savez(tmp / f"embeddings_{state}.npz", **emb)
             test_only[state] = {k: (v[split == "test"] if isinstance(v, np.ndarray) and len(v) == len(split) else v)
@@ -171,6 +182,7 @@ def _write_geometry(params: StudyParams, inputs: StudyInputs, key: str, entry: P
                     "selection": splits.selection, "cache_key": key, "finetuned": first,
                     "finetuned_seeds": {str(s): str(p) for s, p in ft.items()},
                     "random_draws": params.analysis.draws if "random" in params.analysis.states else [],
+                    "poolings": list(inputs.poolings),
                     "timings_s": timings, "device": str(device), **provenance(),
                     "machine": machine(device, inputs.precision)}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
@@ -199,7 +211,7 @@ def _run_engine(params: StudyParams, inputs: StudyInputs, state: str, ft: dict[i
                                   seed=init, where=where, device=device)
     res = extract.run_state(model, tokenizer, texts, state=state, model_name=params.name,
                             geometry_mask=geometry, settings=params.analysis, device=device, progress=progress,
-                            precision=inputs.precision)
+                            precision=inputs.precision, poolings=list(inputs.poolings))
     del model
     return res
 
@@ -215,13 +227,14 @@ def _similarities(params: StudyParams, test_only: dict, tidy_parts: list[pd.Data
     cka = seeds.tag(seeds.tag(cka, "state_a", "seed_a"), "state_b", "seed_b")
     ft_seeds = [s for s in params.finetune.seeds if seeds.state_label(s) in test_only]
     if len(ft_seeds) > 1:
-        n = int(next(iter(test_only.values()))["cls"].shape[0])
+        n = int(next(iter(test_only.values()))["label"].shape[0])
         tidy_parts += [seeds.between_seed_rows(test_only, params.name, ft_seeds),
                        seeds.cka_between_seed_rows(cka, n)]
     return cka
 
 
 def load_embeddings(entry: Path, states: list[str]) -> dict[str, dict[str, np.ndarray]]:
+    """The stored arrays of each state of geometry entry ``entry`` (``embeddings_<state>.npz``)."""
     out = {}
     for s in states:
         with np.load(entry / f"embeddings_{s}.npz") as z:
@@ -229,25 +242,29 @@ def load_embeddings(entry: Path, states: list[str]) -> dict[str, dict[str, np.nd
     return out
 
 
-def probe(params: StudyParams, analysis_entry: Path | None = None, progress: bool = True) -> Path:
+def probe(params: StudyParams, analysis_entry: Path | None = None, progress: bool = True, *,
+          inputs: StudyInputs | None = None) -> Path:
     """Probes, class geometry and statistical tests on the stored embeddings (no forward pass); cached
-    by key like :func:`analyze` (found whatever the study's name, computed once by concurrent runs)."""
-    analysis_entry = analysis_entry or analyze(params, progress)
+    by key like :func:`analyze` (found whatever the study's name, computed once by concurrent runs). The
+    study's pooling order (``inputs.poolings``, the primary first) is in the key: the primary pooling's MDL,
+    memorisation and cones are computed."""
+    inputs = inputs or resolve_inputs(params)
+    analysis_entry = analysis_entry or analyze(params, progress, inputs=inputs)
     a = params.analysis
     key = content_hash({"analysis": entry_key(analysis_entry), "code": code_hash("measure.probe_study", "measure.comparisons", "measure.stats"),
-                        "settings": a.probe_payload()})
+                        "settings": a.probe_payload(), "poolings": list(inputs.poolings)})
     return cached_entry(cache_root() / "probes", params.name, key,
-                        lambda entry: _timed_probes(params, analysis_entry, key, entry),
+                        lambda entry: _timed_probes(params, analysis_entry, key, entry, inputs.poolings),
                         what="the probe results", progress=progress)
 
 
-def _timed_probes(params: StudyParams, analysis_entry: Path, key: str, entry: Path) -> None:
+def _timed_probes(params: StudyParams, analysis_entry: Path, key: str, entry: Path, poolings: tuple[str, ...]) -> None:
     """:func:`_write_probes`, its wall time recorded as the phase ``probes``."""
     with phases.timed("probes"):
-        _write_probes(params, analysis_entry, key, entry)
+        _write_probes(params, analysis_entry, key, entry, poolings)
 
 
-def _write_probes(params: StudyParams, analysis_entry: Path, key: str, entry: Path) -> None:
+def _write_probes(params: StudyParams, analysis_entry: Path, key: str, entry: Path, poolings: tuple[str, ...]) -> None:
     """Compute the probe entry ``entry`` (key ``key``) from the stored embeddings of ``analysis_entry``:
     the probes of every state and fine-tuned seed; the state comparisons on the seed means of the
     per-sentence values, and each seed's paired effect (the rows of the seed floor, ``claims.seed_change``)."""
@@ -259,7 +276,7 @@ def _write_probes(params: StudyParams, analysis_entry: Path, key: str, entry: Pa
     per_sentence = pd.read_parquet(analysis_entry / "per_sentence.parquet")
     with atomic_dir(entry) as tmp:
         probe_tidy, cones, correct = probe_study.probe_study(emb, params.name,
-                                                             probe_study.ProbeSettings.from_analysis(a))
+                                                             probe_study.ProbeSettings.from_analysis(a, poolings))
         seeds.tag(correct).to_parquet(tmp / "probe_correct.parquet", index=False)
         probe_tidy = seeds.tag(probe_tidy)
         parts = [seeds.aggregate_tidy(probe_tidy)]
@@ -268,7 +285,8 @@ def _write_probes(params: StudyParams, analysis_entry: Path, key: str, entry: Pa
             parts.append(comparisons.compare_states_per_sentence(
                 seeds.mean_over_seeds(per_sentence, ["value"]), reference="pretrained", n_boot=a.bootstrap, seed=a.seed))
             per_seed.append(_seed_effects(per_sentence, a))
-        parts.append(comparisons.convergence_correlation(pd.concat([geometry_tidy, parts[0]], ignore_index=True)))
+        parts.append(comparisons.convergence_correlation(pd.concat([geometry_tidy, parts[0]], ignore_index=True),
+                                                         y_metric=f"probe_acc_{poolings[0]}"))
         # one multiple-testing family: every p-value of the study (stats.adjust_family, Holm), on the
         # aggregate rows only (the per-seed rows carry no p-value)
         aggregate = stats.adjust_family(pd.concat(parts, ignore_index=True))
@@ -311,7 +329,7 @@ def load_study(params_path: str | Path | StudyParams, progress: bool = True) -> 
     params = params_path if isinstance(params_path, StudyParams) else load_params(params_path)
     inputs = resolve_inputs(params)
     a_entry = analyze(params, progress, inputs=inputs)
-    p_entry = probe(params, a_entry, progress)
+    p_entry = probe(params, a_entry, progress, inputs=inputs)
     manifest = json.loads((a_entry / "manifest.json").read_text())
     full = pd.concat([pd.read_parquet(a_entry / "tidy.parquet"), pd.read_parquet(p_entry / "tidy.parquet")],
                      ignore_index=True)
@@ -321,6 +339,7 @@ def load_study(params_path: str | Path | StudyParams, progress: bool = True) -> 
                                  "finetune": manifest.get("finetuned")}
     manifest["caveats"] = _caveats(params, inputs, a_entry)
     manifest["run"] = {"device": str(inputs.device), "analysis_precision": inputs.precision}  # this run's decisions
+    manifest["poolings"] = list(inputs.poolings)  # this study's order, its primary pooling first (Study.poolings)
     read = {t: pd.read_parquet(a_entry / f"{t}.parquet") for t in ("per_sentence", "cosine_sample", "rogue", "cka")}
     read.update({t: pd.read_parquet(p_entry / f"{t}.parquet") for t in ("cones", "probe_correct")})
     views = {"tidy": seeds.aggregate_tidy(full), "tidy_seeds": seeds.per_seed_rows(full),

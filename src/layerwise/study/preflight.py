@@ -21,7 +21,8 @@ from ..inputs.checks import check_lengths, check_states, position_limit, sentenc
 from ..inputs.config import StudyParams
 from ..inputs.data import load_splits
 from ..model.finetune import finetune_entry
-from ..model.models import check_model_available, model_source, quiet_transformers
+from ..model.models import (check_model_available, check_model_type, kind_notes, model_source, quiet_transformers,
+                            resolve_poolings)
 
 
 def model_config(params: StudyParams) -> tuple[str, Any]:
@@ -70,12 +71,12 @@ def _weight_bytes(config: Any, num_labels: int) -> int | None:
         return None
 
 
-def space_needed(params: StudyParams, config: Any, splits: Any, to_train: int) -> dict[str, int] | None:
+def space_needed(params: StudyParams, config: Any, splits: Any, to_train: int, poolings: int = 2) -> dict[str, int] | None:
     """Bytes the run still writes to the cache, by part (None when the model's size is unknown):
     ``finetune`` the weights of each of the ``to_train`` seeds not in the cache yet, ``checkpoints`` the
     peak of the work folder while one trains (:data:`PEAK_CHECKPOINTS` checkpoints of
-    :data:`CHECKPOINT_WEIGHTS` times the weights), ``results`` the stored float16 embeddings (first token
-    and mean, every layer, every sentence, every engine state)."""
+    :data:`CHECKPOINT_WEIGHTS` times the weights), ``results`` the stored float16 embeddings (each of the
+    study's ``poolings``, every layer, every sentence, every engine state)."""
     weights = _weight_bytes(config, splits.num_labels)
     if weights is None:
         return None
@@ -86,7 +87,7 @@ def space_needed(params: StudyParams, config: Any, splits: Any, to_train: int) -
     states = sum(per_seed.get(s, 1) for s in params.analysis.states)
     return {"finetune": to_train * weights,
             "checkpoints": PEAK_CHECKPOINTS * CHECKPOINT_WEIGHTS * weights if to_train else 0,
-            "results": 2 * 2 * texts * layers * hidden * states}
+            "results": 2 * poolings * texts * layers * hidden * states}
 
 
 def _seeds_to_train(params: StudyParams, splits: Any) -> int:
@@ -98,10 +99,11 @@ def _seeds_to_train(params: StudyParams, splits: Any) -> int:
                for s in params.finetune.seeds)
 
 
-def check_space(params: StudyParams, config: Any, splits: Any, root: Path, free: int | None) -> dict[str, int] | None:
-    """The estimate of :func:`space_needed` against the cache folder's free space: an error when the run
-    cannot fit."""
-    need = space_needed(params, config, splits, _seeds_to_train(params, splits))
+def check_space(params: StudyParams, config: Any, splits: Any, root: Path, free: int | None,
+                poolings: int = 2) -> dict[str, int] | None:
+    """The estimate of :func:`space_needed` (``poolings``: how many the study stores) against the cache
+    folder's free space: an error when the run cannot fit."""
+    need = space_needed(params, config, splits, _seeds_to_train(params, splits), poolings)
     if need is None or free is None or sum(need.values()) <= free:
         return need
     parts = ", ".join(f"{name} {disk.human(n)}" for name, n in need.items() if n)
@@ -124,6 +126,9 @@ class CheckReport:
     free: int | None = None
     need: dict[str, int] | None = None
     warnings: list[str] = field(default_factory=list)
+    #: the study's poolings, primary first (``models.resolve_poolings``), and what the model's kind means
+    poolings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def label_mapping(self) -> str:
         """``'neg' -> 0, 'pos' -> 1``: how the label values of the file map to class ids."""
@@ -139,15 +144,19 @@ class CheckReport:
 
 
 def run_checks(params: StudyParams) -> CheckReport:
-    """Every check that costs no training: settings, model config, the cache folder, data files,
+    """Every check that costs no training: settings, model config (a supported encoder or decoder, and what its
+    kind means for the params: :func:`models.kind_notes`), the study's poolings, the cache folder, data files,
     labels and class names, sizes, repeated texts, and the cache's free space against the run's needs."""
     check_states(params)
     source, config = model_config(params)
+    check_model_type(config.model_type, f"{params.where}: field 'model.id'")
+    poolings = resolve_poolings(params, model_source(params))
+    notes, kind_warnings = kind_notes(config.model_type, poolings, getattr(config, "pad_token_id", None) is not None)
     limit = position_limit(config)
     check_lengths(params, limit)
     root, free = check_cache()
     splits = load_splits(params)
-    need = check_space(params, config, splits, root, free)
+    need = check_space(params, config, splits, root, free, len(poolings))
     note = sentences_note(params, len(splits.test))
     return CheckReport(params=params, source=source, positions=limit, splits=splits, cache=root, free=free,
-                       need=need, warnings=[note] if note else [])
+                       need=need, warnings=([note] if note else []) + kind_warnings, poolings=poolings, notes=notes)

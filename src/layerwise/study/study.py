@@ -21,7 +21,7 @@ import pandas as pd
 from ..inputs.config import StudyParams
 from ..core.errors import LayerwiseError
 from ..core.repro import atomic_dir, atomic_write_json, content_hash, verify_entry
-from ..core.tables import TABLES, TIDY_COLUMNS, n_layers
+from ..core.tables import FIRST_TOKEN, MEAN_TOKENS, POOLINGS, TABLES, TIDY_COLUMNS, n_layers
 from ..core.tables import grid_layers
 
 
@@ -57,6 +57,19 @@ class Study:
         floors of ``prose_outcomes.seed_floor_sentence`` and ``charts.seed_band`` read)."""
         agg = self.tidy.assign(seed=pd.array([pd.NA] * len(self.tidy), dtype="Int64"))
         return pd.concat([agg, self.tidy_seeds], ignore_index=True) if len(self.tidy_seeds) else agg
+
+    @property
+    def poolings(self) -> list[str]:
+        """The study's poolings, its primary pooling first (``analysis.poolings`` resolved: the model's own
+        first, ``models.resolve_poolings``); a study written before the setting: first token, then mean."""
+        found = [p for p in self.manifest.get("poolings") or () if p in POOLINGS]
+        return found or [FIRST_TOKEN, MEAN_TOKENS]
+
+    @property
+    def primary_pooling(self) -> str:
+        """The study's primary pooling (the first of :attr:`poolings`): MDL, memorisation, class cones and
+        the Findings' headline statistics read it."""
+        return self.poolings[0]
 
     @property
     def seeds(self) -> list[int]:
@@ -127,6 +140,23 @@ def read_studies(directories: Sequence[str | Path]) -> list[Study]:
 def combine(studies: Sequence[Study], table: str = "tidy") -> pd.DataFrame:
     """One table (``tidy``, ``cka``, ...) of several studies, concatenated."""
     return pd.concat([getattr(s, table) for s in studies], ignore_index=True)
+
+
+def shared_pooling(studies: Sequence[Study]) -> str:
+    """The pooling the comparison chapter draws: the first study's poolings in order, the first that every
+    study stores (the first study's primary pooling when the others have it; mean pooling, in every default,
+    otherwise)."""
+    for p in studies[0].poolings:
+        if all(p in s.poolings for s in studies):
+            return p
+    raise LayerwiseError("the studies share no pooling", "comparison chapter",
+                         f"add {MEAN_TOKENS!r} to analysis.poolings of each params file")
+
+
+def grid_pooling(studies: Sequence[Study]) -> str:
+    """The pooling of the original study's grid across models: the first token (the original study's view)
+    when every study stores it, else :func:`shared_pooling`."""
+    return FIRST_TOKEN if all(FIRST_TOKEN in s.poolings for s in studies) else shared_pooling(studies)
 
 
 def original_layers_of(studies: Sequence[Study]) -> list[int]:

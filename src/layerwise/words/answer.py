@@ -3,12 +3,12 @@
 
 Four questions are asked of every layer, each of one statistic (:data:`QUESTIONS`):
 
-* **similar to pretrained?** debiased CKA (first token) with the pretrained model, against the
+* **similar to pretrained?** debiased CKA (the primary pooling: the model's own) with the pretrained model, against the
   similarity between fine-tuning seeds (:func:`layerwise.words.claims.similarity_outcomes`): "no change
   beyond δ" = as similar to pretrained as the seeds are to each other;
 * **tokens converge?** the mean cosine between the tokens of a sentence (per-sentence, paired);
-* **classes apart?** the silhouette of the two classes' first-token vectors;
-* **label readable?** the first-token probe's accuracy on held-out test sentences.
+* **classes apart?** the silhouette of the two classes' pooled vectors;
+* **label readable?** the primary pooling's probe's accuracy on held-out test sentences.
 
 The layer table holds one outcome word and one number per cell; three sentences say what stayed, what
 changed and by how much (each statistic in its own units: no ranking across statistics), and where the label
@@ -26,23 +26,34 @@ from . import claims
 from .prose_format import fmt, fmt_level, fmt_signed
 from .probe_comparisons import finetuned_vs_lexical
 from .claims import seed_apart_verdict, seed_floor_verdicts, similarity_outcomes
-from ..core.schema import label
+from ..core.schema import FIRST_TOKEN, label
 from .prose_format import layer_span
 
 #: the questions of page 1: (column, metric judged, what the cell's number is, digits); each measure is named by
 #: its registry short name (:func:`layerwise.core.schema.label`), its definition is the Methods'
-QUESTIONS = (
-    ("similar to pretrained", "cka_debiased_cls_vs_pretrained", f"{label('cka_debiased_cls_vs_pretrained')} with the "
-     "pretrained model, mean over seeds; the outcome compares it with the similarity between fine-tuning seeds", 2),
-    ("tokens converge", "token_cosine", f"change in {label('token_cosine')}", 3),
-    ("classes apart", "silhouette_cls", f"change in {label('silhouette_cls')}", 3),
-    ("label readable", "probe_acc_cls", f"the fine-tuned model's {label('probe_acc_cls')}, test accuracy; the outcome "
-     "compares it with the pretrained model's", 3),
-)
+def questions(pooling: str = FIRST_TOKEN) -> tuple[tuple[str, str, str, int], ...]:
+    """The four questions on the study's primary pooling ``pooling`` (``Study.primary_pooling``)."""
+    cka, sil, probe = f"cka_debiased_{pooling}_vs_pretrained", f"silhouette_{pooling}", f"probe_acc_{pooling}"
+    return (
+        ("similar to pretrained", cka, f"{label(cka)} with the pretrained model, mean over seeds; the outcome "
+         "compares it with the similarity between fine-tuning seeds", 2),
+        ("tokens converge", "token_cosine", f"change in {label('token_cosine')}", 3),
+        ("classes apart", sil, f"change in {label(sil)}", 3),
+        ("label readable", probe, f"the fine-tuned model's {label(probe)}, test accuracy; the outcome "
+         "compares it with the pretrained model's", 3),
+    )
+
+
+#: the questions on the first token (a study's own are :func:`questions` of its primary pooling)
+QUESTIONS = questions(FIRST_TOKEN)
 #: each question's statistic, in its own units (the sentences' "from ... to ..."): the tidy metric of its values
-#: (named by its registry short name)
-VALUE_METRICS = {"token_cosine": "token_cosine_sentence_mean", "silhouette_cls": "silhouette_cls",
-                 "probe_acc_cls": "probe_acc_cls"}
+#: (named by its registry short name); a question not listed is its own value metric
+VALUE_METRICS = {"token_cosine": "token_cosine_sentence_mean"}
+
+
+def _pooling(study) -> str:
+    """The study's primary pooling (``Study.primary_pooling``; the first token for an object without one)."""
+    return getattr(study, "primary_pooling", None) or FIRST_TOKEN
 NOT_MEASURED = "not measured"
 #: the layer table's relative column widths (the layer narrow, the four questions alike)
 TABLE_WIDTHS = (6, 23, 23, 23, 23)
@@ -60,13 +71,14 @@ class Answer:
     seed_note: str = ""
     seeds: int = 1
     verdicts: dict[str, dict[int, claims.Verdict]] = field(default_factory=dict)
+    questions: tuple = QUESTIONS
 
     def legend(self) -> str:
         """What each cell holds (printed under the table): a lead line, then one list item per question."""
         k = self.seeds
         over = f"over {k} fine-tuning seeds" if k > 1 else "one fine-tuning run, seed variation not measured"
         return (f"Each cell holds the outcome of fine-tuned against pretrained ({over}; answer model of the Methods) "
-                "and one number:\n\n" + "\n".join(f"- *{c}*: {what}." for c, _, what, _ in QUESTIONS))
+                "and one number:\n\n" + "\n".join(f"- *{c}*: {what}." for c, _, what, _ in self.questions))
 
     def markdown(self) -> str:
         """The answer as Markdown: the sentences, the seed note, the layer table and its legend."""
@@ -81,9 +93,9 @@ def question_verdicts(study) -> dict[str, dict[int, claims.Verdict]]:
     tidy_all = study.tidy_all if hasattr(study, "tidy_all") else study.tidy
     correct = getattr(study, "probe_correct", None)
     out: dict[str, dict[int, claims.Verdict]] = {}
-    for _, metric, _, _ in QUESTIONS:
+    for _, metric, _, _ in questions(_pooling(study)):
         if metric.startswith("cka_debiased_"):
-            verdicts = similarity_outcomes(tidy_all, "cls", correct=correct)
+            verdicts = similarity_outcomes(tidy_all, _pooling(study), correct=correct)
         else:
             verdicts = seed_floor_verdicts(tidy_all, metric, correct=correct)
         out[metric] = {int(v.detail["layer"]): v for v in verdicts if v.word != NOT_MEASURED}
@@ -110,26 +122,27 @@ def layer_table(study, verdicts: dict[str, dict[int, claims.Verdict]] | None = N
     verdicts = question_verdicts(study) if verdicts is None else verdicts
     tidy = study.tidy
     layers = sorted(int(x) for x in tidy.loc[tidy["layer"] >= 0, "layer"].unique())
-    rows = []
+    rows, asked = [], questions(_pooling(study))
     for layer in layers:
         row = {"layer": str(layer)}
-        for column, metric, _, digits in QUESTIONS:
+        for column, metric, _, digits in asked:
             v = verdicts.get(metric, {}).get(layer)
             row[column] = NOT_MEASURED if v is None else f"{v.word} ({_number(tidy, metric, v, digits)})"
         rows.append(row)
-    return pd.DataFrame(rows, columns=["layer", *(c for c, *_ in QUESTIONS)])
+    return pd.DataFrame(rows, columns=["layer", *(c for c, *_ in asked)])
 
 
 def stayed_sentence(verdicts: dict[str, dict[int, claims.Verdict]], layers: list[int]) -> str:
     """What stayed: the layers where every measured question's outcome is "no change beyond δ"."""
     same = [layer for layer in layers
             if (vs := [q[layer] for q in verdicts.values() if layer in q]) and all(v.word == claims.NO_CHANGE for v in vs)]
-    sim = verdicts.get(QUESTIONS[0][1], {})
+    first = next((m for m in verdicts if m.startswith("cka_debiased_")), QUESTIONS[0][1])
+    sim = verdicts.get(first, {})
     cka = [f"{fmt(sim[layer].detail['vs_reference_mean'], 2)} at layer {layer}" for layer in same if layer in sim]
     if not same:
         return ("Stayed the same: no layer, by the answer model; no layer has the outcome no change beyond δ on "
                 "every question.")
-    name = label(QUESTIONS[0][1])
+    name = label(first)
     return (f"Stayed the same: {layer_span(same)}, where every question measured has the outcome no change beyond "
             f"δ" + (f"; {name} with the pretrained model: {', '.join(cka)}" if cka else "") + ".")
 
@@ -143,7 +156,7 @@ def _moved(tidy: pd.DataFrame, metric: str, group: list[claims.Verdict]) -> str:
     if metric.startswith("cka_debiased_"):
         return (f"{label(metric)} with pretrained at {where}: {most}{fmt(top.detail['vs_reference_mean'], 2)}, "
                 f"against {fmt(top.detail['seed_pairs_mean'], 2)} between seeds")
-    values = VALUE_METRICS[metric]
+    values = VALUE_METRICS.get(metric, metric)
     a, b = _value(tidy, values, "pretrained", layer), _value(tidy, values, "finetuned", layer)
     return f"{label(values)} at {where}: {most}{fmt(a, 3)} pretrained, {fmt(b, 3)} fine-tuned"
 
@@ -157,7 +170,7 @@ def changed_sentences(study, verdicts: dict[str, dict[int, claims.Verdict]]) -> 
     for words, lead in (((claims.CHANGED, claims.SIZE_UNCLEAR), "Changed:"),
                         ((claims.NOT_ESTABLISHED,), None)):
         parts = []
-        for _, metric, _, _ in QUESTIONS:
+        for _, metric, _, _ in questions(_pooling(study)):
             group = [v for v in verdicts.get(metric, {}).values() if v.word in words
                      and not (metric.startswith("cka_") and v.detail["mean"] > 0)]
             if group:
@@ -209,11 +222,11 @@ def _lexical(correct: pd.DataFrame, tidy: pd.DataFrame, metric: str, state: str,
 
 
 def readable_sentence(study) -> str:
-    """Where the label is best read (:func:`claims.best_layers` of the first-token probe, paired on the test
+    """Where the label is best read (:func:`claims.best_layers` of the primary pooling's probe, paired on the test
     sentences), the lexical baseline on the same sentences, then each state's best probe against it
     (:func:`claims.versus`) and the fine-tuned classifier itself: short sentences, one per state."""
     correct = getattr(study, "probe_correct", None)
-    tidy, metric = study.tidy, "probe_acc_cls"
+    tidy, metric = study.tidy, f"probe_acc_{_pooling(study)}"
     if correct is None or correct.empty:
         return ""
     lexical = _value(tidy, "lexical_probe_acc", "pretrained", -1)
@@ -237,8 +250,8 @@ def seed_note(study) -> str:
     """The seed that stands apart, by the declared rule, with its test accuracy and training loss against the
     other seeds'; "" when no seed stands apart or fewer than three seeds."""
     tidy_all = study.tidy_all if hasattr(study, "tidy_all") else study.tidy
-    metric = "cka_debiased_cls_vs_pretrained"
-    v = seed_apart_verdict(tidy_all, "cls")
+    metric = f"cka_debiased_{_pooling(study)}_vs_pretrained"
+    v = seed_apart_verdict(tidy_all, _pooling(study))
     if v.word != "stands apart":
         return "No fine-tuning seed stands apart (declared rule in the Methods)." if v.word != NOT_MEASURED else ""
     seeds = (getattr(study, "finetune", None) or {}).get("seeds") or {}
@@ -265,4 +278,4 @@ def model_answer(study) -> Answer:
     readable = readable_sentence(study)
     seeds = max([v.detail.get("seeds", 1) for q in verdicts.values() for v in q.values()] or [1])
     return Answer(study.params.name, study.params.display_name, table, sentences + ([readable] if readable else []),
-                  seed_note(study), seeds, verdicts)
+                  seed_note(study), seeds, verdicts, questions(_pooling(study)))

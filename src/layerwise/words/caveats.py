@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..core.tables import FIRST_TOKEN, LAST_TOKEN, MEAN_TOKENS
 from ..measure.constancy import CONSTANT_FIRST_TOKEN
 from ..measure.seeds import split_label
 from .prose_format import and_list, fmt
@@ -17,8 +18,8 @@ from .prose_format import layer_span
 #: the topics, in the order :func:`caveat_list` states them
 ORDER = ("tokenizer", "first_token", "pooling", "provenance", "overlap")
 #: what each pooling mode pools, for prose (``inputs.caveats.POOLING_MODES``)
-POOLING_WORDS = {"mean": "mean", "cls": "first-token (CLS)", "max": "max", "mean_sqrt_len": "length-scaled mean",
-                 "weighted_mean": "position-weighted mean", "last_token": "last-token"}
+POOLING_WORDS = {MEAN_TOKENS: "mean", FIRST_TOKEN: "first-token (CLS)", "max": "max",
+                 "mean_sqrt_len": "length-scaled mean", "weighted_mean": "position-weighted mean", LAST_TOKEN: "last-token"}
 #: the parts of a selection as prose
 PART_WORDS = {"train": "fine-tuning", "probe": "probe", "test": "test"}
 
@@ -93,7 +94,7 @@ def pooling_sentence(pooling: dict[str, Any] | None) -> str | None:
         return None
     modes = list(pooling["modes"])
     words = and_list([POOLING_WORDS.get(m, m.replace("_", " ")) for m in modes])
-    what = ("its first token was trained as the sentence summary" if modes == ["cls"]
+    what = ("its first token was trained as the sentence summary" if modes == [FIRST_TOKEN]
             else "its first token was not trained as a sentence summary")
     return f"The model declares {words} pooling (sentence-transformers {pooling.get('source')}): {what}."
 

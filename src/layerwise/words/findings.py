@@ -14,6 +14,7 @@ seeds). Order: statistics with a change first, by |difference| over the half-wid
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -22,7 +23,7 @@ from . import claims
 from .caveats import EXPLAIN_RANDOM, caveat_sentences
 from ..core.errors import LayerwiseError
 from .claims import seed_floor_verdicts, similarity_outcomes
-from ..core.schema import PER_SENTENCE_METRICS, label
+from ..core.schema import FIRST_TOKEN, MEAN_TOKENS, PER_SENTENCE_METRICS, POOLINGS, label
 from .prose_outcomes import outcome_clause
 from .prose_probes import best_layers_clause
 from .prose_similarity import seed_apart_sentence
@@ -30,16 +31,42 @@ from .prose_format import fmt, fmt_signed, layer_span
 
 #: the tidy metric holding the per-sentence mean (with its CI) of each per-sentence statistic
 MEAN_METRIC = {"token_cosine": "token_cosine_sentence_mean", "token_cosine_var": "token_cosine_var_mean"}
-#: the probes whose change fine-tuning makes (first token and mean pooling)
-PROBES = ("probe_acc_cls", "probe_acc_mean")
-#: statistics with one value per layer, judged on their per-seed differences
-SCALARS = ("token_cosine_adjusted", "anisotropy_baseline", "self_similarity", "self_similarity_adjusted",
-           "rogue_top3_share", "norm_mean", "erank", "isoscore", "silhouette_cls", "centroid_angle_cls",
-           "mdl_compression_cls")
-#: the similarity to pretrained, per pooling (pooling -> tidy metric; its row is named by the metric's label)
-SIMILARITIES = {"cls": "cka_debiased_cls_vs_pretrained", "mean": "cka_debiased_mean_vs_pretrained"}
-#: the statistics the probing chapter's Findings and conclusion speak of (the others: the geometry chapter's)
-PROBING_STATISTICS = ("probe_acc_cls", "probe_acc_mean", "silhouette_cls", "centroid_angle_cls", "mdl_compression_cls")
+#: the token statistics with one value per layer, judged on their per-seed differences
+TOKEN_SCALARS = ("token_cosine_adjusted", "anisotropy_baseline", "self_similarity", "self_similarity_adjusted",
+                 "rogue_top3_share", "norm_mean", "erank", "isoscore")
+#: the class statistics judged on the primary pooling only (base names, suffixed ``_<pooling>``)
+PRIMARY_SCALARS = ("silhouette", "centroid_angle", "mdl_compression")
+#: the statistics the probing chapter's Findings and conclusion speak of (base names; the others: the
+#: geometry chapter's)
+PROBING_BASES = ("probe_acc", *PRIMARY_SCALARS)
+
+
+def probes(poolings: Sequence[str]) -> tuple[str, ...]:
+    """The probes whose change fine-tuning makes, one per pooling of the study."""
+    return tuple(f"probe_acc_{p}" for p in poolings)
+
+
+def scalars(primary: str) -> tuple[str, ...]:
+    """Statistics with one value per layer, judged on their per-seed differences: the token statistics and
+    the class statistics of the study's primary pooling."""
+    return TOKEN_SCALARS + tuple(f"{m}_{primary}" for m in PRIMARY_SCALARS)
+
+
+def similarities(poolings: Sequence[str]) -> dict[str, str]:
+    """The similarity to pretrained, per pooling (pooling -> tidy metric; its row is named by the metric's label)."""
+    return {p: f"cka_debiased_{p}_vs_pretrained" for p in poolings}
+
+
+def is_probing(metric: str) -> bool:
+    """Whether the probing chapter speaks of ``metric`` (:data:`PROBING_BASES` with a pooling suffix)."""
+    return any(metric == f"{b}_{p}" for b in PROBING_BASES for p in POOLINGS)
+
+
+#: the first-token and mean versions (a study's own: :func:`probes`, :func:`scalars`, :func:`similarities` of
+#: ``Study.poolings``)
+PROBES = probes((FIRST_TOKEN, MEAN_TOKENS))
+SCALARS = scalars(FIRST_TOKEN)
+SIMILARITIES = similarities((FIRST_TOKEN, MEAN_TOKENS))
 #: what the order of the findings means (printed above the table)
 RANKING = ("Each statistic's outcome at every layer follows the answer model of the Methods: fine-tuned minus "
            "pretrained over the fine-tuning seeds, with an interval that combines seeds and sentences, against the "
@@ -71,7 +98,7 @@ class Findings:
     unchanged: pd.DataFrame
     observations: list[str] = field(default_factory=list)
     seeds: int = 1
-    #: where the label is best read (``claims.best_layers`` of the first-token probe, fine-tuned then
+    #: where the label is best read (``claims.best_layers`` of the primary pooling's probe, fine-tuned then
     #: pretrained), as clauses of :func:`layerwise.words.prose_probes.best_layers_clause`
     best_layers: list[str] = field(default_factory=list)
     #: which fine-tuning seed stands apart, by the declared rule (:func:`layerwise.words.claims.seed_apart`)
@@ -79,7 +106,7 @@ class Findings:
 
     def _rows(self, probes: bool | None = None) -> pd.DataFrame:
         both = pd.concat([self.changed, self.unchanged], ignore_index=True)
-        return both if probes is None else both[both["metric"].isin(PROBING_STATISTICS) == probes]
+        return both if probes is None else both[both["metric"].map(is_probing) == probes]
 
     def table(self, probes: bool | None = None) -> pd.DataFrame:
         """The findings as the report prints them (:data:`TABLE_COLUMNS`, six columns): the outcome at every
@@ -267,13 +294,15 @@ def _chance_similarity(tidy: pd.DataFrame, pooling: str):
     return text
 
 
-def statistic_rows(tidy: pd.DataFrame, tidy_all: pd.DataFrame, correct: pd.DataFrame | None) -> list[dict]:
-    """One row per judged statistic (:data:`COLUMNS`): per-sentence statistics, probes, :data:`SCALARS`
-    and the similarity to pretrained; a statistic without a judged layer is left out."""
+def statistic_rows(tidy: pd.DataFrame, tidy_all: pd.DataFrame, correct: pd.DataFrame | None,
+                   poolings: Sequence[str] = (FIRST_TOKEN, MEAN_TOKENS)) -> list[dict]:
+    """One row per judged statistic (:data:`COLUMNS`): per-sentence statistics, the probes of every pooling,
+    :func:`scalars` of the primary pooling (the first of ``poolings``) and the similarity to pretrained of
+    every pooling; a statistic without a judged layer is left out."""
     specs = [(m, _describe(m), MEAN_METRIC.get(m, m), None) for m in PER_SENTENCE_METRICS]
-    specs += [(m, _describe(m), m, _chance_probe(tidy, m)) for m in PROBES]
+    specs += [(m, _describe(m), m, _chance_probe(tidy, m)) for m in probes(poolings)]
     specs += [(m, _describe(m), m, _chance_null(tidy, m, m.replace("silhouette", "silhouette_perm"))
-               if m.startswith("silhouette") else None) for m in SCALARS]
+               if m.startswith("silhouette") else None) for m in scalars(poolings[0])]
     rows = []
     for metric, name, values, chance in specs:
         verdicts = [v for v in seed_floor_verdicts(tidy_all, metric, correct=correct) if v.word != "not measured"]
@@ -281,7 +310,7 @@ def statistic_rows(tidy: pd.DataFrame, tidy_all: pd.DataFrame, correct: pd.DataF
             random = _random_text(tidy_all, metric, correct, [])
             rows.append(_outcome_row(tidy, name, metric, values, verdicts, chance=chance))
             rows[-1]["random vs pretrained"] = random.get(rows[-1]["largest at layer"], "-")
-    for pooling, metric in SIMILARITIES.items():
+    for pooling, metric in similarities(poolings).items():
         verdicts = similarity_outcomes(tidy_all, pooling, correct=correct)
         if verdicts:
             rows.append(_outcome_row(tidy, _describe(metric), metric, metric, verdicts, chance=_chance_similarity(tidy, pooling),
@@ -292,7 +321,7 @@ def statistic_rows(tidy: pd.DataFrame, tidy_all: pd.DataFrame, correct: pd.DataF
     return rows
 
 
-def random_observations(tidy: pd.DataFrame, correct: pd.DataFrame | None, metric: str = "probe_acc_cls",
+def random_observations(tidy: pd.DataFrame, correct: pd.DataFrame | None, metric: str = PROBES[0],
                         tidy_all: pd.DataFrame | None = None) -> list[str]:
     """Random weights against the pretrained model on the probe: the answer model per layer (over the random
     draws, the sentence term paired on the test sentences)."""
@@ -314,7 +343,9 @@ def model_findings(study) -> Findings:
     tidy = study.tidy
     tidy_all = study.tidy_all if hasattr(study, "tidy_all") else tidy
     correct = getattr(study, "probe_correct", None)
-    rows = statistic_rows(tidy, tidy_all, correct)
+    poolings = list(getattr(study, "poolings", None) or (FIRST_TOKEN, MEAN_TOKENS))
+    primary = f"probe_acc_{poolings[0]}"
+    rows = statistic_rows(tidy, tidy_all, correct, poolings)
     rows.sort(key=lambda r: (not r["_changed"], -r["size / floor"]))
     for r in rows:
         r["size / floor"] = ("unbounded (zero-width interval)" if math.isinf(r["size / floor"]) else
@@ -325,13 +356,13 @@ def model_findings(study) -> Findings:
     seeds = max(1, int(tidy_all.loc[tidy_all["state"] == "finetuned", "seed"].nunique())) \
         if "seed" in tidy_all.columns else 1
     best = [] if correct is None or correct.empty else \
-        [b for b in (best_layers_clause(tidy, correct, "probe_acc_cls", s, digits=3).replace(f"{s} ", f"the {s} "
+        [b for b in (best_layers_clause(tidy, correct, primary, s, digits=3).replace(f"{s} ", f"the {s} "
                                                                                               f"model's ", 1)
                      for s in ("finetuned", "pretrained")) if b]
-    apart = [t for t in (seed_apart_sentence(tidy_all, pooling) for pooling in SIMILARITIES) if t]
+    apart = [t for t in (seed_apart_sentence(tidy_all, pooling) for pooling in poolings) if t]
     rule = " A seed stands apart"
     apart = [t.split(rule)[0] if i < len(apart) - 1 else t for i, t in enumerate(apart)]  # the rule once
-    observations = random_observations(tidy, correct, tidy_all=tidy_all)
+    observations = random_observations(tidy, correct, primary, tidy_all=tidy_all)
     explain = caveat_sentences(study)
     explain = [explain[t] for t in EXPLAIN_RANDOM if t in explain]
     if observations and explain:  # the caveats that explain it, beside it

@@ -13,6 +13,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from ..core.schema import FIRST_TOKEN, MEAN_TOKENS, POOLINGS, pooling_adjective
 from . import claims
 from ..core.schema import state_order
 from .prose_format import fmt, fmt_ci, fmt_interval, series
@@ -24,7 +25,11 @@ from .prose_format import layer_span
 CONTROL_MAX_HALF_WIDTH = 0.10
 #: how each comparison word reads against a reference ("higher than the lexical baseline")
 _AGAINST = {"higher": "higher than", "lower": "lower than", "tied": "tied with"}
-_POOL = {"cls": "first-token", "mean": "mean-pooled"}
+
+
+def _poolings(study) -> list[str]:
+    """The study's poolings, primary first (``Study.poolings``; first token and mean for a bare object)."""
+    return list(getattr(study, "poolings", None) or (FIRST_TOKEN, MEAN_TOKENS))
 
 
 def states_of(tidy: pd.DataFrame, metric: str) -> list[str]:
@@ -95,7 +100,7 @@ def finetuned_vs_lexical(study, model: str | None = None, *, brief: bool = False
     return text + f" The classifier's per-sentence predictions are not stored, so {how} decides, unpaired (see Methods)."
 
 
-def best_pretrained_vs_lexical(study, pooling: str = "cls", model: str | None = None) -> str:
+def best_pretrained_vs_lexical(study, pooling: str = FIRST_TOKEN, model: str | None = None) -> str:
     """The pretrained model's best probe layer (``claims.best_layers``; its top layer) against the lexical
     baseline, paired on the same test sentences (``claims.versus``)."""
     tidy, correct = _tables(study, model)
@@ -111,7 +116,7 @@ def best_pretrained_vs_lexical(study, pooling: str = "cls", model: str | None = 
     where = (f"layer {top}" if best.word == "best" else
              f"layer {top}, the highest of the tied {layer_span(best.detail['layers'])}")
     lo, hi = v.detail["diff_ci"]
-    return (f"The pretrained model's best {_POOL[pooling]} probe is at {where}: "
+    return (f"The pretrained model's best {pooling_adjective(pooling)} probe is at {where}: "
             f"{fmt_interval(row.value, row.ci_low, row.ci_high, fallback=3, signed=False)}. It is "
             f"{_AGAINST[v.word]} the lexical baseline ({fmt(lex.value, 3)}), paired on the same {v.n} test "
             f"sentences: difference {fmt_interval(v.detail['diff'], lo, hi, fallback=3)}.")
@@ -134,24 +139,30 @@ def _versus_cells(verdicts: list[claims.Verdict], digits: int = 3) -> dict[str, 
 
 
 def pooling_sentence(study, model: str | None = None) -> str:
-    """Mean-pooled against first-token probes, per state and layer, paired on the same test sentences
-    (``claims.versus``): a lead sentence and a small table, one row per state, the layers of each word
-    with the largest difference and its CI."""
+    """Each pair of the study's poolings (in declaration order, :data:`POOLINGS`: mean-pooled against
+    first-token, last-token against first-token and mean-pooled), per state and layer, paired on the same test
+    sentences (``claims.versus``): a lead sentence and a small table per pair, one row per state, the layers
+    of each word with the largest difference and its CI."""
     from .markdown import markdown_table
 
     tidy, correct = _tables(study, model)
-    rows = []
-    for state in states_of(tidy, "probe_acc_mean"):
-        layers = sorted(int(x) for x in series(tidy, "probe_acc_mean", state, model)["layer"])
-        vs = [claims.versus(correct, tidy, ("probe_acc_mean", lay), ("probe_acc_cls", lay), state, model)
-              for lay in layers]
-        vs = [v for v in claims.layer_verdicts(vs, layers) if v.word != "not measured"]
-        if vs:
-            rows.append({"state": state, **_versus_cells(vs)})
-    if not rows:
-        return ""
-    return ("Mean-pooled against first-token probes at the same layer, paired on the same test sentences, "
-            "mean-pooled minus first-token:\n\n" + markdown_table(pd.DataFrame(rows)))
+    have = [p for p in POOLINGS if p in _poolings(study)]
+    out = []
+    for i, a in enumerate(have):
+        for b in have[:i]:
+            rows = []
+            for state in states_of(tidy, f"probe_acc_{a}"):
+                layers = sorted(int(x) for x in series(tidy, f"probe_acc_{a}", state, model)["layer"])
+                vs = [claims.versus(correct, tidy, (f"probe_acc_{a}", lay), (f"probe_acc_{b}", lay), state, model)
+                      for lay in layers]
+                vs = [v for v in claims.layer_verdicts(vs, layers) if v.word != "not measured"]
+                if vs:
+                    rows.append({"state": state, **_versus_cells(vs)})
+            if rows:
+                wa, wb = pooling_adjective(a), pooling_adjective(b)
+                out.append(f"{capitalised(wa)} against {wb} probes at the same layer, paired on the same test "
+                           f"sentences, {wa} minus {wb}:\n\n" + markdown_table(pd.DataFrame(rows)))
+    return "\n\n".join(out)
 
 
 def control_coverage_sentence(study, model: str | None = None) -> str:
@@ -172,7 +183,7 @@ def control_coverage_sentence(study, model: str | None = None) -> str:
     return text + f" That is at least the {need} at which {wide}."
 
 
-def mdl_below_one_sentence(study, pooling: str = "cls", model: str | None = None) -> str:
+def mdl_below_one_sentence(study, pooling: str = FIRST_TOKEN, model: str | None = None) -> str:
     """Where the MDL compression (uniform code length / online code length) is below 1, per state, and
     where its interval lies wholly below 1, with what that means (the method: Methods): a few sentences
     and a small table, one row per state with a layer below 1."""
@@ -198,12 +209,12 @@ def mdl_below_one_sentence(study, pooling: str = "cls", model: str | None = None
     what = (f"The MDL compression falls below 1 when the online code is longer than the uniform one, here {n} "
             f"labels at {bits} each (see Methods).")
     if not rows:
-        return what + f" On these sentences it is at least 1 at every layer of every state ({_POOL[pooling]} embeddings)."
-    return (what + f" On these sentences it is below 1 on the {_POOL[pooling]} embeddings at these layers:\n\n"
+        return what + f" On these sentences it is at least 1 at every layer of every state ({pooling_adjective(pooling)} embeddings)."
+    return (what + f" On these sentences it is below 1 on the {pooling_adjective(pooling)} embeddings at these layers:\n\n"
             + markdown_table(pd.DataFrame(rows)))
 
 
-def mdl_paragraph(study, pooling: str = "cls", model: str | None = None) -> str:
+def mdl_paragraph(study, pooling: str = FIRST_TOKEN, model: str | None = None) -> str:
     """What fine-tuning did to the MDL compression: a lead line and the answer model's outcomes per layer as
     a small table (:func:`layerwise.words.prose_layers.outcome_table` of ``claims.seed_change`` through
     ``seed_floor_verdicts``), then what the layers do (:func:`layerwise.words.prose_layers.layers_sentence`)."""
@@ -223,9 +234,10 @@ def mdl_paragraph(study, pooling: str = "cls", model: str | None = None) -> str:
 
 def probe_comparison_sentences(study, model: str | None = None) -> list[str]:
     """The comparisons of this module, in reading order, empty ones left out."""
-    out = [finetuned_vs_lexical(study, model), best_pretrained_vs_lexical(study, "cls", model),
-           best_pretrained_vs_lexical(study, "mean", model), pooling_sentence(study, model),
-           control_coverage_sentence(study, model), mdl_below_one_sentence(study, "cls", model)]
+    poolings = _poolings(study)
+    out = [finetuned_vs_lexical(study, model), *(best_pretrained_vs_lexical(study, p, model) for p in poolings),
+           pooling_sentence(study, model), control_coverage_sentence(study, model),
+           mdl_below_one_sentence(study, poolings[0], model)]
     return [capitalised(s) for s in out if s]
 
 

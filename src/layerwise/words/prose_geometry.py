@@ -4,6 +4,7 @@ geometry and the convergence of the layers."""
 from __future__ import annotations
 
 import pandas as pd
+from ..core.schema import FIRST_TOKEN, pooling_adjective
 from . import claims
 from .prose_format import states_of, and_list, fmt, series
 from ..core.schema import state_order
@@ -66,13 +67,13 @@ def standardised_sentence(tidy: pd.DataFrame, layer: int | None = None, model: s
     return text + "."
 
 
-def class_geometry_paragraph(tidy: pd.DataFrame, pooling: str = "cls", *, tidy_all: pd.DataFrame | None = None,
+def class_geometry_paragraph(tidy: pd.DataFrame, pooling: str = FIRST_TOKEN, *, tidy_all: pd.DataFrame | None = None,
                              model: str | None = None) -> str:
     """Where the classes separate: per state, the layers whose silhouette is above its permuted-label
     null (``claims.null_verdicts``); whether fine-tuning separated them beyond the seed floor
     (:func:`change_claim` on the silhouette); the shape with the numbers; the centroid angle at the last
     layer."""
-    metric, pool = f"silhouette_{pooling}", "first-token" if pooling == "cls" else "mean-pooled"
+    metric, pool = f"silhouette_{pooling}", pooling_adjective(pooling)
     where, nulls = [], []
     for state in states_of(tidy, metric):
         vs = [v for v in claims.null_verdicts(tidy, metric, f"silhouette_perm_{pooling}", state, model)
@@ -97,10 +98,11 @@ def class_geometry_paragraph(tidy: pd.DataFrame, pooling: str = "cls", *, tidy_a
 
 
 def convergence_paragraph(tidy: pd.DataFrame, name: str = "spearman_convergence_probe",
-                          model: str | None = None) -> str:
+                          model: str | None = None, pooling: str = FIRST_TOKEN) -> str:
     """The original study's question, is the convergence of the token cosines linked to probe accuracy?
     One verdict per state (``claims.correlation_verdict``: the Spearman interval excludes 0), states
-    grouped by verdict, each with rho and its interval."""
+    grouped by verdict, each with rho and its interval. ``pooling``: the probe's (the study's primary pooling,
+    whose probe :func:`layerwise.measure.comparisons.convergence_correlation` was given)."""
     df = tidy[tidy["metric"] == name]
     if model is not None:
         df = df[df["model"] == model]
@@ -120,7 +122,7 @@ def convergence_paragraph(tidy: pd.DataFrame, name: str = "spearman_convergence_
     order = ("significant", "not significant", "not measured")
     parts = [f"It is {word} in {and_list(groups[word])}." for word in order if word in groups]
     return (f"The Spearman correlation across the {layers} layers links the mean within-sentence token cosine to "
-            f"the first-token probe accuracy. It is significant when its 95% interval excludes 0. {' '.join(parts)} "
+            f"the {pooling_adjective(pooling)} probe accuracy. It is significant when its 95% interval excludes 0. {' '.join(parts)} "
             "With so few layers, only a strong monotone link reaches significance. A trend both curves share "
             "through depth is enough to produce one.")
 

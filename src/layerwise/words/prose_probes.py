@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 import pandas as pd
+from ..core.schema import FIRST_TOKEN, LAST_TOKEN, MEAN_TOKENS, pooling_adjective, pooling_noun
 from . import claims
 from .prose_format import states_of, and_list, fmt, fmt_interval, layer_span, series
 from .claims import seed_floor_verdicts
@@ -37,7 +38,7 @@ def versus_groups(verdicts: list[claims.Verdict], digits: int = 3) -> str:
     return and_list(parts) if parts else ""
 
 
-def probe_change_claim(tidy: pd.DataFrame, correct: pd.DataFrame, pooling: str = "cls", *,
+def probe_change_claim(tidy: pd.DataFrame, correct: pd.DataFrame, pooling: str = FIRST_TOKEN, *,
                        tidy_all: pd.DataFrame | None = None, state: str = "finetuned", model: str | None = None) -> str:
     """``state`` against pretrained on the probe, layer by layer, paired on the same test sentences
     (``claims.state_versus``), then its seed floor (``claims.seed_change``) as a lead line and a small table
@@ -48,7 +49,7 @@ def probe_change_claim(tidy: pd.DataFrame, correct: pd.DataFrame, pooling: str =
     verdicts = [v for v in verdicts if v.word != "not measured"]
     if not verdicts:
         return ""
-    pool = "first-token" if pooling == "cls" else "mean-pooled"
+    pool = pooling_adjective(pooling)
     floor = [v for v in seed_floor_verdicts(tidy if tidy_all is None else tidy_all, metric, state=state, model=model,
                                             correct=correct) if v.word != "not measured"]
     if state != "finetuned":
@@ -82,7 +83,7 @@ def best_layers_clause(tidy: pd.DataFrame, correct: pd.DataFrame, metric: str, s
     return f"{state} {layer_span(v.detail['layers'])}, tied, highest {fmt(top.value, digits)} at layer {int(top.layer)}"
 
 
-def probe_paragraph(tidy: pd.DataFrame, correct: pd.DataFrame | None, pooling: str = "cls", *,
+def probe_paragraph(tidy: pd.DataFrame, correct: pd.DataFrame | None, pooling: str = FIRST_TOKEN, *,
                     tidy_all: pd.DataFrame | None = None, model: str | None = None) -> str:
     """The probe result, claim first: what fine-tuning changed (paired, with the seed floor as a table), the
     best layers of every state, random weights against pretrained (a table), and the references (chance,
@@ -155,7 +156,7 @@ def _controls_text(tidy: pd.DataFrame, pooling: str, state: str, layer: int, mod
     return f" ({'; '.join(bits)})" if bits else ""
 
 
-def probe_sentence(tidy: pd.DataFrame, pooling: str = "cls", model: str | None = None,
+def probe_sentence(tidy: pd.DataFrame, pooling: str = FIRST_TOKEN, model: str | None = None,
                    correct: pd.DataFrame | None = None) -> str:
     """Best probe layer(s) per state, by paired comparison (``claims.best_layers`` on the per-sentence
     ``correct`` table), with the chance baseline, the control task and the selectivity at the top layer."""
@@ -168,11 +169,11 @@ def probe_sentence(tidy: pd.DataFrame, pooling: str = "cls", model: str | None =
         parts.append(f"{state}: {text}{_controls_text(tidy, pooling, state, top, model)}")
     if not parts:
         return ""
-    pool = "first-token" if pooling == "cls" else "mean-pooled"
+    pool = pooling_adjective(pooling)
     return f"Linear probes on the {pool} embeddings: " + "; ".join(parts) + "."
 
 
-def lexical_sentence(tidy: pd.DataFrame, pooling: str = "cls", correct: pd.DataFrame | None = None,
+def lexical_sentence(tidy: pd.DataFrame, pooling: str = FIRST_TOKEN, correct: pd.DataFrame | None = None,
                      state: str = "finetuned", model: str | None = None) -> str:
     """The lexical baseline (bag of word 1-2-grams) against the top layer probe of ``state``, paired on the
     same test sentences (``claims.versus``)."""
@@ -192,11 +193,11 @@ def lexical_sentence(tidy: pd.DataFrame, pooling: str = "cls", correct: pd.DataF
         return text + "."
     how = {"higher": "above it", "lower": "below it", "tied": "not distinguishable from it"}[v.word]
     lo, hi = v.detail["diff_ci"]
-    return (text + f". The {state} model's highest {'first-token' if pooling == 'cls' else 'mean-pooled'} probe, "
+    return (text + f". The {state} model's highest {pooling_adjective(pooling)} probe, "
             f"at layer {int(top.layer)}, is {how}: paired difference {fmt_interval(v.detail['diff'], lo, hi, fallback=3)}.")
 
 
-def memorisation_sentence(tidy: pd.DataFrame, pooling: str = "cls", state: str = "finetuned",
+def memorisation_sentence(tidy: pd.DataFrame, pooling: str = FIRST_TOKEN, state: str = "finetuned",
                           model: str | None = None) -> str:
     """Probe accuracy and MDL compression when the probe trains on fine-tuning sentences vs on unseen
     (probe-pool) sentences, at equal n, at the last layer and where the MDL gap is largest."""
@@ -222,7 +223,7 @@ def memorisation_sentence(tidy: pd.DataFrame, pooling: str = "cls", state: str =
     return " ".join(parts)
 
 
-def models_best_sentence(tidy: pd.DataFrame, metric: str = "probe_acc_cls", state: str = "finetuned",
+def models_best_sentence(tidy: pd.DataFrame, metric: str = f"probe_acc_{FIRST_TOKEN}", state: str = "finetuned",
                          what: str = "first-token probe accuracy", correct: pd.DataFrame | None = None) -> str:
     """The comparison: per model, the best layer (or the best-layer set, ``claims.best_layers`` on the
     per-sentence ``correct`` table) of ``metric`` for ``state``."""
@@ -237,7 +238,37 @@ def models_best_sentence(tidy: pd.DataFrame, metric: str = "probe_acc_cls", stat
     return f"Best {what} ({state}): " + "; ".join(parts) + "."
 
 
-def grid_table(tidy: pd.DataFrame, layers: Sequence[int], metric: str = "probe_acc_cls",
+def grid_metric(poolings: Sequence[str]) -> str:
+    """The probe of the original study's grid: the first token's (the original study's view) when the study
+    stores it, else the study's primary pooling's."""
+    return f"probe_acc_{FIRST_TOKEN if FIRST_TOKEN in poolings else poolings[0]}"
+
+
+def poolings_sentence(study) -> str:
+    """Which poolings the study reads and why the first is first: the model's own (its sentence-transformers
+    pooling config), the params' ``analysis.poolings``, or the default of the model's kind (an encoder's
+    first token, a decoder's last token)."""
+    poolings = list(getattr(study, "poolings", None) or (FIRST_TOKEN, MEAN_TOKENS))
+    nouns = [pooling_noun(p) for p in poolings]
+    rest = f", then {and_list(nouns[1:])}" if len(nouns) > 1 else ""
+    declared = ((getattr(study, "manifest", None) or {}).get("caveats") or {}).get("pooling") or {}
+    params = getattr(getattr(study, "params", None), "analysis", None)
+    if params is not None and getattr(params, "poolings", None):
+        why = "as the params set them (analysis.poolings)"
+    elif list(declared.get("modes") or []) == poolings[:1]:
+        why = (f"{nouns[0]} first, the model's own pooling (declared in its sentence-transformers "
+               f"{declared.get('source')})")
+    elif poolings[0] == LAST_TOKEN:
+        why = (f"{nouns[0]} first, a decoder's default when the model declares none (under causal attention only "
+               "the last token has seen the whole sentence)")
+    else:
+        why = f"{nouns[0]} first, an encoder's default when the model declares none"
+    lead = f"Poolings: {why}{rest}." if not why.startswith("as ") else f"Poolings: {and_list(nouns)}, {why}."
+    return (lead + f" The {pooling_adjective(poolings[0])} embeddings are the study's primary pooling: the MDL "
+            "code, the memorisation check, the class geometry and the Findings' headline read them.")
+
+
+def grid_table(tidy: pd.DataFrame, layers: Sequence[int], metric: str = f"probe_acc_{FIRST_TOKEN}",
                rows: Sequence[str] = ("state",)) -> pd.DataFrame:
     """The original study's grid as a table: rows (states, or models and states) x layers, values to 3
     decimals. The layers are those of ``schema.grid_layers(params.analysis.original_layers,

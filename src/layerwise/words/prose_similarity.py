@@ -4,6 +4,7 @@ similarity between fine-tuning seeds, the seed that stands apart."""
 from __future__ import annotations
 
 import pandas as pd
+from ..core.schema import FIRST_TOKEN, pooling_adjective
 from . import claims
 from .prose_format import and_list, fmt, layer_span, series
 from .claims import similarity_outcomes
@@ -12,7 +13,7 @@ from .prose_layers import capitalised, layer_table, layers_sentence, outcome_sen
 from .prose_format import value_span
 
 
-def similarity_summary(tidy: pd.DataFrame, pooling: str = "cls", measure: str = "cka_debiased", *,
+def similarity_summary(tidy: pd.DataFrame, pooling: str = FIRST_TOKEN, measure: str = "cka_debiased", *,
                        state: str = "finetuned", reference: str = "pretrained",
                        correct: pd.DataFrame | None = None) -> str:
     """A similarity of ``state`` with ``reference`` in two sentences and a table: chance
@@ -23,7 +24,7 @@ def similarity_summary(tidy: pd.DataFrame, pooling: str = "cls", measure: str = 
     aggregate = tidy[tidy["seed"].isna()] if "seed" in tidy.columns else tidy
     name = {"cka": "linear CKA", "cka_debiased": "debiased CKA", "procrustes": "Procrustes similarity",
             "mutual_knn": "mutual k-NN alignment"}.get(measure, measure)
-    pool = "first-token" if pooling == "cls" else "mean-pooled"
+    pool = pooling_adjective(pooling)
     chance = [v for v in claims.chance_verdicts(aggregate, measure, pooling, state, reference) if v.word != "not measured"]
     if not chance:
         return ""
@@ -44,13 +45,13 @@ def similarity_summary(tidy: pd.DataFrame, pooling: str = "cls", measure: str = 
     return f"{text} {claim}" + ("\n\n" + table if table else "")
 
 
-def seed_apart_sentence(tidy: pd.DataFrame, pooling: str = "cls", measure: str = "cka_debiased") -> str:
+def seed_apart_sentence(tidy: pd.DataFrame, pooling: str = FIRST_TOKEN, measure: str = "cka_debiased") -> str:
     """Which fine-tuning seed stands apart, by the declared rule (:func:`seed_apart_verdict`); "" with fewer
     than three seeds. ``tidy``: ``Study.tidy_all``."""
     v = seed_apart_verdict(tidy, pooling, measure)
     if v.word == "not measured":
         return ""
-    what = f"{'first-token' if pooling == 'cls' else 'mean-pooled'} debiased CKA with pretrained"
+    what = f"{pooling_adjective(pooling)} debiased CKA with pretrained"
     rule = (f"A seed stands apart when it lies outside the other seeds' range by more than "
             f"{fmt(v.detail['margin'], 2)}, or their sentence interval, at 2 or more layers.")
     if v.word == "no seed stands apart":
@@ -60,7 +61,7 @@ def seed_apart_sentence(tidy: pd.DataFrame, pooling: str = "cls", measure: str =
 
 
 
-def cka_null_sentence(tidy: pd.DataFrame, pooling: str = "cls", state: str = "finetuned",
+def cka_null_sentence(tidy: pd.DataFrame, pooling: str = FIRST_TOKEN, state: str = "finetuned",
                       model: str | None = None) -> str:
     """Biased CKA against its permutation null (``claims.chance_verdicts`` on ``cka_null_q95_*``): the null's
     95th percentile over the layers, then where the observed values lie above it (descriptive: it says the two
@@ -77,7 +78,7 @@ def cka_null_sentence(tidy: pd.DataFrame, pooling: str = "cls", state: str = "fi
             f"at {layer_span(sorted(l for ls in by.values() for l in ls))}, and the observed value is {where}.")
 
 
-def cka_diagonal_sentence(tidy: pd.DataFrame, pooling: str = "cls", state: str = "finetuned", *,
+def cka_diagonal_sentence(tidy: pd.DataFrame, pooling: str = FIRST_TOKEN, state: str = "finetuned", *,
                           model: str | None = None, label: str | None = None, judged: bool = True) -> str:
     """The biased linear CKA of ``state`` against pretrained layer by layer, descriptively (its shape,
     ``claims.layer_trend``), with its permutation null's computed level (:func:`cka_null_sentence`); the
@@ -86,7 +87,7 @@ def cka_diagonal_sentence(tidy: pd.DataFrame, pooling: str = "cls", state: str =
     metric = f"cka_{pooling}_vs_pretrained"
     if series(tidy, metric, state, model).dropna(subset=["value"]).empty:
         return ""
-    pool = "first-token" if pooling == "cls" else "mean-pooled"
+    pool = pooling_adjective(pooling)
     text = layers_sentence(tidy, metric, f"the biased linear CKA of the {pool} embeddings with pretrained",
                            states=[state], digits=3, model=model)
     text = f"{label}: {text[:1].lower() + text[1:]}" if label else text

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ...core.schema import FIRST_TOKEN
 from .verdict import Verdict
 
 
@@ -36,7 +37,7 @@ def _beyond_null(observed: pd.DataFrame, null: pd.DataFrame, bound: str, subject
                    {"value": value, **detail(null)})
 
 
-def chance_verdicts(tidy: pd.DataFrame, measure: str, pooling: str = "cls", state: str = "finetuned",
+def chance_verdicts(tidy: pd.DataFrame, measure: str, pooling: str = FIRST_TOKEN, state: str = "finetuned",
                     reference: str = "pretrained") -> list[Verdict]:
     """:func:`chance_verdict` at every layer for ``<measure>_<pooling>_vs_<reference>`` of ``state``
     (measure in ``similarity.FLOOR_MEASURES``), against ``<measure>_null_q95_<pooling>_vs_<reference>``."""

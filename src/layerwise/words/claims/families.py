@@ -21,6 +21,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from ...core.schema import FIRST_TOKEN
 from ...core.tables import POOLINGS
 from .effects import ALPHA
 from .outcomes import OUTCOMES, difference_outcome, difference_rows, seed_apart, seed_change, \
@@ -203,7 +204,7 @@ def seed_floor_verdicts(tidy: pd.DataFrame, metric: str, *, reference: str = "pr
     return adjust(_unadjusted(tidy, metric, reference, state, correct), SECONDARY_CORRECTION, f"secondary: {metric}")
 
 
-def similarity_outcomes(tidy: pd.DataFrame, pooling: str = "cls", measure: str = "cka_debiased", *,
+def similarity_outcomes(tidy: pd.DataFrame, pooling: str = FIRST_TOKEN, measure: str = "cka_debiased", *,
                         reference: str = "pretrained", correct: pd.DataFrame | None = None,
                         model: str | None = None) -> list[Verdict]:
     """The answer model of a similarity to ``reference`` at every layer (:func:`seed_similarity_change`
@@ -219,7 +220,7 @@ def similarity_outcomes(tidy: pd.DataFrame, pooling: str = "cls", measure: str =
                   f"secondary: {metric}")
 
 
-def seed_apart_verdict(tidy: pd.DataFrame, pooling: str = "cls", measure: str = "cka_debiased") -> Verdict:
+def seed_apart_verdict(tidy: pd.DataFrame, pooling: str = FIRST_TOKEN, measure: str = "cka_debiased") -> Verdict:
     """:func:`seed_apart` on the per-seed profile of ``measure`` with pretrained over the layers, the
     margin the measure's δ (``tidy``: ``Study.tidy_all``); "not measured" without per-seed rows."""
     from ...core.schema import margin
