@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).parent
-ORDER = ("finetune", "geometry", "geometry-bf16", "probes", "similarity", "report", "precision", "roofline", "variants",
-         "cold")
+ORDER = ("cold", "step", "overhead", "finetune", "geometry", "geometry-bf16", "probes", "similarity", "report",
+         "precision", "roofline", "variants")
 #: benchmarks that are one script with arguments: name -> (script, arguments)
 VARIANTS = {"geometry-bf16": ("geometry", ["--precision", "bf16", "--skip", "memory"])}
 
@@ -29,6 +29,8 @@ def gather() -> Path:
         else:
             base, extra = VARIANTS.get(name, (name, []))
             parts.append(f"## {name}\n\nNot measured yet (`python bench/bench_{base}.py {' '.join(extra)}`).\n")
+    for f in sorted(HERE.glob("RESULTS-compare-*.md")):  # bench/compare_studies.py: two runs of a study compared
+        parts.append(f.read_text(encoding="utf-8").strip() + "\n")
     out = HERE / "RESULTS.md"
     out.write_text("\n".join(parts), encoding="utf-8")
     return out

@@ -187,6 +187,22 @@ def test_paired_cosines_and_contributions():
     assert np.argmax(cc2) == 2 and cc2[2] / cc2.sum() > 0.95
 
 
+def test_pair_cosine_terms_known_answers():
+    """Row sums are the cosines (the naive loop), column means the contributions; an orthogonal map
+    of both sides leaves the cosines unchanged; identical rows give 1, opposite rows -1."""
+    rng = np.random.default_rng(13)
+    U, V = rng.standard_normal((50, 5)), rng.standard_normal((50, 5))
+    terms = M.pair_cosine_terms(U, V)
+    naive = [u @ v / np.linalg.norm(u) / np.linalg.norm(v) for u, v in zip(U, V)]
+    np.testing.assert_allclose(M.paired_cosines(terms=terms), naive, atol=1e-12)
+    np.testing.assert_allclose(M.paired_cosines(U, V), naive, atol=1e-12)
+    np.testing.assert_allclose(M.cosine_contributions(terms=terms), terms.mean(0))
+    Q, _ = np.linalg.qr(rng.standard_normal((5, 5)))
+    np.testing.assert_allclose(M.paired_cosines(U @ Q, V @ Q), naive, atol=1e-12)
+    np.testing.assert_allclose(M.paired_cosines(U, U), 1.0)
+    np.testing.assert_allclose(M.paired_cosines(U, -2 * U), -1.0)
+
+
 def test_intra_similarity_known_answers():
     x = np.array([1.0, 2.0, 3.0])
     assert M.intra_similarity(np.stack([x, x, x])) == pytest.approx(1.0)

@@ -40,6 +40,8 @@ from ..core.tables import PER_SENTENCE_METRICS, POOLINGS, QUANTILES, VARIANTS, t
 from ..inputs.tokens import Encoded, effective_max_length, encode
 
 log = logging.getLogger(__name__)
+#: Threads of the final statistics of a state (:func:`_finalise`), one (variant, layer) cell each.
+FINALISE_WORKERS = 2
 
 __all__ = ["StateResult", "SamplePlan", "run_state", "plan_samples", "forward_batches"]
 
@@ -310,29 +312,50 @@ def _finalise(plan: SamplePlan, store: _Store, settings: AnalysisSpec, state: st
     """The tidy rows and the rogue table of one state, variant by variant (``v`` = "" for every valid
     token, "_content" without special tokens) and layer by layer, one finaliser per family: pair
     cosines, means over sentences, ``norm_mean{v}`` (mean token norm, n = tokens), the token sample,
-    the anisotropy baseline with rogue dimensions, the standardised cosines."""
-    rows = _TidyRows(model_name, state)
-    rogue: list[dict] = []
+    the anisotropy baseline with rogue dimensions, the standardised cosines. The (variant, layer) cells
+    are independent: they run on ``FINALISE_WORKERS`` threads (numpy releases the GIL in its array
+    work) and their rows are joined in cell order, so the tables do not depend on the threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    moments = {}
     for variant in VARIANTS:
         sums = store.sums[variant]
-        mu, sigma = kernels.mean_sd_from_sums(sums.dim_sum, sums.dim_sum_sq, sums.tokens)
-        for layer in range(store.pool.shape[0]):
-            pair_mean = _pair_cosine_rows(rows, sums, layer, variant)
-            intra = _sentence_mean_rows(rows, store.per_sentence[variant], layer, variant)
-            if sums.tokens:
-                rows.add(layer, f"norm_mean{variant}", sums.norm_sum[layer] / sums.tokens, sums.tokens)
-            _token_sample_rows(rows, store.pool[layer, plan.token_sample[variant]], layer, variant)
-            baseline = (NAN, NAN, NAN)
-            if len(plan.baseline_pairs[variant][0]):
-                pool = store.pool[layer]
-                baseline = _baseline_rows(rows, rogue if variant == "" else None, pool, plan, layer, variant,
-                                          pair_mean, intra, settings.top_dims)
-                standardised = metrics.standardise(pool, mu[layer], sigma[layer])
-                _standardised_rows(rows, standardised, plan, layer, variant)
-            if variant == "_content":
-                _self_similarity_rows(rows, store.words[layer], plan, layer, baseline)
+        moments[variant] = kernels.mean_sd_from_sums(sums.dim_sum, sums.dim_sum_sq, sums.tokens)
+    cells = [(variant, layer) for variant in VARIANTS for layer in range(store.pool.shape[0])]
+
+    def cell(variant_layer: tuple[str, int]) -> tuple[list[dict], list[dict]]:
+        variant, layer = variant_layer
+        return _finalise_cell(plan, store, settings, state, model_name, variant, layer, *moments[variant])
+
+    with ThreadPoolExecutor(max_workers=FINALISE_WORKERS) as pool:
+        done = list(pool.map(cell, cells))
+    rows = [r for cell_rows, _ in done for r in cell_rows]
+    rogue = [r for _, cell_rogue in done for r in cell_rogue]
     rogue_frame = pd.DataFrame(rogue, columns=["model", "state", "layer", "rank", "dim", "contribution", "share"])
-    return tidy_frame(rows.rows), rogue_frame
+    return tidy_frame(rows), rogue_frame
+
+
+def _finalise_cell(plan: SamplePlan, store: _Store, settings: AnalysisSpec, state: str, model_name: str,
+                   variant: str, layer: int, mu: np.ndarray, sigma: np.ndarray) -> tuple[list[dict], list[dict]]:
+    """The tidy rows and rogue rows of one variant at one layer (see :func:`_finalise`)."""
+    rows = _TidyRows(model_name, state)
+    rogue: list[dict] = []
+    sums = store.sums[variant]
+    pair_mean = _pair_cosine_rows(rows, sums, layer, variant)
+    intra = _sentence_mean_rows(rows, store.per_sentence[variant], layer, variant)
+    if sums.tokens:
+        rows.add(layer, f"norm_mean{variant}", sums.norm_sum[layer] / sums.tokens, sums.tokens)
+    _token_sample_rows(rows, store.pool[layer, plan.token_sample[variant]], layer, variant)
+    baseline = (NAN, NAN, NAN)
+    if len(plan.baseline_pairs[variant][0]):
+        pool = store.pool[layer]
+        baseline = _baseline_rows(rows, rogue if variant == "" else None, pool, plan, layer, variant,
+                                  pair_mean, intra, settings.top_dims)
+        standardised = metrics.standardise(pool, mu[layer], sigma[layer])
+        _standardised_rows(rows, standardised, plan, layer, variant)
+    if variant == "_content":
+        _self_similarity_rows(rows, store.words[layer], plan, layer, baseline)
+    return rows.rows, rogue
 
 
 def _pair_cosine_rows(rows: _TidyRows, sums: kernels.RunningSums, layer: int, variant: str) -> tuple[float, int]:
@@ -406,7 +429,8 @@ def _baseline_rows(rows: _TidyRows, rogue: list[dict] | None, pool: np.ndarray, 
     :func:`layerwise.measure.metrics.cosine_contributions` (Timkey & van Schijndel 2021); with ``rogue`` given,
     the ``top_dims`` largest contributions as rows of the rogue table. Returns ``(baseline, low, high)``."""
     a, b = (pool[rows_] for rows_ in plan.baseline_pairs[variant])
-    baseline, low, high, n = _baseline_ci(metrics.paired_cosines(a, b), plan, variant)
+    terms = metrics.pair_cosine_terms(a, b)   # one normalisation feeds the cosines and the contributions
+    baseline, low, high, n = _baseline_ci(metrics.paired_cosines(terms=terms), plan, variant)
     rows.add(layer, f"anisotropy_baseline{variant}", baseline, n, low, high)
     pair_mean_value, n_pairs = pair_mean
     if n_pairs:
@@ -414,7 +438,7 @@ def _baseline_rows(rows: _TidyRows, rogue: list[dict] | None, pool: np.ndarray, 
     intra_mean, intra_n = intra
     if intra_n:
         rows.add(layer, f"intra_similarity_adjusted{variant}", intra_mean - baseline, intra_n)
-    contributions = metrics.cosine_contributions(a, b)
+    contributions = metrics.cosine_contributions(terms=terms)
     top = np.argsort(-contributions, kind="stable")
     total = contributions.sum()
     rows.add(layer, f"rogue_top3_share{variant}", contributions[top[:3]].sum() / total if total != 0 else NAN, n)

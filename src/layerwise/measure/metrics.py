@@ -28,7 +28,7 @@ __all__ = [
     "cov_trace_scaled", "effective_rank", "effective_rank_from_singular_values", "singular_values",
     "singular_values_centred_and_not", "isoscore", "isoscore_from_variances", "isoscore_from_singular_values",
     "linear_cka", "cka_from_grams", "cka_matrix", "u_centre", "procrustes_similarity", "knn_adjacency",
-    "mutual_knn", "cosine_contributions", "paired_cosines",
+    "mutual_knn", "cosine_contributions", "paired_cosines", "pair_cosine_terms",
     "standardise", "quantiles_from_histogram", "word_vector", "self_similarity",
 ]
 
@@ -60,7 +60,7 @@ def unit_rows(X, zero_rows: str = "raise") -> np.ndarray:
     X = np.asarray(X)
     if X.dtype.kind != "f":
         X = X.astype(np.float64)
-    norms = np.linalg.norm(X, axis=-1, keepdims=True)
+    norms = np.sqrt(np.einsum("...d,...d->...", X, X))[..., None]  # |x_i| (einsum: one pass, no temporaries)
     if np.any(norms == 0):
         if zero_rows == "raise":
             raise LayerwiseError("a zero vector entered a cosine (padding or an empty representation?)",
@@ -125,14 +125,24 @@ def pairwise_cosines_upper(X) -> np.ndarray:
     return C[i, j]
 
 
-def paired_cosines(U, V) -> np.ndarray:
-    """Row-wise cosines ``cos(u_k, v_k)`` of two matrices of the same shape (m x d): the values of
-    random token pairs (anisotropy baseline, Ethayarajh 2019)."""
+def pair_cosine_terms(U, V) -> np.ndarray:
+    """The per-dimension terms of the row-wise cosines of two matrices of the same shape (m x d),
+    ``t_ki = u_ki v_ki / (|u_k| |v_k|)``: a pair's cosine is its row sum, a dimension's contribution
+    (Timkey & van Schijndel 2021) its column mean. Computing them once serves both
+    (:func:`paired_cosines`, :func:`cosine_contributions`)."""
     U = unit_rows(_as_2d(U, "U"))
     V = unit_rows(_as_2d(V, "V"))
     if U.shape != V.shape:
         raise LayerwiseError(f"U and V must have the same shape, got {U.shape} and {V.shape}", "layerwise.measure.metrics")
-    return np.clip(np.einsum("kd,kd->k", U, V), -1.0, 1.0)
+    return U * V
+
+
+def paired_cosines(U=None, V=None, *, terms: np.ndarray | None = None) -> np.ndarray:
+    """Row-wise cosines ``cos(u_k, v_k)`` of two matrices of the same shape (m x d): the values of
+    random token pairs (anisotropy baseline, Ethayarajh 2019). ``terms``: their
+    :func:`pair_cosine_terms`, when already computed."""
+    terms = pair_cosine_terms(U, V) if terms is None else terms
+    return np.clip(terms.sum(axis=1), -1.0, 1.0)
 
 
 def intra_similarity(X) -> float:
@@ -527,20 +537,18 @@ def cka_matrix(reps_a: Sequence[np.ndarray], reps_b: Sequence[np.ndarray] | None
 # Rogue dimensions, standardisation
 # --------------------------------------------------------------------------------------------------
 
-def cosine_contributions(U, V) -> np.ndarray:
+def cosine_contributions(U=None, V=None, *, terms: np.ndarray | None = None) -> np.ndarray:
     """Contribution of each dimension to the expected cosine of random pairs (Timkey & van Schijndel
     2021, "All bark and no bite: rogue dimensions in transformer language models obscure
     representational quality"): ``CC_i = (1/m) sum_k u_ki v_ki / (|u_k| |v_k|)`` over the m pairs
-    ``(u_k, v_k)`` (rows of U and V). ``sum_i CC_i`` is the mean cosine of the pairs.
+    ``(u_k, v_k)`` (rows of U and V). ``sum_i CC_i`` is the mean cosine of the pairs. ``terms``: the
+    pairs' :func:`pair_cosine_terms`, when already computed.
 
     Known answers: the sum equals ``mean(paired_cosines(U, V))``; if every vector is ``c e_1`` plus
     orthogonal noise of norm 0, ``CC = e_1``.
     """
-    U = unit_rows(_as_2d(U, "U"))
-    V = unit_rows(_as_2d(V, "V"))
-    if U.shape != V.shape:
-        raise LayerwiseError(f"U and V must have the same shape, got {U.shape} and {V.shape}", "layerwise.measure.metrics")
-    return np.mean(U * V, axis=0)
+    terms = pair_cosine_terms(U, V) if terms is None else terms
+    return np.mean(terms, axis=0)
 
 
 def standardise(X, mu, sigma) -> np.ndarray:
