@@ -393,7 +393,7 @@ def _run(params_paths: Sequence[str | Path], out_dir: Path, force: bool, preview
                            summary=RunSummary(), library=library)
     entries = book_chapters(params_list, out_dir, chapters, comparison, cwd)
     summary.chapters_yml = write_chapters_yml(meta / "chapters.yml", entries)
-    _write_summary(params_list, out_dir, manifests, cwd)
+    _write_summary(params_list, out_dir, manifests, cwd, [keys[p.name] for p in params_list])
     summary.reproduce_md = meta / "reproduce.md"
     write_if_changed(summary.reproduce_md, reproduce_markdown(params_list, manifests, profile=profile, cwd=cwd))
     summary.manifest = write_run_manifest(meta / "report.json", params_list, notebook_jobs, out_dir,
@@ -408,15 +408,26 @@ def _run(params_paths: Sequence[str | Path], out_dir: Path, force: bool, preview
 
 
 def _write_summary(params_list: Sequence, out_dir: Path, manifests: Mapping[str, Mapping[str, Any]],
-                   cwd: Path) -> None:
+                   cwd: Path, study_keys: Sequence[str] = ()) -> None:
     """Page 1, ``_layerwise/summary.md`` (:func:`layerwise.book.summary.summary_page`), and its figures; links
-    relative to the project (``cwd``), where the book's index includes the page."""
+    relative to the project (``cwd``), where the book's index includes the page. It is kept when the one
+    there was written from the same studies (their result keys), params, links and page code (recorded in
+    ``_layerwise/summary.key``): judging every statistic again took most of an unchanged rerun."""
     from .summary import summary_page
     from ..study.study import read_study
 
+    meta = out_dir / META_DIR
+    link_base = _relative(out_dir, cwd)
+    key = content_hash({"results": list(study_keys), "params": [p.model_dump(mode="json") for p in params_list],
+                        "links": str(link_base), "code": code_hash("book.summary")}) + "\n"
+    record = meta / "summary.key"
+    if study_keys and (meta / "summary.md").is_file() and record.is_file() and record.read_text() == key:
+        return
     studies = [read_study(study_dir(out_dir, p.name)) for p in params_list]
-    text = summary_page(studies, out_dir / META_DIR, manifests, link_base=_relative(out_dir, cwd))
-    write_if_changed(out_dir / META_DIR / "summary.md", text)
+    text = summary_page(studies, meta, manifests, link_base=link_base)
+    write_if_changed(meta / "summary.md", text)
+    if study_keys:
+        write_if_changed(record, key)
 
 
 def _record_phases(summary: RunSummary, path: Path, progress: bool) -> None:
