@@ -249,6 +249,7 @@ def test_a_full_disk_during_fine_tuning_is_one_line_and_leaves_no_half_written_c
     spec = _spec(str(tmp_path / "d.csv"))
     spec["finetune"].update(epochs=2, num_probe=0)
     params = _params_file(tmp_path, spec)
+    monkeypatch.setenv("LAYERWISE_SAVE_EVERY_S", "0")  # a checkpoint after every step (the default: every 5 min)
     _torch_save_fails_after_the_first_checkpoint(monkeypatch)
     status, _, err = _cli(capsys, "finetune", str(params), "-q")
     line = _error_line(err)
@@ -263,6 +264,7 @@ def test_a_full_disk_during_fine_tuning_is_one_line_and_leaves_no_half_written_c
 
     monkeypatch.undo()  # space again: the rerun resumes from the complete checkpoint
     monkeypatch.setenv("LAYERWISE_CACHE", str(cache))
+    monkeypatch.setenv("LAYERWISE_SAVE_EVERY_S", "0")
     status, out, _ = _cli(capsys, "finetune", str(params), "-q")
     assert status == 0 and out.startswith("trained")
 

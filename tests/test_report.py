@@ -448,3 +448,33 @@ def test_two_models_execute_the_comparison_chapter(tmp_path):
     text = " ".join(o["data"]["text/markdown"] for c in nb.cells for o in c.get("outputs", [])
                     if "text/markdown" in o.get("data", {}))
     assert "Alpha model" in text and "Beta model" in text
+
+
+def test_page_one_is_kept_when_its_studies_params_and_code_are_unchanged(tmp_path, monkeypatch):
+    """``_write_summary`` judges every statistic again only when a study's result key, the params, the
+    links or the page code changed (``summary.key``); a missing page is always written."""
+    from types import SimpleNamespace
+
+    from layerwise.book import report as R
+    from layerwise.book import summary as S
+    from layerwise.study import study as st
+
+    calls = []
+    monkeypatch.setattr(st, "read_study", lambda d: d)
+    monkeypatch.setattr(S, "summary_page", lambda studies, meta, manifests, link_base: calls.append(1) or
+                        f"page {len(calls)}")
+
+    def params(title):
+        return SimpleNamespace(name="m", display_name=title, model_dump=lambda mode=None: {"title": title})
+
+    out = tmp_path / "report"
+    page = out / R.META_DIR / "summary.md"
+    R._write_summary([params("A")], out, {}, tmp_path, ["k1"])
+    R._write_summary([params("A")], out, {}, tmp_path, ["k1"])
+    assert len(calls) == 1 and page.read_text() == "page 1"
+    R._write_summary([params("A")], out, {}, tmp_path, ["k2"])      # new results
+    R._write_summary([params("B")], out, {}, tmp_path, ["k2"])      # new params (a title, class names...)
+    assert len(calls) == 3
+    page.unlink()
+    R._write_summary([params("B")], out, {}, tmp_path, ["k2"])      # the page was removed
+    assert len(calls) == 4 and page.read_text() == "page 4"

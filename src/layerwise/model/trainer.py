@@ -39,6 +39,25 @@ NUM_EVALS = 4
 #: take well under a minute each) writes none: its final model is written to the cache entry anyway,
 #: and each checkpoint (model, optimizer state, about 3x the weights) cost about 1 s of a 30 s seed.
 SAVE_EVERY_S = 300.0
+#: The environment variable that replaces :data:`SAVE_EVERY_S` (seconds, >= 0; 0: a checkpoint after every step).
+SAVE_EVERY_ENV = "LAYERWISE_SAVE_EVERY_S"
+
+
+def save_every_s() -> float:
+    """The checkpoint interval in seconds: ``$LAYERWISE_SAVE_EVERY_S`` when set, else :data:`SAVE_EVERY_S`."""
+    from ..core.errors import LayerwiseError
+
+    value = os.environ.get(SAVE_EVERY_ENV)
+    if value is None or not value.strip():
+        return SAVE_EVERY_S
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise LayerwiseError(f"{SAVE_EVERY_ENV}={value!r} is not a number of seconds", SAVE_EVERY_ENV,
+                             "set it to 0 or more seconds between checkpoints (default 300), or unset it")
+    return seconds
 HISTORY_KEYS = ("step", "epoch", "loss", "eval_loss", "eval_accuracy")
 _WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
@@ -196,7 +215,7 @@ def build_trainer(model, tokenizer, train, test, *, output_dir: str | os.PathLik
     Trainer's ``LengthGroupedSampler``, random mega-batches sorted by length, so little padding is
     left), accuracy as the evaluation metric (``recorder`` keeps the latest evaluation's predictions),
     test evaluations ``NUM_EVALS`` times during training, checkpoints every ``save_steps`` steps, or
-    (default) every ``SAVE_EVERY_S`` seconds of training, the last 2 kept, a linear warm-up over the fraction ``warmup_ratio`` of
+    (default) every :func:`save_every_s` seconds of training, the last 2 kept, a linear warm-up over the fraction ``warmup_ratio`` of
     the steps, mixed precision ``precision`` (the plan's, already resolved; ``auto`` is resolved by
     :mod:`layerwise.core.precision`), on ``device`` (the plan's; default :func:`~layerwise.model.models.pick_device`),
     seeds ``seed`` for the model and the data order. AdamW runs torch's fused kernel on CPU and CUDA
@@ -239,7 +258,7 @@ def build_trainer(model, tokenizer, train, test, *, output_dir: str | os.PathLik
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(_logged_callback(progress))
     if not save_steps:
-        trainer.add_callback(_timed_saves(SAVE_EVERY_S))
+        trainer.add_callback(_timed_saves(save_every_s()))
     return trainer
 
 
