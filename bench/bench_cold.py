@@ -35,12 +35,6 @@ sys.path.insert(0, str(HERE))
 BEFORE = "a39f1b5"
 
 
-def seeds_of(tree: Path) -> int:
-    """The number of fine-tuning seeds of ``tree``'s params/demo.yml."""
-    ft = yaml.safe_load((tree / "params" / "demo.yml").read_text(encoding="utf-8"))["finetune"]
-    return len(ft.get("seeds", [ft.get("seed", 42)]))
-
-
 def with_seeds(tree: Path, tmp: Path, seeds: int) -> Path:
     """A copy of ``tree``'s params/demo.yml with ``seeds`` fine-tuning seeds (42, 43, ...; its name kept)."""
     p = yaml.safe_load((tree / "params" / "demo.yml").read_text(encoding="utf-8"))
@@ -53,11 +47,11 @@ def with_seeds(tree: Path, tmp: Path, seeds: int) -> Path:
 
 def cold_run(tree: Path, tmp: Path, label: str, params: Path | None = None, warm: bool = False) -> dict:
     """One cold ``layerwise run`` of ``tree``'s params/demo.yml (or ``params``) with ``tree``'s code."""
+    params = params or tree / "params" / "demo.yml"
     cache, out = tmp / f"cache-{label}", tmp / f"report-{label}"
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", LAYERWISE_CACHE=str(cache),
                PYTHONPATH=str(tree / "src"))
-    cmd = [sys.executable, "-m", "layerwise.cli", "run", "--out", str(out), "--params",
-           str(params) if params else "params/demo.yml"]
+    cmd = [sys.executable, "-m", "layerwise.cli", "run", "--out", str(out), "--params", str(params)]
     load = os.getloadavg()
     t0 = time.perf_counter()
     res = subprocess.run(cmd, cwd=tree, capture_output=True, text=True, env=env)
@@ -72,7 +66,8 @@ def cold_run(tree: Path, tmp: Path, label: str, params: Path | None = None, warm
         warm_wall = time.perf_counter() - t0 if again.returncode == 0 else None
     shutil.rmtree(cache, ignore_errors=True)
     shutil.rmtree(out, ignore_errors=True)
-    seeds = len(yaml.safe_load(params.read_text(encoding="utf-8"))["finetune"]["seeds"]) if params else seeds_of(tree)
+    ft = yaml.safe_load(params.read_text(encoding="utf-8"))["finetune"]
+    seeds = len(ft.get("seeds", [ft.get("seed", 42)]))
     return {"wall": wall, "warm": warm_wall, "status": status, "phases": phases, "seeds": seeds, "load": load,
             "date": time.strftime("%Y-%m-%d %H:%M %z")}
 
@@ -130,7 +125,7 @@ def main(argv=None) -> int:
                     help="also run this tree with these numbers of seeds (default: params/demo.yml's)")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
-    from machine import header, header_markdown
+    from machine import header, header_markdown, publish
 
     head = header_markdown(header())
     print(head, flush=True)
@@ -152,10 +147,7 @@ def main(argv=None) -> int:
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(wt)], cwd=ROOT, capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
-    text = report(head, args.before, runs, sys.argv[1:] if argv is None else argv)
-    print(text)
-    if not args.no_write:
-        (HERE / "RESULTS-cold.md").write_text(text, encoding="utf-8")
+    publish(report(head, args.before, runs, sys.argv[1:] if argv is None else argv), "cold", not args.no_write)
     return 0
 
 

@@ -81,7 +81,7 @@ def main(argv=None) -> int:
         ap.error("--reps must be at least 3")
     import torch
 
-    from machine import header, header_markdown
+    from machine import header, header_markdown, load_line, publish
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -112,11 +112,8 @@ def main(argv=None) -> int:
         lines.append(f"| {p} | {statistics.median(v['forward']):.2f} | {statistics.median(v['engine']):.2f} | "
                      + ", ".join(f"{100 * x:+.1f}%" for x in ratios)
                      + f" | **{100 * med:+.1f}%** | {'met' if med <= TARGET else 'MISSED'} |")
-    lines += ["", f"Load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}."]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if not args.no_write:
-        (HERE / "RESULTS-overhead.md").write_text(text, encoding="utf-8")
+    lines += ["", f"Load average at the end: {load_line()}."]
+    publish("\n".join(lines) + "\n", "overhead", not args.no_write)
     return 0
 
 

@@ -45,7 +45,7 @@ sys.path.insert(0, str(HERE))
 
 from bench_finetune import _step_timer  # noqa: E402
 from bench_roofline import group_of, matmul_peak, non_embedding_params  # noqa: E402
-from machine import header, header_markdown  # noqa: E402
+from machine import header, header_markdown, load_line, publish  # noqa: E402
 
 WAYS = {  # name -> (fused AdamW, bulk dropout masks)
     "before (torch masks, per-tensor AdamW)": (False, False),
@@ -289,7 +289,7 @@ def report(head: dict, r: dict, pin: list[dict] | None, argv: list[str], started
                   f"| bf16, native | {b_n['wall_s']:.1f} | {b_n['accuracy']:.4f} | {b_n['eval_loss']:.6f} |", "",
                   f"Largest weight difference: fp32 native vs fp32 emulated **{pin['diff_fp32']:.1e}**; fp32 native "
                   f"vs bf16 native {pin['diff_precisions']:.1e}."]
-    lines += ["", f"Load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}."]
+    lines += ["", f"Load average at the end: {load_line()}."]
     return "\n".join(lines) + "\n"
 
 
@@ -315,10 +315,7 @@ def main(argv=None) -> int:
     compile_ways = [] if args.no_compile else (["fp32", "bf16"] if args.compile_all else ["bf16"])
     r = step_times(params, args.rounds, compile_ways)
     pin = None if args.no_pin else {**precision_pin(args.params, args.pin_steps), "n_steps": args.pin_steps}
-    text = report(head, r, pin, sys.argv[1:] if argv is None else argv, started)
-    print(text)
-    if not args.no_write:
-        (HERE / "RESULTS-step.md").write_text(text, encoding="utf-8")
+    publish(report(head, r, pin, sys.argv[1:] if argv is None else argv, started), "step", not args.no_write)
     return 0
 
 

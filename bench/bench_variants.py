@@ -24,6 +24,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import numpy as np  # noqa: E402
 
 HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+
+from machine import publish  # noqa: E402
 
 
 def variants(threads: int) -> list[tuple[str, str, int, int]]:
@@ -77,10 +80,7 @@ def main(argv=None) -> int:
         lines.append(f"| {label} | {med:.2f} | {', '.join(f'{t:.2f}' for t in times[label])} | {base / med:.2f}x |")
     best = min(plan, key=lambda v: float(np.median(times[v[0]])))[0]
     lines += ["", f"Fastest: {best}; load average at the end {[round(x, 2) for x in os.getloadavg()]}.", ""]
-    text = "\n".join(lines)
-    print(text)
-    if not args.no_write:
-        (HERE / "RESULTS-variants.md").write_text(text, encoding="utf-8")
+    publish("\n".join(lines), "variants", not args.no_write)
     return 0
 
 

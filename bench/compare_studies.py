@@ -53,6 +53,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     from layerwise.study.study import read_study
 
+    from machine import publish
     from report_verdicts import report_verdicts
 
     studies = {k: read_study(p) for k, p in (("before", args.before), ("after", args.after))}
@@ -80,10 +81,7 @@ def main(argv=None) -> int:
     if changed:
         lines += [f"| verdict | {args.before_label} | {args.after_label} |", "|---|---|---|"]
         lines += [f"| {k} | {vb.get(k, '-')} | {va.get(k, '-')} |" for k in changed]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if not args.no_write:
-        (HERE / f"RESULTS-compare-{args.name}.md").write_text(text, encoding="utf-8")
+    publish("\n".join(lines) + "\n", f"compare-{args.name}", not args.no_write)
     return 0
 
 

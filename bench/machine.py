@@ -24,5 +24,20 @@ def header_markdown(m: dict) -> str:
             f"load average {m.get('loadavg')} (1, 5, 15 min) when measured.")
 
 
+def load_line() -> str:
+    """The load average now, as the benchmarks end their sections."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+
+
+def publish(text: str, name: str, write: bool = True) -> None:
+    """Print a benchmark's section and, unless ``write`` is False (``--no-write``), write it to
+    ``bench/RESULTS-<name>.md`` (``run_all.py`` gathers those into bench/RESULTS.md)."""
+    from pathlib import Path
+
+    print(text)
+    if write:
+        (Path(__file__).parent / f"RESULTS-{name}.md").write_text(text, encoding="utf-8")
+
+
 if __name__ == "__main__":
     print(header_markdown(header()))

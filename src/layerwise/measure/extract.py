@@ -252,7 +252,8 @@ def _geometry_batch(hidden, valid, special, idx: np.ndarray, plan: SamplePlan, s
     pool_tokens = ((torch.as_tensor(pool_batch, device=dev),
                     torch.as_tensor(first[pool_batch] + plan.pool_token[pool_rows], device=dev))
                    if len(pool_rows) else None)
-    layers = [kernels.layer_statistics(h.float(), masks, bins, sample_pairs, pool_tokens) for h in hidden]
+    hidden = [h.float() for h in hidden]  # upcast once: the statistics, the poolings and the word vectors read it
+    layers = [kernels.layer_statistics(h, masks, bins, sample_pairs, pool_tokens) for h in hidden]
     if bool(torch.stack([layer.zero_norm for layer in layers]).any()):
         raise LayerwiseError("a valid (non-padding) token has a zero hidden vector", "extract.run_state",
                              "this signals a masking bug or a broken model; check the attention mask")
@@ -281,7 +282,8 @@ def _geometry_batch(hidden, valid, special, idx: np.ndarray, plan: SamplePlan, s
 
 def _word_batch(hidden, first: np.ndarray, idx: np.ndarray, plan: SamplePlan, store: _Store) -> None:
     """The vectors of the planned word occurrences of this batch (mean of their subword vectors,
-    :func:`layerwise.measure.kernels.word_vectors`), every layer, into ``store.words``."""
+    :func:`layerwise.measure.kernels.word_vectors`), every layer (``hidden``: float32, as
+    :func:`_geometry_batch` upcast it), into ``store.words``."""
     import torch
 
     rows, batch = _rows_in_batch(plan.words.sentence, idx, len(plan.geometry_row))
@@ -291,7 +293,7 @@ def _word_batch(hidden, first: np.ndarray, idx: np.ndarray, plan: SamplePlan, st
     padded = np.where(positions >= 0, first[batch][:, None] + positions, -1)
     dev = hidden[0].device
     batch_t, positions_t = torch.as_tensor(batch, device=dev), torch.as_tensor(padded, device=dev)
-    vectors = [kernels.word_vectors(h.float(), batch_t, positions_t) for h in hidden]
+    vectors = [kernels.word_vectors(h, batch_t, positions_t) for h in hidden]
     store.words[:, rows] = torch.stack(vectors).cpu().numpy()
 
 

@@ -26,6 +26,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from ..core.errors import LayerwiseError
 from .models import pick_device
 from ..core.precision import resolve as resolve_precision, trainer_flags
 
@@ -45,8 +46,6 @@ SAVE_EVERY_ENV = "LAYERWISE_SAVE_EVERY_S"
 
 def save_every_s() -> float:
     """The checkpoint interval in seconds: ``$LAYERWISE_SAVE_EVERY_S`` when set, else :data:`SAVE_EVERY_S`."""
-    from ..core.errors import LayerwiseError
-
     value = os.environ.get(SAVE_EVERY_ENV)
     if value is None or not value.strip():
         return SAVE_EVERY_S
