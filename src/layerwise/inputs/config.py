@@ -31,6 +31,9 @@ Precision = Literal["auto", "fp32", "bf16", "fp16"]
 ORIGINAL_STUDIES = ("camembert", "flaubert")
 #: random draws (init seeds) of the random-weights state when ``analysis.random_draws`` is not given
 DEFAULT_RANDOM_DRAWS = 3
+#: fractions of the training steps at which the fine-tuning keeps the pooled embeddings when
+#: ``finetune.checkpoints`` is not given (the start, early, a quarter, half way, the end)
+DEFAULT_CHECKPOINTS = (0.0, 0.1, 0.25, 0.5, 1.0)
 
 
 class _Strict(BaseModel):
@@ -127,7 +130,25 @@ class FinetuneSpec(_Strict):
                              "own (the old key `seed: N` is read as `seeds: [N]`)")
     precision: Precision = Field("auto", description="auto (bf16 on CUDA and on CPUs with AMX/avx512_bf16, else "
                                  "fp32), fp32, bf16 or fp16 (CUDA only); see layerwise.core.precision")
+    checkpoints: list[float] = Field(
+        default_factory=lambda: list(DEFAULT_CHECKPOINTS),
+        description="fractions of the training steps (in [0, 1], ascending, each once) at which the pooled "
+        "embeddings of the probe-pool and test sentences are kept during fine-tuning, every layer and pooling "
+        "(the trajectory of the representations: 0 is the pretrained model, 1 the fine-tuned one; fraction f "
+        "is step round(f * steps)); [] keeps none. See layerwise.model.trajectory")
 
+    @field_validator("checkpoints")
+    @classmethod
+    def _fractions(cls, value: list[float]) -> list[float]:
+        """Each a fraction in [0, 1] (finite), strictly ascending: the order the steps are reached in."""
+        bad = [f for f in value if not (math.isfinite(f) and 0.0 <= f <= 1.0)]
+        if bad:
+            raise ValueError(f"checkpoints are fractions of the training steps in [0, 1] (got {bad}); "
+                             "e.g. [0, 0.1, 0.25, 0.5, 1], or [] for none")
+        if any(b <= a for a, b in zip(value, value[1:])):
+            raise ValueError(f"checkpoints must be ascending with no fraction twice (got {value}); "
+                             f"e.g. {sorted(set(value))}")
+        return [float(f) for f in value]
 
     @model_validator(mode="before")
     @classmethod
