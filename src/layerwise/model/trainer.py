@@ -208,7 +208,7 @@ def build_trainer(model, tokenizer, train, test, *, output_dir: str | os.PathLik
                   logging_steps: int = 10, seed: int = 42, save_steps: int | None = None,
                   max_steps: int | None = None, progress: bool = True, evaluate: bool = True,
                   group_by_length: bool = True, recorder: EvalRecorder | None = None, precision: str = "auto",
-                  device=None, fused_optimizer: bool = True):
+                  device=None, fused_optimizer: bool = True, callbacks: list | None = None):
     """A ``Trainer`` for tokenized ``train``/``test`` datasets (``label`` + tokenizer columns): padding
     per batch (``DataCollatorWithPadding``), batches of similar lengths (``group_by_length``: the
     Trainer's ``LengthGroupedSampler``, random mega-batches sorted by length, so little padding is
@@ -221,7 +221,8 @@ def build_trainer(model, tokenizer, train, test, *, output_dir: str | os.PathLik
     (``fused_optimizer``; one pass over the parameters per step instead of one operator per tensor and
     operation: the optimizer's share of a bf16 CPU step fell from 5% to 1%, ``bench/RESULTS-step.md``).
     The dropout masks are drawn in bulk during training (:func:`layerwise.model.dropout.install`, which
-    the caller wraps around ``trainer.train()``)."""
+    the caller wraps around ``trainer.train()``). ``callbacks``: more ``TrainerCallback`` objects (the
+    fine-tuning's trajectory recorder, :mod:`layerwise.model.trajectory`)."""
     import torch
     from transformers import DataCollatorWithPadding, PrinterCallback, ProgressCallback, Trainer, TrainingArguments
 
@@ -251,7 +252,7 @@ def build_trainer(model, tokenizer, train, test, *, output_dir: str | os.PathLik
     trainer = Trainer(
         model=model, args=args, train_dataset=train, eval_dataset=test, processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=recorder,
-        preprocess_logits_for_metrics=_argmax_logits, callbacks=[_step_recorder(recorder)],
+        preprocess_logits_for_metrics=_argmax_logits, callbacks=[_step_recorder(recorder), *(callbacks or [])],
     )
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
