@@ -8,7 +8,9 @@ its checkpoints and the work lock in :mod:`layerwise.model.trainer`.
 :func:`layerwise.core.locks.find_entry`) holding the model, its tokenizer, ``metrics.json`` (test accuracy
 and macro-F1 with 95 % confidence intervals, the majority-class baseline and a one-sided binomial
 test against it: :func:`layerwise.measure.stats.classification_metrics`), ``history.json`` (training loss and
-evaluation curve) and ``manifest.json`` (params, data selection, versions, git commit, key).
+evaluation curve), ``manifest.json`` (params, data selection, versions, git commit, key) and, unless
+``finetune.checkpoints`` is empty, ``trajectory/`` (the pooled embeddings of the probe-pool and test
+sentences at those fractions of the training: :mod:`layerwise.model.trajectory`).
 
 Cache and resumption: the key is a content hash of :data:`FINETUNE_FORMAT`, the model (id and
 revision, or the bytes of a local model directory), the data selection, the hyper-parameters and,
@@ -17,7 +19,8 @@ training produces bumps :data:`FINETUNE_FORMAT` (a test records the code hash of
 per format version and fails when the code changes without a bump). An entry is complete iff it
 holds ``DONE.json`` (written last, then the directory is renamed into place), so an interrupted run
 never leaves something that looks finished. Training runs in ``<entry>.work``; the Trainer writes
-checkpoints there and a rerun resumes from the last complete one. A lock on the work directory makes
+checkpoints there (and the trajectory's step files, in ``trajectory/``) and a rerun resumes from the
+last complete checkpoint, keeping the step files already written. A lock on the work directory makes
 a second run of the same entry wait for the first (then return it).
 
 The study pipeline loads the data selection and resolves the model once per run and hands them in
@@ -39,6 +42,7 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,15 +53,18 @@ from ..inputs.config import StudyParams
 from ..inputs.data import Splits, load_splits
 from ..core.errors import LayerwiseError
 from .dropout import install as bulk_dropout_masks
-from .models import ModelSource, load_model, load_tokenizer, model_source, pick_device, quiet_transformers
+from .models import (ModelSource, load_model, load_tokenizer, model_source, pick_device, quiet_transformers,
+                     resolve_poolings)
 from ..core.precision import resolve as resolve_precision
 from ..core.locks import entry_path
 from .prepared import TrainData, check_replaceable, load_prepared, tokenize
 from ..core.repro import (CACHE_ELSEWHERE, atomic_dir, atomic_write_json, cache_root, content_hash, is_done, provenance,
                           verify_entry)
+from ..measure.pooling import check_poolings
 from ..measure.stats import classification_metrics
 from .trainer import (EvalRecorder, build_trainer, checkpoint_step, history, is_main_process, last_checkpoint,
                       work_lock)
+from .trajectory import FOLDER as TRAJECTORY, TrajectorySpec, recorder as trajectory_recorder, write_index
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +72,9 @@ log = logging.getLogger(__name__)
 #: the weights, the metrics or the entry's layout (older entries are then retrained).
 #: ``tests/test_finetune.py`` records the code hash of the training path per version. Format 4: fused
 #: AdamW and, on CPU, dropout masks drawn in bulk (:mod:`layerwise.model.dropout`; another random stream).
-FINETUNE_FORMAT = 4
+#: Format 5: the entry keeps the pooled embeddings at checkpoints during training (``trajectory/``,
+#: :mod:`layerwise.model.trajectory`; ``finetune.checkpoints``, in the key when not empty).
+FINETUNE_FORMAT = 5
 CONFIDENCE = 0.95
 BOOTSTRAP = 1000
 MANIFEST_KIND = "layerwise-finetune"
@@ -88,6 +97,7 @@ class FinetuneResult:
 def _hyper(params: StudyParams, num_train: int | None, num_test: int | None, epochs: float | None,
            device: Any) -> dict[str, Any]:
     hp = params.finetune.model_dump()
+    hp.pop("checkpoints")  # what is kept during training, not how it trains: the key's `trajectory` entry
     if len(hp.pop("seeds")) != 1:
         raise ValueError("one fine-tuning is one seed: pass params.for_seed(seed)")
     hp["seed"] = params.finetune.seed  # (the key of a one-seed fine-tuning, as before seeds became a list)
@@ -120,6 +130,10 @@ class FinetunePlan:
     #: the device the fine-tuning runs on (picked once: the plan's precision is resolved for it and the
     #: Trainer runs on it)
     device: Any = None
+    #: the embeddings kept at checkpoints during training (None: ``finetune.checkpoints: []`` or prepared data)
+    trajectory: TrajectorySpec | None = None
+    #: how many of the trajectory's texts are probe-pool sentences and test sentences (in that order)
+    trajectory_parts: dict[str, int] = field(default_factory=dict)
 
     @property
     def work(self) -> Path:
@@ -132,12 +146,15 @@ class FinetunePlan:
 
 def plan_finetune(params: StudyParams, *, num_train: int | None = None, num_test: int | None = None,
                   epochs: float | None = None, data: str | os.PathLike | None = None, checkpoint: str | None = None,
-                  splits: Splits | None = None, source: ModelSource | None = None, device: Any = None
-                  ) -> FinetunePlan:
+                  splits: Splits | None = None, source: ModelSource | None = None, device: Any = None,
+                  poolings: Sequence[str] | None = None) -> FinetunePlan:
     """What :func:`finetune` will do for these arguments, decided once: the model source, the device (the
     run's ``device``, else :func:`~layerwise.model.models.pick_device`) and the precision resolved for it,
-    the hyper-parameters, the training data, the cache key and entry (nothing is loaded but the data
-    selection when ``splits`` is not given; nothing is trained)."""
+    the hyper-parameters, the training data, the embeddings to keep during training (the trajectory: the
+    probe-pool then the test sentences at ``finetune.checkpoints``, for ``poolings``, by default the study's,
+    :func:`~layerwise.model.models.resolve_poolings`; none with prepared ``data``), the cache key and entry
+    (nothing is loaded but the data selection when ``splits`` is not given, and the model's config files
+    when ``poolings`` is not; nothing is trained)."""
     if source is not None and checkpoint:
         raise ValueError("give the model as source= or as checkpoint=, not both")
     if splits is not None and (data is not None or num_train is not None or num_test is not None):
@@ -149,12 +166,32 @@ def plan_finetune(params: StudyParams, *, num_train: int | None = None, num_test
         tokenizer = load_tokenizer(source.path, revision=source.revision, where=params.where)
         dat = load_prepared(data, num_train, num_test, tokenizer)
     else:
-        dat = TrainData.from_splits(splits or load_splits(params, num_train=num_train, num_test=num_test))
+        splits = splits or load_splits(params, num_train=num_train, num_test=num_test)
+        dat = TrainData.from_splits(splits)
     payload = {"format": FINETUNE_FORMAT, "model": source.key, "selection": dat.selection["hash"], "hyper": hp,
                "prepared": dat.prepared["data_hash"] if dat.prepared else None}
+    trajectory, parts = None, {}
+    if params.finetune.checkpoints and data is None:
+        trajectory, parts = _trajectory_spec(params, splits, source, poolings)
+        # the texts are the selection's (its hash is in the key); the truncation changes the stored vectors
+        payload["trajectory"] = {"fractions": list(trajectory.fractions), "poolings": list(trajectory.poolings),
+                                 "max_length": trajectory.max_length}
     key = content_hash(payload)
     return FinetunePlan(source, hp, dat, payload, key, entry_path(cache_root() / "finetune", params.name, key),
-                        device)
+                        device, trajectory, parts)
+
+
+def _trajectory_spec(params: StudyParams, splits: Splits, source: ModelSource,
+                     poolings: Sequence[str] | None) -> tuple[TrajectorySpec, dict[str, int]]:
+    """The trajectory of a fine-tuning on the params' own selection: the probe-pool sentences (none when
+    ``num_probe`` is 0) then the test sentences, at ``finetune.checkpoints``, for the study's poolings
+    (sorted: the entry's content is a function of its key), with the engine's batch size and truncation."""
+    probe = list(splits.probe["text"]) if splits.probe is not None and len(splits.probe) else []
+    test = list(splits.test["text"])
+    names = sorted(check_poolings(poolings if poolings else resolve_poolings(params, source)))
+    spec = TrajectorySpec(probe + test, tuple(params.finetune.checkpoints), tuple(names),
+                          batch_size=params.analysis.batch_size, max_length=params.analysis.max_length)
+    return spec, {"probe": len(probe), "test": len(test)}
 
 
 def finetune_entry(params: StudyParams, *, num_train: int | None = None, num_test: int | None = None,
@@ -242,11 +279,13 @@ def _train(params: StudyParams, plan: FinetunePlan, *, save, progress: bool,
     if dat.prepared is None:
         train, test = tokenize(train, tokenizer, ft.max_length), tokenize(test, tokenizer, ft.max_length)
     recorder = EvalRecorder()
+    callbacks = [] if plan.trajectory is None else [trajectory_recorder(plan.trajectory, plan.work / TRAJECTORY,
+                                                                        tokenizer)]
     trainer = build_trainer(model, tokenizer, train, test, output_dir=plan.work, epochs=hp["epochs"],
                             learning_rate=ft.learning_rate, batch_size=ft.batch_size, weight_decay=ft.weight_decay,
                             warmup_ratio=ft.warmup_ratio, logging_steps=ft.logging_steps, seed=ft.seed,
                             save_steps=save_steps, progress=progress, recorder=recorder, precision=hp["precision"],
-                            device=plan.device)
+                            device=plan.device, callbacks=callbacks)
     main = trainer.is_world_process_zero()
     resume = _resume_point(plan.work, main, progress)
     t0 = time.perf_counter()
@@ -293,6 +332,9 @@ def _write_entry(params: StudyParams, plan: FinetunePlan, trainer, tokenizer, me
             "revision": plan.source.revision, "hyper_parameters": plan.hyper, "selection": plan.data.selection,
             "prepared": plan.data.prepared, "cache_key": plan.key, "key_payload": plan.payload,
             **provenance()})
+        if plan.trajectory is not None:
+            write_index(plan.work / TRAJECTORY, tmp / TRAJECTORY, plan.trajectory, int(trainer.state.max_steps),
+                        plan.trajectory_parts)
     shutil.rmtree(plan.work, ignore_errors=True)
 
 

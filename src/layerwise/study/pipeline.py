@@ -56,7 +56,7 @@ class StudyInputs:
         """The fine-tuning plan of ``seed`` (its cache key and entry), made once per run."""
         if seed not in self.plans:
             self.plans[seed] = plan_finetune(params.for_seed(seed), splits=self.splits, source=self.source,
-                                             device=self.device)
+                                             device=self.device, poolings=self.poolings)
         return self.plans[seed]
 
 
