@@ -492,7 +492,7 @@ def test_the_finetuning_plan_is_made_once_per_seed(monkeypatch):
 
     made = []
 
-    def plan(params, *, splits, source, device):
+    def plan(params, *, splits, source, device, poolings):
         made.append(params.finetune.seed)
         return SimpleNamespace(entry=Path(f"/cache/finetune/demo-{params.finetune.seed:016x}"))
 
