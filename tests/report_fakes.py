@@ -159,6 +159,55 @@ def fake_tables(model: str = "tiny", n_layers: int = 4, n_sentences: int = 12, s
             "cones": pd.DataFrame(cones), "probe_correct": pd.DataFrame(correct), "finetune": finetune}
 
 
+def fake_beyond(model: str = "tiny", n_layers: int = 4, seeds=(1, 2, 3), n: int = 40) -> pd.DataFrame:
+    """A synthetic ``beyond`` table: the top layer moves early and its single swap costs 20 points in every seed;
+    the lower layers never move and their swaps cost exactly nothing; the word-presence probe loses 15 points at
+    the top layer; two domains, "films" moving more than "books"."""
+    from layerwise.core.tables import beyond_frame, beyond_row
+
+    top = n_layers
+    rows = []
+    for s in seeds:
+        for f in (0.0, 0.25, 0.5, 1.0):
+            for layer in range(top + 1):
+                moved = 0.6 * min(1.0, f / (0.25 if s != 3 else 0.5)) if layer == top else 0.0
+                rows += [beyond_row(model, "trajectory", "", "finetuned", s, layer, "cka_debiased", 1 - moved, n=n,
+                                    checkpoint=f),
+                         beyond_row(model, "trajectory", "", "finetuned", s, layer, "probe_acc", 0.6 + 0.3 * f * (layer == top),
+                                    0.5, 0.9, n=n, checkpoint=f)]
+        rows.append(beyond_row(model, "swap", "none", "finetuned", s, -1, "accuracy", 0.85, 0.75, 0.93, n=n))
+        for kind in ("single", "cumulative"):
+            for layer in range(top + 1):
+                cost = -0.2 - 0.01 * s if layer == top else 0.0
+                half = 0.05 if layer == top else 0.0
+                rows += [beyond_row(model, "swap", kind, "finetuned", s, layer, "accuracy", 0.85 + cost, n=n),
+                         beyond_row(model, "swap", kind, "finetuned", s, layer, "accuracy_change", cost, cost - half,
+                                    cost + half, n=n)]
+        for task in ("length", "word", "bigram_shift"):
+            for layer in range(top + 1):
+                loss = -0.15 - 0.01 * s if task == "word" and layer == top else 0.0
+                half = 0.04 if loss else 0.01
+                rows += [beyond_row(model, "auxiliary", task, "finetuned", s, layer, "probe_acc", 0.8 + loss, n=n),
+                         beyond_row(model, "auxiliary", task, "finetuned", s, layer, "control_acc", 0.5, n=n),
+                         beyond_row(model, "auxiliary", task, "finetuned", s, layer, "probe_acc_change", loss,
+                                    loss - half, loss + half, n=n)]
+        for domain, k in (("books", 0.1), ("films", 0.4)):
+            for layer in range(top + 1):
+                rows += [beyond_row(model, "domain", domain, "finetuned", s, layer, "cka_debiased",
+                                    1 - k * layer / top, n=n // 2),
+                         beyond_row(model, "domain", domain, "finetuned", s, layer, "probe_acc", 0.8, n=n // 2),
+                         beyond_row(model, "domain", domain, "finetuned", s, layer, "probe_acc_change", 0.0, -0.01,
+                                    0.01, n=n // 2)]
+    for task in ("length", "word", "bigram_shift"):
+        for layer in range(top + 1):
+            rows += [beyond_row(model, "auxiliary", task, "pretrained", None, layer, "probe_acc", 0.8, n=n),
+                     beyond_row(model, "auxiliary", task, "pretrained", None, layer, "control_acc", 0.5, n=n)]
+    for domain in ("books", "films"):
+        for layer in range(top + 1):
+            rows.append(beyond_row(model, "domain", domain, "pretrained", None, layer, "probe_acc", 0.8, n=n // 2))
+    return beyond_frame(rows)
+
+
 def fake_study(params=None, n_layers: int = 4, seed: int = 0) -> Study:
     """A synthetic :class:`layerwise.study.study.Study` (``params``: a StudyParams or None)."""
     if params is None:
@@ -170,7 +219,7 @@ def fake_study(params=None, n_layers: int = 4, seed: int = 0) -> Study:
                 "git_commit": "0" * 40, "versions": {"python": "3.11"}, "device": "cpu",
                 "selection": {"hash": "fake", "num_train": 60, "num_test": 40, "train_index": list(range(60)),
                               "probe_index": list(range(60, 108)), "test_index": list(range(108, 148))}}
-    return Study(params=params, manifest=manifest, **tables)
+    return Study(params=params, manifest=manifest, beyond=fake_beyond(params.name, n_layers), **tables)
 
 
 def load_fake_study(params, progress: bool = False) -> Study:

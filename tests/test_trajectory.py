@@ -18,10 +18,12 @@ from layerwise.model import finetune as ft
 from layerwise.model import trajectory
 from layerwise.model.testing import NUM_LAYERS, HIDDEN_SIZE, tiny_model_dir, write_tiny_jsonl
 
-#: 20 training examples in batches of 4, one epoch: 5 steps; the default fractions fall on steps
-#: 0 (0 and 0.1), 1 (0.25), 2 (0.5) and 5 (1).
+#: 20 training examples in batches of 4, one epoch: 5 steps. The ends (0 and 1) are the pretrained and the
+#: fine-tuned model, which the engine embeds: only the fractions between them are kept. These fall on steps
+#: 0 (0.05 and 0.1), 1 (0.25), 2 (0.5) and 5 (0.95): the first and the last step, to compare with the two models.
 STEPS = 5
-EXPECTED_STEPS = {0.0: 0, 0.1: 0, 0.25: 1, 0.5: 2, 1.0: 5}
+CHECKPOINTS = [0.0, 0.05, 0.1, 0.25, 0.5, 0.95, 1.0]
+EXPECTED_STEPS = {0.05: 0, 0.1: 0, 0.25: 1, 0.5: 2, 0.95: 5}
 
 
 @pytest.fixture(autouse=True)
@@ -50,10 +52,10 @@ def bert_dir() -> Path:
 
 def _params(model_dir: Path, data: Path, **finetune):
     spec = {"num_train": 20, "num_test": 8, "num_probe": 6, "epochs": 1, "batch_size": 4, "learning_rate": 3e-3,
-            "logging_steps": 2, "precision": "fp32", **finetune}
+            "logging_steps": 2, "precision": "fp32", "checkpoints": CHECKPOINTS, **finetune}
     return parse_params({"name": "tiny", "model": {"id": str(model_dir)}, "dataset": {"source": str(data)},
                          "finetune": spec, "analysis": {"batch_size": 5, "max_length": 64,
-                                                        "poolings": ["mean", "cls"]}})
+                                                        "poolings": ["mean", "cls"], "precision": "fp32"}})
 
 
 def _data(tmp_path: Path) -> Path:
@@ -83,8 +85,8 @@ def test_the_key_holds_the_trajectory_only_when_it_is_kept(bert_dir, tmp_path, c
     off = ft.plan_finetune(_params(bert_dir, data, checkpoints=[]))
     assert "checkpoints" not in on.hyper and on.hyper == off.hyper
     assert "trajectory" not in off.payload and off.trajectory is None
-    assert on.payload["trajectory"] == {"fractions": [0.0, 0.1, 0.25, 0.5, 1.0], "poolings": ["cls", "mean"],
-                                        "max_length": 64}
+    assert on.payload["trajectory"] == {"fractions": list(EXPECTED_STEPS), "poolings": ["cls", "mean"],
+                                        "max_length": 64, "precision": "fp32"}
     assert {k: v for k, v in on.payload.items() if k != "trajectory"} == off.payload and on.key != off.key
     # the texts: the probe pool, then the test sentences; the poolings given, else the study's
     splits = load_splits(_params(bert_dir, data))
@@ -94,14 +96,16 @@ def test_the_key_holds_the_trajectory_only_when_it_is_kept(bert_dir, tmp_path, c
     given = ft.plan_finetune(_params(bert_dir, data), poolings=["last"])
     assert given.trajectory.poolings == ("last",) and given.key != on.key
     assert ft.plan_finetune(_params(bert_dir, data), poolings=["cls", "mean"]).key == on.key
-    other = ft.plan_finetune(_params(bert_dir, data, checkpoints=[0.0, 1.0]))
+    other = ft.plan_finetune(_params(bert_dir, data, checkpoints=[0.0, 0.5, 1.0]))
     assert other.key != on.key
+    ends = ft.plan_finetune(_params(bert_dir, data, checkpoints=[0.0, 1.0]))   # nothing between the ends to keep
+    assert ends.trajectory is None and ends.key == off.key
     no_probe = ft.plan_finetune(_params(bert_dir, data, num_probe=0))
     assert no_probe.trajectory_parts == {"probe": 0, "test": 8} and len(no_probe.trajectory.texts) == 8
 
 
 def test_fraction_steps_round_and_share():
-    assert trajectory.fraction_steps([0.0, 0.1, 0.25, 0.5, 1.0], STEPS) == EXPECTED_STEPS
+    assert trajectory.fraction_steps(list(EXPECTED_STEPS), STEPS) == EXPECTED_STEPS
     assert trajectory.fraction_steps([0.3], 10) == {0.3: 3}
 
 
@@ -139,13 +143,13 @@ def test_trajectory_steps_shapes_ends_and_unchanged_training(bert_dir, tmp_path,
         for arr in by_pooling.values():
             assert arr.dtype == np.float16 and arr.shape == (14, NUM_LAYERS + 1, HIDDEN_SIZE)
     with np.load(folder / trajectory.step_file(0)) as npz:
-        assert int(npz["step"]) == 0 and list(npz["fraction"]) == [0.0, 0.1]
-    # the ends: the pretrained model (fraction 0) and the fine-tuned one (fraction 1); the middle moved
+        assert int(npz["step"]) == 0 and list(npz["fraction"]) == [0.05, 0.1]
+    # the first step is the pretrained model, the last the fine-tuned one; the middle moved
     start, end = _pooled(bert_dir, plan.trajectory), _pooled(res.path, plan.trajectory)
     for p in ("cls", "mean"):
-        np.testing.assert_allclose(traj["embeddings"][0.0][p].astype(np.float32), start[p].astype(np.float32),
+        np.testing.assert_allclose(traj["embeddings"][0.05][p].astype(np.float32), start[p].astype(np.float32),
                                    rtol=2e-3, atol=2e-3)
-        np.testing.assert_allclose(traj["embeddings"][1.0][p].astype(np.float32), end[p].astype(np.float32),
+        np.testing.assert_allclose(traj["embeddings"][0.95][p].astype(np.float32), end[p].astype(np.float32),
                                    rtol=2e-3, atol=2e-3)
         assert not np.allclose(traj["embeddings"][0.5][p][:, -1], start[p][:, -1], atol=1e-2)
 

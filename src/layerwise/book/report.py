@@ -53,10 +53,10 @@ from ..core.repro import PROJECT_ROOT, atomic_write_json, code_hash, content_has
 from ..study.study import Study, write_study
 
 CHAPTERS_DIR = PROJECT_ROOT / "chapters"
-MODEL_CHAPTERS = ("geometry", "probing")
+MODEL_CHAPTERS = ("geometry", "probing", "beyond")
 COMPARISON = "comparison"
 META_DIR = "_layerwise"
-CHAPTER_TITLES = {"geometry": "Geometry", "probing": "Probing and class geometry",
+CHAPTER_TITLES = {"geometry": "Geometry", "probing": "Probing and class geometry", "beyond": "Beyond before and after",
                   "comparison": "Comparison across models"}
 
 #: What ``run`` calls to get one model's study: ``(params, progress=...) -> Study`` (the params parsed once, by ``run``).

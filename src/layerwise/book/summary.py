@@ -39,6 +39,7 @@ def model_section(study, meta: Path, link_base: str, heading: bool) -> list[str]
     """One model's part of page 1: the answer's sentences, the figure, the layer table with its legend and the
     caveats."""
     from ..words.answer import TABLE_WIDTHS, model_answer
+    from ..words.beyond import page_lines as beyond_lines
     from ..words.caveats import caveats_markdown
     from ..words.markdown import markdown_table
 
@@ -48,6 +49,8 @@ def model_section(study, meta: Path, link_base: str, heading: bool) -> list[str]
     figure = answer_figure(study, meta, link_base)
     lines += [figure, ""] if figure else []
     lines += [markdown_table(a.table, widths=TABLE_WIDTHS), "", a.legend(), ""]
+    further = beyond_lines(study)  # the analyses beyond the end points, one line each
+    lines += [f"- {line}" for line in further] + ([""] if further else [])
     caveats = caveats_markdown(study)
     return lines + ([caveats] if caveats else [])
 

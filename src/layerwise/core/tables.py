@@ -71,7 +71,37 @@ QUANTILES = {"q05": 0.05, "q25": 0.25, "q50": 0.50, "q75": 0.75, "q95": 0.95}
 #: The layers of the original (student) study's probe grid (BERT-base depth: 12 layers).
 ORIGINAL_LAYERS = (5, 7, 9, 11, 12)
 #: The tables of a study (``study.write_study``), each a Parquet file.
-TABLES = ("tidy", "per_sentence", "cosine_sample", "rogue", "cka", "cones", "probe_correct", "tidy_seeds")
+TABLES = ("tidy", "per_sentence", "cosine_sample", "rogue", "cka", "cones", "probe_correct", "tidy_seeds", "beyond")
+
+#: The analyses beyond the two end points (issue 27), rows of the ``beyond`` table: how each layer moved during
+#: fine-tuning (``trajectory``), task accuracy with layers set back to their pretrained weights (``swap``),
+#: probes for properties of the sentence itself (``auxiliary``) and the primary statistics per domain (``domain``).
+BEYOND_ANALYSES = ("trajectory", "swap", "auxiliary", "domain")
+#: Columns of the ``beyond`` table: ``group`` is the swap kind, the auxiliary task or the domain ("" for the
+#: trajectory); ``seed`` the fine-tuning seed (NA: a pretrained row, or a value over seeds); ``checkpoint`` the
+#: fraction of training (NaN outside the trajectory).
+BEYOND_COLUMNS = ["model", "analysis", "group", "state", "seed", "checkpoint", "layer", "metric", "value",
+                  "ci_low", "ci_high", "n"]
+_BEYOND_DTYPES = {"model": str, "analysis": str, "group": str, "state": str, "seed": "Int64",
+                  "checkpoint": np.float64, "layer": np.int64, "metric": str, "value": np.float64,
+                  "ci_low": np.float64, "ci_high": np.float64, "n": np.int64}
+
+
+def beyond_row(model: str, analysis: str, group: str, state: str, seed: int | None, layer: int, metric: str,
+               value: float, ci_low: float = np.nan, ci_high: float = np.nan, n: int = 0,
+               checkpoint: float = np.nan) -> dict:
+    """One row of the ``beyond`` table (:data:`BEYOND_COLUMNS`)."""
+    if analysis not in BEYOND_ANALYSES:
+        raise ValueError(f"unknown analysis {analysis!r} (one of {BEYOND_ANALYSES})")
+    return {"model": model, "analysis": analysis, "group": group, "state": state,
+            "seed": pd.NA if seed is None else int(seed), "checkpoint": float(checkpoint), "layer": int(layer),
+            "metric": metric, "value": float(value), "ci_low": float(ci_low), "ci_high": float(ci_high), "n": int(n)}
+
+
+def beyond_frame(rows: Iterable[dict] | pd.DataFrame) -> pd.DataFrame:
+    """Rows -> the ``beyond`` table with its columns and dtypes (an empty frame keeps them)."""
+    df = rows[BEYOND_COLUMNS] if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows), columns=BEYOND_COLUMNS)
+    return df.astype(_BEYOND_DTYPES)
 
 
 def state_order(values: Iterable) -> list[str]:

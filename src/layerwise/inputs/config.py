@@ -232,6 +232,11 @@ class AnalysisSpec(_Strict):
         "similarity is computed for each. Default: the model's own pooling (its sentence-transformers pooling "
         "config) first, then the others of its kind: cls and mean for an encoder, last and mean for a decoder")
 
+    beyond: bool = Field(True, description="the analyses beyond the two end points: layer swaps (task accuracy "
+                         "with layers set back to their pretrained weights), probes for properties of the sentence "
+                         "itself (length, a word's presence, two adjacent words swapped) and the primary statistics "
+                         "per domain; the checkpoints during training are `finetune.checkpoints`")
+
     @field_validator("random_draws", mode="before")
     @classmethod
     def _draw_count(cls, value: Any, info: ValidationInfo) -> Any:
@@ -288,8 +293,9 @@ PROBE_ONLY_FIELDS = ("probe_seeds", "probe_retrainings", "bootstrap")
 #: ... the settings both read (in both keys) ...
 SHARED_FIELDS = ("seed",)
 #: ... and the settings no cached result depends on (no cache key): the batch size (the engine is tested
-#: to be batch-size invariant) and what only the report reads (the original study's layer grid).
-UNKEYED_FIELDS = ("batch_size", "original_layers")
+#: to be batch-size invariant), what only the report reads (the original study's layer grid) and whether the
+#: analyses beyond the end points run (their own step, keyed apart: ``study.beyond``).
+UNKEYED_FIELDS = ("batch_size", "original_layers", "beyond")
 #: AnalysisSpec fields that feed the geometry engine's cache key.
 GEOMETRY_FIELDS = GEOMETRY_ONLY_FIELDS + SHARED_FIELDS
 #: AnalysisSpec fields that feed the probes' cache key.

@@ -137,6 +137,25 @@ def forward_batches(model, tokenizer, texts: list[str], *, batch_size: int = 32,
             del hidden  # the next forward pass must not hold this batch's activations
 
 
+def pooled_embeddings(model, tokenizer, texts: Sequence[str], poolings: Sequence[str], *, batch_size: int = 32,
+                      max_length: int = 512, device=None, precision: str = "fp32", progress: bool = False,
+                      desc: str | None = None) -> dict[str, np.ndarray]:
+    """Every layer of ``texts`` under each of ``poolings`` (:func:`layerwise.measure.pooling.pooled_layers`), float16
+    ``[n, L+1, d]`` per pooling in the order of ``texts``: the engine's forward pass (:func:`forward_batches`:
+    dynamic padding, padding masked out) without its statistics. The checkpoints of a training run and the
+    auxiliary probes' perturbed sentences embed with it."""
+    texts = list(texts)
+    out: dict[str, np.ndarray] = {}
+    for idx, inputs, _, hidden in forward_batches(model, tokenizer, texts, batch_size=batch_size,
+                                                  max_length=max_length, device=device, progress=progress,
+                                                  desc=desc, precision=precision):
+        for name, values in pooling.pooled_layers(hidden, inputs["attention_mask"].bool(), poolings).items():
+            if name not in out:
+                out[name] = np.zeros((len(texts), *values.shape[1:]), dtype=np.float16)
+            out[name][idx] = values
+    return out
+
+
 # -- The engine ------------------------------------------------------------------------------------
 
 class _Store:

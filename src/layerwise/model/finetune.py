@@ -172,25 +172,33 @@ def plan_finetune(params: StudyParams, *, num_train: int | None = None, num_test
                "prepared": dat.prepared["data_hash"] if dat.prepared else None}
     trajectory, parts = None, {}
     if params.finetune.checkpoints and data is None:
-        trajectory, parts = _trajectory_spec(params, splits, source, poolings)
-        # the texts are the selection's (its hash is in the key); the truncation changes the stored vectors
+        trajectory, parts = _trajectory_spec(params, splits, source, poolings, device)
+    if trajectory is not None:
+        # the texts are the selection's (its hash is in the key); the truncation and the precision change the
+        # stored vectors
         payload["trajectory"] = {"fractions": list(trajectory.fractions), "poolings": list(trajectory.poolings),
-                                 "max_length": trajectory.max_length}
+                                 "max_length": trajectory.max_length, "precision": trajectory.precision}
     key = content_hash(payload)
     return FinetunePlan(source, hp, dat, payload, key, entry_path(cache_root() / "finetune", params.name, key),
                         device, trajectory, parts)
 
 
-def _trajectory_spec(params: StudyParams, splits: Splits, source: ModelSource,
-                     poolings: Sequence[str] | None) -> tuple[TrajectorySpec, dict[str, int]]:
+def _trajectory_spec(params: StudyParams, splits: Splits, source: ModelSource, poolings: Sequence[str] | None,
+                     device: Any) -> tuple[TrajectorySpec | None, dict[str, int]]:
     """The trajectory of a fine-tuning on the params' own selection: the probe-pool sentences (none when
-    ``num_probe`` is 0) then the test sentences, at ``finetune.checkpoints``, for the study's poolings
-    (sorted: the entry's content is a function of its key), with the engine's batch size and truncation."""
+    ``num_probe`` is 0) then the test sentences, at the fractions of ``finetune.checkpoints`` strictly between 0
+    and 1 (the two ends are the pretrained and the fine-tuned model, which the geometry engine embeds anyway), for
+    the study's poolings (sorted: the entry's content is a function of its key), with the engine's batch size,
+    truncation and precision. None when no fraction lies between the ends."""
+    inner = tuple(float(f) for f in params.finetune.checkpoints if 0.0 < f < 1.0)
+    if not inner:
+        return None, {}
     probe = list(splits.probe["text"]) if splits.probe is not None and len(splits.probe) else []
     test = list(splits.test["text"])
     names = sorted(check_poolings(poolings if poolings else resolve_poolings(params, source)))
-    spec = TrajectorySpec(probe + test, tuple(params.finetune.checkpoints), tuple(names),
-                          batch_size=params.analysis.batch_size, max_length=params.analysis.max_length)
+    spec = TrajectorySpec(probe + test, inner, tuple(names), batch_size=params.analysis.batch_size,
+                          max_length=params.analysis.max_length,
+                          precision=resolve_precision(params.analysis.precision, device, purpose="analysis"))
     return spec, {"probe": len(probe), "test": len(test)}
 
 

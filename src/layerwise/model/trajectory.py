@@ -34,7 +34,7 @@ import numpy as np
 
 from ..core.errors import LayerwiseError
 from ..core.repro import atomic_write_bytes
-from ..measure.extract import forward_batches
+from ..measure.extract import pooled_embeddings
 from ..measure.pooling import check_poolings, pooled_layers
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,9 @@ class TrajectorySpec:
     poolings: tuple[str, ...]
     batch_size: int = 32
     max_length: int = 128
+    #: the forward passes' precision: the engine's (``analysis.precision`` resolved), so that the kept embeddings
+    #: and the engine's pretrained and fine-tuned states (the trajectory's two ends) are computed alike
+    precision: str = "fp32"
 
 
 def step_file(step: int) -> str:
@@ -71,21 +74,10 @@ def fraction_steps(fractions: Sequence[float], max_steps: int) -> dict[float, in
 
 def capture(model, tokenizer, spec: TrajectorySpec) -> dict[str, np.ndarray]:
     """The pooled embeddings of ``spec.texts`` by ``model`` now: float16 ``[n_texts, L+1, d]`` per pooling,
-    rows in text order. The model is left in eval mode (the caller restores its mode)."""
-    import torch
-
-    poolings = check_poolings(spec.poolings)
-    out: dict[str, np.ndarray] = {}
-    with torch.inference_mode():
-        for idx, inputs, _special, hidden in forward_batches(model, tokenizer, list(spec.texts),
-                                                            batch_size=spec.batch_size,
-                                                            max_length=spec.max_length):
-            pooled = pooled_layers(hidden, inputs["attention_mask"].bool(), poolings)
-            for name, rows in pooled.items():
-                if name not in out:
-                    out[name] = np.zeros((len(spec.texts), *rows.shape[1:]), np.float16)
-                out[name][np.asarray(idx)] = rows  # forward_batches' own order -> text order
-    return out
+    rows in text order (:func:`layerwise.measure.extract.pooled_embeddings`, at the engine's precision). The model
+    is left in eval mode (the caller restores its mode)."""
+    return pooled_embeddings(model, tokenizer, list(spec.texts), check_poolings(spec.poolings),
+                             batch_size=spec.batch_size, max_length=spec.max_length, precision=spec.precision)
 
 
 def write_step(folder: Path, step: int, fractions: Sequence[float], pooled: dict[str, np.ndarray]) -> Path:

@@ -314,6 +314,56 @@ def _seed_effects(per_sentence: pd.DataFrame, a) -> pd.DataFrame:
     return pd.concat(out, ignore_index=True) if out else seeds.per_seed_rows(pd.DataFrame())
 
 
+#: layout of a ``beyond`` entry (one table, ``beyond.parquet``)
+BEYOND_LAYOUT = 1
+
+
+def beyond(params: StudyParams, analysis_entry: Path, probe_entry: Path, progress: bool = True, *,
+           inputs: StudyInputs | None = None) -> Path | None:
+    """The analyses beyond the two end points (:mod:`layerwise.study.beyond`: checkpoints during training, layer
+    swaps, auxiliary probes, domains), cached by key like the other steps: the geometry and probe entries, the
+    fine-tuned entries (their kept checkpoints), the settings and the code. None when the study has no
+    fine-tuned and pretrained states, or neither ``finetune.checkpoints`` nor ``analysis.beyond``."""
+    inputs = inputs or resolve_inputs(params)
+    a = params.analysis
+    if not {"pretrained", "finetuned"} <= set(a.states) or not (a.beyond or params.finetune.checkpoints):
+        return None
+    key = content_hash({"analysis": entry_key(analysis_entry), "probes": entry_key(probe_entry),
+                        "finetuned": [entry_key(inputs.plan(params, s).entry) for s in params.finetune.seeds],
+                        "settings": {"beyond": a.beyond, "checkpoints": params.finetune.checkpoints, "seed": a.seed,
+                                     "bootstrap": a.bootstrap, "poolings": list(inputs.poolings)},
+                        "layout": BEYOND_LAYOUT, "code": code_hash("study.beyond", "model.trajectory")})
+    return cached_entry(cache_root() / "beyond", params.name, key,
+                        lambda entry: _write_beyond(params, inputs, analysis_entry, probe_entry, key, entry, progress),
+                        what="the analyses beyond the end points", progress=progress)
+
+
+def _write_beyond(params: StudyParams, inputs: StudyInputs, analysis_entry: Path, probe_entry: Path, key: str,
+                  entry: Path, progress: bool) -> None:
+    """Compute the ``beyond`` entry ``entry`` (:func:`layerwise.study.beyond.compute`) from the stored embeddings,
+    the probes' per-sentence correctness and the fine-tuned models."""
+    from ..model.trajectory import load_trajectory
+    from . import beyond as beyond_step
+
+    ft = {s: finetuned(params, progress, inputs=inputs, seed=s) for s in params.finetune.seeds}
+    trajectories = {}
+    for s, res in ft.items():
+        traj = load_trajectory(res.path)
+        trajectories[s] = None if traj is None else {**traj, "max_steps": int(res.metrics.get("global_step", 0))}
+    test = inputs.splits.test
+    domains = list(test["domain"]) if "domain" in test.column_names else None
+    with atomic_dir(entry) as tmp:
+        table = beyond_step.compute(
+            params, source=inputs.source, device=inputs.device, precision=inputs.precision, poolings=inputs.poolings,
+            emb=load_embeddings(analysis_entry, engine_states(params)),
+            correct=pd.read_parquet(probe_entry / "probe_correct.parquet"), finetuned={s: r.path for s, r in ft.items()},
+            test_domains=domains, trajectories=trajectories, num_labels=inputs.splits.num_labels, progress=progress)
+        table.to_parquet(tmp / "beyond.parquet", index=False)
+        (tmp / "manifest.json").write_text(json.dumps({"analysis_entry": analysis_entry.name,
+                                                       "probe_entry": probe_entry.name, "cache_key": key,
+                                                       **provenance()}, indent=2, default=str))
+
+
 def _named(df: pd.DataFrame, name: str) -> pd.DataFrame:
     """``df`` with its ``model`` column set to the study's current name: entries are found by key, so
     one computed under another ``name:`` is reused and relabelled here."""
@@ -330,13 +380,14 @@ def load_study(params_path: str | Path | StudyParams, progress: bool = True) -> 
     inputs = resolve_inputs(params)
     a_entry = analyze(params, progress, inputs=inputs)
     p_entry = probe(params, a_entry, progress, inputs=inputs)
+    b_entry = beyond(params, a_entry, p_entry, progress, inputs=inputs)
     manifest = json.loads((a_entry / "manifest.json").read_text())
     full = pd.concat([pd.read_parquet(a_entry / "tidy.parquet"), pd.read_parquet(p_entry / "tidy.parquet")],
                      ignore_index=True)
     ft_metrics = _finetune_metrics(params, manifest, inputs, progress)
     damage_outcomes()  # whether each damaged entry moved aside was recomputed (warnings)
     manifest["cache_entries"] = {"analysis": str(a_entry), "probes": str(p_entry),
-                                 "finetune": manifest.get("finetuned")}
+                                 "beyond": str(b_entry) if b_entry else None, "finetune": manifest.get("finetuned")}
     manifest["caveats"] = _caveats(params, inputs, a_entry)
     manifest["run"] = {"device": str(inputs.device), "analysis_precision": inputs.precision}  # this run's decisions
     manifest["poolings"] = list(inputs.poolings)  # this study's order, its primary pooling first (Study.poolings)
@@ -348,6 +399,8 @@ def load_study(params_path: str | Path | StudyParams, progress: bool = True) -> 
              "cka": seeds.aggregate_cka(read["cka"]),
              "cones": seeds.mean_over_seeds(read["cones"], ["cos_ref", "cos_own_centroid", "cos_other_centroid"]),
              "probe_correct": seeds.mean_over_seeds(read["probe_correct"], ["correct"])}
+    if b_entry is not None:
+        views["beyond"] = pd.read_parquet(b_entry / "beyond.parquet")
     tables = {t: _named(df, params.name) for t, df in views.items()}
     return Study(params=params, finetune=ft_metrics, manifest=manifest, **tables)
 

@@ -22,11 +22,12 @@ from ..inputs.config import StudyParams
 from ..core.errors import LayerwiseError
 from ..core.repro import atomic_dir, atomic_write_json, content_hash, verify_entry
 from ..core.tables import FIRST_TOKEN, MEAN_TOKENS, POOLINGS, TABLES, TIDY_COLUMNS, n_layers
-from ..core.tables import grid_layers
+from ..core.tables import beyond_frame, grid_layers
 
 
-#: the tables every study directory holds (``tidy_seeds`` came with seeds: older studies lack it)
-REQUIRED = tuple(t for t in TABLES if t != "tidy_seeds")
+#: the tables every study directory holds (``tidy_seeds`` came with seeds, ``beyond`` with issue 27: older
+#: studies lack them)
+REQUIRED = tuple(t for t in TABLES if t not in ("tidy_seeds", "beyond"))
 
 
 @dataclass
@@ -50,6 +51,9 @@ class Study:
     #: between seeds; ``tidy`` is the aggregate view (see :mod:`layerwise.measure.seeds`)
     tidy_seeds: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
         {**{c: [] for c in TIDY_COLUMNS}, "seed": pd.array([], dtype="Int64")}))
+    #: the analyses beyond the two end points (:data:`layerwise.core.tables.BEYOND_COLUMNS`: checkpoints during
+    #: training, layer swaps, auxiliary probes, domains); empty for a study without them
+    beyond: pd.DataFrame = field(default_factory=lambda: beyond_frame([]))
 
     @property
     def tidy_all(self) -> pd.DataFrame:
