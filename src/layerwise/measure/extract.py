@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 #: Threads of the final statistics of a state (:func:`_finalise`), one (variant, layer) cell each.
 FINALISE_WORKERS = 2
 
-__all__ = ["StateResult", "SamplePlan", "run_state", "plan_samples", "forward_batches"]
+__all__ = ["StateResult", "SamplePlan", "run_state", "plan_samples", "forward_batches", "padded_batches"]
 
 NAN = float("nan")
 
@@ -135,6 +135,14 @@ def forward_batches(model, tokenizer, texts: list[str], *, batch_size: int = 32,
                                      "use a transformers encoder that supports output_hidden_states")
             yield idx, inputs, special, hidden
             del hidden  # the next forward pass must not hold this batch's activations
+
+
+def padded_batches(tokenizer, encoded: Encoded, batch_size: int = 32) -> list[tuple[np.ndarray, dict]]:
+    """``(text indices, inputs)`` of every batch of ``encoded`` (every text once, sorted by decreasing length,
+    padded dynamically as ``tokenizer(..., padding=True)`` pads), on the CPU: built once and reused by the
+    callers that run several forward passes over the same texts (``model.swaps``)."""
+    idx_all = _batches(encoded, np.ones(len(encoded.lengths), bool), batch_size)
+    return [(idx, _collate(tokenizer, encoded, idx)[0]) for idx in idx_all]
 
 
 # -- The engine ------------------------------------------------------------------------------------
