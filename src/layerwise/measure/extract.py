@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 #: Threads of the final statistics of a state (:func:`_finalise`), one (variant, layer) cell each.
 FINALISE_WORKERS = 2
 
-__all__ = ["StateResult", "SamplePlan", "run_state", "plan_samples", "forward_batches"]
+__all__ = ["StateResult", "SamplePlan", "run_state", "plan_samples", "forward_batches", "padded_batches"]
 
 NAN = float("nan")
 
@@ -154,6 +154,14 @@ def pooled_embeddings(model, tokenizer, texts: Sequence[str], poolings: Sequence
                 out[name] = np.zeros((len(texts), *values.shape[1:]), dtype=np.float16)
             out[name][idx] = values
     return out
+
+
+def padded_batches(tokenizer, encoded: Encoded, batch_size: int = 32) -> list[tuple[np.ndarray, dict]]:
+    """``(text indices, inputs)`` of every batch of ``encoded`` (every text once, sorted by decreasing length,
+    padded dynamically as ``tokenizer(..., padding=True)`` pads), on the CPU: built once and reused by the
+    callers that run several forward passes over the same texts (``model.swaps``)."""
+    idx_all = _batches(encoded, np.ones(len(encoded.lengths), bool), batch_size)
+    return [(idx, _collate(tokenizer, encoded, idx)[0]) for idx in idx_all]
 
 
 # -- The engine ------------------------------------------------------------------------------------
