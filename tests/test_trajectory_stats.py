@@ -39,10 +39,10 @@ def test_start_similarity_constant_layer_is_nan():
 def test_trajectory_rows_shape_and_start():
     pytest.importorskip("layerwise.measure.auxiliary")
     rng = np.random.default_rng(0)
-    n_probe, n_test = 30, 30
+    n_probe, n_test = 60, 60
     y = rng.integers(0, 2, n_probe + n_test)
     start = rng.normal(size=(n_probe + n_test, 3, 8))
-    start[:, 2, 0] += 3 * y                                            # the label readable at layer 2
+    start[:, 2, 0] += 8 * y                                            # the label readable at layer 2
     moved = start.copy()
     moved[:, 1:] += rng.normal(size=moved[:, 1:].shape)                # layers 1-2 moved, layer 0 did not
     rows = beyond_frame(trajectory.trajectory_rows("m", 7, {0.0: start, 0.5: moved}, {0.0: 0, 0.5: 10}, n_probe,
