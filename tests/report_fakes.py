@@ -170,7 +170,7 @@ def fake_beyond(model: str = "tiny", n_layers: int = 4, seeds=(1, 2, 3), n: int 
     for s in seeds:
         for f in (0.0, 0.25, 0.5, 1.0):
             for layer in range(top + 1):
-                moved = 0.6 * min(1.0, f / (0.25 if s != 3 else 0.5)) if layer == top else 0.0
+                moved = 0.6 * min(1.0, f / (0.25 if s != 3 else 0.75)) if layer == top else 0.0
                 rows += [beyond_row(model, "trajectory", "", "finetuned", s, layer, "cka_debiased", 1 - moved, n=n,
                                     checkpoint=f),
                          beyond_row(model, "trajectory", "", "finetuned", s, layer, "probe_acc", 0.6 + 0.3 * f * (layer == top),

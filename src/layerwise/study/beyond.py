@@ -68,19 +68,6 @@ def trajectory_table(model: str, primary: str, emb: Mapping[str, Mapping[str, np
     return rows
 
 
-def _aux_labels(texts: np.ndarray, train: np.ndarray, test: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray, str]]:
-    """The labels of the auxiliary tasks read from the stored embeddings (length, a word's presence) on the
-    training and test rows, with what each was built from."""
-    from ..measure.auxiliary import length_labels, word_labels, word_task
-
-    ytr, edges = length_labels(list(texts[train]))
-    yte, _ = length_labels(list(texts[test]), edges)
-    word = word_task(list(texts[train]))
-    out = {"length": (np.asarray(ytr), np.asarray(yte), "word-count edges " + ", ".join(f"{e:g}" for e in edges))}
-    out["word"] = (word_labels(list(texts[train]), word), word_labels(list(texts[test]), word), f"the word {word!r}")
-    return out
-
-
 def auxiliary_rows(model: str, task: str, X: Mapping[Any, np.ndarray], ytr: np.ndarray, yte: np.ndarray,
                    train: np.ndarray, test: np.ndarray, seed: int, n_boot: int) -> list[dict]:
     """The rows of one auxiliary task: ``probe_acc`` and ``control_acc`` of the pretrained state (key
@@ -131,7 +118,7 @@ def compute(params, *, source, device, precision: str | None, poolings, emb: Map
     ``correct``: the probe entry's per-sentence correctness (seed-tagged); ``finetuned``: each seed's model
     folder; ``test_domains``: the domain of each test sentence (None: the dataset has none); ``trajectories``:
     each seed's kept checkpoints."""
-    from ..measure.auxiliary import bigram_shift
+    from ..measure.auxiliary import TASKS, task_data
     from ..measure.extract import pooled_embeddings
     from ..model.models import load_model
     from ..model.swaps import swap_correct
@@ -146,34 +133,35 @@ def compute(params, *, source, device, precision: str | None, poolings, emb: Map
     pre = emb["pretrained"]
     split, texts, labels = np.asarray(pre["split"]), np.asarray(pre["text"], dtype=str), np.asarray(pre["label"])
     train, test = _rows_of(split)
-    kw = dict(batch_size=a.batch_size, max_length=a.max_length, device=device)
+    kw = dict(batch_size=a.batch_size, max_length=a.max_length, device=device, precision=precision or "fp32")
+    tasks = {task: task_data(task, list(texts[train]), list(texts[test]), seed=a.seed) for task in TASKS}
+    # the tasks whose sentences differ from the stored ones (the bigram shift) are embedded again by each model
+    again = {task: d[0] + d[2] for task, d in tasks.items() if d[0] != list(texts[train]) or d[2] != list(texts[test])}
+    X: dict[str, dict] = {task: {} for task in tasks}
     with phases.timed("beyond: swaps"):
         pre_model, tokenizer = load_model(source.path, num_labels, revision=params.model.revision, state="pretrained",
                                           where=str(params.path or params.name), device=device)
         pre_state = {k: v.detach().clone() for k, v in pre_model.state_dict().items()}
-        both = np.concatenate([train, test])
-        shifted, shift_labels = bigram_shift(list(texts[both]), a.seed)
-        shifted_emb = {"pretrained": pooled_embeddings(pre_model, tokenizer, shifted, [primary], precision=precision or "fp32",
-                                                       **kw)[primary]}
+        for task, sentences in again.items():
+            X[task]["pretrained"] = pooled_embeddings(pre_model, tokenizer, sentences, [primary], **kw)[primary]
         del pre_model
         for s in seeds:
             model, tokenizer = load_model(str(finetuned[s]), num_labels, state="finetuned",
                                           where=str(params.path or params.name), device=device)
-            table = swap_correct(model, pre_state, tokenizer, list(texts[test]), labels[test], precision=precision or "fp32",
-                                 progress=progress, **kw)
+            table = swap_correct(model, pre_state, tokenizer, list(texts[test]), labels[test], progress=progress, **kw)
             rows += swap_rows(name, s, table, a.bootstrap, a.seed)
-            shifted_emb[s] = pooled_embeddings(model, tokenizer, shifted, [primary], precision=precision or "fp32",
-                                               **kw)[primary]
+            for task, sentences in again.items():
+                X[task][s] = pooled_embeddings(model, tokenizer, sentences, [primary], **kw)[primary]
             del model
         del pre_state
     with phases.timed("beyond: auxiliary probes"):
-        X = {"pretrained": pre[primary], **{s: emb[seed_labels.state_label(s)][primary] for s in seeds}}
-        for task, (ytr, yte, _) in _aux_labels(texts, train, test).items():
-            rows += auxiliary_rows(name, task, X, ytr, yte, train, test, a.seed, a.bootstrap)
-        n_train = train.size
-        rows += auxiliary_rows(name, "bigram_shift", shifted_emb, np.asarray(shift_labels)[:n_train],
-                               np.asarray(shift_labels)[n_train:], np.arange(n_train),
-                               np.arange(n_train, len(shifted)), a.seed, a.bootstrap)
+        stored = {"pretrained": pre[primary], **{s: emb[seed_labels.state_label(s)][primary] for s in seeds}}
+        for task, (tr_texts, ytr, te_texts, yte) in tasks.items():
+            if task in again:   # the sentences embedded again: the training ones, then the test ones
+                rows += auxiliary_rows(name, task, X[task], ytr, yte, np.arange(len(tr_texts)),
+                                       np.arange(len(tr_texts), len(tr_texts) + len(te_texts)), a.seed, a.bootstrap)
+            else:
+                rows += auxiliary_rows(name, task, stored, ytr, yte, train, test, a.seed, a.bootstrap)
     if test_domains is not None:
         with phases.timed("beyond: domains"):
             pooled = {"pretrained": pre[primary][test],

@@ -1,0 +1,89 @@
+"""The words and charts of the analyses beyond the end points on a synthetic ``beyond`` table
+(``report_fakes.fake_beyond``: the top layer moves early and its swap costs 20 points in every seed, the lower
+layers never move and cost exactly nothing; the word probe loses 15 points at the top; two domains)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from report_fakes import fake_study
+
+from layerwise.book import charts_beyond
+from layerwise.book.chart_kit import BOOK_COLUMN
+from layerwise.study.study import read_study, write_study
+from layerwise.words import beyond, claims
+
+N_LAYERS = 4
+
+
+@pytest.fixture(scope="module")
+def study():
+    return fake_study(n_layers=N_LAYERS)
+
+
+def test_swap_outcomes_per_layer(study):
+    v = beyond.swap_verdicts(study)
+    for kind in ("single", "cumulative"):
+        assert v[kind][N_LAYERS].word == claims.CHANGED and v[kind][N_LAYERS].detail["mean"] < -0.2
+        assert all(v[kind][layer].word == claims.NO_CHANGE for layer in range(N_LAYERS))
+    table = beyond.swap_table(study)
+    assert list(table["layer"]) == [str(layer) for layer in range(N_LAYERS + 1)]
+    assert table.iloc[-1]["swap this layer (points)"].startswith("changed (-22.0")
+    text = " ".join(beyond.swap_sentences(study))
+    assert "layer 4 back to pretrained costs more than δ = 3 points" in text
+
+
+def test_erased_names_the_lost_property_only(study):
+    assert beyond.lost(study) == {"length": [], "word": [N_LAYERS], "bigram_shift": []}
+    text = beyond.erased_sentences(study)
+    assert text[1].startswith("A word's presence: the largest change is at layer 4, -17.0 points")
+    assert text[0] == "Sentence length: no change beyond δ at layers 0–4."
+
+
+def test_half_way_and_the_late_seed(study):
+    hw = beyond.half_way(study).set_index(["seed", "layer"])["fraction"]
+    assert hw[(1, N_LAYERS)] == 0.25 and hw[(3, N_LAYERS)] == 0.5
+    assert pd.isna(hw[(1, 0)])                          # a layer that never moved has no half-way point
+
+
+def test_domains_state_their_n(study):
+    table = beyond.domain_table(study)
+    assert list(table["domain"]) == ["books", "films"] and list(table["n"]) == [20, 20]
+    first, _ = beyond.domain_sentences(study)
+    assert first.startswith("At layer 4, films moved furthest from the pretrained model (similarity 0.60)")
+
+
+def test_page_lines_one_per_analysis(study):
+    lines = beyond.page_lines(study)
+    assert [line.split("**")[1] for line in lines] == ["How the layers moved.", "Which changes the task needs.",
+                                                      "What fine-tuning erased.", "Domains."]
+    assert "a word's presence at layer 4" in lines[2]
+
+
+def test_a_study_without_the_analyses_says_so(study):
+    empty = fake_study(n_layers=N_LAYERS)
+    empty.beyond = empty.beyond.iloc[0:0]
+    assert not any(beyond.has(empty, a) for a in ("trajectory", "swap", "auxiliary", "domain"))
+    assert beyond.page_lines(empty) == [] and beyond.swap_table(empty).empty
+    from layerwise.core.errors import LayerwiseError
+
+    with pytest.raises(LayerwiseError, match="no trajectory rows"):
+        charts_beyond.trajectory_chart(empty.beyond)
+
+
+def test_the_table_round_trips_through_the_study_directory(study, tmp_path):
+    back = read_study(write_study(study, tmp_path / "s"))
+    pd.testing.assert_frame_equal(back.beyond.reset_index(drop=True), study.beyond.reset_index(drop=True))
+
+
+@pytest.mark.parametrize("name", ["trajectory", "probe", "swap", "auxiliary", "domain"])
+def test_charts_fit_the_book_column(study, name):
+    b = study.beyond
+    chart = {"trajectory": lambda: charts_beyond.trajectory_chart(b), "probe": lambda: charts_beyond.trajectory_chart(
+        b, "probe_acc"), "swap": lambda: charts_beyond.swap_chart(b, beyond.ACCURACY_DELTA),
+             "auxiliary": lambda: charts_beyond.auxiliary_chart(b), "domain": lambda: charts_beyond.domain_chart(b)}[name]()
+    from layerwise.book.render import to_svg
+
+    svg = to_svg(chart)
+    width = float(svg.split('width="', 1)[1].split('"', 1)[0])
+    assert width <= BOOK_COLUMN, f"{name}: {width}px"
