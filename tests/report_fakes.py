@@ -173,8 +173,8 @@ def fake_beyond(model: str = "tiny", n_layers: int = 4, seeds=(1, 2, 3), n: int 
                 moved = 0.6 * min(1.0, f / (0.25 if s != 3 else 0.75)) if layer == top else 0.0
                 rows += [beyond_row(model, "trajectory", "", "finetuned", s, layer, "cka_debiased", 1 - moved, n=n,
                                     checkpoint=f),
-                         beyond_row(model, "trajectory", "", "finetuned", s, layer, "probe_acc", 0.6 + 0.3 * f * (layer == top),
-                                    0.5, 0.9, n=n, checkpoint=f)]
+                         beyond_row(model, "trajectory", "", "finetuned", s, layer, "probe_acc",
+                                    0.6 + 0.3 * f * (layer == top), 0.5, 0.9, n=n, checkpoint=f)]
         rows.append(beyond_row(model, "swap", "none", "finetuned", s, -1, "accuracy", 0.85, 0.75, 0.93, n=n))
         for kind in ("single", "cumulative"):
             for layer in range(top + 1):

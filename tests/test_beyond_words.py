@@ -79,9 +79,11 @@ def test_the_table_round_trips_through_the_study_directory(study, tmp_path):
 @pytest.mark.parametrize("name", ["trajectory", "probe", "swap", "auxiliary", "domain"])
 def test_charts_fit_the_book_column(study, name):
     b = study.beyond
-    chart = {"trajectory": lambda: charts_beyond.trajectory_chart(b), "probe": lambda: charts_beyond.trajectory_chart(
-        b, "probe_acc"), "swap": lambda: charts_beyond.swap_chart(b, beyond.ACCURACY_DELTA),
-             "auxiliary": lambda: charts_beyond.auxiliary_chart(b), "domain": lambda: charts_beyond.domain_chart(b)}[name]()
+    draw = {"trajectory": lambda: charts_beyond.trajectory_chart(b),
+            "probe": lambda: charts_beyond.trajectory_chart(b, "probe_acc"),
+            "swap": lambda: charts_beyond.swap_chart(b, beyond.ACCURACY_DELTA),
+            "auxiliary": lambda: charts_beyond.auxiliary_chart(b), "domain": lambda: charts_beyond.domain_chart(b)}
+    chart = draw[name]()
     from layerwise.book.render import to_svg
 
     svg = to_svg(chart)

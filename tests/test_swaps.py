@@ -6,6 +6,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from transformers import AutoModel, AutoModelForSequenceClassification
@@ -95,10 +96,11 @@ def test_a_swap_with_its_own_weights_changes_nothing(models, arch):
     assert_identical(model, before)
 
 
-def finetuned_bert():
-    """The tiny BERT fine-tuned on TEXTS (every weight, 25 full-batch Adam steps: training accuracy 1), so that
-    its head reads an encoder different from the pretrained one."""
-    model, tok = load_model(str(tiny_model_dir("bert")), 2)
+def finetuned_bert(arch: str = "bert"):
+    """The tiny BERT (or another tiny ``arch``) fine-tuned on TEXTS (every weight, 25 full-batch Adam steps:
+    training accuracy 1), so that its head reads an encoder different from the pretrained one."""
+    torch.manual_seed(0)
+    model, tok = load_model(str(tiny_model_dir(arch)), 2)
     inputs = tok(TEXTS, padding=True, return_tensors="pt")
     y = torch.tensor(LABELS)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
@@ -145,3 +147,20 @@ def test_padded_batches_cover_every_text_once_as_the_tokenizer_pads(models):
     idx, inputs = batches[0]
     ref = tok([TEXTS[i] for i in idx], padding=True, truncation=True, max_length=64, return_tensors="pt")
     assert all(torch.equal(inputs[k], ref[k]) for k in inputs)
+
+
+@pytest.mark.parametrize("arch", ["bert", "camembert"])
+def test_starting_at_the_first_changed_block_predicts_what_the_full_passes_do(arch, monkeypatch):
+    """The BERT-family path (each configuration from its first changed block, on the hidden states of the batch's
+    own passes) against a full forward pass per configuration: the same correctness, sentence by sentence."""
+    from layerwise.model import swaps
+
+    model, tok = finetuned_bert(arch)
+    pretrained = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir(arch)).state_dict()
+    assert swaps._skippable(model) is not None
+    fast = swap_correct(model, pretrained, tok, TEXTS, LABELS, batch_size=8)
+    monkeypatch.setattr(swaps, "_skippable", lambda m: None)
+    full = swap_correct(model, pretrained, tok, TEXTS, LABELS, batch_size=8)
+    pd.testing.assert_frame_equal(fast, full)
+    acc = fast.groupby(["kind", "layer"]).correct.mean()
+    assert acc.nunique() > 1, "the swaps changed some predictions (the comparison is not vacuous)"

@@ -15,6 +15,7 @@ from layerwise.core.errors import LayerwiseError
 from layerwise.inputs.config import FinetuneSpec, parse_params
 from layerwise.inputs.data import load_splits
 from layerwise.model import finetune as ft
+from layerwise.core.precision import paired
 from layerwise.model import trajectory
 from layerwise.model.testing import NUM_LAYERS, HIDDEN_SIZE, tiny_model_dir, write_tiny_jsonl
 
@@ -58,6 +59,12 @@ def _params(model_dir: Path, data: Path, **finetune):
                                                         "poolings": ["mean", "cls"], "precision": "fp32"}})
 
 
+def torch_cpu():
+    import torch
+
+    return torch.device("cpu")
+
+
 def _data(tmp_path: Path) -> Path:
     return write_tiny_jsonl(tmp_path / "reviews.jsonl", 60, 1)
 
@@ -86,7 +93,7 @@ def test_the_key_holds_the_trajectory_only_when_it_is_kept(bert_dir, tmp_path, c
     assert "checkpoints" not in on.hyper and on.hyper == off.hyper
     assert "trajectory" not in off.payload and off.trajectory is None
     assert on.payload["trajectory"] == {"fractions": list(EXPECTED_STEPS), "poolings": ["cls", "mean"],
-                                        "max_length": 64, "precision": "fp32"}
+                                        "max_length": 64, "precision": paired(torch_cpu())}
     assert {k: v for k, v in on.payload.items() if k != "trajectory"} == off.payload and on.key != off.key
     # the texts: the probe pool, then the test sentences; the poolings given, else the study's
     splits = load_splits(_params(bert_dir, data))

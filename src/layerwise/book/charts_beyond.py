@@ -33,6 +33,7 @@ def trajectory_chart(beyond: pd.DataFrame, metric: str = "cka_debiased", *, titl
     """One panel per layer: ``metric`` (similarity to the start of training, or probe accuracy) at each checkpoint
     (fraction of the training steps), one line per fine-tuning seed."""
     df = _rows(beyond, "trajectory", [metric])
+    name = MEASURES.get(metric, metric)
     df["seed"] = df["seed"].astype(int).astype(str)
     seeds = sorted(df["seed"].unique(), key=int)
     layers = sorted(df["layer"].unique())
@@ -48,7 +49,7 @@ def trajectory_chart(beyond: pd.DataFrame, metric: str = "cka_debiased", *, titl
     chart = (base.mark_line(strokeWidth=1.5) + base.mark_point(size=18, filled=True)).properties(
         width=width, height=120)
     return chart.facet(facet=alt.Facet("layer:O", title="layer"), columns=columns, spacing=GAP_PX // 2).properties(
-        title=title or f"{MEASURES.get(metric, metric)[0].upper()}{MEASURES.get(metric, metric)[1:]} during fine-tuning, per layer")
+        title=title or f"{name[0].upper()}{name[1:]} during fine-tuning, per layer")
 
 
 def swap_chart(beyond: pd.DataFrame, delta: float, *, title: str | None = None) -> alt.Chart:

@@ -113,6 +113,18 @@ def resolve(precision: str, device: Any, *, purpose: str = "finetune", flags: It
     return "fp32"
 
 
+def paired(device: Any, *, flags: Iterable[str] | None = None, cuda_supports_bf16: bool | None = None) -> str:
+    """The precision of forward passes whose results are compared only with each other's (the layer swaps, the
+    auxiliary probes' re-embedded sentences, the embeddings kept during fine-tuning): bf16 where ``device`` computes
+    it natively (CUDA with bf16, a CPU with AMX or avx512_bf16), else fp32, never an emulated bf16. Measured on the
+    demo (``bench/RESULTS-beyond.md``): bf16 halves the forward pass on an avx512_bf16 CPU, and the pooled layers of
+    the same model in bf16 and fp32 have a debiased CKA >= 0.99999 at every layer, far below any margin."""
+    kind = _device_type(device)
+    if kind == "cuda":
+        return "bf16" if (cuda_bf16() if cuda_supports_bf16 is None else cuda_supports_bf16) else "fp32"
+    return "bf16" if kind == "cpu" and cpu_bf16(flags) else "fp32"
+
+
 def autocast(precision: str, device: Any):
     """The context a forward pass runs in: ``torch.autocast`` for bf16/fp16, nothing for fp32.
     Enter it around the model call only (never around a ``yield``: autocast is thread-local state)."""

@@ -14,6 +14,7 @@ correctness of the fine-tuned classifier, unswapped, with each single swap and w
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Sequence
 
 import numpy as np
@@ -151,18 +152,46 @@ def _load(tensors: dict, names: list[str], values: dict) -> None:
             tensors[name].copy_(values[name])
 
 
-def _predict(model, batches: list, n: int, precision: str = "fp32", bar=None) -> np.ndarray:
-    """Argmax of the logits of every text (inference mode, under ``precision``'s autocast: the engine's)."""
+#: model types whose base model runs ``embeddings`` then the blocks of ``encoder.layer`` (a ModuleList), one after
+#: the other: a swap there starts at the first changed block, from the hidden states the blocks below produce
+#: (:func:`_from_block`); ``tests/test_swaps.py`` checks that it predicts exactly what the full forward pass does
+SKIPPABLE = ("bert", "roberta", "camembert", "xlm-roberta")
+
+
+def _skippable(model) -> Any:
+    """The base model when :func:`_from_block` applies to ``model`` (a :data:`SKIPPABLE` model type with
+    ``embeddings`` and ``encoder.layer`` of ``num_hidden_layers`` blocks), else None."""
     import torch
 
-    out = np.empty(n, np.int64)
-    dev = model_device(model, None)
-    with torch.inference_mode(), autocast(precision, dev):
-        for idx, inputs in batches:
-            out[idx] = model(**inputs).logits.float().argmax(-1).cpu().numpy()
-    if bar is not None:
-        bar.update(1)
-    return out
+    base = getattr(model, "base_model", None)
+    layers = getattr(getattr(base, "encoder", None), "layer", None)
+    if (getattr(model.config, "model_type", None) in SKIPPABLE and hasattr(base, "embeddings")
+            and isinstance(layers, torch.nn.ModuleList) and len(layers) == _num_layers(model)):
+        return base
+    return None
+
+
+@contextlib.contextmanager
+def _from_block(base, k: int, hidden):
+    """Within the context, the base model's forward pass starts at block ``k`` (0-based) with ``hidden`` as that
+    block's input: the embeddings return ``hidden`` and the encoder runs blocks ``k..L-1`` only (the same block
+    objects; the attention mask, the pooler and the head run as always). Restored on exit."""
+    import torch
+
+    layers = base.encoder.layer
+    base.encoder.layer = torch.nn.ModuleList(list(layers)[k:])
+    base.embeddings.forward = lambda *args, **kwargs: hidden
+    try:
+        yield
+    finally:
+        base.encoder.layer = layers
+        del base.embeddings.forward
+
+
+def _logits_argmax(model, inputs: dict, hidden_states: bool = False):
+    """``(predictions, hidden states or None)`` of one batch (the caller holds inference mode and autocast)."""
+    out = model(**inputs, output_hidden_states=hidden_states)
+    return out.logits.float().argmax(-1).cpu().numpy(), (out.hidden_states if hidden_states else None)
 
 
 def _check_texts(texts, labels) -> tuple[list[str], np.ndarray]:
@@ -187,46 +216,71 @@ def swap_correct(finetuned, pretrained_state: dict, tokenizer, texts: Sequence[s
     ``"cumulative"``, layer l: layers 0..l all pretrained (cumulative 0 is single 0, computed once). The head
     always stays fine-tuned. ``pretrained_state``: the pretrained model's ``state_dict`` (same architecture;
     names matched by suffix, so an ``AutoModel``'s names without the base-model prefix match). The weights are
-    swapped in place and restored exactly (bit for bit) afterwards, even on an error; the texts are
-    tokenized and padded once (dynamic padding) and every configuration runs one forward pass per batch
-    in eval and inference mode, under the autocast of ``precision`` (the engine's, ``analysis.precision``:
-    the unswapped model is scored as the engine embeds it). Accuracy of a configuration = mean of ``correct`` over
-    its sentences. ``progress``: a bar over the 2L + 2 passes.
+    swapped in place and restored exactly (bit for bit) afterwards, even on an error. The texts are tokenized and
+    padded once (dynamic padding) and every configuration of a batch runs before the next batch (memory: one
+    batch's hidden states), in eval and inference mode, under the autocast of ``precision``. Accuracy of a
+    configuration = mean of ``correct`` over its sentences. ``progress``: a bar over the batches.
+
+    For BERT-family encoders (:data:`SKIPPABLE`) a configuration starts at its first changed block
+    (:func:`_from_block`): a single swap of layer l >= 1 from the fine-tuned model's layer l - 1, a cumulative swap
+    of layers 0..l from the pretrained model's layer l (both from the batch's own forward passes with hidden
+    states); the blocks below would compute the same values. About half the block evaluations of 2L + 2 full
+    passes; the predictions are the full passes' (a test checks it). Other architectures run every pass in full.
     """
+    import torch
     from tqdm.auto import tqdm
 
     texts, y = _check_texts(texts, labels)
     groups = layer_groups(finetuned)
+    n_groups = len(groups)
     dev = model_device(finetuned, device)
     tensors = _tensors(finetuned)
     sources = _sources(finetuned, groups, pretrained_state, tensors)
     encoded = encode(tokenizer, texts, effective_max_length(tokenizer, max_length, finetuned.config))
-    batches = [(idx, {k: v.to(dev) for k, v in inputs.items()})
-               for idx, inputs in padded_batches(tokenizer, encoded, batch_size)]
+    batches = padded_batches(tokenizer, encoded, batch_size)
     backup = {name: tensors[name].detach().clone() for g in groups for name in g}
+    every = [name for g in groups for name in g]
+    base = _skippable(finetuned)
+    precision = resolve_precision(precision, dev, purpose="analysis")
+    pred = {("none", -1): np.empty(len(y), np.int64),
+            **{(kind, layer): np.empty(len(y), np.int64) for kind in ("single", "cumulative")
+               for layer in range(1 if kind == "cumulative" else 0, n_groups)}}
     was_training = finetuned.training
     finetuned.eval()
-    precision = resolve_precision(precision, dev, purpose="analysis")
-    bar = tqdm(total=2 * len(groups), desc="layer swaps", unit="pass", disable=not progress, leave=False)
-    rows: list[tuple[str, int, np.ndarray]] = []
     try:
-        rows.append(("none", -1, _predict(finetuned, batches, len(y), precision, bar) == y))
-        for layer, names in enumerate(groups):
-            _load(tensors, names, sources)
-            rows.append(("single", layer, _predict(finetuned, batches, len(y), precision, bar) == y))
-            _load(tensors, names, backup)
-        rows.append(("cumulative", 0, rows[1][2]))
-        for layer, names in enumerate(groups):
-            _load(tensors, names, sources)
-            if layer:
-                rows.append(("cumulative", layer, _predict(finetuned, batches, len(y), precision, bar) == y))
+        with torch.inference_mode(), autocast(precision, dev):
+            for idx, inputs in tqdm(batches, desc="layer swaps", unit="batch", disable=not progress, leave=False):
+                inputs = {k: v.to(dev) for k, v in inputs.items()}
+                pred["none", -1][idx], own = _logits_argmax(finetuned, inputs, hidden_states=base is not None)
+                _load(tensors, every, sources)                  # every layer pretrained: cumulative L
+                pred["cumulative", n_groups - 1][idx], before = _logits_argmax(finetuned, inputs,
+                                                                                hidden_states=base is not None)
+                _load(tensors, every, backup)
+                for layer, names in enumerate(groups):
+                    _load(tensors, names, sources)
+                    if base is None or layer == 0:
+                        pred["single", layer][idx] = _logits_argmax(finetuned, inputs)[0]
+                    else:
+                        with _from_block(base, layer - 1, own[layer - 1]):
+                            pred["single", layer][idx] = _logits_argmax(finetuned, inputs)[0]
+                    _load(tensors, names, backup)
+                for layer in range(1, n_groups - 1):
+                    if base is None:
+                        _load(tensors, [n for g in groups[:layer + 1] for n in g], sources)
+                        pred["cumulative", layer][idx] = _logits_argmax(finetuned, inputs)[0]
+                        _load(tensors, [n for g in groups[:layer + 1] for n in g], backup)
+                    else:
+                        with _from_block(base, layer, before[layer]):
+                            pred["cumulative", layer][idx] = _logits_argmax(finetuned, inputs)[0]
+                del own, before
     finally:
-        bar.close()
-        for names in groups:
-            _load(tensors, names, backup)
+        _load(tensors, every, backup)
         finetuned.train(was_training)
+    rows = [("none", -1), *(("single", layer) for layer in range(n_groups)), ("cumulative", 0),
+            *(("cumulative", layer) for layer in range(1, n_groups))]
     n = len(y)
-    return pd.DataFrame({"kind": np.repeat([r[0] for r in rows], n),
-                         "layer": np.repeat([r[1] for r in rows], n).astype(np.int64),
+    return pd.DataFrame({"kind": np.repeat([k for k, _ in rows], n),
+                         "layer": np.repeat([layer for _, layer in rows], n).astype(np.int64),
                          "sentence": np.tile(np.arange(n, dtype=np.int64), len(rows)),
-                         "correct": np.concatenate([r[2] for r in rows]).astype(bool)})
+                         "correct": np.concatenate([pred[("single", 0) if r == ("cumulative", 0) else r] == y
+                                                    for r in rows]).astype(bool)})

@@ -35,7 +35,7 @@ import numpy as np
 from ..core.errors import LayerwiseError
 from ..core.repro import atomic_write_bytes
 from ..measure.extract import pooled_embeddings
-from ..measure.pooling import check_poolings, pooled_layers
+from ..measure.pooling import check_poolings
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,7 @@ class TrajectorySpec:
     poolings: tuple[str, ...]
     batch_size: int = 32
     max_length: int = 128
-    #: the forward passes' precision: the engine's (``analysis.precision`` resolved), so that the kept embeddings
-    #: and the engine's pretrained and fine-tuned states (the trajectory's two ends) are computed alike
+    #: the forward passes' precision (the plan's: :func:`layerwise.core.precision.paired`)
     precision: str = "fp32"
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ..core import phases
+from ..core.precision import paired as paired_precision
 from ..core.tables import beyond_frame
 from ..measure import seeds as seed_labels
 from ..measure.domains import accuracy_rows, change_rows, domain_rows
@@ -62,7 +63,8 @@ def trajectory_table(model: str, primary: str, emb: Mapping[str, Mapping[str, np
         ends = {0.0: pre[primary][order], 1.0: emb[seed_labels.state_label(seed)][primary][order]}
         wanted = sorted({0.0, *(float(f) for f in fractions)})
         embeddings = {f: kept[f] if f in kept else ends[f] for f in wanted if f in kept or f in ends}
-        steps = {0.0: 0, 1.0: int(traj["max_steps"]), **{float(f): int(v) for f, v in traj["steps"].items()}}
+        kept_steps = {float(f): int(v) for f, v in zip(traj["fractions"], traj["steps"])}
+        steps = {0.0: 0, 1.0: int(traj["max_steps"]), **kept_steps}
         rows += trajectory_rows(model, seed, embeddings, steps, probe.size, labels[probe], labels[test],
                                 probe_seed=probe_seed)
     return rows
@@ -111,7 +113,7 @@ def swap_rows(model: str, seed: int, table: pd.DataFrame, n_boot: int, boot_seed
     return rows
 
 
-def compute(params, *, source, device, precision: str | None, poolings, emb: Mapping[str, Mapping[str, np.ndarray]],
+def compute(params, *, source, device, poolings, emb: Mapping[str, Mapping[str, np.ndarray]],
             correct: pd.DataFrame, finetuned: Mapping[int, Path], test_domains: list[str] | None,
             trajectories: Mapping[int, dict | None], num_labels: int, progress: bool = True) -> pd.DataFrame:
     """The ``beyond`` table of one study. ``emb``: the geometry entry's stored arrays per engine state;
@@ -133,7 +135,8 @@ def compute(params, *, source, device, precision: str | None, poolings, emb: Map
     pre = emb["pretrained"]
     split, texts, labels = np.asarray(pre["split"]), np.asarray(pre["text"], dtype=str), np.asarray(pre["label"])
     train, test = _rows_of(split)
-    kw = dict(batch_size=a.batch_size, max_length=a.max_length, device=device, precision=precision or "fp32")
+    # the swaps and the re-embedded sentences are compared only with each other: bf16 where native
+    kw = dict(batch_size=a.batch_size, max_length=a.max_length, device=device, precision=paired_precision(device))
     tasks = {task: task_data(task, list(texts[train]), list(texts[test]), seed=a.seed) for task in TASKS}
     # the tasks whose sentences differ from the stored ones (the bigram shift) are embedded again by each model
     again = {task: d[0] + d[2] for task, d in tasks.items() if d[0] != list(texts[train]) or d[2] != list(texts[test])}

@@ -354,9 +354,10 @@ def _write_beyond(params: StudyParams, inputs: StudyInputs, analysis_entry: Path
     domains = list(test["domain"]) if "domain" in test.column_names else None
     with atomic_dir(entry) as tmp:
         table = beyond_step.compute(
-            params, source=inputs.source, device=inputs.device, precision=inputs.precision, poolings=inputs.poolings,
+            params, source=inputs.source, device=inputs.device, poolings=inputs.poolings,
             emb=load_embeddings(analysis_entry, engine_states(params)),
-            correct=pd.read_parquet(probe_entry / "probe_correct.parquet"), finetuned={s: r.path for s, r in ft.items()},
+            correct=pd.read_parquet(probe_entry / "probe_correct.parquet"),
+            finetuned={s: r.path for s, r in ft.items()},
             test_domains=domains, trajectories=trajectories, num_labels=inputs.splits.num_labels, progress=progress)
         table.to_parquet(tmp / "beyond.parquet", index=False)
         (tmp / "manifest.json").write_text(json.dumps({"analysis_entry": analysis_entry.name,

@@ -99,7 +99,8 @@ def half_way(study) -> pd.DataFrame:
     out = []
     for (seed, layer), g in m.groupby(["seed", "layer"]):
         reached = g[g["share"] >= HALF]["checkpoint"]
-        out.append({"seed": int(seed), "layer": int(layer), "fraction": float(reached.min()) if len(reached) else math.nan})
+        out.append({"seed": int(seed), "layer": int(layer),
+                    "fraction": float(reached.min()) if len(reached) else math.nan})
     return pd.DataFrame(out)
 
 
@@ -286,7 +287,8 @@ def domain_sentences(study) -> list[str]:
     verdicts = {d: change_verdicts(rows, d, "probe_acc_change", f"probe accuracy on {d}").get(layer)
                 for d in table["domain"]}
     second = "Probe accuracy change there: " + "; ".join(
-        f"{d} {_word(v)}" for d, v in verdicts.items() if v is not None) + f" (δ = {fmt(100 * ACCURACY_DELTA, 0)} points)."
+        f"{d} {_word(v)}" for d, v in verdicts.items() if v is not None)
+    second += f" (δ = {fmt(100 * ACCURACY_DELTA, 0)} points)."
     return [first, second]
 
 
