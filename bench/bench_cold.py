@@ -11,7 +11,7 @@ benchmark prints them side by side.
 
 Target (issue 25): after, with five seeds, <= before, with three. Run:
     python bench/bench_cold.py [--before a39f1b5] [--rounds 1] [--after-seeds 3 5]
-Writes bench/RESULTS-cold.md (``--no-write`` to only print).
+Writes bench/RESULTS-cold.md (``--name beyond``: RESULTS-beyond.md; ``--no-write`` to only print).
 """
 
 from __future__ import annotations
@@ -124,6 +124,7 @@ def main(argv=None) -> int:
     ap.add_argument("--after-seeds", type=int, nargs="*", default=[],
                     help="also run this tree with these numbers of seeds (default: params/demo.yml's)")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--name", default="cold", help="the results file: bench/RESULTS-<name>.md (default: cold)")
     args = ap.parse_args(argv)
     from machine import header, header_markdown, publish
 
@@ -147,7 +148,7 @@ def main(argv=None) -> int:
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(wt)], cwd=ROOT, capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
-    publish(report(head, args.before, runs, sys.argv[1:] if argv is None else argv), "cold", not args.no_write)
+    publish(report(head, args.before, runs, sys.argv[1:] if argv is None else argv), args.name, not args.no_write)
     return 0
 
 

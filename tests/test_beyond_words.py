@@ -46,11 +46,20 @@ def test_half_way_and_the_late_seed(study):
     assert pd.isna(hw[(1, 0)])                          # a layer that never moved has no half-way point
 
 
+def test_motion_in_two_sentences(study):
+    first, second = beyond.motion_sentences(study)
+    assert beyond.moving_layers(study) == [N_LAYERS]
+    assert first == ("Layer 4 moved in every run (similarity to the start 0.40 to 0.40 at the end); half of that "
+                     "change was made at layer 4 by 25% of training (median over seeds).")
+    assert second.startswith("Seed 3 moved latest: the first checkpoint past half of the final change comes at 50%")
+
+
 def test_domains_state_their_n(study):
     table = beyond.domain_table(study)
     assert list(table["domain"]) == ["books", "films"] and list(table["n"]) == [20, 20]
     first, _ = beyond.domain_sentences(study)
-    assert first.startswith("At layer 4, films moved furthest from the pretrained model (similarity 0.60)")
+    assert first == ("At layer 4, the similarity to the pretrained model is 0.60 on films (n = 20) and 0.90 on books "
+                     "(n = 20).")
 
 
 def test_page_lines_one_per_analysis(study):

@@ -221,3 +221,20 @@ def test_an_interrupted_run_keeps_its_step_files_and_writes_only_the_missing(ber
     (folder / "step-2.npz").unlink()
     with pytest.raises(LayerwiseError, match="step 2 are missing"):
         trajectory.load_trajectory(res.path)
+
+
+def test_the_preflight_counts_the_kept_embeddings(bert_dir, tmp_path, cache):
+    """``layerwise check``'s disk estimate holds the trajectory: 2 bytes x poolings x kept fractions x (probe +
+    test sentences) x layers x width per seed to train; none with ``checkpoints: []``."""
+    from transformers import AutoConfig
+
+    from layerwise.study.preflight import space_needed
+
+    params = _params(bert_dir, _data(tmp_path))
+    splits = load_splits(params)
+    config = AutoConfig.from_pretrained(bert_dir)
+    need = space_needed(params, config, splits, to_train=2, poolings=2)
+    kept = len(EXPECTED_STEPS)
+    assert need["trajectory"] == 2 * 2 * 2 * kept * (6 + 8) * (NUM_LAYERS + 1) * HIDDEN_SIZE
+    off = space_needed(_params(bert_dir, _data(tmp_path), checkpoints=[]), config, splits, to_train=2)
+    assert off["trajectory"] == 0

@@ -75,8 +75,10 @@ def space_needed(params: StudyParams, config: Any, splits: Any, to_train: int, p
     """Bytes the run still writes to the cache, by part (None when the model's size is unknown):
     ``finetune`` the weights of each of the ``to_train`` seeds not in the cache yet, ``checkpoints`` the
     peak of the work folder while one trains (:data:`PEAK_CHECKPOINTS` checkpoints of
-    :data:`CHECKPOINT_WEIGHTS` times the weights), ``results`` the stored float16 embeddings (each of the
-    study's ``poolings``, every layer, every sentence, every engine state)."""
+    :data:`CHECKPOINT_WEIGHTS` times the weights), ``trajectory`` the float16 embeddings each of those seeds keeps
+    at ``finetune.checkpoints`` (the probe-pool and test sentences, each pooling, every layer, at each fraction
+    strictly between 0 and 1), ``results`` the stored float16 embeddings (each of the study's ``poolings``, every
+    layer, every sentence, every engine state)."""
     weights = _weight_bytes(config, splits.num_labels)
     if weights is None:
         return None
@@ -85,8 +87,11 @@ def space_needed(params: StudyParams, config: Any, splits: Any, to_train: int, p
     texts = len(splits.train) + len(splits.test) + (len(splits.probe) if splits.probe is not None else 0)
     per_seed = {"finetuned": len(params.finetune.seeds), "random": len(params.analysis.draws)}
     states = sum(per_seed.get(s, 1) for s in params.analysis.states)
+    kept = sum(0.0 < f < 1.0 for f in params.finetune.checkpoints)
+    kept_texts = len(splits.test) + (len(splits.probe) if splits.probe is not None else 0)
     return {"finetune": to_train * weights,
             "checkpoints": PEAK_CHECKPOINTS * CHECKPOINT_WEIGHTS * weights if to_train else 0,
+            "trajectory": to_train * 2 * poolings * kept * kept_texts * layers * hidden,
             "results": 2 * poolings * texts * layers * hidden * states}
 
 

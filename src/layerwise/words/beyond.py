@@ -8,7 +8,8 @@ auxiliary probe's or a domain's accuracy change), each with its interval over se
 "changed" needs the whole interval beyond δ and "no change beyond δ" the 90% interval within it; anything else is
 "not established" with the seeds at hand. Which layers moved away from the pretrained model is the primary
 question's verdict (:func:`layerwise.words.answer.question_verdicts`, the similarity against the seeds' own); the
-timing of a layer's move is a description of those layers only.
+timing of a layer's move is a description of the layers whose similarity to the start of training ended below
+1 - δ (the similarity's margin) in every run.
 """
 
 from __future__ import annotations
@@ -62,13 +63,20 @@ def change_verdicts(rows: pd.DataFrame, group: str, metric: str, subject: str) -
 # how the layers moved
 # --------------------------------------------------------------------------------------------------
 
-def moved_layers(study) -> list[int]:
-    """The layers whose similarity to the pretrained model changed (outcome changed or changed, size unclear,
-    and lower than between seeds): the primary question's verdict."""
-    metric = f"cka_debiased_{study.primary_pooling}_vs_pretrained"
-    verdicts = question_verdicts(study).get(metric, {})
-    return sorted(layer for layer, v in verdicts.items()
-                  if v.word in (claims.CHANGED, claims.SIZE_UNCLEAR) and v.detail.get("mean", 0) < 0)
+#: a layer moved during a run when its similarity to the start ended below 1 - this (the similarity's margin δ)
+MOVED_DELTA = MARGINS["cka_debiased"].value
+
+
+def moving_layers(study) -> list[int]:
+    """The layers whose similarity to the start of training ended below ``1 - δ`` (δ: the similarity's margin,
+    :data:`MOVED_DELTA`) in every seed: the layers whose timing the text reads. Whether that change exceeds what
+    separates the seeds from each other is page 1's question, not this one."""
+    m = motion(study)
+    if m.empty:
+        return []
+    final = m[m["checkpoint"] == m.groupby("seed")["checkpoint"].transform("max")]
+    moved = final.groupby("layer")["cka"].max() < 1 - MOVED_DELTA
+    return sorted(int(layer) for layer, yes in moved.items() if yes)
 
 
 def motion(study) -> pd.DataFrame:
@@ -109,34 +117,44 @@ def _pct(f: float) -> str:
 
 
 def motion_sentences(study) -> list[str]:
-    """The answer of "How the layers moved" in two sentences: when the layers that changed made half of their
-    final change (median over seeds), and which seed moved latest; one sentence when no layer changed."""
+    """The answer of "How the layers moved" in two sentences: which layers moved in every run and when they had
+    made half of their final change (median over seeds); then which seed moved latest. One sentence when no layer
+    moved beyond the margin."""
     if not has(study, "trajectory"):
         return []
-    layers = moved_layers(study)
+    layers = moving_layers(study)
     if not layers:
-        return ["No layer's similarity to the pretrained model changed by the answer model, so the checkpoints "
-                "show no move to time; the chart shows what the seeds did."]
+        return [f"No layer's similarity to the start of training ended below {fmt(1 - MOVED_DELTA, 2)} in every seed: "
+                "the runs show no move to time."]
+    m = motion(study)
+    final = m[(m["checkpoint"] == m.groupby("seed")["checkpoint"].transform("max")) & m["layer"].isin(layers)]
     hw = half_way(study)
     hw = hw[hw["layer"].isin(layers)]
     median = hw.groupby("layer")["fraction"].median().dropna()
-    if median.empty:
-        return []
     groups: dict[float, list[int]] = {}
     for layer, f in median.items():
         groups.setdefault(float(f), []).append(int(layer))
-    parts = [f"{layer_span(ls)} by {_pct(f)} of training" for f, ls in sorted(groups.items())]
-    first = (f"Of the layers that moved away from the pretrained model, half of the final change was made at "
-             f"{and_list(parts)} (median over seeds).")
+    kept = sorted(m["checkpoint"].unique())
+
+    def when(f: float) -> str:   # the checkpoints bracket the half-way point: it lies after the one before f
+        before = [c for c in kept if c < f]
+        return f"by {_pct(f)} of training" if not before or before[-1] == 0 else \
+            f"between {_pct(before[-1])} and {_pct(f)} of training"
+
+    parts = [f"{layer_span(ls)} {when(f)}" for f, ls in sorted(groups.items())]
+    first = (f"{layer_span(layers)[0].upper()}{layer_span(layers)[1:]} moved in every run (similarity to the start "
+             f"{fmt(final['cka'].min(), 2)} to {fmt(final['cka'].max(), 2)} at the end); half of that change was made "
+             f"at {and_list(parts)} (median over seeds).")
     per_seed = hw.groupby("seed")["fraction"].mean()
     if per_seed.nunique() <= 1:
         second = "Every seed moved on the same schedule."
     else:
         late = int(per_seed.idxmax())
         others = per_seed.drop(late)
-        second = (f"Seed {late} moved latest: its changed layers were half-way at {_pct(per_seed[late])} of training "
-                  f"on average, against {and_list([_pct(v) for v in others])} for "
-                  f"seed{'s' if len(others) > 1 else ''} {and_list([str(int(s)) for s in others.index])}.")
+        second = (f"Seed {late} moved latest: the first checkpoint past half of the final change comes at "
+                  f"{_pct(per_seed[late])} of training on average over these layers, against "
+                  f"{and_list([_pct(v) for v in others])} for seed{'s' if len(others) > 1 else ''} "
+                  f"{and_list([str(int(s)) for s in others.index])}.")
     return [first, second]
 
 
@@ -272,21 +290,21 @@ def domain_table(study, layer: int | None = None) -> pd.DataFrame:
 
 
 def domain_sentences(study) -> list[str]:
-    """Which domain's last layer moved most from the pretrained model (its similarity, n) and the outcome of the
-    probe accuracy change in each domain."""
+    """The similarity to the pretrained model at the last layer in each domain (mean over seeds, with the domain's
+    n), lowest first, then the outcome of the probe accuracy change in each domain. The similarities are values,
+    not a ranking: no interval separates them."""
     table = domain_table(study)
     if table.empty:
         return []
     rows = _rows(study, "domain")
     layer = int(rows["layer"].max())
     cka = rows[(rows["metric"] == "cka_debiased") & (rows["layer"] == layer)].groupby("group")["value"].mean()
-    low, high = cka.idxmin(), cka.idxmax()
-    first = (f"At layer {layer}, {low} moved furthest from the pretrained model (similarity {fmt(cka[low], 2)}) and "
-             f"{high} least ({fmt(cka[high], 2)}); n = " + ", ".join(f"{r.n} {r.domain}" for r in table.itertuples())
-             + " test sentences.")
+    n = dict(zip(table["domain"], table["n"]))
+    values = [f"{fmt(v, 2)} on {d} (n = {n[d]})" for d, v in cka.sort_values().items()]
+    first = f"At layer {layer}, the similarity to the pretrained model is {and_list(values)}."
     verdicts = {d: change_verdicts(rows, d, "probe_acc_change", f"probe accuracy on {d}").get(layer)
                 for d in table["domain"]}
-    second = "Probe accuracy change there: " + "; ".join(
+    second = "The probe accuracy change there: " + "; ".join(
         f"{d} {_word(v)}" for d, v in verdicts.items() if v is not None)
     second += f" (δ = {fmt(100 * ACCURACY_DELTA, 0)} points)."
     return [first, second]
