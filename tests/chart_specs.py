@@ -21,7 +21,8 @@ NON_MEASURE_TITLES = {
     "layer (second state)", "state", "model", "seed", "class", "measure", "series", "value", "density",
     "optimisation step", "the seed's test accuracy", "dimension (by rank)", "share of the expected cosine",
     "cosine to reference", "cosine to own centroid", "cosine to other centroid", "test accuracy",
-    "effect / max |effect| of the row", *{m.unit for m in schema.REGISTRY},
+    "effect / max |effect| of the row", "fraction of training", "accuracy change (points)", "set back to pretrained",
+    "domain", *{m.unit for m in schema.REGISTRY},
 }
 #: the old long names and aliases of measures that no chart may show any more
 OLD_NAMES = ("within-sentence cosine", "baseline (random pairs)", "adjusted (cosine - baseline)", "raw trace",

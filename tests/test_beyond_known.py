@@ -54,12 +54,7 @@ def planted(n: int, seed: int) -> tuple[list[str], list[int]]:
 TRAIN, PROBE, TEST = planted(80, 11), planted(40, 12), planted(40, 13)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _run(seed: int, lr: float, steps: int = STEPS) -> tuple[pd.DataFrame, pd.DataFrame]:

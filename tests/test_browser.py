@@ -195,9 +195,9 @@ def test_every_page_renders_offline_without_errors(preview):
     index, profile = preview
     pages = sorted(index.parent.glob("*.html"))
     chapters = chapter_pages(index.parent.parent)
-    assert {p.name for p in pages} == {"index.html", "alpha-geometry.html", "alpha-probing.html", "methods.html",
-                                       "reproduce.html"}  # one model: no comparison
-    assert set(chapters) == {"alpha-geometry.html", "alpha-probing.html"}
+    assert {p.name for p in pages} == {"index.html", "alpha-geometry.html", "alpha-probing.html", "alpha-beyond.html",
+                                       "methods.html", "reproduce.html"}  # one model: no comparison
+    assert set(chapters) == {"alpha-geometry.html", "alpha-probing.html", "alpha-beyond.html"}
     for page in pages:
         html = page.read_text(encoding="utf-8")
         assert "https://cdn" not in html and "cdnjs" not in html and "require.js" not in html, page.name

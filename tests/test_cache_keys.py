@@ -23,13 +23,14 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 STEPS = {"geometry": ("measure.extract", "measure.similarity", "model.models", "measure.seeds"),
          "probes": ("measure.probe_study", "measure.comparisons", "measure.stats"),
          "caveats": ("study.caveat_step",),
+         "beyond": ("study.beyond", "model.trajectory"),
          "training": ("model.finetune", "model.trainer", "model.prepared")}
 
 
 def test_the_steps_listed_here_are_the_ones_the_pipeline_hashes():
     text = "".join((SRC / "layerwise/study" / f).read_text(encoding="utf-8") for f in ("pipeline.py", "caveat_step.py"))
     found = {tuple(re.findall(r'"([\w.]+)"', call)) for call in re.findall(r"code_hash\(([^)]*)\)", text)}
-    assert found == {STEPS["geometry"], STEPS["probes"], STEPS["caveats"]}
+    assert found == {STEPS["geometry"], STEPS["probes"], STEPS["caveats"], STEPS["beyond"]}
 
 
 @pytest.mark.parametrize("step", sorted(STEPS))

@@ -172,17 +172,19 @@ def _chapter_charts(study):
 
     import nbformat
 
-    from layerwise.words import findings, prose_outcomes
+    from layerwise.book import charts_beyond
+    from layerwise.words import beyond, findings, prose_outcomes
     from layerwise.study.study import combine, grid_pooling, original_layers_of, shared_pooling
 
     out = {}
-    for name in ("geometry", "probing", "comparison"):
+    for name in ("geometry", "probing", "beyond", "comparison"):
         nb = nbformat.read(Path(__file__).parents[1] / "chapters" / f"{name}.ipynb", 4)
         env = {"charts": charts, "claims": claims, "findings": findings, "prose_outcomes": prose_outcomes, "schema": schema,
                "study": study,
                "studies": [study],
                "tidy": combine([study]) if name == "comparison" else study.tidy, "original_layers_of": original_layers_of,
-               "P": study.poolings, "pool": shared_pooling([study]), "grid_pooling": grid_pooling}
+               "P": study.poolings, "pool": shared_pooling([study]), "grid_pooling": grid_pooling,
+               "charts_beyond": charts_beyond, "beyond": beyond, "B": study.beyond}
         for cell in nb.cells:
             if cell.cell_type == "code" and "#| label: fig-" in cell.source:
                 *pre, last = ast.parse(cell.source).body

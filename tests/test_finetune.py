@@ -33,15 +33,7 @@ METRIC_KEYS = {"accuracy", "accuracy_ci", "macro_f1", "macro_f1_ci", "majority_b
                "binomial_p", "n_test", "n_train", "train_seconds", "global_step", "history", "eval_loss"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from several threads, and threads spin on a busy shared machine."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture()

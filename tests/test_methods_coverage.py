@@ -104,7 +104,7 @@ CALLS = {"best_layers": "best_layers", "chance_verdicts": "chance_verdict", "cor
          "state_change_verdicts": "effect_verdict", "effect_words": "effect_verdict", "state_versus": "state_versus",
          "versus": "versus", "difference_outcome": "difference_outcome",
          "seed_floor_verdicts": "primary_family", "similarity_outcomes": "primary_family", "layer_verdicts": None,
-         "difference_rows": None, "family_size": None, "outcome_label": None}
+         "difference_rows": None, "family_size": None, "outcome_label": None, "at_layer": None}
 
 
 def _methods() -> str:

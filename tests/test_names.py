@@ -35,7 +35,8 @@ def run_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def chapters(run_root) -> list[Path]:
-    return [run_root / "report/alpha/geometry.ipynb", run_root / "report/alpha/probing.ipynb"]
+    return [run_root / "report/alpha/geometry.ipynb", run_root / "report/alpha/probing.ipynb",
+            run_root / "report/alpha/beyond.ipynb"]
 
 
 _RULE = re.compile(r"^\|(\s*:?-{3,}:?\s*\|)+$")

@@ -58,11 +58,8 @@ def _params_file(root: Path, spec: dict, name: str = "rel.yml") -> Path:
 
 
 @pytest.fixture()
-def cache(tmp_path, monkeypatch) -> Path:
-    root = tmp_path / "cache"
-    monkeypatch.setenv("LAYERWISE_CACHE", str(root))
-    monkeypatch.setattr(finetune, "BOOTSTRAP", 100)
-    return root
+def cache(finetune_cache) -> Path:
+    return finetune_cache
 
 
 def _cli(capsys, *args) -> tuple[int, str, str]:

@@ -53,7 +53,7 @@ def project(tmp_path_factory):
 
 
 def _notebooks(root: Path) -> list[Path]:
-    return [root / "report/alpha/geometry.ipynb", root / "report/alpha/probing.ipynb"]
+    return [root / "report/alpha/geometry.ipynb", root / "report/alpha/probing.ipynb", root / "report/alpha/beyond.ipynb"]
 
 
 def test_run_executes_every_chapter(project):
@@ -97,9 +97,11 @@ def test_chapter_prose_reads_short(project):
         assert stats.long_sentences == 0, (nb_path.name, prose_stats.long_sentences(notebook))
         assert stats.nested_parentheses == 0, stats
         assert stats.words <= 2000, stats
-        findings = [o["data"]["text/markdown"] for c in notebook["cells"] if "found.view" in "".join(c["source"])
+        findings = [o["data"]["text/markdown"] for c in notebook["cells"]
+                    if "found.view" in "".join(c["source"]) or "beyond.findings_view" in "".join(c["source"])
                     for o in c.get("outputs", []) if "text/markdown" in o.get("data", {})]
-        assert findings and "".join(findings[0]).startswith(("Fine-tuning changed", "By paired comparison"))
+        assert findings and "".join(findings[0]).startswith(("Fine-tuning changed", "By paired comparison",
+                                                             "- **How the layers moved.**")), nb_path.name
 
 
 def test_page_one_answers_layer_by_layer(project):
@@ -220,13 +222,15 @@ def test_front_matter_labels_and_prose(project):
 def test_quarto_files_written(project):
     root, _, summary = project
     book = yaml.safe_load(summary.chapters_yml.read_text())["book"]["chapters"]
-    assert book == [{"part": "Alpha model", "chapters": ["report/alpha/geometry.ipynb", "report/alpha/probing.ipynb"]}]
+    assert book == [{"part": "Alpha model", "chapters": ["report/alpha/geometry.ipynb", "report/alpha/probing.ipynb",
+                                                         "report/alpha/beyond.ipynb"]}]
     assert not (root / "report/comparison.ipynb").exists()  # one model: no comparison chapter
     summary_md = (root / "report/_layerwise/summary.md").read_text()
     assert "| model |" in summary_md and "Alpha model" in summary_md and "## Limitations" in summary_md
     assert "params/alpha.yml" in summary.reproduce_md.read_text()
     manifest = json.loads(summary.manifest.read_text())
-    assert [c["path"] for c in manifest["models"][0]["chapters"]] == ["alpha/geometry.ipynb", "alpha/probing.ipynb"]
+    assert [c["path"] for c in manifest["models"][0]["chapters"]] == ["alpha/geometry.ipynb", "alpha/probing.ipynb",
+                                                                      "alpha/beyond.ipynb"]
 
 
 def test_unchanged_inputs_are_skipped_and_a_missing_notebook_is_rebuilt(project):
@@ -237,7 +241,7 @@ def test_unchanged_inputs_are_skipped_and_a_missing_notebook_is_rebuilt(project)
         summary = report.run([params], out_dir=Path("report"), load_study=load_fake_study, preview=False,
                              progress=False)
     assert summary.executed == [probing]
-    assert len(summary.skipped) == 1
+    assert len(summary.skipped) == 2      # geometry and beyond
 
 
 def test_input_hash_follows_template_params_and_results(project, tmp_path):

@@ -43,9 +43,10 @@ def test_torchrun_two_cpu_processes_fine_tune_one_entry(tmp_path):
     metrics = json.loads((entries[0] / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["n_train"] == TRAIN
     assert metrics["global_step"] == math.ceil(TRAIN / (2 * BATCH))   # each process saw half of every batch
-    # the trajectory: written once, by the main process, at the default fractions of the 2 steps
+    # the trajectory: written once, by the main process, at the default fractions between the ends (0.1, 0.25,
+    # 0.5) of the 2 steps
     from layerwise.model.trajectory import load_trajectory
 
     traj = load_trajectory(entries[0])
-    assert traj["steps"] == [0, 0, 0, 1, 2] and traj["parts"] == {"probe": 10, "test": TEST}
+    assert traj["steps"] == [0, 0, 1] and traj["parts"] == {"probe": 10, "test": TEST}
     assert all(a.shape[0] == 10 + TEST for by in traj["embeddings"].values() for a in by.values())

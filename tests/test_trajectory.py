@@ -27,23 +27,12 @@ CHECKPOINTS = [0.0, 0.05, 0.1, 0.25, 0.5, 0.95, 1.0]
 EXPECTED_STEPS = {0.05: 0, 0.1: 0, 0.25: 1, 0.5: 2, 0.95: 5}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from several threads, and threads spin on a busy shared machine."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture()
-def cache(tmp_path, monkeypatch) -> Path:
-    root = tmp_path / "cache"
-    monkeypatch.setenv("LAYERWISE_CACHE", str(root))
-    monkeypatch.setattr(ft, "BOOTSTRAP", 100)
-    return root
+def cache(finetune_cache) -> Path:
+    return finetune_cache
 
 
 @pytest.fixture(scope="module")

@@ -362,3 +362,12 @@ def view_table(df: pd.DataFrame, widths=None):
     from .markdown import markdown_table
 
     return Markdown(markdown_table(df, widths=widths))
+
+
+def findings_view(study):
+    """The chapter's conclusion first: page 1's lines (:func:`page_lines`) as a list, or what the study lacks."""
+    from IPython.display import Markdown
+
+    lines = page_lines(study)
+    return Markdown("\n".join(f"- {line}" for line in lines) if lines else
+                    " ".join(ABSENT[a] for a in ("trajectory", "swap", "auxiliary")))
