@@ -9,10 +9,13 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).parent
-ORDER = ("cold", "step", "overhead", "finetune", "geometry", "geometry-bf16", "probes", "similarity", "report",
-         "precision", "roofline", "variants")
+ORDER = ("cold", "beyond", "beyond-parts", "step", "overhead", "finetune", "geometry", "geometry-bf16", "probes",
+         "similarity", "report", "precision", "roofline", "variants")
 #: benchmarks that are one script with arguments: name -> (script, arguments)
-VARIANTS = {"geometry-bf16": ("geometry", ["--precision", "bf16", "--skip", "memory"])}
+VARIANTS = {"geometry-bf16": ("geometry", ["--precision", "bf16", "--skip", "memory"]),
+            # issue 27's budget: the cold run before the analyses beyond the end points (6797c54) and with them
+            "beyond": ("cold", ["--before", "6797c54", "--name", "beyond", "--budget", "1.25"]),
+            "beyond-parts": ("beyond", [])}
 
 
 def gather() -> Path:

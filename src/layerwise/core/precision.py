@@ -117,7 +117,7 @@ def paired(device: Any, *, flags: Iterable[str] | None = None, cuda_supports_bf1
     """The precision of forward passes whose results are compared only with each other's (the layer swaps, the
     auxiliary probes' re-embedded sentences, the embeddings kept during fine-tuning): bf16 where ``device`` computes
     it natively (CUDA with bf16, a CPU with AMX or avx512_bf16), else fp32, never an emulated bf16. Measured on the
-    demo (``bench/RESULTS-beyond.md``): bf16 halves the forward pass on an avx512_bf16 CPU, and the pooled layers of
+    demo (``bench/RESULTS-beyond-parts.md``): bf16 halves the forward pass on an avx512_bf16 CPU, and the pooled layers of
     the same model in bf16 and fp32 have a debiased CKA >= 0.99999 at every layer, far below any margin."""
     kind = _device_type(device)
     if kind == "cuda":
