@@ -98,3 +98,18 @@ def test_charts_fit_the_book_column(study, name):
     svg = to_svg(chart)
     width = float(svg.split('width="', 1)[1].split('"', 1)[0])
     assert width <= BOOK_COLUMN, f"{name}: {width}px"
+
+
+def test_a_probe_that_reads_nothing_before_fine_tuning_is_named():
+    """The pretrained probe against its permuted-label control (claims.null_verdict): at chance at every layer is
+    said before the outcomes; above chance says nothing extra."""
+    s = fake_study(n_layers=N_LAYERS)
+    b = s.beyond.copy()
+    ctrl = (b["analysis"] == "auxiliary") & (b["state"] == "pretrained") & (b["metric"] == "control_acc")
+    b.loc[ctrl & (b["group"] == "bigram_shift"), ["ci_low", "ci_high"]] = (0.7, 0.85)   # probe 0.8: within
+    b.loc[ctrl & (b["group"] == "length"), ["ci_low", "ci_high"]] = (0.4, 0.6)          # probe 0.8: beyond
+    s.beyond = b
+    assert set(beyond.readable(s, "bigram_shift").values()) == {"at chance"}
+    assert set(beyond.readable(s, "length").values()) == {"above chance"}
+    text = dict(zip(("length", "word", "bigram_shift"), beyond.erased_sentences(s)))
+    assert "at chance at every layer" in text["bigram_shift"] and "chance" not in text["length"]

@@ -42,7 +42,7 @@ def trajectory_chart(beyond: pd.DataFrame, metric: str = "cka_debiased", *, titl
     columns = min(len(layers), LAYER_PANELS)
     width = max(40, panel_width(columns) - 6)
     base = alt.Chart(df).encode(
-        x=alt.X("checkpoint:Q", title="fraction of training", scale=alt.Scale(domain=[0, 1]),
+        x=alt.X("checkpoint:Q", title=None, scale=alt.Scale(domain=[0, 1]),
                 axis=alt.Axis(values=[0, 0.5, 1], format="~%")),
         y=alt.Y("value:Q", title=MEASURES.get(metric, metric), scale=alt.Scale(zero=False)),
         color=alt.Color("seed:N", title="seed", sort=seeds,
@@ -51,7 +51,9 @@ def trajectory_chart(beyond: pd.DataFrame, metric: str = "cka_debiased", *, titl
     chart = (base.mark_line(strokeWidth=1.5) + base.mark_point(size=18, filled=True)).properties(
         width=width, height=120)
     return chart.facet(facet=alt.Facet("layer:O", title="layer"), columns=columns, spacing=GAP_PX // 2).properties(
-        title=title or f"{TITLES.get(metric, metric)} during fine-tuning, per layer ({MEASURES.get(metric, metric)})")
+        title=alt.TitleParams(
+            title or f"{TITLES.get(metric, metric)} during fine-tuning, per layer ({MEASURES.get(metric, metric)})",
+            subtitle="x: fraction of the training steps (0 = the pretrained model, 100% = the fine-tuned one)"))
 
 
 def swap_chart(beyond: pd.DataFrame, delta: float, *, title: str | None = None) -> alt.Chart:
@@ -90,8 +92,8 @@ def auxiliary_chart(beyond: pd.DataFrame, *, title: str | None = None) -> alt.Ch
     colors = dict(zip(STATES, STATE_COLORS)) | {"control": "#9d9d9d"}
     chart = alt.Chart(df).mark_line(point=alt.OverlayMarkDef(size=14)).encode(
         x=layer_axis(False), y=alt.Y("value:Q", title=MEASURES["probe_acc"], scale=alt.Scale(zero=False)),
-        color=alt.Color("line:N", title=None, scale=alt.Scale(domain=domain, range=[colors[d] for d in domain])),
-        strokeDash=alt.StrokeDash("line:N", legend=None, scale=alt.Scale(
+        color=alt.Color("line:N", title="state", scale=alt.Scale(domain=domain, range=[colors[d] for d in domain])),
+        strokeDash=alt.StrokeDash("line:N", title="state", scale=alt.Scale(
             domain=domain, range=[[4, 3] if d == "control" else [1, 0] for d in domain])),
         tooltip=["task:N", "line:N", "layer:Q", alt.Tooltip("value:Q", format=".3f")],
     ).properties(width=panel_width(len(tasks)), height=180)

@@ -238,9 +238,21 @@ def erased_verdicts(study) -> dict[str, dict[int, claims.Verdict]]:
             for task in dict.fromkeys(rows["group"]) if not rows.empty} if not rows.empty else {}
 
 
+def readable(study, task: str) -> dict[int, str]:
+    """Per layer, whether the pretrained model's probe for ``task`` is "above chance" (its accuracy beyond the upper
+    interval end of its permuted-label control), "at chance" or "not measured"
+    (:func:`layerwise.words.claims.null_verdict`)."""
+    rows = _rows(study, "auxiliary")
+    pre = rows[(rows["group"] == task) & (rows["state"] == "pretrained")]
+    return {int(layer): claims.null_verdict(g[g["metric"] == "probe_acc"], g[g["metric"] == "control_acc"],
+                                            f"{task} probe, pretrained, layer {layer}").word
+            for layer, g in pre.groupby("layer")}
+
+
 def erased_sentences(study) -> list[str]:
-    """One sentence per auxiliary task: the largest change among the layers that changed (with its interval), then
-    every layer's outcome."""
+    """One sentence per auxiliary task: where the pretrained probe reads the property at all (above its
+    permuted-label control), the largest change among the layers that changed (with its interval), then every
+    layer's outcome."""
     out = []
     for task, verdicts in erased_verdicts(study).items():
         vs = list(verdicts.values())
@@ -248,6 +260,12 @@ def erased_sentences(study) -> list[str]:
             continue
         name = TASK_WORDS.get(task, task)
         name = name[0].upper() + name[1:]
+        chance = readable(study, task)
+        at = [layer for layer, word in chance.items() if word == "at chance"]
+        above = [layer for layer, word in chance.items() if word == "above chance"]
+        before = ("the pretrained probe is at chance at every layer (it cannot read the property here); "
+                  if at and not above and len(at) == len(chance) else
+                  f"the pretrained probe is above chance at {layer_span(above)} only; " if above and at else "")
         moved = [v for v in vs if v.word in (claims.CHANGED, claims.SIZE_UNCLEAR)]
         if moved:
             d = max(moved, key=lambda v: abs(v.detail["mean"])).detail
@@ -255,7 +273,7 @@ def erased_sentences(study) -> list[str]:
                      f"[{fmt_signed(100 * d['low'], 1)}, {fmt_signed(100 * d['high'], 1)}]; ")
         else:
             where = ""
-        out.append(f"{name}: {where}{outcomes_clause(vs)}.")
+        out.append(f"{name}: {before}{where}{outcomes_clause(vs)}.")
     return out
 
 
