@@ -227,6 +227,9 @@ def test_quarto_files_written(project):
     assert not (root / "report/comparison.ipynb").exists()  # one model: no comparison chapter
     summary_md = (root / "report/_layerwise/summary.md").read_text()
     assert "| model |" in summary_md and "Alpha model" in summary_md and "## Limitations" in summary_md
+    # the analyses beyond the end points: a lead line, then one line each (a list of their own)
+    lead = summary_md.index("Beyond the two end points")
+    assert "\n\n- **How the layers moved.**" in summary_md[lead:] and "- **Domains.**" in summary_md[lead:]
     assert "params/alpha.yml" in summary.reproduce_md.read_text()
     manifest = json.loads(summary.manifest.read_text())
     assert [c["path"] for c in manifest["models"][0]["chapters"]] == ["alpha/geometry.ipynb", "alpha/probing.ipynb",

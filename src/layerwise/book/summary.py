@@ -50,7 +50,9 @@ def model_section(study, meta: Path, link_base: str, heading: bool) -> list[str]
     lines += [figure, ""] if figure else []
     lines += [markdown_table(a.table, widths=TABLE_WIDTHS), "", a.legend(), ""]
     further = beyond_lines(study)  # the analyses beyond the end points, one line each
-    lines += [f"- {line}" for line in further] + ([""] if further else [])
+    if further:
+        lines += ["Beyond the two end points (the chapter *Beyond before and after*):", "",
+                  *(f"- {line}" for line in further), ""]
     caveats = caveats_markdown(study)
     return lines + ([caveats] if caveats else [])
 

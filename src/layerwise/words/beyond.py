@@ -347,7 +347,8 @@ def page_lines(study) -> list[str]:
                if v.word == claims.CHANGED and v.detail["mean"] < 0]
         needed = (f"setting {layer_span(cost)} alone back to pretrained costs accuracy beyond δ" if cost
                   else "no single layer set back to pretrained costs accuracy beyond δ")
-        together = (f"; setting layers 0 to l back costs beyond δ from layer {min(cum)} up" if cum else "")
+        together = (f"; setting layers 0 to l back costs accuracy beyond δ for l = {', '.join(map(str, sorted(cum)))}"
+                    if cum else "")
         lines.append(f"**Which changes the task needs.** {needed.capitalize()}{together}.")
     erased = lost(study)
     if erased:
