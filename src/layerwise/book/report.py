@@ -56,8 +56,8 @@ CHAPTERS_DIR = PROJECT_ROOT / "chapters"
 MODEL_CHAPTERS = ("geometry", "probing", "beyond")
 COMPARISON = "comparison"
 META_DIR = "_layerwise"
-CHAPTER_TITLES = {"geometry": "Geometry", "probing": "Probing and class geometry", "beyond": "Beyond before and after",
-                  "comparison": "Comparison across models"}
+CHAPTER_TITLES = {"geometry": "Geometry", "probing": "Probing and class geometry",
+                  "beyond": "Beyond before and after", "comparison": "Comparison across models"}
 
 #: What ``run`` calls to get one model's study: ``(params, progress=...) -> Study`` (the params parsed once, by ``run``).
 #: :func:`layerwise.study.pipeline.load_study` by default; tests pass a synthetic one (a Python callable).
