@@ -150,7 +150,7 @@ def _checked(X_train, y_train, X_test, y_test, seeds: int):
 
 
 def aux_probe_correct(X_train, y_train, X_test, y_test, *, seeds: int = 5, seed: int = 0,
-                      C: float = 1.0) -> dict:
+                      C: float = 1.0, control: bool = True) -> dict:
     """Per layer, the per-sentence correctness of a linear probe of an auxiliary task, and of its control.
 
     ``X_*``: float ``[n, L+1, d]`` (pooled hidden states per layer); the probe is the project's linear probe
@@ -164,6 +164,9 @@ def aux_probe_correct(X_train, y_train, X_test, y_test, *, seeds: int = 5, seed:
     against the true test labels: it sits at chance whatever the probe's capacity, so accuracy above it is
     information the layer holds.
 
+    ``control=False``: the probe alone (half the fits; ``control_correct`` is then NaN), for a caller that reads
+    only the probe (the checkpoints' accuracy).
+
     Returns ``{"correct": float [L+1, n_test], "control_correct": float [L+1, n_test], "majority": float}``:
     the mean correctness over the retrainings of each test sentence, and the accuracy of always predicting the
     most frequent training class (ties: the smallest label). Depends only on ``(seed, seeds)`` and the data.
@@ -171,7 +174,7 @@ def aux_probe_correct(X_train, y_train, X_test, y_test, *, seeds: int = 5, seed:
     Xtr, ytr, Xte, yte = _checked(X_train, y_train, X_test, y_test, seeds)
     draws = probes.probe_draws(ytr, seeds, seed)
     perms = probes.permutations(ytr.size, seeds, seed)
-    both = draws + draws                                      # retrainings 0..seeds-1: task; then control
+    both = draws + draws if control else draws                # retrainings 0..seeds-1: task; then control
 
     def train_labels(b: int) -> np.ndarray:
         return ytr if b < seeds else ytr[perms[b - seeds]]
@@ -180,11 +183,13 @@ def aux_probe_correct(X_train, y_train, X_test, y_test, *, seeds: int = 5, seed:
         return logistic_correct(*args, C=C, **kwargs)
 
     n_layers = Xtr.shape[1]
-    correct, control = np.zeros((n_layers, len(yte))), np.zeros((n_layers, len(yte)))
+    correct, controls = np.zeros((n_layers, len(yte))), np.full((n_layers, len(yte)), np.nan)
     for layer in range(n_layers):
         c = probes.fitted_correct(lambda rs: probes.logistic(C, rs), batched, Xtr[:, layer], Xte[:, layer], both,
                                   train_labels, lambda b: yte, "batched")
-        correct[layer], control[layer] = c[:seeds].mean(axis=0), c[seeds:].mean(axis=0)
+        correct[layer] = c[:seeds].mean(axis=0)
+        if control:
+            controls[layer] = c[seeds:].mean(axis=0)
     classes, counts = np.unique(ytr, return_counts=True)
     majority = float(np.mean(yte == classes[int(np.argmax(counts))]))
-    return {"correct": correct, "control_correct": control, "majority": majority}
+    return {"correct": correct, "control_correct": controls, "majority": majority}

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.tables import beyond_row
-from .similarity import permutations
+from .similarity import permutations, unit_debiased_grams
 from .stats import bootstrap_mean_ci
 from .trajectory import start_similarity
 
@@ -86,8 +86,10 @@ def domain_rows(model: str, domains: np.ndarray, pooled: Mapping[str, np.ndarray
             continue
         perms = permutations(n, n_permutations, seed)
         ref = np.asarray(pooled[reference], dtype=np.float32)[mask]
+        ref_grams = unit_debiased_grams(ref)
         for s, label in seeds.items():
-            values, q95 = start_similarity(ref, np.asarray(pooled[label], dtype=np.float32)[mask], perms)
+            values, q95 = start_similarity(ref, np.asarray(pooled[label], dtype=np.float32)[mask], perms,
+                                           start_grams=ref_grams)
             for layer, (v, q) in enumerate(zip(values, q95)):
                 rows += [beyond_row(model, "domain", d, "finetuned", s, layer, "cka_debiased", v, n=n),
                          beyond_row(model, "domain", d, "finetuned", s, layer, "cka_debiased_null_q95", q, n=n)]

@@ -30,6 +30,7 @@ from .kernels import single_threaded_blas
 from ..core.tables import POOLINGS, tidy_frame, tidy_row
 
 __all__ = ["cka_between_states", "CKA_COLUMNS", "SIMILARITY_COLUMNS", "FLOOR_MEASURES", "same_layer_similarities",
+           "unit_debiased_grams",
            "similarity_matrices", "permutations", "gram_permutation_null", "procrustes_permutation_null"]
 
 #: Columns of the ``cka`` table (one row per pooling, pair of states and pair of layers).
@@ -112,6 +113,17 @@ def _gram_stack(r: np.ndarray) -> np.ndarray:
     centred = r - r.mean(axis=0, keepdims=True)                       # [n, L+1, d], centred per layer
     centred[:, np.all(r == r[:1], axis=(0, 2))] = 0.0
     return np.stack([centred[:, layer] @ centred[:, layer].T for layer in range(r.shape[1])])
+
+
+def unit_debiased_grams(r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What a debiased CKA and its permutation null read from one representation ``r`` ``[n, L+1, d]``: each
+    layer's U-centred Gram matrix (:func:`layerwise.measure.metrics.u_centre`) divided by its Frobenius norm
+    (``[L+1, n, n]``), and the mask of the layers that vary. The inner product of two such stacks, layer by layer,
+    is the debiased CKA (:func:`layerwise.measure.metrics.cka_from_grams`); a constant layer is masked (NaN CKA)."""
+    grams = _gram_stack(np.asarray(r, dtype=np.float64))
+    _, ok = _frobenius_unit(grams)
+    debiased, _ = _frobenius_unit(metrics.u_centre(grams))
+    return debiased, ok
 
 
 def _centred_grams(embeddings, states: list[str], pooling: str) -> tuple[dict[str, np.ndarray], int]:

@@ -25,34 +25,26 @@ import numpy as np
 
 from ..core.errors import LayerwiseError
 from ..core.tables import beyond_row
-from . import metrics
-from .similarity import gram_permutation_null, permutations
+from .similarity import gram_permutation_null, permutations, unit_debiased_grams
 from .stats import wilson_ci
 
 #: the permutations of the similarity null at each checkpoint
 NULL_PERMUTATIONS = 200
 
 
-def _unit_u_grams(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The U-centred Gram matrices of each layer of ``X`` ``[n, L+1, d]``, each divided by its Frobenius norm
-    (``[L+1, n, n]``), and a mask of the layers that vary (a constant layer has a zero Gram: CKA undefined)."""
-    Z = np.asarray(X, dtype=np.float64)
-    grams = metrics.u_centre(np.einsum("nld,mld->lnm", Z, Z))
-    norms = np.sqrt(np.einsum("lij,lij->l", grams, grams))
-    ok = norms > 1e-12 * max(1.0, float(norms.max(initial=0.0)))
-    return grams / np.where(ok, norms, 1.0)[:, None, None], ok
-
-
-def start_similarity(start: np.ndarray, other: np.ndarray, perms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def start_similarity(start: np.ndarray, other: np.ndarray, perms: np.ndarray, *,
+                     start_grams: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Debiased CKA between each layer of ``start`` and the same layer of ``other`` (both ``[n, L+1, d]``, the
     same n sentences), and the 95th percentile of its permutation null (``perms``: ``[P, n]`` row orders);
-    NaN where a layer is constant. Known answers (``tests/test_trajectory_stats.py``): 1 for the same
-    embeddings, 1 under an orthogonal map and a scale, about 0 for independent embeddings."""
+    NaN where a layer is constant. ``start_grams``: :func:`layerwise.measure.similarity.unit_debiased_grams` of
+    ``start`` when the caller compares it with several others (computed here otherwise). Known answers
+    (``tests/test_trajectory_stats.py``): 1 for the same embeddings, 1 under an orthogonal map and a scale, about
+    0 for independent embeddings."""
     if start.shape[:2] != other.shape[:2]:
         raise LayerwiseError(f"embeddings of shapes {start.shape} and {other.shape} are not the same sentences and "
                              "layers", "trajectory.start_similarity", "pass the same checkpoint texts for both")
-    A, ok_a = _unit_u_grams(start)
-    B, ok_b = _unit_u_grams(other)
+    A, ok_a = start_grams if start_grams is not None else unit_debiased_grams(start)
+    B, ok_b = unit_debiased_grams(other)
     ok = ok_a & ok_b
     values = np.where(ok, np.einsum("lij,lij->l", A, B), np.nan)
     null = gram_permutation_null(A, B, perms)
@@ -79,10 +71,11 @@ def trajectory_rows(model: str, seed: int, embeddings: Mapping[float, np.ndarray
         raise LayerwiseError(f"{n_probe} probe and {n_test} test embeddings for {len(y_probe)} and {len(y_test)} "
                              "labels", "trajectory.trajectory_rows", "pass the labels of the checkpoint texts")
     perms = permutations(n_test, n_permutations, probe_seed)
+    start_grams = unit_debiased_grams(start)                 # the reference of every checkpoint, computed once
     rows: list[dict] = []
     for f in fractions:
         X = np.asarray(embeddings[f], dtype=np.float32)
-        values, q95 = start_similarity(start, X[n_probe:], perms)
+        values, q95 = start_similarity(start, X[n_probe:], perms, start_grams=start_grams)
         for layer, (v, q) in enumerate(zip(values, q95)):
             rows += [beyond_row(model, "trajectory", "", "finetuned", seed, layer, "cka_debiased", v, n=n_test,
                                 checkpoint=f),
@@ -92,7 +85,8 @@ def trajectory_rows(model: str, seed: int, embeddings: Mapping[float, np.ndarray
         if n_probe:
             from .auxiliary import aux_probe_correct
 
-            correct = aux_probe_correct(X[:n_probe], y_probe, X[n_probe:], y_test, seed=probe_seed)["correct"]
+            correct = aux_probe_correct(X[:n_probe], y_probe, X[n_probe:], y_test, seed=probe_seed,
+                                        control=False)["correct"]
             for layer, c in enumerate(np.asarray(correct, dtype=float)):
                 acc, lo, hi = wilson_ci(int(round(c.sum())), c.size, level)
                 rows.append(beyond_row(model, "trajectory", "", "finetuned", seed, layer, "probe_acc", acc, lo, hi,

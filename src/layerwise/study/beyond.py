@@ -144,7 +144,7 @@ def compute(params, *, source, device, poolings, emb: Mapping[str, Mapping[str, 
     with phases.timed("beyond: swaps"):
         pre_model, tokenizer = load_model(source.path, num_labels, revision=params.model.revision, state="pretrained",
                                           where=str(params.path or params.name), device=device)
-        pre_state = {k: v.detach().clone() for k, v in pre_model.state_dict().items()}
+        pre_state = pre_model.state_dict()      # its tensors outlive the model (no copy: nothing writes them)
         for task, sentences in again.items():
             X[task]["pretrained"] = pooled_embeddings(pre_model, tokenizer, sentences, [primary], **kw)[primary]
         del pre_model

@@ -355,7 +355,8 @@ def _write_beyond(params: StudyParams, inputs: StudyInputs, analysis_entry: Path
     with atomic_dir(entry) as tmp:
         table = beyond_step.compute(
             params, source=inputs.source, device=inputs.device, poolings=inputs.poolings,
-            emb=load_embeddings(analysis_entry, engine_states(params)),
+            # the pretrained state and the fine-tuned seeds only (the random draws are not read here)
+            emb=load_embeddings(analysis_entry, ["pretrained", *(seeds.state_label(s) for s in params.finetune.seeds)]),
             correct=pd.read_parquet(probe_entry / "probe_correct.parquet"),
             finetuned={s: r.path for s, r in ft.items()},
             test_domains=domains, trajectories=trajectories, num_labels=inputs.splits.num_labels, progress=progress)

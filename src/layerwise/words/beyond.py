@@ -42,9 +42,11 @@ def _rows(study, analysis: str) -> pd.DataFrame:
     return b[b["analysis"] == analysis]
 
 
-def has(study, analysis: str) -> bool:
-    """Whether the study holds rows of ``analysis`` (``trajectory``, ``swap``, ``auxiliary``, ``domain``)."""
-    return not _rows(study, analysis).empty
+def has(study, analysis: str, metric: str | None = None) -> bool:
+    """Whether the study holds rows of ``analysis`` (``trajectory``, ``swap``, ``auxiliary``, ``domain``), of
+    ``metric`` when given."""
+    rows = _rows(study, analysis)
+    return not (rows if metric is None else rows[rows["metric"] == metric]).empty
 
 
 def change_verdicts(rows: pd.DataFrame, group: str, metric: str, subject: str) -> dict[int, claims.Verdict]:
@@ -67,11 +69,11 @@ def change_verdicts(rows: pd.DataFrame, group: str, metric: str, subject: str) -
 MOVED_DELTA = MARGINS["cka_debiased"].value
 
 
-def moving_layers(study) -> list[int]:
+def moving_layers(study, m: pd.DataFrame | None = None) -> list[int]:
     """The layers whose similarity to the start of training ended below ``1 - δ`` (δ: the similarity's margin,
     :data:`MOVED_DELTA`) in every seed: the layers whose timing the text reads. Whether that change exceeds what
     separates the seeds from each other is page 1's question, not this one."""
-    m = motion(study)
+    m = motion(study) if m is None else m
     if m.empty:
         return []
     final = m[m["checkpoint"] == m.groupby("seed")["checkpoint"].transform("max")]
@@ -98,10 +100,10 @@ def motion(study) -> pd.DataFrame:
     return wide[["seed", "layer", "checkpoint", "cka", "share", "probe_acc", "step"]]
 
 
-def half_way(study) -> pd.DataFrame:
+def half_way(study, m: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per seed and layer, the first checkpoint (fraction of training) by which the layer had made half of its
     final change (:data:`HALF`); NaN for a layer that did not move."""
-    m = motion(study)
+    m = motion(study) if m is None else m
     if m.empty:
         return pd.DataFrame(columns=["seed", "layer", "fraction"])
     out = []
@@ -122,13 +124,13 @@ def motion_sentences(study) -> list[str]:
     moved beyond the margin."""
     if not has(study, "trajectory"):
         return []
-    layers = moving_layers(study)
+    m = motion(study)                           # read once: the layers, the half-way points and the ends
+    layers = moving_layers(study, m)
     if not layers:
         return [f"No layer's similarity to the start of training ended below {fmt(1 - MOVED_DELTA, 2)} in every seed: "
                 "the runs show no move to time."]
-    m = motion(study)
     final = m[(m["checkpoint"] == m.groupby("seed")["checkpoint"].transform("max")) & m["layer"].isin(layers)]
-    hw = half_way(study)
+    hw = half_way(study, m)
     hw = hw[hw["layer"].isin(layers)]
     median = hw.groupby("layer")["fraction"].median().dropna()
     groups: dict[float, list[int]] = {}
@@ -390,3 +392,11 @@ def findings_view(study):
     lines = page_lines(study)
     return Markdown("\n".join(f"- {line}" for line in lines) if lines else
                     " ".join(ABSENT[a] for a in ("trajectory", "swap", "auxiliary")))
+
+
+def sentences(study, analysis: str) -> list[str]:
+    """A section's sentences (``trajectory``: :func:`motion_sentences`, ``swap``, ``auxiliary``, ``domain``), or
+    what the study lacks (:data:`ABSENT`) when it holds no rows of ``analysis``."""
+    said = {"trajectory": motion_sentences, "swap": swap_sentences, "auxiliary": erased_sentences,
+            "domain": domain_sentences}[analysis]
+    return said(study) if has(study, analysis) else [ABSENT[analysis]]
